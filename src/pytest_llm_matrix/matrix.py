@@ -1,0 +1,105 @@
+"""Per-model parametrization and tagging each report with its model."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any, Final
+
+import pytest
+
+from pytest_llm_matrix.models import Model
+from pytest_llm_matrix.options import Settings
+from pytest_llm_matrix.report import REPORT_ATTR
+from pytest_llm_matrix.selection import expand_name, split_expression, unknown_name_error
+
+FIXTURE: Final = "llm_model"
+MARKER: Final = "llm"
+MARKER_HELP: Final = (
+    "llm(models=None, exclude=None): run this test (class, module) only on the given models, "
+    "groups or tags, intersected with the selection; exclude= removes models."
+)
+MARKER_KWARGS: Final = ("models", "exclude")
+
+
+class Matrix:
+    """Runs every test that needs ``llm_model`` once per selected model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _names(self, value: Any, origin: str) -> set[str]:
+        registry = self.settings.registry
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+            raise pytest.Collector.CollectError(
+                f"{origin}: expected a list of model names, got {value!r}"
+            )
+        names: set[str] = set()
+        for token in split_expression(value):
+            aliases = expand_name(token, registry)
+            if aliases is None:
+                raise pytest.Collector.CollectError(
+                    str(unknown_name_error(token, registry, origin))
+                )
+            names.update(aliases)
+        return names
+
+    def models_for(self, definition: pytest.Item) -> tuple[list[Model], str | None]:
+        """The models one test runs on, and why none if so."""
+        allowed = set(self.settings.selected)
+        excluded: set[str] = set()
+        for mark in definition.iter_markers(MARKER):
+            origin = f"{definition.nodeid}: @pytest.mark.llm"
+            unknown = set(mark.kwargs) - set(MARKER_KWARGS)
+            if mark.args or unknown:
+                raise pytest.Collector.CollectError(
+                    f"{origin}: unexpected arguments {sorted(unknown) or list(mark.args)}; "
+                    f"use keywords: {', '.join(MARKER_KWARGS)}"
+                )
+            if "models" in mark.kwargs:
+                allowed &= self._names(mark.kwargs["models"], origin + "(models=...)")
+            if "exclude" in mark.kwargs:
+                excluded |= self._names(mark.kwargs["exclude"], origin + "(exclude=...)")
+        chosen = [m for m in self.settings.models if m.name in allowed - excluded]
+        if chosen:
+            return chosen, None
+        return [], (
+            "no selected model is allowed by @pytest.mark.llm "
+            f"(selected: {', '.join(self.settings.selected)})"
+        )
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if FIXTURE not in metafunc.fixturenames:
+            return
+        if not self.settings.registry.models:
+            raise pytest.Collector.CollectError(
+                f"{metafunc.definition.nodeid} uses {FIXTURE}, but no models are configured. "
+                "Add [tool.llm-matrix.models.<alias>] to pyproject.toml, write an "
+                "llm-matrix.toml beside your pytest config, or pass --llm-config PATH."
+            )
+        models, reason = self.models_for(metafunc.definition)
+        unavailable = self.settings.unavailable
+        params = [
+            pytest.param(
+                model,
+                id=model.name,
+                marks=[pytest.mark.skip(reason=f"{model.name}: {unavailable[model.name]}")]
+                if model.name in unavailable
+                else [],
+            )
+            for model in models
+        ] or [pytest.param(None, id="no-model", marks=pytest.mark.skip(reason=str(reason)))]
+        metafunc.parametrize(FIXTURE, params, indirect=True)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:
+            model = callspec.params.get(FIXTURE)
+            if isinstance(model, Model):
+                setattr(report, REPORT_ATTR, model.name)
+        return report

@@ -1,0 +1,75 @@
+"""The model spec: what a test gets from the ``llm_model`` fixture.
+
+A :class:`Model` is plain data. It names where a model lives and how to reach it, but
+never holds an API key: the key stays in the environment variable ``api_key_env`` names
+and is read only when a client is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+
+PROVIDERS: Final = ("openai", "anthropic", "openai-compatible", "simulator")
+APIS: Final = ("openai", "anthropic")
+
+#: The API base URL each provider uses when a model does not set ``base_url``.
+DEFAULT_BASE_URLS: Final[Mapping[str, str]] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """One configured model, as the tests see it.
+
+    ``name`` is the alias used in test ids (``test_x[name]``) and in ``--models``;
+    ``model`` is the id sent to the API; ``api`` is the wire format spoken to it
+    (``"openai"`` chat completions or ``"anthropic"`` messages).
+    """
+
+    name: str
+    provider: str
+    model: str
+    api: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float | None = None
+    max_concurrency: int | None = None
+    tags: tuple[str, ...] = ()
+    input_price: float | None = None
+    output_price: float | None = None
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    required: bool = True
+    simulate: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def api_key_set(self) -> bool:
+        """Whether the key this model needs (if any) is present in the environment."""
+        return self.api_key_env is None or bool(os.environ.get(self.api_key_env))
+
+    def api_key(self) -> str | None:
+        """Read the model's API key from the environment, at the moment it is needed."""
+        if self.api_key_env is None:
+            return None
+        return os.environ.get(self.api_key_env) or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain builtins, safe to send to xdist workers (the key is never included)."""
+        data = dataclasses.asdict(self)
+        data["tags"] = list(self.tags)
+        data["params"] = dict(self.params)
+        data["simulate"] = dict(self.simulate)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Model:
+        values = dict(data)
+        values["tags"] = tuple(values.get("tags", ()))
+        return cls(**values)

@@ -1,0 +1,162 @@
+"""Command-line options and their resolution into one frozen :class:`Settings`.
+
+Precedence is CLI > environment > config file > default. Settings are resolved once, in
+the controller; xdist workers receive the controller's result through ``workerinput`` so
+every process runs the very same selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from pytest_llm_matrix import registry as reg
+from pytest_llm_matrix.models import Model
+from pytest_llm_matrix.selection import resolve
+
+ENV_MODELS: Final = "TEST_MODELS"
+WORKERINPUT_KEY: Final = "llm_matrix"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llm-matrix", "run tests across LLMs (pytest-llm-matrix)")
+    group.addoption(
+        "--models",
+        dest="llm_models",
+        metavar="SELECTION",
+        default=None,
+        help="models to run model tests against: comma-separated aliases, groups, tags or "
+        "'all'; a leading '-' excludes (all,-gpt-4o). Default: $TEST_MODELS, then the "
+        "config's 'default', then all models.",
+    )
+    group.addoption(
+        "--llm-config",
+        dest="llm_config",
+        metavar="PATH",
+        default=None,
+        help="model registry file (TOML). Default: llm-matrix.toml beside the pytest config, "
+        "then [tool.llm-matrix] in pyproject.toml. ini: llm_config.",
+    )
+    group.addoption(
+        "--llm-strict",
+        dest="llm_strict",
+        action="store_true",
+        default=None,
+        help="fail the run when a selected model's API key is missing, instead of skipping "
+        "its tests. ini: llm_strict.",
+    )
+    parser.addini("llm_config", "model registry file (TOML), relative to this config file.",
+                  type="paths", default=[])
+    parser.addini("llm_strict", "error out when a selected model's API key is missing.",
+                  type="bool", default=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the plugin decided before collection, identical in every process."""
+
+    registry: reg.Registry = dataclasses.field(default_factory=reg.Registry)
+    selected: tuple[str, ...] = ()
+    selected_by: str = ""
+    strict: bool = False
+    unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    simulator_url: str | None = None
+
+    @property
+    def models(self) -> list[Model]:
+        """The selected models, in config order."""
+        return [self.registry.models[name] for name in self.selected]
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain builtins for ``workerinput`` (execnet serializes by exact type)."""
+        return {
+            "registry": self.registry.to_dict(),
+            "selected": list(self.selected),
+            "selected_by": self.selected_by,
+            "strict": self.strict,
+            "unavailable": dict(self.unavailable),
+            "simulator_url": self.simulator_url,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Settings:
+        return cls(
+            registry=reg.Registry.from_dict(data["registry"]),
+            selected=tuple(data["selected"]),
+            selected_by=data["selected_by"],
+            strict=data["strict"],
+            unavailable=dict(data["unavailable"]),
+            simulator_url=data["simulator_url"],
+        )
+
+
+def load_registry(config: pytest.Config) -> reg.Registry:
+    explicit: Path | None = None
+    if config.option.llm_config:
+        explicit = Path(config.option.llm_config)
+        if not explicit.is_absolute():
+            explicit = Path(config.invocation_params.dir) / explicit
+    elif config.getini("llm_config"):
+        explicit = config.getini("llm_config")[0]
+    if explicit is not None and not explicit.is_file():
+        raise pytest.UsageError(f"--llm-config: no such file: {explicit}")
+    found = reg.find_config(explicit, config.rootpath, config.inipath)
+    registry = reg.Registry()
+    if found is not None:
+        path, table = found
+        try:
+            where = str(path.relative_to(config.rootpath))
+        except ValueError:
+            where = str(path)
+        registry = reg.parse_registry(table, where)
+    registry = reg.merge_hook_models(registry, config.hook.pytest_llm_matrix_models(config=config))
+    reg.check_registry(registry)
+    return registry
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Read config, hooks, ``--models``/``TEST_MODELS`` into Settings (controller only)."""
+    registry = load_registry(config)
+    cli = config.option.llm_models
+    env = os.environ.get(ENV_MODELS, "").strip() or None
+    if cli is not None:
+        expression, origin = cli, "--models"
+    elif env is not None:
+        expression, origin = env, ENV_MODELS
+    elif registry.default is not None:
+        expression, origin = ",".join(registry.default), f"'default' in {registry.source}"
+    else:
+        expression, origin = "all", "default (all models)"
+    if not registry.models:
+        if cli is not None or env is not None:
+            raise pytest.UsageError(
+                f"{origin} selects models, but none are configured: add "
+                "[tool.llm-matrix.models.<alias>] to pyproject.toml, write an llm-matrix.toml "
+                "beside your pytest config, or pass --llm-config PATH"
+            )
+        return Settings(registry=registry)
+    selected = resolve(expression, registry, origin)
+    unavailable = {
+        name: f"{model.api_key_env} is not set"
+        for name in selected
+        if not (model := registry.models[name]).api_key_set
+    }
+    strict = bool(config.option.llm_strict) or bool(config.getini("llm_strict"))
+    if strict and unavailable:
+        missing = "; ".join(f"{name}: {why}" for name, why in unavailable.items())
+        raise pytest.UsageError(
+            f"--llm-strict: selected models cannot run: {missing}. Set the keys, or deselect "
+            "those models with --models"
+        )
+    return Settings(
+        registry=registry,
+        selected=selected,
+        selected_by=origin,
+        strict=strict,
+        unavailable=unavailable,
+    )

@@ -1,0 +1,124 @@
+"""Per-model results: aggregation (pure), rendering (pure) and the controller plugin.
+
+Workers put the model's alias on every TestReport as a plain ``str`` attribute; the
+controller counts reports per model exactly as pytest's terminal does (through
+``pytest_report_teststatus``), so the table agrees with pytest's own totals with and
+without xdist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+import pytest
+
+#: Name of the TestReport attribute that carries the model's alias across xdist.
+REPORT_ATTR: Final = "llm_model"
+OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+
+
+@dataclasses.dataclass
+class ModelStats:
+    """Outcome counts and summed test time (all phases) for one model."""
+
+    counts: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    duration: float = 0.0
+
+    def add(self, outcome: str, duration: float) -> None:
+        if outcome in self.counts:
+            self.counts[outcome] += 1
+        self.duration += duration
+
+    @property
+    def pass_rate(self) -> float | None:
+        """passed / (passed + failed + error); None when nothing ran to a verdict."""
+        judged = self.counts["passed"] + self.counts["failed"] + self.counts["error"]
+        return self.counts["passed"] / judged if judged else None
+
+    def merged(self, other: ModelStats) -> ModelStats:
+        counts = {k: self.counts[k] + other.counts[k] for k in OUTCOMES}
+        return ModelStats(counts=counts, duration=self.duration + other.duration)
+
+
+def format_rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:04.1f}s"
+
+
+def summary_rows(
+    stats: Mapping[str, ModelStats], order: Iterable[str]
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (config order, then a total row) as cells of text."""
+    names = [name for name in order if name in stats]
+    shown = [o for o in OUTCOMES if o in ("passed", "failed", "error", "skipped")
+             or any(stats[n].counts[o] for n in names)]
+    header = ["model", *shown, "pass rate", "test time"]
+    rows = []
+    total = ModelStats()
+    for name in names:
+        row_stats = stats[name]
+        total = total.merged(row_stats)
+        rows.append(_row(name, row_stats, shown))
+    if len(names) > 1:
+        rows.append(_row("total", total, shown))
+    return header, rows
+
+
+def _row(name: str, stats: ModelStats, shown: list[str]) -> list[str]:
+    return [name, *(str(stats.counts[o]) for o in shown), format_rate(stats.pass_rate),
+            format_seconds(stats.duration)]
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Align cells: the first column left, the rest right."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest]).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+class Summary:
+    """Controller-side plugin: counts reports per model and prints the table."""
+
+    def __init__(self, config: pytest.Config, order: Iterable[str],
+                 unavailable: Mapping[str, str]) -> None:
+        self.config = config
+        self.order = list(order)
+        self.unavailable = dict(unavailable)
+        self.stats: dict[str, ModelStats] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        model = getattr(report, REPORT_ATTR, None)
+        if model is None:
+            return
+        category, letter, word = self.config.hook.pytest_report_teststatus(
+            report=report, config=self.config
+        )
+        stats = self.stats.setdefault(model, ModelStats())
+        counted = (letter or word) and getattr(report, "count_towards_summary", True)
+        stats.add(category if counted else "", report.duration)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.stats:
+            return
+        header, rows = summary_rows(self.stats, self.order)
+        lines = format_table(header, rows)
+        terminalreporter.write_sep("=", f"llm-matrix: {len(self.stats)} models", bold=True)
+        terminalreporter.write_line(lines[0], bold=True)
+        for line, row in zip(lines[1:], rows, strict=True):
+            failed = int(row[2]) + int(row[3])
+            terminalreporter.write_line(line, red=failed > 0, green=failed == 0)
+        for name, reason in self.unavailable.items():
+            terminalreporter.write_line(f"{name}: not run: {reason}", yellow=True)
