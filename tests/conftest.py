@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+#: A registry with no network needs: simulator models (the plugin starts the simulator)
+#: and hosted models whose keys are unset, so they are skipped.
+BASIC_CONFIG = """
+[tool.llm-matrix]
+default = ["sim-fast"]
+groups = { sims = ["sim-fast", "sim-weak"] }
+
+[tool.llm-matrix.models.sim-fast]
+provider = "simulator"
+tags = ["fast", "cheap"]
+
+[tool.llm-matrix.models.sim-weak]
+provider = "simulator"
+tags = ["cheap"]
+simulate = { wrong = ["(?i)capital"], wrong_reply = "Lyon" }
+
+[tool.llm-matrix.models."gpt-4o.mini-2"]
+provider = "openai"
+model = "gpt-4o-mini"
+api_key_env = "LLM_MATRIX_TEST_UNSET_KEY"
+tags = ["hosted"]
+
+[tool.llm-matrix.simulator]
+default_reply = "ok"
+rules = [{ match = "(?i)capital of france", reply = "Paris" }]
+"""
+
+PYTEST_INI = """
+[tool.pytest.ini_options]
+asyncio_default_fixture_loop_scope = "function"
+"""
+
+
+@pytest.fixture
+def write_config(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """Write a pyproject.toml with the given [tool.llm-matrix] text (plus pytest settings)."""
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    monkeypatch.delenv("LLM_MATRIX_TEST_UNSET_KEY", raising=False)
+
+    def write(text: str = BASIC_CONFIG) -> None:
+        pytester.makefile(".toml", pyproject=textwrap.dedent(text) + PYTEST_INI)
+
+    return write
+
+
+def collected(result: pytest.RunResult) -> list[str]:
+    """Test names (without the file part) from a ``--collect-only -q`` run."""
+    return [line.split("::", 1)[1] for line in result.outlines if "::" in line]
