@@ -107,7 +107,9 @@ def test_async_tests_are_parametrized(pytester, suite):
     )
     result = pytester.runpytest("--models=cheap", "-v")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*test_async?gpt-4o-mini? PASSED*", "*test_async?qwen.v2-7b? PASSED*"])
+    result.stdout.fnmatch_lines(
+        ["*test_async?gpt-4o-mini? PASSED*", "*test_async?qwen.v2-7b? PASSED*"]
+    )
 
 
 def test_marker_narrows_function_class_and_module(pytester, suite):
@@ -159,8 +161,10 @@ def test_marker_intersects_with_the_selection(pytester, suite):
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ('pytest.mark.llm(models=["gpt-40-mini"])',
-         "*unknown model, group or tag 'gpt-40-mini'. Did you mean 'gpt-4o-mini'?*"),
+        (
+            'pytest.mark.llm(models=["gpt-40-mini"])',
+            "*unknown model, group or tag 'gpt-40-mini'. Did you mean 'gpt-4o-mini'?*",
+        ),
         ('pytest.mark.llm("gpt-4o-mini")', "*unexpected arguments*use keywords: models, exclude*"),
         ("pytest.mark.llm(models=[1])", "*expected a list of model names, got [[]1]*"),
     ],
@@ -200,6 +204,8 @@ def test_header_shows_selection(pytester, suite, monkeypatch):
     monkeypatch.setenv("TEST_MODELS", "local")
     result = pytester.runpytest()
     result.stdout.fnmatch_lines(
-        ["llm-matrix: 2 of 3 models (from TEST_MODELS): llama-3.1:8b, qwen.v2-7b",
-         "llm-matrix: config: pyproject.toml"]
+        [
+            "llm-matrix: 2 of 3 models (from TEST_MODELS): llama-3.1:8b, qwen.v2-7b",
+            "llm-matrix: config: pyproject.toml",
+        ]
     )

@@ -24,40 +24,79 @@ def run_with(pytester: pytest.Pytester, write_config):
 @pytest.mark.parametrize(
     ("table", "expected"),
     [
-        ('[tool.llm-matrix.models.m]\nprovider = "openai"\ntimout = 3',
-         "*pyproject.toml: model 'm': unknown field 'timout' (did you mean 'timeout'?)*"),
-        ('[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = "fast"',
-         "*pyproject.toml: model 'm': field 'timeout': expected a number of seconds*"),
-        ('[tool.llm-matrix.models.m]\nprovider = "opnai"',
-         "*model 'm': field 'provider': expected one of openai, anthropic, openai-compatible,"
-         " simulator; got 'opnai'*"),
-        ('[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = 0',
-         "*model 'm': field 'timeout': must be greater than 0, got 0*"),
-        ('[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = -5',
-         "*model 'm': field 'timeout': must be greater than 0, got -5*"),
-        ('[tool.llm-matrix.models.m]\nprovider = "openai"\nmax_concurrency = 0',
-         "*model 'm': field 'max_concurrency': must be at least 1, got 0*"),
-        ('[tool.llm-matrix.models.m]\nprovider = "openai"\nmax_concurrency = 2.5',
-         "*model 'm': field 'max_concurrency': expected a whole number, got 2.5*"),
-        ('[tool.llm-matrix.models.m]\nprovider = "openai"\nrequired = "yes"',
-         "*model 'm': field 'required': expected true or false*"),
-        ('[tool.llm-matrix.models.m]\nmodel = "x"',
-         "*model 'm': field 'provider' is required*"),
-        ('[tool.llm-matrix.models.m]\nprovider = "openai-compatible"',
-         "*provider 'openai-compatible' needs a 'base_url'*"),
-        ('[tool.llm-matrix.models.m]\nprovider = "openai"\nsimulate = { latency = 1 }',
-         "*field 'simulate' only applies to provider 'simulator'*"),
-        ('[tool.llm-matrix]\ngroups = { g = ["m", "nope"] }\n'
-         '[tool.llm-matrix.models.m]\nprovider = "openai"',
-         "*group 'g' names unknown model 'nope'*known models: m*"),
-        ('[tool.llm-matrix]\nmax_concurency = 3\n',
-         "*unknown setting 'max_concurency' (did you mean 'max_concurrency'?)*"),
-        ('[tool.llm-matrix]\nmax_concurrency = -1\n[tool.llm-matrix.models.m]\nprovider = "openai"',
-         "*setting 'max_concurrency': must be at least 1, got -1*"),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "openai"\ntimout = 3',
+            "*pyproject.toml: model 'm': unknown field 'timout' (did you mean 'timeout'?)*",
+        ),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = "fast"',
+            "*pyproject.toml: model 'm': field 'timeout': expected a number of seconds*",
+        ),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "opnai"',
+            "*model 'm': field 'provider': expected one of openai, anthropic, openai-compatible,"
+            " simulator; got 'opnai'*",
+        ),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = 0',
+            "*model 'm': field 'timeout': must be greater than 0, got 0*",
+        ),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = -5',
+            "*model 'm': field 'timeout': must be greater than 0, got -5*",
+        ),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "openai"\nmax_concurrency = 0',
+            "*model 'm': field 'max_concurrency': must be at least 1, got 0*",
+        ),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "openai"\nmax_concurrency = 2.5',
+            "*model 'm': field 'max_concurrency': expected a whole number, got 2.5*",
+        ),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "openai"\nrequired = "yes"',
+            "*model 'm': field 'required': expected true or false*",
+        ),
+        ('[tool.llm-matrix.models.m]\nmodel = "x"', "*model 'm': field 'provider' is required*"),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "openai-compatible"',
+            "*provider 'openai-compatible' needs a 'base_url'*",
+        ),
+        (
+            '[tool.llm-matrix.models.m]\nprovider = "openai"\nsimulate = { latency = 1 }',
+            "*field 'simulate' only applies to provider 'simulator'*",
+        ),
+        (
+            '[tool.llm-matrix]\ngroups = { g = ["m", "nope"] }\n'
+            '[tool.llm-matrix.models.m]\nprovider = "openai"',
+            "*group 'g' names unknown model 'nope'*known models: m*",
+        ),
+        (
+            "[tool.llm-matrix]\nmax_concurency = 3\n",
+            "*unknown setting 'max_concurency' (did you mean 'max_concurrency'?)*",
+        ),
+        (
+            "[tool.llm-matrix]\nmax_concurrency = -1\n"
+            '[tool.llm-matrix.models.m]\nprovider = "openai"',
+            "*setting 'max_concurrency': must be at least 1, got -1*",
+        ),
     ],
-    ids=["unknown-field", "wrong-type", "unknown-provider", "zero-timeout", "negative-timeout",
-         "zero-concurrency", "float-concurrency", "bool-type", "no-provider", "compat-no-url",
-         "simulate-not-sim", "group-unknown", "unknown-top", "negative-global"],
+    ids=[
+        "unknown-field",
+        "wrong-type",
+        "unknown-provider",
+        "zero-timeout",
+        "negative-timeout",
+        "zero-concurrency",
+        "float-concurrency",
+        "bool-type",
+        "no-provider",
+        "compat-no-url",
+        "simulate-not-sim",
+        "group-unknown",
+        "unknown-top",
+        "negative-global",
+    ],
 )
 def test_bad_config_is_a_usage_error(run_with, table, expected):
     result = run_with(table)
@@ -68,7 +107,7 @@ def test_bad_config_is_a_usage_error(run_with, table, expected):
 
 def test_toml_syntax_error_names_file_and_line(pytester: pytest.Pytester, write_config):
     write_config("")
-    pytester.makefile(".toml", **{"llm-matrix": '[models.m]\ntags = []\nprovider = openai\n'})
+    pytester.makefile(".toml", **{"llm-matrix": "[models.m]\ntags = []\nprovider = openai\n"})
     pytester.makepyfile(MODEL_TEST)
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -152,13 +191,20 @@ def test_hook_model_clashing_with_the_config(pytester: pytest.Pytester, write_co
 
 def test_defaults_filled_in():
     registry = parse_registry(
-        {"models": {"claude": {"provider": "anthropic"}, "gpt": {"provider": "openai",
-                                                                 "model": "gpt-4o"}}},
+        {
+            "models": {
+                "claude": {"provider": "anthropic"},
+                "gpt": {"provider": "openai", "model": "gpt-4o"},
+            }
+        },
         "cfg",
     )
     claude, gpt = registry.models["claude"], registry.models["gpt"]
     assert (claude.model, claude.api, claude.base_url) == (
-        "claude", "anthropic", "https://api.anthropic.com")
+        "claude",
+        "anthropic",
+        "https://api.anthropic.com",
+    )
     assert (gpt.model, gpt.api, gpt.base_url) == ("gpt-4o", "openai", "https://api.openai.com/v1")
     assert claude.required is True
     assert "key" not in repr(claude).lower().replace("api_key_env", "")

@@ -22,8 +22,11 @@ def registry() -> Registry:
                 "gpt-4o": {"provider": "openai"},
                 "claude-haiku": {"provider": "anthropic", "tags": ["cheap"]},
                 "qwen3-32b": {"provider": "openai-compatible", "base_url": "http://x/v1"},
-                "gpt-oss-120b": {"provider": "openai-compatible", "base_url": "http://x/v1",
-                                 "tags": ["cheap"]},
+                "gpt-oss-120b": {
+                    "provider": "openai-compatible",
+                    "base_url": "http://x/v1",
+                    "tags": ["cheap"],
+                },
             },
         },
         "cfg",
@@ -63,14 +66,12 @@ def test_unknown_name_suggests_and_lists(registry):
 
 @pytest.mark.parametrize("expression", ["all,-all", "oss,-qwen3-32b,-gpt-oss-120b", " , "])
 def test_empty_selection(registry, expression):
-    with pytest.raises(pytest.UsageError, match="selects no model|selection is empty"):
+    with pytest.raises(pytest.UsageError, match=r"selects no model|selection is empty"):
         resolve(expression, registry, "TEST_MODELS")
 
 
 def test_group_may_not_shadow_a_model():
-    reg = parse_registry(
-        {"groups": {"m": ["m"]}, "models": {"m": {"provider": "openai"}}}, "cfg"
-    )
+    reg = parse_registry({"groups": {"m": ["m"]}, "models": {"m": {"provider": "openai"}}}, "cfg")
     with pytest.raises(pytest.UsageError, match="group 'm' has the name of a model"):
         check_registry(reg)
 
@@ -122,11 +123,18 @@ def test_no_default_means_all(pytester, write_config):
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["--models=gamm"], None, "ERROR: --models: unknown model, group or tag 'gamm'. Did you "
-                                  "mean 'gamma'?"),
+        (
+            ["--models=gamm"],
+            None,
+            "ERROR: --models: unknown model, group or tag 'gamm'. Did you mean 'gamma'?",
+        ),
         ([], "alpha,zeta", "ERROR: TEST_MODELS: unknown model, group or tag 'zeta'.*"),
-        (["--models=pair,-alpha,-beta"], None, "ERROR: --models='pair,-alpha,-beta' selects no "
-                                                "model; known models: alpha, beta, gamma"),
+        (
+            ["--models=pair,-alpha,-beta"],
+            None,
+            "ERROR: --models='pair,-alpha,-beta' selects no "
+            "model; known models: alpha, beta, gamma",
+        ),
     ],
 )
 def test_selection_errors_exit_4(pytester, write_config, monkeypatch, args, env, message):
@@ -162,8 +170,10 @@ def test_missing_key_with_strict_is_an_error(pytester, write_config):
     result = pytester.runpytest("--models=all", "--llm-strict", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: --llm-strict: selected models cannot run: gpt-4o.mini-2: "
-         "LLM_MATRIX_TEST_UNSET_KEY is not set*"]
+        [
+            "ERROR: --llm-strict: selected models cannot run: gpt-4o.mini-2: "
+            "LLM_MATRIX_TEST_UNSET_KEY is not set*"
+        ]
     )
 
 

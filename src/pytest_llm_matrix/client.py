@@ -186,12 +186,16 @@ class StreamParser:
         try:
             event = json.loads(payload)
         except ValueError:
-            raise LLMError(f"{self.model.name}: malformed stream event: {payload[:200]!r}") from None
+            raise LLMError(
+                f"{self.model.name}: malformed stream event: {payload[:200]!r}"
+            ) from None
         if self.model.api == "anthropic":
             return self._anthropic(event)
         if event.get("usage"):
             self.usage = _openai_usage(event["usage"])
-        text = "".join((c.get("delta") or {}).get("content") or "" for c in event.get("choices", []))
+        text = "".join(
+            (c.get("delta") or {}).get("content") or "" for c in event.get("choices", [])
+        )
         return text
 
     def _anthropic(self, event: Mapping[str, Any]) -> str:
@@ -246,8 +250,9 @@ class LLM:
             self._client.close()
             self._client = None
 
-    def chat(self, messages: str | Sequence[Message], *, system: str | None = None,
-             **params: Any) -> ChatResult:
+    def chat(
+        self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
+    ) -> ChatResult:
         path, body = request_body(self.model, _messages(messages, system), params, False)
         with _named_errors(self.model):
             response = self.http.post(path, json=body)
@@ -257,8 +262,9 @@ class LLM:
     def complete(self, prompt: str, *, system: str | None = None, **params: Any) -> str:
         return self.chat(prompt, system=system, **params).text
 
-    def stream(self, messages: str | Sequence[Message], *, system: str | None = None,
-               **params: Any) -> Iterator[str]:
+    def stream(
+        self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
+    ) -> Iterator[str]:
         """Yield text pieces as they arrive; raises LLMError if the stream is cut short."""
         path, body = request_body(self.model, _messages(messages, system), params, True)
         parser = StreamParser(self.model)
@@ -270,8 +276,9 @@ class LLM:
                     yield text
         parser.finish()
 
-    async def achat(self, messages: str | Sequence[Message], *, system: str | None = None,
-                    **params: Any) -> ChatResult:
+    async def achat(
+        self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
+    ) -> ChatResult:
         path, body = request_body(self.model, _messages(messages, system), params, False)
         with _named_errors(self.model):
             async with transport.async_http_client(self.model) as client:
@@ -282,8 +289,9 @@ class LLM:
     async def acomplete(self, prompt: str, *, system: str | None = None, **params: Any) -> str:
         return (await self.achat(prompt, system=system, **params)).text
 
-    async def astream(self, messages: str | Sequence[Message], *, system: str | None = None,
-                      **params: Any) -> AsyncIterator[str]:
+    async def astream(
+        self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
+    ) -> AsyncIterator[str]:
         path, body = request_body(self.model, _messages(messages, system), params, True)
         parser = StreamParser(self.model)
         with _named_errors(self.model):

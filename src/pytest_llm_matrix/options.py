@@ -50,10 +50,18 @@ def add_options(parser: pytest.Parser) -> None:
         help="fail the run when a selected model's API key is missing, instead of skipping "
         "its tests. ini: llm_strict.",
     )
-    parser.addini("llm_config", "model registry file (TOML), relative to this config file.",
-                  type="paths", default=[])
-    parser.addini("llm_strict", "error out when a selected model's API key is missing.",
-                  type="bool", default=False)
+    parser.addini(
+        "llm_config",
+        "model registry file (TOML), relative to this config file.",
+        type="paths",
+        default=[],
+    )
+    parser.addini(
+        "llm_strict",
+        "error out when a selected model's API key is missing.",
+        type="bool",
+        default=False,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,7 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.selected:
         from pytest_llm_matrix.report import Summary
 
-        summary = Summary(config, settings.selected, settings.unavailable)
+        optional = [m.name for m in settings.models if not m.required]
+        summary = Summary(config, settings.selected, settings.unavailable, optional)
         config.pluginmanager.register(summary, "llm_matrix.summary")
 
 

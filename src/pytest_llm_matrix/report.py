@@ -58,8 +58,11 @@ def summary_rows(
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows (config order, then a total row) as cells of text."""
     names = [name for name in order if name in stats]
-    shown = [o for o in OUTCOMES if o in ("passed", "failed", "error", "skipped")
-             or any(stats[n].counts[o] for n in names)]
+    shown = [
+        o
+        for o in OUTCOMES
+        if o in ("passed", "failed", "error", "skipped") or any(stats[n].counts[o] for n in names)
+    ]
     header = ["model", *shown, "pass rate", "test time"]
     rows = []
     total = ModelStats()
@@ -73,8 +76,12 @@ def summary_rows(
 
 
 def _row(name: str, stats: ModelStats, shown: list[str]) -> list[str]:
-    return [name, *(str(stats.counts[o]) for o in shown), format_rate(stats.pass_rate),
-            format_seconds(stats.duration)]
+    return [
+        name,
+        *(str(stats.counts[o]) for o in shown),
+        format_rate(stats.pass_rate),
+        format_seconds(stats.duration),
+    ]
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -90,17 +97,30 @@ def format_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 class Summary:
-    """Controller-side plugin: counts reports per model and prints the table."""
+    """Controller-side plugin: counts reports per model and prints the table.
 
-    def __init__(self, config: pytest.Config, order: Iterable[str],
-                 unavailable: Mapping[str, str]) -> None:
+    It also keeps failures of optional models (``required = false``) out of the exit
+    status: they show in the table, but only failures that matter fail the run.
+    """
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        order: Iterable[str],
+        unavailable: Mapping[str, str],
+        optional: Iterable[str] = (),
+    ) -> None:
         self.config = config
         self.order = list(order)
         self.unavailable = dict(unavailable)
+        self.optional = set(optional)
         self.stats: dict[str, ModelStats] = {}
+        self.failures = {"required": 0, "optional": 0}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         model = getattr(report, REPORT_ATTR, None)
+        if report.failed:
+            self.failures["optional" if model in self.optional else "required"] += 1
         if model is None:
             return
         category, letter, word = self.config.hook.pytest_report_teststatus(
@@ -122,3 +142,22 @@ class Summary:
             terminalreporter.write_line(line, red=failed > 0, green=failed == 0)
         for name, reason in self.unavailable.items():
             terminalreporter.write_line(f"{name}: not run: {reason}", yellow=True)
+        failed_optional = [
+            name
+            for name in self.order
+            if name in self.optional
+            and name in self.stats
+            and self.stats[name].counts["failed"] + self.stats[name].counts["error"]
+        ]
+        if failed_optional:
+            terminalreporter.write_line(
+                f"optional models (required = false) failed: {', '.join(failed_optional)}; "
+                "their failures do not affect the exit status",
+                yellow=True,
+            )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        only_optional = self.failures["optional"] and not self.failures["required"]
+        if exitstatus == pytest.ExitCode.TESTS_FAILED and only_optional:
+            session.exitstatus = pytest.ExitCode.OK

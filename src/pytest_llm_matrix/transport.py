@@ -47,13 +47,15 @@ def http_client(model: Model) -> httpx2.Client:
     """A synchronous httpx2 client with ``model``'s base URL, auth and timeout."""
     import httpx2
 
-    return httpx2.Client(base_url=base_url(model), headers=auth_headers(model),
-                         timeout=_timeout(model))
+    return httpx2.Client(
+        base_url=base_url(model), headers=auth_headers(model), timeout=_timeout(model)
+    )
 
 
 def async_http_client(model: Model) -> httpx2.AsyncClient:
     """The asynchronous twin of :func:`http_client`."""
     import httpx2
 
-    return httpx2.AsyncClient(base_url=base_url(model), headers=auth_headers(model),
-                              timeout=_timeout(model))
+    return httpx2.AsyncClient(
+        base_url=base_url(model), headers=auth_headers(model), timeout=_timeout(model)
+    )
