@@ -52,3 +52,12 @@ def write_config(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
 def collected(result: pytest.RunResult) -> list[str]:
     """Test names (without the file part) from a ``--collect-only -q`` run."""
     return [line.split("::", 1)[1] for line in result.outlines if "::" in line]
+
+
+@pytest.fixture(
+    params=[[], ["-n", "0"], ["-n", "2"], ["-p", "no:xdist"]],
+    ids=["plain", "n0", "n2", "no-xdist"],
+)
+def xdist_args(request: pytest.FixtureRequest) -> list[str]:
+    """Run a feature test without xdist, with xdist off, with two workers, and blocked."""
+    return list(request.param)

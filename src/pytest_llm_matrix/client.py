@@ -95,6 +95,7 @@ def request_body(
 
 def parse_body(model: Model, status: int, content: bytes) -> ChatResult:
     """Turn a response body into a ChatResult, or raise an LLMError naming the model."""
+    __tracebackhide__ = True
     try:
         data = json.loads(content)
     except ValueError:
@@ -155,6 +156,7 @@ def _error_message(data: Any) -> str:
 @contextmanager
 def _named_errors(model: Model) -> Iterator[None]:
     """Report network failures as the model's, not as a traceback from httpx2."""
+    __tracebackhide__ = True
     import httpx2
 
     try:
@@ -174,6 +176,7 @@ class StreamParser:
 
     def feed(self, line: str) -> str:
         """One SSE line in, the text it carries out (often empty)."""
+        __tracebackhide__ = True
         if line.startswith("event:"):
             self._event = line[6:].strip()
             return ""
@@ -199,6 +202,7 @@ class StreamParser:
         return text
 
     def _anthropic(self, event: Mapping[str, Any]) -> str:
+        __tracebackhide__ = True
         kind = event.get("type", self._event)
         if kind == "message_start":
             usage = event.get("message", {}).get("usage", {})
@@ -221,6 +225,7 @@ class StreamParser:
         return ""
 
     def finish(self) -> None:
+        __tracebackhide__ = True
         if not self.done:
             raise LLMError(f"stream from {self.model.name} ended before completion")
 
@@ -253,6 +258,7 @@ class LLM:
     def chat(
         self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
     ) -> ChatResult:
+        __tracebackhide__ = True
         path, body = request_body(self.model, _messages(messages, system), params, False)
         with _named_errors(self.model):
             response = self.http.post(path, json=body)
@@ -260,12 +266,14 @@ class LLM:
         return self.last
 
     def complete(self, prompt: str, *, system: str | None = None, **params: Any) -> str:
+        __tracebackhide__ = True
         return self.chat(prompt, system=system, **params).text
 
     def stream(
         self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
     ) -> Iterator[str]:
         """Yield text pieces as they arrive; raises LLMError if the stream is cut short."""
+        __tracebackhide__ = True
         path, body = request_body(self.model, _messages(messages, system), params, True)
         parser = StreamParser(self.model)
         with _named_errors(self.model), self.http.stream("POST", path, json=body) as response:
@@ -279,6 +287,7 @@ class LLM:
     async def achat(
         self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
     ) -> ChatResult:
+        __tracebackhide__ = True
         path, body = request_body(self.model, _messages(messages, system), params, False)
         with _named_errors(self.model):
             async with transport.async_http_client(self.model) as client:
@@ -287,11 +296,13 @@ class LLM:
         return self.last
 
     async def acomplete(self, prompt: str, *, system: str | None = None, **params: Any) -> str:
+        __tracebackhide__ = True
         return (await self.achat(prompt, system=system, **params)).text
 
     async def astream(
         self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
     ) -> AsyncIterator[str]:
+        __tracebackhide__ = True
         path, body = request_body(self.model, _messages(messages, system), params, True)
         parser = StreamParser(self.model)
         with _named_errors(self.model):

@@ -49,6 +49,12 @@ class Model:
     def __str__(self) -> str:
         return self.name
 
+    def __repr__(self) -> str:
+        return (
+            f"Model({self.name!r}, provider={self.provider!r}, model={self.model!r}, "
+            f"base_url={self.base_url!r})"
+        )
+
     @property
     def api_key_set(self) -> bool:
         """Whether the key this model needs (if any) is present in the environment."""

@@ -1,0 +1,135 @@
+"""The ``llm`` fixture against the real simulator over loopback HTTP, both wire formats."""
+
+from __future__ import annotations
+
+import pytest
+
+CONFIG = """
+[tool.llm-matrix.models.sim-openai]
+provider = "simulator"
+params = { temperature = 0 }
+
+[tool.llm-matrix.models.sim-anthropic]
+provider = "simulator"
+api = "anthropic"
+params = { max_tokens = 64 }
+
+[tool.llm-matrix.models.sim-cut]
+provider = "simulator"
+simulate = { faults = [{ kind = "truncate", every = 1 }] }
+
+[tool.llm-matrix.models.sim-locked]
+provider = "simulator"
+api_key_env = "LLM_MATRIX_TEST_SIM_KEY"
+simulate = { api_key = "right-key" }
+
+[tool.llm-matrix.simulator]
+default_reply = "default from {model}"
+rules = [
+  { match = "(?i)capital of france", reply = "Paris" },
+  { match = "(?i)tell a story", reply = "Once upon a time there was a test that passed." },
+]
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, write_config):
+    write_config(CONFIG)
+    return pytester
+
+
+def test_complete_chat_and_stream_in_both_formats(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.llm(models=["sim-openai", "sim-anthropic"])
+
+        def test_complete(llm):
+            assert llm.complete("What is the capital of France?") == "Paris"
+
+        def test_default_reply(llm, llm_model):
+            assert llm.complete("Hello") == f"default from {llm_model.model}"
+
+        def test_chat_reports_usage(llm):
+            result = llm.chat(
+                [{"role": "system", "content": "Be brief."},
+                 {"role": "user", "content": "capital of france?"}]
+            )
+            assert result.text == "Paris"
+            assert str(result) == "Paris"
+            assert result.usage.input_tokens > 0
+            assert result.usage.output_tokens > 0
+            assert result.finish_reason in ("stop", "end_turn")
+
+        def test_stream(llm):
+            pieces = list(llm.stream("Tell a story", system="You are terse."))
+            assert len(pieces) > 1
+            assert "".join(pieces) == "Once upon a time there was a test that passed."
+
+        @pytest.mark.asyncio
+        async def test_async(llm):
+            assert await llm.acomplete("capital of France") == "Paris"
+            result = await llm.achat("capital of France")
+            assert result.usage.output_tokens > 0
+            pieces = [p async for p in llm.astream("tell a story")]
+            assert "".join(pieces).startswith("Once upon a time")
+        """
+    )
+    result = project.runpytest("--models=all", "-v")
+    result.assert_outcomes(passed=10)
+
+
+def test_params_are_sent_and_calls_override_them(project):
+    project.makepyfile(
+        """
+        def test_params(llm):
+            llm.complete("hi", max_tokens=3)
+            assert llm.last.raw["usage"]["completion_tokens"] <= 3
+            assert llm.last.finish_reason == "length"
+        """
+    )
+    project.runpytest("--models=sim-openai").assert_outcomes(passed=1)
+
+
+def test_cut_stream_fails_with_the_model_name(project):
+    project.makepyfile(
+        """
+        def test_cut(llm):
+            list(llm.stream("Tell a story"))
+        """
+    )
+    result = project.runpytest("--models=sim-cut")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E * stream from sim-cut ended before completion"])
+
+
+def test_wrong_key_is_a_clear_failure_without_the_key(project, monkeypatch):
+    monkeypatch.setenv("LLM_MATRIX_TEST_SIM_KEY", "sk-wrong-secret-value")
+    project.makepyfile(
+        """
+        def test_locked(llm):
+            llm.complete("hi")
+        """
+    )
+    result = project.runpytest("--models=sim-locked")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E * sim-locked: HTTP 401: *"])
+    assert "sk-wrong-secret-value" not in result.stdout.str()
+
+
+def test_right_key_passes(project, monkeypatch):
+    monkeypatch.setenv("LLM_MATRIX_TEST_SIM_KEY", "right-key")
+    project.makepyfile("def test_locked(llm):\n    assert llm.complete('hi')\n")
+    project.runpytest("--models=sim-locked").assert_outcomes(passed=1)
+
+
+def test_unreachable_server_names_the_model(pytester, write_config):
+    write_config(
+        '[tool.llm-matrix.models.gone]\nprovider = "openai-compatible"\n'
+        'base_url = "http://127.0.0.1:9/v1"\ntimeout = 2\n'
+    )
+    pytester.makepyfile("def test_gone(llm):\n    llm.complete('hi')\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E * gone: ConnectError: *"])
