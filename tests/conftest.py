@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import textwrap
 
+import httpcore2  # noqa: F401  (see below)
+import httpx2  # noqa: F401
 import pytest
+
+# pytester's in-process runs drop the modules an inner run imported. Importing httpx2 and
+# httpcore2 (which httpx2 loads lazily) here keeps one copy of each for every inner run:
+# otherwise httpx2's mapping of httpcore2 errors meets exception classes from a second copy.
 
 #: A registry with no network needs: simulator models (the plugin starts the simulator)
 #: and hosted models whose keys are unset, so they are skipped.
