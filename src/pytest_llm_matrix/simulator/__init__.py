@@ -1,0 +1,33 @@
+"""A loopback HTTP simulator of the OpenAI and Anthropic APIs, with fault injection.
+
+It lets the plugin (and its users) run an LLM test matrix without network, keys or cost,
+and makes the unpleasant parts of real providers reproducible: latency, rate limits,
+5xx errors, hangs, malformed and truncated answers. The server is stdlib only and this
+package import stays cheap (no HTTP client libraries, `http.server` loaded on start).
+"""
+
+from __future__ import annotations
+
+from .config import (
+    DEFAULT_REPLY,
+    Fault,
+    ModelConfig,
+    Rule,
+    SimulatorConfig,
+    SimulatorConfigError,
+    load_config,
+    parse_config,
+)
+from .server import Simulator
+
+__all__ = [
+    "DEFAULT_REPLY",
+    "Fault",
+    "ModelConfig",
+    "Rule",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorConfigError",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,133 @@
+"""Anthropic Messages API (`POST /v1/messages`), non-streaming and SSE.
+
+The stream follows Anthropic's event order (message_start, content_block_start, ping,
+content_block_delta..., content_block_stop, message_delta, message_stop) so the SDK's
+`messages.stream()` helper can accumulate a final message with cumulative usage.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .wire import (
+    BadRequest,
+    Conversation,
+    ErrorKind,
+    Reply,
+    SSEEvent,
+    StreamPlan,
+    bearer_token,
+    last_user_text,
+    message_list,
+    new_id,
+    optional_limit,
+    prompt_tokens,
+    text_of,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from email.message import Message
+
+_ANTHROPIC_ERRORS: dict[ErrorKind, str] = {
+    "bad_request": "invalid_request_error",
+    "unauthorized": "authentication_error",
+    "not_found": "not_found_error",
+    "rate_limit": "rate_limit_error",
+    "quota": "rate_limit_error",
+    "server_error": "api_error",
+    "overloaded": "overloaded_error",
+}
+
+
+class AnthropicMessages:
+    """Messages API; `system` and message content may be strings or lists of blocks."""
+
+    def api_key(self, headers: Message) -> str | None:
+        # The SDK sends `x-api-key`; gateways and auth-token users send a bearer token.
+        return headers.get("x-api-key") or bearer_token(headers)
+
+    def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": _ANTHROPIC_ERRORS[kind], "message": message}}
+
+    def parse(self, body: Mapping[str, Any]) -> Conversation:
+        messages = message_list(body, "messages")
+        texts = [text_of(message.get("content")) for message in messages]
+        system = body.get("system")
+        if system is not None:
+            if not isinstance(system, str | list):
+                raise BadRequest("'system' must be a string or an array of text blocks")
+            texts.append(text_of(system))
+        return Conversation(
+            model=body["model"],
+            last_user_text=last_user_text(messages),
+            prompt_tokens=prompt_tokens(texts),
+            stream=body.get("stream") is True,
+            max_tokens=optional_limit(body, "max_tokens"),
+        )
+
+    def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
+        return _message(
+            new_id("msg_"),
+            conversation,
+            content=[{"type": "text", "text": reply.text}],
+            stop_reason=_stop_reason(reply),
+            output_tokens=reply.completion_tokens,
+        )
+
+    def stream(self, conversation: Conversation, reply: Reply) -> StreamPlan:
+        start = _message(
+            new_id("msg_"), conversation, content=[], stop_reason=None, output_tokens=1
+        )
+        head = (
+            _event("message_start", message=start),
+            _event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+            _event("ping"),
+        )
+        pieces = tuple(
+            _event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+            for piece in reply.pieces
+        )
+        tail = (
+            _event("content_block_stop", index=0),
+            _event(
+                "message_delta",
+                delta={"stop_reason": _stop_reason(reply), "stop_sequence": None},
+                usage={"output_tokens": reply.completion_tokens},
+            ),
+            _event("message_stop"),
+        )
+        return StreamPlan(head, pieces, tail)
+
+
+def _event(event_type: str, **fields: object) -> SSEEvent:
+    return SSEEvent.of({"type": event_type, **fields}, event_type)
+
+
+def _stop_reason(reply: Reply) -> str:
+    return "max_tokens" if reply.truncated else "end_turn"
+
+
+def _message(
+    message_id: str,
+    conversation: Conversation,
+    *,
+    content: list[dict[str, Any]],
+    stop_reason: str | None,
+    output_tokens: int,
+) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": conversation.model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": conversation.prompt_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }

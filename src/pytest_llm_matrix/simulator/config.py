@@ -1,0 +1,304 @@
+"""Simulator configuration: frozen dataclasses plus a strict parser for dicts and TOML files.
+
+The parser is strict on purpose: a typo in a fault table would otherwise silently turn a
+fault-injection test into a happy-path test, so every unknown key or wrong type is an error
+that names the source, the model and the field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+
+if TYPE_CHECKING:
+    import os
+
+DEFAULT_REPLY = "This is a simulated reply from {model}."
+DEFAULT_WRONG_REPLY = "I don't know."
+DEFAULT_HANG_SECONDS = 3600.0
+
+FaultKind: TypeAlias = Literal["429", "500", "503", "529", "hang", "malformed", "truncate"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("429", "500", "503", "529", "hang", "malformed", "truncate")
+
+_TOP_KEYS = ("default_reply", "seed", "rules", "models")
+_MODEL_KEYS = (
+    "latency",
+    "tokens_per_second",
+    "api_key",
+    "rpm",
+    "wrong",
+    "wrong_reply",
+    "rules",
+    "faults",
+)
+_RULE_KEYS = ("match", "reply")
+_FAULT_KEYS = ("kind", "every", "first", "match", "retry_after", "retry_after_ms", "quota", "hang")
+# Options that only make sense for one fault kind; using them elsewhere is a config mistake.
+_KIND_ONLY_OPTIONS: dict[str, FaultKind] = {
+    "retry_after": "429",
+    "retry_after_ms": "429",
+    "quota": "429",
+    "hang": "hang",
+}
+
+
+class SimulatorConfigError(ValueError):
+    """A simulator config is invalid; the message names the source, model and field."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Reply `reply` when `pattern` is found in the last user message."""
+
+    pattern: re.Pattern[str]
+    reply: str
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault and the schedule on which it fires (`every` or `first`)."""
+
+    kind: FaultKind
+    every: int | None = None
+    first: int | None = None
+    match: re.Pattern[str] | None = None
+    retry_after: float | None = None
+    retry_after_ms: int | None = None
+    quota: bool = False
+    hang: float = DEFAULT_HANG_SECONDS
+
+    def fires_on(self, count: int) -> bool:
+        """Whether the fault fires on the `count`-th request it counts (1-based)."""
+        if self.every is not None:
+            return count % self.every == 0
+        return self.first is not None and count <= self.first
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Behaviour knobs for one model id; the defaults describe a fast, well-behaved model."""
+
+    latency: tuple[float, float] = (0.0, 0.0)
+    tokens_per_second: float = 0.0
+    api_key: str | None = None
+    rpm: int = 0
+    wrong: tuple[re.Pattern[str], ...] = ()
+    wrong_reply: str = DEFAULT_WRONG_REPLY
+    rules: tuple[Rule, ...] = ()
+    faults: tuple[Fault, ...] = ()
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Whole-simulator config; `SimulatorConfig()` serves any model id with default knobs."""
+
+    default_reply: str = DEFAULT_REPLY
+    seed: int = 0
+    rules: tuple[Rule, ...] = ()
+    models: Mapping[str, ModelConfig] = field(default_factory=lambda: types.MappingProxyType({}))
+
+
+class _Where:
+    """Tracks where in the config we are, so every error message can say so.
+
+    Messages read like `sim.toml: model 'gpt-x': faults[0].every: must be >= 1, got 0`.
+    """
+
+    def __init__(self, source: str, model: str | None = None, path: str = "") -> None:
+        self.source = source
+        self.model = model
+        self.path = path
+
+    def child(self, name: str) -> _Where:
+        if name.startswith("[") or not self.path:
+            return _Where(self.source, self.model, self.path + name)
+        return _Where(self.source, self.model, f"{self.path}.{name}")
+
+    def error(self, message: str) -> SimulatorConfigError:
+        parts = [self.source]
+        if self.model is not None:
+            parts.append(f"model {self.model!r}")
+        if self.path:
+            parts.append(self.path)
+        return SimulatorConfigError(f"{': '.join(parts)}: {message}")
+
+
+def _check_keys(data: object, allowed: tuple[str, ...], where: _Where) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise where.error(f"must be a table, got {type(data).__name__}")
+    for key in data:
+        if key not in allowed:
+            valid = ", ".join(sorted(allowed))
+            raise where.error(f"unknown key {key!r} (valid keys: {valid})")
+    return cast("Mapping[str, Any]", data)
+
+
+def _string(value: object, where: _Where) -> str:
+    if not isinstance(value, str):
+        raise where.error(f"must be a string, got {value!r}")
+    return value
+
+
+def _integer(value: object, where: _Where, minimum: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise where.error(f"must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise where.error(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _number(value: object, where: _Where) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise where.error(f"must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise where.error(f"must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _regex(value: object, where: _Where) -> re.Pattern[str]:
+    text = _string(value, where)
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise where.error(f"invalid regex {text!r}: {exc}") from None
+
+
+def _list(value: object, where: _Where) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise where.error(f"must be an array, got {value!r}")
+    return list(value)
+
+
+def _latency(value: object, where: _Where) -> tuple[float, float]:
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise where.error(f"must be a number or a [lo, hi] pair, got {value!r}")
+        low = _number(value[0], where.child("[0]"))
+        high = _number(value[1], where.child("[1]"))
+        if low > high:
+            raise where.error(f"lower bound {low} is greater than upper bound {high}")
+        return (low, high)
+    seconds = _number(value, where)
+    return (seconds, seconds)
+
+
+def _rules(value: object, where: _Where) -> tuple[Rule, ...]:
+    rules = []
+    for index, item in enumerate(_list(value, where)):
+        item_where = where.child(f"[{index}]")
+        table = _check_keys(item, _RULE_KEYS, item_where)
+        for required in _RULE_KEYS:
+            if required not in table:
+                raise item_where.error(f"missing required key {required!r}")
+        pattern = _regex(table["match"], item_where.child("match"))
+        rules.append(Rule(pattern, _string(table["reply"], item_where.child("reply"))))
+    return tuple(rules)
+
+
+def _fault_kind(value: object, where: _Where) -> FaultKind:
+    # TOML users naturally write `kind = 429`; accept the integer spelling of status kinds.
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    for kind in FAULT_KINDS:
+        if text == kind:
+            return kind
+    raise where.error(f"unknown fault kind {value!r} (valid kinds: {', '.join(FAULT_KINDS)})")
+
+
+def _fault(value: object, where: _Where) -> Fault:
+    table = _check_keys(value, _FAULT_KEYS, where)
+    if "kind" not in table:
+        raise where.error("missing required key 'kind'")
+    kind = _fault_kind(table["kind"], where.child("kind"))
+    for option, owner in _KIND_ONLY_OPTIONS.items():
+        if option in table and kind != owner:
+            raise where.child(option).error(f"only applies to kind {owner!r}, not {kind!r}")
+    if ("every" in table) == ("first" in table):
+        raise where.error("needs exactly one of 'every' or 'first'")
+    every = _integer(table["every"], where.child("every"), 1) if "every" in table else None
+    first = _integer(table["first"], where.child("first"), 1) if "first" in table else None
+    match = _regex(table["match"], where.child("match")) if "match" in table else None
+    retry_after = None
+    if "retry_after" in table:
+        retry_after = _number(table["retry_after"], where.child("retry_after"))
+    retry_after_ms = None
+    if "retry_after_ms" in table:
+        retry_after_ms = _integer(table["retry_after_ms"], where.child("retry_after_ms"), 0)
+    quota = table.get("quota", False)
+    if not isinstance(quota, bool):
+        raise where.child("quota").error(f"must be a boolean, got {quota!r}")
+    hang = DEFAULT_HANG_SECONDS
+    if "hang" in table:
+        hang = _number(table["hang"], where.child("hang"))
+    return Fault(kind, every, first, match, retry_after, retry_after_ms, quota, hang)
+
+
+def _model(value: object, where: _Where) -> ModelConfig:
+    table = _check_keys(value, _MODEL_KEYS, where)
+    knobs: dict[str, Any] = {}
+    if "latency" in table:
+        knobs["latency"] = _latency(table["latency"], where.child("latency"))
+    if "tokens_per_second" in table:
+        tps_where = where.child("tokens_per_second")
+        knobs["tokens_per_second"] = _number(table["tokens_per_second"], tps_where)
+    if "api_key" in table:
+        knobs["api_key"] = _string(table["api_key"], where.child("api_key"))
+    if "rpm" in table:
+        knobs["rpm"] = _integer(table["rpm"], where.child("rpm"), 0)
+    if "wrong" in table:
+        wrong_where = where.child("wrong")
+        knobs["wrong"] = tuple(
+            _regex(item, wrong_where.child(f"[{index}]"))
+            for index, item in enumerate(_list(table["wrong"], wrong_where))
+        )
+    if "wrong_reply" in table:
+        knobs["wrong_reply"] = _string(table["wrong_reply"], where.child("wrong_reply"))
+    if "rules" in table:
+        knobs["rules"] = _rules(table["rules"], where.child("rules"))
+    if "faults" in table:
+        faults_where = where.child("faults")
+        knobs["faults"] = tuple(
+            _fault(item, faults_where.child(f"[{index}]"))
+            for index, item in enumerate(_list(table["faults"], faults_where))
+        )
+    return ModelConfig(**knobs)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> SimulatorConfig:
+    """Validate a config mapping (as loaded from TOML) into a `SimulatorConfig`."""
+    root = _Where(source)
+    table = _check_keys(data, _TOP_KEYS, root)
+    default_reply = DEFAULT_REPLY
+    if "default_reply" in table:
+        default_reply = _string(table["default_reply"], root.child("default_reply"))
+    seed = 0
+    if "seed" in table:
+        seed = _integer(table["seed"], root.child("seed"), None)
+    rules = _rules(table["rules"], root.child("rules")) if "rules" in table else ()
+    models: dict[str, ModelConfig] = {}
+    if "models" in table:
+        models_table = table["models"]
+        if not isinstance(models_table, Mapping):
+            raise root.child("models").error(f"must be a table, got {models_table!r}")
+        for name, model_table in models_table.items():
+            models[name] = _model(model_table, _Where(source, name))
+    return SimulatorConfig(default_reply, seed, rules, types.MappingProxyType(models))
+
+
+def load_config(path: str | os.PathLike[str]) -> SimulatorConfig:
+    """Read and validate a TOML config file; unreadable or invalid files raise the config error."""
+    import tomllib  # Imported here: only file-based configs need it, and imports must stay cheap.
+
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SimulatorConfigError(f"{source}: cannot read config: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        # The decoder's message already ends with "(at line N, column M)".
+        raise SimulatorConfigError(f"{source}: invalid TOML: {exc}") from None
+    return parse_config(data, source)

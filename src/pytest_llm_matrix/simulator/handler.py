@@ -1,0 +1,340 @@
+"""The HTTP layer: a threading HTTP/1.1 server and the request handler that routes to dialects.
+
+The handler decides nothing itself: it asks `SimulatorState` (rate limits, faults, latency,
+reply text) and the endpoint's `Dialect` (request parsing, body and error spelling) and only
+turns their answers into bytes on the socket, including the deliberately broken ones.
+This module imports `http.server`, which is slow to import, so `Simulator.start` loads it
+lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import socket
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from .anthropic_messages import AnthropicMessages
+from .openai_chat import OpenAIChat
+from .openai_responses import OpenAIResponses
+from .wire import BadRequest, ErrorKind, SSEEvent, make_reply
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from .config import Fault, FaultKind, ModelConfig
+    from .state import RetryAfter, SimulatorState
+    from .wire import Conversation, Dialect, StreamPlan
+
+_Request: TypeAlias = socket.socket | tuple[bytes, socket.socket]
+_Headers: TypeAlias = "Iterable[tuple[str, str]]"
+
+_DIALECTS: dict[str, Dialect] = {
+    "/v1/chat/completions": OpenAIChat(),
+    "/v1/responses": OpenAIResponses(),
+    "/v1/messages": AnthropicMessages(),
+}
+# Paths outside every dialect still answer in a provider format: OpenAI's, the common one.
+_FALLBACK_DIALECT = _DIALECTS["/v1/chat/completions"]
+_ERROR_FAULTS: dict[FaultKind | None, tuple[int, ErrorKind]] = {
+    "500": (500, "server_error"),
+    "503": (503, "server_error"),
+    "529": (529, "overloaded"),
+}
+
+
+class _Stopped(Exception):
+    """The simulator is stopping: abandon the request and drop the connection."""
+
+
+class SimulatorHTTPServer(ThreadingHTTPServer):
+    """Threading server that can drop all its connections at once for a fast stop."""
+
+    daemon_threads = True  # handler threads never keep the process (or stop()) waiting
+    request_queue_size = 128  # concurrency tests open many connections at once
+
+    def __init__(self, address: tuple[str, int], state: SimulatorState) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.state = state
+        self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, SimulatorHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the host's FQDN, which can block on slow DNS;
+        # the simulator only ever needs the numeric address.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def process_request(self, request: _Request, client_address: object) -> None:
+        if isinstance(request, socket.socket):
+            with self._connections_lock:
+                self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: _Request) -> None:
+        if isinstance(request, socket.socket):
+            with self._connections_lock:
+                self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Shut down every open connection so idle keep-alive threads and clients see EOF."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the other side
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: _Request, client_address: object) -> None:
+        # Clients hanging up (timeouts, cancelled streams) are routine, not server errors.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class SimulatorHandler(BaseHTTPRequestHandler):
+    """One connection; serves keep-alive requests until the client or the server closes it."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "pytest-llm-matrix-simulator"
+    disable_nagle_algorithm = True  # stream chunks must leave as soon as they are written
+    server: SimulatorHTTPServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silenced: a stderr line per request would drown the output of the tests."""
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # `path` is unset when the request line itself was unparseable.
+        if not getattr(self, "path", "").startswith("/_sim/"):
+            self.server.state.record_status(code)
+        super().send_response(code, message)
+
+    def do_GET(self) -> None:
+        path = self._route()
+        if path == "/v1/models":
+            self._send_json(200, _models_payload(self.server.state.model_ids()))
+        elif path == "/_sim/stats":
+            self._send_json(200, self.server.state.stats())
+        else:
+            self._not_found(path)
+
+    def do_POST(self) -> None:
+        path = self._route()
+        dialect = _DIALECTS.get(path)
+        if dialect is not None:
+            self._serve_model_request(dialect)
+            return
+        self._read_body()
+        if path == "/_sim/reset":
+            self.server.state.reset()
+            self._send_json(200, {"reset": True})
+        else:
+            self._not_found(path)
+
+    def _route(self) -> str:
+        return self.path.partition("?")[0].rstrip("/")
+
+    def _not_found(self, path: str) -> None:
+        self._error(_FALLBACK_DIALECT, 404, "not_found", f"Unknown endpoint {path!r}.")
+
+    def _read_body(self) -> bytes:
+        if "Transfer-Encoding" in self.headers:
+            # Chunked uploads are not supported; never reuse a connection we cannot resync.
+            self.close_connection = True
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _serve_model_request(self, dialect: Dialect) -> None:
+        body = _json_object(self._read_body())
+        model = body.get("model") if body is not None else None
+        model = model if isinstance(model, str) else None
+        with self.server.state.in_flight(model):
+            try:
+                admitted = self._admit(dialect, body, model)
+                if admitted is not None:
+                    self._respond(dialect, *admitted)
+            except _Stopped:
+                self.close_connection = True
+
+    def _admit(
+        self, dialect: Dialect, body: Mapping[str, Any] | None, model: str | None
+    ) -> tuple[ModelConfig, Conversation] | None:
+        """Gatekeeping in the order a real API does it; sends the error and returns None
+        when the request is rejected before reaching the model."""
+        state = self.server.state
+        if body is None or model is None:
+            problem = "not a JSON object" if body is None else "missing a string 'model'"
+            self._error(dialect, 400, "bad_request", f"Request body is {problem}.")
+            return None
+        state.count_request(model)
+        knobs = state.model_config(model)
+        if knobs is None:
+            self._error(dialect, 404, "not_found", f"The model '{model}' does not exist.")
+            return None
+        if knobs.api_key is not None and dialect.api_key(self.headers) != knobs.api_key:
+            self._error(dialect, 401, "unauthorized", "Incorrect API key provided.")
+            return None
+        try:
+            conversation = dialect.parse(body)
+        except BadRequest as exc:
+            self._error(dialect, 400, "bad_request", str(exc))
+            return None
+        retry = state.admit(model, knobs)
+        if retry is not None:
+            message = f"Rate limit reached for {model}: {knobs.rpm} requests per minute."
+            self._error(dialect, 429, "rate_limit", message, _retry_headers(retry))
+            return None
+        return knobs, conversation
+
+    def _respond(self, dialect: Dialect, knobs: ModelConfig, conversation: Conversation) -> None:
+        """The model's answer, unless a scheduled fault replaces or mangles it."""
+        state, model, prompt = self.server.state, conversation.model, conversation.last_user_text
+        fault = state.pick_fault(model, knobs, prompt)
+        kind = fault.kind if fault is not None else None
+        if fault is not None and kind == "429":
+            self._fault_429(dialect, model, fault)
+            return
+        if fault is not None and kind == "hang":
+            self._pause(fault.hang)
+            self.close_connection = True  # no answer at all, as a stuck upstream would do
+            return
+        self._pause(state.latency(knobs))
+        if kind in _ERROR_FAULTS:
+            status, error_kind = _ERROR_FAULTS[kind]
+            self._error(dialect, status, error_kind, f"Simulated {status} error for {model}.")
+            return
+        reply = make_reply(state.reply_text(model, knobs, prompt), conversation.max_tokens)
+        if conversation.stream:
+            plan = dialect.stream(conversation, reply)
+            self._send_stream(plan, knobs.tokens_per_second, mangle=kind)
+        else:
+            self._send_json(200, dialect.complete(conversation, reply), mangle=kind)
+
+    def _fault_429(self, dialect: Dialect, model: str, fault: Fault) -> None:
+        headers = []
+        if fault.retry_after is not None:
+            headers.append(("retry-after", str(math.ceil(fault.retry_after))))
+        if fault.retry_after_ms is not None:
+            headers.append(("retry-after-ms", str(fault.retry_after_ms)))
+        if fault.quota:
+            message = "You exceeded your current quota (simulated)."
+            self._error(dialect, 429, "quota", message, headers)
+        else:
+            message = f"Rate limit reached for {model} (simulated)."
+            self._error(dialect, 429, "rate_limit", message, headers)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but wake up at once when the simulator stops."""
+        if seconds > 0 and self.server.stopping.wait(seconds):
+            raise _Stopped
+
+    def _error(
+        self,
+        dialect: Dialect,
+        status: int,
+        kind: ErrorKind,
+        message: str,
+        headers: _Headers = (),
+    ) -> None:
+        self._send_json(status, dialect.error_body(kind, message), headers)
+
+    def _send_json(
+        self, status: int, payload: object, headers: _Headers = (), mangle: FaultKind | None = None
+    ) -> None:
+        """Send a JSON body; the `malformed` and `truncate` faults break it on purpose."""
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        if mangle == "malformed":
+            data = data[: len(data) // 2]  # a cut JSON object is never valid JSON
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if mangle == "truncate":
+            # Promise the whole body, send half, hang up: the client sees a broken response.
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+        else:
+            self.wfile.write(data)
+
+    def _send_stream(
+        self, plan: StreamPlan, tokens_per_second: float, mangle: FaultKind | None
+    ) -> None:
+        """Send SSE in chunked encoding, one chunk per event so clients see them as they come;
+        the `malformed` and `truncate` faults break the stream on purpose."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        head, pieces, tail = plan.head, plan.pieces, plan.tail
+        if mangle == "malformed":
+            first = head[0]
+            head = (SSEEvent(first.data[: len(first.data) // 2], first.event),)
+            pieces, tail = (), ()
+        elif mangle == "truncate":
+            # A clean end of body, but before the closing events: a silently cut answer.
+            pieces, tail = pieces[: math.ceil(len(pieces) / 2)], ()
+        for event in head:
+            self._write_chunk(event.encode())
+        for index, event in enumerate(pieces):
+            if index and tokens_per_second:
+                self._pause(1 / tokens_per_second)
+            self._write_chunk(event.encode())
+        for event in tail:
+            self._write_chunk(event.encode())
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _retry_headers(retry: RetryAfter) -> list[tuple[str, str]]:
+    return [("retry-after", str(retry.seconds)), ("retry-after-ms", str(retry.milliseconds))]
+
+
+def _models_payload(model_ids: list[str]) -> dict[str, Any]:
+    """The configured models, with the fields both the OpenAI and Anthropic SDKs read."""
+    created = int(time.time())
+    created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
+    data = [
+        {
+            "id": model_id,
+            "object": "model",
+            "created": created,
+            "owned_by": "simulator",
+            "type": "model",
+            "display_name": model_id,
+            "created_at": created_at,
+        }
+        for model_id in model_ids
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "first_id": model_ids[0] if model_ids else None,
+        "last_id": model_ids[-1] if model_ids else None,
+    }

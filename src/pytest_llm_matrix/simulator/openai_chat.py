@@ -1,0 +1,141 @@
+"""OpenAI chat completions (`POST /v1/chat/completions`), plus what all OpenAI APIs share.
+
+Field names and shapes follow what the official openai SDK parses, so SDK users get real
+`ChatCompletion` / `ChatCompletionChunk` objects, usage included.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .wire import (
+    Conversation,
+    ErrorKind,
+    Reply,
+    SSEEvent,
+    StreamPlan,
+    bearer_token,
+    last_user_text,
+    message_list,
+    new_id,
+    optional_limit,
+    prompt_tokens,
+    text_of,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from email.message import Message
+
+# (type, code) of OpenAI error bodies per kind of failure.
+_OPENAI_ERRORS: dict[ErrorKind, tuple[str, str | None]] = {
+    "bad_request": ("invalid_request_error", None),
+    "unauthorized": ("invalid_request_error", "invalid_api_key"),
+    "not_found": ("invalid_request_error", "model_not_found"),
+    "rate_limit": ("rate_limit_exceeded", "rate_limit_exceeded"),
+    "quota": ("insufficient_quota", "insufficient_quota"),
+    "server_error": ("server_error", "server_error"),
+    "overloaded": ("server_error", "server_error"),
+}
+
+
+class OpenAIDialect:
+    """Auth and error conventions shared by every OpenAI endpoint."""
+
+    def api_key(self, headers: Message) -> str | None:
+        return bearer_token(headers)
+
+    def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]:
+        error_type, code = _OPENAI_ERRORS[kind]
+        return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+
+class OpenAIChat(OpenAIDialect):
+    """Chat completions, non-streaming and SSE (`data:` lines ending with `[DONE]`)."""
+
+    def parse(self, body: Mapping[str, Any]) -> Conversation:
+        messages = message_list(body, "messages")
+        stream_options = body.get("stream_options")
+        include_usage = (
+            isinstance(stream_options, dict) and stream_options.get("include_usage") is True
+        )
+        return Conversation(
+            model=body["model"],
+            last_user_text=last_user_text(messages),
+            prompt_tokens=prompt_tokens(text_of(message.get("content")) for message in messages),
+            stream=body.get("stream") is True,
+            max_tokens=optional_limit(body, "max_completion_tokens", "max_tokens"),
+            include_usage=include_usage,
+        )
+
+    def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
+        message = {"role": "assistant", "content": reply.text, "refusal": None}
+        return {
+            "id": new_id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": conversation.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": _finish_reason(reply),
+                }
+            ],
+            "usage": _usage(conversation, reply),
+        }
+
+    def stream(self, conversation: Conversation, reply: Reply) -> StreamPlan:
+        completion_id = new_id("chatcmpl-")
+        created = int(time.time())
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> SSEEvent:
+            payload: dict[str, Any] = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": conversation.model,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                ],
+            }
+            if conversation.include_usage:
+                payload["usage"] = None
+            return SSEEvent.of(payload)
+
+        tail = [chunk({}, _finish_reason(reply))]
+        if conversation.include_usage:
+            tail.append(
+                SSEEvent.of(
+                    {
+                        "id": completion_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": conversation.model,
+                        "choices": [],
+                        "usage": _usage(conversation, reply),
+                    }
+                )
+            )
+        tail.append(SSEEvent("[DONE]"))
+        return StreamPlan(
+            head=(chunk({"role": "assistant", "content": "", "refusal": None}),),
+            pieces=tuple(chunk({"content": piece}) for piece in reply.pieces),
+            tail=tuple(tail),
+        )
+
+
+def _finish_reason(reply: Reply) -> str:
+    return "length" if reply.truncated else "stop"
+
+
+def _usage(conversation: Conversation, reply: Reply) -> dict[str, Any]:
+    return {
+        "prompt_tokens": conversation.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": conversation.prompt_tokens + reply.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }

@@ -1,0 +1,172 @@
+"""Mutable simulator state shared by all handler threads: decisions, counters and stats.
+
+Everything here is plain logic behind one lock and knows nothing about HTTP, so the
+handler stays a thin translation layer and each decision (rate limit, fault, reply,
+latency) has exactly one place where it is made.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import ModelConfig, SimulatorConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .config import Fault
+
+RPM_WINDOW_SECONDS = 60.0
+# Served when the config lists no models: any model id is accepted with default knobs.
+_DEFAULT_MODEL = ModelConfig()
+
+
+@dataclass(frozen=True)
+class RetryAfter:
+    """How long until a rate-limited client may retry, as the two headers spell it."""
+
+    seconds: int
+    milliseconds: int
+
+    @classmethod
+    def from_seconds(cls, seconds: float) -> RetryAfter:
+        return cls(math.ceil(seconds), math.ceil(seconds * 1000))
+
+
+class SimulatorState:
+    """Counters and decisions for one simulator; safe to use from many threads."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._rng = random.Random(config.seed)
+        self._admitted: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._fault_counts: Counter[tuple[str, int]] = Counter()
+        self._requests: Counter[str] = Counter()
+        self._statuses: Counter[int] = Counter()
+        self._faults: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._in_flight_by_model: Counter[str] = Counter()
+        self._max_in_flight_by_model: Counter[str] = Counter()
+
+    def model_config(self, model: str) -> ModelConfig | None:
+        """Knobs for `model`, or None when the config lists models and this is not one."""
+        if not self.config.models:
+            return _DEFAULT_MODEL
+        return self.config.models.get(model)
+
+    def model_ids(self) -> list[str]:
+        return list(self.config.models)
+
+    def count_request(self, model: str) -> None:
+        with self._lock:
+            self._requests[model] += 1
+
+    def record_status(self, status: int) -> None:
+        with self._lock:
+            self._statuses[status] += 1
+
+    def admit(self, model: str, knobs: ModelConfig) -> RetryAfter | None:
+        """Take a slot in the model's sliding 60 s window, or say when the next one frees."""
+        if knobs.rpm == 0:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            window = self._admitted[model]
+            while window and window[0] <= now - RPM_WINDOW_SECONDS:
+                window.popleft()
+            if len(window) >= knobs.rpm:
+                return RetryAfter.from_seconds(window[0] + RPM_WINDOW_SECONDS - now)
+            window.append(now)
+            return None
+
+    def pick_fault(self, model: str, knobs: ModelConfig, prompt: str) -> Fault | None:
+        """Advance every fault counter this request counts for; return the first that fires.
+
+        All counters advance even when an earlier fault fires, so `every = 7` means the 7th,
+        14th, ... request of the model regardless of what the other faults do.
+        """
+        chosen = None
+        with self._lock:
+            for index, fault in enumerate(knobs.faults):
+                if fault.match is not None and not fault.match.search(prompt):
+                    continue
+                key = (model, index)
+                self._fault_counts[key] += 1
+                if chosen is None and fault.fires_on(self._fault_counts[key]):
+                    chosen = fault
+            if chosen is not None:
+                self._faults[model][chosen.kind] += 1
+        return chosen
+
+    def latency(self, knobs: ModelConfig) -> float:
+        low, high = knobs.latency
+        if low == high:
+            return low
+        with self._lock:
+            return self._rng.uniform(low, high)
+
+    def reply_text(self, model: str, knobs: ModelConfig, prompt: str) -> str:
+        """Wrong answer, else the first matching model rule, global rule, or default reply."""
+        if any(pattern.search(prompt) for pattern in knobs.wrong):
+            text = knobs.wrong_reply
+        else:
+            rules = (*knobs.rules, *self.config.rules)
+            text = next(
+                (rule.reply for rule in rules if rule.pattern.search(prompt)),
+                self.config.default_reply,
+            )
+        return text.replace("{model}", model)
+
+    @contextmanager
+    def in_flight(self, model: str | None) -> Iterator[None]:
+        """Count a request as in flight for the duration of the block."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            if model is not None:
+                self._in_flight_by_model[model] += 1
+                self._max_in_flight_by_model[model] = max(
+                    self._max_in_flight_by_model[model], self._in_flight_by_model[model]
+                )
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if model is not None:
+                    self._in_flight_by_model[model] -= 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": dict(self._requests),
+                "in_flight": self._in_flight,
+                "max_in_flight": self._max_in_flight,
+                "in_flight_by_model": dict(self._in_flight_by_model),
+                "max_in_flight_by_model": dict(self._max_in_flight_by_model),
+                "statuses": {str(status): n for status, n in sorted(self._statuses.items())},
+                "faults": {model: dict(kinds) for model, kinds in self._faults.items()},
+            }
+
+    def reset(self) -> None:
+        """Forget counters, rate windows and stats; requests still in flight stay counted."""
+        with self._lock:
+            self._admitted.clear()
+            self._fault_counts.clear()
+            self._requests.clear()
+            self._statuses.clear()
+            self._faults.clear()
+            self._max_in_flight = self._in_flight
+            live = {model: n for model, n in self._in_flight_by_model.items() if n}
+            self._in_flight_by_model = Counter(live)
+            self._max_in_flight_by_model = Counter(live)
+            self._rng.seed(self.config.seed)

@@ -1,0 +1,185 @@
+"""Provider-neutral pieces of the wire protocols: parsed requests, replies, SSE frames, tokens.
+
+Each provider module (OpenAI chat, OpenAI responses, Anthropic messages) implements the
+`Dialect` protocol on top of these, so the HTTP handler can run the same fault/latency/rate
+logic for every API and only ask the dialect how to spell the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+
+if TYPE_CHECKING:
+    from email.message import Message
+
+# What went wrong, independent of how each provider names it in its error body.
+ErrorKind: TypeAlias = Literal[
+    "bad_request", "unauthorized", "not_found", "rate_limit", "quota", "server_error", "overloaded"
+]
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 3
+
+
+class BadRequest(Exception):
+    """The request body is JSON but not a valid request for this API (answered with a 400)."""
+
+
+def count_tokens(text: str) -> int:
+    """Deterministic stand-in for a tokenizer: the same text always gives the same count."""
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+
+
+def prompt_tokens(texts: Iterable[str]) -> int:
+    """Prompt size of a conversation: every message's text plus a fixed per-message overhead."""
+    return sum(count_tokens(text) + TOKENS_PER_MESSAGE for text in texts)
+
+
+def text_of(content: object) -> str:
+    """Text of a message `content`: a string, or the `text` of each block in a list of blocks.
+
+    Non-text blocks (images, tool calls) carry no text and are skipped.
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [
+            block["text"]
+            for block in content
+            if isinstance(block, Mapping) and isinstance(block.get("text"), str)
+        ]
+        return "\n".join(parts)
+    return ""
+
+
+def message_list(body: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    """`body[name]` validated as a non-empty list of message objects that each have a role."""
+    value = body.get(name)
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(
+            isinstance(item, Mapping) and isinstance(item.get("role"), str) for item in value
+        )
+    ):
+        raise BadRequest(f"'{name}' must be a non-empty array of message objects with a 'role'")
+    return value
+
+
+def last_user_text(messages: Iterable[Mapping[str, Any]]) -> str:
+    """Text of the last user message: the prompt that rules, wrong answers and faults match."""
+    user_messages = [message for message in messages if message.get("role") == "user"]
+    return text_of(user_messages[-1].get("content")) if user_messages else ""
+
+
+def optional_limit(body: Mapping[str, Any], *names: str) -> int | None:
+    """The first present token limit among `names`, validated as a positive integer."""
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadRequest(f"'{name}' must be an integer >= 1, got {value!r}")
+        return value
+    return None
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """What the simulator needs from a request, whatever API it came through."""
+
+    model: str
+    last_user_text: str
+    prompt_tokens: int
+    stream: bool
+    max_tokens: int | None
+    include_usage: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The assistant text after `max_tokens` truncation, pre-split into one piece per token."""
+
+    text: str
+    pieces: tuple[str, ...]
+    truncated: bool
+    completion_tokens: int
+
+
+def make_reply(text: str, max_tokens: int | None) -> Reply:
+    """Cut `text` to `max_tokens` and split it so each stream chunk is exactly one token."""
+    limit = None if max_tokens is None else max_tokens * CHARS_PER_TOKEN
+    truncated = limit is not None and len(text) > limit
+    if limit is not None:
+        text = text[:limit]
+    pieces = tuple(text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN))
+    return Reply(text, pieces, truncated, count_tokens(text))
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    """One server-sent event; `data` is already serialized so it can also be cut short."""
+
+    data: str
+    event: str | None = None
+
+    @classmethod
+    def of(cls, payload: object, event: str | None = None) -> SSEEvent:
+        return cls(json.dumps(payload, ensure_ascii=False), event)
+
+    def encode(self) -> bytes:
+        head = f"event: {self.event}\n" if self.event is not None else ""
+        return f"{head}data: {self.data}\n\n".encode()
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """A streamed answer: events before the text, one event per text piece, closing events.
+
+    Kept in three parts because pacing (tokens_per_second) applies between the pieces and
+    truncation drops the closing events.
+    """
+
+    head: tuple[SSEEvent, ...]
+    pieces: tuple[SSEEvent, ...]
+    tail: tuple[SSEEvent, ...]
+
+
+class Dialect(Protocol):
+    """How one provider API parses requests and spells answers and errors."""
+
+    def api_key(self, headers: Message) -> str | None:
+        """The API key the client sent, in this provider's header convention."""
+        ...
+
+    def parse(self, body: Mapping[str, Any]) -> Conversation:
+        """Validate `body` (whose `model` the handler has checked to be a string).
+
+        Raises `BadRequest` when it is not a valid request for this API.
+        """
+        ...
+
+    def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]: ...
+
+    def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
+        """The non-streaming response body."""
+        ...
+
+    def stream(self, conversation: Conversation, reply: Reply) -> StreamPlan: ...
+
+
+def bearer_token(headers: Message) -> str | None:
+    value = headers.get("Authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
