@@ -209,3 +209,19 @@ def test_header_shows_selection(pytester, suite, monkeypatch):
             "llm-matrix: config: pyproject.toml",
         ]
     )
+
+
+def test_workers_run_the_controllers_selection(pytester, write_config):
+    """Workers never resolve the selection themselves: they get the controller's."""
+    write_config("")
+    pytester.makeconftest(
+        """
+        def pytest_llm_matrix_models(config):
+            where = "worker" if hasattr(config, "workerinput") else "controller"
+            return {f"seen-by-{where}": {"provider": "simulator"}}
+        """
+    )
+    pytester.makepyfile("def test_m(llm_model):\n    assert llm_model.name\n")
+    result = pytester.runpytest_subprocess("-n", "2", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*PASSED*test_m?seen-by-controller?*"])

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_llm_matrix.options import SIMULATOR_KEY
+
 if TYPE_CHECKING:
     from pytest_llm_matrix.client import LLM
     from pytest_llm_matrix.models import Model
@@ -24,6 +26,10 @@ def llm_model(request: pytest.FixtureRequest) -> Model:
             "for function-scoped use only",
             pytrace=False,
         )
+    if model.needs_simulator:
+        simulator = request.config.stash[SIMULATOR_KEY]
+        assert simulator is not None  # created in pytest_configure whenever one is needed
+        model = model.at_simulator(simulator.ensure_started())
     return model
 
 

@@ -92,14 +92,27 @@ class Matrix:
         ] or [pytest.param(None, id="no-model", marks=pytest.mark.skip(reason=str(reason)))]
         metafunc.parametrize(FIXTURE, params, indirect=True)
 
+
+def model_of(item: pytest.Item) -> Model | None:
+    """The model a collected test runs on, if any."""
+    callspec = getattr(item, "callspec", None)
+    model = callspec.params.get(FIXTURE) if callspec is not None else None
+    return model if isinstance(model, Model) else None
+
+
+class ReportTagger:
+    """Puts the model's alias on each report, as a plain str that survives xdist.
+
+    Registered only once collection has found model tests, so suites (and workers) that
+    run none pay nothing per test.
+    """
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None:
-            model = callspec.params.get(FIXTURE)
-            if isinstance(model, Model):
-                setattr(report, REPORT_ATTR, model.name)
+        model = model_of(item)
+        if model is not None:
+            setattr(report, REPORT_ATTR, model.name)
         return report

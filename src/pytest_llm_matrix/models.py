@@ -66,6 +66,18 @@ class Model:
             return None
         return os.environ.get(self.api_key_env) or None
 
+    @property
+    def needs_simulator(self) -> bool:
+        """A simulated model with no base_url of its own: served by the session's simulator."""
+        return self.provider == "simulator" and self.base_url is None
+
+    def at_simulator(self, url: str) -> Model:
+        """This model pointed at the simulator serving at ``url``, if it needs one."""
+        if not self.needs_simulator:
+            return self
+        suffix = "/v1" if self.api == "openai" else ""
+        return dataclasses.replace(self, base_url=url + suffix)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain builtins, safe to send to xdist workers (the key is never included)."""
         data = dataclasses.asdict(self)

@@ -11,13 +11,16 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 from pytest_llm_matrix import registry as reg
 from pytest_llm_matrix.models import Model
 from pytest_llm_matrix.selection import resolve
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.simulation import SimulatorService
 
 ENV_MODELS: Final = "TEST_MODELS"
 WORKERINPUT_KEY: Final = "llm_matrix"
@@ -80,6 +83,12 @@ class Settings:
         """The selected models, in config order."""
         return [self.registry.models[name] for name in self.selected]
 
+    def with_simulator(self, url: str) -> Settings:
+        """These settings with the simulated models pointed at the simulator at ``url``."""
+        models = {name: model.at_simulator(url) for name, model in self.registry.models.items()}
+        registry = dataclasses.replace(self.registry, models=models)
+        return dataclasses.replace(self, registry=registry, simulator_url=url)
+
     def to_wire(self) -> dict[str, Any]:
         """Plain builtins for ``workerinput`` (execnet serializes by exact type)."""
         return {
@@ -93,14 +102,20 @@ class Settings:
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Settings:
-        return cls(
+        """Rebuild settings in a worker, simulated models already bound to their server."""
+        settings = cls(
             registry=reg.Registry.from_dict(data["registry"]),
             selected=tuple(data["selected"]),
             selected_by=data["selected_by"],
             strict=data["strict"],
             unavailable=dict(data["unavailable"]),
-            simulator_url=data["simulator_url"],
         )
+        url = data["simulator_url"]
+        return settings if url is None else settings.with_simulator(url)
+
+
+SETTINGS_KEY: Final = pytest.StashKey[Settings]()
+SIMULATOR_KEY: Final[pytest.StashKey[SimulatorService | None]] = pytest.StashKey()
 
 
 def load_registry(config: pytest.Config) -> reg.Registry:

@@ -7,15 +7,18 @@ package installed. The stateful parts are classes registered by name in
 
 from __future__ import annotations
 
-from typing import Final
-
 import pytest
 
 from pytest_llm_matrix import fixtures, hookspecs
-from pytest_llm_matrix.matrix import MARKER_HELP, Matrix
-from pytest_llm_matrix.options import WORKERINPUT_KEY, Settings, add_options, resolve_settings
-
-SETTINGS_KEY: Final = pytest.StashKey[Settings]()
+from pytest_llm_matrix.matrix import MARKER_HELP, Matrix, ReportTagger, model_of
+from pytest_llm_matrix.options import (
+    SETTINGS_KEY,
+    SIMULATOR_KEY,
+    WORKERINPUT_KEY,
+    Settings,
+    add_options,
+    resolve_settings,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,24 +29,23 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def _settings(config: pytest.Config) -> Settings:
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None and WORKERINPUT_KEY in workerinput:
-        return Settings.from_wire(workerinput[WORKERINPUT_KEY])
-    settings = resolve_settings(config)
-    if not config.option.collectonly:
-        from pytest_llm_matrix.simulation import start_simulator
-
-        settings = start_simulator(config, settings)
-    return settings
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     if config.option.help:
         return
-    settings = _settings(config)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and WORKERINPUT_KEY in workerinput:
+        settings = Settings.from_wire(workerinput[WORKERINPUT_KEY])
+        simulator = None
+    else:
+        settings = resolve_settings(config)
+        simulator = None
+        if any(m.needs_simulator for m in settings.models):
+            from pytest_llm_matrix.simulation import SimulatorService
+
+            simulator = SimulatorService(config, settings)
     config.stash[SETTINGS_KEY] = settings
+    config.stash[SIMULATOR_KEY] = simulator
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
     config.pluginmanager.register(Matrix(settings), "llm_matrix.matrix")
     if hasattr(config, "workerinput"):
@@ -51,13 +53,30 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_llm_matrix.xdist import XdistHooks
 
-        config.pluginmanager.register(XdistHooks(settings), "llm_matrix.xdist")
-    if settings.selected:
-        from pytest_llm_matrix.report import Summary
+        config.pluginmanager.register(XdistHooks(settings, simulator), "llm_matrix.xdist")
+    if config.getoption("dist", "no") != "no":
+        # The xdist controller never collects: it learns of model tests from reports.
+        _register_summary(config, settings)
 
-        optional = [m.name for m in settings.models if not m.required]
-        summary = Summary(config, settings.selected, settings.unavailable, optional)
-        config.pluginmanager.register(summary, "llm_matrix.summary")
+
+def _register_summary(config: pytest.Config, settings: Settings) -> None:
+    if not settings.selected or config.pluginmanager.has_plugin("llm_matrix.summary"):
+        return
+    from pytest_llm_matrix.report import Summary
+
+    optional = [m.name for m in settings.models if not m.required]
+    summary = Summary(config, settings.selected, settings.unavailable, optional)
+    config.pluginmanager.register(summary, "llm_matrix.summary")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Per-test hooks are registered only when the run has model tests."""
+    if not any(model_of(item) for item in items):
+        return
+    config.pluginmanager.register(ReportTagger(), "llm_matrix.tagger")
+    if not hasattr(config, "workerinput"):
+        _register_summary(config, config.stash[SETTINGS_KEY])
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -72,7 +91,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"llm-matrix: {name} skipped: {reason}" for name, reason in settings.unavailable.items()
     )
     details = [f"config: {settings.registry.source}"]
-    if settings.simulator_url:
-        details.append(f"simulator: {settings.simulator_url}")
+    simulated = [m.name for m in settings.models if m.needs_simulator]
+    if simulated:
+        details.append(f"built-in simulator for {', '.join(simulated)}")
     lines.append("llm-matrix: " + ", ".join(details))
     return lines

@@ -1,13 +1,12 @@
-"""Start the built-in simulator for the selected ``provider = "simulator"`` models."""
+"""The built-in simulator for the selected ``provider = "simulator"`` models."""
 
 from __future__ import annotations
 
-import dataclasses
+import threading
 from typing import Any
 
 import pytest
 
-from pytest_llm_matrix.models import Model
 from pytest_llm_matrix.options import Settings
 
 
@@ -38,31 +37,36 @@ def simulator_config_data(settings: Settings) -> dict[str, Any]:
     return data
 
 
-def start_simulator(config: pytest.Config, settings: Settings) -> Settings:
-    """Start one simulator for the session if a selected model needs it; stop it at exit.
+class SimulatorService:
+    """The session's one simulator, in the controller: checked at once, started when needed.
 
+    The config is validated in ``pytest_configure`` so mistakes stop the run before
+    collection, but the server only starts when a worker is configured (xdist) or a test
+    first uses a simulated model (no xdist). A run that uses no model never pays for it.
     A simulator model with its own ``base_url`` points at a simulator started elsewhere
     (``python -m pytest_llm_matrix.simulator``) and needs none.
     """
-    needs = [m for m in settings.models if m.provider == "simulator" and m.base_url is None]
-    if not needs:
-        return settings
-    from pytest_llm_matrix.simulator import Simulator, SimulatorConfigError, parse_config
 
-    where = f"{settings.registry.source}: simulator"
-    try:
-        sim_config = parse_config(simulator_config_data(settings), source=where)
-    except SimulatorConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    simulator = Simulator(sim_config)
-    url = simulator.start()
-    config.add_cleanup(simulator.stop)
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        from pytest_llm_matrix.simulator import Simulator, SimulatorConfigError, parse_config
 
-    def bind(model: Model) -> Model:
-        if model.provider != "simulator" or model.base_url is not None:
-            return model
-        return dataclasses.replace(model, base_url=url + ("/v1" if model.api == "openai" else ""))
+        where = f"{settings.registry.source}: simulator"
+        try:
+            sim_config = parse_config(simulator_config_data(settings), source=where)
+        except SimulatorConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self._simulator = Simulator(sim_config)
+        self._config = config
+        self._lock = threading.Lock()
+        self.url: str | None = None
 
-    models = {name: bind(m) for name, m in settings.registry.models.items()}
-    registry = dataclasses.replace(settings.registry, models=models)
-    return dataclasses.replace(settings, registry=registry, simulator_url=url)
+    @staticmethod
+    def needed(settings: Settings) -> bool:
+        return any(m.provider == "simulator" and m.base_url is None for m in settings.models)
+
+    def ensure_started(self) -> str:
+        with self._lock:
+            if self.url is None:
+                self.url = self._simulator.start()
+                self._config.add_cleanup(self._simulator.stop)
+            return self.url
