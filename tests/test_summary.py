@@ -101,3 +101,26 @@ def test_optional_model_failures_do_not_fail_the_run(pytester, write_config):
     )
     required_failed = pytester.runpytest("--models=all")
     assert required_failed.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_one_simulator_serves_every_worker(pytester, write_config, monkeypatch):
+    write_config()
+    record = pytester.path / "seen.txt"
+    monkeypatch.setenv("SEEN_FILE", str(record))
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_url(llm, llm_model, n):
+            assert llm.complete("hi") == "ok"
+            with open(os.environ["SEEN_FILE"], "a") as fh:
+                fh.write(f"{os.environ['PYTEST_XDIST_WORKER']} {llm_model.base_url}\\n")
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=sims", "-n", "2", "-p", "no:randomly")
+    result.assert_outcomes(passed=12)
+    seen = [line.split() for line in record.read_text().splitlines()]
+    assert {worker for worker, _ in seen} == {"gw0", "gw1"}
+    assert len({url for _, url in seen}) == 1
