@@ -67,3 +67,63 @@ def collected(result: pytest.RunResult) -> list[str]:
 def xdist_args(request: pytest.FixtureRequest) -> list[str]:
     """Run a feature test without xdist, with xdist off, with two workers, and blocked."""
     return list(request.param)
+
+
+#: An inner conftest.py that writes what every test spent (from its reports, in the
+#: controller) to spend.jsonl: the reports are the contract, so tests read them there.
+SPEND_RECORDER = """
+import json
+
+IN_WORKER = []
+
+def pytest_configure(config):
+    IN_WORKER.append(hasattr(config, "workerinput"))
+
+def pytest_runtest_logreport(report):
+    spend = getattr(report, "llm_spend", None)
+    if spend is not None and not IN_WORKER[-1]:  # only the controller's copy
+        with open("spend.jsonl", "a") as fh:  # pytester runs in the project folder
+            fh.write(json.dumps({"nodeid": report.nodeid, "when": report.when,
+                                 "model": getattr(report, "llm_model", None), **spend}) + "\\n")
+"""
+
+
+def read_spend(pytester: pytest.Pytester) -> dict[str, dict]:
+    """Per test id: the spend of all its phases added up (lists concatenated)."""
+    import json
+
+    path = pytester.path / "spend.jsonl"
+    totals: dict[str, dict] = {}
+    if not path.exists():
+        return totals
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        name = row.pop("nodeid").split("::", 1)[1]
+        row.pop("when")
+        total = totals.setdefault(name, {})
+        for key, value in row.items():
+            if isinstance(value, list):
+                total[key] = total.get(key, []) + value
+            elif isinstance(value, int):
+                total[key] = total.get(key, 0) + value
+            else:
+                total[key] = value
+    return totals
+
+
+@pytest.fixture
+def simulator():
+    """A simulator started by the test, for projects whose models point at it by base_url."""
+    from pytest_llm_matrix.simulator import Simulator, parse_config
+
+    started: list[Simulator] = []
+
+    def start(config: dict) -> Simulator:
+        sim = Simulator(parse_config(config))
+        sim.start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pytest_llm_matrix.models import Model
 
 __version__ = "0.1.0"
-__all__ = ["Model", "__version__"]
+__all__ = ["LLM", "LLMError", "Model", "__version__", "llm_transport", "wrap_client"]
+
+_LAZY = {
+    "LLM": "pytest_llm_matrix.client",
+    "LLMError": "pytest_llm_matrix.client",
+    "llm_transport": "pytest_llm_matrix.transport",
+    "wrap_client": "pytest_llm_matrix.transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The HTTP parts load on first use: this package is imported by every pytest run."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llm_matrix import context
 from pytest_llm_matrix.options import SIMULATOR_KEY
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ def llm_model(request: pytest.FixtureRequest) -> Model:
             "for function-scoped use only",
             pytrace=False,
         )
+    limits = context.limits()
+    if limits is not None and (reason := limits.coordinator.unavailable(model.name)):
+        pytest.skip(f"{model.name} is unavailable: {reason}")
     if model.needs_simulator:
         simulator = request.config.stash[SIMULATOR_KEY]
         assert simulator is not None  # created in pytest_configure whenever one is needed
@@ -43,3 +47,122 @@ def llm(llm_model: Model) -> Iterator[LLM]:
         yield client
     finally:
         client.close()
+
+
+def _close_async(client: Any) -> None:
+    """Close an async client after its test's event loop is gone (best effort).
+
+    Tests that want a clean close use ``async with`` on the client themselves.
+    """
+    import asyncio
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        asyncio.run(client.aclose())
+
+
+@pytest.fixture
+def llm_http_client(llm_model: Model) -> Iterator[Any]:
+    """An ``httpx2.Client`` for the test's model: base URL, auth, timeout, LLMTransport."""
+    from pytest_llm_matrix.transport import http_client
+
+    client = http_client(llm_model)
+    with client:
+        yield client
+
+
+@pytest.fixture
+def llm_async_http_client(llm_model: Model) -> Iterator[Any]:
+    """The ``httpx2.AsyncClient`` twin of ``llm_http_client``."""
+    from pytest_llm_matrix.transport import async_http_client
+
+    client = async_http_client(llm_model)
+    yield client
+    _close_async(client)
+
+
+@pytest.fixture
+def llm_httpx_client(llm_model: Model) -> Iterator[Any]:
+    """Like ``llm_http_client``, for plain ``httpx`` users."""
+    from pytest_llm_matrix.transport import http_client
+
+    client = http_client(llm_model, http="httpx")
+    with client:
+        yield client
+
+
+@pytest.fixture
+def llm_async_httpx_client(llm_model: Model) -> Iterator[Any]:
+    """Like ``llm_async_http_client``, for plain ``httpx`` users."""
+    from pytest_llm_matrix.transport import async_http_client
+
+    client = async_http_client(llm_model, http="httpx")
+    yield client
+    _close_async(client)
+
+
+def _sdk(name: str, model: Model) -> Any:
+    """The SDK module, or a skip that says why this test cannot use it."""
+    api = "anthropic" if name == "anthropic" else "openai"
+    if model.api != api:
+        pytest.skip(f"{model.name} speaks the {model.api} API, not {api}'s: no {name} client")
+    try:
+        return __import__(name)
+    except ImportError:
+        pytest.skip(f"the {name} SDK is not installed (pip install 'pytest-llm-matrix[{name}]')")
+
+
+def _sdk_client(name: str, model: Model, asynchronous: bool) -> Any:
+    """An official SDK client for ``model`` whose only retry layer is ours."""
+    from pytest_llm_matrix.transport import llm_transport, timeout_of
+
+    sdk = _sdk(name, model)
+    import httpx2
+
+    transport = llm_transport(model, asynchronous=asynchronous)
+    http = (httpx2.AsyncClient if asynchronous else httpx2.Client)(
+        transport=transport, timeout=timeout_of(model)
+    )
+    if name == "openai":
+        factory = sdk.AsyncOpenAI if asynchronous else sdk.OpenAI
+    else:
+        factory = sdk.AsyncAnthropic if asynchronous else sdk.Anthropic
+    return factory(
+        base_url=model.base_url,
+        api_key=model.api_key() or "not-needed",
+        max_retries=0,
+        timeout=timeout_of(model),
+        http_client=http,
+    )
+
+
+@pytest.fixture
+def openai_client(llm_model: Model) -> Iterator[Any]:
+    """``openai.OpenAI`` for the test's model (OpenAI-API models), SDK retries off."""
+    client = _sdk_client("openai", llm_model, asynchronous=False)
+    with client:
+        yield client
+
+
+@pytest.fixture
+def async_openai_client(llm_model: Model) -> Iterator[Any]:
+    """``openai.AsyncOpenAI`` for the test's model, SDK retries off."""
+    client = _sdk_client("openai", llm_model, asynchronous=True)
+    yield client
+    _close_async(client)
+
+
+@pytest.fixture
+def anthropic_client(llm_model: Model) -> Iterator[Any]:
+    """``anthropic.Anthropic`` for the test's model (Anthropic-API models), SDK retries off."""
+    client = _sdk_client("anthropic", llm_model, asynchronous=False)
+    with client:
+        yield client
+
+
+@pytest.fixture
+def async_anthropic_client(llm_model: Model) -> Iterator[Any]:
+    """``anthropic.AsyncAnthropic`` for the test's model, SDK retries off."""
+    client = _sdk_client("anthropic", llm_model, asynchronous=True)
+    yield client
+    _close_async(client)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import pytest
 
 from pytest_llm_matrix.models import Model
 from pytest_llm_matrix.options import Settings
-from pytest_llm_matrix.report import REPORT_ATTR
 from pytest_llm_matrix.selection import expand_name, split_expression, unknown_name_error
 
 FIXTURE: Final = "llm_model"
@@ -98,21 +97,3 @@ def model_of(item: pytest.Item) -> Model | None:
     callspec = getattr(item, "callspec", None)
     model = callspec.params.get(FIXTURE) if callspec is not None else None
     return model if isinstance(model, Model) else None
-
-
-class ReportTagger:
-    """Puts the model's alias on each report, as a plain str that survives xdist.
-
-    Registered only once collection has found model tests, so suites (and workers) that
-    run none pay nothing per test.
-    """
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        model = model_of(item)
-        if model is not None:
-            setattr(report, REPORT_ATTR, model.name)
-        return report

@@ -39,6 +39,7 @@ class Model:
     api_key_env: str | None = None
     timeout: float | None = None
     max_concurrency: int | None = None
+    rpm: int | None = None
     tags: tuple[str, ...] = ()
     input_price: float | None = None
     output_price: float | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,6 +24,25 @@ if TYPE_CHECKING:
 
 ENV_MODELS: Final = "TEST_MODELS"
 WORKERINPUT_KEY: Final = "llm_matrix"
+DEFAULT_ATTEMPTS: Final = 4
+DEFAULT_MAX_WAIT: Final = 60.0
+
+
+def _number(option: str, kind: type[int] | type[float], minimum: float) -> Callable[[str], Any]:
+    """An option type that turns a bad value into a usage error naming the option."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise pytest.UsageError(f"{option}: expected {what}, got {text!r}") from None
+        if value < minimum or (minimum == 0 and value == 0):
+            bound = f"at least {minimum}" if minimum else "greater than 0"
+            raise pytest.UsageError(f"{option}: must be {bound}, got {text!r}")
+        return value
+
+    return parse
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -53,6 +72,45 @@ def add_options(parser: pytest.Parser) -> None:
         help="fail the run when a selected model's API key is missing, instead of skipping "
         "its tests. ini: llm_strict.",
     )
+    group.addoption(
+        "--max-concurrency",
+        dest="llm_max_concurrency",
+        metavar="N",
+        type=_number("--max-concurrency", int, 1),
+        default=None,
+        help="cap on requests in flight to all models, across all xdist workers. "
+        "Config: max_concurrency. Default: no global cap.",
+    )
+    group.addoption(
+        "--llm-timeout",
+        dest="llm_timeout",
+        metavar="SECONDS",
+        type=_number("--llm-timeout", float, 0),
+        default=None,
+        help="per-test timeout for models that set none (becomes a pytest-timeout mark). "
+        "ini: llm_timeout.",
+    )
+    group.addoption(
+        "--llm-max-attempts",
+        dest="llm_max_attempts",
+        metavar="N",
+        type=_number("--llm-max-attempts", int, 1),
+        default=None,
+        help=f"attempts per request, the first included (default {DEFAULT_ATTEMPTS}). "
+        "ini: llm_max_attempts.",
+    )
+    group.addoption(
+        "--llm-max-wait",
+        dest="llm_max_wait",
+        metavar="SECONDS",
+        type=_number("--llm-max-wait", float, 0),
+        default=None,
+        help=f"the longest single wait before a retry (default {DEFAULT_MAX_WAIT:.0f}); a "
+        "longer Retry-After fails the request. ini: llm_max_wait.",
+    )
+    parser.addini("llm_timeout", "default per-test timeout for models, seconds.")
+    parser.addini("llm_max_attempts", "attempts per request, the first included.")
+    parser.addini("llm_max_wait", "the longest single wait before a retry, seconds.")
     parser.addini(
         "llm_config",
         "model registry file (TOML), relative to this config file.",
@@ -77,6 +135,11 @@ class Settings:
     strict: bool = False
     unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
     simulator_url: str | None = None
+    max_concurrency: int | None = None
+    llm_timeout: float | None = None
+    max_attempts: int = DEFAULT_ATTEMPTS
+    max_wait: float = DEFAULT_MAX_WAIT
+    state_dir: str | None = None
 
     @property
     def models(self) -> list[Model]:
@@ -98,6 +161,11 @@ class Settings:
             "strict": self.strict,
             "unavailable": dict(self.unavailable),
             "simulator_url": self.simulator_url,
+            "max_concurrency": self.max_concurrency,
+            "llm_timeout": self.llm_timeout,
+            "max_attempts": self.max_attempts,
+            "max_wait": self.max_wait,
+            "state_dir": self.state_dir,
         }
 
     @classmethod
@@ -109,6 +177,11 @@ class Settings:
             selected_by=data["selected_by"],
             strict=data["strict"],
             unavailable=dict(data["unavailable"]),
+            max_concurrency=data["max_concurrency"],
+            llm_timeout=data["llm_timeout"],
+            max_attempts=data["max_attempts"],
+            max_wait=data["max_wait"],
+            state_dir=data["state_dir"],
         )
         url = data["simulator_url"]
         return settings if url is None else settings.with_simulator(url)
@@ -182,4 +255,18 @@ def resolve_settings(config: pytest.Config) -> Settings:
         selected_by=origin,
         strict=strict,
         unavailable=unavailable,
+        max_concurrency=config.option.llm_max_concurrency or registry.max_concurrency,
+        llm_timeout=_setting(config, "llm_timeout", float, 0),
+        max_attempts=_setting(config, "llm_max_attempts", int, 1) or DEFAULT_ATTEMPTS,
+        max_wait=_setting(config, "llm_max_wait", float, 0) or DEFAULT_MAX_WAIT,
     )
+
+
+def _setting(
+    config: pytest.Config, name: str, kind: type[int] | type[float], minimum: float
+) -> Any:
+    """The command line's value, else the ini file's (checked the same way), else None."""
+    value = getattr(config.option, name)
+    if value is None and (text := config.getini(name)):
+        value = _number(f"ini {name}", kind, minimum)(str(text).strip())
+    return value

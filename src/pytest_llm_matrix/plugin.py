@@ -7,10 +7,12 @@ package installed. The stateful parts are classes registered by name in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from pytest_llm_matrix import fixtures, hookspecs
-from pytest_llm_matrix.matrix import MARKER_HELP, Matrix, ReportTagger, model_of
+from pytest_llm_matrix import context, fixtures, hookspecs
+from pytest_llm_matrix.matrix import MARKER_HELP, Matrix, model_of
 from pytest_llm_matrix.options import (
     SETTINGS_KEY,
     SIMULATOR_KEY,
@@ -44,8 +46,15 @@ def pytest_configure(config: pytest.Config) -> None:
             from pytest_llm_matrix.simulation import SimulatorService
 
             simulator = SimulatorService(config, settings)
+        if settings.selected:
+            settings = _with_state_dir(config, settings)
     config.stash[SETTINGS_KEY] = settings
     config.stash[SIMULATOR_KEY] = simulator
+    if settings.state_dir is not None:
+        policy = context.RetryPolicy(attempts=settings.max_attempts, max_wait=settings.max_wait)
+        limits = context.Limits(Path(settings.state_dir), settings.max_concurrency, policy)
+        context.configure(limits)
+        config.add_cleanup(lambda: context.configure(None))
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
     config.pluginmanager.register(Matrix(settings), "llm_matrix.matrix")
     if hasattr(config, "workerinput"):
@@ -59,13 +68,23 @@ def pytest_configure(config: pytest.Config) -> None:
         _register_summary(config, settings)
 
 
+def _with_state_dir(config: pytest.Config, settings: Settings) -> Settings:
+    """A fresh directory the session's processes coordinate through (slots, cooldowns)."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    state_dir = tempfile.mkdtemp(prefix="pytest-llm-matrix-")
+    config.add_cleanup(lambda: shutil.rmtree(state_dir, ignore_errors=True))
+    return dataclasses.replace(settings, state_dir=state_dir)
+
+
 def _register_summary(config: pytest.Config, settings: Settings) -> None:
     if not settings.selected or config.pluginmanager.has_plugin("llm_matrix.summary"):
         return
     from pytest_llm_matrix.report import Summary
 
-    optional = [m.name for m in settings.models if not m.required]
-    summary = Summary(config, settings.selected, settings.unavailable, optional)
+    summary = Summary(config, settings)
     config.pluginmanager.register(summary, "llm_matrix.summary")
 
 
@@ -74,9 +93,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Per-test hooks are registered only when the run has model tests."""
     if not any(model_of(item) for item in items):
         return
-    config.pluginmanager.register(ReportTagger(), "llm_matrix.tagger")
+    from pytest_llm_matrix.tracking import TestTracker, TimeoutHooks, add_timeout_marks
+
+    settings = config.stash[SETTINGS_KEY]
+    add_timeout_marks(settings, items)
+    config.pluginmanager.register(TestTracker(), "llm_matrix.tracker")
+    if config.pluginmanager.hasplugin("timeout"):
+        config.pluginmanager.register(TimeoutHooks(), "llm_matrix.timeout")
     if not hasattr(config, "workerinput"):
-        _register_summary(config, config.stash[SETTINGS_KEY])
+        _register_summary(config, settings)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

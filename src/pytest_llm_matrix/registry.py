@@ -90,6 +90,7 @@ MODEL_FIELDS: Final[Mapping[str, _Check]] = {
     "api_key_env": _string,
     "timeout": _positive_number,
     "max_concurrency": _positive_int,
+    "rpm": _positive_int,
     "tags": _string_list,
     "input_price": _price,
     "output_price": _price,

@@ -10,26 +10,66 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import pytest
 
+from pytest_llm_matrix import context
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.models import Model
+    from pytest_llm_matrix.options import Settings
+
 #: Name of the TestReport attribute that carries the model's alias across xdist.
 REPORT_ATTR: Final = "llm_model"
+#: Name of the TestReport attribute with what the test spent (a dict of builtins).
+SPEND_ATTR: Final = "llm_spend"
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+
+
+SPEND_TOTALS: Final = (
+    "requests",
+    "attempts",
+    "retries",
+    "rate_limited",
+    "timeouts",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+)
 
 
 @dataclasses.dataclass
 class ModelStats:
-    """Outcome counts and summed test time (all phases) for one model."""
+    """Outcome counts, summed test time (all phases), spend and cost for one model."""
 
     counts: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     duration: float = 0.0
+    spend: dict[str, int] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(SPEND_TOTALS, 0)
+    )
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    ttft: list[float] = dataclasses.field(default_factory=list)
+    cost: float = 0.0
+    unpriced: bool = False  # some tokens had no known price: the cost is not known
 
     def add(self, outcome: str, duration: float) -> None:
         if outcome in self.counts:
             self.counts[outcome] += 1
         self.duration += duration
+
+    def add_spend(self, spend: Mapping[str, object], cost: float | None) -> None:
+        for key in SPEND_TOTALS:
+            value = spend.get(key, 0)
+            self.spend[key] += value if isinstance(value, int) else 0
+        self.latencies.extend(_floats(spend.get("latencies")))
+        self.ttft.extend(_floats(spend.get("ttft")))
+        if cost is None:
+            self.unpriced = self.unpriced or bool(
+                self.spend["input_tokens"] or self.spend["output_tokens"]
+            )
+        else:
+            self.cost += cost
 
     @property
     def pass_rate(self) -> float | None:
@@ -38,8 +78,21 @@ class ModelStats:
         return self.counts["passed"] / judged if judged else None
 
     def merged(self, other: ModelStats) -> ModelStats:
-        counts = {k: self.counts[k] + other.counts[k] for k in OUTCOMES}
-        return ModelStats(counts=counts, duration=self.duration + other.duration)
+        return ModelStats(
+            counts={k: self.counts[k] + other.counts[k] for k in OUTCOMES},
+            duration=self.duration + other.duration,
+            spend={k: self.spend[k] + other.spend[k] for k in SPEND_TOTALS},
+            latencies=self.latencies + other.latencies,
+            ttft=self.ttft + other.ttft,
+            cost=self.cost + other.cost,
+            unpriced=self.unpriced or other.unpriced,
+        )
+
+
+def _floats(values: object) -> list[float]:
+    if not isinstance(values, list):
+        return []
+    return [float(v) for v in values if isinstance(v, int | float)]
 
 
 def format_rate(rate: float | None) -> str:
@@ -63,7 +116,18 @@ def summary_rows(
         for o in OUTCOMES
         if o in ("passed", "failed", "error", "skipped") or any(stats[n].counts[o] for n in names)
     ]
-    header = ["model", *shown, "pass rate", "test time"]
+    header = [
+        "model",
+        *shown,
+        "pass rate",
+        "test time",
+        "requests",
+        "retries",
+        "429s",
+        "tokens in",
+        "tokens out",
+        "cost",
+    ]
     rows = []
     total = ModelStats()
     for name in names:
@@ -76,12 +140,27 @@ def summary_rows(
 
 
 def _row(name: str, stats: ModelStats, shown: list[str]) -> list[str]:
+    spend = stats.spend
     return [
         name,
         *(str(stats.counts[o]) for o in shown),
         format_rate(stats.pass_rate),
         format_seconds(stats.duration),
+        str(spend["requests"]),
+        str(spend["retries"]),
+        str(spend["rate_limited"]),
+        f"{spend['input_tokens']:,}",
+        f"{spend['output_tokens']:,}",
+        _cost(stats),
     ]
+
+
+def _cost(stats: ModelStats) -> str:
+    from pytest_llm_matrix.cost import format_usd
+
+    if not (stats.spend["input_tokens"] or stats.spend["output_tokens"]):
+        return "-"
+    return format_usd(None if stats.unpriced else stats.cost)
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -103,17 +182,12 @@ class Summary:
     status: they show in the table, but only failures that matter fail the run.
     """
 
-    def __init__(
-        self,
-        config: pytest.Config,
-        order: Iterable[str],
-        unavailable: Mapping[str, str],
-        optional: Iterable[str] = (),
-    ) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
-        self.order = list(order)
-        self.unavailable = dict(unavailable)
-        self.optional = set(optional)
+        self.models = {m.name: m for m in settings.models}
+        self.order = list(settings.selected)
+        self.unavailable = dict(settings.unavailable)
+        self.optional = {m.name for m in settings.models if not m.required}
         self.stats: dict[str, ModelStats] = {}
         self.failures = {"required": 0, "optional": 0}
 
@@ -129,6 +203,28 @@ class Summary:
         stats = self.stats.setdefault(model, ModelStats())
         counted = (letter or word) and getattr(report, "count_towards_summary", True)
         stats.add(category if counted else "", report.duration)
+        spend = getattr(report, SPEND_ATTR, None)
+        if isinstance(spend, dict) and model in self.models:
+            stats.add_spend(spend, self._price(self.models[model], spend))
+
+    @staticmethod
+    def _price(model: Model, spend: Mapping[str, object]) -> float | None:
+        """Priced here, in the controller: workers never load the price data."""
+        from pytest_llm_matrix.cost import price_usd
+
+        def tokens(key: str) -> int:
+            value = spend.get(key, 0)
+            return value if isinstance(value, int) else 0
+
+        return price_usd(
+            model.provider,
+            model.model,
+            tokens("input_tokens"),
+            tokens("output_tokens"),
+            tokens("cached_tokens"),
+            input_price=model.input_price,
+            output_price=model.output_price,
+        )
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.stats:
@@ -140,8 +236,13 @@ class Summary:
         for line, row in zip(lines[1:], rows, strict=True):
             failed = int(row[2]) + int(row[3])
             terminalreporter.write_line(line, red=failed > 0, green=failed == 0)
-        for name, reason in self.unavailable.items():
-            terminalreporter.write_line(f"{name}: not run: {reason}", yellow=True)
+        for name, reason in self._unavailable().items():
+            terminalreporter.write_line(f"{name}: unavailable: {reason}", yellow=True)
+        if any(stats.unpriced for stats in self.stats.values()):
+            terminalreporter.write_line(
+                "n/a: no known price for the model; set input_price and output_price "
+                "(USD per million tokens) in its config"
+            )
         failed_optional = [
             name
             for name in self.order
@@ -155,6 +256,14 @@ class Summary:
                 "their failures do not affect the exit status",
                 yellow=True,
             )
+
+    def _unavailable(self) -> dict[str, str]:
+        """Missing keys, and models the HTTP layer found unusable during the run."""
+        found = dict(self.unavailable)
+        limits = context.limits()
+        if limits is not None:
+            found.update(limits.coordinator.all_unavailable())
+        return found
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

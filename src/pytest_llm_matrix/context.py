@@ -1,0 +1,146 @@
+"""Process-wide state the HTTP layer reads: the session's limits and the running test.
+
+An xdist worker (or a plain pytest process) runs one test at a time, so "the current
+test" is a module global rather than a context variable: requests made from threads or
+tasks the test starts are still counted against it. Everything recorded is a plain
+builtin, ready to ride on a TestReport across xdist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.limits import Coordinator
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How hard the transport tries. ``attempts`` counts the first try."""
+
+    attempts: int = 4
+    max_wait: float = 60.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 8.0
+
+
+@dataclasses.dataclass
+class Limits:
+    """What every process of the session shares: the coordination directory and caps."""
+
+    directory: Path
+    global_cap: int | None
+    policy: RetryPolicy
+    _coordinator: Coordinator | None = None
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """Created on first use: runs without model tests never open its files."""
+        with self._lock:
+            if self._coordinator is None:
+                from pytest_llm_matrix.limits import FileCoordinator
+
+                self._coordinator = FileCoordinator(self.directory, self.global_cap)
+            return self._coordinator
+
+    def close(self) -> None:
+        if self._coordinator is not None:
+            self._coordinator.close()
+
+
+SPEND_COUNTERS = (
+    "requests",
+    "attempts",
+    "retries",
+    "rate_limited",
+    "timeouts",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+)
+
+
+class TestContext:
+    """The running test: its model, its deadline, and what it has spent so far."""
+
+    __test__ = False  # not a test class, whatever pytest's python_classes says
+
+    def __init__(self, model: str | None) -> None:
+        self.model = model
+        self.deadline: float | None = None  # time.monotonic() value
+        self.timeout: float | None = None  # the configured seconds behind the deadline
+        self.timeout_source = "timeout"
+        self._lock = threading.Lock()
+        self._spend = self._empty()
+        self.closers: list[Callable[[], None]] = []
+
+    @staticmethod
+    def _empty() -> dict[str, Any]:
+        spend: dict[str, Any] = dict.fromkeys(SPEND_COUNTERS, 0)
+        spend["latencies"] = []
+        spend["ttft"] = []
+        return spend
+
+    def set_deadline(self, timeout: float, source: str = "timeout") -> None:
+        self.timeout = timeout
+        self.timeout_source = source
+        self.deadline = time.monotonic() + timeout
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def count(self, **amounts: int) -> None:
+        with self._lock:
+            for key, amount in amounts.items():
+                self._spend[key] += amount
+
+    def record(self, key: str, value: float) -> None:
+        """Append a latency or time-to-first-token, in seconds."""
+        with self._lock:
+            self._spend[key].append(round(value, 6))
+
+    def take(self) -> dict[str, Any] | None:
+        """What was spent since the last call (None if nothing), and start afresh."""
+        with self._lock:
+            spend, self._spend = self._spend, self._empty()
+        return spend if spend["attempts"] or spend["requests"] else None
+
+
+_limits: Limits | None = None
+_current: TestContext | None = None
+
+
+def configure(limits: Limits | None) -> None:
+    global _limits
+    if _limits is not None and limits is not _limits:
+        _limits.close()
+    _limits = limits
+
+
+def limits() -> Limits | None:
+    return _limits
+
+
+def begin(model: str | None) -> TestContext:
+    global _current
+    _current = TestContext(model)
+    return _current
+
+
+def end() -> None:
+    """The test is over: free whatever it left open (an unclosed stream holds a slot)."""
+    global _current
+    ctx, _current = _current, None
+    if ctx is not None:
+        for close in ctx.closers:
+            close()
+
+
+def current() -> TestContext | None:
+    return _current

@@ -1,0 +1,98 @@
+"""Price token counts in USD, once, in the controller.
+
+Workers only count tokens; the controller prices each model's totals here. genai-prices is
+imported inside the functions: its bundled price table is large, and xdist workers (which
+import this package) must never pay for it. Nothing here starts genai-prices'
+`UpdatePrices`, the one part of it that touches the network, so prices come from its
+bundled data.
+"""
+
+from __future__ import annotations
+
+import math
+
+_PER_MILLION = 1_000_000
+
+# Our provider names -> genai-prices provider ids. None lets genai-prices find the provider
+# from the model id: an OpenAI-compatible server may host a known model, and simulator models
+# usually match nothing, so they stay unpriced.
+_GENAI_PROVIDERS: dict[str, str | None] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "openai-compatible": None,
+    "simulator": None,
+}
+
+
+def price_usd(
+    provider: str,
+    model_id: str,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int = 0,
+    input_price: float | None = None,
+    output_price: float | None = None,
+) -> float | None:
+    """Cost in USD of the given tokens, or None when it is unknown (shown as "n/a", never $0).
+
+    `input_tokens` includes `cached_tokens`, as in `usage.Usage`. `input_price` and
+    `output_price` (USD per million tokens, from the model's config) override genai-prices.
+    """
+    if input_price is not None or output_price is not None:
+        return _price_with_overrides(input_tokens, output_tokens, input_price, output_price)
+    return _price_from_genai_prices(provider, model_id, input_tokens, output_tokens, cached_tokens)
+
+
+def _price_with_overrides(
+    input_tokens: int,
+    output_tokens: int,
+    input_price: float | None,
+    output_price: float | None,
+) -> float | None:
+    """Configured prices; cached input is billed at `input_price` since no cache rate is given.
+
+    A missing price is only harmless when there is nothing to price with it.
+    """
+    if (input_price is None and input_tokens) or (output_price is None and output_tokens):
+        return None
+    cost = input_tokens * (input_price or 0.0) + output_tokens * (output_price or 0.0)
+    return cost / _PER_MILLION
+
+
+def _price_from_genai_prices(
+    provider: str, model_id: str, input_tokens: int, output_tokens: int, cached_tokens: int
+) -> float | None:
+    """Price from genai-prices' bundled data; None for a model it does not know.
+
+    genai-prices treats `cache_read_tokens` as a part of `input_tokens` (it prices the
+    difference at the input rate and the cached part at the cache-read rate, or at the input
+    rate when the model has none), which is exactly our `Usage` convention, so the counts go
+    in unchanged. It raises ValueError when cached exceeds input: unpriceable, not a crash.
+    """
+    import genai_prices
+
+    usage = genai_prices.Usage(
+        input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached_tokens
+    )
+    try:
+        calculation = genai_prices.calc_price(
+            usage, model_ref=model_id, provider_id=_GENAI_PROVIDERS.get(provider)
+        )
+    except (LookupError, ValueError):
+        return None
+    return float(calculation.total_price)
+
+
+def format_usd(value: float | None) -> str:
+    """A cost for humans: "n/a" when unknown, cents from $1 up, two significant digits below.
+
+    Test runs on cheap models cost fractions of a cent, which a fixed "$0.00" would hide.
+    """
+    if value is None:
+        return "n/a"
+    if value >= 1 or value <= 0:
+        return f"${value:,.2f}"
+    # Round to two significant digits first, so 0.000999 becomes 0.0010 and not 0.00100.
+    rounded = float(f"{value:.2g}")
+    decimals = max(2, 1 - math.floor(math.log10(rounded)))
+    return f"${rounded:.{decimals}f}"

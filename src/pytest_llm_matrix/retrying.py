@@ -1,0 +1,125 @@
+"""What to do with a model's answer, and how long to wait before trying again.
+
+Pure functions: the transport feeds them status codes, headers and bodies. The wait order
+is the server's word first (``retry-after-ms``, ``retry-after``, then the providers'
+rate-limit reset headers), and exponential backoff with jitter (tenacity) otherwise.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from collections.abc import Mapping
+from enum import Enum
+from typing import Final
+
+RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504, 529})
+UNAVAILABLE_STATUSES: Final = frozenset({401, 403})
+RESET_HEADERS: Final = (
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-reset",
+    "anthropic-ratelimit-input-tokens-reset",
+    "anthropic-ratelimit-output-tokens-reset",
+)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class Verdict(Enum):
+    OK = "ok"  # hand the response to the caller
+    RETRY = "retry"  # transient: wait and try again
+    UNAVAILABLE = "unavailable"  # the model cannot serve this session: stop using it
+    FAIL = "fail"  # the request itself is wrong: hand it to the caller, no retry
+
+
+def error_of(body: bytes) -> tuple[str, str]:
+    """(code or type, message) from an OpenAI- or Anthropic-style error body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "", body[:200].decode("utf-8", "replace")
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return "", str(data)[:200]
+    kind = error.get("code") or error.get("type") or ""
+    return str(kind), str(error.get("message", ""))
+
+
+def classify(status: int, body: bytes) -> Verdict:
+    if status < 400:
+        return Verdict.OK
+    code, message = error_of(body) if status in (404, 429) else ("", "")
+    if status == 429 and "insufficient_quota" in (code, message):
+        return Verdict.UNAVAILABLE
+    if status in RETRY_STATUSES:
+        return Verdict.RETRY
+    if status in UNAVAILABLE_STATUSES:
+        return Verdict.UNAVAILABLE
+    if status == 404 and ("model" in code or "model" in message.lower()):
+        return Verdict.UNAVAILABLE
+    return Verdict.FAIL
+
+
+def _duration(text: str) -> float | None:
+    """OpenAI's reset durations: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"``."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def _date(text: str, now: float) -> float | None:
+    """An HTTP date or an RFC 3339 timestamp, as seconds from ``now``."""
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp() - now
+    except (TypeError, ValueError):
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() - now
+    except ValueError:
+        return None
+
+
+def server_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """How long the server asked us to wait, in seconds, or None if it did not say."""
+    now = time.time() if now is None else now
+    if (value := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    if (value := headers.get("retry-after")) is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            if (seconds := _date(value, now)) is not None:
+                return max(0.0, seconds)
+    waits = []
+    for name in RESET_HEADERS:
+        if (value := headers.get(name)) is not None:
+            seconds = _duration(value)
+            if seconds is None:
+                seconds = _date(value, now)
+            if seconds is not None:
+                waits.append(max(0.0, seconds))
+    return max(waits) if waits else None
+
+
+def backoff(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff with jitter for the wait after failed attempt ``attempt`` (1-based)."""
+    import tenacity
+
+    state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    return float(tenacity.wait_exponential_jitter(initial=initial, max=maximum)(state))
+
+
+def seconds(value: float) -> str:
+    """``12.0`` -> ``"12s"``, ``0.25`` -> ``"0.25s"``: waits and budgets in messages."""
+    return f"{value:.0f}s" if value >= 10 or value == int(value) else f"{value:.2g}s"

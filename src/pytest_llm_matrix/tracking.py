@@ -1,0 +1,118 @@
+"""Per-test hooks for model tests: deadlines, timeouts, and what each test spent.
+
+Registered only once collection has found model tests, so suites (and workers) that run
+none pay nothing per test.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
+
+import pytest
+
+from pytest_llm_matrix import context
+from pytest_llm_matrix.matrix import model_of
+from pytest_llm_matrix.report import REPORT_ATTR, SPEND_ATTR
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.options import Settings
+
+TIMEOUT_SOURCE: Final = pytest.StashKey[str]()
+OWN_TIMER: Final = pytest.StashKey[Callable[[], None]]()
+
+
+def add_timeout_marks(settings: Settings, items: list[pytest.Item]) -> None:
+    """A model's ``timeout`` (or ``--llm-timeout``) becomes a ``pytest.mark.timeout``.
+
+    A timeout mark the user put on the test, class or module wins.
+    """
+    for item in items:
+        model = model_of(item)
+        if model is None or item.get_closest_marker("timeout") is not None:
+            continue
+        if model.timeout is not None:
+            seconds, source = model.timeout, "the model's timeout"
+        elif settings.llm_timeout is not None:
+            seconds, source = settings.llm_timeout, "--llm-timeout"
+        else:
+            continue
+        item.add_marker(pytest.mark.timeout(seconds))
+        item.stash[TIMEOUT_SOURCE] = source
+
+
+class TestTracker:
+    """Opens a test context around each test and puts model and spend on its reports."""
+
+    __test__ = False
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, object, object]:
+        model = model_of(item)
+        context.begin(model.name if model is not None else None)
+        try:
+            return (yield)
+        finally:
+            context.end()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        model = model_of(item)
+        if model is not None:
+            setattr(report, REPORT_ATTR, model.name)
+        ctx = context.current()
+        if ctx is not None and (spend := ctx.take()) is not None:
+            setattr(report, SPEND_ATTR, spend)
+        return report
+
+
+class TimeoutHooks:
+    """pytest-timeout integration (registered only when pytest-timeout is active).
+
+    The timer's start is the test's deadline for the HTTP layer. For model tests on the
+    signal method, the timer is ours, so that the failure names the model and its timeout.
+    """
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool | None:
+        ctx = context.current()
+        timeout = settings.timeout
+        if ctx is None or not timeout:
+            return None
+        source = item.stash.get(TIMEOUT_SOURCE, "timeout")
+        ctx.set_deadline(timeout, source)
+        model = model_of(item)
+        if model is None or settings.method != "signal":
+            return None
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        message = f"{model.name}: timed out after {timeout:g}s ({source})"
+
+        def fire(signum: int, frame: object) -> None:
+            __tracebackhide__ = True
+            pytest.fail(message)
+
+        def cancel() -> None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+        signal.signal(signal.SIGALRM, fire)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        item.stash[OWN_TIMER] = cancel
+        return True
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_timeout_cancel_timer(self, item: pytest.Item) -> bool | None:
+        cancel = item.stash.get(OWN_TIMER, None)
+        if cancel is None:
+            return None
+        del item.stash[OWN_TIMER]
+        cancel()
+        return True
