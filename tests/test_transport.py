@@ -448,3 +448,59 @@ def test_httpx_twins_and_wrapping_a_users_client(pytester, write_config, simulat
     spend = read_spend(pytester)
     assert spend["test_httpx[m]"]["retries"] == 1  # the first request got a 503
     assert all(s["requests"] == 1 for s in spend.values())
+
+
+@pytest.mark.parametrize(
+    ("knobs", "model_id", "cause"),
+    [
+        (
+            {"faults": [{"kind": "429", "every": 1, "quota": True}]},
+            "gone",
+            "HTTP 429 insufficient_quota*",
+        ),
+        ({}, "no-such-model", "HTTP 404 model_not_found*"),
+        ({"api_key": "right"}, "gone", "HTTP 401 invalid_api_key*"),
+    ],
+    ids=["quota", "unknown-model", "wrong-key"],
+)
+def test_unavailable_triggers(
+    pytester, write_config, simulator, monkeypatch, knobs, model_id, cause
+):
+    sim = simulator({"models": {"gone": knobs}})
+    monkeypatch.setenv("GONE_TEST_KEY", "sk-test-secret-1234")
+    project(
+        pytester,
+        write_config,
+        sim,
+        '[tool.llm-matrix.models.gone]\nprovider = "simulator"\nbase_url = "{url}/v1"\n'
+        f'model = "{model_id}"\napi_key_env = "GONE_TEST_KEY"\n',
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(5))
+        def test_answer(openai_client, llm_model, n):
+            openai_client.chat.completions.create(
+                model=llm_model.model, messages=[{"role": "user", "content": "hi"}])
+        """
+    )
+    result = pytester.runpytest_subprocess("-l", "--tb=long", "-rs")
+    result.assert_outcomes(failed=1, skipped=4)
+    result.stdout.fnmatch_lines([f"gone: unavailable: {cause}"])
+    assert sum(sim.stats()["requests"].values()) == 1
+    assert "sk-test-secret-1234" not in result.stdout.str() + result.stderr.str()
+
+
+def test_llm_timeout_is_the_default_for_models_without_one(pytester, write_config, simulator):
+    sim = simulator({})
+    project(
+        pytester,
+        write_config,
+        sim,
+        '[tool.llm-matrix.models.plain]\nprovider = "simulator"\nbase_url = "{url}/v1"\n',
+    )
+    pytester.makepyfile("import time\n\ndef test_slow(llm_model):\n    time.sleep(3)\n")
+    result = pytester.runpytest_subprocess("--llm-timeout=1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E * plain: timed out after 1s (--llm-timeout)"])

@@ -41,8 +41,8 @@ def test_streamed_answer(llm):
     assert "tracking" in "".join(chunks)
 
 
-def test_through_the_openai_sdk(openai_sdk, llm_model):
-    response = openai_sdk.chat.completions.create(
+def test_through_the_openai_sdk(openai_client, llm_model):
+    response = openai_client.chat.completions.create(
         model=llm_model.model,
         messages=[{"role": "user", "content": "Reply with the single word: pong"}],
     )
