@@ -504,3 +504,79 @@ def test_llm_timeout_is_the_default_for_models_without_one(pytester, write_confi
     result = pytester.runpytest_subprocess("--llm-timeout=1")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["E * plain: timed out after 1s (--llm-timeout)"])
+
+
+def test_a_429_cools_every_worker_down(pytester, write_config, simulator):
+    sim = simulator(
+        {
+            "default_reply": "ok",
+            "models": {
+                "m": {"faults": [{"kind": "429", "first": 1, "match": "victim", "retry_after": 2}]}
+            },
+        }
+    )
+    project(
+        pytester,
+        write_config,
+        sim,
+        '[tool.llm-matrix.models.m]\nprovider = "simulator"\nbase_url = "{url}/v1"\n',
+    )
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        def test_victim(llm):
+            assert llm.complete("victim") == "ok"
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_later(llm, n):
+            time.sleep(0.5)  # the victim's 429 has happened by now, on another worker
+            started = time.monotonic()
+            assert llm.complete(f"later {n}") == "ok"
+            assert time.monotonic() - started > 1.0  # waited out the shared cooldown
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "3")
+    result.assert_outcomes(passed=3)
+    assert sim.stats()["statuses"] == {"429": 1, "200": 3}
+
+
+def test_workers_never_load_the_price_data(pytester, write_config, simulator):
+    sim = simulator({"default_reply": "ok"})
+    project(
+        pytester,
+        write_config,
+        sim,
+        '[tool.llm-matrix.models.gpt-4o-mini]\nprovider = "simulator"\nbase_url = "{url}/v1"\n',
+    )
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_request(llm):
+            assert llm.complete("hi") == "ok"
+            assert "genai_prices" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=1)
+    # ... while the controller priced its tokens (genai-prices knows gpt-4o-mini)
+    result.stdout.fnmatch_lines(["gpt-4o-mini *$0.0*"])
+
+
+def test_sdk_fixture_without_the_sdk_is_skipped(pytester, write_config, simulator):
+    sim = simulator({})
+    project(
+        pytester,
+        write_config,
+        sim,
+        '[tool.llm-matrix.models.m]\nprovider = "simulator"\nbase_url = "{url}/v1"\n',
+    )
+    pytester.makeconftest(SPEND_RECORDER + "\nimport sys\nsys.modules['openai'] = None\n")
+    pytester.makepyfile("def test_sdk(openai_client):\n    pass\n")
+    result = pytester.runpytest_subprocess("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        ["SKIPPED * the openai SDK is not installed (pip install 'pytest-llm-matrix[[]openai]')"]
+    )

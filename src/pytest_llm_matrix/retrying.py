@@ -117,7 +117,10 @@ def backoff(attempt: int, initial: float, maximum: float) -> float:
 
     state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
     state.attempt_number = attempt
-    return float(tenacity.wait_exponential_jitter(initial=initial, max=maximum)(state))
+    wait = tenacity.wait_exponential(multiplier=initial, max=maximum) + tenacity.wait_random(
+        0, initial
+    )
+    return min(maximum, float(wait(state)))
 
 
 def seconds(value: float) -> str:
