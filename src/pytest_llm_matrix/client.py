@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from pytest_llm_matrix import transport
+from pytest_llm_matrix.usage import Usage, usage_from_body
 
 if TYPE_CHECKING:
     import httpx2
@@ -27,13 +28,6 @@ ANTHROPIC_DEFAULT_MAX_TOKENS: Final = 1024
 
 class LLMError(Exception):
     """A model answered with an error, or with something that is not a valid answer."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,43 +99,16 @@ def parse_body(model: Model, status: int, content: bytes) -> ChatResult:
         ) from None
     if status >= 400 or not isinstance(data, dict):
         raise LLMError(f"{model.name}: HTTP {status}: {_error_message(data)}")
+    usage = usage_from_body(data) or Usage()
     try:
         if model.api == "anthropic":
-            usage = data.get("usage") or {}
-            return ChatResult(
-                text=_text_of(data["content"]),
-                usage=Usage(
-                    input_tokens=usage.get("input_tokens", 0)
-                    + usage.get("cache_creation_input_tokens", 0)
-                    + usage.get("cache_read_input_tokens", 0),
-                    output_tokens=usage.get("output_tokens", 0),
-                    cached_tokens=usage.get("cache_read_input_tokens", 0),
-                ),
-                finish_reason=data.get("stop_reason"),
-                model=data.get("model", model.model),
-                raw=data,
-            )
-        choice = data["choices"][0]
-        return ChatResult(
-            text=choice["message"].get("content") or "",
-            usage=_openai_usage(data.get("usage")),
-            finish_reason=choice.get("finish_reason"),
-            model=data.get("model", model.model),
-            raw=data,
-        )
+            text, finish = _text_of(data["content"]), data.get("stop_reason")
+        else:
+            choice = data["choices"][0]
+            text, finish = choice["message"].get("content") or "", choice.get("finish_reason")
     except (KeyError, IndexError, TypeError, AttributeError):
         raise LLMError(f"{model.name}: unexpected response shape: {str(data)[:200]}") from None
-
-
-def _openai_usage(usage: Any) -> Usage:
-    if not isinstance(usage, dict):
-        return Usage()
-    details = usage.get("prompt_tokens_details") or {}
-    return Usage(
-        input_tokens=usage.get("prompt_tokens", 0),
-        output_tokens=usage.get("completion_tokens", 0),
-        cached_tokens=details.get("cached_tokens", 0) or 0,
-    )
+    return ChatResult(text, usage, finish, data.get("model", model.model), data)
 
 
 def _error_message(data: Any) -> str:
@@ -166,12 +133,14 @@ def _named_errors(model: Model) -> Iterator[None]:
 
 
 class StreamParser:
-    """Consumes SSE lines of either format; yields text and knows when the stream is done."""
+    """Takes SSE lines of either format and gives the text they carry.
+
+    Usage, first-token time and cut streams are the transport's business: it watches
+    every stream, this client's included.
+    """
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self.done = False
-        self.usage = Usage()
         self._event = ""
 
     def feed(self, line: str) -> str:
@@ -180,11 +149,8 @@ class StreamParser:
         if line.startswith("event:"):
             self._event = line[6:].strip()
             return ""
-        if not line.startswith("data:"):
-            return ""
-        payload = line[5:].strip()
+        payload = line[5:].strip() if line.startswith("data:") else "[DONE]"
         if payload == "[DONE]":
-            self.done = True
             return ""
         try:
             event = json.loads(payload)
@@ -192,42 +158,15 @@ class StreamParser:
             raise LLMError(
                 f"{self.model.name}: malformed stream event: {payload[:200]!r}"
             ) from None
+        kind = event.get("type", self._event)
+        if kind == "error" or "error" in event:
+            raise LLMError(f"{self.model.name}: stream error: {_error_message(event)}")
         if self.model.api == "anthropic":
-            return self._anthropic(event)
-        if event.get("usage"):
-            self.usage = _openai_usage(event["usage"])
-        text = "".join(
+            delta = event.get("delta", {}) if kind == "content_block_delta" else {}
+            return str(delta.get("text", ""))
+        return "".join(
             (c.get("delta") or {}).get("content") or "" for c in event.get("choices", [])
         )
-        return text
-
-    def _anthropic(self, event: Mapping[str, Any]) -> str:
-        __tracebackhide__ = True
-        kind = event.get("type", self._event)
-        if kind == "message_start":
-            usage = event.get("message", {}).get("usage", {})
-            self.usage = Usage(
-                input_tokens=usage.get("input_tokens", 0)
-                + usage.get("cache_creation_input_tokens", 0)
-                + usage.get("cache_read_input_tokens", 0),
-                output_tokens=usage.get("output_tokens", 0),
-                cached_tokens=usage.get("cache_read_input_tokens", 0),
-            )
-        elif kind == "message_delta":
-            output = event.get("usage", {}).get("output_tokens", self.usage.output_tokens)
-            self.usage = dataclasses.replace(self.usage, output_tokens=output)
-        elif kind == "content_block_delta":
-            return str(event.get("delta", {}).get("text", ""))
-        elif kind == "message_stop":
-            self.done = True
-        elif kind == "error":
-            raise LLMError(f"{self.model.name}: stream error: {_error_message(event)}")
-        return ""
-
-    def finish(self) -> None:
-        __tracebackhide__ = True
-        if not self.done:
-            raise LLMError(f"stream from {self.model.name} ended before completion")
 
 
 class LLM:
@@ -282,7 +221,6 @@ class LLM:
             for line in response.iter_lines():
                 if text := parser.feed(line):
                     yield text
-        parser.finish()
 
     async def achat(
         self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
@@ -315,4 +253,3 @@ class LLM:
                 async for line in response.aiter_lines():
                     if text := parser.feed(line):
                         yield text
-        parser.finish()

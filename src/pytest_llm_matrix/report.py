@@ -27,16 +27,7 @@ SPEND_ATTR: Final = "llm_spend"
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 
-SPEND_TOTALS: Final = (
-    "requests",
-    "attempts",
-    "retries",
-    "rate_limited",
-    "timeouts",
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-)
+SPEND_TOTALS: Final = context.SPEND_COUNTERS
 
 
 @dataclasses.dataclass

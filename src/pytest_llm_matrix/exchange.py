@@ -1,0 +1,374 @@
+"""The sans-IO heart of the HTTP layer: one logical request to a model, as steps.
+
+:meth:`Exchange.run` is a generator that *describes* a request with its retries — send,
+read, sleep — and the drivers in :mod:`pytest_llm_matrix.transport` perform those steps
+with httpx2's or httpx's own calls, sync or async. On the way it
+
+- waits for a slot of the global and per-model caps (shared by every xdist worker),
+  honours a model's shared 429 cooldown and rpm window, and lets a not-yet-verified model
+  send only one request at a time, so a wrong key costs one request, not one per test;
+- retries 408/429/5xx/529, connection errors and read timeouts, waiting what the server
+  asked for first (Retry-After ...), with jittered backoff otherwise, never past the test's
+  deadline, and releases its slot before every wait;
+- marks a model unavailable for the whole session on 401/403, unknown model or
+  exhausted quota;
+- records attempts, tokens, latency and time to first token for the running test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+import zlib
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
+
+import pytest
+
+from pytest_llm_matrix import context
+from pytest_llm_matrix.retrying import (
+    Verdict,
+    backoff,
+    classify,
+    error_of,
+    seconds,
+    server_wait,
+)
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.limits import Coordinator, Lease
+    from pytest_llm_matrix.models import Model
+    from pytest_llm_matrix.usage import StreamTracker
+
+#: Kept free before the test's deadline, so that our own, clearer failure comes first.
+DEADLINE_MARGIN: Final = 0.25
+POLL_FIRST: Final = 0.002
+#: Waiters poll about as often as a contended slot's hand-off lasts (limits.HANDOFF), so
+#: long waiters are not outrun by fresh callers.
+POLL_MAX: Final = 0.01
+
+# --- what the drivers are asked to do ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Send:
+    request: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Read:
+    response: Any
+
+
+Step = Sleep | Send | Read
+
+
+def redact(text: str, model: Model) -> str:
+    """Never let the key show, even when a provider echoes it back in an error."""
+    key = model.api_key()
+    return text.replace(key, "***") if key else text
+
+
+class _Poll:
+    """Short, growing, jittered pauses while waiting for a slot, a probe or a window."""
+
+    def __init__(self) -> None:
+        self.next = POLL_FIRST
+
+    def __call__(self) -> float:
+        pause = self.next * random.uniform(0.5, 1.0)
+        self.next = min(POLL_MAX, self.next * 1.5)
+        return pause
+
+
+@dataclasses.dataclass
+class _Held:
+    lease: Lease | None = None
+    probe: Lease | None = None
+
+    def release(self) -> None:
+        for held in (self.lease, self.probe):
+            if held is not None:
+                held.release()
+        self.lease = self.probe = None
+
+
+class Exchange:
+    """One logical request to ``model``: gates, attempts, waits and accounting."""
+
+    def __init__(self, model: Model, errors: tuple[type[BaseException], ...]) -> None:
+        self.model = model
+        self.name = model.name
+        self.errors = errors
+        self.ctx = context.current()
+        limits = context.limits()
+        self.coordinator: Coordinator | None = limits.coordinator if limits else None
+        self.policy = limits.policy if limits else context.RetryPolicy()
+
+    # -- budget ---------------------------------------------------------------------
+
+    def _left(self) -> float | None:
+        left = self.ctx.time_left() if self.ctx is not None else None
+        return None if left is None else left - DEADLINE_MARGIN
+
+    def _budget(self) -> str:
+        ctx = self.ctx
+        if ctx is None or ctx.timeout is None:
+            return "this test's deadline"
+        source = "" if ctx.timeout_source == "timeout" else f" ({ctx.timeout_source})"
+        return f"this test's {seconds(ctx.timeout)} timeout{source}"
+
+    def _may_wait(self, wait: float, what: str, attempts: int) -> None:
+        """Fail now, with the reason, if ``wait`` would carry us past the deadline."""
+        __tracebackhide__ = True
+        left = self._left()
+        if left is not None and wait > left:
+            tried = f" after {attempts} attempt{'s' * (attempts != 1)}" if attempts else ""
+            pytest.fail(
+                f"{what}: gave up{tried}; a {seconds(wait)} wait exceeds the "
+                f"{seconds(max(left, 0))} left of {self._budget()}",
+                pytrace=False,
+            )
+
+    # -- gates ----------------------------------------------------------------------
+
+    def _gates(self, attempts: int) -> Generator[Step, Any, _Held]:
+        """Wait until this attempt may go: availability, cooldown, probe, slot, rpm."""
+        coordinator = self.coordinator
+        held = _Held()
+        if coordinator is None:
+            return held
+        poll = _Poll()
+        while True:
+            if (reason := coordinator.unavailable(self.name)) is not None:
+                pytest.skip(f"{self.name} is unavailable: {reason}")
+            cooldown = coordinator.cooldown_until(self.name) - time.time()
+            if cooldown > 0:
+                self._may_wait(cooldown, f"rate-limited by {self.name}", attempts)
+                yield Sleep(cooldown)
+                continue
+            if not coordinator.is_verified(self.name):
+                held.probe = coordinator.try_probe(self.name)
+                if held.probe is None:
+                    self._may_wait(poll.next, f"{self.name}: first request", attempts)
+                    yield Sleep(poll())
+                    continue
+            held.lease = coordinator.try_acquire(self.name, self.model.max_concurrency)
+            if held.lease is None:
+                held.release()
+                self._may_wait(poll.next, f"{self.name}: waiting for a request slot", attempts)
+                yield Sleep(poll())
+                continue
+            if self.model.rpm:
+                wait = coordinator.rpm_wait(self.name, self.model.rpm)
+                if wait > 0:
+                    held.release()
+                    self._may_wait(wait, f"{self.name}: rpm limit {self.model.rpm}", attempts)
+                    yield Sleep(wait)
+                    continue
+            return held
+
+    def _set_timeouts(self, request: Any) -> None:
+        """Connect and read timeouts never reach past the test's deadline."""
+        left = self._left()
+        if left is None:
+            return
+        left = max(left, 0.01)
+        current = request.extensions.get("timeout", {})
+        request.extensions["timeout"] = {
+            key: left if current.get(key) is None else min(current[key], left)
+            for key in ("connect", "read", "write", "pool")
+        }
+
+    # -- the exchange ---------------------------------------------------------------
+
+    def run(
+        self, request: Any, wrap_stream: Callable[[Any, StreamWatch], None]
+    ) -> Generator[Step, Any, Any]:
+        __tracebackhide__ = True
+        if self.ctx is not None:
+            self.ctx.count(requests=1)
+        attempt = 0
+        while True:
+            attempt += 1
+            held = yield from self._gates(attempt - 1)
+            try:
+                self._set_timeouts(request)
+                if self.ctx is not None:
+                    self.ctx.count(attempts=1, retries=int(attempt > 1))
+                started = time.monotonic()
+                response = yield Send(request)
+                status = response.status_code
+                if status < 400 and _is_event_stream(response):
+                    self._verified(held)
+                    wrap_stream(response, StreamWatch(self, held.lease, started, response))
+                    held.lease = None
+                    return response
+                body = yield Read(response)
+            except self.errors as exc:
+                held.release()
+                timed_out = "Timeout" in type(exc).__name__
+                if timed_out and self.ctx is not None:
+                    self.ctx.count(timeouts=1)
+                what = f"{self.name}: {type(exc).__name__}: {redact(str(exc), self.model)}"
+                if timed_out and (left := self._left()) is not None and left <= 0.01:
+                    pytest.fail(f"{what}: no answer within {self._budget()}", pytrace=False)
+                yield from self._wait_to_retry(attempt, None, what)
+                continue
+            except BaseException:
+                held.release()
+                raise
+            verdict = classify(status, body)
+            if verdict is Verdict.OK or verdict is Verdict.FAIL:
+                self._verified(held)
+                held.release()
+                self._record_body(body, started)
+                return response
+            held.release()
+            code, message = error_of(body)
+            cause = redact(f"HTTP {status} {code}: {message}".replace(" : ", ": "), self.model)
+            if verdict is Verdict.UNAVAILABLE:
+                if self.coordinator is not None:
+                    self.coordinator.mark_unavailable(self.name, cause)
+                pytest.fail(
+                    f"{self.name} is unavailable: {cause}; its remaining tests are skipped",
+                    pytrace=False,
+                )
+            if status == 429 and self.ctx is not None:
+                self.ctx.count(rate_limited=1)
+            hinted = server_wait(response.headers)
+            if status == 429 and hinted and self.coordinator is not None:
+                self.coordinator.start_cooldown(self.name, time.time() + hinted)
+            what = f"rate-limited by {self.name}" if status == 429 else f"{self.name}: {cause}"
+            yield from self._wait_to_retry(attempt, hinted, what)
+
+    def _wait_to_retry(
+        self, attempt: int, hinted: float | None, what: str
+    ) -> Generator[Step, Any, None]:
+        __tracebackhide__ = True
+        policy = self.policy
+        plural = "s" * (attempt != 1)
+        if attempt >= policy.attempts:
+            pytest.fail(f"{what}: gave up after {attempt} attempt{plural}", pytrace=False)
+        if hinted is not None and hinted > policy.max_wait:
+            pytest.fail(
+                f"{what}: gave up after {attempt} attempt{plural}; retry-after "
+                f"{seconds(hinted)} exceeds the longest wait allowed "
+                f"({seconds(policy.max_wait)}, --llm-max-wait)",
+                pytrace=False,
+            )
+        if hinted is not None:
+            wait, said = hinted, f"retry-after {seconds(hinted)}"
+        else:
+            wait = backoff(attempt, policy.backoff_initial, policy.backoff_max)
+            said = f"backoff {seconds(wait)}"
+        left = self._left()
+        if left is not None and wait > left:
+            pytest.fail(
+                f"{what}: gave up after {attempt} attempt{plural}; {said} exceeds the "
+                f"{seconds(max(left, 0))} left of {self._budget()}",
+                pytrace=False,
+            )
+        yield Sleep(wait)
+
+    def _verified(self, held: _Held) -> None:
+        """The model answered for real: let everyone past the first-request gate."""
+        if held.probe is not None and self.coordinator is not None:
+            self.coordinator.mark_verified(self.name)
+            held.probe.release()
+            held.probe = None
+
+    def _record_body(self, body: bytes, started: float) -> None:
+        ctx = self.ctx
+        if ctx is None:
+            return
+        ctx.record("latencies", time.monotonic() - started)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return
+        if isinstance(data, dict):
+            from pytest_llm_matrix.usage import usage_from_body
+
+            if (usage := usage_from_body(data)) is not None:
+                ctx.count(
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cached_tokens=usage.cached_tokens,
+                )
+
+
+def _is_event_stream(response: Any) -> bool:
+    return "text/event-stream" in response.headers.get("content-type", "")
+
+
+class StreamWatch:
+    """Follows a streamed answer: usage, first token, completion; frees the slot at close."""
+
+    def __init__(
+        self, exchange: Exchange, lease: Lease | None, started: float, response: Any
+    ) -> None:
+        from pytest_llm_matrix.usage import StreamTracker
+
+        self.name = exchange.name
+        self.ctx = exchange.ctx
+        self.lease = lease
+        self.started = started
+        self.tracker: StreamTracker | None = StreamTracker()
+        encoding = response.headers.get("content-encoding", "").lower()
+        self.decoder: Any = None
+        if encoding in ("gzip", "deflate"):
+            self.decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)
+        elif encoding not in ("", "identity"):
+            self.tracker = None  # cannot read it: no usage, no cut detection
+        self.closed = False
+        if self.ctx is not None:
+            self.ctx.closers.append(self.close)  # an abandoned stream frees its slot at test end
+
+    def chunk(self, data: bytes) -> None:
+        if self.tracker is not None:
+            self.tracker.feed(self.decoder.decompress(data) if self.decoder else data)
+
+    def ended(self) -> None:
+        """The server's stream is over; without its final event, the answer is cut."""
+        __tracebackhide__ = True
+        if self.tracker is not None and not self.tracker.done and self.tracker.error is None:
+            self.close()
+            pytest.fail(f"stream from {self.name} ended before completion", pytrace=False)
+
+    def broke(self, exc: BaseException) -> None:
+        __tracebackhide__ = True
+        self.close()
+        pytest.fail(
+            f"stream from {self.name} ended before completion ({type(exc).__name__})",
+            pytrace=False,
+        )
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.lease is not None:
+            self.lease.release()
+        ctx = self.ctx
+        if ctx is None:
+            return
+        ctx.record("latencies", time.monotonic() - self.started)
+        tracker = self.tracker
+        if tracker is None:
+            return
+        if tracker.first_token_at is not None:
+            ctx.record("ttft", tracker.first_token_at - self.started)
+        if tracker.usage is not None:
+            ctx.count(
+                input_tokens=tracker.usage.input_tokens,
+                output_tokens=tracker.usage.output_tokens,
+                cached_tokens=tracker.usage.cached_tokens,
+            )
