@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_llm_matrix.options import Settings
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.simulator import Simulator
 
 
 def simulator_config_data(settings: Settings) -> dict[str, Any]:
@@ -48,14 +51,15 @@ class SimulatorService:
     """
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
-        from pytest_llm_matrix.simulator import Simulator, SimulatorConfigError, parse_config
+        from pytest_llm_matrix.simulator import SimulatorConfigError, parse_config
 
         where = f"{settings.registry.source}: simulator"
         try:
             sim_config = parse_config(simulator_config_data(settings), source=where)
         except SimulatorConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
-        self._simulator = Simulator(sim_config)
+        self._sim_config = sim_config
+        self._simulator: Simulator | None = None
         self._config = config
         self._lock = threading.Lock()
         self.url: str | None = None
@@ -67,6 +71,9 @@ class SimulatorService:
     def ensure_started(self) -> str:
         with self._lock:
             if self.url is None:
+                from pytest_llm_matrix.simulator import Simulator
+
+                self._simulator = Simulator(self._sim_config)
                 self.url = self._simulator.start()
                 self._config.add_cleanup(self._simulator.stop)
             return self.url

@@ -8,6 +8,8 @@ package import stays cheap (no HTTP client libraries, `http.server` loaded on st
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .config import (
     DEFAULT_REPLY,
     Fault,
@@ -18,7 +20,19 @@ from .config import (
     load_config,
     parse_config,
 )
-from .server import Simulator
+
+if TYPE_CHECKING:
+    from .server import Simulator
+
+
+def __getattr__(name: str) -> Any:
+    """``Simulator`` loads on first use: the plugin only validates configs up front."""
+    if name == "Simulator":
+        from .server import Simulator
+
+        return Simulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_REPLY",
