@@ -134,10 +134,10 @@ def test_marker_narrows_function_class_and_module(pytester, suite):
         """
     )
     result = pytester.runpytest("--collect-only", "-q", "--models=all")
-    assert collected(result) == [
+    assert collected(result) == [  # grouped: no model first, then model by model
+        "TestLocal::test_nothing_left[no-model]",
         "test_only_gpt[gpt-4o-mini]",
         "TestLocal::test_group[llama-3.1:8b]",
-        "TestLocal::test_nothing_left[no-model]",
     ]
     run = pytester.runpytest("--models=all", "-rs")
     run.assert_outcomes(passed=2, skipped=1)

@@ -537,7 +537,8 @@ def test_a_429_cools_every_worker_down(pytester, write_config, simulator):
             assert time.monotonic() - started > 1.0  # waited out the shared cooldown
         """
     )
-    result = pytester.runpytest_subprocess("-n", "3")
+    # one test per worker, so the victim's 429 lands while the others are about to start
+    result = pytester.runpytest_subprocess("-n", "3", "--llm-dist=load", "-p", "no:randomly")
     result.assert_outcomes(passed=3)
     assert sim.stats()["statuses"] == {"429": 1, "200": 3}
 

@@ -68,6 +68,7 @@ class Matrix:
             f"(selected: {', '.join(self.settings.selected)})"
         )
 
+    @pytest.hookimpl(tryfirst=True)  # the alias leads every model test's id: test_x[alias-...]
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if FIXTURE not in metafunc.fixturenames:
             return

@@ -26,6 +26,7 @@ ENV_MODELS: Final = "TEST_MODELS"
 WORKERINPUT_KEY: Final = "llm_matrix"
 DEFAULT_ATTEMPTS: Final = 4
 DEFAULT_MAX_WAIT: Final = 60.0
+DIST_MODES: Final = ("model", "load")
 
 
 def _number(option: str, kind: type[int] | type[float], minimum: float) -> Callable[[str], Any]:
@@ -108,6 +109,16 @@ def add_options(parser: pytest.Parser) -> None:
         help=f"the longest single wait before a retry (default {DEFAULT_MAX_WAIT:.0f}); a "
         "longer Retry-After fails the request. ini: llm_max_wait.",
     )
+    group.addoption(
+        "--llm-dist",
+        dest="llm_dist",
+        choices=DIST_MODES,
+        default=None,
+        help="how model tests are spread over xdist workers: 'model' (default: each model on "
+        "as few workers as its cap allows, longest models first, idle workers steal) or "
+        "'load' (xdist's own). An explicit --dist always wins. ini: llm_dist.",
+    )
+    parser.addini("llm_dist", "model (default) or load: how model tests spread over workers.")
     parser.addini("llm_timeout", "default per-test timeout for models, seconds.")
     parser.addini("llm_max_attempts", "attempts per request, the first included.")
     parser.addini("llm_max_wait", "the longest single wait before a retry, seconds.")
@@ -140,6 +151,7 @@ class Settings:
     max_attempts: int = DEFAULT_ATTEMPTS
     max_wait: float = DEFAULT_MAX_WAIT
     state_dir: str | None = None
+    dist: str = "model"
 
     @property
     def models(self) -> list[Model]:
@@ -166,6 +178,7 @@ class Settings:
             "max_attempts": self.max_attempts,
             "max_wait": self.max_wait,
             "state_dir": self.state_dir,
+            "dist": self.dist,
         }
 
     @classmethod
@@ -182,6 +195,7 @@ class Settings:
             max_attempts=data["max_attempts"],
             max_wait=data["max_wait"],
             state_dir=data["state_dir"],
+            dist=data["dist"],
         )
         url = data["simulator_url"]
         return settings if url is None else settings.with_simulator(url)
@@ -259,7 +273,17 @@ def resolve_settings(config: pytest.Config) -> Settings:
         llm_timeout=_setting(config, "llm_timeout", float, 0),
         max_attempts=_setting(config, "llm_max_attempts", int, 1) or DEFAULT_ATTEMPTS,
         max_wait=_setting(config, "llm_max_wait", float, 0) or DEFAULT_MAX_WAIT,
+        dist=_dist(config),
     )
+
+
+def _dist(config: pytest.Config) -> str:
+    value = config.option.llm_dist or str(config.getini("llm_dist") or "").strip() or "model"
+    if value not in DIST_MODES:
+        raise pytest.UsageError(
+            f"ini llm_dist: expected one of {', '.join(DIST_MODES)}, got {value!r}"
+        )
+    return value
 
 
 def _setting(

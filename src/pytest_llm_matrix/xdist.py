@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
+from pytest_llm_matrix import context
 from pytest_llm_matrix.options import WORKERINPUT_KEY, Settings
+from pytest_llm_matrix.report import REPORT_ATTR
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
 
+    from pytest_llm_matrix.scheduling import ModelScheduling
     from pytest_llm_matrix.simulation import SimulatorService
+
+DURATIONS_CACHE = "llm-matrix/durations"
+
+
+def dist_given(config: pytest.Config) -> bool:
+    """Whether the user chose ``--dist`` (or ``-d``) themselves: then it is respected."""
+    args = [
+        *config.invocation_params.args,
+        *config.getini("addopts"),
+        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+    ]
+    return any(a == "-d" or a == "--dist" or a.startswith("--dist=") for a in args)
+
+
+def uses_model_scheduler(config: pytest.Config, settings: Settings) -> bool:
+    return bool(settings.selected) and settings.dist == "model" and not dist_given(config)
 
 
 class XdistHooks:
-    """Hands the controller's resolved settings to every worker.
+    """Hands the controller's settings to every worker and schedules model tests.
 
     The simulator, if the selection needs one, starts when the first worker is set up,
     so every worker gets its address.
@@ -31,3 +54,35 @@ class XdistHooks:
                 settings = settings.with_simulator(self.simulator.ensure_started())
             self.wire = settings.to_wire()
         node.workerinput[WORKERINPUT_KEY] = self.wire
+
+    def pytest_xdist_make_scheduler(
+        self, config: pytest.Config, log: Any
+    ) -> ModelScheduling | None:
+        if not uses_model_scheduler(config, self.settings):
+            return None
+        from xdist.workermanage import parse_tx_spec_config
+
+        from pytest_llm_matrix.scheduling import ModelScheduling, cooling_check, estimates_from
+
+        def coordinator() -> Any:
+            limits = context.limits()
+            return limits.coordinator if limits is not None else None
+
+        cache = config.cache
+        estimates = estimates_from(cache.get(DURATIONS_CACHE, {}) if cache else {})
+        return ModelScheduling(
+            len(parse_tx_spec_config(config)),
+            self.settings,
+            estimates,
+            cooling=cooling_check(coordinator),
+            log=log.modelsched,
+        )
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """A worker died mid-test: the failure counts for, and names, the test's model."""
+        from pytest_llm_matrix.scheduling import model_from_nodeid
+
+        model = model_from_nodeid(crashitem, self.settings.selected)
+        if model is not None:
+            setattr(report, REPORT_ATTR, model)
+            report.longrepr = f"{report.longrepr} (model {model})"

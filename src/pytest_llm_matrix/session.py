@@ -1,0 +1,178 @@
+"""What the plugin does at the session's milestones: configure, collected, header.
+
+Module-level hooks in :mod:`pytest_llm_matrix.plugin` stay thin and call these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from pytest_llm_matrix import context, fixtures
+from pytest_llm_matrix.matrix import Matrix, model_of
+from pytest_llm_matrix.options import (
+    SETTINGS_KEY,
+    SIMULATOR_KEY,
+    WORKERINPUT_KEY,
+    Settings,
+    resolve_settings,
+)
+
+#: Settings resolved early, for ``-n auto`` (before pytest_configure), reused afterwards.
+EARLY_KEY: Final = pytest.StashKey[Settings]()
+#: What ``-n auto`` chose and why, for the header.
+AUTO_KEY: Final = pytest.StashKey[tuple[int | None, str]]()
+MODEL_TESTS_CACHE: Final = "llm-matrix/model-tests"
+#: Plugins that order tests themselves; with them, the sequential run keeps their order.
+REORDERING_PLUGINS: Final = ("randomly", "random_order", "pytest_randomly")
+
+
+def early_settings(config: pytest.Config) -> Settings:
+    if EARLY_KEY not in config.stash:
+        config.stash[EARLY_KEY] = resolve_settings(config)
+    return config.stash[EARLY_KEY]
+
+
+def auto_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: workers sized for the selected models' caps (None: xdist decides)."""
+    from pytest_llm_matrix.scheduling import auto_workers as size
+
+    settings = early_settings(config)
+    chosen, why = size(settings, _remembered_model_tests(config))
+    config.stash[AUTO_KEY] = (chosen, why)
+    return chosen
+
+
+def _remembered_model_tests(config: pytest.Config) -> int | None:
+    """The model tests of the last run, read straight from pytest's cache directory
+    (``config.cache`` does not exist yet when ``-n auto`` is decided)."""
+    import json
+
+    path = config.rootpath / str(config.getini("cache_dir")) / "v" / MODEL_TESTS_CACHE
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    simulator = None
+    if workerinput is not None and WORKERINPUT_KEY in workerinput:
+        settings = Settings.from_wire(workerinput[WORKERINPUT_KEY])
+    else:
+        settings = early_settings(config)
+        if any(m.needs_simulator for m in settings.models):
+            from pytest_llm_matrix.simulation import SimulatorService
+
+            simulator = SimulatorService(config, settings)
+        if settings.selected:
+            settings = _with_state_dir(config, settings)
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[SIMULATOR_KEY] = simulator
+    if settings.state_dir is not None:
+        policy = context.RetryPolicy(attempts=settings.max_attempts, max_wait=settings.max_wait)
+        limits = context.Limits(Path(settings.state_dir), settings.max_concurrency, policy)
+        context.configure(limits)
+        config.add_cleanup(lambda: context.configure(None))
+    config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
+    config.pluginmanager.register(Matrix(settings), "llm_matrix.matrix")
+    if hasattr(config, "workerinput"):
+        return
+    if config.pluginmanager.hasplugin("xdist"):
+        from pytest_llm_matrix.xdist import XdistHooks
+
+        config.pluginmanager.register(XdistHooks(settings, simulator), "llm_matrix.xdist")
+    if _distributed(config):
+        # The xdist controller never collects: it learns of model tests from reports.
+        _register_summary(config, settings)
+
+
+def _distributed(config: pytest.Config) -> bool:
+    return bool(config.getoption("dist", "no") != "no")
+
+
+def _with_state_dir(config: pytest.Config, settings: Settings) -> Settings:
+    """A fresh directory the session's processes coordinate through (slots, cooldowns)."""
+    import shutil
+    import tempfile
+
+    state_dir = tempfile.mkdtemp(prefix="pytest-llm-matrix-")
+    config.add_cleanup(lambda: shutil.rmtree(state_dir, ignore_errors=True))
+    return dataclasses.replace(settings, state_dir=state_dir)
+
+
+def _register_summary(config: pytest.Config, settings: Settings) -> None:
+    if not settings.selected or config.pluginmanager.has_plugin("llm_matrix.summary"):
+        return
+    from pytest_llm_matrix.report import Summary
+
+    config.pluginmanager.register(Summary(config, settings), "llm_matrix.summary")
+
+
+def collected(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Per-test hooks are registered only when the run has model tests."""
+    if not any(model_of(item) for item in items):
+        return
+    from pytest_llm_matrix.tracking import TestTracker, TimeoutHooks, add_timeout_marks
+
+    settings = config.stash[SETTINGS_KEY]
+    add_timeout_marks(settings, items)
+    config.pluginmanager.register(TestTracker(), "llm_matrix.tracker")
+    if config.pluginmanager.hasplugin("timeout"):
+        config.pluginmanager.register(TimeoutHooks(), "llm_matrix.timeout")
+    if hasattr(config, "workerinput"):
+        return
+    _register_summary(config, settings)
+    if not _distributed(config) and not any(
+        config.pluginmanager.hasplugin(name) for name in REORDERING_PLUGINS
+    ):
+        group_by_model(items, settings.selected)
+
+
+def group_by_model(items: list[pytest.Item], order: tuple[str, ...]) -> None:
+    """The sequential tier reads model by model: tests without a model first, then each
+    model's tests in config order, each group in collection order (a stable sort)."""
+    rank = {name: position for position, name in enumerate(order, start=1)}
+
+    def key(item: pytest.Item) -> int:
+        model = model_of(item)
+        return 0 if model is None else rank.get(model.name, len(rank) + 1)
+
+    items.sort(key=key)
+
+
+def header(config: pytest.Config) -> list[str] | None:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or not settings.registry.models:
+        return None
+    lines = [
+        f"llm-matrix: {len(settings.selected)} of {len(settings.registry.models)} models "
+        f"(from {settings.selected_by}): {', '.join(settings.selected)}"
+    ]
+    lines.extend(
+        f"llm-matrix: {name} skipped: {reason}" for name, reason in settings.unavailable.items()
+    )
+    details = [f"config: {settings.registry.source}"]
+    simulated = [m.name for m in settings.models if m.needs_simulator]
+    if simulated:
+        details.append(f"built-in simulator for {', '.join(simulated)}")
+    lines.append("llm-matrix: " + ", ".join(details))
+    if _distributed(config) and settings.selected:
+        from pytest_llm_matrix.xdist import dist_given, uses_model_scheduler
+
+        if uses_model_scheduler(config, settings):
+            how = "model-aware scheduling (--llm-dist=model)"
+        elif dist_given(config):
+            how = f"xdist's --dist={config.getoption('dist')} (given explicitly)"
+        else:
+            how = "xdist's load scheduling (--llm-dist=load)"
+        auto = config.stash.get(AUTO_KEY, None)
+        if auto is not None and auto[0] is not None:
+            how += f"; -n auto: {auto[0]} workers ({auto[1]})"
+        lines.append(f"llm-matrix: {how}")
+    return lines
