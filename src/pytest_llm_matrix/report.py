@@ -181,6 +181,7 @@ class Summary:
         self.optional = {m.name for m in settings.models if not m.required}
         self.stats: dict[str, ModelStats] = {}
         self.failures = {"required": 0, "optional": 0}
+        self.durations: dict[str, float] = {}  # per model test, all phases
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         model = getattr(report, REPORT_ATTR, None)
@@ -194,6 +195,7 @@ class Summary:
         stats = self.stats.setdefault(model, ModelStats())
         counted = (letter or word) and getattr(report, "count_towards_summary", True)
         stats.add(category if counted else "", report.duration)
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
         spend = getattr(report, SPEND_ATTR, None)
         if isinstance(spend, dict) and model in self.models:
             stats.add_spend(spend, self._price(self.models[model], spend))
@@ -248,6 +250,21 @@ class Summary:
                 yellow=True,
             )
 
+    def _remember(self) -> None:
+        """Durations per test and the number of model tests, for the next run's scheduling
+        (longest models first) and ``-n auto`` sizing. Tests not run this time keep their
+        old durations, so a ``-k`` run does not wipe them."""
+        cache = self.config.cache
+        if cache is None or not self.durations:
+            return
+        from pytest_llm_matrix.session import DURATIONS_CACHE, MODEL_TESTS_CACHE
+
+        known = cache.get(DURATIONS_CACHE, {})
+        durations = dict(known) if isinstance(known, dict) else {}
+        durations.update({k: round(v, 4) for k, v in self.durations.items()})
+        cache.set(DURATIONS_CACHE, durations)
+        cache.set(MODEL_TESTS_CACHE, len(self.durations))
+
     def _unavailable(self) -> dict[str, str]:
         """Missing keys, and models the HTTP layer found unusable during the run."""
         found = dict(self.unavailable)
@@ -258,6 +275,7 @@ class Summary:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._remember()
         only_optional = self.failures["optional"] and not self.failures["required"]
         if exitstatus == pytest.ExitCode.TESTS_FAILED and only_optional:
             session.exitstatus = pytest.ExitCode.OK

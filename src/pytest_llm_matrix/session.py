@@ -26,6 +26,7 @@ EARLY_KEY: Final = pytest.StashKey[Settings]()
 #: What ``-n auto`` chose and why, for the header.
 AUTO_KEY: Final = pytest.StashKey[tuple[int | None, str]]()
 MODEL_TESTS_CACHE: Final = "llm-matrix/model-tests"
+DURATIONS_CACHE: Final = "llm-matrix/durations"
 #: Plugins that order tests themselves; with them, the sequential run keeps their order.
 REORDERING_PLUGINS: Final = ("randomly", "random_order", "pytest_randomly")
 

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from pytest_llm_matrix.scheduling import ModelScheduling
     from pytest_llm_matrix.simulation import SimulatorService
 
-DURATIONS_CACHE = "llm-matrix/durations"
-
 
 def dist_given(config: pytest.Config) -> bool:
     """Whether the user chose ``--dist`` (or ``-d``) themselves: then it is respected."""
@@ -67,6 +65,8 @@ class XdistHooks:
         def coordinator() -> Any:
             limits = context.limits()
             return limits.coordinator if limits is not None else None
+
+        from pytest_llm_matrix.session import DURATIONS_CACHE
 
         cache = config.cache
         estimates = estimates_from(cache.get(DURATIONS_CACHE, {}) if cache else {})
