@@ -171,10 +171,12 @@ def test_n_auto_is_sized_from_the_caps(pytester, write_config, simulator):
     result = pytester.runpytest_subprocess("-n", "auto", "--models=all")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
-        ["*-n auto: 5 workers (the sum of the models' caps)*", "created: 5/5 workers"]
+        ["*-n auto: 5 workers, set by the sum of the models' caps", "created: 5/5 workers"]
     )
     with_global = pytester.runpytest_subprocess("-n", "auto", "--models=all", "--max-concurrency=3")
-    with_global.stdout.fnmatch_lines(["*-n auto: 2 workers (the model tests of the last run)*"])
+    with_global.stdout.fnmatch_lines(
+        ["*-n auto: 2 workers, set by the model tests of the last run"]
+    )
 
 
 def test_n_auto_without_models_is_xdists(pytester, write_config):

@@ -154,7 +154,10 @@ class Exchange:
                 self._may_wait(cooldown, f"rate-limited by {self.name}", attempts)
                 yield Sleep(cooldown)
                 continue
-            if not coordinator.is_verified(self.name):
+            # A model with a key sends one request at a time until it has answered once, so
+            # a wrong or expired key costs one request in all, not one per test. A model
+            # without a key has no credentials to get wrong and skips that first wait.
+            if self.model.api_key_env and not coordinator.is_verified(self.name):
                 held.probe = coordinator.try_probe(self.name)
                 if held.probe is None:
                     self._may_wait(poll.next, f"{self.name}: first request", attempts)

@@ -257,7 +257,7 @@ def auto_workers(settings: Settings, model_tests: int | None) -> tuple[int | Non
         return None, "no models selected: xdist's default"
     bounds: dict[str, int] = {}
     if settings.max_concurrency is not None:
-        bounds["the global cap (max_concurrency)"] = settings.max_concurrency
+        bounds["the global cap (--max-concurrency)"] = settings.max_concurrency
     caps = [m.max_concurrency for m in models]
     if all(cap is not None for cap in caps):
         bounds["the sum of the models' caps"] = sum(c for c in caps if c is not None)
@@ -268,7 +268,7 @@ def auto_workers(settings: Settings, model_tests: int | None) -> tuple[int | Non
     if len(bounds) == 1:
         cpus = os.cpu_count() or 1
         chosen = min(ceiling, 2 * cpus)
-        return chosen, f"no concurrency caps configured: 2 x {cpus} CPUs, at most {ceiling}"
+        return chosen, f"2 per CPU ({cpus} CPUs), as no concurrency caps are configured"
     reason, chosen = min(bounds.items(), key=lambda item: item[1])
     return max(1, chosen), f"{reason}"
 

@@ -174,6 +174,6 @@ def header(config: pytest.Config) -> list[str] | None:
             how = "xdist's load scheduling (--llm-dist=load)"
         auto = config.stash.get(AUTO_KEY, None)
         if auto is not None and auto[0] is not None:
-            how += f"; -n auto: {auto[0]} workers ({auto[1]})"
+            how += f"; -n auto: {auto[0]} workers, set by {auto[1]}"
         lines.append(f"llm-matrix: {how}")
     return lines
