@@ -114,7 +114,7 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
 
         def __init__(self, model: Model, transport: Any = None) -> None:
             self.model = model
-            self.inner = transport if transport is not None else http.HTTPTransport()
+            self.inner = transport if transport is not None else http.HTTPTransport(**_tls(http))
 
         def handle_request(self, request: Any) -> Any:
             __tracebackhide__ = True
@@ -140,7 +140,9 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
 
         def __init__(self, model: Model, transport: Any = None) -> None:
             self.model = model
-            self.inner = transport if transport is not None else http.AsyncHTTPTransport()
+            self.inner = (
+                transport if transport is not None else http.AsyncHTTPTransport(**_tls(http))
+            )
 
         async def handle_async_request(self, request: Any) -> Any:
             __tracebackhide__ = True
@@ -164,6 +166,17 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             await self.inner.aclose()
 
     return LLMTransport, AsyncLLMTransport
+
+
+@cache
+def _tls(http: ModuleType) -> dict[str, Any]:
+    """One TLS context per process and library, shared by every transport we create.
+
+    Building one loads the CA bundle (~20 ms); paying that per test is most of a fast
+    test's overhead. The context is the library's own default, made once.
+    """
+    create = getattr(http, "create_ssl_context", None)
+    return {"verify": create()} if create is not None else {}
 
 
 def _module(http: str) -> ModuleType:
