@@ -207,6 +207,14 @@ def test_an_explicit_dist_is_respected(pytester, write_config, simulator):
     )
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_runs_without_the_cache_plugin(pytester, write_config, simulator, workers):
+    two_models(pytester, write_config, simulator, latency=0)
+    pytester.makepyfile("def test_m(llm):\n    llm.complete('hi')\n")
+    result = pytester.runpytest_subprocess("--models=all", "-p", "no:cacheprovider", *workers)
+    result.assert_outcomes(passed=2)
+
+
 def test_durations_are_remembered(pytester, write_config, simulator):
     two_models(pytester, write_config, simulator, latency=0.1)
     pytester.makepyfile("def test_m(llm):\n    llm.complete('hi')\n")

@@ -254,7 +254,7 @@ class Summary:
         """Durations per test and the number of model tests, for the next run's scheduling
         (longest models first) and ``-n auto`` sizing. Tests not run this time keep their
         old durations, so a ``-k`` run does not wipe them."""
-        cache = self.config.cache
+        cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         if cache is None or not self.durations:
             return
         from pytest_llm_matrix.session import DURATIONS_CACHE, MODEL_TESTS_CACHE

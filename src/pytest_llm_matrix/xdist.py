@@ -68,7 +68,7 @@ class XdistHooks:
 
         from pytest_llm_matrix.session import DURATIONS_CACHE
 
-        cache = config.cache
+        cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
         estimates = estimates_from(cache.get(DURATIONS_CACHE, {}) if cache else {})
         return ModelScheduling(
             len(parse_tx_spec_config(config)),
