@@ -17,7 +17,6 @@ import pytest
 from pytest_llm_matrix import context
 
 if TYPE_CHECKING:
-    from pytest_llm_matrix.models import Model
     from pytest_llm_matrix.options import Settings
 
 #: Name of the TestReport attribute that carries the model's alias across xdist.
@@ -49,16 +48,15 @@ class ModelStats:
             self.counts[outcome] += 1
         self.duration += duration
 
-    def add_spend(self, spend: Mapping[str, object], cost: float | None) -> None:
+    def add_spend(self, spend: Mapping[str, object]) -> None:
         for key in SPEND_TOTALS:
-            value = spend.get(key, 0)
-            self.spend[key] += value if isinstance(value, int) else 0
+            self.spend[key] += _count(spend, key)
         self.latencies.extend(_floats(spend.get("latencies")))
         self.ttft.extend(_floats(spend.get("ttft")))
+
+    def add_cost(self, cost: float | None, tokens: int) -> None:
         if cost is None:
-            self.unpriced = self.unpriced or bool(
-                self.spend["input_tokens"] or self.spend["output_tokens"]
-            )
+            self.unpriced = self.unpriced or tokens > 0
         else:
             self.cost += cost
 
@@ -78,6 +76,11 @@ class ModelStats:
             cost=self.cost + other.cost,
             unpriced=self.unpriced or other.unpriced,
         )
+
+
+def _count(spend: Mapping[str, object], key: str) -> int:
+    value = spend.get(key, 0)
+    return value if isinstance(value, int) else 0
 
 
 def _floats(values: object) -> list[float]:
@@ -182,6 +185,7 @@ class Summary:
         self.stats: dict[str, ModelStats] = {}
         self.failures = {"required": 0, "optional": 0}
         self.durations: dict[str, float] = {}  # per model test, all phases
+        self.to_price: list[tuple[str, tuple[int, int, int]]] = []  # (model, tokens) per report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         model = getattr(report, REPORT_ATTR, None)
@@ -198,30 +202,41 @@ class Summary:
         self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
         spend = getattr(report, SPEND_ATTR, None)
         if isinstance(spend, dict) and model in self.models:
-            stats.add_spend(spend, self._price(self.models[model], spend))
+            stats.add_spend(spend)
 
-    @staticmethod
-    def _price(model: Model, spend: Mapping[str, object]) -> float | None:
-        """Priced here, in the controller: workers never load the price data."""
+            tokens = (
+                _count(spend, "input_tokens"),
+                _count(spend, "output_tokens"),
+                _count(spend, "cached_tokens"),
+            )
+            if any(tokens):
+                self.to_price.append((str(model), tokens))
+
+    def _price(self) -> None:
+        """Price every report's tokens, here in the controller and only once the tests are
+        over: workers never load the price data, and no test's timeout pays for it."""
+        if not self.to_price:
+            return
         from pytest_llm_matrix.cost import price_usd
 
-        def tokens(key: str) -> int:
-            value = spend.get(key, 0)
-            return value if isinstance(value, int) else 0
-
-        return price_usd(
-            model.provider,
-            model.model,
-            tokens("input_tokens"),
-            tokens("output_tokens"),
-            tokens("cached_tokens"),
-            input_price=model.input_price,
-            output_price=model.output_price,
-        )
+        for name, (input_tokens, output_tokens, cached_tokens) in self.to_price:
+            model = self.models[name]
+            cost = price_usd(
+                model.provider,
+                model.model,
+                input_tokens,
+                output_tokens,
+                cached_tokens,
+                input_price=model.input_price,
+                output_price=model.output_price,
+            )
+            self.stats[name].add_cost(cost, input_tokens + output_tokens)
+        self.to_price.clear()
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.stats:
             return
+        self._price()
         header, rows = summary_rows(self.stats, self.order)
         lines = format_table(header, rows)
         terminalreporter.write_sep("=", f"llm-matrix: {len(self.stats)} models", bold=True)
