@@ -239,23 +239,17 @@ def timeout_of(model: Model) -> float:
     return model.timeout if model.timeout is not None else DEFAULT_TIMEOUT
 
 
-def http_client(model: Model, *, http: str = "httpx2") -> Any:
-    """A synchronous client with ``model``'s base URL, auth, timeout and transport."""
+def http_client(model: Model, *, http: str = "httpx2", asynchronous: bool = False) -> Any:
+    """A client with ``model``'s base URL, auth, timeout and transport."""
     module = _module(http)
-    return module.Client(
+    return (module.AsyncClient if asynchronous else module.Client)(
         base_url=base_url(model),
         headers=auth_headers(model),
         timeout=timeout_of(model),
-        transport=llm_transport(model, http=http),
+        transport=llm_transport(model, asynchronous=asynchronous, http=http),
     )
 
 
 def async_http_client(model: Model, *, http: str = "httpx2") -> Any:
     """The asynchronous twin of :func:`http_client`."""
-    module = _module(http)
-    return module.AsyncClient(
-        base_url=base_url(model),
-        headers=auth_headers(model),
-        timeout=timeout_of(model),
-        transport=llm_transport(model, asynchronous=True, http=http),
-    )
+    return http_client(model, http=http, asynchronous=True)
