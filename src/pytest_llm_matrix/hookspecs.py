@@ -36,3 +36,19 @@ def pytest_llm_matrix_models(
                 }
             }
     """
+
+
+@pytest.hookspec
+def pytest_llm_matrix_report(config: pytest.Config, report: dict[str, Any]) -> None:
+    """Edit or ship the run's report before it is written.
+
+    Called once, in the controller, at the end of a session that ran model tests, whether
+    or not ``--llm-report`` was given. ``report`` is the JSON document (plain data, see
+    ``report_schema.json`` in the package); edit it in place to change what is written.
+
+    Example::
+
+        def pytest_llm_matrix_report(config, report):
+            report["build"] = os.environ.get("CI_BUILD_ID")
+            requests.post(DASHBOARD_URL, json=report)
+    """

@@ -119,6 +119,25 @@ def add_options(parser: pytest.Parser) -> None:
         "'load' (xdist's own). An explicit --dist always wins. ini: llm_dist.",
     )
     parser.addini("llm_dist", "model (default) or load: how model tests spread over workers.")
+    group.addoption(
+        "--llm-min-pass-rate",
+        dest="llm_min_pass_rate",
+        metavar="RATE",
+        type=_rate,
+        default=None,
+        help="per-model gate: the run passes when every required model's pass rate is at "
+        "least RATE (0-1 or a percentage), whatever its single failures. ini: "
+        "llm_min_pass_rate.",
+    )
+    group.addoption(
+        "--llm-report",
+        dest="llm_report",
+        metavar="PATH",
+        default=None,
+        help="write the per-model and per-test report as JSON to PATH. ini: llm_report.",
+    )
+    parser.addini("llm_min_pass_rate", "per-model pass-rate gate, 0-1 or a percentage.")
+    parser.addini("llm_report", "write the JSON report here, relative to the rootdir.")
     parser.addini("llm_timeout", "default per-test timeout for models, seconds.")
     parser.addini("llm_max_attempts", "attempts per request, the first included.")
     parser.addini("llm_max_wait", "the longest single wait before a retry, seconds.")
@@ -152,6 +171,8 @@ class Settings:
     max_wait: float = DEFAULT_MAX_WAIT
     state_dir: str | None = None
     dist: str = "model"
+    min_pass_rate: float | None = None
+    report_path: str | None = None
 
     @property
     def models(self) -> list[Model]:
@@ -179,6 +200,8 @@ class Settings:
             "max_wait": self.max_wait,
             "state_dir": self.state_dir,
             "dist": self.dist,
+            "min_pass_rate": self.min_pass_rate,
+            "report_path": self.report_path,
         }
 
     @classmethod
@@ -196,6 +219,8 @@ class Settings:
             max_wait=data["max_wait"],
             state_dir=data["state_dir"],
             dist=data["dist"],
+            min_pass_rate=data["min_pass_rate"],
+            report_path=data["report_path"],
         )
         url = data["simulator_url"]
         return settings if url is None else settings.with_simulator(url)
@@ -274,7 +299,39 @@ def resolve_settings(config: pytest.Config) -> Settings:
         max_attempts=_setting(config, "llm_max_attempts", int, 1) or DEFAULT_ATTEMPTS,
         max_wait=_setting(config, "llm_max_wait", float, 0) or DEFAULT_MAX_WAIT,
         dist=_dist(config),
+        min_pass_rate=_min_pass_rate(config),
+        report_path=_report_path(config),
     )
+
+
+def _rate(text: str) -> float:
+    """``0.8``, ``80%`` or ``80`` -> 0.8; anything else is a usage error."""
+    raw = text.strip()
+    try:
+        value = float(raw.rstrip("%"))
+    except ValueError:
+        raise pytest.UsageError(
+            f"--llm-min-pass-rate: expected a rate like 0.8 or 80%, got {text!r}"
+        ) from None
+    if raw.endswith("%") or value > 1:
+        value /= 100
+    if not 0 <= value <= 1:
+        raise pytest.UsageError(f"--llm-min-pass-rate: must be between 0 and 1, got {text!r}")
+    return value
+
+
+def _min_pass_rate(config: pytest.Config) -> float | None:
+    value: float | None = config.option.llm_min_pass_rate
+    if value is None and (text := str(config.getini("llm_min_pass_rate") or "").strip()):
+        value = _rate(text)
+    return value
+
+
+def _report_path(config: pytest.Config) -> str | None:
+    if config.option.llm_report:
+        return str(Path(config.invocation_params.dir) / config.option.llm_report)
+    text = str(config.getini("llm_report") or "").strip()
+    return str(config.rootpath / text) if text else None
 
 
 def _dist(config: pytest.Config) -> str:

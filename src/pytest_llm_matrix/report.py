@@ -1,20 +1,29 @@
-"""Per-model results: aggregation (pure), rendering (pure) and the controller plugin.
+"""The controller's per-model report: terminal table, JSON, GitHub summary, exit status.
 
-Workers put the model's alias on every TestReport as a plain ``str`` attribute; the
-controller counts reports per model exactly as pytest's terminal does (through
-``pytest_report_teststatus``), so the table agrees with pytest's own totals with and
-without xdist.
+Workers put the model's alias and what the test spent on every TestReport as plain
+builtins; the controller counts reports per model exactly as pytest's terminal does
+(through ``pytest_report_teststatus``), so every output agrees with pytest's own totals with
+and without xdist. Tokens are priced only once the tests are over.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_llm_matrix import context
+from pytest_llm_matrix import __version__, context
+from pytest_llm_matrix.stats import (
+    ModelStats,
+    base_id,
+    count_of,
+    failure_split,
+    percentile,
+)
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.options import Settings
@@ -23,194 +32,94 @@ if TYPE_CHECKING:
 REPORT_ATTR: Final = "llm_model"
 #: Name of the TestReport attribute with what the test spent (a dict of builtins).
 SPEND_ATTR: Final = "llm_spend"
-OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
-
-
-SPEND_TOTALS: Final = context.SPEND_COUNTERS
-
-
-@dataclasses.dataclass
-class ModelStats:
-    """Outcome counts, summed test time (all phases), spend and cost for one model."""
-
-    counts: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    duration: float = 0.0
-    spend: dict[str, int] = dataclasses.field(
-        default_factory=lambda: dict.fromkeys(SPEND_TOTALS, 0)
-    )
-    latencies: list[float] = dataclasses.field(default_factory=list)
-    ttft: list[float] = dataclasses.field(default_factory=list)
-    cost: float = 0.0
-    unpriced: bool = False  # some tokens had no known price: the cost is not known
-
-    def add(self, outcome: str, duration: float) -> None:
-        if outcome in self.counts:
-            self.counts[outcome] += 1
-        self.duration += duration
-
-    def add_spend(self, spend: Mapping[str, object]) -> None:
-        for key in SPEND_TOTALS:
-            self.spend[key] += _count(spend, key)
-        self.latencies.extend(_floats(spend.get("latencies")))
-        self.ttft.extend(_floats(spend.get("ttft")))
-
-    def add_cost(self, cost: float | None, tokens: int) -> None:
-        if cost is None:
-            self.unpriced = self.unpriced or tokens > 0
-        else:
-            self.cost += cost
-
-    @property
-    def pass_rate(self) -> float | None:
-        """passed / (passed + failed + error); None when nothing ran to a verdict."""
-        judged = self.counts["passed"] + self.counts["failed"] + self.counts["error"]
-        return self.counts["passed"] / judged if judged else None
-
-    def merged(self, other: ModelStats) -> ModelStats:
-        return ModelStats(
-            counts={k: self.counts[k] + other.counts[k] for k in OUTCOMES},
-            duration=self.duration + other.duration,
-            spend={k: self.spend[k] + other.spend[k] for k in SPEND_TOTALS},
-            latencies=self.latencies + other.latencies,
-            ttft=self.ttft + other.ttft,
-            cost=self.cost + other.cost,
-            unpriced=self.unpriced or other.unpriced,
-        )
-
-
-def _count(spend: Mapping[str, object], key: str) -> int:
-    value = spend.get(key, 0)
-    return value if isinstance(value, int) else 0
-
-
-def _floats(values: object) -> list[float]:
-    if not isinstance(values, list):
-        return []
-    return [float(v) for v in values if isinstance(v, int | float)]
-
-
-def format_rate(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
-
-
-def format_seconds(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}m{rest:04.1f}s"
-
-
-def summary_rows(
-    stats: Mapping[str, ModelStats], order: Iterable[str]
-) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (config order, then a total row) as cells of text."""
-    names = [name for name in order if name in stats]
-    shown = [
-        o
-        for o in OUTCOMES
-        if o in ("passed", "failed", "error", "skipped") or any(stats[n].counts[o] for n in names)
-    ]
-    header = [
-        "model",
-        *shown,
-        "pass rate",
-        "test time",
-        "requests",
-        "retries",
-        "429s",
-        "tokens in",
-        "tokens out",
-        "cost",
-    ]
-    rows = []
-    total = ModelStats()
-    for name in names:
-        row_stats = stats[name]
-        total = total.merged(row_stats)
-        rows.append(_row(name, row_stats, shown))
-    if len(names) > 1:
-        rows.append(_row("total", total, shown))
-    return header, rows
-
-
-def _row(name: str, stats: ModelStats, shown: list[str]) -> list[str]:
-    spend = stats.spend
-    return [
-        name,
-        *(str(stats.counts[o]) for o in shown),
-        format_rate(stats.pass_rate),
-        format_seconds(stats.duration),
-        str(spend["requests"]),
-        str(spend["retries"]),
-        str(spend["rate_limited"]),
-        f"{spend['input_tokens']:,}",
-        f"{spend['output_tokens']:,}",
-        _cost(stats),
-    ]
-
-
-def _cost(stats: ModelStats) -> str:
-    from pytest_llm_matrix.cost import format_usd
-
-    if not (stats.spend["input_tokens"] or stats.spend["output_tokens"]):
-        return "-"
-    return format_usd(None if stats.unpriced else stats.cost)
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Align cells: the first column left, the rest right."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([first, *rest]).rstrip()
-
-    return [line(header), *(line(r) for r in rows)]
+REPORT_VERSION: Final = 1
+TOKENS: Final = ("input_tokens", "output_tokens", "cached_tokens")
+#: How a test's reports combine into its outcome: the worst wins.
+SEVERITY: Final = {"passed": 0, "xfailed": 0, "xpassed": 0, "skipped": 1, "failed": 2, "error": 3}
 
 
 class Summary:
-    """Controller-side plugin: counts reports per model and prints the table.
+    """Controller-side plugin: collects reports per model, then reports and judges.
 
-    It also keeps failures of optional models (``required = false``) out of the exit
-    status: they show in the table, but only failures that matter fail the run.
+    Failures of optional models (``required = false``) show everywhere but do not fail the
+    run; with ``--llm-min-pass-rate``, each required model's pass rate decides instead of
+    its individual failures.
     """
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
+        self.settings = settings
         self.models = {m.name: m for m in settings.models}
         self.order = list(settings.selected)
-        self.unavailable = dict(settings.unavailable)
         self.optional = {m.name for m in settings.models if not m.required}
         self.stats: dict[str, ModelStats] = {}
-        self.failures = {"required": 0, "optional": 0}
-        self.durations: dict[str, float] = {}  # per model test, all phases
-        self.to_price: list[tuple[str, tuple[int, int, int]]] = []  # (model, tokens) per report
+        self.failures = {"plain": 0, "required": 0, "optional": 0}
+        self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> per-test record
+        self.to_price: list[tuple[str, str, tuple[int, int, int]]] = []  # model, nodeid, tokens
+        self.gate_failed: dict[str, float | None] = {}
+        self.junit = bool(getattr(config.option, "xmlpath", None))
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """With --junitxml, tests are priced as they end (for their properties): load the
+        price data now, outside every test's timeout."""
+        if self.junit:
+            from pytest_llm_matrix.cost import price_usd
+
+            for model in self.models.values():
+                price_usd(model.provider, model.model, 1, 1)
+
+    # -- collecting --------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml reads the teardown report's properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         model = getattr(report, REPORT_ATTR, None)
         if report.failed:
-            self.failures["optional" if model in self.optional else "required"] += 1
-        if model is None:
+            kind = (
+                "plain" if model is None else "optional" if model in self.optional else "required"
+            )
+            self.failures[kind] += 1
+        if model is None or model not in self.models:
             return
         category, letter, word = self.config.hook.pytest_report_teststatus(
             report=report, config=self.config
         )
+        counted = bool(letter or word) and getattr(report, "count_towards_summary", True)
         stats = self.stats.setdefault(model, ModelStats())
-        counted = (letter or word) and getattr(report, "count_towards_summary", True)
-        stats.add(category if counted else "", report.duration)
-        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
+        stats.add(
+            category if counted else "",
+            report.duration,
+            getattr(report, "start", None),
+            getattr(report, "stop", None),
+        )
+        test = self.tests.setdefault(
+            report.nodeid,
+            {
+                "nodeid": report.nodeid,
+                "test": base_id(report.nodeid, model),
+                "model": model,
+                "outcome": "passed",
+                "duration": 0.0,
+                "cost_usd": 0.0,
+                "spend": {},
+            },
+        )
+        test["duration"] += report.duration
+        if counted and SEVERITY.get(category, 0) > SEVERITY.get(test["outcome"], 0):
+            test["outcome"] = category
         spend = getattr(report, SPEND_ATTR, None)
-        if isinstance(spend, dict) and model in self.models:
+        if isinstance(spend, dict):
             stats.add_spend(spend)
-
+            _merge(test["spend"], spend)
             tokens = (
-                _count(spend, "input_tokens"),
-                _count(spend, "output_tokens"),
-                _count(spend, "cached_tokens"),
+                count_of(spend, TOKENS[0]),
+                count_of(spend, TOKENS[1]),
+                count_of(spend, TOKENS[2]),
             )
             if any(tokens):
-                self.to_price.append((str(model), tokens))
+                self.to_price.append((model, report.nodeid, tokens))
+        if self.junit and report.when == "teardown":
+            self._price()
+            report.user_properties.extend(_properties(test))
 
     def _price(self) -> None:
         """Price every report's tokens, here in the controller and only once the tests are
@@ -219,7 +128,7 @@ class Summary:
             return
         from pytest_llm_matrix.cost import price_usd
 
-        for name, (input_tokens, output_tokens, cached_tokens) in self.to_price:
+        for name, nodeid, (input_tokens, output_tokens, cached_tokens) in self.to_price:
             model = self.models[name]
             cost = price_usd(
                 model.provider,
@@ -231,66 +140,190 @@ class Summary:
                 output_price=model.output_price,
             )
             self.stats[name].add_cost(cost, input_tokens + output_tokens)
+            test = self.tests[nodeid]
+            test["cost_usd"] = (
+                None if cost is None or test["cost_usd"] is None else (test["cost_usd"] + cost)
+            )
         self.to_price.clear()
+
+    # -- judging -----------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._price()
+        self._remember()
+        gate = self.settings.min_pass_rate
+        if gate is not None:
+            self.gate_failed = {
+                name: stats.pass_rate
+                for name, stats in self.stats.items()
+                if name not in self.optional and stats.judged and (stats.pass_rate or 0.0) < gate
+            }
+        if exitstatus == pytest.ExitCode.TESTS_FAILED and not self.failures["plain"]:
+            model_failures_count = gate is None and self.failures["required"]
+            if not model_failures_count and not self.gate_failed:
+                session.exitstatus = pytest.ExitCode.OK
+        elif exitstatus == pytest.ExitCode.OK and self.gate_failed:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self._write_outputs(int(session.exitstatus))
+
+    def _unavailable(self) -> dict[str, str]:
+        """Missing keys, and models the HTTP layer found unusable during the run."""
+        found = dict(self.settings.unavailable)
+        limits = context.limits()
+        if limits is not None:
+            found.update(limits.coordinator.all_unavailable())
+        return found
+
+    def _split(self) -> tuple[list[str], dict[str, list[str]]]:
+        outcomes: dict[str, dict[str, str]] = {}
+        for test in self.tests.values():
+            outcomes.setdefault(test["test"], {})[test["model"]] = test["outcome"]
+        return failure_split(outcomes)
+
+    # -- output ------------------------------------------------------------------------
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.stats:
             return
+        from pytest_llm_matrix import render
+
         self._price()
-        header, rows = summary_rows(self.stats, self.order)
-        lines = format_table(header, rows)
+        verbosity = self.config.get_verbosity()
+        width = None if verbosity > 0 else self.config.get_terminal_writer().fullwidth
+        max_rank = render.QUIET_RANK if verbosity < 0 else None
+        rows = render.rows_for(self.stats, self.order)
+        lines = render.table(rows, width, max_rank)
+        write = terminalreporter.write_line
         terminalreporter.write_sep("=", f"llm-matrix: {len(self.stats)} models", bold=True)
-        terminalreporter.write_line(lines[0], bold=True)
-        for line, row in zip(lines[1:], rows, strict=True):
-            failed = int(row[2]) + int(row[3])
-            terminalreporter.write_line(line, red=failed > 0, green=failed == 0)
+        write(lines[0], bold=True)
+        for line, (_, stats) in zip(lines[1:], rows, strict=True):
+            bad = stats.counts["failed"] + stats.counts["error"]
+            write(line, red=bad > 0, green=bad == 0)
         for name, reason in self._unavailable().items():
-            terminalreporter.write_line(f"{name}: unavailable: {reason}", yellow=True)
+            write(f"{name}: unavailable: {reason}", yellow=True)
         if any(stats.unpriced for stats in self.stats.values()):
-            terminalreporter.write_line(
+            write(
                 "n/a: no known price for the model; set input_price and output_price "
                 "(USD per million tokens) in its config"
             )
+        everywhere, some = self._split()
+        if everywhere and verbosity >= 0:
+            write("failed on every model (a test or prompt bug?):", red=True)
+            for test in everywhere:
+                write(f"  {test}")
+        if some and verbosity >= 0:
+            write("failed on some models:", yellow=True)
+            for test, models in some.items():
+                write(f"  {test}: {', '.join(models)}")
         failed_optional = [
-            name
-            for name in self.order
-            if name in self.optional
-            and name in self.stats
-            and self.stats[name].counts["failed"] + self.stats[name].counts["error"]
+            n
+            for n in self.order
+            if n in self.optional
+            and n in self.stats
+            and self.stats[n].counts["failed"] + self.stats[n].counts["error"]
         ]
         if failed_optional:
-            terminalreporter.write_line(
+            write(
                 f"optional models (required = false) failed: {', '.join(failed_optional)}; "
                 "their failures do not affect the exit status",
                 yellow=True,
             )
+        gate = self.settings.min_pass_rate
+        if gate is not None:
+            below = ", ".join(f"{n} {render.format_rate(r)}" for n, r in self.gate_failed.items())
+            verdict = f"below it: {below}" if below else "every required model meets it"
+            write(f"--llm-min-pass-rate {gate:.0%}: {verdict}", red=bool(below), green=not below)
+
+    def build(self, exit_status: int) -> dict[str, Any]:
+        """The JSON report (see report_schema.json): plain data, no secrets."""
+        unavailable = self._unavailable()
+        models: dict[str, Any] = {}
+        for name in self.order:
+            model = self.models[name]
+            stats = self.stats.get(name, ModelStats())
+            models[name] = {
+                "provider": model.provider,
+                "model": model.model,
+                "required": model.required,
+                "outcomes": dict(stats.counts),
+                "pass_rate": stats.pass_rate,
+                "wall_seconds": stats.span,
+                "test_seconds": round(stats.duration, 6),
+                **{k: v for k, v in stats.spend.items()},
+                "latency_p50": percentile(stats.latencies, 50),
+                "latency_p95": percentile(stats.latencies, 95),
+                "ttft_p50": percentile(stats.ttft, 50),
+                "cost_usd": stats.known_cost if any(stats.spend[t] for t in TOKENS) else 0.0,
+                "unavailable": unavailable.get(name),
+            }
+        everywhere, some = self._split()
+        return {
+            "version": REPORT_VERSION,
+            "plugin_version": __version__,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "exit_status": exit_status,
+            "selection": {"models": self.order, "selected_by": self.settings.selected_by},
+            "min_pass_rate": self.settings.min_pass_rate,
+            "models": models,
+            "tests": list(self.tests.values()),
+            "failed_everywhere": everywhere,
+            "failed_on_some": some,
+        }
+
+    def _write_outputs(self, exit_status: int) -> None:
+        if not self.stats:
+            return
+        report = self.build(exit_status)
+        self.config.hook.pytest_llm_matrix_report(config=self.config, report=report)
+        path = self.settings.report_path
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps(report, indent=2) + "\n")
+        summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_file:
+            from pytest_llm_matrix import render
+
+            everywhere, some = self._split()
+            text = render.markdown(
+                render.rows_for(self.stats, self.order), self._unavailable(), everywhere, some
+            )
+            with open(summary_file, "a", encoding="utf-8") as fh:
+                fh.write(text)
 
     def _remember(self) -> None:
         """Durations per test and the number of model tests, for the next run's scheduling
         (longest models first) and ``-n auto`` sizing. Tests not run this time keep their
         old durations, so a ``-k`` run does not wipe them."""
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
-        if cache is None or not self.durations:
+        if cache is None or not self.tests:
             return
         from pytest_llm_matrix.session import DURATIONS_CACHE, MODEL_TESTS_CACHE
 
         known = cache.get(DURATIONS_CACHE, {})
         durations = dict(known) if isinstance(known, dict) else {}
-        durations.update({k: round(v, 4) for k, v in self.durations.items()})
+        durations.update({k: round(t["duration"], 4) for k, t in self.tests.items()})
         cache.set(DURATIONS_CACHE, durations)
-        cache.set(MODEL_TESTS_CACHE, len(self.durations))
+        cache.set(MODEL_TESTS_CACHE, len(self.tests))
 
-    def _unavailable(self) -> dict[str, str]:
-        """Missing keys, and models the HTTP layer found unusable during the run."""
-        found = dict(self.unavailable)
-        limits = context.limits()
-        if limits is not None:
-            found.update(limits.coordinator.all_unavailable())
-        return found
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        self._remember()
-        only_optional = self.failures["optional"] and not self.failures["required"]
-        if exitstatus == pytest.ExitCode.TESTS_FAILED and only_optional:
-            session.exitstatus = pytest.ExitCode.OK
+def _properties(test: dict[str, Any]) -> list[tuple[str, object]]:
+    """What a test's <testcase> carries in --junitxml."""
+    spend = test["spend"]
+    cost = test["cost_usd"]
+    return [
+        ("llm_model", test["model"]),
+        ("llm_requests", spend.get("requests", 0)),
+        ("llm_retries", spend.get("retries", 0)),
+        ("llm_input_tokens", spend.get("input_tokens", 0)),
+        ("llm_output_tokens", spend.get("output_tokens", 0)),
+        ("llm_cost_usd", "n/a" if cost is None else f"{cost:.8f}"),
+    ]
+
+
+def _merge(total: dict[str, Any], spend: dict[str, Any]) -> None:
+    for key, value in spend.items():
+        if isinstance(value, list):
+            total[key] = [*total.get(key, []), *value]
+        elif isinstance(value, int):
+            total[key] = total.get(key, 0) + value

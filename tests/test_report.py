@@ -1,0 +1,257 @@
+"""The per-model report: table, JSON (against its schema), JUnit, GitHub summary, gates."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+
+import jsonschema
+import pytest
+
+from pytest_llm_matrix import render
+from pytest_llm_matrix.stats import ModelStats, base_id, failure_split
+
+SUITE = """
+import pytest
+
+@pytest.mark.parametrize("q", ["capital", "hello"])
+def test_answer(llm, q):
+    reply = llm.complete(f"{q} of France?")
+    assert reply in ("Paris", "ok")
+
+def test_always_broken(llm):
+    assert llm.complete("hello") == "never"
+
+def test_skipped(llm_model):
+    pytest.skip("not today")
+
+@pytest.mark.xfail(reason="known")
+def test_xfail(llm_model):
+    assert False
+
+def test_no_model():
+    pass
+"""
+
+
+def pytest_counts(result: pytest.RunResult) -> dict[str, int]:
+    line = result.outlines[-1]
+    return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", line)}
+
+
+def schema() -> dict:
+    text = resources.files("pytest_llm_matrix").joinpath("report_schema.json").read_text()
+    return json.loads(text)
+
+
+@pytest.mark.parametrize("workers", [["-n", "0"], ["-n", "3"]], ids=["n0", "n3"])
+def test_json_counts_equal_pytests_and_validate(pytester, write_config, workers):
+    write_config()
+    pytester.makepyfile(SUITE)
+    result = pytester.runpytest_subprocess(
+        "--models=all", "--llm-report=out/report.json", "-p", "no:randomly", *workers
+    )
+    report = json.loads((pytester.path / "out" / "report.json").read_text())
+    jsonschema.validate(report, schema())
+    counts = pytest_counts(result)
+    totals = {
+        k: sum(m["outcomes"][k] for m in report["models"].values())
+        for k in ("passed", "failed", "skipped", "xfailed")
+    }
+    assert totals["passed"] + 1 == counts["passed"]  # + the test without a model
+    assert totals["failed"] == counts["failed"]
+    assert totals["xfailed"] == counts["xfailed"]
+    assert report["models"]["sim-weak"]["outcomes"]["failed"] == 2  # Lyon, and "never"
+    assert report["failed_everywhere"] == [
+        "test_json_counts_equal_pytests_and_validate.py::test_always_broken"
+    ]
+    assert report["failed_on_some"] == {
+        "test_json_counts_equal_pytests_and_validate.py::test_answer[capital]": ["sim-weak"]
+    }
+    assert report["exit_status"] == result.ret == 1
+    gpt = report["models"]["gpt-4o.mini-2"]  # its key is not set: skipped, and said why
+    assert gpt["requests"] == 0
+    assert gpt["outcomes"]["skipped"] == 5
+    assert gpt["unavailable"] == "LLM_MATRIX_TEST_UNSET_KEY is not set"
+
+
+def test_json_has_no_secrets(pytester, write_config, monkeypatch):
+    monkeypatch.setenv("SIM_SECRET_KEY", "sk-secret-never-written")
+    write_config(
+        '[tool.llm-matrix.models.locked]\nprovider = "simulator"\n'
+        'api_key_env = "SIM_SECRET_KEY"\nsimulate = { api_key = "sk-secret-never-written" }\n'
+    )
+    pytester.makepyfile("def test_a(llm):\n    assert llm.complete('hi')\n")
+    result = pytester.runpytest_subprocess("--llm-report=r.json", "--junitxml=j.xml")
+    result.assert_outcomes(passed=1)
+    for name in ("r.json", "j.xml"):
+        assert "sk-secret-never-written" not in (pytester.path / name).read_text()
+    assert "sk-secret-never-written" not in result.stdout.str()
+
+
+def test_n0_and_n3_give_the_same_numbers(pytester, write_config):
+    write_config()
+    pytester.makepyfile(SUITE)
+    numbers = []
+    for workers in (["-n", "0"], ["-n", "3"]):
+        pytester.runpytest_subprocess("--models=sims", "--llm-report=r.json", *workers)
+        report = json.loads((pytester.path / "r.json").read_text())
+        numbers.append(
+            {
+                name: {
+                    k: m[k]
+                    for k in (
+                        "outcomes",
+                        "pass_rate",
+                        "requests",
+                        "retries",
+                        "input_tokens",
+                        "output_tokens",
+                        "cost_usd",
+                    )
+                }
+                for name, m in report["models"].items()
+            }
+        )
+    assert numbers[0] == numbers[1]
+
+
+def test_junit_properties(pytester, write_config):
+    write_config()
+    pytester.makepyfile("def test_a(llm):\n    assert llm.complete('hi') == 'ok'\n")
+    pytester.runpytest_subprocess("--models=sim-fast", "--junitxml=junit.xml", "-n", "2")
+    xml = (pytester.path / "junit.xml").read_text()
+    for name in (
+        "llm_model",
+        "llm_requests",
+        "llm_retries",
+        "llm_input_tokens",
+        "llm_output_tokens",
+        "llm_cost_usd",
+    ):
+        assert f'property name="{name}"' in xml, name
+    assert 'name="llm_model" value="sim-fast"' in xml
+    assert 'name="llm_cost_usd" value="n/a"' in xml  # the simulator has no price
+
+
+def test_github_step_summary_and_the_report_hook(pytester, write_config, monkeypatch):
+    summary = pytester.path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    write_config()
+    pytester.makeconftest(
+        """
+        def pytest_llm_matrix_report(config, report):
+            report["build"] = "1234"
+        """
+    )
+    pytester.makepyfile(SUITE)
+    pytester.runpytest_subprocess("--models=sims", "--llm-report=r.json")
+    text = summary.read_text()
+    assert text.startswith("earlier step\n## llm-matrix\n")
+    assert "| `sim-weak` |" in text
+    assert "Failed on every model" in text
+    assert json.loads((pytester.path / "r.json").read_text())["build"] == "1234"
+
+
+@pytest.mark.parametrize(("gate", "exit_code"), [("0.5", 0), ("50%", 0), ("0.8", 1)])
+def test_min_pass_rate_gate(pytester, write_config, gate, exit_code):
+    write_config()
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_answer(llm, n):
+            assert llm.complete(f"capital of France {n}") == "Paris" or n > 0
+        """
+    )
+    # sim-weak answers "Lyon": 2 of 3 pass (66.7%); sim-fast 3 of 3
+    result = pytester.runpytest_subprocess("--models=sims", f"--llm-min-pass-rate={gate}")
+    assert result.ret == exit_code
+    if exit_code:
+        result.stdout.fnmatch_lines(["--llm-min-pass-rate 80%: below it: sim-weak 66.7%"])
+    else:
+        result.stdout.fnmatch_lines(["--llm-min-pass-rate 50%: every required model meets it"])
+
+
+@pytest.mark.parametrize("bad", ["abc", "150%", "-0.2"])
+def test_min_pass_rate_bad_values(pytester, write_config, bad):
+    write_config()
+    pytester.makepyfile("def test_a(llm_model):\n    pass\n")
+    result = pytester.runpytest(f"--llm-min-pass-rate={bad}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --llm-min-pass-rate: *"])
+
+
+def test_table_fits_the_terminal_and_verbosity_changes_it(pytester, write_config, monkeypatch):
+    write_config()
+    pytester.makepyfile("def test_a(llm):\n    assert llm.complete('hi') == 'ok'\n")
+    headers = {}
+    for name, columns, args in (
+        ("narrow", "60", []),
+        ("wide", "250", []),
+        ("verbose", "60", ["-v"]),
+        ("quiet", "250", ["-q"]),
+    ):
+        monkeypatch.setenv("COLUMNS", columns)
+        result = pytester.runpytest_subprocess("--models=sims", *args)
+        line = next(x for x in result.outlines if x.startswith("model "))
+        headers[name] = line
+        if name == "narrow":
+            assert all(
+                len(x) <= 60 for x in result.outlines if x.startswith(("model ", "sim-", "total "))
+            )
+    assert headers["quiet"].split() == [
+        "model",
+        "passed",
+        "failed",
+        "errors",
+        "skipped",
+        "pass",
+        "rate",
+        "cost",
+    ]
+    assert "p95" in headers["verbose"]
+    assert "p95" in headers["wide"]
+    assert "p95" not in headers["narrow"]
+    assert headers["narrow"].split()[:4] == ["model", "passed", "failed", "errors"]
+
+
+def test_table_drops_least_important_columns_first():
+    stats = ModelStats()
+    stats.add("passed", 1.0, 0.0, 1.0)
+    rows = [("a-model", stats)]
+    full = render.table(rows, None)[0].split()
+    fitted = render.table(rows, 50)[0]
+    assert len(fitted) <= 50
+    kept = fitted.split()
+    assert kept[:3] == ["model", "passed", "failed"]
+    assert "timeouts" in full
+    assert "timeouts" not in kept
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "model", "base"),
+    [
+        ("t.py::test_x[gpt-4o]", "gpt-4o", "t.py::test_x"),
+        ("t.py::test_x[gpt-4o-1-a]", "gpt-4o", "t.py::test_x[1-a]"),
+        ("t.py::C::test_x[llama-3.1:8b-q]", "llama-3.1:8b", "t.py::C::test_x[q]"),
+    ],
+)
+def test_base_id(nodeid, model, base):
+    assert base_id(nodeid, model) == base
+
+
+def test_failure_split():
+    everywhere, some = failure_split(
+        {
+            "t::a": {"m1": "failed", "m2": "error"},
+            "t::b": {"m1": "passed", "m2": "failed"},
+            "t::c": {"m1": "failed", "m2": "skipped"},  # ran on one model only
+            "t::d": {"m1": "passed", "m2": "passed"},
+        }
+    )
+    assert everywhere == ["t::a"]
+    assert some == {"t::b": ["m2"], "t::c": ["m1"]}
