@@ -255,3 +255,55 @@ def test_failure_split():
     )
     assert everywhere == ["t::a"]
     assert some == {"t::b": ["m2"], "t::c": ["m1"]}
+
+
+BUDGET_CONFIG = """
+[tool.llm-matrix.models.pricey]
+provider = "simulator"
+input_price = 1000.0
+output_price = 1000.0
+simulate = { latency = 0.05 }
+"""
+
+
+@pytest.mark.parametrize("workers", [["-n", "0"], ["-n", "2"]], ids=["n0", "n2"])
+def test_cost_budget_stops_spending(pytester, write_config, workers):
+    write_config(BUDGET_CONFIG)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(20))
+        def test_request(llm, n):
+            assert llm.complete(f"request number {n}")
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--llm-max-cost=0.05", "--llm-report=r.json", "-rs", *workers
+    )
+    report = json.loads((pytester.path / "r.json").read_text())
+    per_request = max(t["cost_usd"] for t in report["tests"] if t["cost_usd"])
+    passed = report["models"]["pricey"]["outcomes"]["passed"]
+    assert 0 < passed < 20
+    workers_count = 1 if workers[-1] == "0" else 2
+    # overshoot: at most one in-flight request per worker
+    assert 0.05 <= report["spent_usd"] <= 0.05 + workers_count * per_request + 1e-9
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "--llm-max-cost $0.05 reached: $0.0* spent, * model tests skipped",
+            "SKIPPED * the cost budget of $0.05 is spent (*--llm-max-cost)",
+        ],
+        consecutive=False,
+    )
+
+
+def test_header_estimates_the_cost_from_the_last_run(pytester, write_config):
+    write_config(BUDGET_CONFIG)
+    pytester.makepyfile("def test_a(llm):\n    assert llm.complete('hi')\n")
+    first = pytester.runpytest_subprocess()
+    assert "estimated cost" not in first.stdout.str()
+    second = pytester.runpytest_subprocess("--llm-max-cost=5")
+    second.stdout.fnmatch_lines(
+        ["llm-matrix: estimated cost of this run: $0.0*, as last time (budget $5)"]
+    )

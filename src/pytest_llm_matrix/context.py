@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,9 @@ class Limits:
     directory: Path
     global_cap: int | None
     policy: RetryPolicy
+    budget: float | None = None  # USD for the whole session (--llm-max-cost)
+    #: USD per token (input, output, cached input) by model alias; None: no known price
+    rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
     _coordinator: Coordinator | None = None
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 

@@ -43,6 +43,29 @@ def price_usd(
     return _price_from_genai_prices(provider, model_id, input_tokens, output_tokens, cached_tokens)
 
 
+def per_token_rates(
+    provider: str,
+    model_id: str,
+    input_price: float | None = None,
+    output_price: float | None = None,
+) -> tuple[float, float, float] | None:
+    """USD per (input, output, cached input) token, or None when any is unknown.
+
+    Computed once in the controller, so workers can price requests (for a budget) with
+    plain arithmetic and never load the price data.
+    """
+    million = 1_000_000
+    prices = (
+        price_usd(provider, model_id, million, 0, 0, input_price, output_price),
+        price_usd(provider, model_id, 0, million, 0, input_price, output_price),
+        price_usd(provider, model_id, million, 0, million, input_price, output_price),
+    )
+    if any(price is None for price in prices):
+        return None
+    per_input, per_output, per_cached = (float(p) / million for p in prices if p is not None)
+    return per_input, per_output, per_cached
+
+
 def _price_with_overrides(
     input_tokens: int,
     output_tokens: int,

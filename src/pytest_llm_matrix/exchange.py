@@ -40,7 +40,7 @@ from pytest_llm_matrix.retrying import (
 if TYPE_CHECKING:
     from pytest_llm_matrix.limits import Coordinator, Lease
     from pytest_llm_matrix.models import Model
-    from pytest_llm_matrix.usage import StreamTracker
+    from pytest_llm_matrix.usage import StreamTracker, Usage
 
 #: Kept free before the test's deadline, so that our own, clearer failure comes first.
 DEADLINE_MARGIN: Final = 0.25
@@ -68,6 +68,17 @@ class Read:
 
 
 Step = Sleep | Send | Read
+
+
+def budget_spent() -> str | None:
+    """Why no more requests may go out (the session's cost budget is spent), or None."""
+    limits = context.limits()
+    if limits is None or limits.budget is None:
+        return None
+    spent = limits.coordinator.spent()
+    if spent < limits.budget:
+        return None
+    return f"the cost budget of ${limits.budget:g} is spent (${spent:.4f} so far, --llm-max-cost)"
 
 
 def redact(text: str, model: Model) -> str:
@@ -149,6 +160,8 @@ class Exchange:
         while True:
             if (reason := coordinator.unavailable(self.name)) is not None:
                 pytest.skip(f"{self.name} is unavailable: {reason}")
+            if (over := budget_spent()) is not None:
+                pytest.skip(over)
             cooldown = coordinator.cooldown_until(self.name) - time.time()
             if cooldown > 0:
                 self._may_wait(cooldown, f"rate-limited by {self.name}", attempts)
@@ -301,11 +314,25 @@ class Exchange:
             from pytest_llm_matrix.usage import usage_from_body
 
             if (usage := usage_from_body(data)) is not None:
-                ctx.count(
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cached_tokens=usage.cached_tokens,
-                )
+                account(self.name, ctx, usage)
+
+
+def account(model: str, ctx: context.TestContext, usage: Usage) -> None:
+    """Count a request's tokens for its test and, under a budget, its cost for the session."""
+    ctx.count(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+    )
+    limits = context.limits()
+    if limits is None or limits.budget is None:
+        return
+    rates = limits.rates.get(model)
+    if rates is not None:
+        per_input, per_output, per_cached = rates
+        uncached = max(usage.input_tokens - usage.cached_tokens, 0)
+        cost = uncached * per_input + usage.cached_tokens * per_cached
+        limits.coordinator.add_cost(cost + usage.output_tokens * per_output)
 
 
 def _is_event_stream(response: Any) -> bool:
@@ -370,8 +397,4 @@ class StreamWatch:
         if tracker.first_token_at is not None:
             ctx.record("ttft", tracker.first_token_at - self.started)
         if tracker.usage is not None:
-            ctx.count(
-                input_tokens=tracker.usage.input_tokens,
-                output_tokens=tracker.usage.output_tokens,
-                cached_tokens=tracker.usage.cached_tokens,
-            )
+            account(self.name, ctx, tracker.usage)

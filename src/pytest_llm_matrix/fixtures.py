@@ -30,6 +30,11 @@ def llm_model(request: pytest.FixtureRequest) -> Model:
     limits = context.limits()
     if limits is not None and (reason := limits.coordinator.unavailable(model.name)):
         pytest.skip(f"{model.name} is unavailable: {reason}")
+    if limits is not None and limits.budget is not None:
+        from pytest_llm_matrix.exchange import budget_spent
+
+        if (over := budget_spent()) is not None:
+            pytest.skip(over)
     if model.needs_simulator:
         simulator = request.config.stash[SIMULATOR_KEY]
         assert simulator is not None  # created in pytest_configure whenever one is needed

@@ -93,6 +93,12 @@ class Coordinator(Protocol):
         With a wrong API key only one request is ever sent, across all workers.
         """
 
+    def add_cost(self, amount: float) -> float:
+        """Add ``amount`` USD to the session's spend; return the new total."""
+
+    def spent(self) -> float:
+        """The session's spend so far, in USD (0.0 before anything was added)."""
+
     def close(self) -> None:
         """Free this process's resources; leases still held are released."""
 
@@ -299,6 +305,16 @@ class FileCoordinator:
                 _write_atomic(path, json.dumps([*recent, now]))
                 return 0.0
         return recent[len(recent) - rpm] + RPM_WINDOW - now
+
+    def add_cost(self, amount: float) -> float:
+        path = os.path.join(self._dir, "spent")
+        with _exclusive(path + ".lock"):
+            total = float(_read(path) or 0.0) + amount
+            _write_atomic(path, repr(total))
+        return total
+
+    def spent(self) -> float:
+        return float(_read(os.path.join(self._dir, "spent")) or 0.0)
 
     def mark_unavailable(self, model: str, reason: str) -> None:
         path = self._path(model, "unavailable")

@@ -136,6 +136,17 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="write the per-model and per-test report as JSON to PATH. ini: llm_report.",
     )
+    group.addoption(
+        "--llm-max-cost",
+        dest="llm_max_cost",
+        metavar="USD",
+        type=_number("--llm-max-cost", float, 0),
+        default=None,
+        help="cost budget for the session, across all workers: once the estimated spend "
+        "reaches it, the remaining model tests are skipped and the run fails. "
+        "ini: llm_max_cost.",
+    )
+    parser.addini("llm_max_cost", "cost budget for the session, USD.")
     parser.addini("llm_min_pass_rate", "per-model pass-rate gate, 0-1 or a percentage.")
     parser.addini("llm_report", "write the JSON report here, relative to the rootdir.")
     parser.addini("llm_timeout", "default per-test timeout for models, seconds.")
@@ -173,6 +184,9 @@ class Settings:
     dist: str = "model"
     min_pass_rate: float | None = None
     report_path: str | None = None
+    max_cost: float | None = None
+    #: USD per (input, output, cached) token by model, for the budget; None: no price
+    rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
 
     @property
     def models(self) -> list[Model]:
@@ -202,6 +216,8 @@ class Settings:
             "dist": self.dist,
             "min_pass_rate": self.min_pass_rate,
             "report_path": self.report_path,
+            "max_cost": self.max_cost,
+            "rates": {k: None if v is None else list(v) for k, v in self.rates.items()},
         }
 
     @classmethod
@@ -221,6 +237,8 @@ class Settings:
             dist=data["dist"],
             min_pass_rate=data["min_pass_rate"],
             report_path=data["report_path"],
+            max_cost=data["max_cost"],
+            rates={k: None if v is None else (v[0], v[1], v[2]) for k, v in data["rates"].items()},
         )
         url = data["simulator_url"]
         return settings if url is None else settings.with_simulator(url)
@@ -301,6 +319,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         dist=_dist(config),
         min_pass_rate=_min_pass_rate(config),
         report_path=_report_path(config),
+        max_cost=_setting(config, "llm_max_cost", float, 0),
     )
 
 

@@ -58,6 +58,7 @@ class Summary:
         self.to_price: list[tuple[str, str, tuple[int, int, int]]] = []  # model, nodeid, tokens
         self.gate_failed: dict[str, float | None] = {}
         self.junit = bool(getattr(config.option, "xmlpath", None))
+        self.budget_skips = 0
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """With --junitxml, tests are priced as they end (for their properties): load the
@@ -80,6 +81,8 @@ class Summary:
             self.failures[kind] += 1
         if model is None or model not in self.models:
             return
+        if report.skipped and "--llm-max-cost" in str(report.longrepr):
+            self.budget_skips += 1
         category, letter, word = self.config.hook.pytest_report_teststatus(
             report=report, config=self.config
         )
@@ -165,7 +168,20 @@ class Summary:
                 session.exitstatus = pytest.ExitCode.OK
         elif exitstatus == pytest.ExitCode.OK and self.gate_failed:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self._budget_reached() and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self._write_outputs(int(session.exitstatus))
+
+    def _spent(self) -> float | None:
+        limits = context.limits()
+        if limits is None or limits.budget is None:
+            return None
+        return limits.coordinator.spent()
+
+    def _budget_reached(self) -> bool:
+        spent = self._spent()
+        budget = self.settings.max_cost
+        return spent is not None and budget is not None and spent >= budget
 
     def _unavailable(self) -> dict[str, str]:
         """Missing keys, and models the HTTP layer found unusable during the run."""
@@ -229,6 +245,16 @@ class Summary:
                 "their failures do not affect the exit status",
                 yellow=True,
             )
+        if self.settings.max_cost is not None:
+            spent = self._spent() or 0.0
+            if self._budget_reached():
+                write(
+                    f"--llm-max-cost ${self.settings.max_cost:g} reached: ${spent:.4f} spent, "
+                    f"{self.budget_skips} model tests skipped",
+                    red=True,
+                )
+            else:
+                write(f"--llm-max-cost ${self.settings.max_cost:g}: ${spent:.4f} spent")
         gate = self.settings.min_pass_rate
         if gate is not None:
             below = ", ".join(f"{n} {render.format_rate(r)}" for n, r in self.gate_failed.items())
@@ -265,6 +291,8 @@ class Summary:
             "exit_status": exit_status,
             "selection": {"models": self.order, "selected_by": self.settings.selected_by},
             "min_pass_rate": self.settings.min_pass_rate,
+            "max_cost_usd": self.settings.max_cost,
+            "spent_usd": self._spent(),
             "models": models,
             "tests": list(self.tests.values()),
             "failed_everywhere": everywhere,
@@ -298,13 +326,17 @@ class Summary:
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         if cache is None or not self.tests:
             return
-        from pytest_llm_matrix.session import DURATIONS_CACHE, MODEL_TESTS_CACHE
+        from pytest_llm_matrix.session import COSTS_CACHE, DURATIONS_CACHE, MODEL_TESTS_CACHE
 
         known = cache.get(DURATIONS_CACHE, {})
         durations = dict(known) if isinstance(known, dict) else {}
         durations.update({k: round(t["duration"], 4) for k, t in self.tests.items()})
         cache.set(DURATIONS_CACHE, durations)
         cache.set(MODEL_TESTS_CACHE, len(self.tests))
+        known = cache.get(COSTS_CACHE, {})
+        costs = dict(known) if isinstance(known, dict) else {}
+        costs.update({name: s.cost for name, s in self.stats.items() if not s.unpriced})
+        cache.set(COSTS_CACHE, costs)
 
 
 def _properties(test: dict[str, Any]) -> list[tuple[str, object]]:

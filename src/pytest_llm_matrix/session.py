@@ -27,6 +27,7 @@ EARLY_KEY: Final = pytest.StashKey[Settings]()
 AUTO_KEY: Final = pytest.StashKey[tuple[int | None, str]]()
 MODEL_TESTS_CACHE: Final = "llm-matrix/model-tests"
 DURATIONS_CACHE: Final = "llm-matrix/durations"
+COSTS_CACHE: Final = "llm-matrix/costs"
 #: Plugins that order tests themselves; with them, the sequential run keeps their order.
 REORDERING_PLUGINS: Final = ("randomly", "random_order", "pytest_randomly")
 
@@ -73,11 +74,19 @@ def configure(config: pytest.Config) -> None:
             simulator = SimulatorService(config, settings)
         if settings.selected:
             settings = _with_state_dir(config, settings)
+        if settings.max_cost is not None:
+            settings = _with_rates(settings)
     config.stash[SETTINGS_KEY] = settings
     config.stash[SIMULATOR_KEY] = simulator
     if settings.state_dir is not None:
         policy = context.RetryPolicy(attempts=settings.max_attempts, max_wait=settings.max_wait)
-        limits = context.Limits(Path(settings.state_dir), settings.max_concurrency, policy)
+        limits = context.Limits(
+            Path(settings.state_dir),
+            settings.max_concurrency,
+            policy,
+            budget=settings.max_cost,
+            rates=settings.rates,
+        )
         context.configure(limits)
         config.add_cleanup(lambda: context.configure(None))
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
@@ -105,6 +114,17 @@ def _with_state_dir(config: pytest.Config, settings: Settings) -> Settings:
     state_dir = tempfile.mkdtemp(prefix="pytest-llm-matrix-")
     config.add_cleanup(lambda: shutil.rmtree(state_dir, ignore_errors=True))
     return dataclasses.replace(settings, state_dir=state_dir)
+
+
+def _with_rates(settings: Settings) -> Settings:
+    """Per-token prices for the budget, looked up once here and shipped to the workers."""
+    from pytest_llm_matrix.cost import per_token_rates
+
+    rates = {
+        m.name: per_token_rates(m.provider, m.model, m.input_price, m.output_price)
+        for m in settings.models
+    }
+    return dataclasses.replace(settings, rates=rates)
 
 
 def _register_summary(config: pytest.Config, settings: Settings) -> None:
@@ -147,6 +167,20 @@ def group_by_model(items: list[pytest.Item], order: tuple[str, ...]) -> None:
     items.sort(key=key)
 
 
+def _estimated_cost(config: pytest.Config, settings: Settings) -> str | None:
+    """What this run will cost, judging by the last run of the same models (pytest's cache)."""
+    cache = getattr(config, "cache", None)
+    known = cache.get(COSTS_CACHE, {}) if cache is not None else {}
+    if not isinstance(known, dict):
+        return None
+    costs = [known[n] for n in settings.selected if isinstance(known.get(n), int | float)]
+    if not costs or not any(costs):
+        return None
+    partial = "" if len(costs) == len(settings.selected) else "at least "
+    budget = f" (budget ${settings.max_cost:g})" if settings.max_cost is not None else ""
+    return f"estimated cost of this run: {partial}${sum(costs):.4f}, as last time{budget}"
+
+
 def header(config: pytest.Config) -> list[str] | None:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or not settings.registry.models:
@@ -163,6 +197,9 @@ def header(config: pytest.Config) -> list[str] | None:
     if simulated:
         details.append(f"built-in simulator for {', '.join(simulated)}")
     lines.append("llm-matrix: " + ", ".join(details))
+    estimate = _estimated_cost(config, settings)
+    if estimate:
+        lines.append(f"llm-matrix: {estimate}")
     if _distributed(config) and settings.selected:
         from pytest_llm_matrix.xdist import dist_given, uses_model_scheduler
 
