@@ -10,7 +10,6 @@ import pytest
 
 from pytest_llm_matrix import context
 from pytest_llm_matrix.options import WORKERINPUT_KEY, Settings
-from pytest_llm_matrix.report import REPORT_ATTR
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -80,6 +79,7 @@ class XdistHooks:
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
         """A worker died mid-test: the failure counts for, and names, the test's model."""
+        from pytest_llm_matrix.report import REPORT_ATTR
         from pytest_llm_matrix.scheduling import model_from_nodeid
 
         model = model_from_nodeid(crashitem, self.settings.selected)
