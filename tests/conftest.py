@@ -118,8 +118,8 @@ def simulator():
 
     started: list[Simulator] = []
 
-    def start(config: dict) -> Simulator:
-        sim = Simulator(parse_config(config))
+    def start(config: dict | None = None) -> Simulator:
+        sim = Simulator(parse_config(config or {}, source="test"))
         sim.start()
         started.append(sim)
         return sim

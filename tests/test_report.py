@@ -117,10 +117,11 @@ def test_n0_and_n3_give_the_same_numbers(pytester, write_config):
     assert numbers[0] == numbers[1]
 
 
-def test_junit_properties(pytester, write_config):
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
+def test_junit_properties(pytester, write_config, workers):
     write_config()
     pytester.makepyfile("def test_a(llm):\n    assert llm.complete('hi') == 'ok'\n")
-    pytester.runpytest_subprocess("--models=sim-fast", "--junitxml=junit.xml", "-n", "2")
+    pytester.runpytest_subprocess("--models=sim-fast", "--junitxml=junit.xml", *workers)
     xml = (pytester.path / "junit.xml").read_text()
     for name in (
         "llm_model",

@@ -32,19 +32,9 @@ def tokens(text):
 
 
 @pytest.fixture
-def start():
-    """Start a simulator for a config dict; every simulator is stopped at teardown."""
-    simulators = []
-
-    def _start(config=None):
-        sim = Simulator(parse_config(config or {}, source="test"))
-        sim.start()
-        simulators.append(sim)
-        return sim
-
-    yield _start
-    for sim in simulators:
-        sim.stop()
+def start(simulator):
+    """Start a simulator for a config dict (conftest's ``simulator``); stopped at teardown."""
+    return simulator
 
 
 @pytest.fixture

@@ -130,6 +130,23 @@ def limits() -> Limits | None:
     return _limits
 
 
+def refusal(model: str) -> str | None:
+    """Why no request to ``model`` may go out any more, or None: the model was found
+    unavailable, or the session's cost budget is spent. Checked at test setup and before
+    every attempt."""
+    limits = _limits
+    if limits is None:
+        return None
+    coordinator = limits.coordinator
+    if (reason := coordinator.unavailable(model)) is not None:
+        return f"{model} is unavailable: {reason}"
+    if limits.budget is not None and (spent := coordinator.spent()) >= limits.budget:
+        return (
+            f"the cost budget of ${limits.budget:g} is spent (${spent:.4f} so far, --llm-max-cost)"
+        )
+    return None
+
+
 def begin(model: str | None) -> TestContext:
     global _current
     _current = TestContext(model)

@@ -70,17 +70,6 @@ class Read:
 Step = Sleep | Send | Read
 
 
-def budget_spent() -> str | None:
-    """Why no more requests may go out (the session's cost budget is spent), or None."""
-    limits = context.limits()
-    if limits is None or limits.budget is None:
-        return None
-    spent = limits.coordinator.spent()
-    if spent < limits.budget:
-        return None
-    return f"the cost budget of ${limits.budget:g} is spent (${spent:.4f} so far, --llm-max-cost)"
-
-
 def redact(text: str, model: Model) -> str:
     """Never let the key show, even when a provider echoes it back in an error."""
     key = model.api_key()
@@ -136,14 +125,14 @@ class Exchange:
         source = "" if ctx.timeout_source == "timeout" else f" ({ctx.timeout_source})"
         return f"this test's {seconds(ctx.timeout)} timeout{source}"
 
-    def _may_wait(self, wait: float, what: str, attempts: int) -> None:
+    def _may_wait(self, wait: float, what: str, attempts: int, said: str = "") -> None:
         """Fail now, with the reason, if ``wait`` would carry us past the deadline."""
         __tracebackhide__ = True
         left = self._left()
         if left is not None and wait > left:
             tried = f" after {attempts} attempt{'s' * (attempts != 1)}" if attempts else ""
             pytest.fail(
-                f"{what}: gave up{tried}; a {seconds(wait)} wait exceeds the "
+                f"{what}: gave up{tried}; {said or f'a {seconds(wait)} wait'} exceeds the "
                 f"{seconds(max(left, 0))} left of {self._budget()}",
                 pytrace=False,
             )
@@ -158,10 +147,8 @@ class Exchange:
             return held
         poll = _Poll()
         while True:
-            if (reason := coordinator.unavailable(self.name)) is not None:
-                pytest.skip(f"{self.name} is unavailable: {reason}")
-            if (over := budget_spent()) is not None:
-                pytest.skip(over)
+            if (reason := context.refusal(self.name)) is not None:
+                pytest.skip(reason)
             cooldown = coordinator.cooldown_until(self.name) - time.time()
             if cooldown > 0:
                 self._may_wait(cooldown, f"rate-limited by {self.name}", attempts)
@@ -285,13 +272,7 @@ class Exchange:
         else:
             wait = backoff(attempt, policy.backoff_initial, policy.backoff_max)
             said = f"backoff {seconds(wait)}"
-        left = self._left()
-        if left is not None and wait > left:
-            pytest.fail(
-                f"{what}: gave up after {attempt} attempt{plural}; {said} exceeds the "
-                f"{seconds(max(left, 0))} left of {self._budget()}",
-                pytrace=False,
-            )
+        self._may_wait(wait, what, attempt, said)
         yield Sleep(wait)
 
     def _verified(self, held: _Held) -> None:

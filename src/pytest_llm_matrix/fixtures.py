@@ -27,14 +27,8 @@ def llm_model(request: pytest.FixtureRequest) -> Model:
             "for function-scoped use only",
             pytrace=False,
         )
-    limits = context.limits()
-    if limits is not None and (reason := limits.coordinator.unavailable(model.name)):
-        pytest.skip(f"{model.name} is unavailable: {reason}")
-    if limits is not None and limits.budget is not None:
-        from pytest_llm_matrix.exchange import budget_spent
-
-        if (over := budget_spent()) is not None:
-            pytest.skip(over)
+    if (reason := context.refusal(model.name)) is not None:
+        pytest.skip(reason)
     if model.needs_simulator:
         simulator = request.config.stash[SIMULATOR_KEY]
         assert simulator is not None  # created in pytest_configure whenever one is needed

@@ -59,11 +59,10 @@ class Summary:
         self.gate_failed: dict[str, float | None] = {}
         self.junit = bool(getattr(config.option, "xmlpath", None))
         self.budget_skips = 0
-
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """With --junitxml, tests are priced as they end (for their properties): load the
-        price data now, outside every test's timeout."""
         if self.junit:
+            # With --junitxml, tests are priced as they end (for their properties): load the
+            # price data now, before any test runs (this is created at configure or, without
+            # xdist, at collection), so that no test's timeout pays for it.
             from pytest_llm_matrix.cost import price_usd
 
             for model in self.models.values():
