@@ -7,7 +7,6 @@ model and the field, so a typo never surfaces as a traceback from our internals.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -147,6 +146,8 @@ class Registry:
 
 
 def _suggest(word: str, candidates: Iterable[str]) -> str:
+    import difflib  # only on the error path
+
     close = difflib.get_close_matches(word, list(candidates), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

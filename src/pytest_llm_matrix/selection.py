@@ -8,7 +8,6 @@ what the name stands for. An expression that starts with an exclusion starts fro
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 import pytest
@@ -35,6 +34,8 @@ def expand_name(name: str, registry: Registry) -> tuple[str, ...] | None:
 
 def unknown_name_error(name: str, registry: Registry, origin: str) -> pytest.UsageError:
     vocabulary = ["all", *registry.models, *registry.groups, *registry.tags]
+    import difflib  # only on the error path
+
     close = difflib.get_close_matches(name, vocabulary, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     lines = [
