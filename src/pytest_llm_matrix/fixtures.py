@@ -13,6 +13,7 @@ from pytest_llm_matrix.options import SIMULATOR_KEY
 if TYPE_CHECKING:
     from pytest_llm_matrix.client import LLM
     from pytest_llm_matrix.models import Model
+    from pytest_llm_matrix.repeats import RunSpec
 
 
 @pytest.fixture
@@ -34,6 +35,13 @@ def llm_model(request: pytest.FixtureRequest) -> Model:
         assert simulator is not None  # created in pytest_configure whenever one is needed
         model = model.at_simulator(simulator.ensure_started())
     return model
+
+
+@pytest.fixture
+def _llm_matrix_run(request: pytest.FixtureRequest) -> RunSpec:
+    """Which run of a repeated test this is (internal: the plugin parametrizes it)."""
+    spec: RunSpec = request.param
+    return spec
 
 
 @pytest.fixture

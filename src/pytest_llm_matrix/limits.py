@@ -33,7 +33,7 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -98,6 +98,13 @@ class Coordinator(Protocol):
 
     def spent(self) -> float:
         """The session's spend so far, in USD (0.0 before anything was added)."""
+
+    def update_record(self, name: str, change: Callable[[str | None], str]) -> str:
+        """Replace the shared text record ``name`` with ``change(old)`` (None: no record yet)
+        as one atomic step across processes and threads; return the new text."""
+
+    def record(self, name: str) -> str | None:
+        """The shared text record ``name``, or None."""
 
     def close(self) -> None:
         """Free this process's resources; leases still held are released."""
@@ -238,7 +245,9 @@ class FileCoordinator:
     ``global-<i>.lock``, ``model-<m>-<i>.lock``, ``probe-<m>-0.lock`` (slots: ``flock``, with
     the last hand-off time inside); ``global.contended``, ``model-<m>.contended``,
     ``probe-<m>.contended`` (last refusal time); ``model-<m>.cooldown``, ``.rpm``,
-    ``.unavailable``, ``.verified``, and ``model-<m>.lock`` guarding cooldown and rpm updates.
+    ``.unavailable``, ``.verified``, and ``model-<m>.lock`` guarding cooldown and rpm updates;
+    ``spent`` (the budget); ``record-<hash>`` with its ``.lock`` (shared records, e.g. the
+    runs of a repeated test).
 
     Cheap to construct: nothing is opened before first use. A process keeps one descriptor
     open per slot file it has tried and one per scope for its contention stamp.
@@ -315,6 +324,19 @@ class FileCoordinator:
 
     def spent(self) -> float:
         return float(_read(os.path.join(self._dir, "spent")) or 0.0)
+
+    def update_record(self, name: str, change: Callable[[str | None], str]) -> str:
+        path = self._record_path(name)
+        with _exclusive(path + ".lock"):
+            text = change(_read(path))
+            _write_atomic(path, text)
+        return text
+
+    def record(self, name: str) -> str | None:
+        return _read(self._record_path(name))
+
+    def _record_path(self, name: str) -> str:
+        return f"{self._dir}/record-{hashlib.sha256(name.encode()).hexdigest()[:24]}"
 
     def mark_unavailable(self, model: str, reason: str) -> None:
         path = self._path(model, "unavailable")

@@ -14,10 +14,12 @@ from pytest_llm_matrix.selection import expand_name, split_expression, unknown_n
 FIXTURE: Final = "llm_model"
 MARKER: Final = "llm"
 MARKER_HELP: Final = (
-    "llm(models=None, exclude=None): run this test (class, module) only on the given models, "
-    "groups or tags, intersected with the selection; exclude= removes models."
+    "llm(models=None, exclude=None, repeat=None, min_pass_rate=None): run this test (class, "
+    "module) only on the given models, groups or tags, intersected with the selection; "
+    "exclude= removes models; repeat=N runs it N times per model, passing when at least "
+    "min_pass_rate (0-1, default 1) of the runs pass."
 )
-MARKER_KWARGS: Final = ("models", "exclude")
+MARKER_KWARGS: Final = ("models", "exclude", "repeat", "min_pass_rate")
 
 
 class Matrix:

@@ -123,7 +123,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--llm-min-pass-rate",
         dest="llm_min_pass_rate",
         metavar="RATE",
-        type=_rate,
+        type=_rate_option("--llm-min-pass-rate"),
         default=None,
         help="per-model gate: the run passes when every required model's pass rate is at "
         "least RATE (0-1 or a percentage), whatever its single failures. ini: "
@@ -146,6 +146,28 @@ def add_options(parser: pytest.Parser) -> None:
         "reaches it, the remaining model tests are skipped and the run fails. "
         "ini: llm_max_cost.",
     )
+    group.addoption(
+        "--llm-repeat",
+        dest="llm_repeat",
+        metavar="N",
+        type=_number("--llm-repeat", int, 1),
+        default=None,
+        help="run each model test N times per model; it passes when enough runs pass "
+        "(--llm-repeat-pass-rate) and stops early once that is settled. "
+        "@pytest.mark.llm(repeat=N) wins. ini: llm_repeat.",
+    )
+    group.addoption(
+        "--llm-repeat-pass-rate",
+        dest="llm_repeat_pass_rate",
+        metavar="RATE",
+        type=_rate_option("--llm-repeat-pass-rate"),
+        default=None,
+        help="share of a repeated test's runs that must pass on a model (0-1 or a "
+        "percentage; default 1: all). @pytest.mark.llm(min_pass_rate=RATE) wins. "
+        "ini: llm_repeat_pass_rate.",
+    )
+    parser.addini("llm_repeat", "runs per model of each model test.")
+    parser.addini("llm_repeat_pass_rate", "share of a repeated test's runs that must pass.")
     parser.addini("llm_max_cost", "cost budget for the session, USD.")
     parser.addini("llm_min_pass_rate", "per-model pass-rate gate, 0-1 or a percentage.")
     parser.addini("llm_report", "write the JSON report here, relative to the rootdir.")
@@ -185,6 +207,8 @@ class Settings:
     min_pass_rate: float | None = None
     report_path: str | None = None
     max_cost: float | None = None
+    repeat: int = 1
+    repeat_pass_rate: float = 1.0
     #: USD per (input, output, cached) token by model, for the budget; None: no price
     rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
 
@@ -217,6 +241,8 @@ class Settings:
             "min_pass_rate": self.min_pass_rate,
             "report_path": self.report_path,
             "max_cost": self.max_cost,
+            "repeat": self.repeat,
+            "repeat_pass_rate": self.repeat_pass_rate,
             "rates": {k: None if v is None else list(v) for k, v in self.rates.items()},
         }
 
@@ -238,6 +264,8 @@ class Settings:
             min_pass_rate=data["min_pass_rate"],
             report_path=data["report_path"],
             max_cost=data["max_cost"],
+            repeat=data["repeat"],
+            repeat_pass_rate=data["repeat_pass_rate"],
             rates={k: None if v is None else (v[0], v[1], v[2]) for k, v in data["rates"].items()},
         )
         url = data["simulator_url"]
@@ -306,6 +334,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
             f"--llm-strict: selected models cannot run: {missing}. Set the keys, or deselect "
             "those models with --models"
         )
+    repeat_rate = _rate_setting(config, "llm_repeat_pass_rate")
     return Settings(
         registry=registry,
         selected=selected,
@@ -317,32 +346,38 @@ def resolve_settings(config: pytest.Config) -> Settings:
         max_attempts=_setting(config, "llm_max_attempts", int, 1) or DEFAULT_ATTEMPTS,
         max_wait=_setting(config, "llm_max_wait", float, 0) or DEFAULT_MAX_WAIT,
         dist=_dist(config),
-        min_pass_rate=_min_pass_rate(config),
+        min_pass_rate=_rate_setting(config, "llm_min_pass_rate"),
+        repeat=_setting(config, "llm_repeat", int, 1) or 1,
+        repeat_pass_rate=1.0 if repeat_rate is None else repeat_rate,
         report_path=_report_path(config),
         max_cost=_setting(config, "llm_max_cost", float, 0),
     )
 
 
-def _rate(text: str) -> float:
-    """``0.8``, ``80%`` or ``80`` -> 0.8; anything else is a usage error."""
+def parse_rate(text: str, option: str) -> float:
+    """``0.8``, ``80%`` or ``80`` -> 0.8; anything else is a usage error naming ``option``."""
     raw = text.strip()
     try:
         value = float(raw.rstrip("%"))
     except ValueError:
         raise pytest.UsageError(
-            f"--llm-min-pass-rate: expected a rate like 0.8 or 80%, got {text!r}"
+            f"{option}: expected a rate like 0.8 or 80%, got {text!r}"
         ) from None
     if raw.endswith("%") or value > 1:
         value /= 100
     if not 0 <= value <= 1:
-        raise pytest.UsageError(f"--llm-min-pass-rate: must be between 0 and 1, got {text!r}")
+        raise pytest.UsageError(f"{option}: must be between 0 and 1, got {text!r}")
     return value
 
 
-def _min_pass_rate(config: pytest.Config) -> float | None:
-    value: float | None = config.option.llm_min_pass_rate
-    if value is None and (text := str(config.getini("llm_min_pass_rate") or "").strip()):
-        value = _rate(text)
+def _rate_option(option: str) -> Callable[[str], float]:
+    return lambda text: parse_rate(text, option)
+
+
+def _rate_setting(config: pytest.Config, name: str) -> float | None:
+    value: float | None = getattr(config.option, name)
+    if value is None and (text := str(config.getini(name) or "").strip()):
+        value = parse_rate(text, f"ini {name}")
     return value
 
 

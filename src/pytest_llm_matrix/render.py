@@ -10,8 +10,14 @@ from pytest_llm_matrix.cost import format_usd
 from pytest_llm_matrix.stats import ModelStats, percentile, total
 
 
-def format_rate(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
+def format_rate(rate: float | None, interval: tuple[float, float] | None = None) -> str:
+    """``80.0%``, with the 95% interval where repeats ran: ``80.0% (62-91)``."""
+    if rate is None:
+        return "-"
+    if interval is None:
+        return f"{rate:.1%}"
+    low, high = interval
+    return f"{rate:.1%} ({low * 100:.0f}-{high * 100:.0f})"
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -56,7 +62,7 @@ COLUMNS: Final = (
     Column("skipped", 1, _count("skipped")),
     Column("xfailed", 1, _count("xfailed"), _any("xfailed")),
     Column("xpassed", 1, _count("xpassed"), _any("xpassed")),
-    Column("pass rate", 0, lambda s: format_rate(s.pass_rate)),
+    Column("pass rate", 0, lambda s: format_rate(s.pass_rate, s.interval)),
     Column("cost", 2, format_cost),
     Column("wall", 3, lambda s: format_seconds(s.span)),
     Column("test time", 4, lambda s: format_seconds(s.duration)),

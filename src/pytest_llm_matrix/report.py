@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from pytest_llm_matrix import __version__, context
+from pytest_llm_matrix.repeats import JUDGED, RUN_ATTR
 from pytest_llm_matrix.stats import (
     ModelStats,
     base_id,
@@ -26,6 +27,7 @@ from pytest_llm_matrix.stats import (
 )
 
 if TYPE_CHECKING:
+    from pytest_llm_matrix.models import Model
     from pytest_llm_matrix.options import Settings
 
 #: Name of the TestReport attribute that carries the model's alias across xdist.
@@ -55,9 +57,11 @@ class Summary:
         self.stats: dict[str, ModelStats] = {}
         self.failures = {"plain": 0, "required": 0, "optional": 0}
         self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> per-test record
-        self.to_price: list[tuple[str, str, tuple[int, int, int]]] = []  # model, nodeid, tokens
+        self.to_price: list[tuple[str, str, tuple[int, int, int]]] = []  # model, test, tokens
         self.gate_failed: dict[str, float | None] = {}
+        self.durations: dict[str, float] = {}  # item node id -> its phases' summed time
         self.junit = bool(getattr(config.option, "xmlpath", None))
+        self.item_spend: dict[str, dict[str, Any]] = {}  # for --junitxml, until teardown
         self.budget_skips = 0
         if self.junit:
             # With --junitxml, tests are priced as they end (for their properties): load the
@@ -93,21 +97,30 @@ class Summary:
             getattr(report, "start", None),
             getattr(report, "stop", None),
         )
-        test = self.tests.setdefault(
-            report.nodeid,
-            {
-                "nodeid": report.nodeid,
-                "test": base_id(report.nodeid, model),
+        run = getattr(report, RUN_ATTR, None)
+        run = run if isinstance(run, dict) else None
+        key = report.nodeid if run is None else run["group"]
+        test = self.tests.get(key)
+        if test is None:
+            test = self.tests[key] = {
+                "nodeid": key,
+                "test": base_id(key, model),
                 "model": model,
                 "outcome": "passed",
                 "duration": 0.0,
                 "cost_usd": 0.0,
                 "spend": {},
-            },
-        )
+            }
+            if run is not None:
+                test.update(repeat=run["repeat"], min_pass_rate=run["min_pass_rate"], runs=[])
         test["duration"] += report.duration
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
         if counted and SEVERITY.get(category, 0) > SEVERITY.get(test["outcome"], 0):
             test["outcome"] = category
+        if run is not None and run["role"] is not None:
+            self._add_run(stats, test, run)
+        elif counted and category in JUDGED:
+            stats.add_run(category == "passed")
         spend = getattr(report, SPEND_ATTR, None)
         if isinstance(spend, dict):
             stats.add_spend(spend)
@@ -118,10 +131,30 @@ class Summary:
                 count_of(spend, TOKENS[2]),
             )
             if any(tokens):
-                self.to_price.append((model, report.nodeid, tokens))
+                self.to_price.append((model, key, tokens))
+            if self.junit:
+                _merge(self.item_spend.setdefault(report.nodeid, {}), spend)
         if self.junit and report.when == "teardown":
-            self._price()
-            report.user_properties.extend(_properties(test))
+            item_spend = self.item_spend.pop(report.nodeid, {})
+            report.user_properties.extend(_properties(self.models[model], item_spend, run))
+
+    @staticmethod
+    def _add_run(stats: ModelStats, test: dict[str, Any], run: dict[str, Any]) -> None:
+        """One run of a repeated test: its own outcome counts towards the model's pass rate
+        (and its interval); the verdict run also settles the test's k/N."""
+        stats.repeated = True
+        outcome = "not needed" if run["role"] == "stopped" else run["outcome"]
+        test["runs"].append({"index": run["index"], "outcome": outcome})
+        if run["role"] != "stopped" and outcome in JUDGED:
+            stats.add_run(outcome == "passed")
+        if run["role"] == "verdict":
+            test["verdict"] = {
+                "passed": run["passed"],
+                "runs": run["runs"],
+                "needed": run["need"],
+                "planned": run["planned"],
+                "decided_by": run["index"],
+            }
 
     def _price(self) -> None:
         """Price every report's tokens, here in the controller and only once the tests are
@@ -130,7 +163,7 @@ class Summary:
             return
         from pytest_llm_matrix.cost import price_usd
 
-        for name, nodeid, (input_tokens, output_tokens, cached_tokens) in self.to_price:
+        for name, key, (input_tokens, output_tokens, cached_tokens) in self.to_price:
             model = self.models[name]
             cost = price_usd(
                 model.provider,
@@ -142,7 +175,7 @@ class Summary:
                 output_price=model.output_price,
             )
             self.stats[name].add_cost(cost, input_tokens + output_tokens)
-            test = self.tests[nodeid]
+            test = self.tests[key]
             test["cost_usd"] = (
                 None if cost is None or test["cost_usd"] is None else (test["cost_usd"] + cost)
             )
@@ -190,11 +223,22 @@ class Summary:
             found.update(limits.coordinator.all_unavailable())
         return found
 
-    def _split(self) -> tuple[list[str], dict[str, list[str]]]:
+    def _split(self, labelled: bool = False) -> tuple[list[str], dict[str, list[str]]]:
+        """Tests failed on every model, and on some; ``labelled`` adds a repeated test's
+        passes per model: ``sim-weak 1/3``."""
         outcomes: dict[str, dict[str, str]] = {}
+        labels: dict[tuple[str, str], str] = {}
         for test in self.tests.values():
             outcomes.setdefault(test["test"], {})[test["model"]] = test["outcome"]
-        return failure_split(outcomes)
+            if "verdict" in test:
+                verdict = test["verdict"]
+                labels[test["test"], test["model"]] = (
+                    f"{test['model']} {verdict['passed']}/{verdict['runs']}"
+                )
+        everywhere, some = failure_split(outcomes)
+        if labelled:
+            some = {t: [labels.get((t, m), m) for m in models] for t, models in some.items()}
+        return everywhere, some
 
     # -- output ------------------------------------------------------------------------
 
@@ -222,7 +266,7 @@ class Summary:
                 "n/a: no known price for the model; set input_price and output_price "
                 "(USD per million tokens) in its config"
             )
-        everywhere, some = self._split()
+        everywhere, some = self._split(labelled=True)
         if everywhere and verbosity >= 0:
             write("failed on every model (a test or prompt bug?):", red=True)
             for test in everywhere:
@@ -273,6 +317,9 @@ class Summary:
                 "required": model.required,
                 "outcomes": dict(stats.counts),
                 "pass_rate": stats.pass_rate,
+                "runs_passed": stats.runs_passed,
+                "runs_judged": stats.runs_judged,
+                "pass_rate_interval": list(stats.interval) if stats.interval else None,
                 "wall_seconds": stats.span,
                 "test_seconds": round(stats.duration, 6),
                 **{k: v for k, v in stats.spend.items()},
@@ -311,7 +358,7 @@ class Summary:
         if summary_file:
             from pytest_llm_matrix import render
 
-            everywhere, some = self._split()
+            everywhere, some = self._split(labelled=True)
             text = render.markdown(
                 render.rows_for(self.stats, self.order), self._unavailable(), everywhere, some
             )
@@ -329,27 +376,44 @@ class Summary:
 
         known = cache.get(DURATIONS_CACHE, {})
         durations = dict(known) if isinstance(known, dict) else {}
-        durations.update({k: round(t["duration"], 4) for k, t in self.tests.items()})
+        durations.update({k: round(t, 4) for k, t in self.durations.items()})
         cache.set(DURATIONS_CACHE, durations)
-        cache.set(MODEL_TESTS_CACHE, len(self.tests))
+        cache.set(MODEL_TESTS_CACHE, len(self.durations))
         known = cache.get(COSTS_CACHE, {})
         costs = dict(known) if isinstance(known, dict) else {}
         costs.update({name: s.cost for name, s in self.stats.items() if not s.unpriced})
         cache.set(COSTS_CACHE, costs)
 
 
-def _properties(test: dict[str, Any]) -> list[tuple[str, object]]:
-    """What a test's <testcase> carries in --junitxml."""
-    spend = test["spend"]
-    cost = test["cost_usd"]
-    return [
-        ("llm_model", test["model"]),
+def _properties(
+    model: Model, spend: dict[str, Any], run: dict[str, Any] | None
+) -> list[tuple[str, object]]:
+    """What a test's <testcase> carries in --junitxml (priced here: the data is loaded)."""
+    from pytest_llm_matrix.cost import price_usd
+
+    input_tokens, output_tokens, cached = (count_of(spend, key) for key in TOKENS)
+    cost = price_usd(
+        model.provider,
+        model.model,
+        input_tokens,
+        output_tokens,
+        cached,
+        input_price=model.input_price,
+        output_price=model.output_price,
+    )
+    if not (input_tokens or output_tokens):
+        cost = 0.0
+    properties: list[tuple[str, object]] = [
+        ("llm_model", model.name),
         ("llm_requests", spend.get("requests", 0)),
         ("llm_retries", spend.get("retries", 0)),
         ("llm_input_tokens", spend.get("input_tokens", 0)),
         ("llm_output_tokens", spend.get("output_tokens", 0)),
         ("llm_cost_usd", "n/a" if cost is None else f"{cost:.8f}"),
     ]
+    if run is not None:
+        properties.append(("llm_run", f"{run['index']}/{run['planned']}"))
+    return properties
 
 
 def _merge(total: dict[str, Any], spend: dict[str, Any]) -> None:

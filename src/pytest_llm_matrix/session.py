@@ -20,6 +20,7 @@ from pytest_llm_matrix.options import (
     Settings,
     resolve_settings,
 )
+from pytest_llm_matrix.repeats import Repeats, index_runs
 
 #: Settings resolved early, for ``-n auto`` (before pytest_configure), reused afterwards.
 EARLY_KEY: Final = pytest.StashKey[Settings]()
@@ -91,6 +92,7 @@ def configure(config: pytest.Config) -> None:
         config.add_cleanup(lambda: context.configure(None))
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
     config.pluginmanager.register(Matrix(settings), "llm_matrix.matrix")
+    config.pluginmanager.register(Repeats(settings), "llm_matrix.repeats")
     if hasattr(config, "workerinput"):
         return
     if config.pluginmanager.hasplugin("xdist"):
@@ -143,6 +145,7 @@ def collected(config: pytest.Config, items: list[pytest.Item]) -> None:
 
     settings = config.stash[SETTINGS_KEY]
     add_timeout_marks(settings, items)
+    index_runs(items)
     config.pluginmanager.register(TestTracker(), "llm_matrix.tracker")
     if config.pluginmanager.hasplugin("timeout"):
         config.pluginmanager.register(TimeoutHooks(), "llm_matrix.timeout")

@@ -51,6 +51,9 @@ class ModelStats:
     ttft: list[float] = dataclasses.field(default_factory=list)
     cost: float = 0.0
     unpriced: bool = False  # some tokens had no known price: the cost is not known
+    runs_passed: int = 0  # runs that passed, of ...
+    runs_judged: int = 0  # ... runs that passed, failed or errored (a plain test is one run)
+    repeated: bool = False  # some tests ran repeatedly: the pass rate gets an interval
 
     def add(self, outcome: str, duration: float, start: float | None, stop: float | None) -> None:
         if outcome in self.counts:
@@ -73,14 +76,28 @@ class ModelStats:
         else:
             self.cost += cost
 
+    def add_run(self, passed: bool) -> None:
+        self.runs_passed += passed
+        self.runs_judged += 1
+
     @property
     def judged(self) -> int:
-        return self.counts["passed"] + self.counts["failed"] + self.counts["error"]
+        return self.runs_judged
 
     @property
     def pass_rate(self) -> float | None:
-        """passed / (passed + failed + error); None when nothing ran to a verdict."""
-        return self.counts["passed"] / self.judged if self.judged else None
+        """Runs passed / runs that passed, failed or errored; None when none did. Without
+        repeats every test is one run, so this is passed / (passed + failed + error)."""
+        return self.runs_passed / self.runs_judged if self.runs_judged else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The pass rate's 95% Wilson interval, where repeats were run."""
+        if not self.repeated or not self.runs_judged:
+            return None
+        from pytest_llm_matrix.repeats import wilson_interval
+
+        return wilson_interval(self.runs_passed, self.runs_judged)
 
     @property
     def span(self) -> float | None:
@@ -107,6 +124,9 @@ class ModelStats:
             ttft=self.ttft + other.ttft,
             cost=self.cost + other.cost,
             unpriced=self.unpriced or other.unpriced,
+            runs_passed=self.runs_passed + other.runs_passed,
+            runs_judged=self.runs_judged + other.runs_judged,
+            repeated=self.repeated or other.repeated,
         )
 
 

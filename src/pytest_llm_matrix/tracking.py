@@ -15,6 +15,7 @@ import pytest
 
 from pytest_llm_matrix import context
 from pytest_llm_matrix.matrix import model_of
+from pytest_llm_matrix.repeats import RUN_KEY, STOPPED_KEY, settle, stop_if_settled
 from pytest_llm_matrix.report import REPORT_ATTR, SPEND_ATTR
 
 if TYPE_CHECKING:
@@ -59,7 +60,16 @@ class TestTracker:
         finally:
             context.end()
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        run = item.stash.get(RUN_KEY, None)
+        limits = context.limits()
+        model = model_of(item)
+        if run is not None and limits is not None and model is not None:
+            stop_if_settled(item, run, limits.coordinator, model.name)
+
+    # tryfirst: the outermost wrapper, so it sees reports as xfail handling left them
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -70,6 +80,11 @@ class TestTracker:
         ctx = context.current()
         if ctx is not None and (spend := ctx.take()) is not None:
             setattr(report, SPEND_ATTR, spend)
+        run = item.stash.get(RUN_KEY, None)
+        limits = context.limits()
+        if run is not None and limits is not None and model is not None:
+            stopped = item.stash.get(STOPPED_KEY, False)
+            settle(report, run, limits.coordinator, model.name, stopped)
         return report
 
 

@@ -1,0 +1,339 @@
+"""Repeated runs: a test runs N times per model and passes when passes / N >= p.
+
+Each run is its own item (``test_x[alias-run2of5]``), so runs spread over xdist workers like
+any other test. Every run's result goes into a record the session's processes share (see
+:meth:`~pytest_llm_matrix.limits.Coordinator.update_record`); the run whose result settles the
+outcome - enough passes, too many failures, or an error or skip - carries the verdict on its
+own report, which is the only report of the test and model that pytest counts. The other runs
+report as ``run passed`` / ``run failed`` and do not count; runs not yet started when the
+outcome is settled are skipped at setup as not needed (early stop). A failed run that did not
+settle the outcome reports as an expected failure, so ``-x``, ``--maxfail`` and JUnit see one
+failure per test and model, not one per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import pytest
+
+from pytest_llm_matrix.matrix import FIXTURE, MARKER
+from pytest_llm_matrix.options import Settings, parse_rate
+
+#: The hidden fixture each run of a repeated test is parametrized on (its value: RunSpec).
+RUN_FIXTURE: Final = "_llm_matrix_run"
+#: TestReport attribute describing a run (a dict of builtins).
+RUN_ATTR: Final = "llm_run"
+#: Outcomes that count as a verdict on the model (the rest - skips, xfails - settle at once).
+JUDGED: Final = ("passed", "failed", "error")
+#: The title of the report section that explains a verdict.
+SECTION: Final = "llm-matrix repeats"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of a repeated test: run ``index`` of ``repeat``, judged at ``min_pass_rate``."""
+
+    index: int
+    repeat: int
+    min_pass_rate: float
+
+    @property
+    def id(self) -> str:
+        return f"run{self.index}of{self.repeat}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A collected run: its test-and-model group and how that group is judged."""
+
+    group: str  # the node id without the run's id: test_x[alias]
+    spec: RunSpec
+    planned: int  # runs of the group collected in this session (fewer with -k)
+
+    @property
+    def need(self) -> int:
+        return passes_needed(self.planned, self.spec.min_pass_rate)
+
+
+RUN_KEY: Final = pytest.StashKey[Run]()
+STOPPED_KEY: Final = pytest.StashKey[bool]()
+
+
+def passes_needed(runs: int, rate: float) -> int:
+    """The fewest passes out of ``runs`` for passes / runs >= rate (0 when rate is 0)."""
+    # A small tolerance so that 0.7 * 10 (7.000000000000001) needs 7, not 8.
+    return max(0, min(runs, math.ceil(rate * runs - 1e-9)))
+
+
+def wilson_interval(passed: int, runs: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval for a pass rate (95% by default); (0, 1) for no runs."""
+    if runs <= 0:
+        return 0.0, 1.0
+    share = passed / runs
+    denominator = 1 + z * z / runs
+    centre = (share + z * z / (2 * runs)) / denominator
+    half = z * math.sqrt(share * (1 - share) / runs + z * z / (4 * runs * runs)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# -- the shared tally ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Tally:
+    """The runs of one test on one model so far, and the verdict once it is settled."""
+
+    planned: int
+    need: int
+    passed: int = 0
+    failed: int = 0
+    verdict: str | None = None
+    decided_by: int | None = None
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)  # run index -> failure
+
+    @property
+    def runs(self) -> int:
+        return self.passed + self.failed
+
+    def add(self, index: int, outcome: str, note: str | None) -> bool:
+        """Count one run; True when this run settles the verdict."""
+        if self.verdict is not None:
+            return False
+        if outcome == "passed":
+            self.passed += 1
+        elif outcome == "failed":
+            self.failed += 1
+        if note:
+            self.notes[str(index)] = note
+        if outcome not in ("passed", "failed"):
+            self.verdict = outcome  # an error, a skip or an xfail: nothing to weigh
+        elif self.passed >= self.need:
+            self.verdict = "passed"
+        elif self.passed + (self.planned - self.runs) < self.need:
+            self.verdict = "failed"
+        if self.verdict is None:
+            return False
+        self.decided_by = index
+        return True
+
+    def short(self) -> str:
+        """``3/4 passed, needs 3/5``"""
+        return f"{self.passed}/{self.runs} passed, needs {self.need}/{self.planned}"
+
+    def explain(self, model: str, rate: float) -> str:
+        """Why the verdict is what it is, for the report section."""
+        needs = f"needs {self.need} of {self.planned} (min_pass_rate {rate:.0%})"
+        head = f"{model}: {self.passed} of {self.runs} runs passed; {needs}"
+        if self.verdict in ("passed", "failed"):
+            left = self.planned - self.runs
+            head += f": {self.verdict}"
+            if left:
+                head += f", so the other {left} runs were not needed"
+        else:
+            head += f"; run {self.decided_by} ended as {self.verdict}, which settles it"
+        failures = [f"run {i} failed: {note}" for i, note in sorted(self.notes.items())]
+        return "\n".join([head, *failures])
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Tally:
+        return cls(**json.loads(text))
+
+
+# -- collection ----------------------------------------------------------------------------
+
+
+def plan_for(definition: pytest.Item, settings: Settings) -> tuple[int, float]:
+    """How often a test runs per model and the share of runs that must pass: the closest
+    ``@pytest.mark.llm(repeat=, min_pass_rate=)`` wins over ``--llm-repeat`` and
+    ``--llm-repeat-pass-rate``."""
+    repeat: int | None = None
+    rate: float | None = None
+    for mark in definition.iter_markers(MARKER):  # closest first
+        origin = f"{definition.nodeid}: @pytest.mark.llm"
+        if repeat is None and "repeat" in mark.kwargs:
+            value = mark.kwargs["repeat"]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise pytest.Collector.CollectError(
+                    f"{origin}(repeat=...): expected a whole number of at least 1, got {value!r}"
+                )
+            repeat = value
+        if rate is None and "min_pass_rate" in mark.kwargs:
+            value = mark.kwargs["min_pass_rate"]
+            try:
+                if isinstance(value, bool) or not isinstance(value, int | float | str):
+                    raise pytest.UsageError(f"expected a rate like 0.8 or '80%', got {value!r}")
+                rate = parse_rate(str(value), "min_pass_rate")
+            except pytest.UsageError as error:
+                raise pytest.Collector.CollectError(f"{origin}: {error}") from None
+    return (
+        repeat if repeat is not None else settings.repeat,
+        rate if rate is not None else settings.repeat_pass_rate,
+    )
+
+
+class Repeats:
+    """Adds the runs of repeated tests and says how their reports count."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @pytest.hookimpl(trylast=True)  # after every other parametrization: the run id comes last
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if FIXTURE not in metafunc.fixturenames or not self.settings.selected:
+            return
+        repeat, rate = plan_for(metafunc.definition, self.settings)
+        if repeat == 1 and rate > 0:  # one run that must pass: a plain test
+            return
+        specs = [RunSpec(index, repeat, rate) for index in range(1, repeat + 1)]
+        metafunc.fixturenames.append(RUN_FIXTURE)
+        metafunc.parametrize(RUN_FIXTURE, specs, ids=[s.id for s in specs], indirect=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport | pytest.CollectReport, config: pytest.Config
+    ) -> tuple[str, str, str | tuple[str, Mapping[str, bool]]] | None:
+        run = getattr(report, RUN_ATTR, None)
+        if not isinstance(run, dict) or run.get("role") is None:
+            return None
+        return teststatus(run)
+
+
+def index_runs(items: Iterable[pytest.Item]) -> None:
+    """Stash each run's group and the number of its group's runs actually collected."""
+    found: list[tuple[pytest.Item, str, RunSpec]] = []
+    planned: dict[str, int] = {}
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        spec = callspec.params.get(RUN_FIXTURE) if callspec is not None else None
+        if not isinstance(spec, RunSpec):
+            continue
+        group = group_of(item.nodeid, spec.id)
+        found.append((item, group, spec))
+        planned[group] = planned.get(group, 0) + 1
+    for item, group, spec in found:
+        item.stash[RUN_KEY] = Run(group, spec, planned[group])
+
+
+def group_of(nodeid: str, run_id: str) -> str:
+    """``t.py::test_x[alias-run2of5]`` -> ``t.py::test_x[alias]``."""
+    for ending in (f"-{run_id}]", f"-{run_id}-"):
+        head, found, tail = nodeid.rpartition(ending)
+        if found:
+            return head + ("]" if ending.endswith("]") else "-") + tail
+    return nodeid
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def stop_if_settled(item: pytest.Item, run: Run, coordinator: Any, model: str) -> None:
+    """Early stop: a run whose test and model already have a verdict is skipped."""
+    text = coordinator.record(_record_name(run))
+    if text is None:
+        return
+    tally = Tally.from_json(text)
+    if tally.verdict is None:
+        return
+    item.stash[STOPPED_KEY] = True
+    pytest.skip(f"{model}: run {tally.decided_by} settled it ({tally.short()})")
+
+
+def settle(
+    report: pytest.TestReport, run: Run, coordinator: Any, model: str, stopped: bool
+) -> None:
+    """Record this run's result and turn its report into the verdict or a mere run."""
+    info: dict[str, Any] = {
+        "group": run.group,
+        "index": run.spec.index,
+        "repeat": run.spec.repeat,
+        "planned": run.planned,
+        "min_pass_rate": run.spec.min_pass_rate,
+        "role": None,
+        "outcome": None,
+    }
+    setattr(report, RUN_ATTR, info)
+    main = report.when == "call" or (report.when == "setup" and not report.passed)
+    if not main:
+        return
+    outcome = outcome_of(report)
+    info["outcome"] = outcome
+    if stopped:
+        info["role"] = "stopped"
+        return
+    settled = False
+    tally = Tally(run.planned, run.need)
+
+    def change(text: str | None) -> str:
+        nonlocal settled, tally
+        tally = Tally(run.planned, run.need) if text is None else Tally.from_json(text)
+        settled = tally.add(run.spec.index, outcome, _note(report) if report.failed else None)
+        return tally.to_json()
+
+    coordinator.update_record(_record_name(run), change)
+    info.update(passed=tally.passed, runs=tally.runs, need=tally.need, verdict=tally.verdict)
+    if settled:
+        info["role"] = "verdict"
+        report.sections.append((SECTION, tally.explain(model, run.spec.min_pass_rate)))
+        if tally.verdict == "passed" and report.failed:  # min_pass_rate 0: any result passes
+            report.outcome = "passed"
+            report.longrepr = None
+    else:
+        info["role"] = "run"
+        if report.failed:
+            # Not a failure of the test (yet): the verdict run reports it. Shown as an
+            # expected failure, so --maxfail and JUnit count one failure per test and model.
+            report.outcome = "skipped"
+            report.wasxfail = f"{model}: judged with the other runs"
+
+
+def _record_name(run: Run) -> str:
+    return "runs:" + run.group
+
+
+def outcome_of(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.passed:
+        return "passed"
+    if report.skipped:
+        return "skipped"
+    return "failed" if report.when == "call" else "error"
+
+
+def _note(report: pytest.TestReport) -> str:
+    """A failed run's one-line reason."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None) or report.longreprtext.strip()
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    return first if len(first) <= 200 else first[:197] + "..."
+
+
+def teststatus(run: Mapping[str, Any]) -> tuple[str, str, str | tuple[str, Mapping[str, bool]]]:
+    """How a run's main report shows and counts (pure)."""
+    role, outcome = run["role"], run["outcome"]
+    where = f"{run['index']}/{run['planned']}"
+    if role == "stopped":
+        return "", "-", ("NOT NEEDED", {"yellow": True})
+    if role == "run":
+        if outcome == "passed":
+            return "", ",", (f"RUN {where} PASSED", {"green": True})
+        return "", "f", (f"RUN {where} {outcome.upper()}", {"yellow": True})
+    verdict = run["verdict"]
+    tally = f"{run['passed']}/{run['runs']}, needs {run['need']}/{run['planned']}"
+    if verdict == "passed":
+        return "passed", ".", (f"PASSED {tally}", {"green": True})
+    if verdict == "failed":
+        return "failed", "F", (f"FAILED {tally}", {"red": True})
+    if verdict == "error":
+        return "error", "E", ("ERROR", {"red": True})
+    category = {"skipped": "skipped", "xfailed": "xfailed", "xpassed": "xpassed"}[verdict]
+    letter = {"skipped": "s", "xfailed": "x", "xpassed": "X"}[verdict]
+    return category, letter, (category.upper(), {"yellow": True})
