@@ -167,12 +167,18 @@ def plan_for(definition: pytest.Item, settings: Settings) -> tuple[int, float]:
             repeat = value
         if rate is None and "min_pass_rate" in mark.kwargs:
             value = mark.kwargs["min_pass_rate"]
-            try:
-                if isinstance(value, bool) or not isinstance(value, int | float | str):
-                    raise pytest.UsageError(f"expected a rate like 0.8 or '80%', got {value!r}")
-                rate = parse_rate(str(value), "min_pass_rate")
-            except pytest.UsageError as error:
-                raise pytest.Collector.CollectError(f"{origin}: {error}") from None
+            if isinstance(value, str):
+                try:
+                    rate = parse_rate(value, "min_pass_rate")
+                except pytest.UsageError as error:
+                    raise pytest.Collector.CollectError(f"{origin}({error})") from None
+            elif isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+                rate = float(value)
+            else:
+                raise pytest.Collector.CollectError(
+                    f"{origin}(min_pass_rate=...): expected a share between 0 and 1 or a "
+                    f"percentage like '80%', got {value!r}"
+                )
     return (
         repeat if repeat is not None else settings.repeat,
         rate if rate is not None else settings.repeat_pass_rate,
@@ -203,7 +209,7 @@ class Repeats:
         run = getattr(report, RUN_ATTR, None)
         if not isinstance(run, dict) or run.get("role") is None:
             return None
-        return teststatus(run)
+        return status_of(run)
 
 
 def index_runs(items: Iterable[pytest.Item]) -> None:
@@ -316,7 +322,7 @@ def _note(report: pytest.TestReport) -> str:
     return first if len(first) <= 200 else first[:197] + "..."
 
 
-def teststatus(run: Mapping[str, Any]) -> tuple[str, str, str | tuple[str, Mapping[str, bool]]]:
+def status_of(run: Mapping[str, Any]) -> tuple[str, str, str | tuple[str, Mapping[str, bool]]]:
     """How a run's main report shows and counts (pure)."""
     role, outcome = run["role"], run["outcome"]
     where = f"{run['index']}/{run['planned']}"
