@@ -27,6 +27,7 @@ WORKERINPUT_KEY: Final = "llm_matrix"
 DEFAULT_ATTEMPTS: Final = 4
 DEFAULT_MAX_WAIT: Final = 60.0
 DIST_MODES: Final = ("model", "load")
+PROGRESS_MODES: Final = ("auto", "off")
 
 
 def _number(option: str, kind: type[int] | type[float], minimum: float) -> Callable[[str], Any]:
@@ -166,6 +167,15 @@ def add_options(parser: pytest.Parser) -> None:
         "percentage; default 1: all). @pytest.mark.llm(min_pass_rate=RATE) wins. "
         "ini: llm_repeat_pass_rate.",
     )
+    group.addoption(
+        "--llm-progress",
+        dest="llm_progress",
+        choices=PROGRESS_MODES,
+        default=None,
+        help="live per-model progress under pytest's own: 'auto' (default: in a terminal, "
+        "unless -q) or 'off'. ini: llm_progress.",
+    )
+    parser.addini("llm_progress", "auto (default) or off: live per-model progress.")
     parser.addini("llm_repeat", "runs per model of each model test.")
     parser.addini("llm_repeat_pass_rate", "share of a repeated test's runs that must pass.")
     parser.addini("llm_max_cost", "cost budget for the session, USD.")
@@ -209,6 +219,7 @@ class Settings:
     max_cost: float | None = None
     repeat: int = 1
     repeat_pass_rate: float = 1.0
+    progress: str = "auto"
     #: USD per (input, output, cached) token by model, for the budget; None: no price
     rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
 
@@ -243,6 +254,7 @@ class Settings:
             "max_cost": self.max_cost,
             "repeat": self.repeat,
             "repeat_pass_rate": self.repeat_pass_rate,
+            "progress": self.progress,
             "rates": {k: None if v is None else list(v) for k, v in self.rates.items()},
         }
 
@@ -266,6 +278,7 @@ class Settings:
             max_cost=data["max_cost"],
             repeat=data["repeat"],
             repeat_pass_rate=data["repeat_pass_rate"],
+            progress=data["progress"],
             rates={k: None if v is None else (v[0], v[1], v[2]) for k, v in data["rates"].items()},
         )
         url = data["simulator_url"]
@@ -345,7 +358,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         llm_timeout=_setting(config, "llm_timeout", float, 0),
         max_attempts=_setting(config, "llm_max_attempts", int, 1) or DEFAULT_ATTEMPTS,
         max_wait=_setting(config, "llm_max_wait", float, 0) or DEFAULT_MAX_WAIT,
-        dist=_dist(config),
+        dist=_choice(config, "llm_dist", DIST_MODES),
+        progress=_choice(config, "llm_progress", PROGRESS_MODES),
         min_pass_rate=_rate_setting(config, "llm_min_pass_rate"),
         repeat=_setting(config, "llm_repeat", int, 1) or 1,
         repeat_pass_rate=1.0 if repeat_rate is None else repeat_rate,
@@ -388,13 +402,12 @@ def _report_path(config: pytest.Config) -> str | None:
     return str(config.rootpath / text) if text else None
 
 
-def _dist(config: pytest.Config) -> str:
-    value = config.option.llm_dist or str(config.getini("llm_dist") or "").strip() or "model"
-    if value not in DIST_MODES:
-        raise pytest.UsageError(
-            f"ini llm_dist: expected one of {', '.join(DIST_MODES)}, got {value!r}"
-        )
-    return value
+def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
+    """The command line's choice, else the ini file's (checked), else the first choice."""
+    value = getattr(config.option, name) or str(config.getini(name) or "").strip() or choices[0]
+    if value not in choices:
+        raise pytest.UsageError(f"ini {name}: expected one of {', '.join(choices)}, got {value!r}")
+    return str(value)
 
 
 def _setting(

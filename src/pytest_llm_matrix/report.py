@@ -64,13 +64,16 @@ class Summary:
         self.item_spend: dict[str, dict[str, Any]] = {}  # for --junitxml, until teardown
         self.budget_skips = 0
         if self.junit:
-            # With --junitxml, tests are priced as they end (for their properties): load the
-            # price data now, before any test runs (this is created at configure or, without
-            # xdist, at collection), so that no test's timeout pays for it.
-            from pytest_llm_matrix.cost import price_usd
+            self.warm_prices()
 
-            for model in self.models.values():
-                price_usd(model.provider, model.model, 1, 1)
+    def warm_prices(self) -> None:
+        """Load the price data now, for outputs that price tests as they end (--junitxml,
+        the live progress): this runs at configure or, without xdist, at collection, before
+        any test, so that no test's timeout pays for it."""
+        from pytest_llm_matrix.cost import price_usd
+
+        for model in self.models.values():
+            price_usd(model.provider, model.model, 1, 1)
 
     # -- collecting --------------------------------------------------------------------
 
@@ -156,9 +159,17 @@ class Summary:
                 "decided_by": run["index"],
             }
 
-    def _price(self) -> None:
-        """Price every report's tokens, here in the controller and only once the tests are
-        over: workers never load the price data, and no test's timeout pays for it."""
+    def spend_text(self, name: str) -> str:
+        """A model's spend so far: ``$0.0042``, ``n/a`` (no price) or ``-`` (no tokens)."""
+        from pytest_llm_matrix.render import format_cost
+
+        stats = self.stats.get(name)
+        return format_cost(stats) if stats is not None else "-"
+
+    def price_pending(self) -> None:
+        """Price the reports' tokens here in the controller, where the price data is loaded
+        at the end of the run unless an output needs it earlier (see warm_prices): workers
+        never load it."""
         if not self.to_price:
             return
         from pytest_llm_matrix.cost import price_usd
@@ -185,7 +196,7 @@ class Summary:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        self._price()
+        self.price_pending()
         self._remember()
         gate = self.settings.min_pass_rate
         if gate is not None:
@@ -247,7 +258,7 @@ class Summary:
             return
         from pytest_llm_matrix import render
 
-        self._price()
+        self.price_pending()
         verbosity = self.config.get_verbosity()
         width = None if verbosity > 0 else self.config.get_terminal_writer().fullwidth
         max_rank = render.QUIET_RANK if verbosity < 0 else None

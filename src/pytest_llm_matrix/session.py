@@ -132,9 +132,14 @@ def _with_rates(settings: Settings) -> Settings:
 def _register_summary(config: pytest.Config, settings: Settings) -> None:
     if not settings.selected or config.pluginmanager.has_plugin("llm_matrix.summary"):
         return
+    from pytest_llm_matrix import live
     from pytest_llm_matrix.report import Summary
 
-    config.pluginmanager.register(Summary(config, settings), "llm_matrix.summary")
+    summary = Summary(config, settings)
+    config.pluginmanager.register(summary, "llm_matrix.summary")
+    if settings.progress != "off":
+        progress = live.LiveProgress(config, summary, settings.selected, settings.progress)
+        config.pluginmanager.register(progress, "llm_matrix.live")
 
 
 def collected(config: pytest.Config, items: list[pytest.Item]) -> None:
