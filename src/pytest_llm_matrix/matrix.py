@@ -100,3 +100,18 @@ def model_of(item: pytest.Item) -> Model | None:
     callspec = getattr(item, "callspec", None)
     model = callspec.params.get(FIXTURE) if callspec is not None else None
     return model if isinstance(model, Model) else None
+
+
+class Repeats:
+    """Adds the runs of repeated tests (see :mod:`pytest_llm_matrix.repeats`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @pytest.hookimpl(trylast=True)  # after every other parametrization: the run id comes last
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if FIXTURE not in metafunc.fixturenames or not self.settings.selected:
+            return
+        from pytest_llm_matrix.repeats import add_runs
+
+        add_runs(metafunc, self.settings)

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import pytest
 
-from pytest_llm_matrix.matrix import FIXTURE, MARKER
+from pytest_llm_matrix.matrix import MARKER
 from pytest_llm_matrix.options import Settings, parse_rate
 
 #: The hidden fixture each run of a repeated test is parametrized on (its value: RunSpec).
@@ -185,31 +185,14 @@ def plan_for(definition: pytest.Item, settings: Settings) -> tuple[int, float]:
     )
 
 
-class Repeats:
-    """Adds the runs of repeated tests and says how their reports count."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    @pytest.hookimpl(trylast=True)  # after every other parametrization: the run id comes last
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        if FIXTURE not in metafunc.fixturenames or not self.settings.selected:
-            return
-        repeat, rate = plan_for(metafunc.definition, self.settings)
-        if repeat == 1 and rate > 0:  # one run that must pass: a plain test
-            return
-        specs = [RunSpec(index, repeat, rate) for index in range(1, repeat + 1)]
-        metafunc.fixturenames.append(RUN_FIXTURE)
-        metafunc.parametrize(RUN_FIXTURE, specs, ids=[s.id for s in specs], indirect=True)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_report_teststatus(
-        self, report: pytest.TestReport | pytest.CollectReport, config: pytest.Config
-    ) -> tuple[str, str, str | tuple[str, Mapping[str, bool]]] | None:
-        run = getattr(report, RUN_ATTR, None)
-        if not isinstance(run, dict) or run.get("role") is None:
-            return None
-        return status_of(run)
+def add_runs(metafunc: pytest.Metafunc, settings: Settings) -> None:
+    """Parametrize a repeated model test with its runs (last: the run id ends the test id)."""
+    repeat, rate = plan_for(metafunc.definition, settings)
+    if repeat == 1 and rate > 0:  # one run that must pass: a plain test
+        return
+    specs = [RunSpec(index, repeat, rate) for index in range(1, repeat + 1)]
+    metafunc.fixturenames.append(RUN_FIXTURE)
+    metafunc.parametrize(RUN_FIXTURE, specs, ids=[s.id for s in specs], indirect=True)
 
 
 def index_runs(items: Iterable[pytest.Item]) -> None:
@@ -331,7 +314,8 @@ def status_of(run: Mapping[str, Any]) -> tuple[str, str, str | tuple[str, Mappin
     if role == "run":
         if outcome == "passed":
             return "", ",", (f"RUN {where} PASSED", {"green": True})
-        return "", "f", (f"RUN {where} {outcome.upper()}", {"yellow": True})
+        letter = "f" if outcome in ("failed", "error") else "-"
+        return "", letter, (f"RUN {where} {outcome.upper()}", {"yellow": True})
     verdict = run["verdict"]
     tally = f"{run['passed']}/{run['runs']}, needs {run['need']}/{run['planned']}"
     if verdict == "passed":

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 from pytest_llm_matrix import __version__, context
-from pytest_llm_matrix.repeats import JUDGED, RUN_ATTR
+from pytest_llm_matrix.repeats import JUDGED, RUN_ATTR, status_of
 from pytest_llm_matrix.stats import (
     ModelStats,
     base_id,
@@ -76,6 +77,16 @@ class Summary:
             price_usd(model.provider, model.model, 1, 1)
 
     # -- collecting --------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport | pytest.CollectReport, config: pytest.Config
+    ) -> tuple[str, str, str | tuple[str, Mapping[str, bool]]] | None:
+        """Runs of a repeated test: only the run that settles the outcome counts."""
+        run = getattr(report, RUN_ATTR, None)
+        if not isinstance(run, dict) or run.get("role") is None:
+            return None
+        return status_of(run)
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml reads the teardown report's properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

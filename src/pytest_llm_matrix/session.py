@@ -12,7 +12,7 @@ from typing import Final
 import pytest
 
 from pytest_llm_matrix import context, fixtures
-from pytest_llm_matrix.matrix import Matrix, model_of
+from pytest_llm_matrix.matrix import Matrix, Repeats, model_of
 from pytest_llm_matrix.options import (
     SETTINGS_KEY,
     SIMULATOR_KEY,
@@ -20,7 +20,6 @@ from pytest_llm_matrix.options import (
     Settings,
     resolve_settings,
 )
-from pytest_llm_matrix.repeats import Repeats, index_runs
 
 #: Settings resolved early, for ``-n auto`` (before pytest_configure), reused afterwards.
 EARLY_KEY: Final = pytest.StashKey[Settings]()
@@ -146,6 +145,7 @@ def collected(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Per-test hooks are registered only when the run has model tests."""
     if not any(model_of(item) for item in items):
         return
+    from pytest_llm_matrix.repeats import index_runs
     from pytest_llm_matrix.tracking import TestTracker, TimeoutHooks, add_timeout_marks
 
     settings = config.stash[SETTINGS_KEY]
