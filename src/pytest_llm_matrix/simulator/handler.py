@@ -26,7 +26,7 @@ from .openai_responses import OpenAIResponses
 from .wire import BadRequest, ErrorKind, SSEEvent, make_reply
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from .config import Fault, FaultKind, ModelConfig
     from .state import RetryAfter, SimulatorState
@@ -161,13 +161,16 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         body = _json_object(self._read_body())
         model = body.get("model") if body is not None else None
         model = model if isinstance(model, str) else None
-        with self.server.state.in_flight(model):
+        with self.server.state.in_flight(model) as leave:
+            self._leave_in_flight = leave
             try:
                 admitted = self._admit(dialect, body, model)
                 if admitted is not None:
                     self._respond(dialect, *admitted)
             except _Stopped:
                 self.close_connection = True
+            finally:
+                self._leave_in_flight = None
 
     def _admit(
         self, dialect: Dialect, body: Mapping[str, Any] | None, model: str | None
@@ -269,7 +272,15 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self.wfile.write(data[: len(data) // 2])
             self.close_connection = True
         else:
+            self._answered()
             self.wfile.write(data)
+
+    def _answered(self) -> None:
+        """The last bytes of the answer go out next: the request stops counting as in
+        flight (see ``SimulatorState.in_flight``)."""
+        leave: Callable[[], None] | None = getattr(self, "_leave_in_flight", None)
+        if leave is not None:
+            leave()
 
     def _send_stream(
         self, plan: StreamPlan, tokens_per_second: float, mangle: FaultKind | None
@@ -295,7 +306,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             if index and tokens_per_second:
                 self._pause(1 / tokens_per_second)
             self._write_chunk(event.encode())
-        for event in tail:
+        for index, event in enumerate(tail):
+            if index == len(tail) - 1:
+                self._answered()  # a client may stop reading at the final event
             self._write_chunk(event.encode())
         self.wfile.write(b"0\r\n\r\n")
 

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -127,8 +128,11 @@ class SimulatorState:
         return text.replace("{model}", model)
 
     @contextmanager
-    def in_flight(self, model: str | None) -> Iterator[None]:
-        """Count a request as in flight for the duration of the block."""
+    def in_flight(self, model: str | None) -> Iterator[Callable[[], None]]:
+        """Count a request as in flight for the duration of the block, or until the
+        callable it yields is called: the handler calls it just before the response's last
+        bytes go out, because a client that has them may send its next request before this
+        thread leaves the block (and a cap would seem broken by a request that is over)."""
         with self._lock:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
@@ -137,13 +141,22 @@ class SimulatorState:
                 self._max_in_flight_by_model[model] = max(
                     self._max_in_flight_by_model[model], self._in_flight_by_model[model]
                 )
-        try:
-            yield
-        finally:
+        left = False
+
+        def leave() -> None:
+            nonlocal left
             with self._lock:
+                if left:
+                    return
+                left = True
                 self._in_flight -= 1
                 if model is not None:
                     self._in_flight_by_model[model] -= 1
+
+        try:
+            yield leave
+        finally:
+            leave()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
