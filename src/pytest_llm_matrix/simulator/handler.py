@@ -109,6 +109,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     server_version = "pytest-llm-matrix-simulator"
     disable_nagle_algorithm = True  # stream chunks must leave as soon as they are written
     server: SimulatorHTTPServer
+    #: Ends the current model request's in-flight window (see ``_answered``).
+    _leave_in_flight: Callable[[], None] | None = None
 
     def log_message(self, format: str, *args: object) -> None:
         """Silenced: a stderr line per request would drown the output of the tests."""
@@ -278,9 +280,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def _answered(self) -> None:
         """The last bytes of the answer go out next: the request stops counting as in
         flight (see ``SimulatorState.in_flight``)."""
-        leave: Callable[[], None] | None = getattr(self, "_leave_in_flight", None)
-        if leave is not None:
-            leave()
+        if self._leave_in_flight is not None:
+            self._leave_in_flight()
 
     def _send_stream(
         self, plan: StreamPlan, tokens_per_second: float, mangle: FaultKind | None
