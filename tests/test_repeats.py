@@ -55,7 +55,7 @@ def test_passes_needed(runs, rate, need):
 
 def play(planned: int, rate: float, outcomes: list[str]) -> tuple[Tally, int | None]:
     """Feed runs in order; return the tally and the run that settled it."""
-    tally = Tally(planned, passes_needed(planned, rate))
+    tally = Tally(planned, passes_needed(planned, rate), rate)
     settled_by = None
     for index, outcome in enumerate(outcomes, start=1):
         if tally.add(index, outcome, "boom" if outcome == "failed" else None):
@@ -101,7 +101,7 @@ def test_runs_after_the_verdict_change_nothing():
 
 def test_explain_names_model_counts_and_failures():
     tally, _ = play(5, 0.8, ["passed", "failed", "failed"])
-    text = tally.explain("sim-weak", 0.8)
+    text = tally.explain("sim-weak")
     assert text.splitlines() == [
         "sim-weak: 1 of 3 runs passed; needs 4 of 5 (min_pass_rate 80%): failed, "
         "so the other 2 runs were not needed",
@@ -365,8 +365,9 @@ def test_repeat_with_parametrize_keeps_ids_in_order(pytester, write_config):
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ("repeat=0", "repeat=...): expected a whole number of at least 1, got 0"),
-        ("repeat='3'", "repeat=...): expected a whole number of at least 1, got '3'"),
+        ("repeat=0", "repeat=...): expected a whole number from 1 to 1000, got 0"),
+        ("repeat='3'", "repeat=...): expected a whole number from 1 to 1000, got '3'"),
+        ("repeat=10**12", "repeat=...): expected a whole number from 1 to 1000, got 1000000000000"),
         ("min_pass_rate=2", "min_pass_rate=...): expected a share between 0 and 1 or a*got 2"),
         ("min_pass_rate='most'", "(min_pass_rate: expected a rate like 0.8 or 80%, got 'most')"),
         ("min_pass_rate='150%'", "(min_pass_rate: must be between 0 and 1, got '150%')"),
@@ -395,6 +396,7 @@ def test_bad_marker_arguments_are_collection_errors(pytester, write_config, mark
     [
         (["--llm-repeat", "0"], "--llm-repeat: must be at least 1, got '0'"),
         (["--llm-repeat", "two"], "--llm-repeat: expected a whole number, got 'two'"),
+        (["--llm-repeat", "1001"], "--llm-repeat: at most 1000, got 1001"),
         (["--llm-repeat-pass-rate", "1.5%x"], "--llm-repeat-pass-rate: expected a rate like*"),
     ],
 )
@@ -498,3 +500,75 @@ def test_runs_spread_across_workers(pytester, write_config):
     workers = (pytester.path / "workers.txt").read_text().split()
     assert len(workers) == 8
     assert set(workers) == {"gw0", "gw1"}
+
+
+@pytest.mark.skipif(not hasattr(pytest, "Subtests"), reason="pytest < 9: no built-in subtests")
+def test_subtests_are_parts_of_a_run_not_runs(pytester, write_config):
+    write_config()
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm(repeat=3, min_pass_rate=0.6)
+        def test_s(llm, subtests):
+            llm.complete("hello")
+            for i in range(2):
+                with subtests.test(i=i):
+                    pass
+            assert False, "the test itself fails"
+        """
+    )
+    result = pytester.runpytest("-v")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*FAILED 0/2, needs 2/3*"])
+    assert pytest_counts(result)["failed"] == 1
+    assert "passed" not in pytest_counts(result)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
+def test_a_teardown_error_counts_once_per_test_and_model(pytester, write_config, workers):
+    write_config()
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def bad_teardown():
+            yield
+            raise RuntimeError("boom")
+
+        @pytest.mark.llm(repeat=3)
+        def test_t(llm, bad_teardown):
+            llm.complete("hello")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", *workers)
+    result.assert_outcomes(passed=1, errors=1)  # as the same test without repeats
+
+
+def test_a_crashed_run_is_one_of_the_runs(pytester, write_config):
+    write_config()
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.llm(repeat=3, min_pass_rate=0.5)
+        def test_c(llm, request):
+            llm.complete("hello")
+            if "run1of" in request.node.name:
+                os._exit(1)
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly", "--llm-report=r.json")
+    counts = pytest_counts(result)
+    judged = sum(counts.get(k, 0) for k in ("passed", "failed", "error", "errors"))
+    assert judged == 1, result.stdout.str()
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert [t["nodeid"] for t in report["tests"]] == [
+        "test_a_crashed_run_is_one_of_the_runs.py::test_c[sim-fast]"
+    ]
+    assert report["failed_on_some"] in (
+        {},
+        {"test_a_crashed_run_is_one_of_the_runs.py::test_c": ["sim-fast"]},
+    )

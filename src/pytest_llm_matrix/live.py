@@ -13,6 +13,7 @@ nothing is drawn and pytest's output is byte for byte what it would be without t
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -40,6 +41,8 @@ def wanted(config: pytest.Config, progress: str) -> bool:
         return False
     if config.getoption("log_cli_level", None) or config.getini("log_cli"):
         return False  # live logs write between pytest's letters
+    if config.getoption("usepdb", False) or config.getoption("trace", False):
+        return False  # the debugger writes over the block
     distributed = config.getoption("dist", "no") != "no"
     return bool(distributed or config.getoption("capture", "fd") != "no")
 
@@ -81,7 +84,9 @@ class LiveProgress:
 
     def activate(self) -> bool:
         if self.active is None:
-            self.active = wanted(self.config, self.progress)
+            # the block must fit on the screen, with pytest's line above it
+            fits = len(self.order) + 2 <= shutil.get_terminal_size().lines
+            self.active = fits and wanted(self.config, self.progress)
             if self.active:
                 self.reporter = self.config.pluginmanager.get_plugin("terminalreporter")
                 self.summary.warm_prices()
@@ -136,7 +141,9 @@ class LiveProgress:
         if not self.totals:
             return
         writer = self.config.get_terminal_writer()
-        width = writer.width_of_current_line
+        # pytest's line may be longer than the terminal (-v with long ids): the cursor is on
+        # its last screen line
+        width = writer.width_of_current_line % max(writer.fullwidth, 1)
         moved = width < self.last_width or self.config.get_verbosity() > 0
         now = time.monotonic()
         if moved or now - self.last_draw >= INTERVAL:

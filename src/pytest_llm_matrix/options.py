@@ -28,6 +28,8 @@ DEFAULT_ATTEMPTS: Final = 4
 DEFAULT_MAX_WAIT: Final = 60.0
 DIST_MODES: Final = ("model", "load")
 PROGRESS_MODES: Final = ("auto", "off")
+#: The most runs per test and model (each run is a collected item).
+MAX_REPEAT: Final = 1000
 
 
 def _number(option: str, kind: type[int] | type[float], minimum: float) -> Callable[[str], Any]:
@@ -348,6 +350,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
             "those models with --models"
         )
     repeat_rate = _rate_setting(config, "llm_repeat_pass_rate")
+    repeat = _setting(config, "llm_repeat", int, 1) or 1
+    if repeat > MAX_REPEAT:
+        raise pytest.UsageError(f"--llm-repeat: at most {MAX_REPEAT}, got {repeat}")
     return Settings(
         registry=registry,
         selected=selected,
@@ -361,7 +366,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         dist=_choice(config, "llm_dist", DIST_MODES),
         progress=_choice(config, "llm_progress", PROGRESS_MODES),
         min_pass_rate=_rate_setting(config, "llm_min_pass_rate"),
-        repeat=_setting(config, "llm_repeat", int, 1) or 1,
+        repeat=repeat,
         repeat_pass_rate=1.0 if repeat_rate is None else repeat_rate,
         report_path=_report_path(config),
         max_cost=_setting(config, "llm_max_cost", float, 0),

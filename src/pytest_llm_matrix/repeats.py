@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import pytest
 
 from pytest_llm_matrix.matrix import MARKER
-from pytest_llm_matrix.options import Settings, parse_rate
+from pytest_llm_matrix.options import MAX_REPEAT, Settings, parse_rate
 
 #: The hidden fixture each run of a repeated test is parametrized on (its value: RunSpec).
 RUN_FIXTURE: Final = "_llm_matrix_run"
@@ -62,6 +63,8 @@ class Run:
 
 RUN_KEY: Final = pytest.StashKey[Run]()
 STOPPED_KEY: Final = pytest.StashKey[bool]()
+#: Set while a run's test function runs: reports made then are subtests' (pytest >= 9).
+CALLING_KEY: Final = pytest.StashKey[bool]()
 
 
 def passes_needed(runs: int, rate: float) -> int:
@@ -90,6 +93,7 @@ class Tally:
 
     planned: int
     need: int
+    rate: float = 1.0
     passed: int = 0
     failed: int = 0
     verdict: str | None = None
@@ -125,9 +129,9 @@ class Tally:
         """``3/4 passed, needs 3/5``"""
         return f"{self.passed}/{self.runs} passed, needs {self.need}/{self.planned}"
 
-    def explain(self, model: str, rate: float) -> str:
+    def explain(self, model: str) -> str:
         """Why the verdict is what it is, for the report section."""
-        needs = f"needs {self.need} of {self.planned} (min_pass_rate {rate:.0%})"
+        needs = f"needs {self.need} of {self.planned} (min_pass_rate {self.rate:.0%})"
         head = f"{model}: {self.passed} of {self.runs} runs passed; {needs}"
         if self.verdict in ("passed", "failed"):
             left = self.planned - self.runs
@@ -160,9 +164,14 @@ def plan_for(definition: pytest.Item, settings: Settings) -> tuple[int, float]:
         origin = f"{definition.nodeid}: @pytest.mark.llm"
         if repeat is None and "repeat" in mark.kwargs:
             value = mark.kwargs["repeat"]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 1 <= value <= MAX_REPEAT
+            ):
                 raise pytest.Collector.CollectError(
-                    f"{origin}(repeat=...): expected a whole number of at least 1, got {value!r}"
+                    f"{origin}(repeat=...): expected a whole number from 1 to {MAX_REPEAT}, "
+                    f"got {value!r}"
                 )
             repeat = value
         if rate is None and "min_pass_rate" in mark.kwargs:
@@ -249,38 +258,68 @@ def settle(
         "outcome": None,
     }
     setattr(report, RUN_ATTR, info)
-    main = report.when == "call" or (report.when == "setup" and not report.passed)
-    if not main:
+    if report.when == "teardown":
+        if report.failed and not _first_teardown_error(run, coordinator):
+            _demote(report, info, "error", model)
         return
+    if report.when == "setup" and report.passed:
+        return
+    # the run's own result: its call, a setup that did not pass, or xdist's crash report
     outcome = outcome_of(report)
     info["outcome"] = outcome
     if stopped:
         info["role"] = "stopped"
         return
     settled = False
-    tally = Tally(run.planned, run.need)
+    tally = Tally(run.planned, run.need, run.spec.min_pass_rate)
 
     def change(text: str | None) -> str:
         nonlocal settled, tally
-        tally = Tally(run.planned, run.need) if text is None else Tally.from_json(text)
+        if text is not None:
+            tally = Tally.from_json(text)
         settled = tally.add(run.spec.index, outcome, _note(report) if report.failed else None)
         return tally.to_json()
 
     coordinator.update_record(_record_name(run), change)
     info.update(passed=tally.passed, runs=tally.runs, need=tally.need, verdict=tally.verdict)
-    if settled:
-        info["role"] = "verdict"
-        report.sections.append((SECTION, tally.explain(model, run.spec.min_pass_rate)))
-        if tally.verdict == "passed" and report.failed:  # min_pass_rate 0: any result passes
-            report.outcome = "passed"
-            report.longrepr = None
-    else:
-        info["role"] = "run"
-        if report.failed:
-            # Not a failure of the test (yet): the verdict run reports it. Shown as an
-            # expected failure, so --maxfail and JUnit count one failure per test and model.
-            report.outcome = "skipped"
-            report.wasxfail = f"{model}: judged with the other runs"
+    if not settled:
+        _demote(report, info, outcome, model)
+        return
+    info["role"] = "verdict"
+    report.sections.append((SECTION, tally.explain(model)))
+    if tally.verdict == "passed" and report.failed:  # min_pass_rate 0: any result passes
+        report.outcome = "passed"
+        report.longrepr = None
+
+
+def _demote(report: pytest.TestReport, info: dict[str, Any], outcome: str, model: str) -> None:
+    """A run's report that does not count. A failure shows as an expected failure: the
+    verdict reports it, so --maxfail and JUnit count one failure per test and model."""
+    info.update(role="run", outcome=outcome)
+    if report.failed:
+        report.outcome = "skipped"
+        report.wasxfail = f"{model}: judged with the other runs"
+
+
+def _first_teardown_error(run: Run, coordinator: Any) -> bool:
+    """Whether this is the first teardown error among the test's runs on this model: it
+    counts (as a plain test's would), later ones do not."""
+    count = coordinator.update_record("teardown:" + run.group, lambda old: str(int(old or 0) + 1))
+    return bool(count == "1")
+
+
+def crashed_run(nodeid: str) -> Run | None:
+    """The run a crashed xdist worker was running, from its node id (the controller has no
+    items); its test's record keeps the planned runs and the bar if another run made it."""
+    match = _RUN_ID.search(nodeid)
+    if match is None:
+        return None
+    index, repeat = int(match["index"]), int(match["repeat"])
+    spec = RunSpec(index, repeat, 1.0)
+    return Run(group_of(nodeid, spec.id), spec, repeat)
+
+
+_RUN_ID: Final = re.compile(r"-run(?P<index>\d+)of(?P<repeat>\d+)(?=[-\]])")
 
 
 def _record_name(run: Run) -> str:

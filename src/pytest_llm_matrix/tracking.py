@@ -15,7 +15,13 @@ import pytest
 
 from pytest_llm_matrix import context
 from pytest_llm_matrix.matrix import model_of
-from pytest_llm_matrix.repeats import RUN_KEY, STOPPED_KEY, settle, stop_if_settled
+from pytest_llm_matrix.repeats import (
+    CALLING_KEY,
+    RUN_KEY,
+    STOPPED_KEY,
+    settle,
+    stop_if_settled,
+)
 from pytest_llm_matrix.report import REPORT_ATTR, SPEND_ATTR
 
 if TYPE_CHECKING:
@@ -68,6 +74,14 @@ class TestTracker:
         if run is not None and limits is not None and model is not None:
             stop_if_settled(item, run, limits.coordinator, model.name)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        item.stash[CALLING_KEY] = True
+        try:
+            return (yield)
+        finally:
+            item.stash[CALLING_KEY] = False
+
     # tryfirst: the outermost wrapper, so it sees reports as xfail handling left them
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
@@ -82,7 +96,8 @@ class TestTracker:
             setattr(report, SPEND_ATTR, spend)
         run = item.stash.get(RUN_KEY, None)
         limits = context.limits()
-        if run is not None and limits is not None and model is not None:
+        subtest = item.stash.get(CALLING_KEY, False)  # pytest's subtests: parts of a run
+        if run is not None and limits is not None and model is not None and not subtest:
             stopped = item.stash.get(STOPPED_KEY, False)
             settle(report, run, limits.coordinator, model.name, stopped)
         return report

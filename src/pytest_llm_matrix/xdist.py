@@ -86,3 +86,15 @@ class XdistHooks:
         if model is not None:
             setattr(report, REPORT_ATTR, model)
             report.longrepr = f"{report.longrepr} (model {model})"
+            self._settle_run(crashitem, report, model)
+
+    @staticmethod
+    def _settle_run(crashitem: str, report: pytest.TestReport, model: str) -> None:
+        """A crashed run of a repeated test is an errored run of it, judged with the rest."""
+        from pytest_llm_matrix import context
+        from pytest_llm_matrix.repeats import crashed_run, settle
+
+        run = crashed_run(crashitem)
+        limits = context.limits()
+        if run is not None and limits is not None:
+            settle(report, run, limits.coordinator, model, stopped=False)
