@@ -308,3 +308,20 @@ def test_header_estimates_the_cost_from_the_last_run(pytester, write_config):
     second.stdout.fnmatch_lines(
         ["llm-matrix: estimated cost of this run: $0.0*, as last time (budget $5)"]
     )
+
+
+def test_report_path_that_is_a_directory_is_a_usage_error(pytester, write_config):
+    write_config()
+    pytester.mkdir("out")
+    result = pytester.runpytest("--llm-report=out")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llm-report: *out is a directory; give a file name*"])
+
+
+def test_an_output_that_cannot_be_written_is_said(pytester, write_config):
+    write_config()
+    pytester.makepyfile(test_x="def test_x(llm):\n    llm.complete('hi')\n")
+    result = pytester.runpytest("--llm-report=test_x.py/r.json")  # under a file
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["--llm-report: could not write *test_x.py/r.json: File exists"])
+    assert "Traceback" not in result.stdout.str()

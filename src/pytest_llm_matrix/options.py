@@ -402,9 +402,14 @@ def _rate_setting(config: pytest.Config, name: str) -> float | None:
 
 def _report_path(config: pytest.Config) -> str | None:
     if config.option.llm_report:
-        return str(Path(config.invocation_params.dir) / config.option.llm_report)
-    text = str(config.getini("llm_report") or "").strip()
-    return str(config.rootpath / text) if text else None
+        path, origin = Path(config.invocation_params.dir) / config.option.llm_report, "--llm-report"
+    elif text := str(config.getini("llm_report") or "").strip():
+        path, origin = config.rootpath / text, "ini llm_report"
+    else:
+        return None
+    if path.is_dir():
+        raise pytest.UsageError(f"{origin}: {path} is a directory; give a file name")
+    return str(path)
 
 
 def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:

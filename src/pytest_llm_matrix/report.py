@@ -64,6 +64,7 @@ class Summary:
         self.junit = bool(getattr(config.option, "xmlpath", None))
         self.item_spend: dict[str, dict[str, Any]] = {}  # for --junitxml, until teardown
         self.budget_skips = 0
+        self.unwritten: list[str] = []  # outputs that could not be written, and why
         if self.junit:
             self.warm_prices()
 
@@ -325,6 +326,8 @@ class Summary:
             below = ", ".join(f"{n} {render.format_rate(r)}" for n, r in self.gate_failed.items())
             verdict = f"below it: {below}" if below else "every required model meets it"
             write(f"--llm-min-pass-rate {gate:.0%}: {verdict}", red=bool(below), green=not below)
+        for problem in self.unwritten:
+            write(problem, red=True)
 
     def build(self, exit_status: int) -> dict[str, Any]:
         """The JSON report (see report_schema.json): plain data, no secrets."""
@@ -374,8 +377,9 @@ class Summary:
         self.config.hook.pytest_llm_matrix_report(config=self.config, report=report)
         path = self.settings.report_path
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(json.dumps(report, indent=2) + "\n")
+            problem = _write(path, json.dumps(report, indent=2) + "\n", append=False)
+            if problem:
+                self.unwritten.append(f"--llm-report: could not write {problem}")
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
             from pytest_llm_matrix import render
@@ -384,8 +388,9 @@ class Summary:
             text = render.markdown(
                 render.rows_for(self.stats, self.order), self._unavailable(), everywhere, some
             )
-            with open(summary_file, "a", encoding="utf-8") as fh:
-                fh.write(text)
+            problem = _write(summary_file, text, append=True)
+            if problem:
+                self.unwritten.append(f"$GITHUB_STEP_SUMMARY: could not write {problem}")
 
     def _remember(self) -> None:
         """Durations per test and the number of model tests, for the next run's scheduling
@@ -405,6 +410,17 @@ class Summary:
         costs = dict(known) if isinstance(known, dict) else {}
         costs.update({name: s.cost for name, s in self.stats.items() if not s.unpriced})
         cache.set(COSTS_CACHE, costs)
+
+
+def _write(path: str, text: str, *, append: bool) -> str | None:
+    """Write an output file; None, or why it could not be written."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a" if append else "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as error:
+        return f"{path}: {error.strerror or error}"
+    return None
 
 
 def _properties(
