@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
+import re
 import textwrap
+from importlib import resources
 
 import httpcore2  # noqa: F401  (see below)
 import httpx2  # noqa: F401
@@ -53,6 +56,17 @@ def write_config(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         pytester.makefile(".toml", pyproject=textwrap.dedent(text) + PYTEST_INI)
 
     return write
+
+
+def outcome_counts(result: pytest.RunResult) -> dict[str, int]:
+    """pytest's own outcome counts, from its last line: {"passed": 5, "failed": 3, ...}."""
+    return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", result.outlines[-1])}
+
+
+def schema() -> dict:
+    """The JSON report's schema, as shipped in the package."""
+    text = resources.files("pytest_llm_matrix").joinpath("report_schema.json").read_text()
+    return json.loads(text)
 
 
 def collected(result: pytest.RunResult) -> list[str]:

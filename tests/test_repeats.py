@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from importlib import resources
 
 import jsonschema
 import pytest
@@ -17,6 +16,8 @@ from pytest_llm_matrix.repeats import (
     status_of,
     wilson_interval,
 )
+
+from .conftest import outcome_counts, schema
 
 # -- pure logic ----------------------------------------------------------------------------
 
@@ -168,15 +169,6 @@ def test_plain(llm):
 """.replace("import pytest", "import re\nimport pytest")
 
 
-def pytest_counts(result: pytest.RunResult) -> dict[str, int]:
-    return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", result.outlines[-1])}
-
-
-def schema() -> dict:
-    text = resources.files("pytest_llm_matrix").joinpath("report_schema.json").read_text()
-    return json.loads(text)
-
-
 @pytest.mark.parametrize("workers", [["-n", "0"], ["-n", "3"]], ids=["n0", "n3"])
 def test_one_result_per_test_and_model(pytester, write_config, workers):
     write_config()
@@ -185,7 +177,7 @@ def test_one_result_per_test_and_model(pytester, write_config, workers):
         "--models=sims", "--llm-report=report.json", "-p", "no:randomly", "-rA", *workers
     )
     # 4 tests x 2 models = 8 results, whatever the number of runs
-    counts = pytest_counts(result)
+    counts = outcome_counts(result)
     assert counts == {"passed": 5, "failed": 3}
     report = json.loads((pytester.path / "report.json").read_text())
     jsonschema.validate(report, schema())
@@ -521,8 +513,8 @@ def test_subtests_are_parts_of_a_run_not_runs(pytester, write_config):
     result = pytester.runpytest("-v")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*FAILED 0/2, needs 2/3*"])
-    assert pytest_counts(result)["failed"] == 1
-    assert "passed" not in pytest_counts(result)
+    assert outcome_counts(result)["failed"] == 1
+    assert "passed" not in outcome_counts(result)
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
@@ -561,7 +553,7 @@ def test_a_crashed_run_is_one_of_the_runs(pytester, write_config):
         """
     )
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly", "--llm-report=r.json")
-    counts = pytest_counts(result)
+    counts = outcome_counts(result)
     judged = sum(counts.get(k, 0) for k in ("passed", "failed", "error", "errors"))
     assert judged == 1, result.stdout.str()
     report = json.loads((pytester.path / "r.json").read_text())

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
-from importlib import resources
 
 import jsonschema
 import pytest
 
 from pytest_llm_matrix import render
 from pytest_llm_matrix.stats import ModelStats, base_id, failure_split
+
+from .conftest import outcome_counts, schema
 
 SUITE = """
 import pytest
@@ -35,16 +35,6 @@ def test_no_model():
 """
 
 
-def pytest_counts(result: pytest.RunResult) -> dict[str, int]:
-    line = result.outlines[-1]
-    return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", line)}
-
-
-def schema() -> dict:
-    text = resources.files("pytest_llm_matrix").joinpath("report_schema.json").read_text()
-    return json.loads(text)
-
-
 @pytest.mark.parametrize("workers", [["-n", "0"], ["-n", "3"]], ids=["n0", "n3"])
 def test_json_counts_equal_pytests_and_validate(pytester, write_config, workers):
     write_config()
@@ -54,7 +44,7 @@ def test_json_counts_equal_pytests_and_validate(pytester, write_config, workers)
     )
     report = json.loads((pytester.path / "out" / "report.json").read_text())
     jsonschema.validate(report, schema())
-    counts = pytest_counts(result)
+    counts = outcome_counts(result)
     totals = {
         k: sum(m["outcomes"][k] for m in report["models"].values())
         for k in ("passed", "failed", "skipped", "xfailed")
