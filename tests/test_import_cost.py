@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("httpx", "httpx2", "tenacity", "genai_prices", "openai", "anthropic", "filelock")
+HEAVY = ("httpx", "httpx2", "genai_prices", "openai", "anthropic", "filelock")
 
 
 def test_importing_the_plugin_is_cheap():

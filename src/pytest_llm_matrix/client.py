@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from pytest_llm_matrix import transport
+from pytest_llm_matrix.retrying import error_parts, error_text
 from pytest_llm_matrix.usage import Usage, usage_from_body
 
 if TYPE_CHECKING:
@@ -112,12 +113,7 @@ def parse_body(model: Model, status: int, content: bytes) -> ChatResult:
 
 
 def _error_message(data: Any) -> str:
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        error = data["error"]
-        kind = error.get("code") or error.get("type")
-        message = error.get("message", "")
-        return f"{kind}: {message}" if kind else str(message)
-    return str(data)[:200]
+    return error_text(*error_parts(data))
 
 
 @contextmanager
@@ -227,6 +223,8 @@ class LLM:
     ) -> ChatResult:
         __tracebackhide__ = True
         path, body = request_body(self.model, _messages(messages, system), params, False)
+        # A client per call, closed in the call's own event loop: a fixture cannot close an
+        # async client in the test's loop, and a test may run several loops.
         with _named_errors(self.model):
             async with transport.async_http_client(self.model) as client:
                 response = await client.post(path, json=body)

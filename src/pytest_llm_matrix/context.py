@@ -70,12 +70,11 @@ SPEND_COUNTERS = (
 
 
 class TestContext:
-    """The running test: its model, its deadline, and what it has spent so far."""
+    """The running test: its deadline, and what it has spent so far."""
 
     __test__ = False  # not a test class, whatever pytest's python_classes says
 
-    def __init__(self, model: str | None) -> None:
-        self.model = model
+    def __init__(self) -> None:
         self.deadline: float | None = None  # time.monotonic() value
         self.timeout: float | None = None  # the configured seconds behind the deadline
         self.timeout_source = "timeout"
@@ -147,9 +146,9 @@ def refusal(model: str) -> str | None:
     return None
 
 
-def begin(model: str | None) -> TestContext:
+def begin() -> TestContext:
     global _current
-    _current = TestContext(model)
+    _current = TestContext()
     return _current
 
 

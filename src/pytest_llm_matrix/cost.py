@@ -54,7 +54,7 @@ def per_token_rates(
     Computed once in the controller, so workers can price requests (for a budget) with
     plain arithmetic and never load the price data.
     """
-    million = 1_000_000
+    million = _PER_MILLION  # priced per million tokens, then divided: no float dust
     prices = (
         price_usd(provider, model_id, million, 0, 0, input_price, output_price),
         price_usd(provider, model_id, 0, million, 0, input_price, output_price),

@@ -33,14 +33,15 @@ from pytest_llm_matrix.retrying import (
     backoff,
     classify,
     error_of,
+    error_text,
     seconds,
     server_wait,
 )
+from pytest_llm_matrix.usage import StreamTracker, Usage, usage_from_body
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.limits import Coordinator, Lease
     from pytest_llm_matrix.models import Model
-    from pytest_llm_matrix.usage import StreamTracker, Usage
 
 #: Kept free before the test's deadline, so that our own, clearer failure comes first.
 DEADLINE_MARGIN: Final = 0.25
@@ -236,7 +237,7 @@ class Exchange:
                 return response
             held.release()
             code, message = error_of(body)
-            cause = redact(f"HTTP {status} {code}: {message}".replace(" : ", ": "), self.model)
+            cause = redact(f"HTTP {status} {error_text(code, message)}", self.model)
             if verdict is Verdict.UNAVAILABLE:
                 if self.coordinator is not None:
                     self.coordinator.mark_unavailable(self.name, cause)
@@ -291,11 +292,8 @@ class Exchange:
             data = json.loads(body)
         except ValueError:
             return
-        if isinstance(data, dict):
-            from pytest_llm_matrix.usage import usage_from_body
-
-            if (usage := usage_from_body(data)) is not None:
-                account(self.name, ctx, usage)
+        if isinstance(data, dict) and (usage := usage_from_body(data)) is not None:
+            account(self.name, ctx, usage)
 
 
 def account(model: str, ctx: context.TestContext, usage: Usage) -> None:
@@ -326,7 +324,6 @@ class StreamWatch:
     def __init__(
         self, exchange: Exchange, lease: Lease | None, started: float, response: Any
     ) -> None:
-        from pytest_llm_matrix.usage import StreamTracker
 
         self.name = exchange.name
         self.ctx = exchange.ctx

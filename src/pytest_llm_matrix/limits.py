@@ -93,8 +93,8 @@ class Coordinator(Protocol):
         With a wrong API key only one request is ever sent, across all workers.
         """
 
-    def add_cost(self, amount: float) -> float:
-        """Add ``amount`` USD to the session's spend; return the new total."""
+    def add_cost(self, amount: float) -> None:
+        """Add ``amount`` USD to the session's spend."""
 
     def spent(self) -> float:
         """The session's spend so far, in USD (0.0 before anything was added)."""
@@ -315,12 +315,10 @@ class FileCoordinator:
                 return 0.0
         return recent[len(recent) - rpm] + RPM_WINDOW - now
 
-    def add_cost(self, amount: float) -> float:
+    def add_cost(self, amount: float) -> None:
         path = os.path.join(self._dir, "spent")
         with _exclusive(path + ".lock"):
-            total = float(_read(path) or 0.0) + amount
-            _write_atomic(path, repr(total))
-        return total
+            _write_atomic(path, repr(float(_read(path) or 0.0) + amount))
 
     def spent(self) -> float:
         return float(_read(os.path.join(self._dir, "spent")) or 0.0)

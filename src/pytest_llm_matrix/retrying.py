@@ -2,16 +2,18 @@
 
 Pure functions: the transport feeds them status codes, headers and bodies. The wait order
 is the server's word first (``retry-after-ms``, ``retry-after``, then the providers'
-rate-limit reset headers), and exponential backoff with jitter (tenacity) otherwise.
+rate-limit reset headers), and exponential backoff with jitter otherwise.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import random
 import re
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from enum import Enum
 from typing import Final
 
@@ -42,11 +44,21 @@ def error_of(body: bytes) -> tuple[str, str]:
         data = json.loads(body)
     except ValueError:
         return "", body[:200].decode("utf-8", "replace")
+    return error_parts(data)
+
+
+def error_parts(data: object) -> tuple[str, str]:
+    """(code or type, message) from a parsed error body; ("", the start of it) otherwise."""
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return "", str(data)[:200]
     kind = error.get("code") or error.get("type") or ""
     return str(kind), str(error.get("message", ""))
+
+
+def error_text(code: str, message: str) -> str:
+    """``invalid_api_key: Incorrect API key`` (or the message alone when there is no code)."""
+    return f"{code}: {message}" if code else message
 
 
 def classify(status: int, body: bytes) -> Verdict:
@@ -78,7 +90,6 @@ def _date(text: str, now: float) -> float | None:
         return email.utils.parsedate_to_datetime(text).timestamp() - now
     except (TypeError, ValueError):
         pass
-    from datetime import datetime
 
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() - now
@@ -112,15 +123,10 @@ def server_wait(headers: Mapping[str, str], now: float | None = None) -> float |
 
 
 def backoff(attempt: int, initial: float, maximum: float) -> float:
-    """Exponential backoff with jitter for the wait after failed attempt ``attempt`` (1-based)."""
-    import tenacity
-
-    state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
-    state.attempt_number = attempt
-    wait = tenacity.wait_exponential(multiplier=initial, max=maximum) + tenacity.wait_random(
-        0, initial
-    )
-    return min(maximum, float(wait(state)))
+    """Exponential backoff with jitter for the wait after failed attempt ``attempt`` (1-based):
+    ``initial * 2**(attempt - 1)`` plus up to ``initial`` of jitter, never over ``maximum``."""
+    exponential = initial * 2.0 ** min(attempt - 1, 64)
+    return min(maximum, exponential + random.uniform(0, initial))
 
 
 def seconds(value: float) -> str:

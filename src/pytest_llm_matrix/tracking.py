@@ -59,8 +59,7 @@ class TestTracker:
     def pytest_runtest_protocol(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, object, object]:
-        model = model_of(item)
-        context.begin(model.name if model is not None else None)
+        context.begin()
         try:
             return (yield)
         finally:

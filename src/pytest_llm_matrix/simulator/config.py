@@ -12,7 +12,7 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast, get_args
 
 if TYPE_CHECKING:
     import os
@@ -22,7 +22,7 @@ DEFAULT_WRONG_REPLY = "I don't know."
 DEFAULT_HANG_SECONDS = 3600.0
 
 FaultKind: TypeAlias = Literal["429", "500", "503", "529", "hang", "malformed", "truncate"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("429", "500", "503", "529", "hang", "malformed", "truncate")
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
 _TOP_KEYS = ("default_reply", "seed", "rules", "models")
 _MODEL_KEYS = (
@@ -202,9 +202,8 @@ def _rules(value: object, where: _Where) -> tuple[Rule, ...]:
 def _fault_kind(value: object, where: _Where) -> FaultKind:
     # TOML users naturally write `kind = 429`; accept the integer spelling of status kinds.
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    for kind in FAULT_KINDS:
-        if text == kind:
-            return kind
+    if text in FAULT_KINDS:
+        return text
     raise where.error(f"unknown fault kind {value!r} (valid kinds: {', '.join(FAULT_KINDS)})")
 
 

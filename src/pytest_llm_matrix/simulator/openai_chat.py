@@ -91,34 +91,25 @@ class OpenAIChat(OpenAIDialect):
         completion_id = new_id("chatcmpl-")
         created = int(time.time())
 
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> SSEEvent:
+        def envelope(choices: list[dict[str, Any]], usage: dict[str, Any] | None) -> SSEEvent:
             payload: dict[str, Any] = {
                 "id": completion_id,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": conversation.model,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-                ],
+                "choices": choices,
             }
             if conversation.include_usage:
-                payload["usage"] = None
+                payload["usage"] = usage  # null on every chunk but the last
             return SSEEvent.of(payload)
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> SSEEvent:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            return envelope([choice], None)
 
         tail = [chunk({}, _finish_reason(reply))]
         if conversation.include_usage:
-            tail.append(
-                SSEEvent.of(
-                    {
-                        "id": completion_id,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": conversation.model,
-                        "choices": [],
-                        "usage": _usage(conversation, reply),
-                    }
-                )
-            )
+            tail.append(envelope([], _usage(conversation, reply)))
         tail.append(SSEEvent("[DONE]"))
         return StreamPlan(
             head=(chunk({"role": "assistant", "content": "", "refusal": None}),),
