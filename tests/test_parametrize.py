@@ -158,6 +158,28 @@ def test_marker_intersects_with_the_selection(pytester, suite):
     assert collected(result) == ["test_m[qwen.v2-7b]"]
 
 
+def test_marker_speaks_the_selection_syntax(pytester, suite):
+    suite(
+        """
+        import pytest
+
+        @pytest.mark.llm(models="all,-gpt-4o-mini")
+        def test_all_but(llm_model):
+            pass
+
+        @pytest.mark.llm(models=["-local"])
+        def test_not_local(llm_model):
+            pass
+        """
+    )
+    everything = pytester.runpytest("--collect-only", "-q", "--models=all")
+    names = collected(everything)
+    assert "test_all_but[gpt-4o-mini]" not in names
+    assert "test_all_but[qwen.v2-7b]" in names
+    assert "test_not_local[gpt-4o-mini]" in names
+    assert not any(n.startswith("test_not_local[qwen") for n in names)
+
+
 @pytest.mark.parametrize(
     ("marker", "message"),
     [

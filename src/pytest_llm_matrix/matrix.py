@@ -9,7 +9,7 @@ import pytest
 
 from pytest_llm_matrix.models import Model
 from pytest_llm_matrix.options import Settings
-from pytest_llm_matrix.selection import expand_name, split_expression, unknown_name_error
+from pytest_llm_matrix.selection import evaluate
 
 FIXTURE: Final = "llm_model"
 MARKER: Final = "llm"
@@ -29,22 +29,16 @@ class Matrix:
         self.settings = settings
 
     def _names(self, value: Any, origin: str) -> set[str]:
-        registry = self.settings.registry
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
             raise pytest.Collector.CollectError(
                 f"{origin}: expected a list of model names, got {value!r}"
             )
-        names: set[str] = set()
-        for token in split_expression(value):
-            aliases = expand_name(token, registry)
-            if aliases is None:
-                raise pytest.Collector.CollectError(
-                    str(unknown_name_error(token, registry, origin))
-                )
-            names.update(aliases)
-        return names
+        try:
+            return evaluate(value, self.settings.registry, origin)
+        except pytest.UsageError as error:
+            raise pytest.Collector.CollectError(str(error)) from None
 
     def models_for(self, definition: pytest.Item) -> tuple[list[Model], str | None]:
         """The models one test runs on, and why none if so."""

@@ -145,11 +145,17 @@ class Registry:
         )
 
 
-def _suggest(word: str, candidates: Iterable[str]) -> str:
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate ``word`` was most likely meant to be, for "did you mean" hints."""
     import difflib  # only on the error path
 
     close = difflib.get_close_matches(word, list(candidates), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return close[0] if close else None
+
+
+def _suggest(word: str, candidates: Iterable[str]) -> str:
+    close = closest(word, candidates)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def parse_model(name: str, fields: Any, where: str) -> Model:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from pytest_llm_matrix.registry import Registry
+from pytest_llm_matrix.registry import Registry, closest
 
 
 def split_expression(expression: str | Iterable[str]) -> list[str]:
@@ -33,11 +33,8 @@ def expand_name(name: str, registry: Registry) -> tuple[str, ...] | None:
 
 
 def unknown_name_error(name: str, registry: Registry, origin: str) -> pytest.UsageError:
-    vocabulary = ["all", *registry.models, *registry.groups, *registry.tags]
-    import difflib  # only on the error path
-
-    close = difflib.get_close_matches(name, vocabulary, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    close = closest(name, ["all", *registry.models, *registry.groups, *registry.tags])
+    hint = f" Did you mean {close!r}?" if close else ""
     lines = [
         f"{origin}: unknown model, group or tag {name!r}.{hint}",
         f"  models: {', '.join(registry.models) or '(none configured)'}",
@@ -49,16 +46,11 @@ def unknown_name_error(name: str, registry: Registry, origin: str) -> pytest.Usa
     return pytest.UsageError("\n".join(lines))
 
 
-def resolve(expression: str | Iterable[str], registry: Registry, origin: str) -> tuple[str, ...]:
-    """Evaluate a selection expression to aliases in config order.
-
-    ``origin`` (``"--models"``, ``"TEST_MODELS"``, ...) is named in every error.
-    Raises :class:`pytest.UsageError` for an unknown name or an empty result.
-    """
+def evaluate(expression: str | Iterable[str], registry: Registry, origin: str) -> set[str]:
+    """The aliases an expression stands for (maybe none); an unknown name is a
+    :class:`pytest.UsageError` naming ``origin``."""
     tokens = split_expression(expression)
-    if not tokens:
-        raise pytest.UsageError(f"{origin}: the selection is empty; name at least one model")
-    chosen: set[str] = set(registry.models) if tokens[0].startswith("-") else set()
+    chosen: set[str] = set(registry.models) if tokens and tokens[0].startswith("-") else set()
     for token in tokens:
         exclude = token.startswith("-")
         name = token[1:].strip() if exclude else token
@@ -69,6 +61,19 @@ def resolve(expression: str | Iterable[str], registry: Registry, origin: str) ->
             chosen.difference_update(aliases)
         else:
             chosen.update(aliases)
+    return chosen
+
+
+def resolve(expression: str | Iterable[str], registry: Registry, origin: str) -> tuple[str, ...]:
+    """Evaluate a selection expression to aliases in config order.
+
+    ``origin`` (``"--models"``, ``"TEST_MODELS"``, ...) is named in every error.
+    Raises :class:`pytest.UsageError` for an unknown name or an empty result.
+    """
+    tokens = split_expression(expression)
+    if not tokens:
+        raise pytest.UsageError(f"{origin}: the selection is empty; name at least one model")
+    chosen = evaluate(tokens, registry, origin)
     if not chosen:
         raise pytest.UsageError(
             f"{origin}={','.join(tokens)!r} selects no model; "
