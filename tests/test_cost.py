@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from pytest_llm_matrix.cost import format_usd, price_usd
+from pytest_llm_matrix.cost import format_usd, model_cost, per_token_rates, price_usd
+from pytest_llm_matrix.models import Model
 
 M = 1_000_000
 
@@ -134,3 +135,31 @@ def test_pricing_never_touches_the_network():
         "print(price_usd('simulator', 'sim-fast', 1, 1))\n"
     )
     assert run_python(code).split() == ["0.15", "None"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "model_id"),
+    [
+        ("anthropic", "claude-sonnet-4-5"),
+        ("openai", "gpt-4o-mini"),
+        ("anthropic", "claude-haiku-4-5"),
+    ],
+)
+def test_budget_rates_price_a_request_as_the_report_does(provider, model_id):
+    # Some models have a long-context tier (claude-sonnet-4-5 above 200k input tokens): the
+    # budget's per-token rates must be those of a request-sized call, as the report prices.
+    model = Model(name="m", provider=provider, model=model_id, api=provider)
+    rates = per_token_rates(model)
+    assert rates is not None
+    per_input, per_output, per_cached = rates
+    expected = model_cost(model, (1200, 300, 200))
+    assert expected is not None
+    assert 1000 * per_input + 200 * per_cached + 300 * per_output == pytest.approx(expected)
+
+
+def test_budget_rates_are_none_without_a_price():
+    assert per_token_rates(Model(name="s", provider="simulator", model="s", api="openai")) is None
+    priced = Model(
+        name="s", provider="simulator", model="s", api="openai", input_price=2.0, output_price=4.0
+    )
+    assert per_token_rates(priced) == pytest.approx((2e-6, 4e-6, 2e-6))

@@ -10,8 +10,14 @@ bundled data.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.models import Model
 
 _PER_MILLION = 1_000_000
+#: Tokens the per-token rates are derived from: a request's size, below any tier.
+_REFERENCE_TOKENS = 1_000
 
 # Our provider names -> genai-prices provider ids. None lets genai-prices find the provider
 # from the model id: an OpenAI-compatible server may host a known model, and simulator models
@@ -43,26 +49,37 @@ def price_usd(
     return _price_from_genai_prices(provider, model_id, input_tokens, output_tokens, cached_tokens)
 
 
-def per_token_rates(
-    provider: str,
-    model_id: str,
-    input_price: float | None = None,
-    output_price: float | None = None,
-) -> tuple[float, float, float] | None:
+def model_cost(model: Model, tokens: tuple[int, int, int]) -> float | None:
+    """The cost of (input, output, cached input) ``tokens`` on ``model``, its configured
+    prices first."""
+    input_tokens, output_tokens, cached_tokens = tokens
+    return price_usd(
+        model.provider,
+        model.model,
+        input_tokens,
+        output_tokens,
+        cached_tokens,
+        input_price=model.input_price,
+        output_price=model.output_price,
+    )
+
+
+def per_token_rates(model: Model) -> tuple[float, float, float] | None:
     """USD per (input, output, cached input) token, or None when any is unknown.
 
     Computed once in the controller, so workers can price requests (for a budget) with
-    plain arithmetic and never load the price data.
+    plain arithmetic and never load the price data. Priced on a request-sized count: a
+    million tokens would land in some models' long-context tier.
     """
-    million = _PER_MILLION  # priced per million tokens, then divided: no float dust
+    count = _REFERENCE_TOKENS
     prices = (
-        price_usd(provider, model_id, million, 0, 0, input_price, output_price),
-        price_usd(provider, model_id, 0, million, 0, input_price, output_price),
-        price_usd(provider, model_id, million, 0, million, input_price, output_price),
+        model_cost(model, (count, 0, 0)),
+        model_cost(model, (0, count, 0)),
+        model_cost(model, (count, 0, count)),
     )
     if any(price is None for price in prices):
         return None
-    per_input, per_output, per_cached = (float(p) / million for p in prices if p is not None)
+    per_input, per_output, per_cached = (float(p) / count for p in prices if p is not None)
     return per_input, per_output, per_cached
 
 

@@ -22,13 +22,12 @@ from pytest_llm_matrix.repeats import JUDGED, RUN_ATTR, status_of
 from pytest_llm_matrix.stats import (
     ModelStats,
     base_id,
-    count_of,
     failure_split,
     percentile,
+    tokens_of,
 )
 
 if TYPE_CHECKING:
-    from pytest_llm_matrix.models import Model
     from pytest_llm_matrix.options import Settings
 
 #: Name of the TestReport attribute that carries the model's alias across xdist.
@@ -36,7 +35,6 @@ REPORT_ATTR: Final = "llm_model"
 #: Name of the TestReport attribute with what the test spent (a dict of builtins).
 SPEND_ATTR: Final = "llm_spend"
 REPORT_VERSION: Final = 1
-TOKENS: Final = ("input_tokens", "output_tokens", "cached_tokens")
 #: How a test's reports combine into its outcome: the worst wins.
 SEVERITY: Final = {"passed": 0, "xfailed": 0, "xpassed": 0, "skipped": 1, "failed": 2, "error": 3}
 
@@ -58,11 +56,13 @@ class Summary:
         self.stats: dict[str, ModelStats] = {}
         self.failures = {"plain": 0, "required": 0, "optional": 0}
         self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> per-test record
-        self.to_price: list[tuple[str, str, tuple[int, int, int]]] = []  # model, test, tokens
+        #: model, test (the id without a run), item, tokens: priced once the tests are over
+        self.to_price: list[tuple[str, str, str, tuple[int, int, int]]] = []
         self.gate_failed: dict[str, float | None] = {}
         self.durations: dict[str, float] = {}  # item node id -> its phases' summed time
         self.junit = bool(getattr(config.option, "xmlpath", None))
         self.item_spend: dict[str, dict[str, Any]] = {}  # for --junitxml, until teardown
+        self.item_cost: dict[str, float | None] = {}  # ditto
         self.budget_skips = 0
         self.unwritten: list[str] = []  # outputs that could not be written, and why
         if self.junit:
@@ -72,10 +72,10 @@ class Summary:
         """Load the price data now, for outputs that price tests as they end (--junitxml,
         the live progress): this runs at configure or, without xdist, at collection, before
         any test, so that no test's timeout pays for it."""
-        from pytest_llm_matrix.cost import price_usd
+        from pytest_llm_matrix.cost import model_cost
 
         for model in self.models.values():
-            price_usd(model.provider, model.model, 1, 1)
+            model_cost(model, (1, 1, 0))
 
     # -- collecting --------------------------------------------------------------------
 
@@ -140,18 +140,16 @@ class Summary:
         if isinstance(spend, dict):
             stats.add_spend(spend)
             _merge(test["spend"], spend)
-            tokens = (
-                count_of(spend, TOKENS[0]),
-                count_of(spend, TOKENS[1]),
-                count_of(spend, TOKENS[2]),
-            )
+            tokens = tokens_of(spend)
             if any(tokens):
-                self.to_price.append((model, key, tokens))
+                self.to_price.append((model, key, report.nodeid, tokens))
             if self.junit:
                 _merge(self.item_spend.setdefault(report.nodeid, {}), spend)
         if self.junit and report.when == "teardown":
+            self.price_pending()
             item_spend = self.item_spend.pop(report.nodeid, {})
-            report.user_properties.extend(_properties(self.models[model], item_spend, run))
+            cost = self.item_cost.pop(report.nodeid, 0.0)
+            report.user_properties.extend(_properties(model, item_spend, cost, run))
 
     @staticmethod
     def _add_run(stats: ModelStats, test: dict[str, Any], run: dict[str, Any]) -> None:
@@ -184,24 +182,15 @@ class Summary:
         never load it."""
         if not self.to_price:
             return
-        from pytest_llm_matrix.cost import price_usd
+        from pytest_llm_matrix.cost import model_cost
 
-        for name, key, (input_tokens, output_tokens, cached_tokens) in self.to_price:
-            model = self.models[name]
-            cost = price_usd(
-                model.provider,
-                model.model,
-                input_tokens,
-                output_tokens,
-                cached_tokens,
-                input_price=model.input_price,
-                output_price=model.output_price,
-            )
-            self.stats[name].add_cost(cost, input_tokens + output_tokens)
+        for name, key, nodeid, tokens in self.to_price:
+            cost = model_cost(self.models[name], tokens)
+            self.stats[name].add_cost(cost, tokens[0] + tokens[1])
             test = self.tests[key]
-            test["cost_usd"] = (
-                None if cost is None or test["cost_usd"] is None else (test["cost_usd"] + cost)
-            )
+            test["cost_usd"] = _plus(test["cost_usd"], cost)
+            if self.junit:
+                self.item_cost[nodeid] = _plus(self.item_cost.get(nodeid, 0.0), cost)
         self.to_price.clear()
 
     # -- judging -----------------------------------------------------------------------
@@ -351,7 +340,7 @@ class Summary:
                 "latency_p50": percentile(stats.latencies, 50),
                 "latency_p95": percentile(stats.latencies, 95),
                 "ttft_p50": percentile(stats.ttft, 50),
-                "cost_usd": stats.known_cost if any(stats.spend[t] for t in TOKENS) else 0.0,
+                "cost_usd": stats.known_cost,
                 "unavailable": unavailable.get(name),
             }
         everywhere, some = self._split()
@@ -424,25 +413,11 @@ def _write(path: str, text: str, *, append: bool) -> str | None:
 
 
 def _properties(
-    model: Model, spend: dict[str, Any], run: dict[str, Any] | None
+    model: str, spend: dict[str, Any], cost: float | None, run: dict[str, Any] | None
 ) -> list[tuple[str, object]]:
-    """What a test's <testcase> carries in --junitxml (priced here: the data is loaded)."""
-    from pytest_llm_matrix.cost import price_usd
-
-    input_tokens, output_tokens, cached = (count_of(spend, key) for key in TOKENS)
-    cost = price_usd(
-        model.provider,
-        model.model,
-        input_tokens,
-        output_tokens,
-        cached,
-        input_price=model.input_price,
-        output_price=model.output_price,
-    )
-    if not (input_tokens or output_tokens):
-        cost = 0.0
+    """What a test's <testcase> carries in --junitxml."""
     properties: list[tuple[str, object]] = [
-        ("llm_model", model.name),
+        ("llm_model", model),
         ("llm_requests", spend.get("requests", 0)),
         ("llm_retries", spend.get("retries", 0)),
         ("llm_input_tokens", spend.get("input_tokens", 0)),
@@ -452,6 +427,11 @@ def _properties(
     if run is not None:
         properties.append(("llm_run", f"{run['index']}/{run['planned']}"))
     return properties
+
+
+def _plus(total: float | None, cost: float | None) -> float | None:
+    """Costs add up; one unknown cost makes the sum unknown."""
+    return None if total is None or cost is None else total + cost
 
 
 def _merge(total: dict[str, Any], spend: dict[str, Any]) -> None:

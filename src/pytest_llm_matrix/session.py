@@ -121,10 +121,7 @@ def _with_rates(settings: Settings) -> Settings:
     """Per-token prices for the budget, looked up once here and shipped to the workers."""
     from pytest_llm_matrix.cost import per_token_rates
 
-    rates = {
-        m.name: per_token_rates(m.provider, m.model, m.input_price, m.output_price)
-        for m in settings.models
-    }
+    rates = {m.name: per_token_rates(m) for m in settings.models}
     return dataclasses.replace(settings, rates=rates)
 
 

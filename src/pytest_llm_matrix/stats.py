@@ -21,6 +21,15 @@ def count_of(spend: Mapping[str, object], key: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def tokens_of(spend: Mapping[str, object]) -> tuple[int, int, int]:
+    """(input, output, cached input) tokens of a report's spend."""
+    return (
+        count_of(spend, "input_tokens"),
+        count_of(spend, "output_tokens"),
+        count_of(spend, "cached_tokens"),
+    )
+
+
 def floats_of(values: object) -> list[float]:
     if not isinstance(values, list):
         return []
