@@ -14,8 +14,8 @@ from pytest_llm_matrix.repeats import (
     group_of,
     passes_needed,
     status_of,
-    wilson_interval,
 )
+from pytest_llm_matrix.stats import wilson_interval
 
 from .conftest import outcome_counts, schema
 
@@ -56,7 +56,7 @@ def test_passes_needed(runs, rate, need):
 
 def play(planned: int, rate: float, outcomes: list[str]) -> tuple[Tally, int | None]:
     """Feed runs in order; return the tally and the run that settled it."""
-    tally = Tally(planned, passes_needed(planned, rate), rate)
+    tally = Tally(planned, rate)
     settled_by = None
     for index, outcome in enumerate(outcomes, start=1):
         if tally.add(index, outcome, "boom" if outcome == "failed" else None):

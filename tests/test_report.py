@@ -287,6 +287,9 @@ def test_cost_budget_stops_spending(pytester, write_config, workers):
         ],
         consecutive=False,
     )
+    skipped = outcome_counts(result)["skipped"]
+    assert skipped == 20 - passed
+    assert f"spent, {skipped} model tests skipped" in result.stdout.str()
 
 
 def test_header_estimates_the_cost_from_the_last_run(pytester, write_config):

@@ -75,6 +75,7 @@ class TestContext:
     __test__ = False  # not a test class, whatever pytest's python_classes says
 
     def __init__(self) -> None:
+        self.refused_by_budget = False  # a request (or the test) was refused: budget spent
         self.deadline: float | None = None  # time.monotonic() value
         self.timeout: float | None = None  # the configured seconds behind the deadline
         self.timeout_source = "timeout"
@@ -140,6 +141,8 @@ def refusal(model: str) -> str | None:
     if (reason := coordinator.unavailable(model)) is not None:
         return f"{model} is unavailable: {reason}"
     if limits.budget is not None and (spent := coordinator.spent()) >= limits.budget:
+        if _current is not None:
+            _current.refused_by_budget = True
         return (
             f"the cost budget of ${limits.budget:g} is spent (${spent:.4f} so far, --llm-max-cost)"
         )

@@ -30,21 +30,23 @@ INTERVAL: Final = 0.1
 ERASE_BELOW: Final = "\x1b[0J"  # clear from the cursor to the end of the screen
 
 
-def wanted(config: pytest.Config, progress: str) -> bool:
-    """Whether the live block can be drawn without getting in anyone's way."""
+def wanted(config: pytest.Config) -> bool:
+    """Whether the live block can be drawn without getting in anyone's way (in the
+    controller, with --llm-progress not off)."""
+    from pytest_llm_matrix.session import distributed
+
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if progress == "off" or reporter is None or not hasattr(reporter, "write_raw"):
+    if reporter is None or not hasattr(reporter, "write_raw"):
         return False  # write_raw: pytest >= 9
     if not reporter.isatty() or os.environ.get("TERM") == "dumb":
         return False
-    if config.get_verbosity() < 0 or hasattr(config, "workerinput"):
+    if config.get_verbosity() < 0:
         return False
     if config.getoption("log_cli_level", None) or config.getini("log_cli"):
         return False  # live logs write between pytest's letters
     if config.getoption("usepdb", False) or config.getoption("trace", False):
         return False  # the debugger writes over the block
-    distributed = config.getoption("dist", "no") != "no"
-    return bool(distributed or config.getoption("capture", "fd") != "no")
+    return distributed(config) or config.getoption("capture", "fd") != "no"
 
 
 def progress_lines(
@@ -67,13 +69,10 @@ def progress_lines(
 class LiveProgress:
     """Controller-side: counts finished tests per model and redraws the block."""
 
-    def __init__(
-        self, config: pytest.Config, summary: Summary, order: Sequence[str], progress: str
-    ) -> None:
+    def __init__(self, config: pytest.Config, summary: Summary, order: Sequence[str]) -> None:
         self.config = config
         self.summary = summary
         self.order = list(order)
-        self.progress = progress
         self.active: bool | None = None  # decided once pytest's terminal exists
         self.reporter: Any = None
         self.totals: dict[str, int] = {}
@@ -86,7 +85,7 @@ class LiveProgress:
         if self.active is None:
             # the block must fit on the screen, with pytest's line above it
             fits = len(self.order) + 2 <= shutil.get_terminal_size().lines
-            self.active = fits and wanted(self.config, self.progress)
+            self.active = fits and wanted(self.config)
             if self.active:
                 self.reporter = self.config.pluginmanager.get_plugin("terminalreporter")
                 self.summary.warm_prices()

@@ -104,7 +104,7 @@ class Repeats:
 
     @pytest.hookimpl(trylast=True)  # after every other parametrization: the run id comes last
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        if FIXTURE not in metafunc.fixturenames or not self.settings.selected:
+        if FIXTURE not in metafunc.fixturenames:
             return
         from pytest_llm_matrix.repeats import add_runs
 

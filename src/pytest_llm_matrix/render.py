@@ -88,12 +88,17 @@ def rows_for(stats: Mapping[str, ModelStats], order: Sequence[str]) -> list[tupl
     return rows
 
 
+def _visible(rows: Sequence[tuple[str, ModelStats]]) -> list[Column]:
+    """The columns with something to show for these rows (xfailed only when any, ...)."""
+    return [c for c in COLUMNS if c.shown_if([s for _, s in rows])]
+
+
 def table(
     rows: Sequence[tuple[str, ModelStats]], width: int | None, max_rank: int | None = None
 ) -> list[str]:
     """Aligned lines: header, then one per row. Columns are dropped, least important
     first, until the lines fit ``width`` (None: keep every column)."""
-    columns = [c for c in COLUMNS if c.shown_if([s for _, s in rows])]
+    columns = _visible(rows)
     if max_rank is not None:
         columns = [c for c in columns if c.rank <= max_rank]
     while True:
@@ -129,7 +134,7 @@ def markdown(
     some: Mapping[str, Sequence[str]],
 ) -> str:
     """The summary for GitHub's job summary: the full table, then what failed where."""
-    columns = [c for c in COLUMNS if c.shown_if([s for _, s in rows])]
+    columns = _visible(rows)
     lines = [
         "## llm-matrix",
         "",

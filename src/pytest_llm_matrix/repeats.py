@@ -29,8 +29,6 @@ from pytest_llm_matrix.options import MAX_REPEAT, Settings, parse_rate
 RUN_FIXTURE: Final = "_llm_matrix_run"
 #: TestReport attribute describing a run (a dict of builtins).
 RUN_ATTR: Final = "llm_run"
-#: Outcomes that count as a verdict on the model (the rest - skips, xfails - settle at once).
-JUDGED: Final = ("passed", "failed", "error")
 #: The title of the report section that explains a verdict.
 SECTION: Final = "llm-matrix repeats"
 
@@ -56,10 +54,6 @@ class Run:
     spec: RunSpec
     planned: int  # runs of the group collected in this session (fewer with -k)
 
-    @property
-    def need(self) -> int:
-        return passes_needed(self.planned, self.spec.min_pass_rate)
-
 
 RUN_KEY: Final = pytest.StashKey[Run]()
 STOPPED_KEY: Final = pytest.StashKey[bool]()
@@ -73,17 +67,6 @@ def passes_needed(runs: int, rate: float) -> int:
     return max(0, min(runs, math.ceil(rate * runs - 1e-9)))
 
 
-def wilson_interval(passed: int, runs: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """The Wilson score interval for a pass rate (95% by default); (0, 1) for no runs."""
-    if runs <= 0:
-        return 0.0, 1.0
-    share = passed / runs
-    denominator = 1 + z * z / runs
-    centre = (share + z * z / (2 * runs)) / denominator
-    half = z * math.sqrt(share * (1 - share) / runs + z * z / (4 * runs * runs)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 # -- the shared tally ----------------------------------------------------------------------
 
 
@@ -92,7 +75,6 @@ class Tally:
     """The runs of one test on one model so far, and the verdict once it is settled."""
 
     planned: int
-    need: int
     rate: float = 1.0
     passed: int = 0
     failed: int = 0
@@ -103,6 +85,10 @@ class Tally:
     @property
     def runs(self) -> int:
         return self.passed + self.failed
+
+    @property
+    def need(self) -> int:
+        return passes_needed(self.planned, self.rate)
 
     def add(self, index: int, outcome: str, note: str | None) -> bool:
         """Count one run; True when this run settles the verdict."""
@@ -271,7 +257,7 @@ def settle(
         info["role"] = "stopped"
         return
     settled = False
-    tally = Tally(run.planned, run.need, run.spec.min_pass_rate)
+    tally = Tally(run.planned, run.spec.min_pass_rate)
 
     def change(text: str | None) -> str:
         nonlocal settled, tally

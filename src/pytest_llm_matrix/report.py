@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from pytest_llm_matrix import __version__, context
-from pytest_llm_matrix.repeats import JUDGED, RUN_ATTR, status_of
+from pytest_llm_matrix.repeats import RUN_ATTR, status_of
 from pytest_llm_matrix.stats import (
+    JUDGED,
     ModelStats,
     base_id,
     failure_split,
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 REPORT_ATTR: Final = "llm_model"
 #: Name of the TestReport attribute with what the test spent (a dict of builtins).
 SPEND_ATTR: Final = "llm_spend"
+#: Name of the TestReport attribute marking a test skipped because the budget was spent.
+BUDGET_ATTR: Final = "llm_budget_skip"
 REPORT_VERSION: Final = 1
 #: How a test's reports combine into its outcome: the worst wins.
 SEVERITY: Final = {"passed": 0, "xfailed": 0, "xpassed": 0, "skipped": 1, "failed": 2, "error": 3}
@@ -99,7 +102,7 @@ class Summary:
             self.failures[kind] += 1
         if model is None or model not in self.models:
             return
-        if report.skipped and "--llm-max-cost" in str(report.longrepr):
+        if getattr(report, BUDGET_ATTR, False):
             self.budget_skips += 1
         category, letter, word = self.config.hook.pytest_report_teststatus(
             report=report, config=self.config
@@ -204,7 +207,9 @@ class Summary:
             self.gate_failed = {
                 name: stats.pass_rate
                 for name, stats in self.stats.items()
-                if name not in self.optional and stats.judged and (stats.pass_rate or 0.0) < gate
+                if name not in self.optional
+                and stats.pass_rate is not None
+                and stats.pass_rate < gate
             }
         if exitstatus == pytest.ExitCode.TESTS_FAILED and not self.failures["plain"]:
             model_failures_count = gate is None and self.failures["required"]

@@ -52,8 +52,10 @@ def _remembered_model_tests(config: pytest.Config) -> int | None:
     """The model tests of the last run, read straight from pytest's cache directory
     (``config.cache`` does not exist yet when ``-n auto`` is decided)."""
     import json
+    import os
 
-    path = config.rootpath / str(config.getini("cache_dir")) / "v" / MODEL_TESTS_CACHE
+    cache_dir = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
+    path = config.rootpath / cache_dir / "v" / MODEL_TESTS_CACHE
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -91,19 +93,21 @@ def configure(config: pytest.Config) -> None:
         config.add_cleanup(lambda: context.configure(None))
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
     config.pluginmanager.register(Matrix(settings), "llm_matrix.matrix")
-    config.pluginmanager.register(Repeats(settings), "llm_matrix.repeats")
+    if settings.selected:
+        config.pluginmanager.register(Repeats(settings), "llm_matrix.repeats")
     if hasattr(config, "workerinput"):
         return
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_llm_matrix.xdist import XdistHooks
 
         config.pluginmanager.register(XdistHooks(settings, simulator), "llm_matrix.xdist")
-    if _distributed(config):
+    if distributed(config):
         # The xdist controller never collects: it learns of model tests from reports.
         _register_summary(config, settings)
 
 
-def _distributed(config: pytest.Config) -> bool:
+def distributed(config: pytest.Config) -> bool:
+    """Whether xdist runs the tests (this process is its controller or a worker)."""
     return bool(config.getoption("dist", "no") != "no")
 
 
@@ -134,7 +138,7 @@ def _register_summary(config: pytest.Config, settings: Settings) -> None:
     summary = Summary(config, settings)
     config.pluginmanager.register(summary, "llm_matrix.summary")
     if settings.progress != "off":
-        progress = live.LiveProgress(config, summary, settings.selected, settings.progress)
+        progress = live.LiveProgress(config, summary, settings.selected)
         config.pluginmanager.register(progress, "llm_matrix.live")
 
 
@@ -154,7 +158,7 @@ def collected(config: pytest.Config, items: list[pytest.Item]) -> None:
     if hasattr(config, "workerinput"):
         return
     _register_summary(config, settings)
-    if not _distributed(config) and not any(
+    if not distributed(config) and not any(
         config.pluginmanager.hasplugin(name) for name in REORDERING_PLUGINS
     ):
         group_by_model(items, settings.selected)
@@ -205,7 +209,7 @@ def header(config: pytest.Config) -> list[str] | None:
     estimate = _estimated_cost(config, settings)
     if estimate:
         lines.append(f"llm-matrix: {estimate}")
-    if _distributed(config) and settings.selected:
+    if distributed(config) and settings.selected:
         from pytest_llm_matrix.xdist import dist_given, uses_model_scheduler
 
         if uses_model_scheduler(config, settings):

@@ -64,10 +64,6 @@ class SimulatorService:
         self._lock = threading.Lock()
         self.url: str | None = None
 
-    @staticmethod
-    def needed(settings: Settings) -> bool:
-        return any(m.provider == "simulator" and m.base_url is None for m in settings.models)
-
     def ensure_started(self) -> str:
         with self._lock:
             if self.url is None:

@@ -7,6 +7,7 @@ JSON report agree with pytest's own totals with and without xdist.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from collections.abc import Iterable, Mapping
 from typing import Final
@@ -14,6 +15,8 @@ from typing import Final
 from pytest_llm_matrix.context import SPEND_COUNTERS
 
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+#: Outcomes that are a verdict on the model: the pass rate is passed / these.
+JUDGED: Final = ("passed", "failed", "error")
 
 
 def count_of(spend: Mapping[str, object], key: str) -> int:
@@ -34,6 +37,17 @@ def floats_of(values: object) -> list[float]:
     if not isinstance(values, list):
         return []
     return [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def wilson_interval(passed: int, runs: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval for a pass rate (95% by default); (0, 1) for no runs."""
+    if runs <= 0:
+        return 0.0, 1.0
+    share = passed / runs
+    denominator = 1 + z * z / runs
+    centre = (share + z * z / (2 * runs)) / denominator
+    half = z * math.sqrt(share * (1 - share) / runs + z * z / (4 * runs * runs)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -90,10 +104,6 @@ class ModelStats:
         self.runs_judged += 1
 
     @property
-    def judged(self) -> int:
-        return self.runs_judged
-
-    @property
     def pass_rate(self) -> float | None:
         """Runs passed / runs that passed, failed or errored; None when none did. Without
         repeats every test is one run, so this is passed / (passed + failed + error)."""
@@ -104,8 +114,6 @@ class ModelStats:
         """The pass rate's 95% Wilson interval, where repeats were run."""
         if not self.repeated or not self.runs_judged:
             return None
-        from pytest_llm_matrix.repeats import wilson_interval
-
         return wilson_interval(self.runs_passed, self.runs_judged)
 
     @property
@@ -173,7 +181,7 @@ def failure_split(
     everywhere: list[str] = []
     some: dict[str, list[str]] = {}
     for test, by_model in outcomes.items():
-        judged = {m: o for m, o in by_model.items() if o in ("passed", "failed", "error")}
+        judged = {m: o for m, o in by_model.items() if o in JUDGED}
         failed = [m for m, o in judged.items() if o != "passed"]
         if not failed:
             continue

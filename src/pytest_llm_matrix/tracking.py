@@ -22,7 +22,7 @@ from pytest_llm_matrix.repeats import (
     settle,
     stop_if_settled,
 )
-from pytest_llm_matrix.report import REPORT_ATTR, SPEND_ATTR
+from pytest_llm_matrix.report import BUDGET_ATTR, REPORT_ATTR, SPEND_ATTR
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.options import Settings
@@ -93,6 +93,8 @@ class TestTracker:
         ctx = context.current()
         if ctx is not None and (spend := ctx.take()) is not None:
             setattr(report, SPEND_ATTR, spend)
+        if ctx is not None and ctx.refused_by_budget and report.skipped:
+            setattr(report, BUDGET_ATTR, True)
         run = item.stash.get(RUN_KEY, None)
         limits = context.limits()
         subtest = item.stash.get(CALLING_KEY, False)  # pytest's subtests: parts of a run

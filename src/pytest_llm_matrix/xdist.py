@@ -91,7 +91,6 @@ class XdistHooks:
     @staticmethod
     def _settle_run(crashitem: str, report: pytest.TestReport, model: str) -> None:
         """A crashed run of a repeated test is an errored run of it, judged with the rest."""
-        from pytest_llm_matrix import context
         from pytest_llm_matrix.repeats import crashed_run, settle
 
         run = crashed_run(crashitem)
