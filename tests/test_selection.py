@@ -186,3 +186,36 @@ def test_key_present_runs(pytester, write_config, monkeypatch):
     result = pytester.runpytest("--models=hosted", "--llm-strict")
     result.assert_outcomes(passed=1)
     assert "sk-test-secret" not in result.stdout.str()
+
+
+def test_settings_survive_the_trip_to_a_worker():
+    import dataclasses
+    import json
+
+    from pytest_llm_matrix.options import Settings
+
+    registry = parse_registry(
+        {
+            "models": {
+                "a": {"provider": "openai", "api_key_env": "K"},
+                "b": {"provider": "simulator"},
+            }
+        },
+        "test",
+    )
+    settings = Settings(
+        registry=registry,
+        selected=("a", "b"),
+        selected_by="--models",
+        unavailable={"a": "K is not set"},
+        max_concurrency=3,
+        min_pass_rate=0.8,
+        repeat=5,
+        repeat_pass_rate=0.6,
+        progress="off",
+        max_cost=2.5,
+        rates={"a": (1e-6, 2e-6, 5e-7), "b": None},
+    )
+    wire = json.loads(json.dumps(settings.to_wire()))  # plain builtins only
+    assert Settings.from_wire(wire) == settings
+    assert {f.name for f in dataclasses.fields(Settings)} == set(wire)

@@ -238,52 +238,28 @@ class Settings:
 
     def to_wire(self) -> dict[str, Any]:
         """Plain builtins for ``workerinput`` (execnet serializes by exact type)."""
-        return {
-            "registry": self.registry.to_dict(),
-            "selected": list(self.selected),
-            "selected_by": self.selected_by,
-            "strict": self.strict,
-            "unavailable": dict(self.unavailable),
-            "simulator_url": self.simulator_url,
-            "max_concurrency": self.max_concurrency,
-            "llm_timeout": self.llm_timeout,
-            "max_attempts": self.max_attempts,
-            "max_wait": self.max_wait,
-            "state_dir": self.state_dir,
-            "dist": self.dist,
-            "min_pass_rate": self.min_pass_rate,
-            "report_path": self.report_path,
-            "max_cost": self.max_cost,
-            "repeat": self.repeat,
-            "repeat_pass_rate": self.repeat_pass_rate,
-            "progress": self.progress,
-            "rates": {k: None if v is None else list(v) for k, v in self.rates.items()},
-        }
+        data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        data.update(
+            registry=self.registry.to_dict(),
+            selected=list(self.selected),
+            unavailable=dict(self.unavailable),
+            rates={k: None if v is None else list(v) for k, v in self.rates.items()},
+        )
+        return data
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Settings:
         """Rebuild settings in a worker, simulated models already bound to their server."""
+        fields = dict(data)
+        url = fields.pop("simulator_url")
         settings = cls(
-            registry=reg.Registry.from_dict(data["registry"]),
-            selected=tuple(data["selected"]),
-            selected_by=data["selected_by"],
-            strict=data["strict"],
-            unavailable=dict(data["unavailable"]),
-            max_concurrency=data["max_concurrency"],
-            llm_timeout=data["llm_timeout"],
-            max_attempts=data["max_attempts"],
-            max_wait=data["max_wait"],
-            state_dir=data["state_dir"],
-            dist=data["dist"],
-            min_pass_rate=data["min_pass_rate"],
-            report_path=data["report_path"],
-            max_cost=data["max_cost"],
-            repeat=data["repeat"],
-            repeat_pass_rate=data["repeat_pass_rate"],
-            progress=data["progress"],
-            rates={k: None if v is None else (v[0], v[1], v[2]) for k, v in data["rates"].items()},
+            **{
+                **fields,
+                "registry": reg.Registry.from_dict(fields["registry"]),
+                "selected": tuple(fields["selected"]),
+                "rates": {k: None if v is None else tuple(v) for k, v in fields["rates"].items()},
+            }
         )
-        url = data["simulator_url"]
         return settings if url is None else settings.with_simulator(url)
 
 
@@ -349,8 +325,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
             f"--llm-strict: selected models cannot run: {missing}. Set the keys, or deselect "
             "those models with --models"
         )
-    repeat_rate = _rate_setting(config, "llm_repeat_pass_rate")
-    repeat = _setting(config, "llm_repeat", int, 1) or 1
+    repeat_rate = _setting(config, "llm_repeat_pass_rate", _rate_option("ini llm_repeat_pass_rate"))
+    repeat = _setting(config, "llm_repeat", _number("ini llm_repeat", int, 1)) or 1
     if repeat > MAX_REPEAT:
         raise pytest.UsageError(f"--llm-repeat: at most {MAX_REPEAT}, got {repeat}")
     return Settings(
@@ -360,16 +336,19 @@ def resolve_settings(config: pytest.Config) -> Settings:
         strict=strict,
         unavailable=unavailable,
         max_concurrency=config.option.llm_max_concurrency or registry.max_concurrency,
-        llm_timeout=_setting(config, "llm_timeout", float, 0),
-        max_attempts=_setting(config, "llm_max_attempts", int, 1) or DEFAULT_ATTEMPTS,
-        max_wait=_setting(config, "llm_max_wait", float, 0) or DEFAULT_MAX_WAIT,
-        dist=_choice(config, "llm_dist", DIST_MODES),
-        progress=_choice(config, "llm_progress", PROGRESS_MODES),
-        min_pass_rate=_rate_setting(config, "llm_min_pass_rate"),
+        llm_timeout=_setting(config, "llm_timeout", _number("ini llm_timeout", float, 0)),
+        max_attempts=_setting(config, "llm_max_attempts", _number("ini llm_max_attempts", int, 1))
+        or DEFAULT_ATTEMPTS,
+        max_wait=_setting(config, "llm_max_wait", _number("ini llm_max_wait", float, 0))
+        or DEFAULT_MAX_WAIT,
+        dist=_setting(config, "llm_dist", _one_of("ini llm_dist", DIST_MODES)) or DIST_MODES[0],
+        progress=_setting(config, "llm_progress", _one_of("ini llm_progress", PROGRESS_MODES))
+        or PROGRESS_MODES[0],
+        min_pass_rate=_setting(config, "llm_min_pass_rate", _rate_option("ini llm_min_pass_rate")),
         repeat=repeat,
         repeat_pass_rate=1.0 if repeat_rate is None else repeat_rate,
         report_path=_report_path(config),
-        max_cost=_setting(config, "llm_max_cost", float, 0),
+        max_cost=_setting(config, "llm_max_cost", _number("ini llm_max_cost", float, 0)),
     )
 
 
@@ -393,13 +372,6 @@ def _rate_option(option: str) -> Callable[[str], float]:
     return lambda text: parse_rate(text, option)
 
 
-def _rate_setting(config: pytest.Config, name: str) -> float | None:
-    value: float | None = getattr(config.option, name)
-    if value is None and (text := str(config.getini(name) or "").strip()):
-        value = parse_rate(text, f"ini {name}")
-    return value
-
-
 def _report_path(config: pytest.Config) -> str | None:
     if config.option.llm_report:
         path, origin = Path(config.invocation_params.dir) / config.option.llm_report, "--llm-report"
@@ -412,19 +384,19 @@ def _report_path(config: pytest.Config) -> str | None:
     return str(path)
 
 
-def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
-    """The command line's choice, else the ini file's (checked), else the first choice."""
-    value = getattr(config.option, name) or str(config.getini(name) or "").strip() or choices[0]
-    if value not in choices:
-        raise pytest.UsageError(f"ini {name}: expected one of {', '.join(choices)}, got {value!r}")
-    return str(value)
-
-
-def _setting(
-    config: pytest.Config, name: str, kind: type[int] | type[float], minimum: float
-) -> Any:
-    """The command line's value, else the ini file's (checked the same way), else None."""
+def _setting(config: pytest.Config, name: str, parse: Callable[[str], Any]) -> Any:
+    """The command line's value, else the ini file's read by ``parse`` (which names the ini
+    key in its errors), else None."""
     value = getattr(config.option, name)
-    if value is None and (text := config.getini(name)):
-        value = _number(f"ini {name}", kind, minimum)(str(text).strip())
+    if value is None and (text := str(config.getini(name) or "").strip()):
+        value = parse(text)
     return value
+
+
+def _one_of(option: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise pytest.UsageError(f"{option}: expected one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return parse
