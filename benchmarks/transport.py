@@ -54,7 +54,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as state:
         context.configure(context.Limits(Path(state), 8, context.RetryPolicy()))
-        ctx = context.begin("bench")
+        ctx = context.begin()
         bare = httpx2.Client(base_url=model.base_url)
         wrapped = httpx2.Client(base_url=model.base_url, transport=llm_transport(model))
         for stream in (False, True):
