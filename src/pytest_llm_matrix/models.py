@@ -59,13 +59,17 @@ class Model:
     @property
     def api_key_set(self) -> bool:
         """Whether the key this model needs (if any) is present in the environment."""
-        return self.api_key_env is None or bool(os.environ.get(self.api_key_env))
+        return self.api_key_env is None or self.api_key() is not None
 
     def api_key(self) -> str | None:
-        """Read the model's API key from the environment, at the moment it is needed."""
+        """Read the model's API key from the environment, at the moment it is needed.
+
+        Surrounding whitespace is dropped (a key pasted with its newline would otherwise end
+        up in a header that httpx refuses, quoting the key); a blank value is no key.
+        """
         if self.api_key_env is None:
             return None
-        return os.environ.get(self.api_key_env) or None
+        return os.environ.get(self.api_key_env, "").strip() or None
 
     @property
     def needs_simulator(self) -> bool:

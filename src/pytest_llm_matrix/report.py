@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from pytest_llm_matrix import __version__, context
+from pytest_llm_matrix.redaction import redactor
 from pytest_llm_matrix.repeats import RUN_ATTR, status_of
 from pytest_llm_matrix.stats import (
     JUDGED,
@@ -67,6 +68,8 @@ class Summary:
         self.item_spend: dict[str, dict[str, Any]] = {}  # for --junitxml, until teardown
         self.item_cost: dict[str, float | None] = {}  # ditto
         self.budget_skips = 0
+        self.failed_subtests: dict[str, int] = {}  # node id -> its failed subtests
+        self.redactor = redactor(config)  # every line and file written goes through it
         self.unwritten: list[str] = []  # outputs that could not be written, and why
         if self.junit:
             self.warm_prices()
@@ -270,7 +273,9 @@ class Summary:
         max_rank = render.QUIET_RANK if verbosity < 0 else None
         rows = render.rows_for(self.stats, self.order)
         lines = render.table(rows, width, max_rank)
-        write = terminalreporter.write_line
+        def write(line: str, **markup: bool) -> None:
+            terminalreporter.write_line(self.redactor.text(line), **markup)
+
         terminalreporter.write_sep("=", f"llm-matrix: {len(self.stats)} models", bold=True)
         write(lines[0], bold=True)
         for line, (_, stats) in zip(lines[1:], rows, strict=True):
@@ -367,11 +372,12 @@ class Summary:
     def _write_outputs(self, exit_status: int) -> None:
         if not self.stats:
             return
-        report = self.build(exit_status)
+        report = self.redactor.data(self.build(exit_status))
         self.config.hook.pytest_llm_matrix_report(config=self.config, report=report)
         path = self.settings.report_path
         if path:
-            problem = _write(path, json.dumps(report, indent=2) + "\n", append=False)
+            text = json.dumps(self.redactor.data(report), indent=2) + "\n"
+            problem = _write(path, text, append=False)
             if problem:
                 self.unwritten.append(f"--llm-report: could not write {problem}")
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -382,7 +388,7 @@ class Summary:
             text = render.markdown(
                 render.rows_for(self.stats, self.order), self._unavailable(), everywhere, some
             )
-            problem = _write(summary_file, text, append=True)
+            problem = _write(summary_file, self.redactor.text(text), append=True)
             if problem:
                 self.unwritten.append(f"$GITHUB_STEP_SUMMARY: could not write {problem}")
 

@@ -80,6 +80,7 @@ def configure(config: pytest.Config) -> None:
             settings = _with_rates(settings)
     config.stash[SETTINGS_KEY] = settings
     config.stash[SIMULATOR_KEY] = simulator
+    _redact_reports(config, settings)
     if settings.state_dir is not None:
         policy = context.RetryPolicy(attempts=settings.max_attempts, max_wait=settings.max_wait)
         limits = context.Limits(
@@ -104,6 +105,17 @@ def configure(config: pytest.Config) -> None:
     if distributed(config):
         # The xdist controller never collects: it learns of model tests from reports.
         _register_summary(config, settings)
+
+
+def _redact_reports(config: pytest.Config, settings: Settings) -> None:
+    """Keep the configured models' keys out of every report (see :mod:`.redaction`)."""
+    key_envs = [m.api_key_env for m in settings.registry.models.values() if m.api_key_env]
+    if not key_envs:
+        return
+    from pytest_llm_matrix.redaction import REDACTOR_KEY, Redactor, ReportRedaction
+
+    redactor = config.stash[REDACTOR_KEY] = Redactor(key_envs)
+    config.pluginmanager.register(ReportRedaction(config, redactor), "llm_matrix.redaction")
 
 
 def distributed(config: pytest.Config) -> bool:
