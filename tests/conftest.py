@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+import select
+import struct
+import subprocess
+import sys
+import termios
 import textwrap
+import time
 from importlib import resources
 
 import httpcore2  # noqa: F401  (see below)
@@ -141,3 +149,50 @@ def simulator():
     yield start
     for sim in started:
         sim.stop()
+
+
+def run_in_terminal(
+    args: list[str], cwd: os.PathLike[str], timeout: float = 90
+) -> tuple[str, int | None]:
+    """Run pytest with stdout in a pseudo-terminal 100 columns wide; return all it wrote
+    and its exit status (None when it had to be killed)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("PY_COLORS", "NO_COLOR", "CI")}
+    env["TERM"] = "xterm-256color"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=cwd,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        try:
+            status: int | None = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            status = None
+            process.kill()
+            process.wait()
+        os.close(master)
+    # colours off, so the text reads plainly; cursor movements stay
+    text = re.sub(r"\x1b\[[\d;]*m", "", b"".join(chunks).decode(errors="replace"))
+    return text, status

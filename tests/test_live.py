@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import select
-import struct
-import subprocess
-import sys
-import termios
-import time
 
 import pytest
 
 from pytest_llm_matrix.live import progress_lines
+
+from .conftest import run_in_terminal
 
 SUITE = """
 import time
@@ -37,45 +31,6 @@ CURSOR_UP = re.compile(r"\x1b\[(\d+)A")
 BLOCK_LINE = re.compile(r"(sim-\w+)\s+(\d+)/(\d+) done\s+(\d+) failed\s+cost (\S+)")
 
 
-def run_in_terminal(args: list[str], cwd: os.PathLike[str], timeout: float = 90) -> str:
-    """Run pytest with stdout in a pseudo-terminal 100 columns wide; return all it wrote."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("PY_COLORS", "NO_COLOR", "CI")}
-    env["TERM"] = "xterm-256color"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *args],
-        cwd=cwd,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        process.kill()
-        process.wait()
-        os.close(master)
-    # colours off, so the text reads plainly; cursor movements stay
-    return re.sub(r"\x1b\[[\d;]*m", "", b"".join(chunks).decode(errors="replace"))
-
-
 def test_progress_lines():
     lines = progress_lines(
         [("sim-fast", 3, 12, 0, "$0.0012"), ("sim-weak", 12, 12, 2, "n/a"), ("b", 12, 12, 0, "-")],
@@ -94,7 +49,9 @@ def test_progress_lines():
 def test_live_block_in_a_terminal_with_xdist(pytester, write_config):
     write_config()
     pytester.makepyfile(SUITE)
-    out = run_in_terminal(["--models=sims", "-n", "2", "-p", "no:randomly"], pytester.path)
+    out, _ = run_in_terminal(
+        ["--models=sims", "-p", "no:sugar", "-n", "2", "-p", "no:randomly"], pytester.path
+    )
     assert re.search(r"8 failed, 8 passed", out), out
     states = [m.groups() for m in BLOCK_LINE.finditer(out)]
     assert states, out
@@ -118,7 +75,9 @@ def test_live_block_in_a_terminal_with_xdist(pytester, write_config):
 def test_live_block_without_xdist(pytester, write_config):
     write_config()
     pytester.makepyfile(SUITE)
-    out = run_in_terminal(["--models=sims", "-p", "no:randomly"], pytester.path)
+    out, _ = run_in_terminal(
+        ["--models=sims", "-p", "no:sugar", "-p", "no:randomly"], pytester.path
+    )
     assert "8 failed, 8 passed" in out
     assert any(int(d) < int(t) for _, d, t, _, _ in (m.groups() for m in BLOCK_LINE.finditer(out)))
 
@@ -129,7 +88,9 @@ def test_live_block_without_xdist(pytester, write_config):
 def test_no_live_block_when_asked_or_quiet(pytester, write_config, args):
     write_config()
     pytester.makepyfile(SUITE)
-    out = run_in_terminal(["--models=sims", "-p", "no:randomly", *args], pytester.path)
+    out, _ = run_in_terminal(
+        ["--models=sims", "-p", "no:sugar", "-p", "no:randomly", *args], pytester.path
+    )
     assert "8 failed, 8 passed" in out
     assert not BLOCK_LINE.search(out)
     assert not CURSOR_UP.search(out)

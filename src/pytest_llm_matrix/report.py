@@ -1,9 +1,10 @@
 """The controller's per-model report: terminal table, JSON, GitHub summary, exit status.
 
 Workers put the model's alias and what the test spent on every TestReport as plain
-builtins; the controller counts reports per model exactly as pytest's terminal does
-(through ``pytest_report_teststatus``), so every output agrees with pytest's own totals with
-and without xdist. Tokens are priced only once the tests are over.
+builtins; the controller counts reports per model by pytest's own rules, read from each
+report (see :func:`category_of`), so every output agrees with pytest's own totals with and
+without xdist, whatever other plugins make of them. Tokens are priced only once the tests
+are over.
 """
 
 from __future__ import annotations
@@ -107,10 +108,10 @@ class Summary:
             return
         if getattr(report, BUDGET_ATTR, False):
             self.budget_skips += 1
-        category, letter, word = self.config.hook.pytest_report_teststatus(
-            report=report, config=self.config
-        )
-        counted = bool(letter or word) and getattr(report, "count_towards_summary", True)
+        if _is_subtest(report) and report.failed:
+            self.failed_subtests[report.nodeid] = self.failed_subtests.get(report.nodeid, 0) + 1
+        category = category_of(report, self.failed_subtests.get(report.nodeid, 0))
+        counted = bool(category) and getattr(report, "count_towards_summary", True)
         stats = self.stats.setdefault(model, ModelStats())
         stats.add(
             category if counted else "",
@@ -410,6 +411,34 @@ class Summary:
         costs = dict(known) if isinstance(known, dict) else {}
         costs.update({name: s.cost for name, s in self.stats.items() if not s.unpriced})
         cache.set(COSTS_CACHE, costs)
+
+
+def category_of(report: pytest.TestReport, failed_subtests: int = 0) -> str:
+    """How pytest itself counts one report: passed, failed, error, skipped, xfailed,
+    xpassed, or '' (not a result: a passed setup or teardown, a passed subtest).
+
+    Read from the report, not from ``pytest_report_teststatus``, which other plugins answer
+    their own way (pytest-sugar gives setup and teardown reports a letter too, so counting
+    through it counts a test three times). The rules are pytest's: its runner, skipping and
+    subtests plugins; a repeated test's runs follow :func:`.repeats.status_of`.
+    """
+    run = getattr(report, RUN_ATTR, None)
+    if isinstance(run, dict) and run.get("role") is not None:
+        return status_of(run)[0]
+    if hasattr(report, "wasxfail") and not report.failed:
+        return "xfailed" if report.skipped else "xpassed"
+    if report.when in ("setup", "teardown"):
+        return "error" if report.failed else "skipped" if report.skipped else ""
+    if _is_subtest(report):
+        return "" if report.passed else report.outcome
+    if report.passed and failed_subtests:
+        return "failed"  # pytest fails a test whose subtests failed
+    return report.outcome
+
+
+def _is_subtest(report: pytest.TestReport) -> bool:
+    """pytest's own subtests (>= 9) and the pytest-subtests plugin's."""
+    return type(report).__name__ in ("SubtestReport", "SubTestReport")
 
 
 def _write(path: str, text: str, *, append: bool) -> str | None:

@@ -1,0 +1,78 @@
+"""Counts that other plugins cannot bend: the per-model results are read from the reports
+themselves, so a plugin that answers ``pytest_report_teststatus`` its own way (pytest-sugar
+gives setup and teardown reports a letter too) changes neither the table, nor the JSON
+report, nor the gate's verdict."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from .conftest import run_in_terminal
+
+SUITE = """
+import pytest
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown")
+
+@pytest.mark.parametrize("question", ["capital of France?", "hi", "a", "b"])
+def test_answer(llm, question):
+    assert llm.complete(question) in ("Paris", "ok")
+
+def test_teardown_error(llm, broken_teardown):
+    assert llm.complete("hi") == "ok"
+
+def test_skipped(llm_model):
+    pytest.skip("not today")
+
+@pytest.mark.xfail(reason="known")
+def test_xfail(llm_model):
+    assert False
+"""
+
+#: Per model: passed, failed, errors, skipped, xfailed (sim-weak answers the capital wrong).
+EXPECTED = {"sim-fast": (5, 0, 1, 1, 1), "sim-weak": (4, 1, 1, 1, 1)}
+ROW = re.compile(r"^(sim-\w+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s", re.M)
+
+
+def table_counts(output: str) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(map(int, counts)) for name, *counts in ROW.findall(output)}
+
+
+def json_counts(path) -> dict[str, tuple[int, ...]]:
+    models = json.loads(path.read_text())["models"]
+    keys = ("passed", "failed", "error", "skipped", "xfailed")
+    return {name: tuple(m["outcomes"][k] for k in keys) for name, m in models.items()}
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
+@pytest.mark.parametrize("sugar", [True, False], ids=["sugar", "no-sugar"])
+def test_pytest_sugar_changes_no_count_and_no_verdict(pytester, write_config, workers, sugar):
+    pytest.importorskip("pytest_sugar")
+    write_config()
+    pytester.makepyfile(SUITE)
+    args = [
+        "--models=sims",
+        "--llm-report=report.json",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+    ]
+    # sim-weak passes 4 of 6 judged results (66.7%), sim-fast 5 of 6 (83.3%): below 75%,
+    # sim-weak fails the gate; counting setup and teardown reports would lift it over.
+    output, status = run_in_terminal(
+        [*args, "--llm-min-pass-rate=75%", *workers, *([] if sugar else ["-p", "no:sugar"])],
+        pytester.path,
+    )
+    if sugar:
+        assert "Results (" in output  # pytest-sugar's own summary: it really ran
+    assert table_counts(output) == EXPECTED, output
+    assert json_counts(pytester.path / "report.json") == EXPECTED
+    assert "--llm-min-pass-rate 75%: below it: sim-weak 66.7%" in output
+    assert status == 1
