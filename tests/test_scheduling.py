@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -218,8 +219,34 @@ def test_auto_workers(global_cap, caps, tests, expected):
 
 
 def test_auto_workers_without_caps_or_models():
-    chosen, why = auto_workers(settings({"a": None}), None)
-    assert chosen is not None
-    assert chosen >= 1
-    assert why.endswith("as no concurrency caps are configured")
+    chosen, why = auto_workers(settings({"a": None}), None, cpus=3)
+    assert (chosen, why) == (6, "2 per CPU (3 CPUs), as no concurrency caps are configured")
     assert auto_workers(Settings(), None) == (None, "no models selected: xdist's default")
+
+
+@pytest.mark.parametrize(("tests", "expected"), [(40, 4), (4, 4), (3, 3), (None, 4)])
+def test_remembered_tests_only_lower_the_workers_without_caps(tests, expected):
+    assert auto_workers(settings({"a": None, "b": 2}), tests, cpus=2)[0] == expected
+
+
+def test_a_second_auto_run_starts_no_more_workers_than_the_first(pytester, write_config):
+    write_config()
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.parametrize('n', range(40))\ndef test_a(llm, n):\n    pass\n"
+    )
+    cpus = os.cpu_count() or 1
+    chosen = []
+    for _ in range(2):
+        result = pytester.runpytest_subprocess("--models=sims", "-n", "auto")
+        result.assert_outcomes(passed=80)
+        line = next(line for line in result.outlines if "-n auto:" in line)
+        chosen.append(int(line.split("-n auto: ")[1].split()[0]))
+    assert chosen == [min(2 * cpus, 32)] * 2
+
+
+def test_auto_workers_without_the_cache_plugin(pytester, write_config):
+    write_config()
+    pytester.makepyfile("def test_a(llm):\n    pass\n")
+    result = pytester.runpytest_subprocess("--models=sims", "-n", "auto", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*-n auto: * workers, set by 2 per CPU*"])

@@ -245,32 +245,35 @@ def cooling_check(coordinator_getter: Callable[[], Any]) -> Callable[[str], bool
     return cooling
 
 
-def auto_workers(settings: Settings, model_tests: int | None) -> tuple[int | None, str]:
+def auto_workers(
+    settings: Settings, model_tests: int | None, cpus: int | None = None
+) -> tuple[int | None, str]:
     """How many workers ``-n auto`` starts for this selection, and why (for the header).
 
-    Enough workers to reach the concurrency caps, bounded by the number of model tests (as
-    remembered from the last run) and a ceiling that keeps memory sane. None means "no LLM
-    tests selected: let xdist decide".
-    """
+    Enough workers to reach the concurrency caps (the global cap or the sum of the models'
+    caps, whichever is smaller), or 2 per CPU when no caps are configured; never more than
+    the model tests of the last run (as remembered) nor a ceiling that keeps memory sane.
+    The remembered count only ever lowers the number. None means "no LLM tests selected:
+    let xdist decide"."""
     models = settings.models
     if not models:
         return None, "no models selected: xdist's default"
     bounds: dict[str, int] = {}
+    caps = [m.max_concurrency for m in models]
     if settings.max_concurrency is not None:
         bounds["the global cap (--max-concurrency)"] = settings.max_concurrency
-    caps = [m.max_concurrency for m in models]
     if all(cap is not None for cap in caps):
         bounds["the sum of the models' caps"] = sum(c for c in caps if c is not None)
+    if not bounds:
+        cpus = cpus or os.cpu_count() or 1
+        bounds[f"2 per CPU ({cpus} CPUs), as no concurrency caps are configured"] = 2 * cpus
     if model_tests:
         bounds["the model tests of the last run"] = model_tests
-    ceiling = _ceiling()
-    bounds[f"the ceiling ({WORKER_CEILING} workers, {WORKER_MEMORY // 2**20} MB each)"] = ceiling
-    if len(bounds) == 1:
-        cpus = os.cpu_count() or 1
-        chosen = min(ceiling, 2 * cpus)
-        return chosen, f"2 per CPU ({cpus} CPUs), as no concurrency caps are configured"
+    bounds[f"the ceiling ({WORKER_CEILING} workers, {WORKER_MEMORY // 2**20} MB each)"] = (
+        _ceiling()
+    )
     reason, chosen = min(bounds.items(), key=lambda item: item[1])
-    return max(1, chosen), f"{reason}"
+    return max(1, chosen), reason
 
 
 def _ceiling() -> int:

@@ -50,10 +50,13 @@ def auto_workers(config: pytest.Config) -> int | None:
 
 def _remembered_model_tests(config: pytest.Config) -> int | None:
     """The model tests of the last run, read straight from pytest's cache directory
-    (``config.cache`` does not exist yet when ``-n auto`` is decided)."""
+    (``config.cache`` does not exist yet when ``-n auto`` is decided); None without the
+    cache plugin (``-p no:cacheprovider``: its ``cache_dir`` setting does not exist then)."""
     import json
     import os
 
+    if not config.pluginmanager.has_plugin("cacheprovider"):
+        return None
     cache_dir = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
     path = config.rootpath / cache_dir / "v" / MODEL_TESTS_CACHE
     try:
