@@ -71,6 +71,10 @@ def configure(config: pytest.Config) -> None:
     simulator = None
     if workerinput is not None and WORKERINPUT_KEY in workerinput:
         settings = Settings.from_wire(workerinput[WORKERINPUT_KEY])
+        if settings.selected:
+            from pytest_llm_matrix.lifetime import exit_with_parent
+
+            exit_with_parent()
     else:
         settings = early_settings(config)
         if any(m.needs_simulator for m in settings.models):
@@ -128,12 +132,9 @@ def distributed(config: pytest.Config) -> bool:
 
 def _with_state_dir(config: pytest.Config, settings: Settings) -> Settings:
     """A fresh directory the session's processes coordinate through (slots, cooldowns)."""
-    import shutil
-    import tempfile
+    from pytest_llm_matrix.lifetime import state_dir
 
-    state_dir = tempfile.mkdtemp(prefix="pytest-llm-matrix-")
-    config.add_cleanup(lambda: shutil.rmtree(state_dir, ignore_errors=True))
-    return dataclasses.replace(settings, state_dir=state_dir)
+    return dataclasses.replace(settings, state_dir=state_dir(config))
 
 
 def _with_rates(settings: Settings) -> Settings:

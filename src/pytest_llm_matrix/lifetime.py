@@ -1,0 +1,136 @@
+"""Nothing a run starts or writes outlives it.
+
+- The session's state directory (request slots, cooldowns, the budget, shared records) is
+  removed when the session ends, and on SIGTERM. Its owner holds a lock on a file inside it
+  for the whole session; a directory whose lock is free has lost its owner (a controller
+  killed by SIGKILL cannot clean up), and the next session removes it. The lock is an OS
+  lock, so it is free exactly when the owner is gone: no pid that could have been reused.
+- An xdist worker whose controller died stops at once, instead of finishing its queued
+  tests (spending money on hosted models) against a session nobody reports.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+PREFIX: Final = "pytest-llm-matrix-"
+#: A directory is made under this name, locked, then renamed to PREFIX...: a session that
+#: looks for stale directories never sees one that is not locked yet.
+MAKING_PREFIX: Final = ".pytest-llm-matrix-making-"
+OWNER_LOCK: Final = "owner.lock"
+#: A half-made directory (its maker died between mkdtemp and rename) this old is stale.
+MAKING_STALE_AFTER: Final = 3600.0
+#: How often a worker checks that its controller is alive, in seconds.
+PARENT_CHECK: Final = 0.25
+
+
+def state_dir(config: pytest.Config) -> str:
+    """A fresh state directory for the session, owned by this process until it ends;
+    stale ones of sessions that died are removed first."""
+    temp = Path(tempfile.gettempdir())
+    remove_stale(temp)
+    making = Path(tempfile.mkdtemp(prefix=MAKING_PREFIX))
+    lock = os.open(making / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    final = temp / (PREFIX + making.name.removeprefix(MAKING_PREFIX))
+    os.rename(making, final)
+
+    def remove() -> None:
+        shutil.rmtree(final, ignore_errors=True)
+        os.close(lock)
+
+    config.add_cleanup(remove)
+    _remove_on_sigterm(config, remove)
+    return str(final)
+
+
+def remove_stale(temp: Path) -> list[Path]:
+    """Remove the state directories whose owner is gone; return them."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(temp))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():
+                continue
+            if entry.name.startswith(PREFIX):
+                stale = _unowned(Path(entry.path))
+            elif entry.name.startswith(MAKING_PREFIX):
+                stale = now - entry.stat().st_mtime > MAKING_STALE_AFTER
+            else:
+                continue
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _unowned(directory: Path) -> bool:
+    """Whether no live process holds the directory's owner lock."""
+    try:
+        fd = os.open(directory / OWNER_LOCK, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True  # made before owner locks existed, or half removed
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _remove_on_sigterm(config: pytest.Config, remove: Callable[[], None]) -> None:
+    """On SIGTERM, remove the state, then die of SIGTERM as the process would have.
+
+    Only where SIGTERM is not handled already (by pytest, another plugin or the program
+    that runs pytest in-process), and only from the main thread, where handlers can be set.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        remove()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    config.add_cleanup(restore)
+
+
+def exit_with_parent() -> None:
+    """In an xdist worker: exit as soon as the controller that started it is gone."""
+    parent = os.getppid()
+    if parent <= 1:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK)
+        os._exit(1)  # no report could reach anyone; the OS frees the request slots
+
+    threading.Thread(target=watch, name="llm-matrix-parent-watch", daemon=True).start()
+

@@ -1,0 +1,156 @@
+"""Nothing a run starts or writes outlives it: not its xdist workers, not its state
+directory, whether it ends normally, is interrupted, terminated or killed."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+SLOW_PROJECT = """
+[tool.llm-matrix.models.sim-slow]
+provider = "simulator"
+simulate = { latency = 0.3 }
+"""
+
+SLOW_SUITE = """
+import pytest
+
+@pytest.mark.parametrize("n", range(60))
+def test_answer(llm, n):
+    assert llm.complete("hi")
+"""
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found |= {int(child) for child in task.read_text().split()}
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a dead child not yet reaped by whoever inherited it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def state_dirs(temp: Path) -> list[str]:
+    return sorted(p.name for p in temp.iterdir() if "pytest-llm-matrix-" in p.name)
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def temp(tmp_path_factory, monkeypatch) -> Path:
+    """The temporary folder of the runs under test (TMPDIR), apart from everyone else's."""
+    folder = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # in-process runs: read TMPDIR again
+    return folder
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+
+
+@needs_proc
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_nothing_outlives_a_stopped_run(pytester, write_config, temp, workers, signum):
+    write_config(SLOW_PROJECT)
+    pytester.makepyfile(SLOW_SUITE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the signal goes to the controller alone
+    )
+    try:
+        expected = 2 if workers else 0
+        assert wait_for(lambda: state_dirs(temp) and len(children(process.pid)) >= expected)
+        time.sleep(1.0)  # tests under way
+        started = children(process.pid)
+        assert len(started) == expected
+        process.send_signal(signum)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert wait_for(lambda: not any(running(pid) for pid in started), timeout=5)
+    if signum == signal.SIGKILL:
+        # nothing can clean up after SIGKILL: the next run does
+        assert len(state_dirs(temp)) == 1
+        pytester.makepyfile("def test_a(llm):\n    pass\n")
+        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert state_dirs(temp) == []
+
+
+def test_only_stale_state_directories_are_removed_at_start(pytester, write_config, temp):
+    def make(name: str, locked: bool | None) -> int | None:
+        folder = temp / name
+        folder.mkdir()
+        (folder / "slot").write_text("")
+        if locked is None:
+            return None
+        fd = os.open(folder / "owner.lock", os.O_RDWR | os.O_CREAT)
+        if locked:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fd
+        os.close(fd)
+        return None
+
+    make("pytest-llm-matrix-dead", locked=False)  # its owner died
+    make("pytest-llm-matrix-old", locked=None)  # from before owner locks
+    alive = make("pytest-llm-matrix-alive", locked=True)  # another session, running
+    make(".pytest-llm-matrix-making-new", locked=None)  # being made right now
+    make(".pytest-llm-matrix-making-old", locked=None)
+    hours_ago = time.time() - 7200
+    os.utime(temp / ".pytest-llm-matrix-making-old", (hours_ago, hours_ago))
+    make("unrelated", locked=None)
+    write_config()
+    pytester.makepyfile("def test_a(llm):\n    pass\n")
+    try:
+        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    finally:
+        assert alive is not None
+        os.close(alive)
+    assert sorted(p.name for p in temp.iterdir()) == [
+        ".pytest-llm-matrix-making-new",
+        "pytest-llm-matrix-alive",
+        "unrelated",
+    ]
+
+
+def test_a_run_leaves_no_state_and_keeps_sigterm_as_it_was(pytester, write_config, temp):
+    write_config()
+    pytester.makepyfile("def test_a(llm):\n    pass\n")
+    before = signal.getsignal(signal.SIGTERM)
+    pytester.makeconftest(
+        "import os, tempfile\n"
+        "def pytest_sessionfinish():\n"
+        "    with open('seen.txt', 'w') as seen:\n"
+        "        seen.write('\\n'.join(os.listdir(tempfile.gettempdir())))\n"
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)  # in-process
+    seen = (pytester.path / "seen.txt").read_text().split()
+    assert any(name.startswith("pytest-llm-matrix-") for name in seen)  # there, while it ran
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert state_dirs(temp) == []
