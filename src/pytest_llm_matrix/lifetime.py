@@ -133,4 +133,3 @@ def exit_with_parent() -> None:
         os._exit(1)  # no report could reach anyone; the OS frees the request slots
 
     threading.Thread(target=watch, name="llm-matrix-parent-watch", daemon=True).start()
-

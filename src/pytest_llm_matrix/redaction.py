@@ -131,12 +131,11 @@ _TEXT_FIELDS: Final = ("longrepr", "sections", "user_properties", "wasxfail")
 
 class ReportRedaction:
     """Redacts every report before a reporter (terminal, JUnit, pytest-xdist's channel to the
-    controller, other plugins) sees it.
+    controller, other plugins) sees it: first thing when the report is logged.
 
-    A report is made safe in :meth:`pytest_runtest_makereport`, as soon as it exists, so that
-    the plugin's own uses of it (a repeated test's failure notes) see it redacted too; and
-    checked again when it is logged, for text added later (pytest's subtests add captured
-    output after making the report) and for reports made elsewhere.
+    Model tests' reports are also redacted as soon as they are made (see
+    :class:`.tracking.TestTracker`), so the plugin's own uses of them (a repeated test's
+    failure notes, shared between workers) see them redacted too.
     """
 
     def __init__(self, config: pytest.Config, redactor: Redactor) -> None:
@@ -144,7 +143,14 @@ class ReportRedaction:
         self.redactor = redactor
 
     def report(self, report: pytest.TestReport | pytest.CollectReport) -> None:
-        """Redact ``report`` in place (a cheap look first: most reports hold no key)."""
+        """Redact ``report`` in place (a cheap look first: most reports hold no text)."""
+        if not (
+            report.longrepr is not None
+            or report.sections
+            or getattr(report, "user_properties", None)
+            or getattr(report, "wasxfail", None)
+        ):
+            return
         if not self.redactor.forms or not self._holds_key(report):
             return
         # The report's own serialization (what xdist sends) turns its longrepr into plain
@@ -169,18 +175,6 @@ class ReportRedaction:
             return True
         return any(holds(repr(prop)) for prop in getattr(report, "user_properties", ()))
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(self) -> Any:
-        report = yield
-        self.report(report)
-        return report
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_make_collect_report(self) -> Any:
-        report = yield
-        self.report(report)
-        return report
-
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.report(report)
@@ -191,8 +185,16 @@ class ReportRedaction:
 
 
 REDACTOR_KEY: Final = pytest.StashKey[Redactor]()
+PLUGIN_NAME: Final = "llm_matrix.redaction"
 
 
 def redactor(config: pytest.Config) -> Redactor:
     """The session's redactor (one that knows no key when the plugin is not configured)."""
     return config.stash.get(REDACTOR_KEY, None) or Redactor(())
+
+
+def redact_report(config: pytest.Config, report: pytest.TestReport) -> None:
+    """Redact a report now, if the session has keys to hide."""
+    plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if isinstance(plugin, ReportRedaction):
+        plugin.report(report)

@@ -274,6 +274,7 @@ class Summary:
         max_rank = render.QUIET_RANK if verbosity < 0 else None
         rows = render.rows_for(self.stats, self.order)
         lines = render.table(rows, width, max_rank)
+
         def write(line: str, **markup: bool) -> None:
             terminalreporter.write_line(self.redactor.text(line), **markup)
 

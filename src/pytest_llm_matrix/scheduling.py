@@ -269,9 +269,7 @@ def auto_workers(
         bounds[f"2 per CPU ({cpus} CPUs), as no concurrency caps are configured"] = 2 * cpus
     if model_tests:
         bounds["the model tests of the last run"] = model_tests
-    bounds[f"the ceiling ({WORKER_CEILING} workers, {WORKER_MEMORY // 2**20} MB each)"] = (
-        _ceiling()
-    )
+    bounds[f"the ceiling ({WORKER_CEILING} workers, {WORKER_MEMORY // 2**20} MB each)"] = _ceiling()
     reason, chosen = min(bounds.items(), key=lambda item: item[1])
     return max(1, chosen), reason
 

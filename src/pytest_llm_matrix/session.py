@@ -119,10 +119,10 @@ def _redact_reports(config: pytest.Config, settings: Settings) -> None:
     key_envs = [m.api_key_env for m in settings.registry.models.values() if m.api_key_env]
     if not key_envs:
         return
-    from pytest_llm_matrix.redaction import REDACTOR_KEY, Redactor, ReportRedaction
+    from pytest_llm_matrix.redaction import PLUGIN_NAME, REDACTOR_KEY, Redactor, ReportRedaction
 
     redactor = config.stash[REDACTOR_KEY] = Redactor(key_envs)
-    config.pluginmanager.register(ReportRedaction(config, redactor), "llm_matrix.redaction")
+    config.pluginmanager.register(ReportRedaction(config, redactor), PLUGIN_NAME)
 
 
 def distributed(config: pytest.Config) -> bool:

@@ -15,6 +15,7 @@ import pytest
 
 from pytest_llm_matrix import context
 from pytest_llm_matrix.matrix import model_of
+from pytest_llm_matrix.redaction import redact_report
 from pytest_llm_matrix.repeats import (
     CALLING_KEY,
     RUN_KEY,
@@ -87,6 +88,7 @@ class TestTracker:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        redact_report(item.config, report)  # before its text goes into a shared record
         model = model_of(item)
         if model is not None:
             setattr(report, REPORT_ATTR, model.name)
