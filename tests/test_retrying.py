@@ -64,6 +64,13 @@ def test_ok_and_non_json_errors():
         ({"x-ratelimit-reset-tokens": "20ms"}, 0.02),
         ({"anthropic-ratelimit-requests-reset": "2027-01-15T08:00:12Z"}, None),
         ({"retry-after": "soon"}, None),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "-5"}, 0.0),
+        ({"retry-after": "1e308"}, 1e308),
+        ({"retry-after-ms": "inf", "retry-after": "2"}, 2.0),
+        ({"retry-after": "Fri, 31 Dec 99999 23:59:59 GMT"}, None),
+        ({"x-ratelimit-reset-requests": "9" * 400 + "h"}, None),
         ({}, None),
     ],
 )
@@ -86,7 +93,8 @@ def test_backoff_grows_with_jitter_and_is_capped():
 
 
 @pytest.mark.parametrize(
-    ("value", "text"), [(30, "30s"), (12.4, "12s"), (2.5, "2.5s"), (1.0, "1s"), (0.25, "0.25s")]
+    ("value", "text"),
+    [(30, "30s"), (12.4, "12s"), (2.5, "2.5s"), (1.0, "1s"), (0.25, "0.25s"), (1e308, "1e+308s")],
 )
 def test_seconds(value, text):
     assert seconds(value) == text

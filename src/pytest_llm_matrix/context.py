@@ -9,6 +9,8 @@ builtin, ready to ride on a TestReport across xdist.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +39,9 @@ class Limits:
     global_cap: int | None
     policy: RetryPolicy
     budget: float | None = None  # USD for the whole session (--llm-max-cost)
+    #: Where an xdist worker keeps its running test's spend, for the controller to read
+    #: should the worker crash (None: not a worker)
+    journal: Journal | None = None
     #: USD per token (input, output, cached input) by model alias; None: no known price
     rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
     _coordinator: Coordinator | None = None
@@ -55,6 +60,8 @@ class Limits:
     def close(self) -> None:
         if self._coordinator is not None:
             self._coordinator.close()
+        if self.journal is not None:
+            self.journal.close()
 
 
 SPEND_COUNTERS = (
@@ -69,12 +76,56 @@ SPEND_COUNTERS = (
 )
 
 
+class Journal:
+    """The running test's spend not yet on a report, in a file of the session's state
+    directory, so that a crashed worker's requests are not lost (the controller reads it).
+
+    Rewritten in place after every request with one ``pwrite`` on a descriptor kept open: a
+    process dies between system calls, so a reader finds the whole entry. A shorter entry
+    is padded with spaces over the longer one before it (JSON allows trailing spaces).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._size = 0
+        self._lock = threading.Lock()  # a test's threads finish requests concurrently
+
+    def write(self, nodeid: str, spend: Mapping[str, Any]) -> None:
+        data = json.dumps({"nodeid": nodeid, "spend": spend}).encode()
+        with self._lock:
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.pwrite(self._fd, data.ljust(self._size), 0)
+            self._size = max(self._size, len(data))
+
+    @staticmethod
+    def read(path: str, nodeid: str) -> dict[str, Any] | None:
+        """What the test ``nodeid`` spent before its worker died, if anything."""
+        try:
+            with open(path, "rb") as file:
+                entry = json.loads(file.read())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(entry, dict) or entry.get("nodeid") != nodeid:
+            return None
+        spend = entry.get("spend")
+        return spend if isinstance(spend, dict) and spend.get("attempts") else None
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 class TestContext:
     """The running test: its deadline, and what it has spent so far."""
 
     __test__ = False  # not a test class, whatever pytest's python_classes says
 
-    def __init__(self) -> None:
+    def __init__(self, nodeid: str | None = None) -> None:
+        self.nodeid = nodeid
         self.refused_by_budget = False  # a request (or the test) was refused: budget spent
         self.deadline: float | None = None  # time.monotonic() value
         self.timeout: float | None = None  # the configured seconds behind the deadline
@@ -112,7 +163,16 @@ class TestContext:
         """What was spent since the last call (None if nothing), and start afresh."""
         with self._lock:
             spend, self._spend = self._spend, self._empty()
-        return spend if spend["attempts"] or spend["requests"] else None
+        if not (spend["attempts"] or spend["requests"]):
+            return None
+        checkpoint(self)  # it is on a report now: a crash must not count it again
+        return spend
+
+    def counters(self) -> dict[str, int]:
+        """The counters spent since the last :meth:`take` (not the latencies: a journal
+        entry stays the same size however many requests a test makes)."""
+        with self._lock:
+            return {key: self._spend[key] for key in SPEND_COUNTERS}
 
 
 _limits: Limits | None = None
@@ -149,10 +209,18 @@ def refusal(model: str) -> str | None:
     return None
 
 
-def begin() -> TestContext:
+def begin(nodeid: str | None = None) -> TestContext:
     global _current
-    _current = TestContext()
+    _current = TestContext(nodeid)
     return _current
+
+
+def checkpoint(ctx: TestContext | None) -> None:
+    """Save what ``ctx`` has spent so far to the worker's journal (if it keeps one)."""
+    limits = _limits
+    if limits is None or limits.journal is None or ctx is None or ctx.nodeid is None:
+        return
+    limits.journal.write(ctx.nodeid, ctx.counters())
 
 
 def end() -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from pytest_llm_matrix import context
+from pytest_llm_matrix.redaction import forms_of, mask
 from pytest_llm_matrix.retrying import (
     Verdict,
     backoff,
@@ -72,9 +73,9 @@ Step = Sleep | Send | Read
 
 
 def redact(text: str, model: Model) -> str:
-    """Never let the key show, even when a provider echoes it back in an error."""
+    """``text`` without ``model``'s key, in any of its forms (see :mod:`.redaction`)."""
     key = model.api_key()
-    return text.replace(key, "***") if key else text
+    return mask(text, forms_of(key)) if key else text
 
 
 class _Poll:
@@ -150,7 +151,9 @@ class Exchange:
         while True:
             if (reason := context.refusal(self.name)) is not None:
                 pytest.skip(reason)
-            cooldown = coordinator.cooldown_until(self.name) - time.time()
+            cooldown = min(
+                coordinator.cooldown_until(self.name) - time.time(), self.policy.max_wait
+            )
             if cooldown > 0:
                 self._may_wait(cooldown, f"rate-limited by {self.name}", attempts)
                 yield Sleep(cooldown)
@@ -196,9 +199,18 @@ class Exchange:
     def run(
         self, request: Any, wrap_stream: Callable[[Any, StreamWatch], None]
     ) -> Generator[Step, Any, Any]:
+        """The exchange, as steps; what it spent is saved for a crash when it ends."""
         __tracebackhide__ = True
-        if self.ctx is not None:
-            self.ctx.count(requests=1)
+        try:
+            return (yield from self._run(request, wrap_stream))
+        finally:
+            context.checkpoint(self.ctx)
+
+    def _run(
+        self, request: Any, wrap_stream: Callable[[Any, StreamWatch], None]
+    ) -> Generator[Step, Any, Any]:
+        __tracebackhide__ = True
+        streaming = _asks_for_stream(request)
         attempt = 0
         while True:
             attempt += 1
@@ -206,7 +218,9 @@ class Exchange:
             try:
                 self._set_timeouts(request)
                 if self.ctx is not None:
-                    self.ctx.count(attempts=1, retries=int(attempt > 1))
+                    # counted as sent: a request refused before (cooldown, deadline) is not
+                    first = int(attempt == 1)
+                    self.ctx.count(requests=first, attempts=1, retries=1 - first)
                 started = time.monotonic()
                 response = yield Send(request)
                 status = response.status_code
@@ -221,7 +235,7 @@ class Exchange:
                 timed_out = "Timeout" in type(exc).__name__
                 if timed_out and self.ctx is not None:
                     self.ctx.count(timeouts=1)
-                what = f"{self.name}: {type(exc).__name__}: {redact(str(exc), self.model)}"
+                what = f"{self.name}: {type(exc).__name__}: {exc}"
                 if timed_out and (left := self._left()) is not None and left <= 0.01:
                     pytest.fail(f"{what}: no answer within {self._budget()}", pytrace=False)
                 yield from self._wait_to_retry(attempt, None, what)
@@ -234,13 +248,15 @@ class Exchange:
                 self._verified(held)
                 held.release()
                 self._record_body(body, started)
+                if streaming and verdict is Verdict.OK:
+                    self._not_a_stream(response, body)
                 return response
             held.release()
             code, message = error_of(body)
-            cause = redact(f"HTTP {status} {error_text(code, message)}", self.model)
+            cause = f"HTTP {status} {error_text(code, message)}"
             if verdict is Verdict.UNAVAILABLE:
-                if self.coordinator is not None:
-                    self.coordinator.mark_unavailable(self.name, cause)
+                if self.coordinator is not None:  # a file every worker reads: no key in it
+                    self.coordinator.mark_unavailable(self.name, redact(cause, self.model))
                 pytest.fail(
                     f"{self.name} is unavailable: {cause}; its remaining tests are skipped",
                     pytrace=False,
@@ -249,7 +265,9 @@ class Exchange:
                 self.ctx.count(rate_limited=1)
             hinted = server_wait(response.headers)
             if status == 429 and hinted and self.coordinator is not None:
-                self.coordinator.start_cooldown(self.name, time.time() + hinted)
+                # every worker waits it out: never longer than a wait we would accept
+                cooldown = min(hinted, self.policy.max_wait)
+                self.coordinator.start_cooldown(self.name, time.time() + cooldown)
             what = f"rate-limited by {self.name}" if status == 429 else f"{self.name}: {cause}"
             yield from self._wait_to_retry(attempt, hinted, what)
 
@@ -275,6 +293,19 @@ class Exchange:
             said = f"backoff {seconds(wait)}"
         self._may_wait(wait, what, attempt, said)
         yield Sleep(wait)
+
+    def _not_a_stream(self, response: Any, body: bytes) -> None:
+        """A stream was asked for and a plain answer came: fail, saying what came (a JSON
+        completion from a server that ignores ``stream``, an HTML page, garbage), rather
+        than let the client read it as an empty stream."""
+        __tracebackhide__ = True
+        kind = response.headers.get("content-type") or "no content-type"
+        snippet = body[:200].decode("utf-8", "replace")
+        pytest.fail(
+            f"{self.name}: asked for a stream, but the answer is not an event stream "
+            f"(HTTP {response.status_code}, {kind}): {snippet!r}",
+            pytrace=False,
+        )
 
     def _verified(self, held: _Held) -> None:
         """The model answered for real: let everyone past the first-request gate."""
@@ -312,6 +343,18 @@ def account(model: str, ctx: context.TestContext, usage: Usage) -> None:
         uncached = max(usage.input_tokens - usage.cached_tokens, 0)
         cost = uncached * per_input + usage.cached_tokens * per_cached
         limits.coordinator.add_cost(cost + usage.output_tokens * per_output)
+
+
+def _asks_for_stream(request: Any) -> bool:
+    """Whether the request's JSON body asks for a streamed answer (``"stream": true``)."""
+    content = request.content
+    if b'"stream"' not in content:
+        return False
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("stream") is True
 
 
 def _is_event_stream(response: Any) -> bool:
@@ -370,9 +413,9 @@ class StreamWatch:
             return
         ctx.record("latencies", time.monotonic() - self.started)
         tracker = self.tracker
-        if tracker is None:
-            return
-        if tracker.first_token_at is not None:
-            ctx.record("ttft", tracker.first_token_at - self.started)
-        if tracker.usage is not None:
-            account(self.name, ctx, tracker.usage)
+        if tracker is not None:
+            if tracker.first_token_at is not None:
+                ctx.record("ttft", tracker.first_token_at - self.started)
+            if tracker.usage is not None:
+                account(self.name, ctx, tracker.usage)
+        context.checkpoint(ctx)

@@ -27,6 +27,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -294,8 +295,12 @@ class FileCoordinator:
         return None if slot is None else _Lease([(scope, slot)])
 
     def cooldown_until(self, model: str) -> float:
-        text = _read(self._path(model, "cooldown"))
-        return float(text) if text else 0.0
+        try:
+            text = _read(self._path(model, "cooldown"))
+            until = float(text) if text else 0.0
+        except ValueError:  # not a number: no cooldown (never a crash, never forever)
+            return 0.0
+        return until if math.isfinite(until) else 0.0
 
     def start_cooldown(self, model: str, until: float) -> None:
         with _exclusive(self._path(model, "lock")):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
 import re
 import time
@@ -88,36 +89,48 @@ def _date(text: str, now: float) -> float | None:
     """An HTTP date or an RFC 3339 timestamp, as seconds from ``now``."""
     try:
         return email.utils.parsedate_to_datetime(text).timestamp() - now
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
-
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() - now
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
+def _number(text: str, unit: float = 1.0) -> float | None:
+    """A plain number of ``unit`` seconds, or None for anything else (``inf`` and ``nan``
+    too: a server that asks for an endless wait has said nothing usable)."""
+    try:
+        value = float(text) * unit
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def server_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """How long the server asked us to wait, in seconds, or None if it did not say."""
+    """How long the server asked us to wait, in seconds, or None if it did not say.
+
+    Always a finite number >= 0: a date in the past means "now"; values that are not
+    numbers, durations or dates are ignored, as if the header were absent.
+    """
     now = time.time() if now is None else now
-    if (value := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
+    if (value := headers.get("retry-after-ms")) is not None and (
+        seconds := _number(value, 0.001)
+    ) is not None:
+        return max(0.0, seconds)
     if (value := headers.get("retry-after")) is not None:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            if (seconds := _date(value, now)) is not None:
-                return max(0.0, seconds)
+        seconds = _number(value)
+        if seconds is None:
+            seconds = _date(value, now)
+        if seconds is not None:
+            return max(0.0, seconds)
     waits = []
     for name in RESET_HEADERS:
         if (value := headers.get(name)) is not None:
             seconds = _duration(value)
             if seconds is None:
                 seconds = _date(value, now)
-            if seconds is not None:
+            if seconds is not None and math.isfinite(seconds):
                 waits.append(max(0.0, seconds))
     return max(waits) if waits else None
 
@@ -130,5 +143,8 @@ def backoff(attempt: int, initial: float, maximum: float) -> float:
 
 
 def seconds(value: float) -> str:
-    """``12.0`` -> ``"12s"``, ``0.25`` -> ``"0.25s"``: waits and budgets in messages."""
+    """``12.0`` -> ``"12s"``, ``0.25`` -> ``"0.25s"``, ``1e308`` -> ``"1e+308s"``: waits and
+    budgets in messages."""
+    if value >= 1e6:
+        return f"{value:.3g}s"
     return f"{value:.0f}s" if value >= 10 or value == int(value) else f"{value:.2g}s"

@@ -96,6 +96,9 @@ def configure(config: pytest.Config) -> None:
             policy,
             budget=settings.max_cost,
             rates=settings.rates,
+            journal=context.Journal(journal_path(settings.state_dir, workerinput["workerid"]))
+            if workerinput is not None and "workerid" in workerinput
+            else None,
         )
         context.configure(limits)
         config.add_cleanup(lambda: context.configure(None))
@@ -108,10 +111,15 @@ def configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_llm_matrix.xdist import XdistHooks
 
-        config.pluginmanager.register(XdistHooks(settings, simulator), "llm_matrix.xdist")
+        config.pluginmanager.register(XdistHooks(config, settings, simulator), "llm_matrix.xdist")
     if distributed(config):
         # The xdist controller never collects: it learns of model tests from reports.
         _register_summary(config, settings)
+
+
+def journal_path(state_dir: str, worker: str) -> str:
+    """Where worker ``worker`` (``gw0``) keeps its running test's spend (see Journal)."""
+    return f"{state_dir}/spend-{worker}.json"
 
 
 def _redact_reports(config: pytest.Config, settings: Settings) -> None:

@@ -82,10 +82,10 @@ class ModelStats:
         if outcome in self.counts:
             self.counts[outcome] += 1
         self.duration += duration
-        if start is not None:
-            self.start = start if self.start is None else min(self.start, start)
-        if stop is not None:
-            self.stop = stop if self.stop is None else max(self.stop, stop)
+        if not (start and stop):  # xdist's report of a crashed worker has neither (0)
+            return
+        self.start = start if self.start is None else min(self.start, start)
+        self.stop = stop if self.stop is None else max(self.stop, stop)
 
     def add_spend(self, spend: Mapping[str, object]) -> None:
         for key in SPEND_COUNTERS:

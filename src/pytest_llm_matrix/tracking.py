@@ -60,7 +60,7 @@ class TestTracker:
     def pytest_runtest_protocol(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, object, object]:
-        context.begin()
+        context.begin(item.nodeid)
         try:
             return (yield)
         finally:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 from pytest_llm_matrix import context
 from pytest_llm_matrix.options import WORKERINPUT_KEY, Settings
+
+#: The phase of the report xdist makes for a test whose worker crashed.
+CRASH_PHASE: Final = "???"
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -39,7 +42,10 @@ class XdistHooks:
     so every worker gets its address.
     """
 
-    def __init__(self, settings: Settings, simulator: SimulatorService | None) -> None:
+    def __init__(
+        self, config: pytest.Config, settings: Settings, simulator: SimulatorService | None
+    ) -> None:
+        self.config = config
         self.settings = settings
         self.simulator = simulator
         self.wire: dict[str, Any] | None = None
@@ -78,15 +84,47 @@ class XdistHooks:
         )
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
-        """A worker died mid-test: the failure counts for, and names, the test's model."""
-        from pytest_llm_matrix.report import REPORT_ATTR
+        """A worker died mid-test: the failure counts for, and names, the test's model, and
+        keeps what the test had spent (from the worker's journal)."""
+        from pytest_llm_matrix.report import REPORT_ATTR, SPEND_ATTR
         from pytest_llm_matrix.scheduling import model_from_nodeid
 
         model = model_from_nodeid(crashitem, self.settings.selected)
-        if model is not None:
-            setattr(report, REPORT_ATTR, model)
-            report.longrepr = f"{report.longrepr} (model {model})"
-            self._settle_run(crashitem, report, model)
+        if model is None:
+            return
+        setattr(report, REPORT_ATTR, model)
+        report.longrepr = f"{report.longrepr} (model {model})"
+        worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
+        if self.settings.state_dir is not None and isinstance(worker, str):
+            from pytest_llm_matrix.session import journal_path
+
+            path = journal_path(self.settings.state_dir, worker)
+            spend = context.Journal.read(path, crashitem)
+            if spend is not None:
+                setattr(report, SPEND_ATTR, spend)
+        self._settle_run(crashitem, report, model)
+
+    @pytest.hookimpl(trylast=True)  # after every reporter has taken the crash report
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A crashed worker's test gets the teardown report its worker never sent: it ends
+        the test for every reporter - JUnit closes its case with the test's ``llm_*``
+        properties, the live progress counts it done - as any test's teardown does."""
+        from pytest_llm_matrix.repeats import RUN_ATTR
+        from pytest_llm_matrix.report import REPORT_ATTR
+
+        model = getattr(report, REPORT_ATTR, None)
+        if str(report.when) != CRASH_PHASE or model is None:
+            return
+        teardown = pytest.TestReport(
+            report.nodeid, report.location, {}, "passed", None, "teardown", duration=0.0
+        )
+        # JUnit keys a test case by its id and this: the crash report's worker
+        teardown.node = getattr(report, "node", None)  # type: ignore[attr-defined]
+        setattr(teardown, REPORT_ATTR, model)
+        run = getattr(report, RUN_ATTR, None)
+        if isinstance(run, dict):
+            setattr(teardown, RUN_ATTR, {**run, "role": None, "outcome": None})
+        self.config.hook.pytest_runtest_logreport(report=teardown)
 
     @staticmethod
     def _settle_run(crashitem: str, report: pytest.TestReport, model: str) -> None:

@@ -21,7 +21,9 @@ DEFAULT_REPLY = "This is a simulated reply from {model}."
 DEFAULT_WRONG_REPLY = "I don't know."
 DEFAULT_HANG_SECONDS = 3600.0
 
-FaultKind: TypeAlias = Literal["429", "500", "503", "529", "hang", "malformed", "truncate"]
+FaultKind: TypeAlias = Literal[
+    "429", "500", "503", "529", "hang", "malformed", "truncate", "not_stream"
+]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
 _TOP_KEYS = ("default_reply", "seed", "rules", "models")
@@ -36,13 +38,26 @@ _MODEL_KEYS = (
     "faults",
 )
 _RULE_KEYS = ("match", "reply")
-_FAULT_KEYS = ("kind", "every", "first", "match", "retry_after", "retry_after_ms", "quota", "hang")
+_FAULT_KEYS = (
+    "kind",
+    "every",
+    "first",
+    "match",
+    "retry_after",
+    "retry_after_ms",
+    "quota",
+    "hang",
+    "body",
+)
+#: What a `not_stream` fault answers a stream request with.
+NOT_STREAM_BODIES = ("json", "html", "garbage")
 # Options that only make sense for one fault kind; using them elsewhere is a config mistake.
 _KIND_ONLY_OPTIONS: dict[str, FaultKind] = {
     "retry_after": "429",
     "retry_after_ms": "429",
     "quota": "429",
     "hang": "hang",
+    "body": "not_stream",
 }
 
 
@@ -66,10 +81,11 @@ class Fault:
     every: int | None = None
     first: int | None = None
     match: re.Pattern[str] | None = None
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # a string is sent as it is, even "inf"
     retry_after_ms: int | None = None
     quota: bool = False
     hang: float = DEFAULT_HANG_SECONDS
+    body: str = "json"
 
     def fires_on(self, count: int) -> bool:
         """Whether the fault fires on the `count`-th request it counts (1-based)."""
@@ -159,6 +175,12 @@ def _number(value: object, where: _Where) -> float:
     return float(value)
 
 
+def _header_value(value: str, where: _Where) -> str:
+    if not value or not value.isprintable() or not value.isascii():
+        raise where.error(f"must be printable ASCII to go in a header, got {value!r}")
+    return value
+
+
 def _regex(value: object, where: _Where) -> re.Pattern[str]:
     text = _string(value, where)
     try:
@@ -220,9 +242,13 @@ def _fault(value: object, where: _Where) -> Fault:
     every = _integer(table["every"], where.child("every"), 1) if "every" in table else None
     first = _integer(table["first"], where.child("first"), 1) if "first" in table else None
     match = _regex(table["match"], where.child("match")) if "match" in table else None
-    retry_after = None
+    retry_after: float | str | None = None
     if "retry_after" in table:
-        retry_after = _number(table["retry_after"], where.child("retry_after"))
+        value = table["retry_after"]
+        if isinstance(value, str):  # verbatim, to play a server that sends nonsense
+            retry_after = _header_value(value, where.child("retry_after"))
+        else:
+            retry_after = _number(value, where.child("retry_after"))
     retry_after_ms = None
     if "retry_after_ms" in table:
         retry_after_ms = _integer(table["retry_after_ms"], where.child("retry_after_ms"), 0)
@@ -232,7 +258,12 @@ def _fault(value: object, where: _Where) -> Fault:
     hang = DEFAULT_HANG_SECONDS
     if "hang" in table:
         hang = _number(table["hang"], where.child("hang"))
-    return Fault(kind, every, first, match, retry_after, retry_after_ms, quota, hang)
+    body = table.get("body", "json")
+    if body not in NOT_STREAM_BODIES:
+        raise where.child("body").error(
+            f"must be one of {', '.join(NOT_STREAM_BODIES)}, got {body!r}"
+        )
+    return Fault(kind, every, first, match, retry_after, retry_after_ms, quota, hang, body)
 
 
 def _model(value: object, where: _Where) -> ModelConfig:

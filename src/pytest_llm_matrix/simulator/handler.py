@@ -212,6 +212,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if fault is not None and kind == "429":
             self._fault_429(dialect, model, fault)
             return
+        if fault is not None and kind == "not_stream" and conversation.stream:
+            self._pause(state.latency(knobs))
+            self._not_a_stream(dialect, conversation, fault.body, state, knobs)
+            return
         if fault is not None and kind == "hang":
             self._pause(fault.hang)
             self.close_connection = True  # no answer at all, as a stuck upstream would do
@@ -228,9 +232,37 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, dialect.complete(conversation, reply), mangle=kind)
 
+    def _not_a_stream(
+        self,
+        dialect: Dialect,
+        conversation: Conversation,
+        body: str,
+        state: SimulatorState,
+        knobs: ModelConfig,
+    ) -> None:
+        """A stream was asked for; answer as a server that ignores ``stream`` (a whole JSON
+        completion), a proxy's error page, or garbage - all with status 200 and no SSE."""
+        if body == "json":
+            text = state.reply_text(conversation.model, knobs, conversation.last_user_text)
+            reply = make_reply(text, conversation.max_tokens)
+            self._send_json(200, dialect.complete(conversation, reply))
+            return
+        if body == "html":
+            content_type, data = "text/html", b"<html><body><h1>Welcome</h1></body></html>"
+        else:
+            content_type, data = "application/octet-stream", b"\x00\xff\xfe garbage \x01\x02"
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self._answered()
+        self.wfile.write(data)
+
     def _fault_429(self, dialect: Dialect, model: str, fault: Fault) -> None:
         headers = []
-        if fault.retry_after is not None:
+        if isinstance(fault.retry_after, str):
+            headers.append(("retry-after", fault.retry_after))
+        elif fault.retry_after is not None:
             headers.append(("retry-after", str(math.ceil(fault.retry_after))))
         if fault.retry_after_ms is not None:
             headers.append(("retry-after-ms", str(fault.retry_after_ms)))
