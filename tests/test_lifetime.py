@@ -118,12 +118,14 @@ def test_only_stale_state_directories_are_removed_at_start(pytester, write_confi
         return None
 
     make("pytest-llm-matrix-dead", locked=False)  # its owner died
-    make("pytest-llm-matrix-old", locked=None)  # from before owner locks
     alive = make("pytest-llm-matrix-alive", locked=True)  # another session, running
+    make("pytest-llm-matrix-unlocked", locked=None)  # an older plugin's, maybe running
+    make("pytest-llm-matrix-unlocked-old", locked=None)  # ... or long gone
     make(".pytest-llm-matrix-making-new", locked=None)  # being made right now
     make(".pytest-llm-matrix-making-old", locked=None)
-    hours_ago = time.time() - 7200
-    os.utime(temp / ".pytest-llm-matrix-making-old", (hours_ago, hours_ago))
+    two_days_ago = time.time() - 2 * 86400
+    for name in ("pytest-llm-matrix-unlocked-old", ".pytest-llm-matrix-making-old"):
+        os.utime(temp / name, (two_days_ago, two_days_ago))
     make("unrelated", locked=None)
     write_config()
     pytester.makepyfile("def test_a(llm):\n    pass\n")
@@ -135,6 +137,7 @@ def test_only_stale_state_directories_are_removed_at_start(pytester, write_confi
     assert sorted(p.name for p in temp.iterdir()) == [
         ".pytest-llm-matrix-making-new",
         "pytest-llm-matrix-alive",
+        "pytest-llm-matrix-unlocked",
         "unrelated",
     ]
 

@@ -90,8 +90,11 @@ class Journal:
         self._fd = -1
         self._size = 0
         self._lock = threading.Lock()  # a test's threads finish requests concurrently
+        self._pid = os.getpid()
 
     def write(self, nodeid: str, spend: Mapping[str, Any]) -> None:
+        if os.getpid() != self._pid:
+            return  # a process the test forked: its copy of the spend is not the worker's
         data = json.dumps({"nodeid": nodeid, "spend": spend}).encode()
         with self._lock:
             if self._fd < 0:

@@ -289,7 +289,9 @@ class Exchange:
         if hinted is not None:
             wait, said = hinted, f"retry-after {seconds(hinted)}"
         else:
-            wait = backoff(attempt, policy.backoff_initial, policy.backoff_max)
+            wait = backoff(
+                attempt, policy.backoff_initial, min(policy.backoff_max, policy.max_wait)
+            )
             said = f"backoff {seconds(wait)}"
         self._may_wait(wait, what, attempt, said)
         yield Sleep(wait)

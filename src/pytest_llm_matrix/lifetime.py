@@ -5,6 +5,8 @@
   for the whole session; a directory whose lock is free has lost its owner (a controller
   killed by SIGKILL cannot clean up), and the next session removes it. The lock is an OS
   lock, so it is free exactly when the owner is gone: no pid that could have been reused.
+  A directory without a lock (an older version of the plugin, which may still be running)
+  is removed only after a day without a change.
 - An xdist worker whose controller died stops at once, instead of finishing its queued
   tests (spending money on hosted models) against a session nobody reports.
 """
@@ -29,8 +31,10 @@ PREFIX: Final = "pytest-llm-matrix-"
 #: looks for stale directories never sees one that is not locked yet.
 MAKING_PREFIX: Final = ".pytest-llm-matrix-making-"
 OWNER_LOCK: Final = "owner.lock"
-#: A half-made directory (its maker died between mkdtemp and rename) this old is stale.
-MAKING_STALE_AFTER: Final = 3600.0
+#: A directory without an owner lock this old is stale: half made (its maker died between
+#: mkdtemp and rename), or made by a version of the plugin before owner locks, which may
+#: still be running - so only after a day without a change.
+UNOWNED_STALE_AFTER: Final = 86400.0
 #: How often a worker checks that its controller is alive, in seconds.
 PARENT_CHECK: Final = 0.25
 
@@ -67,12 +71,14 @@ def remove_stale(temp: Path) -> list[Path]:
         try:
             if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():
                 continue
-            if entry.name.startswith(PREFIX):
-                stale = _unowned(Path(entry.path))
-            elif entry.name.startswith(MAKING_PREFIX):
-                stale = now - entry.stat().st_mtime > MAKING_STALE_AFTER
-            else:
+            if not entry.name.startswith((PREFIX, MAKING_PREFIX)):
                 continue
+            owned = _owner_alive(Path(entry.path))
+            stale = (
+                not owned
+                if owned is not None
+                else now - entry.stat().st_mtime > UNOWNED_STALE_AFTER
+            )
         except OSError:
             continue
         if stale:
@@ -81,19 +87,19 @@ def remove_stale(temp: Path) -> list[Path]:
     return removed
 
 
-def _unowned(directory: Path) -> bool:
-    """Whether no live process holds the directory's owner lock."""
+def _owner_alive(directory: Path) -> bool | None:
+    """Whether a live process holds the directory's owner lock; None when it has none."""
     try:
         fd = os.open(directory / OWNER_LOCK, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        return True  # made before owner locks existed, or half removed
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return False
+        return True
     finally:
         os.close(fd)
-    return True
+    return False
 
 
 def _remove_on_sigterm(config: pytest.Config, remove: Callable[[], None]) -> None:
