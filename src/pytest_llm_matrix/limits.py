@@ -16,9 +16,8 @@ stays closed to everyone for a short hand-off (``handoff``, 5 ms by default): th
 immediate retry fails like everyone else's, and whichever caller polls first afterwards gets
 it. That is fair as long as waiters poll about as often as the hand-off lasts (a refused try
 costs a few µs, so polling every few ms is cheap); a waiter that backs off to much longer
-pauses loses to callers that poll faster. Slots are tried in order, the first free one taken,
-so the slots that exist (objects, lock files, descriptors) are as many as the requests in
-flight at the busiest moment, not as many as the cap allows.
+pauses loses to callers that poll faster. Slots of a scope are tried from a random index, so
+pollers spread over the lock files.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import re
 import struct
 import threading
@@ -181,11 +181,10 @@ class _Scope:
         self._opening = threading.Lock()
 
     def try_take(self, cap: int, now: float) -> _Slot | None:
-        """The first free slot of ``cap``, trying 0, 1, 2, ...: a slot (its object, lock
-        file and descriptor) exists once some caller reached it, so a cap costs what the
-        concurrency actually reached needs, however large the cap."""
-        for index in range(cap):
-            slot = self._slot(index)
+        slots = self._slots_for(cap)
+        start = random.randrange(cap)
+        for i in range(cap):
+            slot = slots[(start + i) % cap]
             if slot.try_take(now, self._handoff):
                 return slot
         os.pwrite(self._contended_fd(), _STAMP.pack(now), 0)
@@ -209,12 +208,12 @@ class _Scope:
         if fd >= 0:
             os.close(fd)
 
-    def _slot(self, index: int) -> _Slot:
-        if index >= len(self._slots):
+    def _slots_for(self, cap: int) -> list[_Slot]:
+        if len(self._slots) < cap:
             with self._opening:
-                while len(self._slots) <= index:
+                while len(self._slots) < cap:
                     self._slots.append(_Slot(f"{self._prefix}-{len(self._slots)}.lock"))
-        return self._slots[index]
+        return self._slots
 
     def _contended_fd(self) -> int:
         if self._stamp_fd < 0:

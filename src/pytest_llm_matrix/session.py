@@ -174,7 +174,7 @@ def collected(config: pytest.Config, items: list[pytest.Item]) -> None:
     from pytest_llm_matrix.tracking import TestTracker, TimeoutHooks, add_timeout_marks
 
     settings = config.stash[SETTINGS_KEY]
-    add_timeout_marks(config, settings, items)
+    add_timeout_marks(settings, items)
     index_runs(items)
     config.pluginmanager.register(TestTracker(), "llm_matrix.tracker")
     if config.pluginmanager.hasplugin("timeout"):
@@ -230,12 +230,6 @@ def header(config: pytest.Config) -> list[str] | None:
     if simulated:
         details.append(f"built-in simulator for {', '.join(simulated)}")
     lines.append("llm-matrix: " + ", ".join(details))
-    timed = settings.llm_timeout is not None or any(m.timeout for m in settings.models)
-    if timed and not config.pluginmanager.hasplugin("timeout"):
-        lines.append(
-            "llm-matrix: pytest-timeout is off: model timeouts are not enforced per test "
-            "(each request still times out)"
-        )
     estimate = _estimated_cost(config, settings)
     if estimate:
         lines.append(f"llm-matrix: {estimate}")

@@ -32,15 +32,11 @@ TIMEOUT_SOURCE: Final = pytest.StashKey[str]()
 OWN_TIMER: Final = pytest.StashKey[Callable[[], None]]()
 
 
-def add_timeout_marks(config: pytest.Config, settings: Settings, items: list[pytest.Item]) -> None:
+def add_timeout_marks(settings: Settings, items: list[pytest.Item]) -> None:
     """A model's ``timeout`` (or ``--llm-timeout``) becomes a ``pytest.mark.timeout``.
 
-    A timeout mark the user put on the test, class or module wins. Without pytest-timeout
-    (``-p no:timeout``) there is nobody to enforce one, and the mark would not even be
-    registered: the header says so instead.
+    A timeout mark the user put on the test, class or module wins.
     """
-    if not config.pluginmanager.hasplugin("timeout"):
-        return
     for item in items:
         model = model_of(item)
         if model is None or item.get_closest_marker("timeout") is not None:

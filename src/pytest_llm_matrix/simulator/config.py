@@ -20,11 +20,6 @@ if TYPE_CHECKING:
 DEFAULT_REPLY = "This is a simulated reply from {model}."
 DEFAULT_WRONG_REPLY = "I don't know."
 DEFAULT_HANG_SECONDS = 3600.0
-#: The longest latency, hang or retry-after a config may ask for (a day), and the fastest
-#: stream pace: larger numbers are typos, and would overflow the server's timers.
-MAX_SECONDS = 86400.0
-MAX_SPEED = 1e9
-MAX_RPM = 1_000_000
 
 FaultKind: TypeAlias = Literal[
     "429", "500", "503", "529", "hang", "malformed", "truncate", "not_stream"
@@ -164,31 +159,20 @@ def _string(value: object, where: _Where) -> str:
     return value
 
 
-def _integer(value: object, where: _Where, minimum: int | None, maximum: int | None = None) -> int:
+def _integer(value: object, where: _Where, minimum: int | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise where.error(f"must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise where.error(f"must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise where.error(f"must be <= {maximum}, got {value}")
     return value
 
 
-def _number(value: object, where: _Where, maximum: float = MAX_SECONDS) -> float:
-    """A finite number from 0 to ``maximum`` (seconds, unless said otherwise)."""
+def _number(value: object, where: _Where) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise where.error(f"must be a number, got {value!r}")
-    if not math.isfinite(value) or not 0 <= value <= maximum:
-        raise where.error(f"must be a finite number from 0 to {maximum:g}, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise where.error(f"must be a finite number >= 0, got {value!r}")
     return float(value)
-
-
-def _speed(value: object, where: _Where) -> float:
-    """tokens_per_second: 0 (all at once) or a pace whose pauses stay under a day."""
-    speed = _number(value, where, maximum=MAX_SPEED)
-    if 0 < speed < 1 / MAX_SECONDS:
-        raise where.error(f"must be 0 or at least {1 / MAX_SECONDS:.3g}, got {value!r}")
-    return speed
 
 
 def _header_value(value: str, where: _Where) -> str:
@@ -267,9 +251,7 @@ def _fault(value: object, where: _Where) -> Fault:
             retry_after = _number(value, where.child("retry_after"))
     retry_after_ms = None
     if "retry_after_ms" in table:
-        retry_after_ms = _integer(
-            table["retry_after_ms"], where.child("retry_after_ms"), 0, int(MAX_SECONDS * 1000)
-        )
+        retry_after_ms = _integer(table["retry_after_ms"], where.child("retry_after_ms"), 0)
     quota = table.get("quota", False)
     if not isinstance(quota, bool):
         raise where.child("quota").error(f"must be a boolean, got {quota!r}")
@@ -291,11 +273,11 @@ def _model(value: object, where: _Where) -> ModelConfig:
         knobs["latency"] = _latency(table["latency"], where.child("latency"))
     if "tokens_per_second" in table:
         tps_where = where.child("tokens_per_second")
-        knobs["tokens_per_second"] = _speed(table["tokens_per_second"], tps_where)
+        knobs["tokens_per_second"] = _number(table["tokens_per_second"], tps_where)
     if "api_key" in table:
         knobs["api_key"] = _string(table["api_key"], where.child("api_key"))
     if "rpm" in table:
-        knobs["rpm"] = _integer(table["rpm"], where.child("rpm"), 0, MAX_RPM)
+        knobs["rpm"] = _integer(table["rpm"], where.child("rpm"), 0)
     if "wrong" in table:
         wrong_where = where.child("wrong")
         knobs["wrong"] = tuple(
@@ -349,6 +331,4 @@ def load_config(path: str | os.PathLike[str]) -> SimulatorConfig:
     except tomllib.TOMLDecodeError as exc:
         # The decoder's message already ends with "(at line N, column M)".
         raise SimulatorConfigError(f"{source}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise SimulatorConfigError(f"{source}: not a TOML file (not UTF-8 text)") from None
     return parse_config(data, source)
