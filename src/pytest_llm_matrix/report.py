@@ -68,6 +68,7 @@ class Summary:
         self.item_cost: dict[str, float | None] = {}  # ditto
         self.budget_skips = 0
         self.unwritten: list[str] = []  # outputs that could not be written, and why
+        self.report_unwritten = False  # writing --llm-report failed, though checked at start
         if self.junit:
             self.warm_prices()
 
@@ -220,6 +221,8 @@ class Summary:
         if self._budget_reached() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self._write_outputs(int(session.exitstatus))
+        if self.report_unwritten and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a lost report is no success
 
     def _spent(self) -> float | None:
         limits = context.limits()
@@ -374,6 +377,7 @@ class Summary:
             problem = _write(path, json.dumps(report, indent=2) + "\n", append=False)
             if problem:
                 self.unwritten.append(f"--llm-report: could not write {problem}")
+                self.report_unwritten = True
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
             from pytest_llm_matrix import render
