@@ -359,7 +359,10 @@ def test_repeat_with_parametrize_keeps_ids_in_order(pytester, write_config):
     [
         ("repeat=0", "repeat=...): expected a whole number from 1 to 1,000, got 0"),
         ("repeat='3'", "repeat=...): expected a whole number from 1 to 1,000, got '3'"),
-        ("repeat=10**12", "repeat=...): expected a whole number from 1 to 1,000, got 1000000000000"),
+        (
+            "repeat=10**12",
+            "repeat=...): expected a whole number from 1 to 1,000, got 1000000000000",
+        ),
         ("min_pass_rate=2", "min_pass_rate=...): expected a share from 0 to 1 *got 2 (did you*"),
         ("min_pass_rate='most'", "(min_pass_rate=...): expected a share from 0 to 1*, got 'most'"),
         ("min_pass_rate='150%'", "(min_pass_rate=...): expected a share * to 100% *got '150%'"),

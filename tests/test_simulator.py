@@ -570,7 +570,10 @@ def test_stats_track_concurrency(start, clients):
         ({"models": {"m": {"latncy": 1}}}, "model 'm': unknown key 'latncy'"),
         ({"models": {"m": {"faults": [{"kind": "500", "evry": 2}]}}}, "faults[0]: unknown key"),
         ({"models": {"m": {"latency": "fast"}}}, "model 'm': latency: must be a number"),
-        ({"models": {"m": {"latency": -1}}}, "model 'm': latency: must be a finite number from 0 to 86400, got -1"),
+        (
+            {"models": {"m": {"latency": -1}}},
+            "model 'm': latency: must be a finite number from 0 to 86400, got -1",
+        ),
         ({"models": {"m": {"latency": [2, 1]}}}, "model 'm': latency: lower bound"),
         ({"models": {"m": {"rpm": -1}}}, "model 'm': rpm: must be from 0 to 1000000, got -1"),
         ({"models": {"m": {"rpm": True}}}, "model 'm': rpm: must be an integer"),

@@ -135,6 +135,15 @@ def rate(value: float, written: str, percent: bool = False) -> float:
     )
 
 
+def rate_of(value: object) -> float:
+    """A share given in code (a marker): a number from 0 to 1, or text like ``"80%"``."""
+    if isinstance(value, str):
+        return parse_rate(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return rate(value, shown(value))
+    return rate(math.nan, shown(value))
+
+
 def parse_rate(text: str) -> float:
     """``"0.8"`` or ``"80%"`` -> 0.8; anything else is a ValueError saying what is valid."""
     raw = text.strip()

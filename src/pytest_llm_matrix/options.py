@@ -69,7 +69,12 @@ _PARSERS: Final[Mapping[str, Callable[[str], Callable[[str], Any]]]] = {
 }
 
 
+#: How a rate is written, for help texts (argparse needs %% for %).
+_RATE_HELP: Final = "a share from 0 to 1 like 0.8, or a percentage like 80%%; not 80"
+
+
 def add_options(parser: pytest.Parser) -> None:
+
     group = parser.getgroup("llm-matrix", "run tests across LLMs (pytest-llm-matrix)")
     group.addoption(
         "--models",
@@ -102,8 +107,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         type=_PARSERS["llm_max_concurrency"]("--max-concurrency"),
         default=None,
-        help="cap on requests in flight to all models, across all xdist workers. "
-        "Config: max_concurrency. Default: no global cap.",
+        help="cap on requests in flight to all models, across all xdist workers: "
+        f"{checks.CONCURRENCY}. Config: max_concurrency. Default: no global cap.",
     )
     group.addoption(
         "--llm-timeout",
@@ -111,8 +116,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         type=_PARSERS["llm_timeout"]("--llm-timeout"),
         default=None,
-        help="per-test timeout for models that set none (becomes a pytest-timeout mark). "
-        "ini: llm_timeout.",
+        help="per-test timeout for models that set none (becomes a pytest-timeout mark): "
+        f"{checks.TIMEOUT}. ini: llm_timeout.",
     )
     group.addoption(
         "--llm-max-attempts",
@@ -120,8 +125,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         type=_PARSERS["llm_max_attempts"]("--llm-max-attempts"),
         default=None,
-        help=f"attempts per request, the first included (default {DEFAULT_ATTEMPTS}). "
-        "ini: llm_max_attempts.",
+        help=f"attempts per request, the first included: {checks.ATTEMPTS} (default "
+        f"{DEFAULT_ATTEMPTS}). ini: llm_max_attempts.",
     )
     group.addoption(
         "--llm-max-wait",
@@ -129,8 +134,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         type=_PARSERS["llm_max_wait"]("--llm-max-wait"),
         default=None,
-        help=f"the longest single wait before a retry (default {DEFAULT_MAX_WAIT:.0f}); a "
-        "longer Retry-After fails the request. ini: llm_max_wait.",
+        help=f"the longest single wait before a retry: {checks.MAX_WAIT} (default "
+        f"{DEFAULT_MAX_WAIT:.0f}); a longer Retry-After fails the request. ini: llm_max_wait.",
     )
     group.addoption(
         "--llm-dist",
@@ -149,15 +154,15 @@ def add_options(parser: pytest.Parser) -> None:
         type=_PARSERS["llm_min_pass_rate"]("--llm-min-pass-rate"),
         default=None,
         help="per-model gate: the run passes when every required model's pass rate is at "
-        "least RATE (0-1 or a percentage), whatever its single failures. ini: "
-        "llm_min_pass_rate.",
+        f"least RATE ({_RATE_HELP}), whatever its single failures. ini: llm_min_pass_rate.",
     )
     group.addoption(
         "--llm-report",
         dest="llm_report",
         metavar="PATH",
         default=None,
-        help="write the per-model and per-test report as JSON to PATH. ini: llm_report.",
+        help="write the per-model and per-test report as JSON to PATH (checked writable at "
+        "start). ini: llm_report.",
     )
     group.addoption(
         "--llm-max-cost",
@@ -165,8 +170,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="USD",
         type=_PARSERS["llm_max_cost"]("--llm-max-cost"),
         default=None,
-        help="cost budget for the session, across all workers: once the estimated spend "
-        "reaches it, the remaining model tests are skipped and the run fails. "
+        help=f"cost budget for the session, across all workers: {checks.MAX_COST}. Once the "
+        "estimated spend reaches it, the remaining model tests are skipped and the run fails. "
         "ini: llm_max_cost.",
     )
     group.addoption(
@@ -175,7 +180,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         type=_PARSERS["llm_repeat"]("--llm-repeat"),
         default=None,
-        help="run each model test N times per model; it passes when enough runs pass "
+        help=f"run each model test N times per model ({checks.REPEAT}); it passes when "
+        "enough runs pass "
         "(--llm-repeat-pass-rate) and stops early once that is settled. "
         "@pytest.mark.llm(repeat=N) wins. ini: llm_repeat.",
     )
@@ -185,9 +191,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="RATE",
         type=_PARSERS["llm_repeat_pass_rate"]("--llm-repeat-pass-rate"),
         default=None,
-        help="share of a repeated test's runs that must pass on a model (0-1 or a "
-        "percentage; default 1: all). @pytest.mark.llm(min_pass_rate=RATE) wins. "
-        "ini: llm_repeat_pass_rate.",
+        help=f"share of a repeated test's runs that must pass on a model ({_RATE_HELP}; "
+        "default 1: all). @pytest.mark.llm(min_pass_rate=RATE) wins. ini: llm_repeat_pass_rate.",
     )
     group.addoption(
         "--llm-progress",
@@ -201,7 +206,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("llm_repeat", "runs per model of each model test.")
     parser.addini("llm_repeat_pass_rate", "share of a repeated test's runs that must pass.")
     parser.addini("llm_max_cost", "cost budget for the session, USD.")
-    parser.addini("llm_min_pass_rate", "per-model pass-rate gate, 0-1 or a percentage.")
+    parser.addini("llm_min_pass_rate", "per-model pass-rate gate: 0.8 or 80%.")
     parser.addini("llm_report", "write the JSON report here, relative to the rootdir.")
     parser.addini("llm_timeout", "default per-test timeout for models, seconds.")
     parser.addini("llm_max_attempts", "attempts per request, the first included.")
@@ -371,11 +376,11 @@ def resolve_settings(config: pytest.Config) -> Settings:
 
 
 def _ini(config: pytest.Config, name: str) -> Any:
-    """An ini value; a value of the wrong type is a usage error naming the key (pytest 9
-    says so itself, older versions raise ValueError)."""
+    """An ini value; a value pytest cannot convert to the key's type is a usage error that
+    names the key (pytest's own message may not)."""
     try:
         return config.getini(name)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, pytest.UsageError) as error:
         raise pytest.UsageError(f"ini {name}: {error}") from None
 
 

@@ -39,22 +39,22 @@ def _string(value: Any) -> str:
     return value.strip()
 
 
-def _name(value: Any) -> str:
+def _name(value: Any, what: str = "name") -> str:
     """An alias, group or tag: a name of the selection syntax."""
     if not isinstance(value, str):
-        raise ValueError(f"expected a name (a string), got {shown(value)}")
+        raise ValueError(f"{what} must be a string, got {shown(value)}")
     problem = name_problem(value)
     if problem is not None:
-        raise ValueError(f"invalid name {shown(value)}: {problem}")
+        raise ValueError(f"invalid {what} {shown(value)}: {problem}")
     return value
 
 
-def _names(value: Any) -> tuple[str, ...]:
+def _tags(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple):
-        raise ValueError(f"expected a list of names, got {shown(value)}")
-    return tuple(dict.fromkeys(_name(v) for v in value))
+        raise ValueError(f"expected a list of tags, got {shown(value)}")
+    return tuple(dict.fromkeys(_name(v, "tag") for v in value))
 
 
 def _selection(value: Any) -> tuple[str, ...]:
@@ -96,32 +96,42 @@ def _base_url(value: Any) -> str:
     return text
 
 
-def _data(value: Any, path: str = "") -> Any:
-    """Plain TOML-like data with finite numbers: it goes into JSON request bodies and, under
-    xdist, to the workers (which take builtins only)."""
+def _data(value: Any, path: str, finite: bool) -> Any:
+    """Plain TOML-like data: under xdist it goes to the workers, which take builtins only
+    (a datetime from TOML would crash the session). ``finite``: no NaN or infinity either,
+    for data sent in JSON request bodies."""
     if isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
-        if not math.isfinite(value):
+        if finite and not math.isfinite(value):
             raise ValueError(f"{path or 'value'}: expected a finite number, got {value!r}")
         return value
     if isinstance(value, list | tuple):
-        return [_data(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        return [_data(item, f"{path}[{index}]", finite) for index, item in enumerate(value)]
     if isinstance(value, Mapping):
         for key in value:
             if not isinstance(key, str):
                 raise ValueError(f"{path or 'table'}: keys must be strings, got {shown(key)}")
-        return {key: _data(item, f"{path}.{key}" if path else key) for key, item in value.items()}
+        return {
+            key: _data(item, f"{path}.{key}" if path else key, finite)
+            for key, item in value.items()
+        }
     raise ValueError(
         f"{path or 'value'}: expected a string, number, boolean, array or table, "
         f"got {shown(value)} ({type(value).__name__})"
     )
 
 
-def _table(value: Any) -> dict[str, Any]:
+def _table(value: Any, finite: bool = False) -> dict[str, Any]:
+    """A table of plain data (the simulator's knobs: its own parser checks their values)."""
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a table, got {shown(value)}")
-    return dict(_data(value))
+    return dict(_data(value, "", finite))
+
+
+def _params(value: Any) -> dict[str, Any]:
+    """Request parameters: they go into JSON request bodies, where NaN is invalid."""
+    return _table(value, finite=True)
 
 
 def _boolean(value: Any) -> bool:
@@ -148,10 +158,10 @@ MODEL_FIELDS: Final[Mapping[str, _Check]] = {
     "timeout": TIMEOUT.check,
     "max_concurrency": CONCURRENCY.check,
     "rpm": RPM.check,
-    "tags": _names,
+    "tags": _tags,
     "input_price": PRICE.check,
     "output_price": PRICE.check,
-    "params": _table,
+    "params": _params,
     "required": _boolean,
     "simulate": _table,
 }
@@ -219,9 +229,9 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
 def parse_model(name: Any, fields: Any, where: str) -> Model:
     """Validate one model entry; ``where`` names the file (or hook) it came from."""
     try:
-        _name(name)
+        _name(name, "alias")
     except ValueError as exc:
-        raise pytest.UsageError(f"{where}: model alias {exc}") from None
+        raise pytest.UsageError(f"{where}: model: {exc}") from None
     place = f"{where}: model {name!r}"
     if not isinstance(fields, Mapping):
         raise pytest.UsageError(f"{place}: expected a table of fields, got {shown(fields)}")
@@ -294,10 +304,11 @@ def _with_settings(registry: Registry, data: Mapping[str, Any], where: str) -> R
     groups: dict[str, tuple[str, ...]] = {}
     for group, members in raw_groups.items():
         try:
-            _name(group)
+            _name(group, "group name")
             groups[group] = _selection(members)
         except ValueError as exc:
             raise pytest.UsageError(f"{where}: group {group!r}: {exc}") from None
+
     return dataclasses.replace(
         registry,
         groups=groups,

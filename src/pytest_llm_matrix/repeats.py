@@ -156,15 +156,7 @@ def plan_for(definition: pytest.Item, settings: Settings) -> tuple[int, float]:
                 raise pytest.Collector.CollectError(f"{origin}(repeat=...): {error}") from None
         if rate is None and (value := mark.kwargs.get("min_pass_rate")) is not None:
             try:
-                if isinstance(value, str):
-                    rate = checks.parse_rate(value)
-                elif isinstance(value, int | float) and not isinstance(value, bool):
-                    rate = checks.rate(value, checks.shown(value))
-                else:
-                    raise ValueError(
-                        "expected a share from 0 to 1 (0.8) or a percentage ('80%'), "
-                        f"got {checks.shown(value)}"
-                    )
+                rate = checks.rate_of(value)
             except ValueError as error:
                 raise pytest.Collector.CollectError(
                     f"{origin}(min_pass_rate=...): {error}"
