@@ -44,19 +44,20 @@ def _ranged(origin: str, bound: checks.Range) -> Callable[[str], Any]:
     return parse
 
 
-def parse_rate(text: str, origin: str) -> float:
-    """``0.8`` or ``80%`` -> 0.8; anything else is a usage error naming ``origin``."""
-    try:
-        return checks.parse_rate(text)
-    except ValueError as error:
-        raise pytest.UsageError(f"{origin}: {error}") from None
+def _rate(origin: str) -> Callable[[str], float]:
+    """A parser for a rate (``0.8`` or ``80%``) whose errors name ``origin``."""
+
+    def parse(text: str) -> float:
+        try:
+            return checks.parse_rate(text)
+        except ValueError as error:
+            raise pytest.UsageError(f"{origin}: {error}") from None
+
+    return parse
 
 
-def _rate_option(origin: str) -> Callable[[str], float]:
-    return lambda text: parse_rate(text, origin)
-
-
-#: Options read as CLI-else-ini, with the parser of their values (given the origin).
+#: The parsers of the options that take a number, by dest; each is made for the origin its
+#: errors name: the option (``--llm-repeat``) or the ini key (``ini llm_repeat``).
 _PARSERS: Final[Mapping[str, Callable[[str], Callable[[str], Any]]]] = {
     "llm_max_concurrency": lambda origin: _ranged(origin, checks.CONCURRENCY),
     "llm_timeout": lambda origin: _ranged(origin, checks.TIMEOUT),
@@ -64,17 +65,15 @@ _PARSERS: Final[Mapping[str, Callable[[str], Callable[[str], Any]]]] = {
     "llm_max_wait": lambda origin: _ranged(origin, checks.MAX_WAIT),
     "llm_max_cost": lambda origin: _ranged(origin, checks.MAX_COST),
     "llm_repeat": lambda origin: _ranged(origin, checks.REPEAT),
-    "llm_min_pass_rate": _rate_option,
-    "llm_repeat_pass_rate": _rate_option,
+    "llm_min_pass_rate": _rate,
+    "llm_repeat_pass_rate": _rate,
 }
-
 
 #: How a rate is written, for help texts (argparse needs %% for %).
 _RATE_HELP: Final = "a share from 0 to 1 like 0.8, or a percentage like 80%%; not 80"
 
 
 def add_options(parser: pytest.Parser) -> None:
-
     group = parser.getgroup("llm-matrix", "run tests across LLMs (pytest-llm-matrix)")
     group.addoption(
         "--models",

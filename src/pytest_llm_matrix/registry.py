@@ -79,6 +79,8 @@ def _base_url(value: Any) -> str:
     from urllib.parse import urlsplit  # only for configs that set a base_url
 
     text = _string(value)
+    if "@" in text.partition("://")[2].partition("/")[0]:  # before any message shows it
+        raise ValueError("must not hold credentials; put the key in the variable api_key_env names")
     example = "like http://localhost:11434/v1"
     try:
         parts = urlsplit(text)
@@ -89,8 +91,6 @@ def _base_url(value: Any) -> str:
         raise ValueError(f"expected an http(s) URL {example}, got {shown(value)}")
     if any(char.isspace() for char in text):
         raise ValueError(f"expected an http(s) URL without spaces, got {shown(value)}")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not hold credentials; put the key in the variable api_key_env names")
     if parts.fragment or parts.query:
         raise ValueError(f"expected a base URL without '?' or '#' parts, got {shown(value)}")
     return text
@@ -308,7 +308,6 @@ def _with_settings(registry: Registry, data: Mapping[str, Any], where: str) -> R
             groups[group] = _selection(members)
         except ValueError as exc:
             raise pytest.UsageError(f"{where}: group {group!r}: {exc}") from None
-
     return dataclasses.replace(
         registry,
         groups=groups,
@@ -385,8 +384,10 @@ def _tool_table(data: Mapping[str, Any], path: Path) -> Any:
 
 def find_config(
     explicit: Path | None, rootpath: Path, inipath: Path | None
-) -> tuple[Path, dict[str, Any]] | None:
-    """The config table and its file: ``--llm-config``, then llm-matrix.toml, then pyproject."""
+) -> tuple[Path, Any] | None:
+    """The config table and its file: ``--llm-config``, then llm-matrix.toml, then pyproject.
+    The table is as read: :func:`parse_registry` checks that it is one."""
+
     if explicit is not None:
         data: Any = read_toml(explicit)
         if explicit.name == "pyproject.toml":
