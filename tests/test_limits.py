@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -245,6 +246,38 @@ def test_close_releases_the_slots_of_this_process(make):
     coordinator.close()
     assert make(global_cap=1).try_acquire(MODEL, None) is not None
     lease.release()  # harmless after close
+
+
+@pytest.mark.parametrize("cap", [10, 10_000, 2**63])
+def test_a_cap_costs_what_the_concurrency_reached_costs(tmp_path, make, cap):
+    """Slots are tried first fit and made on first use: holding 3 leases under any cap makes
+    3 slot files per scope and keeps 3 descriptors per scope open, never one per unit of cap."""
+    coordinator = make(global_cap=cap)
+    for _ in range(50):  # acquired and released over and over, as a long run does
+        leases = [coordinator.try_acquire(MODEL, cap) for _ in range(3)]
+        assert None not in leases
+        for lease in leases:
+            lease.release()
+    slots = sorted(path.name for path in tmp_path.glob("*.lock"))
+    assert [name for name in slots if name.startswith("global-")] == [
+        "global-0.lock",
+        "global-1.lock",
+        "global-2.lock",
+    ]
+    assert len([name for name in slots if name.startswith("model-")]) == 3
+    open_slots = [
+        fd for fd in open_files() if fd.startswith(str(tmp_path)) and fd.endswith(".lock")
+    ]
+    assert len(open_slots) == 6
+
+
+def open_files() -> list[str]:
+    """What this process's descriptors point at (the one listing /proc/self/fd is gone)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
 
 
 @pytest.mark.parametrize("cap", [0, -1])

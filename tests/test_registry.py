@@ -30,7 +30,8 @@ def run_with(pytester: pytest.Pytester, write_config):
         ),
         (
             '[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = "fast"',
-            "*pyproject.toml: model 'm': field 'timeout': expected a number of seconds*",
+            "*pyproject.toml: model 'm': field 'timeout': expected a number of seconds from 0.1 to"
+            " 604,800 (a week), got 'fast'",
         ),
         (
             '[tool.llm-matrix.models.m]\nprovider = "opnai"',
@@ -39,19 +40,19 @@ def run_with(pytester: pytest.Pytester, write_config):
         ),
         (
             '[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = 0',
-            "*model 'm': field 'timeout': must be greater than 0, got 0*",
+            "*model 'm': field 'timeout': expected a number of seconds from 0.1 to 604,800*, got 0",
         ),
         (
             '[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = -5',
-            "*model 'm': field 'timeout': must be greater than 0, got -5*",
+            "*model 'm': field 'timeout': expected a number of seconds from 0.1 *, got -5",
         ),
         (
             '[tool.llm-matrix.models.m]\nprovider = "openai"\nmax_concurrency = 0',
-            "*model 'm': field 'max_concurrency': must be at least 1, got 0*",
+            "*model 'm': field 'max_concurrency': expected a whole number from 1 to 10,000, got 0",
         ),
         (
             '[tool.llm-matrix.models.m]\nprovider = "openai"\nmax_concurrency = 2.5',
-            "*model 'm': field 'max_concurrency': expected a whole number, got 2.5*",
+            "*model 'm': field 'max_concurrency': expected a whole number from 1 *, got 2.5",
         ),
         (
             '[tool.llm-matrix.models.m]\nprovider = "openai"\nrequired = "yes"',
@@ -78,7 +79,7 @@ def run_with(pytester: pytest.Pytester, write_config):
         (
             "[tool.llm-matrix]\nmax_concurrency = -1\n"
             '[tool.llm-matrix.models.m]\nprovider = "openai"',
-            "*setting 'max_concurrency': must be at least 1, got -1*",
+            "*setting 'max_concurrency': expected a whole number from 1 to 10,000, got -1",
         ),
     ],
     ids=[

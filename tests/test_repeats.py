@@ -357,12 +357,15 @@ def test_repeat_with_parametrize_keeps_ids_in_order(pytester, write_config):
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ("repeat=0", "repeat=...): expected a whole number from 1 to 1000, got 0"),
-        ("repeat='3'", "repeat=...): expected a whole number from 1 to 1000, got '3'"),
-        ("repeat=10**12", "repeat=...): expected a whole number from 1 to 1000, got 1000000000000"),
-        ("min_pass_rate=2", "min_pass_rate=...): expected a share between 0 and 1 or a*got 2"),
-        ("min_pass_rate='most'", "(min_pass_rate: expected a rate like 0.8 or 80%, got 'most')"),
-        ("min_pass_rate='150%'", "(min_pass_rate: must be between 0 and 1, got '150%')"),
+        ("repeat=0", "repeat=...): expected a whole number from 1 to 1,000, got 0"),
+        ("repeat='3'", "repeat=...): expected a whole number from 1 to 1,000, got '3'"),
+        (
+            "repeat=10**12",
+            "repeat=...): expected a whole number from 1 to 1,000, got 1000000000000",
+        ),
+        ("min_pass_rate=2", "min_pass_rate=...): expected a share from 0 to 1 *got 2 (did you*"),
+        ("min_pass_rate='most'", "(min_pass_rate=...): expected a share from 0 to 1*, got 'most'"),
+        ("min_pass_rate='150%'", "(min_pass_rate=...): expected a share * to 100% *got '150%'"),
         ("repeats=3", "unexpected arguments ?'repeats'?; use keywords: models, exclude, repeat, *"),
     ],
 )
@@ -386,10 +389,10 @@ def test_bad_marker_arguments_are_collection_errors(pytester, write_config, mark
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--llm-repeat", "0"], "--llm-repeat: must be at least 1, got '0'"),
-        (["--llm-repeat", "two"], "--llm-repeat: expected a whole number, got 'two'"),
-        (["--llm-repeat", "1001"], "--llm-repeat: at most 1000, got 1001"),
-        (["--llm-repeat-pass-rate", "1.5%x"], "--llm-repeat-pass-rate: expected a rate like*"),
+        (["--llm-repeat", "0"], "--llm-repeat: expected a whole number from 1 to 1,000, got '0'"),
+        (["--llm-repeat", "two"], "--llm-repeat: expected a whole number from 1 to *, got 'two'"),
+        (["--llm-repeat", "1001"], "--llm-repeat: expected a whole * to 1,000, got '1001'"),
+        (["--llm-repeat-pass-rate", "1.5%x"], "--llm-repeat-pass-rate: expected a share from 0*"),
     ],
 )
 def test_bad_options_are_usage_errors(pytester, write_config, args, message):

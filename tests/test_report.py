@@ -311,10 +311,23 @@ def test_report_path_that_is_a_directory_is_a_usage_error(pytester, write_config
     result.stderr.fnmatch_lines(["*--llm-report: *out is a directory; give a file name*"])
 
 
-def test_an_output_that_cannot_be_written_is_said(pytester, write_config):
+def test_a_report_that_cannot_be_written_at_the_end_fails_the_run(pytester, write_config):
+    """Checked writable at start (see test_bad_input.py), the report's folder is replaced by
+    a file during the run: the run fails and says why, instead of losing the report."""
     write_config()
-    pytester.makepyfile(test_x="def test_x(llm):\n    llm.complete('hi')\n")
-    result = pytester.runpytest("--llm-report=test_x.py/r.json")  # under a file
+    pytester.mkdir("out")
+    pytester.makepyfile(
+        test_x="""
+        import shutil
+
+        def test_x(llm):
+            llm.complete('hi')
+            shutil.rmtree("out")
+            open("out", "w").close()
+        """
+    )
+    result = pytester.runpytest("--llm-report=out/r.json")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["--llm-report: could not write *test_x.py/r.json: File exists"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["--llm-report: could not write *out/r.json: File exists"])
     assert "Traceback" not in result.stdout.str()

@@ -16,8 +16,13 @@ stays closed to everyone for a short hand-off (``handoff``, 5 ms by default): th
 immediate retry fails like everyone else's, and whichever caller polls first afterwards gets
 it. That is fair as long as waiters poll about as often as the hand-off lasts (a refused try
 costs a few µs, so polling every few ms is cheap); a waiter that backs off to much longer
-pauses loses to callers that poll faster. Slots of a scope are tried from a random index, so
-pollers spread over the lock files.
+pauses loses to callers that poll faster.
+
+Why first fit: the slots of a scope are tried in order from slot 0 and made only when first
+reached, so the slot objects, files and descriptors a process has grow with the concurrency
+actually reached, never with the cap: a cap of 10,000 costs what a cap of 10 does until
+10,000 requests are really in flight. (A slot beyond the first free one is reached only while
+every slot before it is held or handed off.)
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import re
 import struct
 import threading
@@ -181,10 +185,9 @@ class _Scope:
         self._opening = threading.Lock()
 
     def try_take(self, cap: int, now: float) -> _Slot | None:
-        slots = self._slots_for(cap)
-        start = random.randrange(cap)
-        for i in range(cap):
-            slot = slots[(start + i) % cap]
+        """The first free slot below ``cap`` (see "first fit" in the module doc), or None."""
+        for index in range(cap):
+            slot = self._slot(index)
             if slot.try_take(now, self._handoff):
                 return slot
         os.pwrite(self._contended_fd(), _STAMP.pack(now), 0)
@@ -208,12 +211,13 @@ class _Scope:
         if fd >= 0:
             os.close(fd)
 
-    def _slots_for(self, cap: int) -> list[_Slot]:
-        if len(self._slots) < cap:
+    def _slot(self, index: int) -> _Slot:
+        """Slot ``index``, made on first use (slots are only ever reached in order)."""
+        if index >= len(self._slots):
             with self._opening:
-                while len(self._slots) < cap:
+                while len(self._slots) <= index:
                     self._slots.append(_Slot(f"{self._prefix}-{len(self._slots)}.lock"))
-        return self._slots
+        return self._slots[index]
 
     def _contended_fd(self) -> int:
         if self._stamp_fd < 0:
@@ -251,7 +255,8 @@ class FileCoordinator:
     runs of a repeated test).
 
     Cheap to construct: nothing is opened before first use. A process keeps one descriptor
-    open per slot file it has tried and one per scope for its contention stamp.
+    open per slot file it has tried (slots are tried first fit, so as many as the
+    concurrency it has seen, plus one) and one per scope for its contention stamp.
     """
 
     def __init__(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Final
 
 import pytest
 
+from pytest_llm_matrix.checks import shown
 from pytest_llm_matrix.models import Model
 from pytest_llm_matrix.options import Settings
-from pytest_llm_matrix.selection import evaluate
+from pytest_llm_matrix.selection import evaluate, split_expression
 
 FIXTURE: Final = "llm_model"
 MARKER: Final = "llm"
@@ -17,7 +17,7 @@ MARKER_HELP: Final = (
     "llm(models=None, exclude=None, repeat=None, min_pass_rate=None): run this test (class, "
     "module) only on the given models, groups or tags, intersected with the selection; "
     "exclude= removes models; repeat=N runs it N times per model, passing when at least "
-    "min_pass_rate (0-1, default 1) of the runs pass."
+    "min_pass_rate (0-1 or a percentage like '80%', default 1) of the runs pass."
 )
 MARKER_KWARGS: Final = ("models", "exclude", "repeat", "min_pass_rate")
 
@@ -31,9 +31,13 @@ class Matrix:
     def _names(self, value: Any, origin: str) -> set[str]:
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise pytest.Collector.CollectError(
-                f"{origin}: expected a list of model names, got {value!r}"
+                f"{origin}: expected a list of model names, got {shown(value)}"
+            )
+        if not split_expression(value):
+            raise pytest.Collector.CollectError(
+                f"{origin}: names no model; name at least one alias, group or tag"
             )
         try:
             return evaluate(value, self.settings.registry, origin)
@@ -52,9 +56,9 @@ class Matrix:
                     f"{origin}: unexpected arguments {sorted(unknown) or list(mark.args)}; "
                     f"use keywords: {', '.join(MARKER_KWARGS)}"
                 )
-            if "models" in mark.kwargs:
+            if mark.kwargs.get("models") is not None:
                 allowed &= self._names(mark.kwargs["models"], origin + "(models=...)")
-            if "exclude" in mark.kwargs:
+            if mark.kwargs.get("exclude") is not None:
                 excluded |= self._names(mark.kwargs["exclude"], origin + "(exclude=...)")
         chosen = [m for m in self.settings.models if m.name in allowed - excluded]
         if chosen:

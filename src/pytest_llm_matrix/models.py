@@ -71,6 +71,17 @@ class Model:
             return None
         return os.environ.get(self.api_key_env, "").strip() or None
 
+    def key_problem(self) -> str | None:
+        """Why the key in the environment cannot be sent in a header, or None. Never
+        quotes the key."""
+        key = self.api_key()
+        if key is None or (key.isascii() and key.isprintable()):
+            return None
+        return (
+            f"{self.api_key_env} holds a control or non-ASCII character inside the key "
+            "(a newline from how it was set?); it cannot go in an HTTP header"
+        )
+
     @property
     def needs_simulator(self) -> bool:
         """A simulated model with no base_url of its own: served by the session's simulator."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from pytest_llm_matrix import checks
 from pytest_llm_matrix import registry as reg
 from pytest_llm_matrix.models import Model
 from pytest_llm_matrix.selection import resolve
@@ -28,25 +29,48 @@ DEFAULT_ATTEMPTS: Final = 4
 DEFAULT_MAX_WAIT: Final = 60.0
 DIST_MODES: Final = ("model", "load")
 PROGRESS_MODES: Final = ("auto", "off")
-#: The most runs per test and model (each run is a collected item).
-MAX_REPEAT: Final = 1000
 
 
-def _number(option: str, kind: type[int] | type[float], minimum: float) -> Callable[[str], Any]:
-    """An option type that turns a bad value into a usage error naming the option."""
+def _ranged(origin: str, bound: checks.Range) -> Callable[[str], Any]:
+    """A parser for a number given as text, whose errors name ``origin`` (the option, or
+    the ini key) and the valid range."""
 
-    def parse(text: str) -> int | float:
+    def parse(text: str) -> float:
         try:
-            value = kind(text)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            raise pytest.UsageError(f"{option}: expected {what}, got {text!r}") from None
-        if value < minimum or (minimum == 0 and value == 0):
-            bound = f"at least {minimum}" if minimum else "greater than 0"
-            raise pytest.UsageError(f"{option}: must be {bound}, got {text!r}")
-        return value
+            return bound.parse(text)
+        except ValueError as error:
+            raise pytest.UsageError(f"{origin}: {error}") from None
 
     return parse
+
+
+def _rate(origin: str) -> Callable[[str], float]:
+    """A parser for a rate (``0.8`` or ``80%``) whose errors name ``origin``."""
+
+    def parse(text: str) -> float:
+        try:
+            return checks.parse_rate(text)
+        except ValueError as error:
+            raise pytest.UsageError(f"{origin}: {error}") from None
+
+    return parse
+
+
+#: The parsers of the options that take a number, by dest; each is made for the origin its
+#: errors name: the option (``--llm-repeat``) or the ini key (``ini llm_repeat``).
+_PARSERS: Final[Mapping[str, Callable[[str], Callable[[str], Any]]]] = {
+    "llm_max_concurrency": lambda origin: _ranged(origin, checks.CONCURRENCY),
+    "llm_timeout": lambda origin: _ranged(origin, checks.TIMEOUT),
+    "llm_max_attempts": lambda origin: _ranged(origin, checks.ATTEMPTS),
+    "llm_max_wait": lambda origin: _ranged(origin, checks.MAX_WAIT),
+    "llm_max_cost": lambda origin: _ranged(origin, checks.MAX_COST),
+    "llm_repeat": lambda origin: _ranged(origin, checks.REPEAT),
+    "llm_min_pass_rate": _rate,
+    "llm_repeat_pass_rate": _rate,
+}
+
+#: How a rate is written, for help texts (argparse needs %% for %).
+_RATE_HELP: Final = "a share from 0 to 1 like 0.8, or a percentage like 80%%; not 80"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -80,37 +104,37 @@ def add_options(parser: pytest.Parser) -> None:
         "--max-concurrency",
         dest="llm_max_concurrency",
         metavar="N",
-        type=_number("--max-concurrency", int, 1),
+        type=_PARSERS["llm_max_concurrency"]("--max-concurrency"),
         default=None,
-        help="cap on requests in flight to all models, across all xdist workers. "
-        "Config: max_concurrency. Default: no global cap.",
+        help="cap on requests in flight to all models, across all xdist workers: "
+        f"{checks.CONCURRENCY}. Config: max_concurrency. Default: no global cap.",
     )
     group.addoption(
         "--llm-timeout",
         dest="llm_timeout",
         metavar="SECONDS",
-        type=_number("--llm-timeout", float, 0),
+        type=_PARSERS["llm_timeout"]("--llm-timeout"),
         default=None,
-        help="per-test timeout for models that set none (becomes a pytest-timeout mark). "
-        "ini: llm_timeout.",
+        help="per-test timeout for models that set none (becomes a pytest-timeout mark): "
+        f"{checks.TIMEOUT}. ini: llm_timeout.",
     )
     group.addoption(
         "--llm-max-attempts",
         dest="llm_max_attempts",
         metavar="N",
-        type=_number("--llm-max-attempts", int, 1),
+        type=_PARSERS["llm_max_attempts"]("--llm-max-attempts"),
         default=None,
-        help=f"attempts per request, the first included (default {DEFAULT_ATTEMPTS}). "
-        "ini: llm_max_attempts.",
+        help=f"attempts per request, the first included: {checks.ATTEMPTS} (default "
+        f"{DEFAULT_ATTEMPTS}). ini: llm_max_attempts.",
     )
     group.addoption(
         "--llm-max-wait",
         dest="llm_max_wait",
         metavar="SECONDS",
-        type=_number("--llm-max-wait", float, 0),
+        type=_PARSERS["llm_max_wait"]("--llm-max-wait"),
         default=None,
-        help=f"the longest single wait before a retry (default {DEFAULT_MAX_WAIT:.0f}); a "
-        "longer Retry-After fails the request. ini: llm_max_wait.",
+        help=f"the longest single wait before a retry: {checks.MAX_WAIT} (default "
+        f"{DEFAULT_MAX_WAIT:.0f}); a longer Retry-After fails the request. ini: llm_max_wait.",
     )
     group.addoption(
         "--llm-dist",
@@ -126,36 +150,37 @@ def add_options(parser: pytest.Parser) -> None:
         "--llm-min-pass-rate",
         dest="llm_min_pass_rate",
         metavar="RATE",
-        type=_rate_option("--llm-min-pass-rate"),
+        type=_PARSERS["llm_min_pass_rate"]("--llm-min-pass-rate"),
         default=None,
         help="per-model gate: the run passes when every required model's pass rate is at "
-        "least RATE (0-1 or a percentage), whatever its single failures. ini: "
-        "llm_min_pass_rate.",
+        f"least RATE ({_RATE_HELP}), whatever its single failures. ini: llm_min_pass_rate.",
     )
     group.addoption(
         "--llm-report",
         dest="llm_report",
         metavar="PATH",
         default=None,
-        help="write the per-model and per-test report as JSON to PATH. ini: llm_report.",
+        help="write the per-model and per-test report as JSON to PATH (checked writable at "
+        "start). ini: llm_report.",
     )
     group.addoption(
         "--llm-max-cost",
         dest="llm_max_cost",
         metavar="USD",
-        type=_number("--llm-max-cost", float, 0),
+        type=_PARSERS["llm_max_cost"]("--llm-max-cost"),
         default=None,
-        help="cost budget for the session, across all workers: once the estimated spend "
-        "reaches it, the remaining model tests are skipped and the run fails. "
+        help=f"cost budget for the session, across all workers: {checks.MAX_COST}. Once the "
+        "estimated spend reaches it, the remaining model tests are skipped and the run fails. "
         "ini: llm_max_cost.",
     )
     group.addoption(
         "--llm-repeat",
         dest="llm_repeat",
         metavar="N",
-        type=_number("--llm-repeat", int, 1),
+        type=_PARSERS["llm_repeat"]("--llm-repeat"),
         default=None,
-        help="run each model test N times per model; it passes when enough runs pass "
+        help=f"run each model test N times per model ({checks.REPEAT}); it passes when "
+        "enough runs pass "
         "(--llm-repeat-pass-rate) and stops early once that is settled. "
         "@pytest.mark.llm(repeat=N) wins. ini: llm_repeat.",
     )
@@ -163,11 +188,10 @@ def add_options(parser: pytest.Parser) -> None:
         "--llm-repeat-pass-rate",
         dest="llm_repeat_pass_rate",
         metavar="RATE",
-        type=_rate_option("--llm-repeat-pass-rate"),
+        type=_PARSERS["llm_repeat_pass_rate"]("--llm-repeat-pass-rate"),
         default=None,
-        help="share of a repeated test's runs that must pass on a model (0-1 or a "
-        "percentage; default 1: all). @pytest.mark.llm(min_pass_rate=RATE) wins. "
-        "ini: llm_repeat_pass_rate.",
+        help=f"share of a repeated test's runs that must pass on a model ({_RATE_HELP}; "
+        "default 1: all). @pytest.mark.llm(min_pass_rate=RATE) wins. ini: llm_repeat_pass_rate.",
     )
     group.addoption(
         "--llm-progress",
@@ -181,7 +205,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("llm_repeat", "runs per model of each model test.")
     parser.addini("llm_repeat_pass_rate", "share of a repeated test's runs that must pass.")
     parser.addini("llm_max_cost", "cost budget for the session, USD.")
-    parser.addini("llm_min_pass_rate", "per-model pass-rate gate, 0-1 or a percentage.")
+    parser.addini("llm_min_pass_rate", "per-model pass-rate gate: 0.8 or 80%.")
     parser.addini("llm_report", "write the JSON report here, relative to the rootdir.")
     parser.addini("llm_timeout", "default per-test timeout for models, seconds.")
     parser.addini("llm_max_attempts", "attempts per request, the first included.")
@@ -269,14 +293,18 @@ SIMULATOR_KEY: Final[pytest.StashKey[SimulatorService | None]] = pytest.StashKey
 
 def load_registry(config: pytest.Config) -> reg.Registry:
     explicit: Path | None = None
-    if config.option.llm_config:
-        explicit = Path(config.option.llm_config)
-        if not explicit.is_absolute():
-            explicit = Path(config.invocation_params.dir) / explicit
-    elif config.getini("llm_config"):
-        explicit = config.getini("llm_config")[0]
-    if explicit is not None and not explicit.is_file():
-        raise pytest.UsageError(f"--llm-config: no such file: {explicit}")
+    if config.option.llm_config is not None:
+        origin = "--llm-config"
+        explicit = Path(config.invocation_params.dir) / config.option.llm_config
+        if not config.option.llm_config.strip():
+            raise pytest.UsageError(f"{origin}: expected the path of a TOML file, got ''")
+    elif paths := _ini(config, "llm_config"):
+        origin = "ini llm_config"
+        if len(paths) > 1:
+            raise pytest.UsageError(f"{origin}: expected one path, got {len(paths)}")
+        explicit = paths[0]
+    if explicit is not None and (problem := reg.file_problem(explicit)) is not None:
+        raise pytest.UsageError(f"{origin}: {problem}")
     found = reg.find_config(explicit, config.rootpath, config.inipath)
     registry = reg.Registry()
     if found is not None:
@@ -313,22 +341,22 @@ def resolve_settings(config: pytest.Config) -> Settings:
             )
         return Settings(registry=registry)
     selected = resolve(expression, registry, origin)
+    for name in selected:
+        if (problem := registry.models[name].key_problem()) is not None:
+            raise pytest.UsageError(f"model {name!r}: {problem}")
     unavailable = {
         name: f"{model.api_key_env} is not set"
         for name in selected
         if not (model := registry.models[name]).api_key_set
     }
-    strict = bool(config.option.llm_strict) or bool(config.getini("llm_strict"))
+    strict = bool(config.option.llm_strict) or bool(_ini(config, "llm_strict"))
     if strict and unavailable:
         missing = "; ".join(f"{name}: {why}" for name, why in unavailable.items())
         raise pytest.UsageError(
             f"--llm-strict: selected models cannot run: {missing}. Set the keys, or deselect "
             "those models with --models"
         )
-    repeat_rate = _setting(config, "llm_repeat_pass_rate", _rate_option("ini llm_repeat_pass_rate"))
-    repeat = _setting(config, "llm_repeat", _number("ini llm_repeat", int, 1)) or 1
-    if repeat > MAX_REPEAT:
-        raise pytest.UsageError(f"--llm-repeat: at most {MAX_REPEAT}, got {repeat}")
+    repeat_rate = _setting(config, "llm_repeat_pass_rate")
     return Settings(
         registry=registry,
         selected=selected,
@@ -336,67 +364,93 @@ def resolve_settings(config: pytest.Config) -> Settings:
         strict=strict,
         unavailable=unavailable,
         max_concurrency=config.option.llm_max_concurrency or registry.max_concurrency,
-        llm_timeout=_setting(config, "llm_timeout", _number("ini llm_timeout", float, 0)),
-        max_attempts=_setting(config, "llm_max_attempts", _number("ini llm_max_attempts", int, 1))
-        or DEFAULT_ATTEMPTS,
-        max_wait=_setting(config, "llm_max_wait", _number("ini llm_max_wait", float, 0))
-        or DEFAULT_MAX_WAIT,
-        dist=_setting(config, "llm_dist", _one_of("ini llm_dist", DIST_MODES)) or DIST_MODES[0],
-        progress=_setting(config, "llm_progress", _one_of("ini llm_progress", PROGRESS_MODES))
-        or PROGRESS_MODES[0],
-        min_pass_rate=_setting(config, "llm_min_pass_rate", _rate_option("ini llm_min_pass_rate")),
-        repeat=repeat,
+        llm_timeout=_setting(config, "llm_timeout"),
+        max_attempts=_setting(config, "llm_max_attempts") or DEFAULT_ATTEMPTS,
+        max_wait=_setting(config, "llm_max_wait") or DEFAULT_MAX_WAIT,
+        dist=_setting(config, "llm_dist", _one_of(DIST_MODES)) or DIST_MODES[0],
+        progress=_setting(config, "llm_progress", _one_of(PROGRESS_MODES)) or PROGRESS_MODES[0],
+        min_pass_rate=_setting(config, "llm_min_pass_rate"),
+        repeat=_setting(config, "llm_repeat") or 1,
         repeat_pass_rate=1.0 if repeat_rate is None else repeat_rate,
         report_path=_report_path(config),
-        max_cost=_setting(config, "llm_max_cost", _number("ini llm_max_cost", float, 0)),
+        max_cost=_setting(config, "llm_max_cost"),
     )
 
 
-def parse_rate(text: str, option: str) -> float:
-    """``0.8``, ``80%`` or ``80`` -> 0.8; anything else is a usage error naming ``option``."""
-    raw = text.strip()
+def _ini(config: pytest.Config, name: str) -> Any:
+    """An ini value; a value pytest cannot convert to the key's type is a usage error that
+    names the key (pytest's own message may not)."""
     try:
-        value = float(raw.rstrip("%"))
-    except ValueError:
-        raise pytest.UsageError(
-            f"{option}: expected a rate like 0.8 or 80%, got {text!r}"
-        ) from None
-    if raw.endswith("%") or value > 1:
-        value /= 100
-    if not 0 <= value <= 1:
-        raise pytest.UsageError(f"{option}: must be between 0 and 1, got {text!r}")
-    return value
-
-
-def _rate_option(option: str) -> Callable[[str], float]:
-    return lambda text: parse_rate(text, option)
+        return config.getini(name)
+    except (TypeError, ValueError, pytest.UsageError) as error:
+        raise pytest.UsageError(f"ini {name}: {error}") from None
 
 
 def _report_path(config: pytest.Config) -> str | None:
-    if config.option.llm_report:
-        path, origin = Path(config.invocation_params.dir) / config.option.llm_report, "--llm-report"
-    elif text := str(config.getini("llm_report") or "").strip():
-        path, origin = config.rootpath / text, "ini llm_report"
+    """The JSON report's path, checked now: finding at the end that it cannot be written
+    would lose the report of a whole run."""
+    if config.option.llm_report is not None:
+        text, origin = config.option.llm_report, "--llm-report"
+        path = Path(config.invocation_params.dir) / text
+    elif text := str(_ini(config, "llm_report") or "").strip():
+        origin = "ini llm_report"
+        path = config.rootpath / text
     else:
         return None
-    if path.is_dir():
-        raise pytest.UsageError(f"{origin}: {path} is a directory; give a file name")
+    problem = _unwritable(path) if text.strip() else "expected a file name, got ''"
+    if problem is not None:
+        raise pytest.UsageError(f"{origin}: {problem}")
     return str(path)
 
 
-def _setting(config: pytest.Config, name: str, parse: Callable[[str], Any]) -> Any:
-    """The command line's value, else the ini file's read by ``parse`` (which names the ini
-    key in its errors), else None."""
+def _unwritable(path: Path) -> str | None:
+    """Why the report cannot be written at ``path``, found by trying: permission bits say
+    nothing for root, nor on a read-only or virtual file system."""
+    import tempfile
+
+    if "\0" in str(path):
+        return "the path contains a NUL character"
+    if path.is_dir():
+        return f"{path} is a directory; give a file name"
+    try:
+        if path.exists():
+            if not path.is_file():
+                return f"{path} is not a regular file"
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+            return None
+        folder = path.parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"cannot write {path}: {folder} is not a directory"
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".llm-matrix-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        return f"cannot write {path}: {error.strerror or error}"
+    return None
+
+
+def _setting(
+    config: pytest.Config, name: str, parser: Callable[[str], Callable[[str], Any]] | None = None
+) -> Any:
+    """The command line's value (already parsed by the option's type), else the ini file's,
+    read by the same parser but naming the ini key in its errors; else None."""
     value = getattr(config.option, name)
-    if value is None and (text := str(config.getini(name) or "").strip()):
-        value = parse(text)
+    if value is None and (text := str(_ini(config, name) or "").strip()):
+        value = (parser or _PARSERS[name])(f"ini {name}")(text)
     return value
 
 
-def _one_of(option: str, choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise pytest.UsageError(f"{option}: expected one of {', '.join(choices)}, got {text!r}")
-        return text
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], Callable[[str], str]]:
+    def parser(origin: str) -> Callable[[str], str]:
+        def parse(text: str) -> str:
+            if text not in choices:
+                raise pytest.UsageError(
+                    f"{origin}: expected one of {', '.join(choices)}, got {checks.shown(text)}"
+                )
+            return text
 
-    return parse
+        return parse
+
+    return parser

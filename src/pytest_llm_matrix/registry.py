@@ -7,6 +7,7 @@ model and the field, so a typo never surfaces as a traceback from our internals.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -14,6 +15,14 @@ from typing import Any, Final
 
 import pytest
 
+from pytest_llm_matrix.checks import (
+    CONCURRENCY,
+    PRICE,
+    RPM,
+    TIMEOUT,
+    name_problem,
+    shown,
+)
 from pytest_llm_matrix.models import APIS, DEFAULT_BASE_URLS, PROVIDERS, Model
 
 CONFIG_FILENAME: Final = "llm-matrix.toml"
@@ -24,59 +33,118 @@ _Check = Callable[[Any], Any]
 
 def _string(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError("expected a non-empty string")
+        raise ValueError(f"expected a non-empty string, got {shown(value)}")
+    if not value.isprintable():
+        raise ValueError(f"contains a control or unprintable character: {shown(value)}")
     return value.strip()
 
 
-def _positive_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number of seconds, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value!r}")
-    return float(value)
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"must be at least 1, got {value!r}")
+def _name(value: Any, what: str = "name") -> str:
+    """An alias, group or tag: a name of the selection syntax."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {shown(value)}")
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(f"invalid {what} {shown(value)}: {problem}")
     return value
 
 
-def _price(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected USD per million tokens as a number, got {value!r}")
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value!r}")
-    return float(value)
+def _tags(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected a list of tags, got {shown(value)}")
+    return tuple(dict.fromkeys(_name(v, "tag") for v in value))
 
 
-def _string_list(value: Any) -> tuple[str, ...]:
+def _selection(value: Any) -> tuple[str, ...]:
+    """A selection as a list of expressions (``["all", "-slow"]``), read by the selection
+    syntax later, once every model is known."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ValueError(f"expected a list of names, got {value!r}")
+        raise ValueError(f"expected a list of model names, got {shown(value)}")
     return tuple(dict.fromkeys(v.strip() for v in value))
 
 
-def _table(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a table, got {value!r}")
-    return dict(value)
+def _env_name(value: Any) -> str:
+    name = _string(value)
+    if "=" in name or any(char.isspace() for char in name):
+        raise ValueError(f"expected an environment variable name, got {shown(value)}")
+    return name
+
+
+def _base_url(value: Any) -> str:
+    """``http(s)://host[:port][/path]``: the plugin appends the API's paths to it."""
+    from urllib.parse import urlsplit  # only for configs that set a base_url
+
+    text = _string(value)
+    if "@" in text.partition("://")[2].partition("/")[0]:  # before any message shows it
+        raise ValueError("must not hold credentials; put the key in the variable api_key_env names")
+    example = "like http://localhost:11434/v1"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        raise ValueError(f"expected an http(s) URL {example}, got {shown(value)}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL {example}, got {shown(value)}")
+    if any(char.isspace() for char in text):
+        raise ValueError(f"expected an http(s) URL without spaces, got {shown(value)}")
+    if parts.fragment or parts.query:
+        raise ValueError(f"expected a base URL without '?' or '#' parts, got {shown(value)}")
+    return text
+
+
+def _data(value: Any, path: str, finite: bool) -> Any:
+    """Plain TOML-like data: under xdist it goes to the workers, which take builtins only
+    (a datetime from TOML would crash the session). ``finite``: no NaN or infinity either,
+    for data sent in JSON request bodies."""
+    if isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if finite and not math.isfinite(value):
+            raise ValueError(f"{path or 'value'}: expected a finite number, got {value!r}")
+        return value
+    if isinstance(value, list | tuple):
+        return [_data(item, f"{path}[{index}]", finite) for index, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                raise ValueError(f"{path or 'table'}: keys must be strings, got {shown(key)}")
+        return {
+            key: _data(item, f"{path}.{key}" if path else key, finite)
+            for key, item in value.items()
+        }
+    raise ValueError(
+        f"{path or 'value'}: expected a string, number, boolean, array or table, "
+        f"got {shown(value)} ({type(value).__name__})"
+    )
+
+
+def _table(value: Any, finite: bool = False) -> dict[str, Any]:
+    """A table of plain data (the simulator's knobs: its own parser checks their values)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a table, got {shown(value)}")
+    return dict(_data(value, "", finite))
+
+
+def _params(value: Any) -> dict[str, Any]:
+    """Request parameters: they go into JSON request bodies, where NaN is invalid."""
+    return _table(value, finite=True)
 
 
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {shown(value)}")
     return value
 
 
 def _choice(choices: tuple[str, ...]) -> _Check:
     def check(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}; got {value!r}")
-        return str(value)
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}; got {shown(value)}")
+        return value
 
     return check
 
@@ -85,15 +153,15 @@ MODEL_FIELDS: Final[Mapping[str, _Check]] = {
     "provider": _choice(PROVIDERS),
     "model": _string,
     "api": _choice(APIS),
-    "base_url": _string,
-    "api_key_env": _string,
-    "timeout": _positive_number,
-    "max_concurrency": _positive_int,
-    "rpm": _positive_int,
-    "tags": _string_list,
-    "input_price": _price,
-    "output_price": _price,
-    "params": _table,
+    "base_url": _base_url,
+    "api_key_env": _env_name,
+    "timeout": TIMEOUT.check,
+    "max_concurrency": CONCURRENCY.check,
+    "rpm": RPM.check,
+    "tags": _tags,
+    "input_price": PRICE.check,
+    "output_price": PRICE.check,
+    "params": _params,
     "required": _boolean,
     "simulate": _table,
 }
@@ -158,17 +226,22 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {close!r}?)" if close else ""
 
 
-def parse_model(name: str, fields: Any, where: str) -> Model:
+def parse_model(name: Any, fields: Any, where: str) -> Model:
     """Validate one model entry; ``where`` names the file (or hook) it came from."""
+    try:
+        _name(name, "alias")
+    except ValueError as exc:
+        raise pytest.UsageError(f"{where}: model: {exc}") from None
     place = f"{where}: model {name!r}"
-    if not isinstance(fields, dict):
-        raise pytest.UsageError(f"{place}: expected a table of fields, got {fields!r}")
+    if not isinstance(fields, Mapping):
+        raise pytest.UsageError(f"{place}: expected a table of fields, got {shown(fields)}")
     values: dict[str, Any] = {}
     for key, raw in fields.items():
         check = MODEL_FIELDS.get(key)
         if check is None:
+            hint = _suggest(key, MODEL_FIELDS) if isinstance(key, str) else ""
             raise pytest.UsageError(
-                f"{place}: unknown field {key!r}{_suggest(key, MODEL_FIELDS)}; "
+                f"{place}: unknown field {shown(key)}{hint}; "
                 f"valid fields: {', '.join(MODEL_FIELDS)}"
             )
         try:
@@ -196,8 +269,12 @@ def parse_model(name: str, fields: Any, where: str) -> Model:
     return Model(name=name, **values)
 
 
-def parse_registry(data: Mapping[str, Any], where: str) -> Registry:
+def parse_registry(data: Any, where: str) -> Registry:
     """Validate a ``[tool.llm-matrix]`` table (or the whole of an llm-matrix.toml)."""
+    if not isinstance(data, Mapping):
+        raise pytest.UsageError(
+            f"{where}: expected a table of llm-matrix settings, got {shown(data)}"
+        )
     for key in data:
         if key not in TOP_LEVEL_FIELDS:
             raise pytest.UsageError(
@@ -205,8 +282,10 @@ def parse_registry(data: Mapping[str, Any], where: str) -> Registry:
                 f"valid settings: {', '.join(TOP_LEVEL_FIELDS)}"
             )
     raw_models = data.get("models", {})
-    if not isinstance(raw_models, dict):
-        raise pytest.UsageError(f"{where}: 'models' must be a table of model tables")
+    if not isinstance(raw_models, Mapping):
+        raise pytest.UsageError(
+            f"{where}: setting 'models': expected a table of model tables, got {shown(raw_models)}"
+        )
     models = {name: parse_model(name, fields, where) for name, fields in raw_models.items()}
     registry = Registry(models=models, source=where)
     return _with_settings(registry, data, where)
@@ -225,14 +304,15 @@ def _with_settings(registry: Registry, data: Mapping[str, Any], where: str) -> R
     groups: dict[str, tuple[str, ...]] = {}
     for group, members in raw_groups.items():
         try:
-            groups[group] = _string_list(members)
+            _name(group, "group name")
+            groups[group] = _selection(members)
         except ValueError as exc:
             raise pytest.UsageError(f"{where}: group {group!r}: {exc}") from None
     return dataclasses.replace(
         registry,
         groups=groups,
-        default=setting("default", _string_list),
-        max_concurrency=setting("max_concurrency", _positive_int),
+        default=setting("default", _selection),
+        max_concurrency=setting("max_concurrency", CONCURRENCY.check),
         simulator=setting("simulator", _table) or {},
     )
 
@@ -242,7 +322,7 @@ def check_registry(registry: Registry) -> None:
     where = registry.source or "llm-matrix config"
     known = registry.models
     for group, members in registry.groups.items():
-        if group in known or group == "all":
+        if group in known:
             raise pytest.UsageError(
                 f"{where}: group {group!r} has the name of a model; "
                 "rename the group so that --models is unambiguous"
@@ -253,29 +333,66 @@ def check_registry(registry: Registry) -> None:
                     f"{where}: group {group!r} names unknown model {member!r}"
                     f"{_suggest(member, known)}; known models: {', '.join(known) or 'none'}"
                 )
-    if "all" in known:
-        raise pytest.UsageError(f"{where}: 'all' is reserved and cannot name a model")
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a config file, or None. Only regular files: reading
+    a FIFO would block and a device may never end."""
+    if "\0" in str(path):
+        return "the path contains a NUL character"
+    if path.is_dir():
+        return f"{path} is a directory; give the path of a TOML file"
+    if not path.exists():
+        return f"no such file: {path}"
+    if not path.is_file():
+        return f"{path} is not a regular file; give the path of a TOML file"
+    return None
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table; an unreadable or malformed file is a usage error."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise pytest.UsageError(f"cannot read llm-matrix config: {problem}")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise pytest.UsageError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise pytest.UsageError(
+            f"{path}: not a TOML file: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start})"
+        ) from None
+    except ValueError as exc:  # an integer too long to read, for one
+        raise pytest.UsageError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise pytest.UsageError(f"{path}: invalid TOML: nested too deeply") from None
     except OSError as exc:
         raise pytest.UsageError(f"cannot read llm-matrix config {path}: {exc.strerror}") from None
 
 
+def _tool_table(data: Mapping[str, Any], path: Path) -> Any:
+    """``[tool.llm-matrix]`` of a pyproject.toml, or None."""
+    tool = data.get("tool")
+    if tool is None:
+        return None
+    if not isinstance(tool, Mapping):
+        raise pytest.UsageError(f"{path}: 'tool' must be a table, got {shown(tool)}")
+    return tool.get("llm-matrix")
+
+
 def find_config(
     explicit: Path | None, rootpath: Path, inipath: Path | None
-) -> tuple[Path, dict[str, Any]] | None:
-    """The config table and its file: ``--llm-config``, then llm-matrix.toml, then pyproject."""
+) -> tuple[Path, Any] | None:
+    """The config table and its file: ``--llm-config``, then llm-matrix.toml, then pyproject.
+    The table is as read: :func:`parse_registry` checks that it is one."""
+
     if explicit is not None:
-        data = read_toml(explicit)
+        data: Any = read_toml(explicit)
         if explicit.name == "pyproject.toml":
-            data = data.get("tool", {}).get("llm-matrix", {})
-        return explicit, data
+            data = _tool_table(data, explicit)
+        return explicit, {} if data is None else data
     beside = inipath.parent if inipath is not None else rootpath
     for folder in dict.fromkeys((beside, rootpath)):
         candidate = folder / CONFIG_FILENAME
@@ -283,31 +400,30 @@ def find_config(
             return candidate, read_toml(candidate)
     pyproject = rootpath / "pyproject.toml"
     if pyproject.is_file():
-        table = read_toml(pyproject).get("tool", {}).get("llm-matrix")
+        table = _tool_table(read_toml(pyproject), pyproject)
         if table is not None:
             return pyproject, table
     return None
 
 
 def merge_hook_models(registry: Registry, results: Iterable[Any]) -> Registry:
-    """Add models returned by ``pytest_llm_matrix_models`` implementations."""
+    """Add models returned by ``pytest_llm_matrix_models`` implementations; a ``Model``
+    built in code is checked like a TOML table."""
     models = dict(registry.models)
     where = "pytest_llm_matrix_models hook"
     for result in results:
         if result is None:
             continue
-        entries: Iterable[Model]
         if isinstance(result, Mapping):
-            entries = [parse_model(str(n), dict(f), where) for n, f in result.items()]
-        elif isinstance(result, Iterable):
-            entries = list(result)
+            entries = [parse_model(name, fields, where) for name, fields in result.items()]
+        elif isinstance(result, Iterable) and not isinstance(result, str | bytes):
+            entries = [_checked(model, where) for model in result]
         else:
             raise pytest.UsageError(
-                f"{where}: expected a dict of alias -> fields or a list of Model, got {result!r}"
+                f"{where}: expected a dict of alias -> fields or a list of Model, "
+                f"got {shown(result)}"
             )
         for model in entries:
-            if not isinstance(model, Model):
-                raise pytest.UsageError(f"{where}: expected Model instances, got {model!r}")
             if model.name in models:
                 raise pytest.UsageError(
                     f"{where}: model {model.name!r} is already defined"
@@ -315,3 +431,15 @@ def merge_hook_models(registry: Registry, results: Iterable[Any]) -> Registry:
                 )
             models[model.name] = model
     return dataclasses.replace(registry, models=models)
+
+
+def _checked(model: Any, where: str) -> Model:
+    """A ``Model`` from a hook, put through the checks of a TOML table."""
+    if not isinstance(model, Model):
+        raise pytest.UsageError(f"{where}: expected Model instances, got {shown(model)}")
+    fields = {
+        field.name: getattr(model, field.name)
+        for field in dataclasses.fields(model)
+        if field.name != "name" and getattr(model, field.name) is not None
+    }
+    return parse_model(model.name, fields, where)

@@ -22,8 +22,9 @@ from typing import Any, Final
 
 import pytest
 
+from pytest_llm_matrix import checks
 from pytest_llm_matrix.matrix import MARKER
-from pytest_llm_matrix.options import MAX_REPEAT, Settings, parse_rate
+from pytest_llm_matrix.options import Settings
 
 #: The hidden fixture each run of a repeated test is parametrized on (its value: RunSpec).
 RUN_FIXTURE: Final = "_llm_matrix_run"
@@ -143,37 +144,23 @@ class Tally:
 def plan_for(definition: pytest.Item, settings: Settings) -> tuple[int, float]:
     """How often a test runs per model and the share of runs that must pass: the closest
     ``@pytest.mark.llm(repeat=, min_pass_rate=)`` wins over ``--llm-repeat`` and
-    ``--llm-repeat-pass-rate``."""
+    ``--llm-repeat-pass-rate``. ``None`` is the same as not giving the keyword."""
     repeat: int | None = None
     rate: float | None = None
     for mark in definition.iter_markers(MARKER):  # closest first
         origin = f"{definition.nodeid}: @pytest.mark.llm"
-        if repeat is None and "repeat" in mark.kwargs:
-            value = mark.kwargs["repeat"]
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or not 1 <= value <= MAX_REPEAT
-            ):
+        if repeat is None and mark.kwargs.get("repeat") is not None:
+            try:
+                repeat = checks.REPEAT.check(mark.kwargs["repeat"])
+            except ValueError as error:
+                raise pytest.Collector.CollectError(f"{origin}(repeat=...): {error}") from None
+        if rate is None and (value := mark.kwargs.get("min_pass_rate")) is not None:
+            try:
+                rate = checks.rate_of(value)
+            except ValueError as error:
                 raise pytest.Collector.CollectError(
-                    f"{origin}(repeat=...): expected a whole number from 1 to {MAX_REPEAT}, "
-                    f"got {value!r}"
-                )
-            repeat = value
-        if rate is None and "min_pass_rate" in mark.kwargs:
-            value = mark.kwargs["min_pass_rate"]
-            if isinstance(value, str):
-                try:
-                    rate = parse_rate(value, "min_pass_rate")
-                except pytest.UsageError as error:
-                    raise pytest.Collector.CollectError(f"{origin}({error})") from None
-            elif isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
-                rate = float(value)
-            else:
-                raise pytest.Collector.CollectError(
-                    f"{origin}(min_pass_rate=...): expected a share between 0 and 1 or a "
-                    f"percentage like '80%', got {value!r}"
-                )
+                    f"{origin}(min_pass_rate=...): {error}"
+                ) from None
     return (
         repeat if repeat is not None else settings.repeat,
         rate if rate is not None else settings.repeat_pass_rate,

@@ -72,6 +72,7 @@ class Summary:
         self.failed_subtests: dict[str, int] = {}  # node id -> its failed subtests
         self.redactor = redactor(config)  # every line and file written goes through it
         self.unwritten: list[str] = []  # outputs that could not be written, and why
+        self.report_unwritten = False  # writing --llm-report failed, though checked at start
         if self.junit:
             self.warm_prices()
 
@@ -224,6 +225,8 @@ class Summary:
         if self._budget_reached() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self._write_outputs(int(session.exitstatus))
+        if self.report_unwritten and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a lost report is no success
 
     def _spent(self) -> float | None:
         limits = context.limits()
@@ -382,6 +385,7 @@ class Summary:
             problem = _write(path, text, append=False)
             if problem:
                 self.unwritten.append(f"--llm-report: could not write {problem}")
+                self.report_unwritten = True
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
             from pytest_llm_matrix import render

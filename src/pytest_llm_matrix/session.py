@@ -230,6 +230,12 @@ def header(config: pytest.Config) -> list[str] | None:
     if simulated:
         details.append(f"built-in simulator for {', '.join(simulated)}")
     lines.append("llm-matrix: " + ", ".join(details))
+    timed = settings.llm_timeout is not None or any(m.timeout for m in settings.models)
+    if timed and not config.pluginmanager.hasplugin("timeout"):
+        lines.append(
+            "llm-matrix: pytest-timeout is off: model timeouts are not enforced per test "
+            "(a model's timeout still bounds each of its requests)"
+        )
     estimate = _estimated_cost(config, settings)
     if estimate:
         lines.append(f"llm-matrix: {estimate}")

@@ -35,8 +35,12 @@ OWN_TIMER: Final = pytest.StashKey[Callable[[], None]]()
 def add_timeout_marks(settings: Settings, items: list[pytest.Item]) -> None:
     """A model's ``timeout`` (or ``--llm-timeout``) becomes a ``pytest.mark.timeout``.
 
-    A timeout mark the user put on the test, class or module wins.
+    A timeout mark the user put on the test, class or module wins. Without pytest-timeout
+    (``-p no:timeout``) no mark is added: nothing would enforce it, and under
+    ``--strict-markers`` an unregistered mark is an error (the header says so instead).
     """
+    if not items or not items[0].config.pluginmanager.hasplugin("timeout"):
+        return
     for item in items:
         model = model_of(item)
         if model is None or item.get_closest_marker("timeout") is not None:

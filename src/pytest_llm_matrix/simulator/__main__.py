@@ -28,13 +28,24 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminate
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 to 65535 (a larger one would reach bind() as an OverflowError)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_llm_matrix.simulator",
         description="Serve a simulated OpenAI/Anthropic API on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
-    parser.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
+    parser.add_argument("--port", type=_port, default=8000, help="port; 0 picks a free one")
     parser.add_argument("--config", help="TOML config file (default: built-in defaults)")
     args = parser.parse_args(argv)
     try:

@@ -159,26 +159,42 @@ def _string(value: object, where: _Where) -> str:
     return value
 
 
-def _integer(value: object, where: _Where, minimum: int | None) -> int:
+#: Bounds that keep every knob finite and sane: a count of requests, a number of seconds.
+_MAX_COUNT = 1_000_000_000
+_MAX_SECONDS = 86_400.0  # a day: longer than any test should wait
+
+
+def _integer(value: object, where: _Where, minimum: int | None, maximum: int = _MAX_COUNT) -> int:
+    """An integer from ``minimum`` (None: ``-maximum``) to ``maximum``."""
+    low = -maximum if minimum is None else minimum
     if isinstance(value, bool) or not isinstance(value, int):
-        raise where.error(f"must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise where.error(f"must be >= {minimum}, got {value}")
+        raise where.error(f"must be an integer from {low} to {maximum}, got {_shown(value)}")
+    if not low <= value <= maximum:
+        raise where.error(f"must be from {low} to {maximum}, got {_shown(value)}")
     return value
 
 
-def _number(value: object, where: _Where) -> float:
+def _number(value: object, where: _Where, maximum: float = _MAX_SECONDS) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise where.error(f"must be a number, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise where.error(f"must be a finite number >= 0, got {value!r}")
+        raise where.error(f"must be a number from 0 to {maximum:g}, got {_shown(value)}")
+    # ints compare exactly: math.isfinite(10**400) would overflow
+    if (isinstance(value, float) and not math.isfinite(value)) or not 0 <= value <= maximum:
+        raise where.error(f"must be a finite number from 0 to {maximum:g}, got {_shown(value)}")
     return float(value)
 
 
 def _header_value(value: str, where: _Where) -> str:
     if not value or not value.isprintable() or not value.isascii():
-        raise where.error(f"must be printable ASCII to go in a header, got {value!r}")
+        raise where.error(f"must be printable ASCII to go in a header, got {_shown(value)}")
     return value
+
+
+def _shown(value: object) -> str:
+    """``repr`` for messages, short even for an integer too long to print."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of about {value.bit_length() * math.log10(2):.0f} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _regex(value: object, where: _Where) -> re.Pattern[str]:
@@ -251,7 +267,9 @@ def _fault(value: object, where: _Where) -> Fault:
             retry_after = _number(value, where.child("retry_after"))
     retry_after_ms = None
     if "retry_after_ms" in table:
-        retry_after_ms = _integer(table["retry_after_ms"], where.child("retry_after_ms"), 0)
+        retry_after_ms = _integer(
+            table["retry_after_ms"], where.child("retry_after_ms"), 0, int(_MAX_SECONDS * 1000)
+        )
     quota = table.get("quota", False)
     if not isinstance(quota, bool):
         raise where.child("quota").error(f"must be a boolean, got {quota!r}")
@@ -273,11 +291,14 @@ def _model(value: object, where: _Where) -> ModelConfig:
         knobs["latency"] = _latency(table["latency"], where.child("latency"))
     if "tokens_per_second" in table:
         tps_where = where.child("tokens_per_second")
-        knobs["tokens_per_second"] = _number(table["tokens_per_second"], tps_where)
+        speed = _number(table["tokens_per_second"], tps_where, 1e6)
+        if 0 < speed < 1 / _MAX_SECONDS:  # a pause between tokens longer than a day
+            raise tps_where.error(f"must be 0 or at least {1 / _MAX_SECONDS:.3g}, got {speed!r}")
+        knobs["tokens_per_second"] = speed
     if "api_key" in table:
         knobs["api_key"] = _string(table["api_key"], where.child("api_key"))
     if "rpm" in table:
-        knobs["rpm"] = _integer(table["rpm"], where.child("rpm"), 0)
+        knobs["rpm"] = _integer(table["rpm"], where.child("rpm"), 0, 1_000_000)
     if "wrong" in table:
         wrong_where = where.child("wrong")
         knobs["wrong"] = tuple(
@@ -331,4 +352,13 @@ def load_config(path: str | os.PathLike[str]) -> SimulatorConfig:
     except tomllib.TOMLDecodeError as exc:
         # The decoder's message already ends with "(at line N, column M)".
         raise SimulatorConfigError(f"{source}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SimulatorConfigError(
+            f"{source}: not a TOML file: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start})"
+        ) from None
+    except ValueError as exc:  # an integer too long to read, for one
+        raise SimulatorConfigError(f"{source}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise SimulatorConfigError(f"{source}: invalid TOML: nested too deeply") from None
     return parse_config(data, source)

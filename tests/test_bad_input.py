@@ -1,0 +1,650 @@
+"""A corpus of malformed configs, options, environment and markers: each must end in a clear
+usage error (exit 4; markers: a collection error, exit 2) that names where the value came
+from and which field it is, and never in a traceback, an INTERNALERROR or a hang.
+
+Every case is one real pytest session in-process (``pytester.runpytest``): they stop at
+configure or at collection, before any test runs, so in-process is reliable and fast.
+The expected texts are written out here, not derived from the code under test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+#: What the ranges read like in messages (see README: model fields, options).
+TIMEOUT = "a number of seconds from 0.1 to 604,800 (a week)"
+CAP = "a whole number from 1 to 10,000"
+RPM = "a whole number from 1 to 1,000,000"
+PRICE = "a number of USD per million tokens from 0 to 10,000"
+ATTEMPTS = "a whole number from 1 to 100"
+MAX_WAIT = "a number of seconds greater than 0, at most 86,400 (a day)"
+MAX_COST = "a number of USD greater than 0, at most 1,000,000"
+REPEAT = "a whole number from 1 to 1,000"
+RATE = "expected a share from 0 to 1 (0.8) or a percentage from 0% to 100% ('80%')"
+SIM_SECONDS = "from 0 to 86400"
+
+#: TOML values that are no number, or no number the plugin can use.
+NOT_NUMBERS = ['"5"', "true", "[5]", "{ s = 5 }", "1979-05-27", "nan", "inf", "-inf"]
+ABSURD = ["-1", "1e308", str(2**63), str(10**30)]
+
+MODEL_TEST = "def test_m(llm_model):\n    pass\n"
+
+#: A valid model, so that cases that break something else reach the part they break.
+SIM = '[tool.llm-matrix.models.sim]\nprovider = "simulator"\n'
+BIG = 2**63
+HUGE = 10**30
+#: Options of every inner run: no plugin that reorders, no warning about an unset option.
+QUIET = ("-p", "no:randomly", "-o", "asyncio_default_fixture_loop_scope=function")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One bad input; ``expect``: texts that must all be on one error line; ``absent``:
+    texts that must not be on it (an ini error must not name the command-line option)."""
+
+    id: str
+    expect: tuple[str, ...]
+    pyproject: str = SIM  # the whole pyproject.toml
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    files: Mapping[str, str | bytes] = dataclasses.field(default_factory=dict)
+    test: str = MODEL_TEST
+    exit: int = pytest.ExitCode.USAGE_ERROR
+    absent: tuple[str, ...] = ()
+
+
+def model_field_cases() -> Iterator[Case]:
+    """Every model field: wrong types, non-finite, out-of-range and malformed values."""
+    numbers = {
+        "timeout": (TIMEOUT, [*NOT_NUMBERS, *ABSURD, "-0.0", "0", "1e-9", "0.09", "604801"]),
+        "max_concurrency": (
+            CAP,
+            [*NOT_NUMBERS, *ABSURD, "0", "-0", "2.5", "2.0", "10001", "10000000"],
+        ),
+        "rpm": (RPM, ["0", "-5", "1000001", str(BIG), "60.0", "nan", "inf", '"60"', "false"]),
+        "input_price": (
+            PRICE,
+            ["nan", "inf", "-inf", "-1", "-0.01", "10001", "1e308", str(BIG), '"1"', "true", "[]"],
+        ),
+        "output_price": (PRICE, ["nan", "inf", "-1", "1e308", str(HUGE), '"0"', "{}"]),
+    }
+    for field, (bound, values) in numbers.items():
+        for value in values:
+            yield Case(
+                f"model-{field}={value}",
+                ("pyproject.toml: model 'sim': field", f"'{field}'", f"expected {bound}, got "),
+                f"{SIM}{field} = {value}\n",
+            )
+    others = {
+        "provider": (["5", '""', '"OpenAI"', "[]", "{}"], "expected one of openai, anthropic"),
+        "model": (['""', '"  "', "5", "[]", '"a\\u0007b"'], ""),
+        "api": (['"grpc"', "5"], "expected one of openai, anthropic"),
+        "base_url": (
+            [
+                *['"ftp://host/v1"', '"localhost:8000"', '"http://"', '"http://a b/v1"'],
+                *['"https://user:pw@host/v1"', '"http://h:99999/v1"', '"http://h/v1?x=1"'],
+                *['""', "5", '"http://h/v1#top"', '"http://h\\u0000/v1"'],
+            ],
+            "",
+        ),
+        "api_key_env": (['""', '"A=B"', '"A B"', '"A\\u0000B"', "5", "[]"], ""),
+        "tags": (
+            [
+                *["5", "[5]", '[""]', '["a b"]', '["a,b"]', '["-x"]', '["all"]', '["x[1]"]'],
+                *['["\\u0007"]', "{}", '["\\u200b"]', '[" "]', '[["a"]]'],
+            ],
+            "",
+        ),
+        "params": (["5", '"x"', "[]", "{ t = nan }", "{ t = inf }", "{ d = 1979-05-27 }"], ""),
+        "required": (['"yes"', "1", "0", "[]"], "expected true or false"),
+        "simulate": (["5", '"x"', "[]"], "expected a table"),
+    }
+    for field, (values, detail) in others.items():
+        table = "[tool.llm-matrix.models.sim]\n" if field == "provider" else SIM
+        for value in values:
+            yield Case(
+                f"model-{field}={value}",
+                ("pyproject.toml: model 'sim': field", f"'{field}'", detail),
+                f"{table}{field} = {value}\n",
+            )
+    yield Case(
+        "model-unknown-field",
+        ("model 'sim': unknown field 'timout' (did you mean 'timeout'?)",),
+        f"{SIM}timout = 5\n",
+    )
+    yield Case(
+        "model-without-provider",
+        ("model 'm': field 'provider' is required",),
+        '[tool.llm-matrix.models.m]\nmodel = "x"\n',
+    )
+    for value in ["5", '"x"', "[]", "true", "[{ provider = 'simulator' }]"]:
+        yield Case(
+            f"model-table-is-{value}",
+            ("pyproject.toml: model 'm': expected a table of fields, got",),
+            f"[tool.llm-matrix.models]\nm = {value}\n",
+        )
+
+
+def simulator_knob_cases() -> Iterator[Case]:
+    """The simulator's own knobs, in a model's ``simulate`` table and the global table."""
+    knobs = [
+        ("latency = nan", "latency", SIM_SECONDS),
+        ("latency = inf", "latency", SIM_SECONDS),
+        ("latency = -1", "latency", SIM_SECONDS),
+        ("latency = 1e308", "latency", SIM_SECONDS),
+        (f"latency = {BIG}", "latency", SIM_SECONDS),
+        ("latency = [0, inf]", "latency[1]", SIM_SECONDS),
+        ("latency = [nan, 1]", "latency[0]", SIM_SECONDS),
+        ('latency = "1"', "latency", "must be a number"),
+        ("tokens_per_second = inf", "tokens_per_second", "from 0 to 1e+06"),
+        ("tokens_per_second = -1", "tokens_per_second", "from 0 to 1e+06"),
+        (f"rpm = {BIG}", "rpm", "from 0 to 1000000"),
+        ("rpm = 1.5", "rpm", "must be an integer"),
+        ("rpm = -1", "rpm", "from 0 to 1000000"),
+        ("faults = [{ kind = '429', first = 1, retry_after = inf }]", "retry_after", SIM_SECONDS),
+        ("faults = [{ kind = '429', first = 1, retry_after = 1e9 }]", "retry_after", SIM_SECONDS),
+        ("faults = [{ kind = '429', first = 1, retry_after_ms = -1 }]", "retry_after_ms", "from 0"),
+        (f"faults = [{{ kind = '500', every = {BIG} }}]", "every", "from 1 to 1000000000"),
+        ("faults = [{ kind = '500', every = 0 }]", "every", "from 1 to 1000000000"),
+        ("faults = [{ kind = '500', first = 2.0 }]", "first", "must be an integer"),
+        ("faults = [{ kind = 'hang', first = 1, hang = nan }]", "hang", SIM_SECONDS),
+        ("faults = [{ kind = 'hang', first = 1, hang = 1e12 }]", "hang", SIM_SECONDS),
+        ("faults = 5", "faults", "must be an array"),
+        ("wrong = [5]", "wrong[0]", "must be a string"),
+    ]
+    for knob, field, detail in knobs:
+        yield Case(
+            f"simulate-{knob}",
+            ("pyproject.toml: simulator: model 'sim'", field, detail),
+            f"{SIM}simulate = {{ {knob} }}\n",
+        )
+    top = [
+        (f"seed = {BIG}", "seed", "from -1000000000 to 1000000000"),
+        ("seed = 1.5", "seed", "must be an integer"),
+        ("default_reply = 5", "default_reply", "must be a string"),
+        ("rules = 5", "rules", "must be an array"),
+        ("rules = [{ match = '(', reply = 'x' }]", "rules[0].match", "invalid regex"),
+    ]
+    for line, field, detail in top:
+        yield Case(
+            f"simulator-{line}",
+            ("pyproject.toml: simulator", field, detail),
+            f"{SIM}[tool.llm-matrix.simulator]\n{line}\n",
+        )
+
+
+def name_cases() -> Iterator[Case]:
+    """Aliases, group names and tags are names of the selection syntax."""
+    bad = {
+        '""': "is empty",
+        '" "': "contains whitespace",
+        '"a b"': "contains whitespace",
+        '"a\\tb"': "contains whitespace",
+        '"a,b"': "contains ','",
+        '"a[1]"': "contains '[' or ']'",
+        '"a]"': "contains '[' or ']'",
+        '"-x"': "starts with '-'",
+        '"a\\u0007b"': "control or unprintable",
+        '"a\\u200bb"': "control or unprintable",
+        '"all"': "'all' is reserved",
+    }
+    for alias, problem in bad.items():
+        yield Case(
+            f"alias-{alias}",
+            ("pyproject.toml: model: invalid alias", problem),
+            f'[tool.llm-matrix.models.{alias}]\nprovider = "simulator"\n',
+        )
+        yield Case(
+            f"group-{alias}",
+            ("pyproject.toml: group", "invalid group name", problem),
+            f'[tool.llm-matrix]\ngroups = {{ {alias} = ["sim"] }}\n{SIM}',
+        )
+    for members, detail in [
+        ("5", "expected a list of model names"),
+        ("[5]", "expected a list of model names"),
+        ('[""]', "expected a list of model names"),
+        ('["nope"]', "names unknown model 'nope'"),
+        ("{}", "expected a list of model names"),
+    ]:
+        yield Case(
+            f"group-members-{members}",
+            ("pyproject.toml: group 'g'", detail),
+            f"[tool.llm-matrix]\ngroups = {{ g = {members} }}\n{SIM}",
+        )
+    yield Case(
+        "group-named-like-a-model",
+        ("group 'sim' has the name of a model",),
+        f'[tool.llm-matrix]\ngroups = {{ sim = ["sim"] }}\n{SIM}',
+    )
+
+
+def structure_cases() -> Iterator[Case]:
+    """The shape of the config: tables that are not tables, files that are not TOML."""
+    for value in ["5", "[]", '"abc"', "true", "1979-05-27"]:
+        yield Case(
+            f"llm-matrix={value}",
+            ("pyproject.toml: expected a table of llm-matrix settings, got",),
+            f"[tool]\nllm-matrix = {value}\n",
+        )
+    yield Case(  # not in the rootdir, where pytest itself fails on it (AttributeError)
+        "tool=5",
+        ("sub/pyproject.toml: 'tool' must be a table, got 5",),
+        args=("--llm-config=sub/pyproject.toml",),
+        files={"sub/pyproject.toml": "tool = 5\n"},
+    )
+    for value in ["[]", "5", '"x"', "[{ m = 1 }]"]:
+        yield Case(
+            f"models={value}",
+            ("pyproject.toml: setting 'models': expected a table of model tables, got",),
+            f"[tool.llm-matrix]\nmodels = {value}\n",
+        )
+    settings = [
+        ("default = 5", "setting 'default': expected a list of model names"),
+        ("default = [5]", "setting 'default': expected a list of model names"),
+        ('default = [""]', "setting 'default': expected a list of model names"),
+        ("default = []", "'default' in pyproject.toml: the selection is empty"),
+        ('default = ["nope"]', "'default' in pyproject.toml: unknown model, group or tag 'nope'"),
+        ("groups = 5", "setting 'groups': expected a table"),
+        ("groups = []", "setting 'groups': expected a table"),
+        ("simulator = 5", "setting 'simulator': expected a table"),
+        ("simulator = []", "setting 'simulator': expected a table"),
+        ("simulator = { d = 1979-05-27 }", "setting 'simulator': d: expected a string, number"),
+        ("max_concurency = 3", "unknown setting 'max_concurency' (did you mean"),
+    ] + [
+        (f"max_concurrency = {value}", f"setting 'max_concurrency': expected {CAP}, got")
+        for value in ["0", "-1", "-0", "10001", "nan", "inf", '"4"', "2.0", "1e308", str(BIG)]
+    ]
+    for line, detail in settings:
+        yield Case(
+            f"setting-{line}", ("pyproject.toml", detail), f"[tool.llm-matrix]\n{line}\n{SIM}"
+        )
+    files = [
+        ("config-not-utf8", ("--llm-config=/bin/ls",), "/bin/ls: not a TOML file: not UTF-8"),
+        ("config-dev-null", ("--llm-config=/dev/null",), "/dev/null is not a regular file"),
+        ("config-directory", ("--llm-config=.",), "is a directory; give the path of a TOML"),
+        ("config-missing", ("--llm-config=nope.toml",), "--llm-config: no such file: "),
+        ("config-empty-path", ("--llm-config=",), "--llm-config: expected the path of a TOML"),
+    ]
+    for case_id, args, detail in files:
+        yield Case(case_id, (detail,), "", args)
+    raw: dict[str, tuple[bytes, str]] = {
+        "binary": (b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe", "not UTF-8 text (byte 0xd0 at"),
+        "latin1": ('default = ["caf\xe9"]\n'.encode("latin-1"), "not UTF-8 text (byte 0xe9"),
+        "bad-toml": (b"[models.m]\nprovider = simulator\n", "invalid TOML: Invalid value"),
+        "deep": (b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", "invalid TOML: nested too deeply"),
+        "long-int": (
+            b"[models.m]\nprovider = 'simulator'\ntimeout = " + b"9" * 5000 + b"\n",
+            "invalid TOML: Exceeds the limit (4300 digits)",
+        ),
+        "nul": (b"default = ['a']\x00\n", "invalid TOML"),
+    }
+    for case_id, (content, detail) in raw.items():
+        yield Case(
+            f"llm-matrix.toml-{case_id}",
+            ("llm-matrix.toml: ", detail),
+            "",
+            files={"llm-matrix.toml": content},
+        )
+
+
+def option_cases() -> Iterator[Case]:
+    """Every numeric option, on the command line and in the ini file."""
+    options = {
+        "max-concurrency": (CAP, None),
+        "llm-timeout": (TIMEOUT, "llm_timeout"),
+        "llm-max-attempts": (ATTEMPTS, "llm_max_attempts"),
+        "llm-max-wait": (MAX_WAIT, "llm_max_wait"),
+        "llm-max-cost": (MAX_COST, "llm_max_cost"),
+        "llm-repeat": (REPEAT, "llm_repeat"),
+    }
+    values = ["nan", "inf", "-inf", "1e308", "-1", "0", "-0", "", "abc", str(HUGE), str(BIG)]
+    for option, (bound, ini) in options.items():
+        for value in values:
+            yield Case(
+                f"--{option}={value}",
+                (f"ERROR: --{option}: expected {bound}, got {value!r}",),
+                args=(f"--{option}={value}",),
+            )
+        if ini is None:
+            continue
+        for value in ["nan", "inf", "-1", "1e308", "abc", str(BIG)]:
+            yield Case(
+                f"ini-{ini}={value}",
+                (f"ERROR: ini {ini}: expected {bound}, got {value!r}",),
+                f'{SIM}[tool.pytest.ini_options]\n{ini} = "{value}"\n',
+                absent=(f"--{option}",),
+            )
+    for option, ini in [
+        ("llm-min-pass-rate", "llm_min_pass_rate"),
+        ("llm-repeat-pass-rate", "llm_repeat_pass_rate"),
+    ]:
+        for value in ["2", "80", "150%", "-0.1", "nan", "inf", "", "%", "abc", "1e308", "0.5%x"]:
+            yield Case(
+                f"--{option}={value}",
+                (f"ERROR: --{option}: {RATE}, got {value!r}",),
+                args=(f"--{option}={value}",),
+            )
+        for value in ["2", "nan", "101%"]:
+            yield Case(
+                f"ini-{ini}={value}",
+                (f"ERROR: ini {ini}: {RATE}, got {value!r}",),
+                f'{SIM}[tool.pytest.ini_options]\n{ini} = "{value}"\n',
+                absent=(f"--{option}",),
+            )
+    yield Case(
+        "rate-2-suggests",
+        ("--llm-min-pass-rate:", "(did you mean 0.02 or '2%'?)"),
+        args=("--llm-min-pass-rate=2",),
+    )
+    ini_others = [
+        ('llm_dist = "spread"', "ERROR: ini llm_dist: expected one of model, load, got 'spread'"),
+        ('llm_progress = "on"', "ERROR: ini llm_progress: expected one of auto, off, got 'on'"),
+        ('llm_strict = "maybe"', "ERROR: ini llm_strict: invalid truth value 'maybe'"),
+        ('llm_config = "a.toml b.toml"', "ERROR: ini llm_config: expected one path, got 2"),
+        ('llm_config = "nope.toml"', "ERROR: ini llm_config: no such file: "),
+        ('llm_report = "/proc/llm-matrix/r.json"', "ERROR: ini llm_report: cannot write "),
+    ]
+    for line, detail in ini_others:
+        yield Case(
+            f"ini-{line}",
+            (detail,),
+            f"{SIM}[tool.pytest.ini_options]\n{line}\n",
+            absent=("--llm",),
+        )
+    for option, value in [("llm-dist", "spread"), ("llm-progress", "on")]:  # argparse's choices
+        yield Case(
+            f"--{option}={value}",
+            (f"error: argument --{option}: invalid choice: '{value}'",),
+            args=(f"--{option}={value}",),
+        )
+
+
+def report_path_cases() -> Iterator[Case]:
+    """--llm-report is checked at start: a report that cannot be written is a usage error."""
+    for case_id, path, detail in [
+        ("virtual-fs", "/proc/llm-matrix/r.json", "cannot write /proc/llm-matrix/r.json: "),
+        ("under-a-file", "test_bad.py/r.json", "/test_bad.py is not a directory"),
+        ("a-directory", ".", " is a directory; give a file name"),
+        ("empty", "", "expected a file name, got ''"),
+        ("device", "/dev/zero", "/dev/zero is not a regular file"),
+    ]:
+        yield Case(
+            f"report-{case_id}",
+            ("ERROR: --llm-report: ", detail),
+            args=(f"--llm-report={path}",),
+            files={"test_bad.py": MODEL_TEST},
+        )
+
+
+def selection_cases() -> Iterator[Case]:
+    """--models and TEST_MODELS: names of the selection syntax."""
+    pyproject = f'[tool.llm-matrix]\ngroups = {{ g = ["sim"] }}\n{SIM}'
+    for value, detail in [
+        (",", "the selection is empty"),
+        ("-", "unknown model, group or tag ''"),
+        ("nope", "unknown model, group or tag 'nope'"),
+        ("sim,-sim", "selects no model"),
+        ("all,-all", "selects no model"),
+        ("a b", "unknown model, group or tag 'a b'"),
+        ("\x07", "unknown model, group or tag '\\x07'"),
+        ("sim[1]", "unknown model, group or tag 'sim[1]'"),
+    ]:
+        yield Case(f"--models={value!r}", ("--models", detail), pyproject, (f"--models={value}",))
+        yield Case(
+            f"TEST_MODELS={value!r}", ("TEST_MODELS", detail), pyproject, env={"TEST_MODELS": value}
+        )
+    yield Case("--models=empty", ("--models: the selection is empty",), pyproject, ("--models=",))
+
+
+def key_cases() -> Iterator[Case]:
+    """A key that cannot go in a header is refused at start, and not quoted."""
+    pyproject = SIM + 'api_key_env = "LLM_MATRIX_BAD_KEY"\n'
+    for key in ["sk-abc\ndef-0123456789", "sk-abc\x1bdef-0123456789", "sk-caf\xe9-0123456789"]:
+        yield Case(
+            f"key {key!r}",
+            ("model 'sim': LLM_MATRIX_BAD_KEY holds a control or non-ASCII character",),
+            pyproject,
+            env={"LLM_MATRIX_BAD_KEY": key},
+            absent=("0123456789",),
+        )
+
+
+def hook_cases() -> Iterator[Case]:
+    """Models registered in code go through the same checks, Model instances included."""
+    where = "pytest_llm_matrix_models hook"
+    returns = [
+        ('Model("a b", "simulator", "x", "openai")', "model: invalid alias 'a b'"),
+        ('Model("all", "simulator", "x", "openai")', "model: invalid alias 'all'"),
+        ('Model("m", "simulator", "x", "openai", timeout=float("nan"))', "field 'timeout'"),
+        ('Model("m", "simulator", "x", "openai", max_concurrency=10**7)', "'max_concurrency'"),
+        ('Model("m", "simulator", "x", "openai", rpm=2**63)', "field 'rpm'"),
+        ('Model("m", "simulator", "x", "openai", input_price=float("inf"))', "'input_price'"),
+        ('Model("m", "openai", "x", "openai", base_url="ftp://h")', "field 'base_url'"),
+        ('Model("m", "simulator", "x", "grpc")', "field 'api'"),
+        ('Model("m", "simulator", "x", "openai", tags=("a,b",))', "field 'tags'"),
+        ('Model("m", "simulator", "x", "openai", params={"o": object()})', "field 'params'"),
+        ('Model("m", "simulator", 5, "openai")', "field 'model'"),
+        ('Model("m", "openai", "x", "openai", simulate={"latency": 1})', "field 'simulate'"),
+        ("5", "expected Model instances, got 5"),
+    ]
+    for value, detail in returns:
+        yield Case(
+            f"hook-list-{value}",
+            (where, detail),
+            "",
+            files={"conftest.py": _hook(f"[{value}]")},
+        )
+    for value, detail in [
+        ("5", "expected a dict of alias -> fields or a list of Model, got 5"),
+        ('"abc"', "expected a dict of alias -> fields or a list of Model, got 'abc'"),
+        ('{5: {"provider": "simulator"}}', "model: alias must be a string, got 5"),
+        ('{"m": 5}', "model 'm': expected a table of fields, got 5"),
+        ('{"m": {"provider": "simulator", "timeout": 1e308}}', "field 'timeout'"),
+        ('{"m": {"provider": "simulator", 5: 1}}', "model 'm': unknown field 5"),
+    ]:
+        yield Case(
+            f"hook-returns-{value}", (where, detail), "", files={"conftest.py": _hook(value)}
+        )
+
+
+def _hook(result: str) -> str:
+    return textwrap.dedent(
+        f"""
+        from pytest_llm_matrix import Model
+
+        def pytest_llm_matrix_models(config):
+            return {result}
+        """
+    )
+
+
+def marker_cases() -> Iterator[Case]:
+    """@pytest.mark.llm: a collection error (exit 2) naming the test and the keyword."""
+    markers = (
+        [
+            ("models=5", "(models=...): expected a list of model names, got 5"),
+            ("models=[5]", "(models=...): expected a list of model names, got [5]"),
+            ("models=[]", "(models=...): names no model"),
+            ('models=""', "(models=...): names no model"),
+            ('models=["nope"]', "(models=...): unknown model, group or tag 'nope'"),
+            ('models={"sim"}', "(models=...): expected a list of model names"),
+            ('exclude="nope"', "(exclude=...): unknown model, group or tag 'nope'"),
+            ("exclude=5", "(exclude=...): expected a list of model names"),
+            ('"sim"', "unexpected arguments ['sim']; use keywords"),
+            ("repeats=3", "unexpected arguments ['repeats']"),
+        ]
+        + [
+            (f"repeat={value}", f"(repeat=...): expected {REPEAT}, got")
+            for value in [
+                "0",
+                "-1",
+                "1001",
+                "2**63",
+                "10**30",
+                "2.0",
+                "True",
+                '"3"',
+                'float("nan")',
+            ]
+        ]
+        + [
+            (f"min_pass_rate={value}", f"(min_pass_rate=...): {RATE}, got")
+            for value in [
+                *['float("nan")', 'float("inf")', "-0.1", "2", "80", '"2"', '"nan"'],
+                *['"150%"', "True", "[0.5]", "10**400", '"-1%"'],
+            ]
+        ]
+    )
+    for marker, detail in markers:
+        yield Case(
+            f"marker-{marker}",
+            ("test_bad.py::test_m: @pytest.mark.llm", detail),
+            test=f"import pytest\n\n@pytest.mark.llm({marker})\ndef test_m(llm_model):\n    pass\n",
+            exit=pytest.ExitCode.INTERRUPTED,
+        )
+
+
+CASES: list[Case] = [
+    *model_field_cases(),
+    *simulator_knob_cases(),
+    *name_cases(),
+    *structure_cases(),
+    *option_cases(),
+    *report_path_cases(),
+    *selection_cases(),
+    *key_cases(),
+    *hook_cases(),
+    *marker_cases(),
+]
+
+
+def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, case: Case) -> pytest.RunResult:
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
+    (pytester.path / "pyproject.toml").write_text(case.pyproject)
+    for name, content in case.files.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    pytester.makepyfile(test_bad=case.test)
+    return pytester.runpytest(*QUIET, "-p", "no:cacheprovider", *case.args)
+
+
+def test_the_corpus_is_large():
+    print(f"bad-input corpus: {len(CASES)} cases")
+    assert len(CASES) >= 150
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+@pytest.mark.timeout(60)  # a hang is a failure too
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_a_clear_error(pytester, monkeypatch, case):
+    result = run(pytester, monkeypatch, case)
+    output = result.stdout.lines + result.stderr.lines
+    text = "\n".join(output)
+    assert "Traceback" not in text
+    assert "INTERNALERROR" not in text
+    assert result.ret == case.exit, text
+    usage = case.exit == pytest.ExitCode.USAGE_ERROR
+    where = result.stderr.lines if usage else output
+    lines = [line for line in where if all(part in line for part in case.expect)]
+    assert lines, f"no line holds all of {case.expect}:\n{text}"
+    for part in case.absent:
+        assert part not in lines[0], lines[0]
+    if usage:
+        assert any(line.startswith("ERROR: ") for line in result.stderr.lines), text
+
+
+#: Valid edge values: the checks must not refuse these.
+GOOD = [
+    ("timeout-0.1", f"{SIM}timeout = 0.1\n", ()),
+    ("timeout-0.5", f"{SIM}timeout = 0.5\n", ()),
+    ("timeout-a-week", f"{SIM}timeout = 604800\n", ()),
+    ("cap-10000", f"{SIM}max_concurrency = 10000\nrpm = 1000000\n", ()),
+    ("price-0", f"{SIM}input_price = 0\noutput_price = 10000\n", ()),
+    ("params-nested", f"{SIM}params = {{ a = [1, 2.5, {{ b = true }}], c = 'x' }}\n", ()),
+    (
+        "alias-org/model:1.5",
+        '[tool.llm-matrix.models."org/model:1.5"]\nprovider = "openai-compatible"\n'
+        'base_url = "http://[::1]:8000/v1"\ntags = ["a-b", "x.y"]\n',
+        (),
+    ),
+    ("rate-80%", SIM, ("--llm-min-pass-rate=80%", "--llm-repeat-pass-rate=0.8")),
+    ("rate-0-and-1", SIM, ("--llm-min-pass-rate=0", "--llm-repeat-pass-rate=1")),
+    ("options-at-bounds", SIM, ("--max-concurrency=10000", "--llm-max-attempts=100")),
+    ("options-small", SIM, ("--llm-timeout=0.1", "--llm-max-wait=0.001", "--llm-max-cost=1e-6")),
+    ("ini-values", f'{SIM}[tool.pytest.ini_options]\nllm_repeat = "3"\nllm_timeout = "2.5"\n', ()),
+    ("report-in-new-folder", SIM, ("--llm-report=new/folder/r.json",)),
+]
+
+
+@pytest.mark.parametrize(("pyproject", "args"), [g[1:] for g in GOOD], ids=[g[0] for g in GOOD])
+def test_valid_edge_values_are_accepted(pytester, monkeypatch, pyproject, args):
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    (pytester.path / "pyproject.toml").write_text(pyproject)
+    pytester.makepyfile(test_ok=MODEL_TEST)
+    result = pytester.runpytest(*QUIET, "--collect-only", "-q", *args)
+    assert result.ret == pytest.ExitCode.OK, "\n".join(result.stdout.lines + result.stderr.lines)
+
+
+def test_marker_edge_values_are_accepted(pytester, monkeypatch):
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    (pytester.path / "pyproject.toml").write_text(SIM)
+    pytester.makepyfile(
+        test_ok="""
+        import pytest
+
+        @pytest.mark.llm(models=None, exclude=None, repeat=2, min_pass_rate="50%")
+        def test_a(llm_model):
+            pass
+
+        @pytest.mark.llm(models=["sim"], min_pass_rate=0.5, repeat=None)
+        def test_b(llm_model):
+            pass
+        """
+    )
+    result = pytester.runpytest(*QUIET, "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    assert [line for line in result.stdout.lines if "::" in line] == [
+        "test_ok.py::test_a[sim-run1of2]",
+        "test_ok.py::test_a[sim-run2of2]",
+        "test_ok.py::test_b[sim]",
+    ]
+
+
+def test_no_timeout_marks_without_pytest_timeout(pytester, monkeypatch):
+    """-p no:timeout with a model timeout and --strict-markers: the tests run, unmarked, and
+    the header says model timeouts are not enforced per test."""
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    (pytester.path / "pyproject.toml").write_text(f"{SIM}timeout = 5\n")
+    pytester.makepyfile(
+        test_ok="""
+        def test_a(llm_model, request):
+            assert request.node.get_closest_marker("timeout") is None
+        """
+    )
+    result = pytester.runpytest(*QUIET, "-p", "no:timeout", "--strict-markers")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["llm-matrix: pytest-timeout is off: model timeouts are not enforced per test*"]
+    )
+
+
+def test_report_is_valid_json_with_an_explicit_price(pytester, monkeypatch):
+    """The price that used to be nan/inf is refused; a real one ends in strict JSON."""
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    (pytester.path / "pyproject.toml").write_text(f"{SIM}input_price = 10000\n")
+    pytester.makepyfile(test_ok="def test_a(llm):\n    llm.complete('hi')\n")
+    result = pytester.runpytest(*QUIET, "--llm-report=r.json")
+    result.assert_outcomes(passed=1)
+    text = (pytester.path / "r.json").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the report"))
