@@ -231,3 +231,10 @@ def test_the_journal_keeps_only_the_last_entry_of_the_running_test(tmp_path):
     (tmp_path / "torn.json").write_bytes(b'{"nodeid": "t.py::test_b[m]", "sp')
     assert Journal.read(str(tmp_path / "torn.json"), "t.py::test_b[m]") is None
     assert Journal.read(str(tmp_path / "missing.json"), "t.py::test_b[m]") is None
+
+
+def test_a_journal_whose_folder_is_gone_gives_up_quietly(tmp_path):
+    journal = Journal(str(tmp_path / "gone" / "spend-gw0.json"))
+    journal.write("t.py::test_a[m]", {"attempts": 1})  # no error: crash recovery is a bonus
+    journal.close()
+    assert not (tmp_path / "gone").exists()

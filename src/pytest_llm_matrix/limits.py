@@ -366,6 +366,8 @@ class FileCoordinator:
 
     def all_unavailable(self) -> dict[str, str]:
         found: dict[str, str] = {}
+        if not os.path.isdir(self._dir):  # removed under the session: nothing more to learn
+            return found
         with os.scandir(self._dir) as entries:
             for entry in entries:
                 text = _read(entry.path) if entry.name.endswith(".unavailable") else None
