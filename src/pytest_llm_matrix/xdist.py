@@ -109,11 +109,13 @@ class XdistHooks:
         """A crashed worker's test gets the teardown report its worker never sent: it ends
         the test for every reporter - JUnit closes its case with the test's ``llm_*``
         properties, the live progress counts it done - as any test's teardown does."""
+        if str(report.when) != CRASH_PHASE:  # every other report: a cheap no
+            return
         from pytest_llm_matrix.repeats import RUN_ATTR
         from pytest_llm_matrix.report import REPORT_ATTR
 
         model = getattr(report, REPORT_ATTR, None)
-        if str(report.when) != CRASH_PHASE or model is None:
+        if model is None:
             return
         teardown = pytest.TestReport(
             report.nodeid, report.location, {}, "passed", None, "teardown", duration=0.0
