@@ -45,11 +45,9 @@ def test_second(llm):
 FAR_FUTURE = email.utils.formatdate(time.time() + 10 * 365 * 86400, usegmt=True)
 
 
-@WORKERS
-@pytest.mark.parametrize("retry_after", [3600, "1e308", FAR_FUTURE], ids=["3600", "1e308", "date"])
-def test_a_refused_retry_after_never_makes_anyone_wait_longer_than_max_wait(
-    pytester, write_config, simulator, workers, retry_after
-):
+def two_tests_after_a_429(pytester, write_config, simulator, workers, retry_after):
+    """Two tests of one model whose first request gets a 429 with this Retry-After, run with
+    --llm-max-wait=1; the run, and the simulator."""
     sim = simulator(
         {"models": {"m": {"faults": [{"kind": "429", "first": 1, "retry_after": retry_after}]}}}
     )
@@ -58,6 +56,16 @@ def test_a_refused_retry_after_never_makes_anyone_wait_longer_than_max_wait(
     started = time.monotonic()
     result = pytester.runpytest_subprocess("-p", "no:randomly", "--llm-max-wait=1", *workers)
     assert time.monotonic() - started < 30
+    assert "Traceback" not in result.stdout.str()
+    return result, sim
+
+
+@WORKERS
+@pytest.mark.parametrize("retry_after", [3600, "1e308", FAR_FUTURE], ids=["3600", "1e308", "date"])
+def test_a_refused_retry_after_never_makes_anyone_wait_longer_than_max_wait(
+    pytester, write_config, simulator, workers, retry_after
+):
+    result, sim = two_tests_after_a_429(pytester, write_config, simulator, workers, retry_after)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -65,7 +73,6 @@ def test_a_refused_retry_after_never_makes_anyone_wait_longer_than_max_wait(
             "allowed (1s, --llm-max-wait)*"
         ]
     )
-    assert "Traceback" not in result.stdout.str()
     # the other test waited out a cooldown of at most --llm-max-wait, not the server's word
     durations = [float(line.split()[-1]) for line in result.outlines if line.startswith("took")]
     assert all(d < 3 for d in durations)
@@ -77,16 +84,10 @@ def test_a_refused_retry_after_never_makes_anyone_wait_longer_than_max_wait(
 def test_a_retry_after_that_is_no_number_is_ignored(
     pytester, write_config, simulator, workers, retry_after
 ):
-    sim = simulator(
-        {"models": {"m": {"faults": [{"kind": "429", "first": 1, "retry_after": retry_after}]}}}
-    )
-    project(pytester, write_config, sim, ONE_MODEL)
-    pytester.makepyfile(TWO_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "--llm-max-wait=1", *workers)
+    result, _ = two_tests_after_a_429(pytester, write_config, simulator, workers, retry_after)
     result.assert_outcomes(passed=2)  # retried after the usual backoff
     spend = read_spend(pytester)
     assert spend["test_first[m]"]["retries"] + spend["test_second[m]"]["retries"] == 1
-    assert "Traceback" not in result.stdout.str()
 
 
 NOT_STREAM_MODELS = """
