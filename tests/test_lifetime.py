@@ -121,7 +121,8 @@ def test_only_stale_state_directories_are_removed_at_start(pytester, write_confi
     alive = make("pytest-llm-matrix-alive", locked=True)  # another session, running
     make("pytest-llm-matrix-unlocked", locked=None)  # an older plugin's, maybe running
     make("pytest-llm-matrix-unlocked-old", locked=None)  # ... or long gone
-    make(".pytest-llm-matrix-making-new", locked=None)  # being made right now
+    # being made right now: its lock file exists, not yet locked (a race to survive)
+    make(".pytest-llm-matrix-making-new", locked=False)
     make(".pytest-llm-matrix-making-old", locked=None)
     two_days_ago = time.time() - 2 * 86400
     for name in ("pytest-llm-matrix-unlocked-old", ".pytest-llm-matrix-making-old"):

@@ -270,3 +270,102 @@ def test_without_configured_keys_reports_are_left_alone(pytester, write_config):
     pytester.makepyfile(f"def test_x():\n    assert '{KEY}' == 'other'\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert KEY in result.stdout.str()
+
+
+OTHER_PATHS = """
+import collections
+import dataclasses
+import os
+import threading
+import warnings
+
+import pytest
+
+KEY = os.environ["ECHO_KEY"]
+Pair = collections.namedtuple("Pair", "name value")
+
+
+@dataclasses.dataclass
+class Holder:
+    key: str
+
+
+def test_properties_of_any_type(record_property, llm_model):
+    record_property("pair", Pair("k", KEY))
+    record_property("raw", f"Bearer {KEY}".encode())
+    record_property("object", Holder(KEY))
+
+
+def test_a_key_set_during_the_test(monkeypatch, llm_model):
+    monkeypatch.setenv("LATE_KEY", "sk-late-0123456789abcdefLATE")
+    print("configured", os.environ["LATE_KEY"])
+
+
+def test_a_key_deleted_during_the_test(monkeypatch, llm_model):
+    monkeypatch.delenv("ECHO_KEY")
+    print("using key", KEY)
+    assert False
+
+
+def test_warnings(llm_model):
+    warnings.warn(f"the key is {KEY}")
+    thread = threading.Thread(target=lambda: (_ for _ in ()).throw(RuntimeError(f"echo {KEY}")))
+    thread.start()
+    thread.join()
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
+def test_keys_in_warnings_properties_and_changed_variables_are_redacted(
+    pytester, write_config, monkeypatch, workers
+):
+    monkeypatch.setenv("ECHO_KEY", KEY)
+    monkeypatch.delenv("LATE_KEY", raising=False)
+    write_config(
+        echo_config("http://127.0.0.1:9")
+        + '[tool.llm-matrix.models.late]\nprovider = "openai-compatible"\n'
+        'base_url = "http://127.0.0.1:9/v1"\napi_key_env = "LATE_KEY"\n'
+    )
+    pytester.makepyfile(test_other=OTHER_PATHS)
+    result = pytester.runpytest_subprocess(
+        "--models=o-json400",
+        "-rA",
+        "-W",
+        "default",
+        "--junitxml=junit.xml",
+        "-o",
+        "junit_logging=all",
+        "-p",
+        "no:cacheprovider",
+        *workers,
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=3, failed=1)
+    texts = everything_written(pytester.path, result)
+    del texts["test_other.py"]  # the test's own source holds the late key
+    assert "the key is ***" in texts["stdout"]
+    assert "RuntimeError: echo ***" in texts["stdout"]
+    assert {name: leaks(text) for name, text in texts.items() if leaks(text)} == {}
+    late = "0123456789abcdefLATE"
+    assert [name for name, text in texts.items() if late in text] == []
+    assert "configured ***" in texts["junit.xml"]
+
+
+def test_a_test_id_built_from_a_key_stays_out_of_the_files_we_write(
+    pytester, write_config, monkeypatch
+):
+    monkeypatch.setenv("ECHO_KEY", KEY)
+    write_config(echo_config("http://127.0.0.1:9"))
+    pytester.makepyfile(
+        "import os, pytest\n\n"
+        "@pytest.mark.parametrize('key', [os.environ['ECHO_KEY']])\n"
+        "def test_key(llm_model, key):\n    assert llm_model.name != 'o-json400'\n"
+    )
+    pytester.runpytest_subprocess("--models=o-json400,o-sse", "--llm-report=report.json")
+    report = (pytester.path / "report.json").read_text()
+    ours = pytester.path / ".pytest_cache" / "v" / "llm-matrix"  # (pytest's own: its business)
+    cache = "".join(p.read_text() for p in ours.rglob("*") if p.is_file())
+    assert leaks(report) == []
+    assert "durations" in {p.name for p in ours.iterdir()}
+    assert leaks(cache) == []
+    assert "test_key[o-json400-***]" in report

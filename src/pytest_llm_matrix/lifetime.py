@@ -71,14 +71,14 @@ def remove_stale(temp: Path) -> list[Path]:
         try:
             if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():
                 continue
-            if not entry.name.startswith((PREFIX, MAKING_PREFIX)):
+            old = now - entry.stat().st_mtime > UNOWNED_STALE_AFTER
+            if entry.name.startswith(MAKING_PREFIX):
+                stale = old  # its lock may not be taken yet: never judged by it
+            elif entry.name.startswith(PREFIX):
+                owned = _owner_alive(Path(entry.path))
+                stale = old if owned is None else not owned
+            else:
                 continue
-            owned = _owner_alive(Path(entry.path))
-            stale = (
-                not owned
-                if owned is not None
-                else now - entry.stat().st_mtime > UNOWNED_STALE_AFTER
-            )
         except OSError:
             continue
         if stale:

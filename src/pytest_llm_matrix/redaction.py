@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
@@ -85,27 +86,41 @@ def mask(text: str, forms: Iterable[str]) -> str:
 
 
 class Redactor:
-    """The keys of the configured models, and what to do with text that holds one."""
+    """The keys of the configured models, and what to do with text that holds one.
+
+    Every value a key variable has had since the session began counts: a test may set a
+    key with ``monkeypatch`` and its teardown report, made after the variable was restored,
+    still carries the test's output.
+    """
 
     def __init__(self, key_envs: Iterable[str]) -> None:
         self.key_envs = tuple(sorted(set(key_envs)))
         self._values: tuple[str | None, ...] = ()
+        self._seen: set[str] = set()  # every key value met so far
         self._forms: frozenset[str] = frozenset()
         self._pieces: tuple[str, ...] = ()  # the starts and ends that make a match
+        self._refresh()  # the values at start: a test may delete them
 
     @property
     def forms(self) -> frozenset[str]:
-        """The forms of the keys set right now (recomputed only when a value changed)."""
+        """The forms of every key value met so far."""
+        self._refresh()
+        return self._forms
+
+    def _refresh(self) -> None:
+        """Take in the key values set now (the forms are recomputed only for a new one)."""
         values = tuple(os.environ.get(name) for name in self.key_envs)
         if values != self._values:
-            forms: set[str] = set()
-            for value in values:
-                if value:
+            self._values = values
+            new = {value for value in values if value} - self._seen
+            if new:
+                self._seen |= new
+                forms = set(self._forms)
+                for value in new:
                     forms |= forms_of(value)
-            self._values, self._forms = values, frozenset(forms)
-            ends = {form[:MIN_LENGTH] for form in forms} | {form[-MIN_LENGTH:] for form in forms}
-            self._pieces = tuple(ends)
-        return self._forms
+                self._forms = frozenset(forms)
+                ends = {f[:MIN_LENGTH] for f in forms} | {f[-MIN_LENGTH:] for f in forms}
+                self._pieces = tuple(ends)
 
     def holds_key(self, text: str) -> bool:
         forms = self.forms
@@ -115,14 +130,19 @@ class Redactor:
         return mask(text, self.forms) if self.holds_key(text) else text
 
     def data(self, value: Any) -> Any:
-        """Plain data (as JSON holds it) with every string redacted."""
+        """Data with every string redacted: lists, tuples and dicts (keys too) are rebuilt;
+        any other value that shows a key when written out (bytes, a named tuple, an object
+        a test recorded as a property) becomes its redacted text."""
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, list | tuple):
+        if type(value) in (list, tuple):
             return type(value)(self.data(item) for item in value)
-        if isinstance(value, dict):
-            return {key: self.data(item) for key, item in value.items()}
-        return value
+        if type(value) is dict:
+            return {self.data(key): self.data(item) for key, item in value.items()}
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        shown = str(value)
+        return self.text(shown) if self.holds_key(shown) else value
 
 
 #: The report fields that hold text from the test (never the ids: xdist maps reports by them).
@@ -182,6 +202,21 @@ class ReportRedaction:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         self.report(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_warning_recorded(self, warning_message: warnings.WarningMessage) -> None:
+        """A warning (say, an unhandled error in a thread the test started, quoting an
+        echoed key) is shown in the warnings summary, or sent to the controller: redacted
+        before the terminal or xdist turn it into text."""
+        message = warning_message.message
+        text = str(message)
+        if not self.redactor.holds_key(text):
+            return
+        category = type(message) if isinstance(message, Warning) else UserWarning
+        try:
+            warning_message.message = category(self.redactor.text(text))
+        except Exception:  # a warning class with a signature of its own
+            warning_message.message = UserWarning(self.redactor.text(text))
 
 
 REDACTOR_KEY: Final = pytest.StashKey[Redactor]()
