@@ -221,6 +221,16 @@ def name_cases() -> Iterator[Case]:
         ("group 'sim' has the name of a model",),
         f'[tool.llm-matrix]\ngroups = {{ sim = ["sim"] }}\n{SIM}',
     )
+    yield Case(
+        "tag-named-like-a-model",
+        ("model 'sim': tag 'other' has the name of a model",),
+        f'{SIM}tags = ["other"]\n[tool.llm-matrix.models.other]\nprovider = "simulator"\n',
+    )
+    yield Case(
+        "tag-named-like-a-group",
+        ("model 'sim': tag 'g' has the name of a group",),
+        f'[tool.llm-matrix]\ngroups = {{ g = ["sim"] }}\n{SIM}tags = ["g"]\n',
+    )
 
 
 def structure_cases() -> Iterator[Case]:

@@ -4,7 +4,9 @@ its numbers: absurd waits, streams that are not streams, crashes mid-test."""
 from __future__ import annotations
 
 import email.utils
+import http.server
 import json
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -239,3 +241,52 @@ def test_a_journal_whose_folder_is_gone_gives_up_quietly(tmp_path):
     journal.write("t.py::test_a[m]", {"attempts": 1})  # no error: crash recovery is a bonus
     journal.close()
     assert not (tmp_path / "gone").exists()
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Promises a JSON body and sends it one byte every 0.1 s: every read gets a byte in
+    time, so per-read timeouts never fire."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = b'{"choices": [{"message": {"content": "' + b"x" * 200 + b'"}}]}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("call", ["llm.complete('hi')", "asyncio.run(llm.acomplete('hi'))"])
+def test_a_body_that_trickles_in_is_bounded_by_the_model_timeout(pytester, write_config, call):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        write_config(
+            '[tool.llm-matrix.models.slow]\nprovider = "openai-compatible"\n'
+            f'base_url = "http://127.0.0.1:{server.server_port}/v1"\ntimeout = 1\n'
+        )
+        pytester.makepyfile(f"import asyncio\n\ndef test_slow(llm):\n    {call}\n")
+        started = time.monotonic()
+        # without pytest-timeout, only the request's own timeout can end it
+        result = pytester.runpytest_subprocess("-p", "no:timeout", "--llm-max-attempts=1")
+        assert time.monotonic() - started < 20
+    finally:
+        server.shutdown()
+        server.server_close()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*slow: ReadTimeout: the answer did not arrive in full within 1s: "
+            "gave up after 1 attempt*"
+        ]
+    )

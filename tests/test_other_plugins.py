@@ -76,3 +76,47 @@ def test_pytest_sugar_changes_no_count_and_no_verdict(pytester, write_config, wo
     assert json_counts(pytester.path / "report.json") == EXPECTED
     assert "--llm-min-pass-rate 75%: below it: sim-weak 66.7%" in output
     assert status == 1
+
+
+CRASHING = """
+import os
+
+def test_crash(llm):
+    llm.complete("one")
+    os._exit(1)
+
+def test_fine(llm):
+    assert llm.complete("hi") == "ok"
+"""
+
+
+def test_a_crash_under_the_model_scheduler_with_rerunfailures_installed(pytester, write_config):
+    pytest.importorskip("pytest_rerunfailures")
+    write_config()
+    pytester.makepyfile(CRASHING)
+    # rerunfailures' crash hook reads the scheduler's config, as xdist's schedulers have it
+    result = pytester.runpytest_subprocess("--models=sim-fast", "-n", "2", "-p", "no:randomly")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*crashed while running*test_crash[[]sim-fast]' (model sim-fast)*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("marker", "args"),
+    [
+        ("@pytest.mark.llm(repeat=3)", ["--reruns=1"]),
+        ("@pytest.mark.llm(repeat=3)\n@pytest.mark.flaky(reruns=2)", []),
+    ],
+    ids=["--reruns", "flaky-mark"],
+)
+def test_repeats_and_reruns_are_one_or_the_other(pytester, write_config, marker, args):
+    pytest.importorskip("pytest_rerunfailures")
+    write_config()
+    pytester.makepyfile(f"import pytest\n\n{marker}\ndef test_r(llm):\n    pass\n")
+    result = pytester.runpytest_subprocess("--models=sim-fast", *args)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["*test_r: a repeated test (repeat=3) cannot also be rerun by pytest-rerunfailures*"]
+    )

@@ -567,3 +567,6 @@ def test_a_crashed_run_is_one_of_the_runs(pytester, write_config):
         {},
         {"test_a_crashed_run_is_one_of_the_runs.py::test_c": ["sim-fast"]},
     )
+    # the crash settles the test as an error; its note is the crash, not xdist's worker line
+    result.stdout.fnmatch_lines(["run 1 failed: worker 'gw*' crashed while running *"])
+    assert "run 1 failed: [gw" not in result.stdout.str()

@@ -331,3 +331,16 @@ def test_a_report_that_cannot_be_written_at_the_end_fails_the_run(pytester, writ
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["--llm-report: could not write *out/r.json: File exists"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_step_summary_that_is_a_fifo_does_not_hang_the_run(pytester, write_config, monkeypatch):
+    import os
+
+    fifo = pytester.path / "fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(fifo))
+    write_config()
+    pytester.makepyfile(test_x="def test_x(llm):\n    llm.complete('hi')\n")
+    result = pytester.runpytest_subprocess(timeout=60)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["$GITHUB_STEP_SUMMARY: could not write *fifo: not a regular file"])

@@ -164,6 +164,15 @@ def test_missing_key_skips_with_reason(pytester, write_config):
     result.stdout.fnmatch_lines(["SKIPPED * gpt-4o.mini-2: LLM_MATRIX_TEST_UNSET_KEY is not set"])
 
 
+def test_a_blank_key_is_said_to_be_blank(pytester, write_config, monkeypatch):
+    write_config()
+    monkeypatch.setenv("LLM_MATRIX_TEST_UNSET_KEY", "   \n")
+    pytester.makepyfile(MODEL_TEST)
+    result = pytester.runpytest("--models=hosted", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * gpt-4o.mini-2: LLM_MATRIX_TEST_UNSET_KEY is blank"])
+
+
 def test_missing_key_with_strict_is_an_error(pytester, write_config):
     write_config()
     pytester.makepyfile(MODEL_TEST)

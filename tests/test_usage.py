@@ -96,6 +96,15 @@ def test_nonsense_counts_are_zero():
     assert usage_from_body(body) == Usage(0, 0, 0)
 
 
+def test_absurd_counts_are_zero_not_an_overflow_later():
+    # 10**400 tokens would overflow every price (a float) and the JSON report
+    body = {"usage": {"prompt_tokens": 10**400, "completion_tokens": 10**9 + 1}}
+    assert usage_from_body(body) == Usage(0, 0, 0)
+    assert usage_from_body({"usage": {"input_tokens": 10**9, "output_tokens": 7}}) == Usage(
+        10**9, 7, 0
+    )
+
+
 # --- StreamTracker, hand-written streams ----------------------------------------------------
 
 

@@ -66,7 +66,11 @@ class Send:
 
 @dataclasses.dataclass(frozen=True)
 class Read:
+    """Read the whole body, within ``limit`` seconds in all (None: no limit): per-read
+    timeouts alone never end a body that trickles in a byte at a time."""
+
     response: Any
+    limit: float | None = None
 
 
 Step = Sleep | Send | Read
@@ -229,7 +233,7 @@ class Exchange:
                     wrap_stream(response, StreamWatch(self, held.lease, started, response))
                     held.lease = None
                     return response
-                body = yield Read(response)
+                body = yield Read(response, request.extensions.get("timeout", {}).get("read"))
             except self.errors as exc:
                 held.release()
                 timed_out = "Timeout" in type(exc).__name__

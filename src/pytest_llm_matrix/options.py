@@ -345,7 +345,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         if (problem := registry.models[name].key_problem()) is not None:
             raise pytest.UsageError(f"model {name!r}: {problem}")
     unavailable = {
-        name: f"{model.api_key_env} is not set"
+        name: f"{model.api_key_env} is {'blank' if model.api_key_env in os.environ else 'not set'}"
         for name in selected
         if not (model := registry.models[name]).api_key_set
     }

@@ -333,6 +333,13 @@ def check_registry(registry: Registry) -> None:
                     f"{where}: group {group!r} names unknown model {member!r}"
                     f"{_suggest(member, known)}; known models: {', '.join(known) or 'none'}"
                 )
+    for tag, owners in registry.tags.items():
+        if tag in known or tag in registry.groups:
+            kind = "model" if tag in known else "group"
+            raise pytest.UsageError(
+                f"{where}: model {owners[0]!r}: tag {tag!r} has the name of a {kind}, which "
+                "--models would pick instead; rename the tag"
+            )
 
 
 def file_problem(path: Path) -> str | None:

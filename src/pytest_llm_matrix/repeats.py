@@ -172,9 +172,25 @@ def add_runs(metafunc: pytest.Metafunc, settings: Settings) -> None:
     repeat, rate = plan_for(metafunc.definition, settings)
     if repeat == 1 and rate > 0:  # one run that must pass: a plain test
         return
+    if _rerun(metafunc):
+        raise pytest.Collector.CollectError(
+            f"{metafunc.definition.nodeid}: a repeated test (repeat={repeat}) cannot also be "
+            "rerun by pytest-rerunfailures (--reruns or @pytest.mark.flaky): a rerun would "
+            "replace a run whose failure was already judged. Its runs already measure how "
+            "flaky it is; use one or the other"
+        )
     specs = [RunSpec(index, repeat, rate) for index in range(1, repeat + 1)]
     metafunc.fixturenames.append(RUN_FIXTURE)
     metafunc.parametrize(RUN_FIXTURE, specs, ids=[s.id for s in specs], indirect=True)
+
+
+def _rerun(metafunc: pytest.Metafunc) -> bool:
+    """Whether pytest-rerunfailures would rerun this test when it fails."""
+    config = metafunc.config
+    if not config.pluginmanager.hasplugin("rerunfailures"):
+        return False
+    reruns = getattr(config.option, "reruns", 0) or 0
+    return bool(reruns) or metafunc.definition.get_closest_marker("flaky") is not None
 
 
 def index_runs(items: Iterable[pytest.Item]) -> None:
@@ -312,7 +328,7 @@ def outcome_of(report: pytest.TestReport) -> str:
 def _note(report: pytest.TestReport) -> str:
     """A failed run's one-line reason."""
     crash = getattr(report.longrepr, "reprcrash", None)
-    message = getattr(crash, "message", None) or report.longreprtext.strip()
+    message = getattr(crash, "message", None) or str(report.longrepr or "")
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     return first if len(first) <= 200 else first[:197] + "..."
 

@@ -449,7 +449,10 @@ def _is_subtest(report: pytest.TestReport) -> bool:
 
 
 def _write(path: str, text: str, *, append: bool) -> str | None:
-    """Write an output file; None, or why it could not be written."""
+    """Write an output file; None, or why it could not be written. Only a regular file
+    (or none yet): opening a FIFO would wait for a reader forever."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        return f"{path}: not a regular file"
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a" if append else "w", encoding="utf-8") as file:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    import pytest
     from xdist.workermanage import WorkerController
 
     from pytest_llm_matrix.options import Settings
@@ -61,7 +62,11 @@ class ModelScheduling:
         estimates: Mapping[str, float],
         cooling: Callable[[str], bool] = lambda model: False,
         log: Callable[..., None] = lambda *args: None,
+        config: pytest.Config | None = None,
     ) -> None:
+        #: as on xdist's own schedulers, which other plugins' xdist hooks read
+        #: (pytest-rerunfailures' pytest_handlecrashitem reads sched.config)
+        self.config = config
         self.numnodes = numnodes
         self.aliases = list(settings.selected)
         self.caps = {m.name: m.max_concurrency for m in settings.models}

@@ -103,6 +103,40 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             finally:
                 self.watch.close()
 
+    def too_slow(limit: float) -> BaseException:
+        message = f"the answer did not arrive in full within {limit:g}s"
+        return http.ReadTimeout(message)  # type: ignore[no-any-return]
+
+    class BoundedStream(http.SyncByteStream):  # type: ignore[misc,name-defined]
+        """A body that must arrive in full within ``limit`` seconds."""
+
+        def __init__(self, response: Any, limit: float) -> None:
+            self.inner, self.limit = response.stream, limit
+
+        def __iter__(self) -> Iterator[bytes]:
+            deadline = time.monotonic() + self.limit
+            for chunk in self.inner:
+                if time.monotonic() > deadline:
+                    raise too_slow(self.limit)
+                yield chunk
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class AsyncBoundedStream(http.AsyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(self, response: Any, limit: float) -> None:
+            self.inner, self.limit = response.stream, limit
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            deadline = time.monotonic() + self.limit
+            async for chunk in self.inner:
+                if time.monotonic() > deadline:
+                    raise too_slow(self.limit)
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
     def wrap_sync(response: Any, watch: StreamWatch) -> None:
         response.stream = WatchedStream(response.stream, watch)
 
@@ -127,6 +161,8 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
                     elif isinstance(step, Send):
                         steps.result = self.inner.handle_request(step.request)
                     else:
+                        if step.limit is not None:
+                            step.response.stream = BoundedStream(step.response, step.limit)
                         steps.result = step.response.read()
                 except BaseException as exc:  # the exchange frees what it holds, then decides
                     steps.failure = exc
@@ -157,6 +193,8 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
                     elif isinstance(step, Send):
                         steps.result = await self.inner.handle_async_request(step.request)
                     else:
+                        if step.limit is not None:
+                            step.response.stream = AsyncBoundedStream(step.response, step.limit)
                         steps.result = await step.response.aread()
                 except BaseException as exc:  # the exchange frees what it holds, then decides
                     steps.failure = exc

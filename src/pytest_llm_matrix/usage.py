@@ -65,12 +65,18 @@ def _parse_usage(usage: object) -> Usage | None:
     return None
 
 
+#: More tokens than any model reads or writes in one request: a server that reports more
+#: is talking nonsense, and such numbers would overflow prices (10**400 as a float).
+MAX_TOKENS = 10**9
+
+
 def _count(mapping: object, key: str) -> int:
-    """`mapping[key]` as a token count; missing, null or nonsense values count as 0."""
+    """`mapping[key]` as a token count; missing, null or nonsense values (negative, over
+    MAX_TOKENS) count as 0."""
     if not isinstance(mapping, Mapping):
         return 0
     value = mapping.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
         return 0
     return value
 

@@ -81,6 +81,7 @@ class XdistHooks:
             estimates,
             cooling=cooling_check(coordinator),
             log=log.modelsched,
+            config=config,
         )
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
@@ -109,8 +110,8 @@ class XdistHooks:
         """A crashed worker's test gets the teardown report its worker never sent: it ends
         the test for every reporter - JUnit closes its case with the test's ``llm_*``
         properties, the live progress counts it done - as any test's teardown does."""
-        if str(report.when) != CRASH_PHASE:  # every other report: a cheap no
-            return
+        if str(report.when) != CRASH_PHASE or str(report.outcome) == "rerun":
+            return  # not a crash, or one pytest-rerunfailures runs again: the test goes on
         from pytest_llm_matrix.repeats import RUN_ATTR
         from pytest_llm_matrix.report import REPORT_ATTR
 
