@@ -9,6 +9,7 @@ test uses a model.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from functools import cache
@@ -103,40 +104,6 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             finally:
                 self.watch.close()
 
-    def too_slow(limit: float) -> BaseException:
-        message = f"the answer did not arrive in full within {limit:g}s"
-        return http.ReadTimeout(message)  # type: ignore[no-any-return]
-
-    class BoundedStream(http.SyncByteStream):  # type: ignore[misc,name-defined]
-        """A body that must arrive in full within ``limit`` seconds."""
-
-        def __init__(self, response: Any, limit: float) -> None:
-            self.inner, self.limit = response.stream, limit
-
-        def __iter__(self) -> Iterator[bytes]:
-            deadline = time.monotonic() + self.limit
-            for chunk in self.inner:
-                if time.monotonic() > deadline:
-                    raise too_slow(self.limit)
-                yield chunk
-
-        def close(self) -> None:
-            self.inner.close()
-
-    class AsyncBoundedStream(http.AsyncByteStream):  # type: ignore[misc,name-defined]
-        def __init__(self, response: Any, limit: float) -> None:
-            self.inner, self.limit = response.stream, limit
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            deadline = time.monotonic() + self.limit
-            async for chunk in self.inner:
-                if time.monotonic() > deadline:
-                    raise too_slow(self.limit)
-                yield chunk
-
-        async def aclose(self) -> None:
-            await self.inner.aclose()
-
     def wrap_sync(response: Any, watch: StreamWatch) -> None:
         response.stream = WatchedStream(response.stream, watch)
 
@@ -161,8 +128,7 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
                     elif isinstance(step, Send):
                         steps.result = self.inner.handle_request(step.request)
                     else:
-                        if step.limit is not None:
-                            step.response.stream = BoundedStream(step.response, step.limit)
+                        _bound(step.response, step.limit, asynchronous=False)
                         steps.result = step.response.read()
                 except BaseException as exc:  # the exchange frees what it holds, then decides
                     steps.failure = exc
@@ -193,8 +159,7 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
                     elif isinstance(step, Send):
                         steps.result = await self.inner.handle_async_request(step.request)
                     else:
-                        if step.limit is not None:
-                            step.response.stream = AsyncBoundedStream(step.response, step.limit)
+                        _bound(step.response, step.limit, asynchronous=True)
                         steps.result = await step.response.aread()
                 except BaseException as exc:  # the exchange frees what it holds, then decides
                     steps.failure = exc
@@ -204,6 +169,55 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             await self.inner.aclose()
 
     return LLMTransport, AsyncLLMTransport
+
+
+@cache
+def _bounded_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
+    """(sync, async) stream wrappers of ``http`` (httpx2 or httpx) for a body that must
+    arrive in full within a time limit; a response takes only its own library's streams."""
+
+    def too_slow(limit: float) -> BaseException:
+        message = f"the answer did not arrive in full within {limit:g}s"
+        return http.ReadTimeout(message)  # type: ignore[no-any-return]
+
+    class BoundedStream(http.SyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(self, inner: Any, limit: float) -> None:
+            self.inner, self.limit = inner, limit
+
+        def __iter__(self) -> Iterator[bytes]:
+            deadline = time.monotonic() + self.limit
+            for chunk in self.inner:
+                if time.monotonic() > deadline:
+                    raise too_slow(self.limit)
+                yield chunk
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class AsyncBoundedStream(http.AsyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(self, inner: Any, limit: float) -> None:
+            self.inner, self.limit = inner, limit
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            deadline = time.monotonic() + self.limit
+            async for chunk in self.inner:
+                if time.monotonic() > deadline:
+                    raise too_slow(self.limit)
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return BoundedStream, AsyncBoundedStream
+
+
+def _bound(response: Any, limit: float | None, asynchronous: bool) -> None:
+    """Make ``response``'s body fail with a read timeout unless it arrives within ``limit``."""
+    if limit is None:
+        return
+    http = sys.modules[type(response).__module__.split(".")[0]]
+    sync_class, async_class = _bounded_classes(http)
+    response.stream = (async_class if asynchronous else sync_class)(response.stream, limit)
 
 
 @cache
