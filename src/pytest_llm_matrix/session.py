@@ -111,8 +111,11 @@ def configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_llm_matrix.xdist import XdistHooks
 
-        config.pluginmanager.register(XdistHooks(config, settings, simulator), "llm_matrix.xdist")
+        config.pluginmanager.register(XdistHooks(settings, simulator), "llm_matrix.xdist")
     if distributed(config):
+        from pytest_llm_matrix.xdist import CrashTeardown
+
+        config.pluginmanager.register(CrashTeardown(config), "llm_matrix.crash_teardown")
         # The xdist controller never collects: it learns of model tests from reports.
         _register_summary(config, settings)
 

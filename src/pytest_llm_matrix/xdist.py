@@ -42,10 +42,7 @@ class XdistHooks:
     so every worker gets its address.
     """
 
-    def __init__(
-        self, config: pytest.Config, settings: Settings, simulator: SimulatorService | None
-    ) -> None:
-        self.config = config
+    def __init__(self, settings: Settings, simulator: SimulatorService | None) -> None:
         self.settings = settings
         self.simulator = simulator
         self.wire: dict[str, Any] | None = None
@@ -105,6 +102,24 @@ class XdistHooks:
                 setattr(report, SPEND_ATTR, spend)
         self._settle_run(crashitem, report, model)
 
+    @staticmethod
+    def _settle_run(crashitem: str, report: pytest.TestReport, model: str) -> None:
+        """A crashed run of a repeated test is an errored run of it, judged with the rest."""
+        from pytest_llm_matrix.repeats import crashed_run, settle
+
+        run = crashed_run(crashitem)
+        limits = context.limits()
+        if run is not None and limits is not None:
+            settle(report, run, limits.coordinator, model, stopped=False)
+
+
+class CrashTeardown:
+    """Registered in the controller only when xdist runs the tests (crashes happen only
+    then), so a run without ``-n`` pays nothing per report for it."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
     @pytest.hookimpl(trylast=True)  # after every reporter has taken the crash report
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """A crashed worker's test gets the teardown report its worker never sent: it ends
@@ -128,13 +143,3 @@ class XdistHooks:
         if isinstance(run, dict):
             setattr(teardown, RUN_ATTR, {**run, "role": None, "outcome": None})
         self.config.hook.pytest_runtest_logreport(report=teardown)
-
-    @staticmethod
-    def _settle_run(crashitem: str, report: pytest.TestReport, model: str) -> None:
-        """A crashed run of a repeated test is an errored run of it, judged with the rest."""
-        from pytest_llm_matrix.repeats import crashed_run, settle
-
-        run = crashed_run(crashitem)
-        limits = context.limits()
-        if run is not None and limits is not None:
-            settle(report, run, limits.coordinator, model, stopped=False)
