@@ -192,7 +192,7 @@ def everything_written(root: pathlib.Path, result: pytest.RunResult) -> dict[str
     """The run's output and every file under the project, by name."""
     texts = {"stdout": result.stdout.str(), "stderr": result.stderr.str()}
     for path in root.rglob("*"):
-        if path.is_file():
+        if path.is_file() and "__pycache__" not in path.parts:  # (compiled test sources)
             texts[str(path.relative_to(root))] = path.read_text(errors="replace")
     return texts
 
