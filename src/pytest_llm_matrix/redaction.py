@@ -6,8 +6,9 @@ a local variable shown by ``-l``) - but where text leaves: every test and collec
 before any reporter sees it (in the process that made it, so also in xdist workers), and
 every file and summary line the plugin writes.
 
-What counts as a key: the value of every configured model's ``api_key_env``, read when the
-text is checked (a test may set it), in the forms it can take in text: as is, stripped,
+What counts as a key: every value a configured model's ``api_key_env`` has had in the
+session (read at start and whenever text is checked: a test may set or delete one), in the
+forms it can take in text: as is, stripped,
 escaped as Python or JSON writes strings, and percent-encoded. A text that holds the first
 :data:`MIN_LENGTH` characters of such a form loses them and as much of the rest of the form
 as follows, and likewise for its last characters, so a key cut short (a body trimmed to 200
