@@ -1,14 +1,18 @@
-"""Parallel efficiency of a model matrix: sequential vs ``-n auto`` vs ``--llm-dist=load``.
+"""Parallel efficiency of a model matrix: ``-n auto`` with preloaded workers and without.
 
 Starts the simulator (a separate process) with set latencies, generates a suite of
-M models x T tests, and runs it three ways. For each run it prints the wall time, the ideal
-(the larger of total request time / global cap and each model's request time / its cap),
-efficiency = ideal / wall, worker start-up (session start to a worker's first test) and
-peak RSS per worker. A bare xdist session without the plugin (same worker count, trivial
-tests) gives the start-up and RSS baseline.
+M models x T tests, and runs it: ``-n auto`` (workers preloaded), ``-n auto
+--llm-preload=off``, optionally sequential and ``--llm-dist=load``. For each run it prints
+the wall time, the ideal (the larger of total request time / global cap and each model's
+request time / its cap), efficiency = ideal / wall, session start-up (controller start to
+the last worker's first test), per-test overhead (the workers' busy spans beyond the tests'
+request time, per test) and the peak PSS of the whole process tree (controller, preloader,
+launchers, workers; sampled from /proc/<pid>/smaps_rollup). A bare xdist session without
+the plugin (same worker count, trivial tests) gives a start-up baseline.
 
-    python benchmarks/parallel.py                 # W1 W2 W3 W0
-    python benchmarks/parallel.py W0 W3 --no-sequential
+    python benchmarks/parallel.py                 # W1 W2 W3 W0 W4
+    python benchmarks/parallel.py W4 --rounds 3   # medians and spread of 3 rounds
+    python benchmarks/parallel.py W0 --sequential --load
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -63,7 +68,15 @@ WORKLOADS = {
         10,
         4,
         None,
-        "beat promptfoo (7.1-7.9 s measured here)",
+        "wall <= 6.0 s (promptfoo: 6.7-7.9 s measured here)",
+    ),
+    "W4": Workload(
+        "W4",
+        {f"m{i}": 2.0 for i in range(8)},
+        50,
+        32,
+        None,
+        "wall <= 30 s, start-up <= 3 s, PSS <= 600 MB (promptfoo -j 32: 29.7 s)",
     ),
 }
 
@@ -83,17 +96,28 @@ def pytest_sessionstart(session):
     if not hasattr(session.config, "workerinput"):
         _write({"event": "start", "t": time.time()})
 
+_span = []
+
 @pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
+def pytest_runtest_protocol(item):
+    now = time.time()
     if not _first:
-        _first.append(time.time())
+        _first.append(now)
         _write({"event": "first", "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
-                "t": _first[0]})
+                "t": now})
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logfinish():
+    _span.append(time.time())
 
 def pytest_sessionfinish(session):
-    if hasattr(session.config, "workerinput"):
+    if hasattr(session.config, "workerinput") and _first:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        _write({"event": "rss", "worker": os.environ["PYTEST_XDIST_WORKER"], "rss": rss})
+        _write({"event": "worker", "worker": os.environ["PYTEST_XDIST_WORKER"], "rss": rss,
+                "busy": (_span[-1] if _span else _first[0]) - _first[0], "tests": len(_span),
+                "cpu": time.process_time()})
+    elif not hasattr(session.config, "workerinput"):
+        _write({"event": "controller", "cpu": time.process_time()})
 """
 
 
@@ -147,36 +171,84 @@ class Run:
     label: str
     wall: float
     workers: int
-    startup: float | None  # mean, seconds
-    rss: float | None  # mean peak per worker, MB
+    startup: float | None  # controller start to the last worker's first test, seconds
+    overhead: float | None  # per test: workers' busy time beyond the tests' request time
+    pss: float | None  # peak PSS of the process tree, MB
+    rss: float | None  # mean peak RSS per worker, MB
 
 
-def run(root: Path, label: str, args: list[str]) -> Run:
+def tree_pss(root: int) -> float:
+    """Sum of Pss over ``root`` and its descendants, in bytes."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+            parent = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def run(root: Path, label: str, args: list[str], nominal: float) -> Run:
+    """Run pytest in ``root``; ``nominal`` is one test's request time."""
     out = root / f"probe-{label.replace(' ', '_')}.jsonl"
+    out.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PARALLEL_BENCH_OUT"] = str(out)
     started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", *args],
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=root,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        check=False,
     )
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            peak[0] = max(peak[0], tree_pss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = proc.communicate()
     wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
     if proc.returncode != 0:
-        sys.exit(f"{label}: pytest failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
+        sys.exit(f"{label}: pytest failed ({proc.returncode}):\n{stdout[-3000:]}")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     start = next(r["t"] for r in rows if r["event"] == "start")
     firsts = [r["t"] - start for r in rows if r["event"] == "first"]
-    rss = [r["rss"] / 2**20 for r in rows if r["event"] == "rss"]
+    workers = [r for r in rows if r["event"] == "worker"]
+    tests = sum(w["tests"] for w in workers)
+    overhead = (sum(w["busy"] for w in workers) - nominal * tests) / tests if tests else None
     return Run(
         label,
         wall,
-        len(rss) or 1,
-        statistics.mean(firsts) if firsts else None,
-        statistics.mean(rss) if rss else None,
+        len(workers) or 1,
+        max(firsts) if firsts else None,
+        overhead,
+        peak[0] / 2**20 if peak[0] else None,
+        statistics.mean(w["rss"] / 2**20 for w in workers) if workers else None,
     )
 
 
@@ -196,11 +268,12 @@ def start_simulator(load: Workload, folder: Path) -> tuple[subprocess.Popen[str]
     return proc, line.strip().rsplit(" ", 1)[-1]
 
 
-def fmt(value: float | None, unit: str) -> str:
-    return "-" if value is None else f"{value:.2f}{unit}"
+def fmt(value: float | None, unit: str, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
-def bench(load: Workload, sequential: bool) -> None:
+def bench(load: Workload, sequential: bool, load_dist: bool) -> list[Run]:
+    nominal = statistics.mean(load.models.values())
     with tempfile.TemporaryDirectory(prefix=f"llm-matrix-{load.name}-") as tmp:
         root = Path(tmp)
         sim, url = start_simulator(load, root)
@@ -208,9 +281,11 @@ def bench(load: Workload, sequential: bool) -> None:
             make_project(root, load, url)
             runs = []
             if sequential:
-                runs.append(run(root, "sequential", []))
-            runs.append(run(root, "-n auto", ["-n", "auto"]))
-            runs.append(run(root, "--llm-dist=load", ["-n", "auto", "--llm-dist=load"]))
+                runs.append(run(root, "sequential", [], nominal))
+            runs.append(run(root, "-n auto", ["-n", "auto"], nominal))
+            runs.append(run(root, "preload off", ["-n", "auto", "--llm-preload=off"], nominal))
+            if load_dist:
+                runs.append(run(root, "--llm-dist=load", ["-n", "auto", "--llm-dist=load"], nominal))
         finally:
             sim.terminate()
             sim.wait()
@@ -218,7 +293,7 @@ def bench(load: Workload, sequential: bool) -> None:
         bare_root = root / "bare"
         bare_root.mkdir()
         make_bare(bare_root, load.tests * len(load.models))
-        bare = run(bare_root, "bare xdist", ["-n", str(workers), "-p", "no:llm_matrix"])
+        bare = run(bare_root, "bare xdist", ["-n", str(workers), "-p", "no:llm_matrix"], 0.0)
     ideal = load.ideal
     print(
         f"\n{load.name}: {len(load.models)} models x {load.tests} tests, latencies "
@@ -227,34 +302,58 @@ def bench(load: Workload, sequential: bool) -> None:
     )
     print(
         f"  {'run':<16} {'wall':>8} {'efficiency':>10} {'workers':>7} {'start-up':>9} "
-        f"{'RSS/worker':>10}"
+        f"{'overhead/test':>13} {'tree PSS':>9} {'RSS/worker':>10}"
     )
     for r in [*runs, bare]:
         eff = f"{ideal / r.wall:.2f}" if r.label != "bare xdist" else "-"
         print(
             f"  {r.label:<16} {r.wall:>7.2f}s {eff:>10} {r.workers:>7} "
-            f"{fmt(r.startup, 's'):>9} {fmt(r.rss, ' MB'):>10}"
+            f"{fmt(r.startup, 's'):>9} {fmt(r.overhead, ' s', 3):>13} "
+            f"{fmt(r.pss, ' MB', 0):>9} {fmt(r.rss, ' MB', 0):>10}"
         )
-    auto = next(r for r in runs if r.label == "-n auto")
-    if auto.startup and bare.startup and auto.rss and bare.rss:
-        print(
-            f"  plugin worker vs bare xdist worker: start-up x{auto.startup / bare.startup:.2f},"
-            f" RSS x{auto.rss / bare.rss:.2f} (target <= 1.25)"
-        )
+    on = next(r for r in runs if r.label == "-n auto")
+    off = next(r for r in runs if r.label == "preload off")
+    print(
+        f"  preloaded / not: wall x{on.wall / off.wall:.2f}, start-up "
+        f"x{(on.startup or 0) / (off.startup or 1):.2f}, tree PSS x{(on.pss or 0) / (off.pss or 1):.2f}"
+    )
+    return runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument(
-        "--no-sequential",
-        action="store_true",
-        help="skip the sequential runs (W1 alone takes 160 s)",
-    )
+    parser.add_argument("--sequential", action="store_true", help="also run without -n")
+    parser.add_argument("--load", action="store_true", help="also run --llm-dist=load")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat; print medians")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     for name in args.workloads:
-        bench(WORKLOADS[name], not args.no_sequential)
+        results = [bench(WORKLOADS[name], args.sequential, args.load) for _ in range(args.rounds)]
+        if args.rounds > 1:
+            summarize(WORKLOADS[name], results)
+
+
+def summarize(load: Workload, results: list[list[Run]]) -> None:
+    print(f"\n{load.name}: medians of {len(results)} rounds [min-max]")
+    for index, first in enumerate(results[0]):
+        runs = [r[index] for r in results]
+
+        def stat(attr: str, digits: int = 2) -> str:
+            values = [getattr(r, attr) for r in runs if getattr(r, attr) is not None]
+            if not values:
+                return "-"
+            return (
+                f"{statistics.median(values):.{digits}f} "
+                f"[{min(values):.{digits}f}-{max(values):.{digits}f}]"
+            )
+
+        effs = [load.ideal / r.wall for r in runs]
+        print(
+            f"  {first.label:<16} wall {stat('wall')}s  efficiency {statistics.median(effs):.2f} "
+            f"[{min(effs):.2f}-{max(effs):.2f}]  start-up {stat('startup')}s  "
+            f"overhead/test {stat('overhead', 3)}s  tree PSS {stat('pss', 0)} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import shutil
 import signal
 import tempfile
@@ -35,7 +36,7 @@ OWNER_LOCK: Final = "owner.lock"
 #: mkdtemp and rename), or made by a version of the plugin before owner locks, which may
 #: still be running - so only after a day without a change.
 UNOWNED_STALE_AFTER: Final = 86400.0
-#: How often a worker checks that its controller is alive, in seconds.
+#: How often a worker checks that its controller is alive, in seconds (without pidfds).
 PARENT_CHECK: Final = 0.25
 
 
@@ -127,15 +128,34 @@ def _remove_on_sigterm(config: pytest.Config, remove: Callable[[], None]) -> Non
     config.add_cleanup(restore)
 
 
-def exit_with_parent() -> None:
-    """In an xdist worker: exit as soon as the controller that started it is gone."""
-    parent = os.getppid()
-    if parent <= 1:
+def exit_with_controller(controller: object = None) -> None:
+    """In an xdist worker: exit as soon as the controller that started it is gone.
+
+    ``controller`` is its pid when the controller said (a preloaded worker's parent is the
+    preloader, which may die while the run goes on); otherwise the parent is the controller.
+    A pidfd wakes the watcher when the process ends; without pidfds it polls.
+    """
+    pid = controller if isinstance(controller, int) and not isinstance(controller, bool) else None
+    if pid is None:
+        pid = os.getppid()
+    if pid <= 1:
         return
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is None and pid != os.getppid():
+        return  # neither a pidfd nor a parent link to watch it by
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK)
+        if pidfd is not None:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            while not poller.poll():
+                pass
+        else:
+            while os.getppid() == pid:
+                time.sleep(PARENT_CHECK)
         os._exit(1)  # no report could reach anyone; the OS frees the request slots
 
     threading.Thread(target=watch, name="llm-matrix-parent-watch", daemon=True).start()

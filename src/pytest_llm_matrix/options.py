@@ -147,6 +147,16 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("llm_dist", "model (default) or load: how model tests spread over workers.")
     group.addoption(
+        "--llm-preload",
+        dest="llm_preload",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="fork xdist workers from one process that has imported what they import: "
+        "'auto' (default: on Linux, when models are selected), 'on' (also without models), "
+        "'off' (every worker starts its own interpreter). ini: llm_preload.",
+    )
+    parser.addini("llm_preload", "auto (default), on or off: preloaded xdist workers.")
+    group.addoption(
         "--llm-min-pass-rate",
         dest="llm_min_pass_rate",
         metavar="RATE",
@@ -288,6 +298,8 @@ class Settings:
 
 
 SETTINGS_KEY: Final = pytest.StashKey[Settings]()
+#: In a worker's ``workerinput``: the controller's pid, which the worker watches.
+CONTROLLER_KEY: Final = "llm_matrix_controller"
 SIMULATOR_KEY: Final[pytest.StashKey[SimulatorService | None]] = pytest.StashKey()
 
 

@@ -14,6 +14,7 @@ import pytest
 from pytest_llm_matrix import context, fixtures
 from pytest_llm_matrix.matrix import Matrix, Repeats, model_of
 from pytest_llm_matrix.options import (
+    CONTROLLER_KEY,
     SETTINGS_KEY,
     SIMULATOR_KEY,
     WORKERINPUT_KEY,
@@ -72,9 +73,10 @@ def configure(config: pytest.Config) -> None:
     if workerinput is not None and WORKERINPUT_KEY in workerinput:
         settings = Settings.from_wire(workerinput[WORKERINPUT_KEY])
         if settings.selected:
-            from pytest_llm_matrix.lifetime import exit_with_parent
+            from pytest_llm_matrix.lifetime import exit_with_controller
 
-            exit_with_parent()
+            exit_with_controller(workerinput.get(CONTROLLER_KEY))
+            config.pluginmanager.register(WorkerOutput(config), "llm_matrix.worker_output")
     else:
         settings = early_settings(config)
         if any(m.needs_simulator for m in settings.models):
@@ -113,11 +115,29 @@ def configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(XdistHooks(settings, simulator), "llm_matrix.xdist")
     if distributed(config):
+        from pytest_llm_matrix import preload
         from pytest_llm_matrix.xdist import CrashTeardown
+
+        preload.register(config, settings)
 
         config.pluginmanager.register(CrashTeardown(config), "llm_matrix.crash_teardown")
         # The xdist controller never collects: it learns of model tests from reports.
         _register_summary(config, settings)
+
+
+class WorkerOutput:
+    """In a worker: what the controller learns of it at the end (the modules it imported,
+    so the next run's preloader imports them once for every worker)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_sessionfinish(self) -> None:
+        from pytest_llm_matrix.preload import MODULES_OUTPUT, worker_modules
+
+        output = getattr(self.config, "workeroutput", None)
+        if isinstance(output, dict):
+            output[MODULES_OUTPUT] = worker_modules(self.config)
 
 
 def journal_path(state_dir: str, worker: str) -> str:
@@ -255,4 +275,10 @@ def header(config: pytest.Config) -> list[str] | None:
         if auto is not None and auto[0] is not None:
             how += f"; -n auto: {auto[0]} workers, set by {auto[1]}"
         lines.append(f"llm-matrix: {how}")
+    if distributed(config):
+        from pytest_llm_matrix.preload import PLUGIN_NAME
+
+        preloading = config.pluginmanager.get_plugin(PLUGIN_NAME)
+        if preloading is not None:
+            lines.append(preloading.header())
     return lines
