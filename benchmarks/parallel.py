@@ -285,7 +285,9 @@ def bench(load: Workload, sequential: bool, load_dist: bool) -> list[Run]:
             runs.append(run(root, "-n auto", ["-n", "auto"], nominal))
             runs.append(run(root, "preload off", ["-n", "auto", "--llm-preload=off"], nominal))
             if load_dist:
-                runs.append(run(root, "--llm-dist=load", ["-n", "auto", "--llm-dist=load"], nominal))
+                runs.append(
+                    run(root, "--llm-dist=load", ["-n", "auto", "--llm-dist=load"], nominal)
+                )
         finally:
             sim.terminate()
             sim.wait()
@@ -313,9 +315,11 @@ def bench(load: Workload, sequential: bool, load_dist: bool) -> list[Run]:
         )
     on = next(r for r in runs if r.label == "-n auto")
     off = next(r for r in runs if r.label == "preload off")
+    startup = (on.startup or 0) / (off.startup or 1)
+    pss = (on.pss or 0) / (off.pss or 1)
     print(
-        f"  preloaded / not: wall x{on.wall / off.wall:.2f}, start-up "
-        f"x{(on.startup or 0) / (off.startup or 1):.2f}, tree PSS x{(on.pss or 0) / (off.pss or 1):.2f}"
+        f"  preloaded / not: wall x{on.wall / off.wall:.2f}, start-up x{startup:.2f}, "
+        f"tree PSS x{pss:.2f}"
     )
     return runs
 
@@ -339,7 +343,7 @@ def summarize(load: Workload, results: list[list[Run]]) -> None:
     for index, first in enumerate(results[0]):
         runs = [r[index] for r in results]
 
-        def stat(attr: str, digits: int = 2) -> str:
+        def stat(attr: str, digits: int = 2, runs: list[Run] = runs) -> str:
             values = [getattr(r, attr) for r in runs if getattr(r, attr) is not None]
             if not values:
                 return "-"

@@ -354,6 +354,10 @@ def option_cases() -> Iterator[Case]:
     ini_others = [
         ('llm_dist = "spread"', "ERROR: ini llm_dist: expected one of model, load, got 'spread'"),
         ('llm_progress = "on"', "ERROR: ini llm_progress: expected one of auto, off, got 'on'"),
+        (
+            'llm_preload = "yes"',
+            "ERROR: ini llm_preload: expected one of auto, on, off, got 'yes'",
+        ),
         ('llm_strict = "maybe"', "ERROR: ini llm_strict: invalid truth value 'maybe'"),
         ('llm_config = "a.toml b.toml"', "ERROR: ini llm_config: expected one path, got 2"),
         ('llm_config = "nope.toml"', "ERROR: ini llm_config: no such file: "),
@@ -366,7 +370,11 @@ def option_cases() -> Iterator[Case]:
             f"{SIM}[tool.pytest.ini_options]\n{line}\n",
             absent=("--llm",),
         )
-    for option, value in [("llm-dist", "spread"), ("llm-progress", "on")]:  # argparse's choices
+    for option, value in [
+        ("llm-dist", "spread"),
+        ("llm-progress", "on"),
+        ("llm-preload", "1"),
+    ]:  # argparse's choices
         yield Case(
             f"--{option}={value}",
             (f"error: argument --{option}: invalid choice: '{value}'",),

@@ -99,9 +99,7 @@ def test_nothing_outlives_a_stopped_run(pytester, write_config, temp, workers, s
     try:
         # two workers, plus the preloader and a launcher per worker when preloaded
         expected = {2, 5} if workers else {0}
-        assert wait_for(
-            lambda: state_dirs(temp) and len(descendants(process.pid)) >= min(expected)
-        )
+        assert wait_for(lambda: state_dirs(temp) and len(descendants(process.pid)) >= min(expected))
         time.sleep(1.0)  # tests under way
         started = descendants(process.pid)
         assert len(started) in expected

@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -108,9 +107,7 @@ def comparable(state: dict) -> dict:
     return {k: v for k, v in state.items() if k not in ("worker", "preloaded")}
 
 
-def test_a_preloaded_worker_is_what_xdist_would_have_started(
-    pytester, write_config, monkeypatch
-):
+def test_a_preloaded_worker_is_what_xdist_would_have_started(pytester, write_config, monkeypatch):
     write_config(PROJECT)
     pytester.makeconftest(PROBE)
     pytester.makepyfile(SUITE)
@@ -148,7 +145,8 @@ def test_the_header_says_whether_workers_are_preloaded(pytester, write_config):
 
 
 @pytest.mark.parametrize(
-    "args", [["-p", "no:llm_matrix"], [], ["--models=all", "--llm-preload=off"]],
+    "args",
+    [["-p", "no:llm_matrix"], [], ["--models=all", "--llm-preload=off"]],
     ids=["plugin-off", "no-models", "off"],
 )
 def test_runs_without_models_or_the_plugin_never_preload(pytester, write_config, args):
@@ -239,9 +237,10 @@ def group_members(pgid: int) -> list[int]:
 def preloader_of(pid: int) -> int | None:
     for child in descendants(pid):
         try:
-            if b"_boot()" in Path(f"/proc/{child}/cmdline").read_bytes():
-                if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(pid):
-                    return child
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            parent = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            if b"_boot()" in cmdline and parent == str(pid):
+                return child
         except OSError:
             continue
     return None
@@ -273,7 +272,11 @@ def test_request(llm, llm_model, n):
 
 @pytest.mark.parametrize("victim", ["controller", "preloader", "launcher"])
 def test_a_killed_process_of_the_run_leaves_nothing_behind(pytester, write_config, victim):
-    write_config(PROJECT.replace('provider = "simulator"', 'provider = "simulator"\nsimulate = { latency = 0.1 }'))
+    write_config(
+        PROJECT.replace(
+            'provider = "simulator"', 'provider = "simulator"\nsimulate = { latency = 0.1 }'
+        )
+    )
     pytester.makepyfile(SLOW)
     process = start(pytester, "-n", "3", "--models=all", "-p", "no:randomly")
     try:
@@ -368,7 +371,13 @@ def test_pytest_cov_measures_code_run_in_preloaded_workers(pytester, write_confi
         """,
     )
     result = pytester.runpytest_subprocess(
-        "-n", "4", "--models=all", "--cov=covered", "--cov-report=term-missing", "-p", "no:cacheprovider"
+        "-n",
+        "4",
+        "--models=all",
+        "--cov=covered",
+        "--cov-report=term-missing",
+        "-p",
+        "no:cacheprovider",
     )
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(["*workers preloaded*", "covered.py * 100%*"])

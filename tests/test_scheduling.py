@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import pytest
@@ -216,6 +217,45 @@ def test_auto_workers(global_cap, caps, tests, expected):
     chosen, why = auto_workers(s, tests)
     assert chosen == expected[0]
     assert why.startswith(expected[1])
+
+
+@pytest.mark.parametrize(
+    ("preloaded", "measured", "available", "expected"),
+    [
+        (True, None, 2**40, (64, "the ceiling for workers preloaded (64)")),
+        (False, None, 2**40, (32, "the ceiling for workers started the normal way (32)")),
+        (True, None, 640 * 2**20, (10, "the memory available (640 MB; 64 MB budgeted")),
+        (False, None, 960 * 2**20, (10, "the memory available (960 MB; 96 MB budgeted")),
+        (True, 20 * 2**20, 800 * 2**20, (20, "the memory available (800 MB; 20 MB measured")),
+        (True, 20 * 2**20, 1, (1, "the memory available (0 MB")),
+    ],
+)
+def test_auto_workers_fit_the_memory(preloaded, measured, available, expected):
+    s = dataclasses.replace(settings({"a": 100}), max_concurrency=100)
+    chosen, why = auto_workers(s, None, preloaded=preloaded, measured=measured, available=available)
+    assert chosen == expected[0]
+    assert why.startswith(expected[1])
+
+
+def test_a_second_auto_run_is_sized_by_the_memory_its_workers_took(pytester, write_config):
+    write_config()
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.parametrize('n', range(4))\n"
+        "def test_a(llm_model, n):\n    pass\n"
+    )
+    first = pytester.runpytest_subprocess("-n", "2", "--models=sim-fast")
+    first.assert_outcomes(passed=4)
+    known = json.loads((pytester.path / ".pytest_cache/v/llm-matrix/worker-pss").read_text())
+    assert 5 * 2**20 < known["preloaded"] < 200 * 2**20  # a real PSS, in bytes
+    (pytester.path / ".pytest_cache/v/llm-matrix/worker-pss").write_text(
+        json.dumps({"preloaded": 2**39})  # as if each worker had taken 512 GB
+    )
+    second = pytester.runpytest_subprocess("-n", "auto", "--models=sim-fast")
+    second.stdout.fnmatch_lines(["*-n auto: 1 workers, set by the * the memory available*"])
+    for garbage in ['{"preloaded": "lots"}', '{"preloaded": 1e400}', "[1]", "{"]:
+        (pytester.path / ".pytest_cache/v/llm-matrix/worker-pss").write_text(garbage)
+        result = pytester.runpytest_subprocess("-n", "auto", "--models=sim-fast")
+        result.assert_outcomes(passed=4)
 
 
 def test_auto_workers_without_caps_or_models():

@@ -12,8 +12,11 @@ of an interpreter's memory. Where the preloader cannot be reached or
 refuses, the launcher becomes the interpreter it stands in for (``exec``), so the worker
 starts the normal way.
 
-Only builtin and stdlib modules, and as few as possible: it starts once per worker.
+Only builtin and stdlib modules, and as few as possible: it starts once per worker (which is
+also why it spells out try/except where contextlib.suppress would do).
 """
+
+from __future__ import annotations
 
 import marshal
 import os
@@ -23,6 +26,11 @@ import socket
 import struct
 import sys
 
+#: typing costs a launcher milliseconds: imported for mypy only (``always_true``)
+TYPING = False
+if TYPING:
+    from typing import NoReturn
+
 #: sent by the worker (its pid), the preloader (its wait status) or a refusal (why)
 PID, STATUS, REFUSED = b"P", b"S", b"N"
 HEADER = struct.Struct("!cI")
@@ -31,7 +39,7 @@ DFL, IGN, PYINT = 0, 1, 2
 FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
-def dispositions() -> dict:
+def dispositions() -> dict[int, int]:
     found = {}
     for number in range(1, signal.NSIG):
         try:
@@ -47,7 +55,7 @@ def dispositions() -> dict:
     return found
 
 
-def request(tail: list) -> bytes:
+def request(tail: list[str]) -> bytes:
     umask = os.umask(0o22)
     os.umask(umask)
     body = marshal.dumps(
@@ -63,24 +71,25 @@ def request(tail: list) -> bytes:
     return struct.pack("!I", len(body)) + body
 
 
-def read_message(conn: socket.socket) -> tuple:
+def read_message(conn: socket.socket) -> tuple[bytes, bytes]:
+    """One message: (kind, body); (b'', b'') when the connection ended first."""
     data = b""
     while len(data) < HEADER.size:
         chunk = conn.recv(HEADER.size - len(data))
         if not chunk:
-            return None, None
+            return b"", b""
         data += chunk
     kind, size = HEADER.unpack(data)
     body = b""
     while len(body) < size:
         chunk = conn.recv(size - len(body))
         if not chunk:
-            return None, None
+            return b"", b""
         body += chunk
     return kind, body
 
 
-def become_interpreter(tail: list, why: str) -> None:
+def become_interpreter(tail: list[str], why: str) -> NoReturn:
     """Start the worker the normal way: be the interpreter execnet asked for."""
     if why and os.environ.get("PYTEST_LLM_MATRIX_LAUNCHER_DEBUG"):
         os.write(2, f"llm-matrix launcher: {why}\n".encode())
@@ -107,7 +116,7 @@ def main() -> None:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect("\0" + name)
-        pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if uid != os.getuid():
             raise OSError(f"the preloader's socket belongs to uid {uid}")
         sent = socket.send_fds(conn, [payload[:4096]], [0, 1, 2])
@@ -180,7 +189,7 @@ def main() -> None:
                     try:
                         kind, body = read_message(conn)
                     except OSError:
-                        kind = None
+                        kind = b""
                     if kind == STATUS:
                         mirror(struct.unpack("!i", body)[0])
                 os._exit(1)  # the status went with the preloader

@@ -19,6 +19,7 @@ kills the launcher to kill a worker), and every worker when the controller dies.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import gc
 import importlib
@@ -31,6 +32,8 @@ import socket
 import struct
 import sys
 import threading
+from collections.abc import Callable
+from types import FrameType
 from typing import Any, Final
 
 from pytest_llm_matrix._launcher import DFL, HEADER, IGN, PID, PYINT, REFUSED, STATUS
@@ -91,7 +94,10 @@ def run(plan: dict[str, Any], hook: object | None, main_names: set[str]) -> None
         names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
         _say(f"not preloading: an import started a thread ({names}), forking it is unsafe")
         return
-    _say(f"ready: {len(imported)} modules" + (f"; not imported: {', '.join(failed)}" if failed else ""))
+    _say(
+        f"ready: {len(imported)} modules"
+        + (f"; not imported: {', '.join(failed)}" if failed else "")
+    )
     gateway_source = _gateway_source()
     waiter = _gnu_tail()
     gc.collect()
@@ -121,10 +127,8 @@ def _gnu_tail() -> bool:
 
 def _say(line: str) -> None:
     """One line for the controller (its pipe is this process's stdout until it forks)."""
-    try:
+    with contextlib.suppress(OSError):
         os.write(1, (line + "\n").encode(errors="replace"))
-    except OSError:
-        pass
 
 
 def _gateway_source() -> str | None:
@@ -237,7 +241,9 @@ class Server:
             return f"unexpected interpreter arguments {request.argv!r}"
         fixed = {k: v for k, v in request.env.items() if FIXED_AT_START.match(k)}
         if fixed != self.start_env:
-            changed = sorted(k.decode(errors="replace") for k in fixed.keys() ^ self.start_env.keys())
+            changed = sorted(
+                k.decode(errors="replace") for k in fixed.keys() ^ self.start_env.keys()
+            )
             changed += sorted(
                 k.decode(errors="replace")
                 for k in fixed.keys() & self.start_env.keys()
@@ -295,13 +301,15 @@ class Server:
         os.umask(request.umask)
         os.environb.clear()
         os.environb.update(request.env)
-        handlers = {DFL: signal.SIG_DFL, IGN: signal.SIG_IGN, PYINT: signal.default_int_handler}
+        handlers: dict[int, signal.Handlers | Callable[[int, FrameType | None], Any]] = {
+            DFL: signal.SIG_DFL,
+            IGN: signal.SIG_IGN,
+            PYINT: signal.default_int_handler,
+        }
         for number, disposition in request.signals.items():
             if disposition in handlers:
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     signal.signal(number, handlers[disposition])
-                except (OSError, ValueError):
-                    pass
         sys.argv[:] = ["-c"]
         if "-B" in request.argv:
             sys.dont_write_bytecode = True
@@ -311,10 +319,8 @@ class Server:
             _, status = os.waitpid(worker.pid, 0)
         except ChildProcessError:
             status = 1 << 8
-        try:
+        with contextlib.suppress(OSError):  # a launcher that became tail does not listen
             _send(worker.conn, STATUS, struct.pack("!i", status))
-        except OSError:
-            pass
         worker.conn.close()
         if worker.pidfd >= 0:
             self.by_pidfd.pop(worker.pidfd, None)
@@ -331,17 +337,13 @@ def _send(conn: socket.socket, kind: bytes, body: bytes) -> None:
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def _close(fd: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.close(fd)
-    except OSError:
-        pass
 
 
 def _parent_of(pid: int) -> int | None:

@@ -29,6 +29,7 @@ DEFAULT_ATTEMPTS: Final = 4
 DEFAULT_MAX_WAIT: Final = 60.0
 DIST_MODES: Final = ("model", "load")
 PROGRESS_MODES: Final = ("auto", "off")
+PRELOAD_MODES: Final = ("auto", "on", "off")
 
 
 def _ranged(origin: str, bound: checks.Range) -> Callable[[str], Any]:
@@ -149,7 +150,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--llm-preload",
         dest="llm_preload",
-        choices=("auto", "on", "off"),
+        choices=PRELOAD_MODES,
         default=None,
         help="fork xdist workers from one process that has imported what they import: "
         "'auto' (default: on Linux, when models are selected), 'on' (also without models), "
@@ -387,6 +388,11 @@ def resolve_settings(config: pytest.Config) -> Settings:
         report_path=_report_path(config),
         max_cost=_setting(config, "llm_max_cost"),
     )
+
+
+def preload_mode(config: pytest.Config) -> str:
+    """--llm-preload, else ini llm_preload, else auto (see :mod:`.preload`)."""
+    return str(_setting(config, "llm_preload", _one_of(PRELOAD_MODES)) or PRELOAD_MODES[0])
 
 
 def _ini(config: pytest.Config, name: str) -> Any:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Final
 
 import pytest
 
-from pytest_llm_matrix.options import CONTROLLER_KEY
+from pytest_llm_matrix.options import CONTROLLER_KEY, preload_mode
 
 if TYPE_CHECKING:
     from execnet import XSpec
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from pytest_llm_matrix.options import Settings
 
-MODES: Final = ("auto", "on", "off")
 PLUGIN_NAME: Final = "llm_matrix.preload"
 #: What every worker of a session with models imports beyond the plugins' own modules.
 WORKER_STACK: Final = (
@@ -97,21 +96,21 @@ MAIN_NAMES: Final = (
 )
 
 
+#: In a worker's ``workeroutput``: its proportional set size at the end, in bytes.
+PSS_OUTPUT: Final = "llm_matrix_pss"
+#: The largest worker PSS of the last run, by how workers started: sizes ``-n auto``.
+MEMORY_CACHE: Final = "llm-matrix/worker-pss"
+
+
 @dataclasses.dataclass
 class Decision:
     on: bool
     why: str
 
 
-def mode(config: pytest.Config) -> str:
-    from pytest_llm_matrix.options import _one_of, _setting
-
-    return str(_setting(config, "llm_preload", _one_of(MODES)) or MODES[0])
-
-
 def decide(config: pytest.Config, settings: Settings) -> Decision:
     """Whether this controller preloads its workers, and why (not)."""
-    chosen = mode(config)
+    chosen = preload_mode(config)
     if chosen == "off":
         return Decision(False, "--llm-preload=off")
     if chosen == "auto" and not settings.selected:
@@ -128,6 +127,27 @@ def decide(config: pytest.Config, settings: Settings) -> Decision:
     if odd:
         return Decision(False, f"--tx {odd[0]}: {_spec_problem(odd[0])}")
     return Decision(True, "--llm-preload=off starts each the normal way")
+
+
+def will_preload(config: pytest.Config, settings: Settings) -> bool:
+    """For ``-n auto``, decided before xdist makes its specs: whether workers will be
+    preloaded, as far as the mode, the models and the platform tell."""
+    chosen = preload_mode(config)
+    if chosen == "off" or (chosen == "auto" and not settings.selected):
+        return False
+    return platform_problem() is None
+
+
+def own_pss() -> int | None:
+    """This process's proportional set size in bytes (Linux), else None."""
+    try:
+        with open("/proc/self/smaps_rollup", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def platform_problem() -> str | None:
@@ -191,13 +211,46 @@ def _autoload_disabled(config: pytest.Config) -> bool:
 #: Third-party packages a worker's modules may come from and still be preloaded (next to the
 #: standard library and the plugins' own): pytest's, this plugin's and the SDKs' stacks.
 STACK_PACKAGES: Final = frozenset(
-    """pytest _pytest pluggy iniconfig packaging execnet xdist pytest_llm_matrix httpx httpx2
-    httpcore httpcore2 h11 h2 hpack hyperframe anyio sniffio certifi truststore idna openai
-    anthropic pydantic pydantic_core jiter distro typing_extensions annotated_types
-    typing_inspection tenacity genai_prices tomli""".split()
+    [
+        "pytest",
+        "_pytest",
+        "pluggy",
+        "iniconfig",
+        "packaging",
+        "execnet",
+        "xdist",
+        "pytest_llm_matrix",
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "httpcore2",
+        "h11",
+        "h2",
+        "hpack",
+        "hyperframe",
+        "anyio",
+        "sniffio",
+        "certifi",
+        "truststore",
+        "idna",
+        "openai",
+        "anthropic",
+        "pydantic",
+        "pydantic_core",
+        "jiter",
+        "distro",
+        "typing_extensions",
+        "annotated_types",
+        "typing_inspection",
+        "tenacity",
+        "genai_prices",
+        "tomli",
+    ]
 )
 #: Never preloaded: they act on the terminal, or are this module's own machinery.
-NEVER: Final = frozenset({"__main__", "__mp_main__", "readline", "rlcompleter", "antigravity", "this"})
+NEVER: Final = frozenset(
+    {"__main__", "__mp_main__", "readline", "rlcompleter", "antigravity", "this"}
+)
 MODULES_CACHE: Final = "llm-matrix/worker-modules"
 #: In a worker's ``workeroutput``: the modules it imported (see :func:`worker_modules`).
 MODULES_OUTPUT: Final = "llm_matrix_modules"
@@ -224,7 +277,12 @@ def _allowed_tops(pluginmanager: pytest.PytestPluginManager) -> set[str]:
 
 def _preloadable(name: str, allowed: set[str]) -> bool:
     top = name.split(".", 1)[0]
-    return top in allowed and top not in NEVER and name not in NEVER and not name.startswith("_pytest.pytester")
+    return (
+        top in allowed
+        and top not in NEVER
+        and name not in NEVER
+        and not name.startswith("_pytest.pytester")
+    )
 
 
 def worker_modules(config: pytest.Config) -> list[str]:
@@ -245,6 +303,7 @@ class Preloading:
         self.name = ""
         self.reported_gone = False
         self.learned: set[str] = set()
+        self.pss: list[int] = []
         if self.decision.on:
             try:
                 self.start()
@@ -311,20 +370,32 @@ class Preloading:
             code = self.process.poll()
             if code is not None:
                 self.reported_gone = True
-                self._line(f"the worker preloader exited ({_how(code)}{self._said()}): "
-                           "workers start the normal way from now on")
+                self._line(
+                    f"the worker preloader exited ({_how(code)}{self._said()}): "
+                    "workers start the normal way from now on"
+                )
 
     def pytest_testnodedown(self, node: WorkerController, error: object) -> None:
         output = getattr(node, "workeroutput", None) or {}
         modules = output.get(MODULES_OUTPUT)
         if isinstance(modules, list):
             self.learned.update(m for m in modules if isinstance(m, str))
+        pss = output.get(PSS_OUTPUT)
+        if isinstance(pss, int) and not isinstance(pss, bool) and 0 < pss < 2**40:
+            self.pss.append(pss)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         cache = getattr(self.config, "cache", None)
-        if cache is not None and self.settings.selected and self.learned:
+        if cache is None or not self.settings.selected:
+            return
+        if self.learned:
             allowed = _allowed_tops(self.config.pluginmanager)
             cache.set(MODULES_CACHE, sorted(m for m in self.learned if _preloadable(m, allowed)))
+        if self.pss:
+            known = cache.get(MEMORY_CACHE, {})
+            known = dict(known) if isinstance(known, dict) else {}
+            known["preloaded" if self.process is not None else "normal"] = max(self.pss)
+            cache.set(MEMORY_CACHE, known)
 
     def header(self) -> str:
         if self.decision.on:

@@ -19,6 +19,7 @@ from pytest_llm_matrix.options import (
     SIMULATOR_KEY,
     WORKERINPUT_KEY,
     Settings,
+    preload_mode,
     resolve_settings,
 )
 
@@ -41,30 +42,45 @@ def early_settings(config: pytest.Config) -> Settings:
 
 def auto_workers(config: pytest.Config) -> int | None:
     """``-n auto``: workers sized for the selected models' caps (None: xdist decides)."""
+    from pytest_llm_matrix.preload import MEMORY_CACHE, will_preload
     from pytest_llm_matrix.scheduling import auto_workers as size
 
     settings = early_settings(config)
-    chosen, why = size(settings, _remembered_model_tests(config))
+    preloaded = will_preload(config, settings)
+    known = _cached(config, MEMORY_CACHE)
+    measured = (
+        known.get("preloaded" if preloaded else "normal") if isinstance(known, dict) else None
+    )
+    if not (isinstance(measured, int) and not isinstance(measured, bool) and 0 < measured < 2**40):
+        measured = None  # a cache of another version, or edited by hand
+    chosen, why = size(
+        settings, _remembered_model_tests(config), preloaded=preloaded, measured=measured
+    )
     config.stash[AUTO_KEY] = (chosen, why)
     return chosen
 
 
 def _remembered_model_tests(config: pytest.Config) -> int | None:
-    """The model tests of the last run, read straight from pytest's cache directory
-    (``config.cache`` does not exist yet when ``-n auto`` is decided); None without the
-    cache plugin (``-p no:cacheprovider``: its ``cache_dir`` setting does not exist then)."""
+    """The model tests of the last run (see :func:`_cached`)."""
+    value = _cached(config, MODEL_TESTS_CACHE)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _cached(config: pytest.Config, key: str) -> object:
+    """A value of the last run, read straight from pytest's cache directory (``config.cache``
+    does not exist yet when ``-n auto`` is decided); None without the cache plugin
+    (``-p no:cacheprovider``: its ``cache_dir`` setting does not exist then)."""
     import json
     import os
 
     if not config.pluginmanager.has_plugin("cacheprovider"):
         return None
     cache_dir = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
-    path = config.rootpath / cache_dir / "v" / MODEL_TESTS_CACHE
+    path = config.rootpath / cache_dir / "v" / key
     try:
-        value = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return value if isinstance(value, int) and value > 0 else None
 
 
 def configure(config: pytest.Config) -> None:
@@ -79,6 +95,7 @@ def configure(config: pytest.Config) -> None:
             config.pluginmanager.register(WorkerOutput(config), "llm_matrix.worker_output")
     else:
         settings = early_settings(config)
+        preload_mode(config)  # checked in every run, used where workers start
         if any(m.needs_simulator for m in settings.models):
             from pytest_llm_matrix.simulation import SimulatorService
 
@@ -133,11 +150,12 @@ class WorkerOutput:
         self.config = config
 
     def pytest_sessionfinish(self) -> None:
-        from pytest_llm_matrix.preload import MODULES_OUTPUT, worker_modules
+        from pytest_llm_matrix.preload import MODULES_OUTPUT, PSS_OUTPUT, own_pss, worker_modules
 
         output = getattr(self.config, "workeroutput", None)
         if isinstance(output, dict):
             output[MODULES_OUTPUT] = worker_modules(self.config)
+            output[PSS_OUTPUT] = own_pss()
 
 
 def journal_path(state_dir: str, worker: str) -> str:
