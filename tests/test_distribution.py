@@ -22,6 +22,13 @@ def _record(request):
 """
 
 
+@pytest.fixture(autouse=True, params=["auto", "off"], ids=["preloaded", "not-preloaded"])
+def preload(request, monkeypatch):
+    """Every distribution test runs with workers forked from the preloader and without."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"--llm-preload={request.param}")
+    return request.param
+
+
 def ran(pytester) -> list[dict]:
     path = pytester.path / "ran.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
