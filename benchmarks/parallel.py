@@ -103,6 +103,7 @@ def pytest_runtest_protocol(item):
     now = time.time()
     if not _first:
         _first.append(now)
+        _first.append(time.process_time())
         _write({"event": "first", "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
                 "t": now})
 
@@ -115,7 +116,7 @@ def pytest_sessionfinish(session):
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         _write({"event": "worker", "worker": os.environ["PYTEST_XDIST_WORKER"], "rss": rss,
                 "busy": (_span[-1] if _span else _first[0]) - _first[0], "tests": len(_span),
-                "cpu": time.process_time()})
+                "cpu": time.process_time() - _first[1]})
     elif not hasattr(session.config, "workerinput"):
         _write({"event": "controller", "cpu": time.process_time()})
 """
@@ -175,6 +176,8 @@ class Run:
     overhead: float | None  # per test: workers' busy time beyond the tests' request time
     pss: float | None  # peak PSS of the process tree, MB
     rss: float | None  # mean peak RSS per worker, MB
+    controller_cpu: float | None  # controller CPU per test, ms
+    worker_cpu: float | None  # workers' CPU per test from their first test on, ms
 
 
 def tree_pss(root: int) -> float:
@@ -241,6 +244,8 @@ def run(root: Path, label: str, args: list[str], nominal: float) -> Run:
     workers = [r for r in rows if r["event"] == "worker"]
     tests = sum(w["tests"] for w in workers)
     overhead = (sum(w["busy"] for w in workers) - nominal * tests) / tests if tests else None
+    controller = next((r["cpu"] for r in rows if r["event"] == "controller"), None)
+    worker_cpu = sum(w["cpu"] for w in workers) / tests * 1000 if tests else None
     return Run(
         label,
         wall,
@@ -249,6 +254,8 @@ def run(root: Path, label: str, args: list[str], nominal: float) -> Run:
         overhead,
         peak[0] / 2**20 if peak[0] else None,
         statistics.mean(w["rss"] / 2**20 for w in workers) if workers else None,
+        controller / tests * 1000 if controller is not None and tests else None,
+        worker_cpu,
     )
 
 
@@ -304,14 +311,15 @@ def bench(load: Workload, sequential: bool, load_dist: bool) -> list[Run]:
     )
     print(
         f"  {'run':<16} {'wall':>8} {'efficiency':>10} {'workers':>7} {'start-up':>9} "
-        f"{'overhead/test':>13} {'tree PSS':>9} {'RSS/worker':>10}"
+        f"{'overhead/test':>13} {'tree PSS':>9} {'RSS/worker':>10} {'CPU/test ctl+wrk':>16}"
     )
     for r in [*runs, bare]:
         eff = f"{ideal / r.wall:.2f}" if r.label != "bare xdist" else "-"
         print(
             f"  {r.label:<16} {r.wall:>7.2f}s {eff:>10} {r.workers:>7} "
             f"{fmt(r.startup, 's'):>9} {fmt(r.overhead, ' s', 3):>13} "
-            f"{fmt(r.pss, ' MB', 0):>9} {fmt(r.rss, ' MB', 0):>10}"
+            f"{fmt(r.pss, ' MB', 0):>9} {fmt(r.rss, ' MB', 0):>10} "
+            f"{fmt(r.controller_cpu, '', 1):>7}+{fmt(r.worker_cpu, ' ms', 1):<8}"
         )
     on = next(r for r in runs if r.label == "-n auto")
     off = next(r for r in runs if r.label == "preload off")
@@ -356,7 +364,8 @@ def summarize(load: Workload, results: list[list[Run]]) -> None:
         print(
             f"  {first.label:<16} wall {stat('wall')}s  efficiency {statistics.median(effs):.2f} "
             f"[{min(effs):.2f}-{max(effs):.2f}]  start-up {stat('startup')}s  "
-            f"overhead/test {stat('overhead', 3)}s  tree PSS {stat('pss', 0)} MB"
+            f"overhead/test {stat('overhead', 3)}s  tree PSS {stat('pss', 0)} MB  "
+            f"CPU/test controller {stat('controller_cpu', 1)} ms, workers {stat('worker_cpu', 1)} ms"
         )
 
 

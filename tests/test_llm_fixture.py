@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 CONFIG = """
@@ -135,3 +137,43 @@ def test_unreachable_server_names_the_model(pytester, write_config):
     result = pytester.runpytest("--llm-max-attempts=2")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["gone: ConnectError: *: gave up after 2 attempts"])
+
+
+def test_tests_share_a_process_pool_of_connections_but_not_with_a_forked_child(project):
+    """A test does not pay a new connection per test; a forked child gets its own."""
+    project.makepyfile(
+        """
+        import json, os
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_pooled(llm, llm_http_client, n):
+            assert llm.complete("hi")
+            assert llm_http_client.post("/chat/completions", json={
+                "model": llm.model.model, "messages": [{"role": "user", "content": "hi"}],
+            }).status_code == 200
+            pools = {id(llm.http._transport.inner), id(llm_http_client._transport.inner)}
+            with open("pools.txt", "a") as fh:
+                fh.write(json.dumps(sorted(pools)) + "\\n")
+
+        def test_forked_child(llm):
+            assert llm.complete("hi")
+            parent = id(llm.http._transport.inner)
+            llm.close()
+            reader, writer = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child's requests do not touch its parent's sockets
+                ok = llm.complete("hi") and id(llm.http._transport.inner) != parent
+                os.write(writer, b"1" if ok else b"0")
+                os._exit(0)
+            os.waitpid(pid, 0)
+            assert os.read(reader, 1) == b"1"
+            assert llm.complete("hi")
+        """
+    )
+    result = project.runpytest_subprocess("-p", "no:randomly", "--models=sim-openai")
+    result.assert_outcomes(passed=4)
+    rows = (project.path / "pools.txt").read_text().splitlines()
+    assert len(rows) == 3
+    assert len(set(rows)) == 1  # one pool, for every test
+    assert len(json.loads(rows[0])) == 1  # the llm client and the httpx2 client share it

@@ -182,7 +182,7 @@ class LLM:
     @property
     def http(self) -> httpx2.Client:
         if self._client is None:
-            self._client = transport.http_client(self.model)
+            self._client = transport.http_client(self.model, shared=True)
         return self._client
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ bundled data.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -99,6 +100,12 @@ def _price_with_overrides(
     return cost / _PER_MILLION
 
 
+#: (provider, model) pairs genai-prices does not know: asked once per session, not per test
+#: (a failed lookup costs a quarter of a millisecond, once per test of a simulated model).
+_UNKNOWN: set[tuple[str, str]] = set()
+
+
+@functools.lru_cache(maxsize=4096)
 def _price_from_genai_prices(
     provider: str, model_id: str, input_tokens: int, output_tokens: int, cached_tokens: int
 ) -> float | None:
@@ -109,6 +116,8 @@ def _price_from_genai_prices(
     rate when the model has none), which is exactly our `Usage` convention, so the counts go
     in unchanged. It raises ValueError when cached exceeds input: unpriceable, not a crash.
     """
+    if (provider, model_id) in _UNKNOWN:
+        return None
     import genai_prices
 
     usage = genai_prices.Usage(
@@ -118,7 +127,10 @@ def _price_from_genai_prices(
         calculation = genai_prices.calc_price(
             usage, model_ref=model_id, provider_id=_GENAI_PROVIDERS.get(provider)
         )
-    except (LookupError, ValueError):
+    except LookupError:
+        _UNKNOWN.add((provider, model_id))
+        return None
+    except ValueError:
         return None
     return float(calculation.total_price)
 

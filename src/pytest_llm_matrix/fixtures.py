@@ -73,7 +73,7 @@ def llm_http_client(llm_model: Model) -> Iterator[Any]:
     """An ``httpx2.Client`` for the test's model: base URL, auth, timeout, LLMTransport."""
     from pytest_llm_matrix.transport import http_client
 
-    client = http_client(llm_model)
+    client = http_client(llm_model, shared=True)
     with client:
         yield client
 
@@ -93,7 +93,7 @@ def llm_httpx_client(llm_model: Model) -> Iterator[Any]:
     """Like ``llm_http_client``, for plain ``httpx`` users."""
     from pytest_llm_matrix.transport import http_client
 
-    client = http_client(llm_model, http="httpx")
+    client = http_client(llm_model, http="httpx", shared=True)
     with client:
         yield client
 
@@ -126,7 +126,7 @@ def _sdk_client(name: str, model: Model, asynchronous: bool) -> Any:
     sdk = _sdk(name, model)
     import httpx2
 
-    transport = llm_transport(model, asynchronous=asynchronous)
+    transport = llm_transport(model, asynchronous=asynchronous, shared=not asynchronous)
     http = (httpx2.AsyncClient if asynchronous else httpx2.Client)(
         transport=transport, timeout=timeout_of(model)
     )

@@ -121,6 +121,8 @@ def configure(config: pytest.Config) -> None:
         )
         context.configure(limits)
         config.add_cleanup(lambda: context.configure(None))
+    if settings.selected:
+        config.add_cleanup(_close_pooled_connections)
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
     config.pluginmanager.register(Matrix(settings), "llm_matrix.matrix")
     if settings.selected:
@@ -156,6 +158,15 @@ class WorkerOutput:
         if isinstance(output, dict):
             output[MODULES_OUTPUT] = worker_modules(self.config)
             output[PSS_OUTPUT] = own_pss()
+
+
+def _close_pooled_connections() -> None:
+    """The fixtures' pooled connections end with the session (if a test opened any)."""
+    import sys
+
+    transport = sys.modules.get("pytest_llm_matrix.transport")
+    if transport is not None:
+        transport.close_shared()
 
 
 def journal_path(state_dir: str, worker: str) -> str:

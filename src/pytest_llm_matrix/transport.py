@@ -113,9 +113,15 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
     class LLMTransport(http.BaseTransport):  # type: ignore[misc,name-defined]
         """Wraps a real transport with the session's caps, retries and accounting."""
 
-        def __init__(self, model: Model, transport: Any = None) -> None:
+        def __init__(self, model: Model, transport: Any = None, *, shared: bool = False) -> None:
             self.model = model
-            self.inner = transport if transport is not None else http.HTTPTransport(**_tls(http))
+            if transport is None:
+                transport = (
+                    shared_transport(http, base_url(model))
+                    if shared
+                    else http.HTTPTransport(**_tls(http))
+                )
+            self.inner = transport
 
         def handle_request(self, request: Any) -> Any:
             __tracebackhide__ = True
@@ -135,7 +141,9 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             return steps.value
 
         def close(self) -> None:
-            self.inner.close()
+            # a transport of the process's pool is closed with the session, not with us
+            if not any(self.inner is pooled for pooled in _SHARED.values()):
+                self.inner.close()
 
     class AsyncLLMTransport(http.AsyncBaseTransport):  # type: ignore[misc,name-defined]
         """The async twin of LLMTransport."""
@@ -220,6 +228,37 @@ def _bound(response: Any, limit: float | None, asynchronous: bool) -> None:
     response.stream = (async_class if asynchronous else sync_class)(response.stream, limit)
 
 
+#: Per process, library and server: the connections the fixtures' sync clients share, so a
+#: test does not pay a new connection (and, to a hosted API, a TLS handshake) per test.
+#: Keyed by pid: a forked child never writes to its parent's sockets.
+_SHARED: dict[tuple[int, str, str], Any] = {}
+
+
+def shared_transport(http: ModuleType, url: str) -> Any:
+    """The process's pooled transport of ``http`` (httpx2 or httpx) to ``url``'s server."""
+    import os
+
+    key = (os.getpid(), http.__name__, url)
+    transport = _SHARED.get(key)
+    if transport is None:
+        if not _SHARED:
+            import atexit
+
+            atexit.register(close_shared)
+        transport = _SHARED[key] = http.HTTPTransport(**_tls(http))
+    return transport
+
+
+def close_shared() -> None:
+    """Close this process's pooled connections (at the end of a session, and at exit)."""
+    import os
+
+    for key in list(_SHARED):
+        transport = _SHARED.pop(key)
+        if key[0] == os.getpid():
+            transport.close()
+
+
 @cache
 def _tls(http: ModuleType) -> dict[str, Any]:
     """One TLS context per process and library, shared by every transport we create.
@@ -244,15 +283,23 @@ def _module(http: str) -> ModuleType:
 
 
 def llm_transport(
-    model: Model, transport: Any = None, *, asynchronous: bool = False, http: str = "httpx2"
+    model: Model,
+    transport: Any = None,
+    *,
+    asynchronous: bool = False,
+    http: str = "httpx2",
+    shared: bool = False,
 ) -> Any:
     """An LLMTransport for ``model``, wrapping ``transport`` (default: a new real one).
 
     ``http`` picks the library (``"httpx2"``, which the official SDKs use, or ``"httpx"``);
-    ``asynchronous`` picks the async twin.
+    ``asynchronous`` picks the async twin. ``shared`` (sync only) wraps the process's pooled
+    transport to the model's server, which outlives the client (see :func:`shared_transport`).
     """
     sync_class, async_class = transport_classes(_module(http))
-    return (async_class if asynchronous else sync_class)(model, transport)
+    if asynchronous:
+        return async_class(model, transport)
+    return sync_class(model, transport, shared=shared)
 
 
 def wrap_client(model: Model, client: Any) -> Any:
@@ -291,14 +338,17 @@ def timeout_of(model: Model) -> float:
     return model.timeout if model.timeout is not None else DEFAULT_TIMEOUT
 
 
-def http_client(model: Model, *, http: str = "httpx2", asynchronous: bool = False) -> Any:
-    """A client with ``model``'s base URL, auth, timeout and transport."""
+def http_client(
+    model: Model, *, http: str = "httpx2", asynchronous: bool = False, shared: bool = False
+) -> Any:
+    """A client with ``model``'s base URL, auth, timeout and transport (``shared``: over the
+    process's pooled connections, see :func:`shared_transport`)."""
     module = _module(http)
     return (module.AsyncClient if asynchronous else module.Client)(
         base_url=base_url(model),
         headers=auth_headers(model),
         timeout=timeout_of(model),
-        transport=llm_transport(model, asynchronous=asynchronous, http=http),
+        transport=llm_transport(model, asynchronous=asynchronous, http=http, shared=shared),
     )
 
 
