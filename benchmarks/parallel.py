@@ -365,7 +365,8 @@ def summarize(load: Workload, results: list[list[Run]]) -> None:
             f"  {first.label:<16} wall {stat('wall')}s  efficiency {statistics.median(effs):.2f} "
             f"[{min(effs):.2f}-{max(effs):.2f}]  start-up {stat('startup')}s  "
             f"overhead/test {stat('overhead', 3)}s  tree PSS {stat('pss', 0)} MB  "
-            f"CPU/test controller {stat('controller_cpu', 1)} ms, workers {stat('worker_cpu', 1)} ms"
+            f"CPU/test controller {stat('controller_cpu', 1)} ms, "
+            f"workers {stat('worker_cpu', 1)} ms"
         )
 
 
