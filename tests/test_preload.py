@@ -381,3 +381,41 @@ def test_pytest_cov_measures_code_run_in_preloaded_workers(pytester, write_confi
     )
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(["*workers preloaded*", "covered.py * 100%*"])
+
+
+def test_a_worker_the_preloader_cannot_give_what_xdist_would_starts_normally(
+    pytester, write_config
+):
+    """An interpreter setting changed after the preloader started (here by a conftest, as
+    the workers come up): the preloader refuses, the worker starts the normal way, and a
+    line says why."""
+    write_config(PROJECT)
+    pytester.makeconftest(
+        """
+        import os
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionstart(session):
+            if not hasattr(session.config, "workerinput"):
+                os.environ["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
+        """
+    )
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_normal(llm_model):
+            parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read()
+            assert b"_boot()" not in parent
+            assert os.environ["PYTHONWARNINGS"] == "ignore::DeprecationWarning"
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "--models=all", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "llm-matrix: gw? started the normal way: the preloader refused: interpreter "
+            "settings changed since the preloader started: PYTHONWARNINGS"
+        ]
+    )

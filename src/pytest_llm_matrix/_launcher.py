@@ -37,6 +37,9 @@ HEADER = struct.Struct("!cI")
 #: dispositions, as sent: default, ignored, Python's KeyboardInterrupt handler
 DFL, IGN, PYINT = 0, 1, 2
 FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+#: Seconds to wait for the preloader to fork the worker before starting it the normal way
+#: (it answers in milliseconds once its imports are done; those take a second or two).
+GIVE_UP_AFTER = 60.0
 
 
 def dispositions() -> dict[int, int]:
@@ -121,7 +124,9 @@ def main() -> None:
             raise OSError(f"the preloader's socket belongs to uid {uid}")
         sent = socket.send_fds(conn, [payload[:4096]], [0, 1, 2])
         conn.sendall(payload[sent:])
+        conn.settimeout(GIVE_UP_AFTER)  # a preloader stuck in its imports must not hang us
         kind, body = read_message(conn)
+        conn.settimeout(None)
     except OSError as error:
         conn.close()
         become_interpreter(tail, str(error))

@@ -195,8 +195,11 @@ class Server:
             request, fds = self.read_request(conn)
             problem = self.problem(request, fds)
             if problem is not None:
+                _say(f"refused: {problem}")
                 _send(conn, REFUSED, problem.encode())
                 raise ValueError(problem)
+            if _gave_up(conn):
+                raise EOFError  # its launcher timed out and started the worker itself
             try:
                 launcher_fd: int | None = os.pidfd_open(launcher)
             except OSError:
@@ -330,6 +333,20 @@ class Server:
             self.by_launcher.pop(worker.launcher_fd, None)
             self.poller.unregister(worker.launcher_fd)
             _close(worker.launcher_fd)
+
+
+def _gave_up(conn: socket.socket) -> bool:
+    """Whether the launcher closed its end (it sends nothing after its request)."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN | select.POLLHUP)
+    if not poller.poll(0):
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _send(conn: socket.socket, kind: bytes, body: bytes) -> None:

@@ -302,6 +302,9 @@ class Preloading:
         self.process: subprocess.Popen[bytes] | None = None
         self.name = ""
         self.reported_gone = False
+        self.refusals: set[str] = set()
+        self.last_words = ""
+        self.pending = b""
         self.learned: set[str] = set()
         self.pss: list[int] = []
         if self.decision.on:
@@ -366,12 +369,22 @@ class Preloading:
 
     def pytest_configure_node(self, node: WorkerController) -> None:
         node.workerinput[CONTROLLER_KEY] = os.getpid()
-        if self.process is not None and not self.reported_gone:
+        if self.process is None:
+            return
+        for line in self._heard():
+            if line.startswith("refused: ") and line not in self.refusals:
+                self.refusals.add(line)
+                worker = node.gateway.id
+                self._line(f"{worker} started the normal way: the preloader {line}")
+            elif line.startswith("not preloading: "):
+                self.last_words = line
+        if not self.reported_gone:
             code = self.process.poll()
             if code is not None:
                 self.reported_gone = True
+                said = f": {self.last_words}" if self.last_words else ""
                 self._line(
-                    f"the worker preloader exited ({_how(code)}{self._said()}): "
+                    f"the worker preloader exited ({_how(code)}{said}): "
                     "workers start the normal way from now on"
                 )
 
@@ -402,18 +415,21 @@ class Preloading:
             return f"llm-matrix: workers preloaded (forked from one process; {self.decision.why})"
         return f"llm-matrix: workers not preloaded: {self.decision.why}"
 
-    def _said(self) -> str:
-        """The preloader's last line, if it said why it stopped."""
+    def _heard(self) -> list[str]:
+        """The lines the preloader wrote since last asked (it writes one per event)."""
         stream = self.process.stdout if self.process is not None else None
         if stream is None:
-            return ""
+            return []
+        chunks = []
         try:
             os.set_blocking(stream.fileno(), False)
-            text = (stream.read() or b"").decode(errors="replace").strip()
-        except (OSError, ValueError):
-            return ""
-        last = text.splitlines()[-1] if text else ""
-        return f": {last}" if last and not last.startswith("ready") else ""
+            while chunk := os.read(stream.fileno(), 65536):
+                chunks.append(chunk)
+        except (BlockingIOError, OSError, ValueError):
+            pass
+        self.pending += b"".join(chunks)
+        *lines, self.pending = self.pending.split(b"\n")
+        return [line.decode(errors="replace") for line in lines]
 
     def _line(self, text: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
