@@ -6,9 +6,12 @@ M models x T tests, and runs it: ``-n auto`` (workers preloaded), ``-n auto
 the wall time, the ideal (the larger of total request time / global cap and each model's
 request time / its cap), efficiency = ideal / wall, session start-up (controller start to
 the last worker's first test), per-test overhead (the workers' busy spans beyond the tests'
-request time, per test) and the peak PSS of the whole process tree (controller, preloader,
-launchers, workers; sampled from /proc/<pid>/smaps_rollup). A bare xdist session without
-the plugin (same worker count, trivial tests) gives a start-up baseline.
+request time, per test; waits for a model's cap count too), the peak PSS of the whole
+process tree (controller, preloader, launchers, workers; sampled from
+/proc/<pid>/smaps_rollup) and the CPU per test of the controller and of the workers (from
+their first test on). A bare xdist session without the plugin (same worker count, trivial
+tests) gives a start-up baseline. ``--only-auto`` runs ``-n auto`` alone: for measuring an
+older version of the plugin (which has no ``--llm-preload``) with the same script.
 
     python benchmarks/parallel.py                 # W1 W2 W3 W0 W4
     python benchmarks/parallel.py W4 --rounds 3   # medians and spread of 3 rounds
@@ -279,7 +282,7 @@ def fmt(value: float | None, unit: str, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
-def bench(load: Workload, sequential: bool, load_dist: bool) -> list[Run]:
+def bench(load: Workload, sequential: bool, load_dist: bool, only_auto: bool) -> list[Run]:
     nominal = statistics.mean(load.models.values())
     with tempfile.TemporaryDirectory(prefix=f"llm-matrix-{load.name}-") as tmp:
         root = Path(tmp)
@@ -290,7 +293,8 @@ def bench(load: Workload, sequential: bool, load_dist: bool) -> list[Run]:
             if sequential:
                 runs.append(run(root, "sequential", [], nominal))
             runs.append(run(root, "-n auto", ["-n", "auto"], nominal))
-            runs.append(run(root, "preload off", ["-n", "auto", "--llm-preload=off"], nominal))
+            if not only_auto:
+                runs.append(run(root, "preload off", ["-n", "auto", "--llm-preload=off"], nominal))
             if load_dist:
                 runs.append(
                     run(root, "--llm-dist=load", ["-n", "auto", "--llm-dist=load"], nominal)
@@ -322,7 +326,9 @@ def bench(load: Workload, sequential: bool, load_dist: bool) -> list[Run]:
             f"{fmt(r.controller_cpu, '', 1):>7}+{fmt(r.worker_cpu, ' ms', 1):<8}"
         )
     on = next(r for r in runs if r.label == "-n auto")
-    off = next(r for r in runs if r.label == "preload off")
+    off = next((r for r in runs if r.label == "preload off"), None)
+    if off is None:
+        return runs
     startup = (on.startup or 0) / (off.startup or 1)
     pss = (on.pss or 0) / (off.pss or 1)
     print(
@@ -338,10 +344,14 @@ def main() -> None:
     parser.add_argument("--sequential", action="store_true", help="also run without -n")
     parser.add_argument("--load", action="store_true", help="also run --llm-dist=load")
     parser.add_argument("--rounds", type=int, default=1, help="repeat; print medians")
+    parser.add_argument("--only-auto", action="store_true", help="run -n auto alone")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     for name in args.workloads:
-        results = [bench(WORKLOADS[name], args.sequential, args.load) for _ in range(args.rounds)]
+        results = [
+            bench(WORKLOADS[name], args.sequential, args.load, args.only_auto)
+            for _ in range(args.rounds)
+        ]
         if args.rounds > 1:
             summarize(WORKLOADS[name], results)
 

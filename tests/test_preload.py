@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -418,4 +419,47 @@ def test_a_worker_the_preloader_cannot_give_what_xdist_would_starts_normally(
             "llm-matrix: gw? started the normal way: the preloader refused: interpreter "
             "settings changed since the preloader started: PYTHONWARNINGS"
         ]
+    )
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_ctrl_c_to_the_process_group_stops_the_run_as_without_preloading(
+    pytester, write_config, mode
+):
+    """Ctrl-C reaches every process of the run: the preloader and the launchers leave it to
+    the controller and the workers, which stop as xdist's own do."""
+    write_config(
+        PROJECT.replace(
+            'provider = "simulator"', 'provider = "simulator"\nsimulate = { latency = 0.2 }'
+        )
+    )
+    pytester.makepyfile(SLOW)
+    process = start(pytester, "-n", "2", "--models=all", f"--llm-preload={mode}")
+    try:
+        assert wait_for(lambda: (pytester.path / "ran.txt").exists())
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+    text = output.decode()
+    assert "KeyboardInterrupt" in text, text
+    assert process.returncode == 2  # pytest's "interrupted"
+    assert "crashed" not in text, text
+    assert "Traceback" not in text, text
+    assert wait_for(lambda: not group_members(process.pid), timeout=10)
+
+
+def test_workers_with_their_own_interpreter_are_not_preloaded(pytester, write_config):
+    write_config(PROJECT)
+    pytester.makepyfile("def test_m(llm_model):\n    pass\n")
+    spec = f"2*popen//python={sys.executable}"
+    result = pytester.runpytest_subprocess("-d", "--tx", spec, "--models=all")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["llm-matrix: workers not preloaded: --tx popen//python=*: names its own interpreter"]
     )
