@@ -99,6 +99,7 @@ def run(plan: dict[str, Any], hook: object | None, main_names: set[str]) -> None
         + (f"; not imported: {', '.join(failed)}" if failed else "")
     )
     gateway_source = _gateway_source()
+    _warm_tls()
     waiter = _gnu_tail()
     gc.collect()
     gc.freeze()  # the workers share these objects; the collector will not copy their pages
@@ -123,6 +124,19 @@ def _gnu_tail() -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0 and b"GNU coreutils" in done.stdout
+
+
+def _warm_tls() -> None:
+    """Load the CA bundle once, here: every worker's first request would load its own
+    (tens of milliseconds and megabytes each); forked, they share this one."""
+    transport = sys.modules.get("pytest_llm_matrix.transport")
+    if transport is None:
+        return
+    for name in ("httpx2", "httpx"):
+        module = sys.modules.get(name)
+        if module is not None:
+            with contextlib.suppress(Exception):
+                transport._tls(module)
 
 
 def _say(line: str) -> None:
