@@ -79,7 +79,10 @@ def _boot():
         ini, getini = plan["ini"], config.getini
         config.getini = lambda name: ini[name] if name in ini else getini(name)
         hook = install_importhook(config)
-        config._mark_plugins_for_rewrite(hook, plan["disable_autoload"])
+        try:
+            config._mark_plugins_for_rewrite(hook, plan["disable_autoload"])
+        except TypeError:  # pytest < 8.4 reads PYTEST_DISABLE_PLUGIN_AUTOLOAD itself
+            config._mark_plugins_for_rewrite(hook)
     from pytest_llm_matrix import _preloader
     _preloader.run(plan, hook, keep)
 _boot()
