@@ -220,6 +220,19 @@ def start(pytester, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def finish(process: subprocess.Popen[bytes], timeout: float) -> str:
+    """The run's output once it ends (killed if it does not end in ``timeout``)."""
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+    return output.decode()
+
+
 def group_members(pgid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -290,19 +303,11 @@ def test_a_killed_process_of_the_run_leaves_nothing_behind(pytester, write_confi
         }[victim]()
         assert target is not None
         os.kill(target, signal.SIGKILL)
-        if victim == "controller":
-            process.wait(timeout=30)
-        else:
-            output, _ = process.communicate(timeout=120)
-            text = output.decode()
-            # the run goes on and completes: a killed launcher is a crashed worker
-            assert counts(text) in ({"passed": 80}, {"passed": 79, "failed": 1}), text
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
+        text = finish(process, timeout=120)
+    if victim != "controller":
+        # the run goes on and completes: a killed launcher is a crashed worker
+        assert counts(text) in ({"passed": 80}, {"passed": 79, "failed": 1}), text
     assert wait_for(lambda: not group_members(process.pid), timeout=10), [
         Path(f"/proc/{p}/cmdline").read_bytes() for p in group_members(process.pid)
     ]
@@ -337,14 +342,8 @@ def test_after_the_preloader_died_workers_start_the_normal_way(pytester, write_c
         os.kill(preloader, signal.SIGKILL)
         assert wait_for(lambda: not running(preloader))
         (pytester.path / "hold").unlink()
-        output, _ = process.communicate(timeout=120)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
-    text = output.decode()
+        text = finish(process, timeout=120)
     assert counts(text) == {"passed": 11, "failed": 1}, text
     assert "llm-matrix: the worker preloader exited (killed by signal 9)" in text
     rows = dict(line.split() for line in (pytester.path / "parents.txt").read_text().splitlines())
@@ -439,14 +438,8 @@ def test_ctrl_c_to_the_process_group_stops_the_run_as_without_preloading(
         assert wait_for(lambda: (pytester.path / "ran.txt").exists())
         time.sleep(0.5)
         os.killpg(process.pid, signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
-    text = output.decode()
+        text = finish(process, timeout=60)
     assert "KeyboardInterrupt" in text, text
     assert process.returncode == 2  # pytest's "interrupted"
     assert "crashed" not in text, text

@@ -143,14 +143,9 @@ def will_preload(config: pytest.Config, settings: Settings) -> bool:
 
 def own_pss() -> int | None:
     """This process's proportional set size in bytes (Linux), else None."""
-    try:
-        with open("/proc/self/smaps_rollup", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    from pytest_llm_matrix.scheduling import proc_bytes
+
+    return proc_bytes("/proc/self/smaps_rollup", "Pss")
 
 
 def platform_problem() -> str | None:

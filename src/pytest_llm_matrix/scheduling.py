@@ -305,15 +305,24 @@ def auto_workers(
     return max(1, chosen), reason
 
 
-def _available() -> int | None:
-    """Memory available to new processes, in bytes (Linux's MemAvailable, else free pages)."""
+def proc_bytes(path: str, field: str) -> int | None:
+    """A ``Field:   123 kB`` line of a /proc file (``meminfo``, ``smaps_rollup``) in bytes,
+    or None where there is no such file or line (not Linux)."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
+        with open(path, encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _available() -> int | None:
+    """Memory available to new processes, in bytes (Linux's MemAvailable, else free pages)."""
+    available = proc_bytes("/proc/meminfo", "MemAvailable")
+    if available is not None:
+        return available
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
