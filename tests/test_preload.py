@@ -456,3 +456,24 @@ def test_workers_with_their_own_interpreter_are_not_preloaded(pytester, write_co
     result.stdout.fnmatch_lines(
         ["llm-matrix: workers not preloaded: --tx popen//python=*: names its own interpreter"]
     )
+
+
+def test_learned_modules_are_the_stacks_never_the_projects_or_programs():
+    from pytest_llm_matrix.preload import STACK_PACKAGES, _preloadable
+
+    allowed = set(STACK_PACKAGES) | set(sys.stdlib_module_names) | {"xdist"}
+    kept = ["httpx2", "httpcore2._sync.connection_pool", "json", "asyncio.tasks", "xdist.plugin"]
+    refused = [
+        "conftest",
+        "test_matrix",
+        "myproject.models",
+        "antigravity",
+        "idlelib.idle",
+        "this",
+        "__hello__",
+        "json.__main__",
+        "test.support",
+        "_pytest.pytester",
+    ]
+    assert [m for m in kept if _preloadable(m, allowed)] == kept
+    assert [m for m in refused if _preloadable(m, allowed)] == []

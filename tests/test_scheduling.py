@@ -245,6 +245,10 @@ def test_a_second_auto_run_is_sized_by_the_memory_its_workers_took(pytester, wri
     )
     first = pytester.runpytest_subprocess("-n", "2", "--models=sim-fast")
     first.assert_outcomes(passed=4)
+    # what the workers imported, for the next run's preloader: the stacks, not the project
+    learned = json.loads((pytester.path / ".pytest_cache/v/llm-matrix/worker-modules").read_text())
+    assert "pytest_llm_matrix.fixtures" in learned
+    assert not [m for m in learned if m.startswith(("test_", "conftest"))]
     known = json.loads((pytester.path / ".pytest_cache/v/llm-matrix/worker-pss").read_text())
     assert 5 * 2**20 < known["preloaded"] < 200 * 2**20  # a real PSS, in bytes
     (pytester.path / ".pytest_cache/v/llm-matrix/worker-pss").write_text(

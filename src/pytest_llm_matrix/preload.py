@@ -246,8 +246,26 @@ STACK_PACKAGES: Final = frozenset(
     ]
 )
 #: Never preloaded: they act on the terminal, or are this module's own machinery.
+#: Never preloaded, even when a worker imported them: they act on the terminal or the
+#: desktop, print, or are programs rather than libraries.
 NEVER: Final = frozenset(
-    {"__main__", "__mp_main__", "readline", "rlcompleter", "antigravity", "this"}
+    {
+        "__main__",
+        "__mp_main__",
+        "__hello__",
+        "__phello__",
+        "readline",
+        "rlcompleter",
+        "antigravity",
+        "this",
+        "idlelib",
+        "turtledemo",
+        "turtle",
+        "tkinter",
+        "test",
+        "pydoc",
+        "webbrowser",
+    }
 )
 MODULES_CACHE: Final = "llm-matrix/worker-modules"
 #: In a worker's ``workeroutput``: the modules it imported (see :func:`worker_modules`).
@@ -278,7 +296,7 @@ def _preloadable(name: str, allowed: set[str]) -> bool:
     return (
         top in allowed
         and top not in NEVER
-        and name not in NEVER
+        and not name.endswith(".__main__")
         and not name.startswith("_pytest.pytester")
     )
 
