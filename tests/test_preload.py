@@ -477,3 +477,60 @@ def test_learned_modules_are_the_stacks_never_the_projects_or_programs():
     ]
     assert [m for m in kept if _preloadable(m, allowed)] == kept
     assert [m for m in refused if _preloadable(m, allowed)] == []
+
+
+def launch(name: str, timeout: float = 30) -> tuple[str, float]:
+    """Run the launcher as execnet would, with a tail that shows which interpreter ran it."""
+    from pytest_llm_matrix import _launcher
+
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", _launcher.__file__, name, "-c", "print('normal start')"],
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, "PYTEST_LLM_MATRIX_LAUNCHER_TIMEOUT": "1"},
+        check=False,
+    )
+    return done.stdout.decode() + done.stderr.decode(), time.monotonic() - started
+
+
+def test_a_launcher_without_a_preloader_starts_its_worker_the_normal_way():
+    output, _ = launch("pytest-llm-matrix-test-nobody-listens")
+    assert output == "normal start\n"
+
+
+@pytest.mark.parametrize("answer", ["never", "refuse", "hang up"])
+def test_a_launcher_whose_preloader_does_not_fork_starts_its_worker_the_normal_way(answer):
+    import socket
+    import threading
+
+    from pytest_llm_matrix._launcher import HEADER, REFUSED
+
+    name = f"pytest-llm-matrix-test-{os.getpid()}-{answer.replace(' ', '')}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind("\0" + name)
+    server.listen(1)
+    held = []
+
+    def serve():
+        conn, _ = server.accept()
+        held.append(conn)
+        _, fds, _, _ = socket.recv_fds(conn, 2**20, 3)
+        for fd in fds:  # as the preloader does: only a forked worker keeps them
+            os.close(fd)
+        if answer == "refuse":
+            conn.sendall(HEADER.pack(REFUSED, 4) + b"nope")
+        elif answer == "hang up":
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        output, took = launch(name)
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert output == "normal start\n"
+    if answer == "never":  # a preloader stuck in its imports: given up on, not waited for
+        assert 1.0 <= took < 20

@@ -39,6 +39,7 @@ DFL, IGN, PYINT = 0, 1, 2
 FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 #: Seconds to wait for the preloader to fork the worker before starting it the normal way
 #: (it answers in milliseconds once its imports are done; those take a second or two).
+#: ``PYTEST_LLM_MATRIX_LAUNCHER_TIMEOUT`` overrides it (the tests use a short one).
 GIVE_UP_AFTER = 60.0
 
 
@@ -92,6 +93,14 @@ def read_message(conn: socket.socket) -> tuple[bytes, bytes]:
     return kind, body
 
 
+def give_up_after() -> float:
+    try:
+        value = float(os.environ.get("PYTEST_LLM_MATRIX_LAUNCHER_TIMEOUT", GIVE_UP_AFTER))
+    except ValueError:
+        return GIVE_UP_AFTER
+    return value if 0 < value <= GIVE_UP_AFTER else GIVE_UP_AFTER
+
+
 def become_interpreter(tail: list[str], why: str) -> NoReturn:
     """Start the worker the normal way: be the interpreter execnet asked for."""
     if why and os.environ.get("PYTEST_LLM_MATRIX_LAUNCHER_DEBUG"):
@@ -124,7 +133,7 @@ def main() -> None:
             raise OSError(f"the preloader's socket belongs to uid {uid}")
         sent = socket.send_fds(conn, [payload[:4096]], [0, 1, 2])
         conn.sendall(payload[sent:])
-        conn.settimeout(GIVE_UP_AFTER)  # a preloader stuck in its imports must not hang us
+        conn.settimeout(give_up_after())  # a preloader stuck in its imports must not hang us
         kind, body = read_message(conn)
         conn.settimeout(None)
     except OSError as error:
