@@ -534,3 +534,26 @@ def test_a_launcher_whose_preloader_does_not_fork_starts_its_worker_the_normal_w
     assert output == "normal start\n"
     if answer == "never":  # a preloader stuck in its imports: given up on, not waited for
         assert 1.0 <= took < 20
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", 1.0),
+        ("0.5", 0.5),
+        ("nan", 60.0),
+        ("inf", 60.0),
+        ("-inf", 60.0),
+        ("1e308", 60.0),
+        ("0", 60.0),
+        ("-3", 60.0),
+        ("9" * 400, 60.0),
+        ("soon", 60.0),
+        ("", 60.0),
+    ],
+)
+def test_the_launchers_give_up_time_takes_only_sane_values(monkeypatch, text, expected):
+    from pytest_llm_matrix._launcher import give_up_after
+
+    monkeypatch.setenv("PYTEST_LLM_MATRIX_LAUNCHER_TIMEOUT", text)
+    assert give_up_after() == expected

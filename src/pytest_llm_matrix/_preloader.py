@@ -72,11 +72,7 @@ class Worker:
 
 
 class BecomeWorker(Exception):
-    """Raised in a forked child to leave the preloader's loop."""
-
-    def __init__(self, request: Request) -> None:
-        super().__init__()
-        self.request = request
+    """Raised in a forked child, once set up, to leave the preloader's loop."""
 
 
 def run(plan: dict[str, Any], hook: object | None, main_names: set[str]) -> None:
@@ -105,12 +101,12 @@ def run(plan: dict[str, Any], hook: object | None, main_names: set[str]) -> None
     gc.freeze()  # the workers share these objects; the collector will not copy their pages
     try:
         Server(plan["listen_fd"], plan["controller"], waiter).loop()
-    except BecomeWorker as child:
-        request = child.request
+    except BecomeWorker:
+        pass  # this is a forked worker now, set up as its launcher's interpreter would be
     else:
         return
     _clean_main(main_names)
-    _run_bootstrap(request, gateway_source)
+    _run_bootstrap(gateway_source)
 
 
 def _gnu_tail() -> bool:
@@ -278,7 +274,7 @@ class Server:
                 self.in_child(conn, request, fds, launcher_fd)
             except BaseException:
                 os._exit(70)
-            raise BecomeWorker(request)
+            raise BecomeWorker
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:  # gone already: reap it now
@@ -393,7 +389,7 @@ def _clean_main(keep: set[str]) -> None:
         del main[name]
 
 
-def _run_bootstrap(request: Request, gateway_source: str | None) -> None:
+def _run_bootstrap(gateway_source: str | None) -> None:
     """Run execnet's bootstrap from stdin, as the ``-c`` line would have: the import form
     (what a plain ``popen`` worker runs) when execnet sent its gateway module as source."""
     main = sys.modules["__main__"].__dict__

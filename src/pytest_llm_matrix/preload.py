@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -113,32 +114,47 @@ class Decision:
 
 def decide(config: pytest.Config, settings: Settings) -> Decision:
     """Whether this controller preloads its workers, and why (not)."""
-    chosen = preload_mode(config)
-    if chosen == "off":
-        return Decision(False, "--llm-preload=off")
-    if chosen == "auto" and not settings.selected:
-        return Decision(False, "no models selected")
+    problem = _mode_problem(config, settings) or platform_problem()
+    if problem is not None:
+        return Decision(False, problem)
     if config.getoption("looponfail", False):
         return Decision(False, "--looponfail runs its own processes")
-    unsupported = platform_problem()
-    if unsupported is not None:
-        return Decision(False, unsupported)
-    specs = [str(spec) for spec in _specs(config)]
+    specs = _specs(config)
     if not specs:
         return Decision(False, "no local workers")
-    odd = [spec for spec in specs if _spec_problem(spec) is not None]
-    if odd:
-        return Decision(False, f"--tx {odd[0]}: {_spec_problem(odd[0])}")
+    for spec in specs:
+        if (odd := _spec_problem(spec)) is not None:
+            return Decision(False, f"--tx {spec}: {odd}")
     return Decision(True, "--llm-preload=off starts each the normal way")
 
 
 def will_preload(config: pytest.Config, settings: Settings) -> bool:
     """For ``-n auto``, decided before xdist makes its specs: whether workers will be
     preloaded, as far as the mode, the models and the platform tell."""
+    return _mode_problem(config, settings) is None and platform_problem() is None
+
+
+def _mode_problem(config: pytest.Config, settings: Settings) -> str | None:
     chosen = preload_mode(config)
-    if chosen == "off" or (chosen == "auto" and not settings.selected):
-        return False
-    return platform_problem() is None
+    if chosen == "off":
+        return "--llm-preload=off"
+    if chosen == "auto" and not settings.selected:
+        return "no models selected"
+    return None
+
+
+def byte_count(value: object) -> int | None:
+    """A memory size in bytes as read back from a worker or the cache, if plausible."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**40:
+        return value
+    return None
+
+
+def remembered_pss(known: object, preloaded: bool) -> int | None:
+    """The largest worker PSS the last run measured, for workers started this way."""
+    if not isinstance(known, dict):
+        return None  # no cache, or one of another version or edited by hand
+    return byte_count(known.get("preloaded" if preloaded else "normal"))
 
 
 def own_pss() -> int | None:
@@ -159,24 +175,22 @@ def platform_problem() -> str | None:
 
 
 def _specs(config: pytest.Config) -> list[XSpec]:
+    from execnet import XSpec
     from xdist.workermanage import parse_tx_spec_config
 
     try:
-        return [__import__("execnet").XSpec(s) for s in parse_tx_spec_config(config)]
+        return [XSpec(spec) for spec in parse_tx_spec_config(config)]
     except pytest.UsageError:
         return []
 
 
-def _spec_problem(spec: str) -> str | None:
-    from execnet import XSpec
-
-    parsed = XSpec(spec)
-    if not parsed.popen:
+def _spec_problem(spec: XSpec) -> str | None:
+    if not spec.popen:
         return "not a local (popen) worker"
-    if parsed.python or parsed.via:
+    if spec.python or spec.via:
         return "names its own interpreter"
-    if parsed.execmodel not in (None, "thread", "main_thread_only"):
-        return f"execmodel {parsed.execmodel} cannot be forked"
+    if spec.execmodel not in (None, "thread", "main_thread_only"):
+        return f"execmodel {spec.execmodel} cannot be forked"
     return None
 
 
@@ -185,18 +199,17 @@ def plan_modules(config: pytest.Config, settings: Settings) -> tuple[list[str], 
     rewrite = config.getoption("assertmode", "rewrite") == "rewrite"
     autoload = not _autoload_disabled(config)
     modules: list[str] = ["pytest", "execnet", "execnet.gateway_base"]
-    if rewrite and autoload:
-        # the plugins pytest loaded from entry points, which every worker loads too
-        for plugin, _dist in config.pluginmanager.list_plugin_distinfo():
-            name = getattr(plugin, "__name__", None)
-            if isinstance(name, str) and name not in modules:
-                modules.append(name)
-        if settings.selected:
-            modules += [m for m in WORKER_STACK if m not in modules]
-    elif settings.selected:
-        modules += PLAIN_STACK
-    if rewrite and autoload:
-        modules += [m for m in remembered_modules(config) if m not in modules]
+    if not (rewrite and autoload):
+        # plugin modules would not be imported as a worker imports them: the stack only
+        return modules + list(PLAIN_STACK if settings.selected else ()), rewrite
+    # the plugins pytest loaded from entry points, which every worker loads too
+    for plugin, _dist in config.pluginmanager.list_plugin_distinfo():
+        name = getattr(plugin, "__name__", None)
+        if isinstance(name, str) and name not in modules:
+            modules.append(name)
+    if settings.selected:
+        modules += [m for m in WORKER_STACK if m not in modules]
+    modules += [m for m in remembered_modules(config) if m not in modules]
     return modules, rewrite
 
 
@@ -245,7 +258,6 @@ STACK_PACKAGES: Final = frozenset(
         "tomli",
     ]
 )
-#: Never preloaded: they act on the terminal, or are this module's own machinery.
 #: Never preloaded, even when a worker imported them: they act on the terminal or the
 #: desktop, print, or are programs rather than libraries.
 NEVER: Final = frozenset(
@@ -376,11 +388,9 @@ class Preloading:
         if self.process is None:
             return
         launcher = Path(__file__).with_name("_launcher.py")
-        command = " ".join(
-            _quote(part) for part in (sys.executable, "-I", "-S", str(launcher), self.name)
-        )
+        command = shlex.join([sys.executable, "-I", "-S", str(launcher), self.name])
         for spec in specs:
-            if _spec_problem(str(spec)) is None:
+            if _spec_problem(spec) is None:
                 spec.python = command
 
     def pytest_configure_node(self, node: WorkerController) -> None:
@@ -409,8 +419,7 @@ class Preloading:
         modules = output.get(MODULES_OUTPUT)
         if isinstance(modules, list):
             self.learned.update(m for m in modules if isinstance(m, str))
-        pss = output.get(PSS_OUTPUT)
-        if isinstance(pss, int) and not isinstance(pss, bool) and 0 < pss < 2**40:
+        if (pss := byte_count(output.get(PSS_OUTPUT))) is not None:
             self.pss.append(pss)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -457,14 +466,6 @@ def _how(code: int) -> str:
     return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
 
 
-def _quote(part: str) -> str:
-    import shlex
-
-    return shlex.quote(part)
-
-
-def register(config: pytest.Config, settings: Settings) -> Preloading | None:
+def register(config: pytest.Config, settings: Settings) -> None:
     """In the controller of a distributed run: decide, maybe start the preloader."""
-    preloading = Preloading(config, settings)
-    config.pluginmanager.register(preloading, PLUGIN_NAME)
-    return preloading
+    config.pluginmanager.register(Preloading(config, settings), PLUGIN_NAME)

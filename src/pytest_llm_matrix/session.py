@@ -42,17 +42,12 @@ def early_settings(config: pytest.Config) -> Settings:
 
 def auto_workers(config: pytest.Config) -> int | None:
     """``-n auto``: workers sized for the selected models' caps (None: xdist decides)."""
-    from pytest_llm_matrix.preload import MEMORY_CACHE, will_preload
+    from pytest_llm_matrix.preload import MEMORY_CACHE, remembered_pss, will_preload
     from pytest_llm_matrix.scheduling import auto_workers as size
 
     settings = early_settings(config)
     preloaded = will_preload(config, settings)
-    known = _cached(config, MEMORY_CACHE)
-    measured = (
-        known.get("preloaded" if preloaded else "normal") if isinstance(known, dict) else None
-    )
-    if not (isinstance(measured, int) and not isinstance(measured, bool) and 0 < measured < 2**40):
-        measured = None  # a cache of another version, or edited by hand
+    measured = remembered_pss(_cached(config, MEMORY_CACHE), preloaded)
     chosen, why = size(
         settings, _remembered_model_tests(config), preloaded=preloaded, measured=measured
     )

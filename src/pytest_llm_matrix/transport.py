@@ -9,6 +9,8 @@ test uses a model.
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -115,6 +117,8 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
 
         def __init__(self, model: Model, transport: Any = None, *, shared: bool = False) -> None:
             self.model = model
+            #: the process's pooled transport is closed with the session, not with a client
+            self.pooled = transport is None and shared
             if transport is None:
                 transport = (
                     shared_transport(http, base_url(model))
@@ -141,8 +145,7 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             return steps.value
 
         def close(self) -> None:
-            # a transport of the process's pool is closed with the session, not with us
-            if not any(self.inner is pooled for pooled in _SHARED.values()):
+            if not self.pooled:
                 self.inner.close()
 
     class AsyncLLMTransport(http.AsyncBaseTransport):  # type: ignore[misc,name-defined]
@@ -236,23 +239,16 @@ _SHARED: dict[tuple[int, str, str], Any] = {}
 
 def shared_transport(http: ModuleType, url: str) -> Any:
     """The process's pooled transport of ``http`` (httpx2 or httpx) to ``url``'s server."""
-    import os
-
     key = (os.getpid(), http.__name__, url)
     transport = _SHARED.get(key)
     if transport is None:
-        if not _SHARED:
-            import atexit
-
-            atexit.register(close_shared)
         transport = _SHARED[key] = http.HTTPTransport(**_tls(http))
     return transport
 
 
+@atexit.register
 def close_shared() -> None:
     """Close this process's pooled connections (at the end of a session, and at exit)."""
-    import os
-
     for key in list(_SHARED):
         transport = _SHARED.pop(key)
         if key[0] == os.getpid():
