@@ -184,6 +184,22 @@ def test_n_auto_is_sized_from_the_caps(pytester, write_config, simulator):
     with_global.stdout.fnmatch_lines(
         ["*-n auto: 2 workers, set by the model tests of the last run"]
     )
+    # the ini key caps the same way; the command line wins over it
+    from_ini = pytester.runpytest_subprocess(
+        "-n", "auto", "--models=all", "-o", "llm_max_concurrency=1", "-p", "no:cacheprovider"
+    )
+    from_ini.stdout.fnmatch_lines(["*-n auto: 1 worker, set by the global cap*"])
+    both = pytester.runpytest_subprocess(
+        "-n",
+        "auto",
+        "--models=all",
+        "-o",
+        "llm_max_concurrency=1",
+        "--max-concurrency=4",
+        "-p",
+        "no:cacheprovider",
+    )
+    both.stdout.fnmatch_lines(["*-n auto: 4 workers, set by the global cap*"])
 
 
 def test_n_auto_without_models_is_xdists(pytester, write_config):

@@ -213,12 +213,23 @@ def test_model_tests_without_config_fail_clearly(pytester, write_config):
     result.stdout.fnmatch_lines(["*test_m uses llm_model, but no models are configured.*"])
 
 
-def test_plugin_can_be_disabled(pytester, suite):
-    suite("def test_plain():\n    pass\n")
-    result = pytester.runpytest("-p", "no:llm_matrix", "--models=all")
+@pytest.mark.parametrize(
+    "name", ["llm_matrix", "llm-matrix", "pytest-llm-matrix", "pytest_llm_matrix"]
+)
+def test_plugin_can_be_disabled_by_any_name_a_user_sees(pytester, suite, name):
+    """The entry point's name, the ``plugins:`` line's, the package's: each switches the
+    plugin off entirely (no options, fixtures, markers, header)."""
+    suite("def test_plain():\n    pass\n\ndef test_model(llm):\n    pass\n")
+    result = pytester.runpytest("-p", f"no:{name}", "--models=all")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unrecognized arguments: --models=all*"])
-    assert pytester.runpytest("-p", "no:llm_matrix").ret == 0
+    result = pytester.runpytest("-p", f"no:{name}", "-rA")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'llm' not found*"])
+    result.stdout.no_fnmatch_line("llm-matrix:*")
+    assert "llm(" not in pytester.runpytest("-p", f"no:{name}", "--markers").stdout.str()
+    on = pytester.runpytest("--markers")
+    assert "@pytest.mark.llm(" in on.stdout.str()
 
 
 def test_header_shows_selection(pytester, suite, monkeypatch):

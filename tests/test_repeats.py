@@ -212,7 +212,7 @@ def test_one_result_per_test_and_model(pytester, write_config, workers):
     assert weak["pass_rate"] == weak["runs_passed"] / weak["runs_judged"]
     # k/N is visible in the terminal: the verdict's word and the failure split
     result.stdout.fnmatch_lines(["*FAILED 0/3, needs 3/5*test_capital?sim-weak-run?of5*"])
-    result.stdout.fnmatch_lines(["*test_capital: sim-weak 0/3*"])
+    result.stdout.fnmatch_lines(["  *::test_capital[[]sim-weak[]] 0/3 runs passed"])
     assert re.search(r"sim-weak\s+2\s+2\s+.*\d+\.\d% \(\d+-\d+\)", result.stdout.str())
 
 

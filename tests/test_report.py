@@ -344,3 +344,48 @@ def test_a_step_summary_that_is_a_fifo_does_not_hang_the_run(pytester, write_con
     result = pytester.runpytest_subprocess(timeout=60)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["$GITHUB_STEP_SUMMARY: could not write *fifo: not a regular file"])
+
+
+def test_failed_on_some_models_lists_ids_that_can_be_pasted_back(pytester, write_config):
+    """Each line under "failed on some models" is a node id with its model: given back to
+    pytest, it runs exactly that test on that model."""
+    write_config()
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("intent", ["refund", "hello"])
+        def test_intent(llm, intent):
+            assert llm.complete(f"capital of France {intent}") == "Paris"
+        """
+    )
+    result = pytester.runpytest("--models=sim-fast,sim-weak", "-p", "no:randomly")
+    lines = result.stdout.lines
+    start = lines.index("failed on some models:")
+    ids = [line.strip() for line in lines[start + 1 :] if line.startswith("  ")]
+    assert ids == [
+        "test_failed_on_some_models_lists_ids_that_can_be_pasted_back.py::"
+        f"test_intent[sim-weak-{intent}]"
+        for intent in ("refund", "hello")
+    ], lines[start:]
+    again = pytester.runpytest(ids[0], "--models=sim-fast,sim-weak")
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(["*1 failed in*"])
+    assert "llm-matrix: 1 model" in again.stdout.str()
+
+
+def test_no_price_is_said_once_per_model_and_never_with_q(pytester, write_config):
+    write_config()
+    pytester.makepyfile("def test_a(llm):\n    assert llm.complete('hi') == 'ok'\n")
+    quiet = pytester.runpytest("--models=sim-fast", "-q")
+    assert "no known price" not in quiet.stdout.str()
+    first = pytester.runpytest("--models=sim-fast")
+    first.stdout.fnmatch_lines(["n/a: no known price for sim-fast; set input_price*"])
+    again = pytester.runpytest("--models=sim-fast")
+    assert "no known price" not in again.stdout.str()
+    more = pytester.runpytest("--models=sim-fast,sim-weak")
+    more.stdout.fnmatch_lines(["n/a: no known price for sim-weak; set input_price*"])
+    # without a cache there is nothing to remember it by: every run says it
+    for _ in range(2):
+        bare = pytester.runpytest("--models=sim-fast", "-p", "no:cacheprovider")
+        bare.stdout.fnmatch_lines(["n/a: no known price for sim-fast; *"])

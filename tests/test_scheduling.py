@@ -256,10 +256,7 @@ def test_a_second_auto_run_is_sized_by_the_memory_its_workers_took(pytester, wri
     )
     second = pytester.runpytest_subprocess("-n", "auto", "--models=sim-fast")
     second.stdout.fnmatch_lines(
-        [
-            "*-n auto: 1 workers, set by the memory available"
-            " (* MB; 524288 MB measured last run, x2)*"
-        ]
+        ["*-n auto: 1 worker, set by the memory available (* MB; 524288 MB measured last run, x2)*"]
     )
     for garbage in ['{"preloaded": "lots"}', '{"preloaded": 1e400}', "[1]", "{"]:
         (pytester.path / ".pytest_cache/v/llm-matrix/worker-pss").write_text(garbage)

@@ -17,6 +17,11 @@ from typing import Final
 ALL: Final = "all"
 
 
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 model``, ``2 models``, ``0 models``."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
 def shown(value: object) -> str:
     """``repr(value)`` cut to a readable length, for error messages about any input."""
     if isinstance(value, int) and value.bit_length() > 128:  # also past int->str limits

@@ -8,10 +8,11 @@ every process runs the very same selection.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pytest
 
@@ -57,18 +58,42 @@ def _rate(origin: str) -> Callable[[str], float]:
     return parse
 
 
+#: The ranges of the options that take a number, by dest (and ini key).
+_RANGES: Final[Mapping[str, checks.Range]] = {
+    "llm_max_concurrency": checks.CONCURRENCY,
+    "llm_timeout": checks.TIMEOUT,
+    "llm_max_attempts": checks.ATTEMPTS,
+    "llm_max_wait": checks.MAX_WAIT,
+    "llm_max_cost": checks.MAX_COST,
+    "llm_repeat": checks.REPEAT,
+}
+
 #: The parsers of the options that take a number, by dest; each is made for the origin its
 #: errors name: the option (``--llm-repeat``) or the ini key (``ini llm_repeat``).
 _PARSERS: Final[Mapping[str, Callable[[str], Callable[[str], Any]]]] = {
-    "llm_max_concurrency": lambda origin: _ranged(origin, checks.CONCURRENCY),
-    "llm_timeout": lambda origin: _ranged(origin, checks.TIMEOUT),
-    "llm_max_attempts": lambda origin: _ranged(origin, checks.ATTEMPTS),
-    "llm_max_wait": lambda origin: _ranged(origin, checks.MAX_WAIT),
-    "llm_max_cost": lambda origin: _ranged(origin, checks.MAX_COST),
-    "llm_repeat": lambda origin: _ranged(origin, checks.REPEAT),
+    **{name: functools.partial(_ranged, bound=bound) for name, bound in _RANGES.items()},
     "llm_min_pass_rate": _rate,
     "llm_repeat_pass_rate": _rate,
 }
+
+#: pytest 9.2 takes type expressions for ini keys: shown in ``--help``, and a native TOML
+#: number is accepted. The text member comes first, so a value read from an ini file stays
+#: as written, for this plugin to check and quote; older pytest reads every value as text.
+_TYPED_INI: Final = pytest.version_tuple >= (9, 2)
+
+
+def _ini_type(name: str) -> Any:
+    if not _TYPED_INI:
+        return "string"
+    if name in ("llm_min_pass_rate", "llm_repeat_pass_rate"):
+        return str | float  # 0.8 or "80%"
+    number = int if isinstance(_RANGES[name], checks.WholeRange) else float
+    return str | number
+
+
+def _ini_choices(choices: tuple[str, ...]) -> Any:
+    return Literal[choices] if _TYPED_INI else "string"
+
 
 #: How a rate is written, for help texts (argparse needs %% for %).
 _RATE_HELP: Final = "a share from 0 to 1 like 0.8, or a percentage like 80%%; not 80"
@@ -108,7 +133,8 @@ def add_options(parser: pytest.Parser) -> None:
         type=_PARSERS["llm_max_concurrency"]("--max-concurrency"),
         default=None,
         help="cap on requests in flight to all models, across all xdist workers: "
-        f"{checks.CONCURRENCY}. Config: max_concurrency. Default: no global cap.",
+        f"{checks.CONCURRENCY}. ini: llm_max_concurrency; the model config's "
+        "max_concurrency comes after both. Default: no global cap.",
     )
     group.addoption(
         "--llm-timeout",
@@ -146,7 +172,12 @@ def add_options(parser: pytest.Parser) -> None:
         "as few workers as its cap allows, longest models first, idle workers steal) or "
         "'load' (xdist's own). An explicit --dist always wins. ini: llm_dist.",
     )
-    parser.addini("llm_dist", "model (default) or load: how model tests spread over workers.")
+    parser.addini(
+        "llm_dist",
+        "model (default) or load: how model tests spread over workers.",
+        type=_ini_choices(DIST_MODES),
+        default=None,
+    )
     group.addoption(
         "--llm-preload",
         dest="llm_preload",
@@ -156,7 +187,12 @@ def add_options(parser: pytest.Parser) -> None:
         "'auto' (default: on Linux, when models are selected), 'on' (also without models), "
         "'off' (every worker starts its own interpreter). ini: llm_preload.",
     )
-    parser.addini("llm_preload", "auto (default), on or off: preloaded xdist workers.")
+    parser.addini(
+        "llm_preload",
+        "auto (default), on or off: preloaded xdist workers.",
+        type=_ini_choices(PRELOAD_MODES),
+        default=None,
+    )
     group.addoption(
         "--llm-min-pass-rate",
         dest="llm_min_pass_rate",
@@ -212,15 +248,24 @@ def add_options(parser: pytest.Parser) -> None:
         help="live per-model progress under pytest's own: 'auto' (default: in a terminal, "
         "unless -q) or 'off'. ini: llm_progress.",
     )
-    parser.addini("llm_progress", "auto (default) or off: live per-model progress.")
-    parser.addini("llm_repeat", "runs per model of each model test.")
-    parser.addini("llm_repeat_pass_rate", "share of a repeated test's runs that must pass.")
-    parser.addini("llm_max_cost", "cost budget for the session, USD.")
-    parser.addini("llm_min_pass_rate", "per-model pass-rate gate: 0.8 or 80%.")
+    parser.addini(
+        "llm_progress",
+        "auto (default) or off: live per-model progress.",
+        type=_ini_choices(PROGRESS_MODES),
+        default=None,
+    )
     parser.addini("llm_report", "write the JSON report here, relative to the rootdir.")
-    parser.addini("llm_timeout", "default per-test timeout for models, seconds.")
-    parser.addini("llm_max_attempts", "attempts per request, the first included.")
-    parser.addini("llm_max_wait", "the longest single wait before a retry, seconds.")
+    for name, text in (
+        ("llm_max_concurrency", "cap on requests in flight to all models, across workers."),
+        ("llm_repeat", "runs per model of each model test."),
+        ("llm_repeat_pass_rate", "share of a repeated test's runs that must pass: 0.8 or 80%."),
+        ("llm_min_pass_rate", "per-model pass-rate gate: 0.8 or 80%."),
+        ("llm_max_cost", "cost budget for the session, USD."),
+        ("llm_timeout", "default per-test timeout for models, seconds."),
+        ("llm_max_attempts", "attempts per request, the first included."),
+        ("llm_max_wait", "the longest single wait before a retry, seconds."),
+    ):
+        parser.addini(name, text, type=_ini_type(name), default=None)
     parser.addini(
         "llm_config",
         "model registry file (TOML), relative to this config file.",
@@ -376,7 +421,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         selected_by=origin,
         strict=strict,
         unavailable=unavailable,
-        max_concurrency=config.option.llm_max_concurrency or registry.max_concurrency,
+        max_concurrency=_setting(config, "llm_max_concurrency") or registry.max_concurrency,
         llm_timeout=_setting(config, "llm_timeout"),
         max_attempts=_setting(config, "llm_max_attempts") or DEFAULT_ATTEMPTS,
         max_wait=_setting(config, "llm_max_wait") or DEFAULT_MAX_WAIT,
@@ -397,11 +442,12 @@ def preload_mode(config: pytest.Config) -> str:
 
 def _ini(config: pytest.Config, name: str) -> Any:
     """An ini value; a value pytest cannot convert to the key's type is a usage error that
-    names the key (pytest's own message may not)."""
+    names the key and, for a number, its range (pytest's own message may do neither)."""
     try:
         return config.getini(name)
     except (TypeError, ValueError, pytest.UsageError) as error:
-        raise pytest.UsageError(f"ini {name}: {error}") from None
+        expected = f" (expected {_RANGES[name]})" if name in _RANGES else ""
+        raise pytest.UsageError(f"ini {name}: {error}{expected}") from None
 
 
 def _report_path(config: pytest.Config) -> str | None:
@@ -455,7 +501,10 @@ def _setting(
     """The command line's value (already parsed by the option's type), else the ini file's,
     read by the same parser but naming the ini key in its errors; else None."""
     value = getattr(config.option, name)
-    if value is None and (text := str(_ini(config, name) or "").strip()):
+    if value is not None:
+        return value
+    raw = _ini(config, name)  # text; a number where pytest types the key (0 is a value too)
+    if raw is not None and (text := str(raw).strip()):
         value = (parser or _PARSERS[name])(f"ini {name}")(text)
     return value
 

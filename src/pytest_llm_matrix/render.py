@@ -151,5 +151,5 @@ def markdown(
         lines += [f"- `{test}`" for test in everywhere]
     if some:
         lines += ["", "Failed on some models:", ""]
-        lines += [f"- `{test}`: {', '.join(models)}" for test, models in some.items()]
+        lines += [f"- `{label}`" for labels in some.values() for label in labels]
     return "\n".join(lines) + "\n"

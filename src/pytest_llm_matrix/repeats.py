@@ -119,12 +119,13 @@ class Tally:
     def explain(self, model: str) -> str:
         """Why the verdict is what it is, for the report section."""
         needs = f"needs {self.need} of {self.planned} (min_pass_rate {self.rate:.0%})"
-        head = f"{model}: {self.passed} of {self.runs} runs passed; {needs}"
+        head = f"{model}: {self.passed} of {checks.counted(self.runs, 'run')} passed; {needs}"
         if self.verdict in ("passed", "failed"):
             left = self.planned - self.runs
             head += f": {self.verdict}"
             if left:
-                head += f", so the other {left} runs were not needed"
+                others = "the other run was" if left == 1 else f"the other {left} runs were"
+                head += f", so {others} not needed"
         else:
             head += f"; run {self.decided_by} ended as {self.verdict}, which settles it"
         failures = [f"run {i} failed: {note}" for i, note in sorted(self.notes.items())]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_llm_matrix import __version__, context
+from pytest_llm_matrix import __version__, checks, context
 from pytest_llm_matrix.redaction import redactor
 from pytest_llm_matrix.repeats import RUN_ATTR, status_of
 from pytest_llm_matrix.stats import (
@@ -40,6 +40,8 @@ SPEND_ATTR: Final = "llm_spend"
 #: Name of the TestReport attribute marking a test skipped because the budget was spent.
 BUDGET_ATTR: Final = "llm_budget_skip"
 REPORT_VERSION: Final = 1
+#: Models already said to have no known price (said once per model, see _unpriced_to_note).
+UNPRICED_CACHE: Final = "llm-matrix/unpriced-said"
 #: How a test's reports combine into its outcome: the worst wins.
 SEVERITY: Final = {"passed": 0, "xfailed": 0, "xpassed": 0, "skipped": 1, "failed": 2, "error": 3}
 
@@ -247,21 +249,37 @@ class Summary:
             found.update(limits.coordinator.all_unavailable())
         return found
 
+    def _unpriced_to_note(self) -> list[str]:
+        """Models shown as n/a for cost, said once per model: the pytest cache remembers
+        which were said (without a cache, every run says it)."""
+        unpriced = [name for name in self.order if name in self.stats and self.stats[name].unpriced]
+        cache = getattr(self.config, "cache", None)
+        if not unpriced or cache is None:
+            return unpriced
+        said = cache.get(UNPRICED_CACHE, [])
+        said = [name for name in said if isinstance(name, str)] if isinstance(said, list) else []
+        new = [name for name in unpriced if name not in said]
+        if new:
+            cache.set(UNPRICED_CACHE, sorted({*said, *new}))
+        return new
+
     def _split(self, labelled: bool = False) -> tuple[list[str], dict[str, list[str]]]:
-        """Tests failed on every model, and on some; ``labelled`` adds a repeated test's
-        passes per model: ``sim-weak 1/3``."""
+        """Tests failed on every model, and on some (test -> its models). ``labelled``
+        gives, instead of each model, the id to paste back into pytest (the model is in
+        it), and for a repeated test its passes: ``t.py::test_x[sim-weak] 1/3 runs
+        passed``."""
         outcomes: dict[str, dict[str, str]] = {}
         labels: dict[tuple[str, str], str] = {}
         for test in self.tests.values():
             outcomes.setdefault(test["test"], {})[test["model"]] = test["outcome"]
+            label = test["nodeid"]
             if "verdict" in test:
                 verdict = test["verdict"]
-                labels[test["test"], test["model"]] = (
-                    f"{test['model']} {verdict['passed']}/{verdict['runs']}"
-                )
+                label += f" {verdict['passed']}/{checks.counted(verdict['runs'], 'run')} passed"
+            labels[test["test"], test["model"]] = label
         everywhere, some = failure_split(outcomes)
         if labelled:
-            some = {t: [labels.get((t, m), m) for m in models] for t, models in some.items()}
+            some = {t: [labels[t, m] for m in models] for t, models in some.items()}
         return everywhere, some
 
     # -- output ------------------------------------------------------------------------
@@ -281,17 +299,18 @@ class Summary:
         def write(line: str, **markup: bool) -> None:
             terminalreporter.write_line(self.redactor.text(line), **markup)
 
-        terminalreporter.write_sep("=", f"llm-matrix: {len(self.stats)} models", bold=True)
+        title = f"llm-matrix: {checks.counted(len(self.stats), 'model')}"
+        terminalreporter.write_sep("=", title, bold=True)
         write(lines[0], bold=True)
         for line, (_, stats) in zip(lines[1:], rows, strict=True):
             bad = stats.counts["failed"] + stats.counts["error"]
             write(line, red=bad > 0, green=bad == 0)
         for name, reason in self._unavailable().items():
             write(f"{name}: unavailable: {reason}", yellow=True)
-        if any(stats.unpriced for stats in self.stats.values()):
+        if verbosity >= 0 and (unpriced := self._unpriced_to_note()):
             write(
-                "n/a: no known price for the model; set input_price and output_price "
-                "(USD per million tokens) in its config"
+                f"n/a: no known price for {', '.join(unpriced)}; set input_price and "
+                "output_price (USD per million tokens) in its config"
             )
         everywhere, some = self._split(labelled=True)
         if everywhere and verbosity >= 0:
@@ -300,8 +319,9 @@ class Summary:
                 write(f"  {test}")
         if some and verbosity >= 0:
             write("failed on some models:", yellow=True)
-            for test, models in some.items():
-                write(f"  {test}: {', '.join(models)}")
+            for labels in some.values():
+                for label in labels:
+                    write(f"  {label}")
         failed_optional = [
             n
             for n in self.order
@@ -320,7 +340,7 @@ class Summary:
             if self._budget_reached():
                 write(
                     f"--llm-max-cost ${self.settings.max_cost:g} reached: ${spent:.4f} spent, "
-                    f"{self.budget_skips} model tests skipped",
+                    f"{checks.counted(self.budget_skips, 'model test')} skipped",
                     red=True,
                 )
             else:

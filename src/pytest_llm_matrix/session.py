@@ -11,7 +11,7 @@ from typing import Final
 
 import pytest
 
-from pytest_llm_matrix import context, fixtures
+from pytest_llm_matrix import checks, context, fixtures
 from pytest_llm_matrix.matrix import Matrix, Repeats, model_of
 from pytest_llm_matrix.options import (
     CONTROLLER_KEY,
@@ -266,7 +266,8 @@ def header(config: pytest.Config) -> list[str] | None:
     if settings is None or not settings.registry.models:
         return None
     lines = [
-        f"llm-matrix: {len(settings.selected)} of {len(settings.registry.models)} models "
+        f"llm-matrix: {len(settings.selected)} of "
+        f"{checks.counted(len(settings.registry.models), 'model')} "
         f"(from {settings.selected_by}): {', '.join(settings.selected)}"
     ]
     lines.extend(
@@ -297,7 +298,7 @@ def header(config: pytest.Config) -> list[str] | None:
             how = "xdist's load scheduling (--llm-dist=load)"
         auto = config.stash.get(AUTO_KEY, None)
         if auto is not None and auto[0] is not None:
-            how += f"; -n auto: {auto[0]} workers, set by {auto[1]}"
+            how += f"; -n auto: {checks.counted(auto[0], 'worker')}, set by {auto[1]}"
         lines.append(f"llm-matrix: {how}")
     if distributed(config):
         from pytest_llm_matrix.preload import PLUGIN_NAME
