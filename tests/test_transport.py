@@ -12,6 +12,12 @@ from .conftest import SPEND_RECORDER, read_spend
 WORKERS = pytest.mark.parametrize("workers", [["-n", "0"], ["-n", "3"]], ids=["n0", "n3"])
 
 
+def add_ini(pytester, lines: str) -> None:
+    """Add ``lines`` to the project's ``[tool.pytest.ini_options]`` (its last table)."""
+    path = pytester.path / "pyproject.toml"
+    path.write_text(path.read_text().rstrip("\n") + "\n" + lines)
+
+
 def project(pytester, write_config, sim, models: str, extra: str = "") -> None:
     """A project whose simulator models point at ``sim`` (started by the test)."""
     write_config(models.replace("{url}", sim.url) + extra)
@@ -581,3 +587,69 @@ def test_sdk_fixture_without_the_sdk_is_skipped(pytester, write_config, simulato
     result.stdout.fnmatch_lines(
         ["SKIPPED * the openai SDK is not installed (pip install 'pytest-llm-matrix[[]openai]')"]
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "env", "marked", "expected"),
+    [
+        ((), "", "", False, "quick: timed out after 1s (the model's timeout)"),
+        ((), "", "", True, "quick: timed out after 0.5s (a timeout mark)"),
+        (("--timeout=0.5",), "", "", False, "quick: timed out after 0.5s (--timeout)"),
+        (("--timeout=0.5",), "", "", True, "quick: timed out after 0.5s (a timeout mark)"),
+        # files and the environment are defaults: the model's own timeout refines them
+        ((), 'timeout = "0.5"\n', "", False, "quick: timed out after 1s (the model's timeout)"),
+        (
+            (),
+            'addopts = "--timeout=0.5"\n',
+            "",
+            False,
+            "quick: timed out after 1s (the model's timeout)",
+        ),
+        ((), "", "0.5", False, "quick: timed out after 1s (the model's timeout)"),
+    ],
+    ids=["model", "mark", "typed-timeout", "mark-beats-typed", "ini", "addopts", "env"],
+)
+def test_which_timeout_a_model_test_gets(
+    pytester, write_config, simulator, monkeypatch, args, ini, env, marked, expected
+):
+    """The precedence the README documents, and the failure naming where it came from."""
+    sim = simulator({})
+    project(
+        pytester,
+        write_config,
+        sim,
+        '[tool.llm-matrix.models.quick]\nprovider = "simulator"\nbase_url = "{url}/v1"\n'
+        "timeout = 1\n",
+    )
+    if ini:
+        add_ini(pytester, ini)
+    if env:
+        monkeypatch.setenv("PYTEST_TIMEOUT", env)
+    mark = "@pytest.mark.timeout(0.5)\n" if marked else ""
+    pytester.makepyfile(
+        f"import time\nimport pytest\n\n{mark}def test_slow(llm_model):\n    time.sleep(3)\n"
+    )
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"E * {expected}"])
+
+
+def test_default_timeouts_without_a_model_timeout_name_their_source(
+    pytester, write_config, simulator, monkeypatch
+):
+    sim = simulator({})
+    project(
+        pytester,
+        write_config,
+        sim,
+        '[tool.llm-matrix.models.plain]\nprovider = "simulator"\nbase_url = "{url}/v1"\n',
+    )
+    pytester.makepyfile("import time\n\ndef test_slow(llm_model):\n    time.sleep(3)\n")
+    add_ini(pytester, 'timeout = "0.5"\n')
+    result = pytester.runpytest_subprocess()
+    result.stdout.fnmatch_lines(["E * plain: timed out after 0.5s (ini timeout)"])
+    result = pytester.runpytest_subprocess("-o", "llm_timeout=1")
+    result.stdout.fnmatch_lines(["E * plain: timed out after 1s (ini llm_timeout)"])
+    monkeypatch.setenv("PYTEST_TIMEOUT", "0.7")
+    result = pytester.runpytest_subprocess()
+    result.stdout.fnmatch_lines(["E * plain: timed out after 0.7s (PYTEST_TIMEOUT)"])

@@ -292,6 +292,11 @@ class Settings:
     simulator_url: str | None = None
     max_concurrency: int | None = None
     llm_timeout: float | None = None
+    #: where llm_timeout came from, for messages: "--llm-timeout" or "ini llm_timeout"
+    llm_timeout_source: str = ""
+    #: pytest-timeout's --timeout was typed on the command line (not addopts): it wins over
+    #: the models' timeouts for this run (see tracking.add_timeout_marks)
+    typed_timeout: bool = False
     max_attempts: int = DEFAULT_ATTEMPTS
     max_wait: float = DEFAULT_MAX_WAIT
     state_dir: str | None = None
@@ -423,6 +428,13 @@ def resolve_settings(config: pytest.Config) -> Settings:
         unavailable=unavailable,
         max_concurrency=_setting(config, "llm_max_concurrency") or registry.max_concurrency,
         llm_timeout=_setting(config, "llm_timeout"),
+        llm_timeout_source="--llm-timeout"
+        if config.option.llm_timeout is not None
+        else "ini llm_timeout",
+        typed_timeout=any(
+            arg == "--timeout" or arg.startswith("--timeout=")
+            for arg in config.invocation_params.args
+        ),
         max_attempts=_setting(config, "llm_max_attempts") or DEFAULT_ATTEMPTS,
         max_wait=_setting(config, "llm_max_wait") or DEFAULT_MAX_WAIT,
         dist=_setting(config, "llm_dist", _one_of(DIST_MODES)) or DIST_MODES[0],

@@ -6,6 +6,7 @@ none pay nothing per test.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Generator
@@ -35,24 +36,41 @@ OWN_TIMER: Final = pytest.StashKey[Callable[[], None]]()
 def add_timeout_marks(settings: Settings, items: list[pytest.Item]) -> None:
     """A model's ``timeout`` (or ``--llm-timeout``) becomes a ``pytest.mark.timeout``.
 
-    A timeout mark the user put on the test, class or module wins. Without pytest-timeout
-    (``-p no:timeout``) no mark is added: nothing would enforce it, and under
-    ``--strict-markers`` an unregistered mark is an error (the header says so instead).
+    Which timeout a model test gets, first that applies: a timeout mark on the test, class
+    or module; ``--timeout`` typed on the command line (this run's override); the model's
+    ``timeout``; ``--llm-timeout``, then ini ``llm_timeout``; pytest-timeout's defaults
+    (``--timeout`` in addopts, ``PYTEST_TIMEOUT``, ini ``timeout``). Each test remembers
+    where its timeout came from, for the failure's message.
+
+    Without pytest-timeout (``-p no:timeout``) no mark is added: nothing would enforce it,
+    and under ``--strict-markers`` an unregistered mark is an error (the header says so).
     """
     if not items or not items[0].config.pluginmanager.hasplugin("timeout"):
         return
     for item in items:
         model = model_of(item)
-        if model is None or item.get_closest_marker("timeout") is not None:
+        if model is None:
             continue
-        if model.timeout is not None:
-            seconds, source = model.timeout, "the model's timeout"
-        elif settings.llm_timeout is not None:
-            seconds, source = settings.llm_timeout, "--llm-timeout"
-        else:
-            continue
-        item.add_marker(pytest.mark.timeout(seconds))
-        item.stash[TIMEOUT_SOURCE] = source
+        if item.get_closest_marker("timeout") is not None:
+            item.stash[TIMEOUT_SOURCE] = "a timeout mark"
+        elif settings.typed_timeout:
+            item.stash[TIMEOUT_SOURCE] = "--timeout"
+        elif model.timeout is not None or settings.llm_timeout is not None:
+            if model.timeout is not None:
+                seconds, source = model.timeout, "the model's timeout"
+            else:
+                seconds, source = settings.llm_timeout or 0.0, settings.llm_timeout_source
+            item.add_marker(pytest.mark.timeout(seconds))
+            item.stash[TIMEOUT_SOURCE] = source
+
+
+def pytest_timeout_source(config: pytest.Config) -> str:
+    """Where pytest-timeout's own default came from (its order: option, env, ini)."""
+    if config.getoption("timeout", None) is not None:
+        return "--timeout"
+    if os.environ.get("PYTEST_TIMEOUT"):
+        return "PYTEST_TIMEOUT"
+    return "ini timeout"
 
 
 class TestTracker:
@@ -123,7 +141,7 @@ class TimeoutHooks:
         timeout = settings.timeout
         if ctx is None or not timeout:
             return None
-        source = item.stash.get(TIMEOUT_SOURCE, "timeout")
+        source = item.stash.get(TIMEOUT_SOURCE, None) or pytest_timeout_source(item.config)
         ctx.set_deadline(timeout, source)
         model = model_of(item)
         if model is None or settings.method != "signal":
