@@ -177,3 +177,61 @@ def test_tests_share_a_process_pool_of_connections_but_not_with_a_forked_child(p
     assert len(rows) == 3
     assert len(set(rows)) == 1  # one pool, for every test
     assert len(json.loads(rows[0])) == 1  # the llm client and the httpx2 client share it
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_the_readme_pattern_shares_work_per_model_across_a_module(
+    pytester, write_config, simulator, workers
+):
+    """The README's recipe for module-wide work: a module-scoped dict keyed by alias,
+    filled from a function-scoped fixture. Each model's work is done once per module
+    (per worker); a module-scoped fixture using ``llm`` directly is pytest's ScopeMismatch."""
+    sim = simulator({"default_reply": "short"})
+    write_config(
+        "".join(
+            f'[tool.llm-matrix.models.{alias}]\nprovider = "simulator"\n'
+            f'base_url = "{sim.url}/v1"\n'
+            for alias in ("a", "b")
+        )
+    )
+    pytester.makepyfile(
+        test_shared="""
+        import pytest
+
+        DOCS = ["one", "two", "three"]
+
+        @pytest.fixture(scope="module")
+        def summaries_by_model():
+            return {}
+
+        @pytest.fixture
+        def summaries(summaries_by_model, llm_model, llm):
+            if llm_model.name not in summaries_by_model:
+                summaries_by_model[llm_model.name] = [
+                    llm.complete(f"Summarize: {doc} {llm_model.name}") for doc in DOCS
+                ]
+            return summaries_by_model[llm_model.name]
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_summaries_are_short(summaries, n):
+            assert summaries == ["short"] * 3
+        """,
+        test_mismatch="""
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def shared(llm):
+            return llm
+
+        def test_uses_shared(shared):
+            pass
+        """,
+    )
+    result = pytester.runpytest_subprocess("--models=all", "-p", "no:randomly", *workers)
+    result.assert_outcomes(passed=8, errors=2)
+    result.stdout.fnmatch_lines(["*ScopeMismatch*function scoped fixture llm*"])
+    requests = sim.stats()["requests"]
+    if not workers:
+        assert requests == {"a": 3, "b": 3}, requests
+    else:  # once per model and worker that ran some of its tests
+        assert all(n in (3, 6) for n in requests.values()) and set(requests) == {"a", "b"}
