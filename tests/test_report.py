@@ -292,15 +292,48 @@ def test_cost_budget_stops_spending(pytester, write_config, workers):
     assert f"spent, {skipped} model tests skipped" in result.stdout.str()
 
 
-def test_header_estimates_the_cost_from_the_last_run(pytester, write_config):
+@pytest.mark.parametrize("workers", [["-n", "0"], ["-n", "2"]], ids=["n0", "n2"])
+def test_the_estimate_adds_up_the_selected_tests_last_costs(pytester, write_config, workers):
+    """After collection: the last known cost of each model test selected now. A run stopped
+    by the budget leaves the tests it skipped unknown, and the estimate says so."""
     write_config(BUDGET_CONFIG)
-    pytester.makepyfile("def test_a(llm):\n    assert llm.complete('hi')\n")
-    first = pytester.runpytest_subprocess()
-    assert "estimated cost" not in first.stdout.str()
-    second = pytester.runpytest_subprocess("--llm-max-cost=5")
-    second.stdout.fnmatch_lines(
-        ["llm-matrix: estimated cost of this run: $0.0*, as last time (budget $5)"]
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(10))
+        def test_request(llm, n):
+            assert llm.complete(f"request number {n}")
+
+        def test_plain():
+            pass
+        """
     )
+
+    def estimate(result: pytest.RunResult) -> str:
+        lines = [line for line in result.outlines if "estimated cost" in line]
+        assert len(lines) <= 1, lines
+        return lines[0] if lines else ""
+
+    stopped = pytester.runpytest_subprocess("--llm-max-cost=0.05", "--llm-report=r.json", *workers)
+    assert estimate(stopped) == ""  # nothing known yet
+    report = json.loads((pytester.path / "r.json").read_text())
+    ran = [t for t in report["tests"] if t["outcome"] == "passed"]
+    assert 0 < len(ran) < 10
+    spent = sum(t["cost_usd"] for t in ran)
+    after_stop = pytester.runpytest_subprocess("--llm-report=r.json", *workers)
+    assert estimate(after_stop) == (
+        f"llm-matrix: estimated cost of the 10 model tests: at least ${spent:.4f} (from their "
+        f"last runs; {10 - len(ran)} of them never ran with a known cost, not counted)"
+    )
+    every = sum(t["cost_usd"] for t in json.loads((pytester.path / "r.json").read_text())["tests"])
+    full = pytester.runpytest_subprocess("--llm-max-cost=5", *workers)
+    assert estimate(full) == (
+        f"llm-matrix: estimated cost of the 10 model tests: ${every:.4f} "
+        "(from their last runs; budget $5)"
+    )
+    one = pytester.runpytest_subprocess("-k", "request and 3", *workers)
+    assert estimate(one).startswith("llm-matrix: estimated cost of the 1 model test: $0.0")
 
 
 def test_report_path_that_is_a_directory_is_a_usage_error(pytester, write_config):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,6 +22,7 @@ import pytest
 from pytest_llm_matrix import __version__, checks, context
 from pytest_llm_matrix.redaction import redactor
 from pytest_llm_matrix.repeats import RUN_ATTR, status_of
+from pytest_llm_matrix.scheduling import model_from_nodeid
 from pytest_llm_matrix.stats import (
     JUDGED,
     ModelStats,
@@ -42,6 +44,11 @@ BUDGET_ATTR: Final = "llm_budget_skip"
 REPORT_VERSION: Final = 1
 #: Models already said to have no known price (said once per model, see _unpriced_to_note).
 UNPRICED_CACHE: Final = "llm-matrix/unpriced-said"
+#: Each model test's cost in the last run that ran it (a repeated test: all its runs), for
+#: the next runs' estimate.
+TEST_COSTS_CACHE: Final = "llm-matrix/test-costs"
+#: A repeated test's run in its id: ``t.py::test_x[alias-run2of5]``.
+_RUN_IN_ID: Final = re.compile(r"-run\d+of\d+(?=[-\]])")
 #: How a test's reports combine into its outcome: the worst wins.
 SEVERITY: Final = {"passed": 0, "xfailed": 0, "xpassed": 0, "skipped": 1, "failed": 2, "error": 3}
 
@@ -75,6 +82,7 @@ class Summary:
         self.redactor = redactor(config)  # every line and file written goes through it
         self.unwritten: list[str] = []  # outputs that could not be written, and why
         self.report_unwritten = False  # writing --llm-report failed, though checked at start
+        self.estimated = False  # the cost estimate was said (xdist: at the first collection)
         if self.junit:
             self.warm_prices()
 
@@ -86,6 +94,51 @@ class Summary:
 
         for model in self.models.values():
             model_cost(model, (1, 1, 0))
+
+    # -- the estimate, after collection -------------------------------------------------
+
+    def estimate(self, ids: Sequence[str]) -> str | None:
+        """What the model tests collected now cost when they last ran (pytest's cache):
+        ``estimated cost of the 40 model tests: $0.0123 (from their last runs; budget $5)``.
+        Tests never run before (or unpriced, or stopped by a budget) are said, not guessed."""
+        cache = getattr(self.config, "cache", None)
+        known = cache.get(TEST_COSTS_CACHE, {}) if cache is not None else {}
+        if not isinstance(known, dict) or not known:
+            return None
+        tests = {
+            _RUN_IN_ID.sub("", nodeid)
+            for nodeid in ids
+            if model_from_nodeid(nodeid, self.order) is not None
+        }
+        costs = [known[t] for t in tests if isinstance(known.get(t), int | float)]
+        if not costs:
+            return None
+        missing = len(tests) - len(costs)
+        text = (
+            f"estimated cost of the {checks.counted(len(tests), 'model test')}: "
+            f"{'at least ' if missing else ''}${sum(costs):.4f} (from their last runs"
+        )
+        if missing:
+            text += f"; {missing} of them never ran with a known cost, not counted"
+        if self.settings.max_cost is not None:
+            text += f"; budget ${self.settings.max_cost:g}"
+        return text + ")"
+
+    def pytest_report_collectionfinish(self, items: Sequence[pytest.Item]) -> list[str]:
+        line = self.estimate([item.nodeid for item in items])
+        return [f"llm-matrix: {line}"] if line else []
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: object, ids: Sequence[str]) -> None:
+        """With xdist the controller never collects: the first worker's collection (every
+        worker collects the same tests) is what is selected."""
+        if self.estimated:
+            return
+        self.estimated = True
+        line = self.estimate(ids)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if line and reporter is not None:
+            reporter.write_line(self.redactor.text(f"llm-matrix: {line}"))
 
     # -- collecting --------------------------------------------------------------------
 
@@ -425,7 +478,7 @@ class Summary:
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         if cache is None or not self.tests:
             return
-        from pytest_llm_matrix.session import COSTS_CACHE, DURATIONS_CACHE, MODEL_TESTS_CACHE
+        from pytest_llm_matrix.session import DURATIONS_CACHE, MODEL_TESTS_CACHE
 
         known = cache.get(DURATIONS_CACHE, {})
         durations = dict(known) if isinstance(known, dict) else {}
@@ -434,10 +487,18 @@ class Summary:
         )  # (a test id built from a key is not written to the cache)
         cache.set(DURATIONS_CACHE, durations)
         cache.set(MODEL_TESTS_CACHE, len(self.durations))
-        known = cache.get(COSTS_CACHE, {})
+        known = cache.get(TEST_COSTS_CACHE, {})
         costs = dict(known) if isinstance(known, dict) else {}
-        costs.update({name: s.cost for name, s in self.stats.items() if not s.unpriced})
-        cache.set(COSTS_CACHE, costs)
+        costs.update(
+            {
+                key: test["cost_usd"]
+                for key, test in self.tests.items()
+                if test["outcome"] in JUDGED  # it ran: not skipped, not stopped by the budget
+                and test["cost_usd"] is not None
+                and not self.redactor.holds_key(key)
+            }
+        )
+        cache.set(TEST_COSTS_CACHE, costs)
 
 
 def category_of(report: pytest.TestReport, failed_subtests: int = 0) -> str:

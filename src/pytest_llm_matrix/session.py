@@ -29,7 +29,6 @@ EARLY_KEY: Final = pytest.StashKey[Settings]()
 AUTO_KEY: Final = pytest.StashKey[tuple[int | None, str]]()
 MODEL_TESTS_CACHE: Final = "llm-matrix/model-tests"
 DURATIONS_CACHE: Final = "llm-matrix/durations"
-COSTS_CACHE: Final = "llm-matrix/costs"
 #: Plugins that order tests themselves; with them, the sequential run keeps their order.
 REORDERING_PLUGINS: Final = ("randomly", "random_order", "pytest_randomly")
 
@@ -247,20 +246,6 @@ def group_by_model(items: list[pytest.Item], order: tuple[str, ...]) -> None:
     items.sort(key=key)
 
 
-def _estimated_cost(config: pytest.Config, settings: Settings) -> str | None:
-    """What this run will cost, judging by the last run of the same models (pytest's cache)."""
-    cache = getattr(config, "cache", None)
-    known = cache.get(COSTS_CACHE, {}) if cache is not None else {}
-    if not isinstance(known, dict):
-        return None
-    costs = [known[n] for n in settings.selected if isinstance(known.get(n), int | float)]
-    if not costs or not any(costs):
-        return None
-    partial = "" if len(costs) == len(settings.selected) else "at least "
-    budget = f" (budget ${settings.max_cost:g})" if settings.max_cost is not None else ""
-    return f"estimated cost of this run: {partial}${sum(costs):.4f}, as last time{budget}"
-
-
 def header(config: pytest.Config) -> list[str] | None:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or not settings.registry.models:
@@ -284,9 +269,6 @@ def header(config: pytest.Config) -> list[str] | None:
             "llm-matrix: pytest-timeout is off: model timeouts are not enforced per test "
             "(a model's timeout still bounds each of its requests)"
         )
-    estimate = _estimated_cost(config, settings)
-    if estimate:
-        lines.append(f"llm-matrix: {estimate}")
     if distributed(config) and settings.selected:
         from pytest_llm_matrix.xdist import dist_given, uses_model_scheduler
 
