@@ -585,7 +585,18 @@ def test_sdk_fixture_without_the_sdk_is_skipped(pytester, write_config, simulato
     result = pytester.runpytest_subprocess("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(
-        ["SKIPPED * the openai SDK is not installed (pip install 'pytest-llm-matrix[[]openai]')"]
+        ["SKIPPED * the openai SDK is not installed (pip install 'pytest-llm-matrix[[]openai]'*"]
+    )
+    # --llm-strict (the pre-commit hook's): what would be skipped fails, naming the fix
+    strict = pytester.runpytest_subprocess("--llm-strict")
+    strict.assert_outcomes(errors=1)  # in a fixture: an error, as pytest counts it
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(
+        [
+            "*m: the openai SDK is not installed (pip install 'pytest-llm-matrix[[]openai]'; "
+            "in a pre-commit hook, add it to additional_dependencies); --llm-strict fails what "
+            "would be skipped"
+        ]
     )
 
 

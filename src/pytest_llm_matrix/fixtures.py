@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llm_matrix import context
-from pytest_llm_matrix.options import SIMULATOR_KEY
+from pytest_llm_matrix.options import SETTINGS_KEY, SIMULATOR_KEY
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.client import LLM
@@ -108,22 +108,33 @@ def llm_async_httpx_client(llm_model: Model) -> Iterator[Any]:
     _close_async(client)
 
 
-def _sdk(name: str, model: Model) -> Any:
-    """The SDK module, or a skip that says why this test cannot use it."""
+def _sdk(name: str, model: Model, config: pytest.Config) -> Any:
+    """The SDK module, or a skip that says why this test cannot use it. A missing SDK fails
+    the test under ``--llm-strict`` (a pre-commit hook whose dependencies lost the SDK
+    would otherwise pass by skipping it)."""
     api = "anthropic" if name == "anthropic" else "openai"
     if model.api != api:
         pytest.skip(f"{model.name} speaks the {model.api} API, not {api}'s: no {name} client")
     try:
         return __import__(name)
     except ImportError:
-        pytest.skip(f"the {name} SDK is not installed (pip install 'pytest-llm-matrix[{name}]')")
+        reason = (
+            f"the {name} SDK is not installed (pip install 'pytest-llm-matrix[{name}]'; "
+            f"in a pre-commit hook, add it to additional_dependencies)"
+        )
+        if config.stash[SETTINGS_KEY].strict:
+            pytest.fail(
+                f"{model.name}: {reason}; --llm-strict fails what would be skipped", pytrace=False
+            )
+        pytest.skip(reason)
 
 
-def _sdk_client(name: str, model: Model, asynchronous: bool) -> Any:
-    """An official SDK client for ``model`` whose only retry layer is ours."""
+def _sdk_client(name: str, request: pytest.FixtureRequest, asynchronous: bool) -> Any:
+    """An official SDK client for the test's model whose only retry layer is ours."""
     from pytest_llm_matrix.transport import llm_transport, timeout_of
 
-    sdk = _sdk(name, model)
+    model: Model = request.getfixturevalue("llm_model")
+    sdk = _sdk(name, model, request.config)
     import httpx2
 
     transport = llm_transport(model, asynchronous=asynchronous, shared=not asynchronous)
@@ -144,32 +155,32 @@ def _sdk_client(name: str, model: Model, asynchronous: bool) -> Any:
 
 
 @pytest.fixture
-def openai_client(llm_model: Model) -> Iterator[Any]:
+def openai_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
     """``openai.OpenAI`` for the test's model (OpenAI-API models), SDK retries off."""
-    client = _sdk_client("openai", llm_model, asynchronous=False)
+    client = _sdk_client("openai", request, asynchronous=False)
     with client:
         yield client
 
 
 @pytest.fixture
-def async_openai_client(llm_model: Model) -> Iterator[Any]:
+def async_openai_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
     """``openai.AsyncOpenAI`` for the test's model, SDK retries off."""
-    client = _sdk_client("openai", llm_model, asynchronous=True)
+    client = _sdk_client("openai", request, asynchronous=True)
     yield client
     _close_async(client)
 
 
 @pytest.fixture
-def anthropic_client(llm_model: Model) -> Iterator[Any]:
+def anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
     """``anthropic.Anthropic`` for the test's model (Anthropic-API models), SDK retries off."""
-    client = _sdk_client("anthropic", llm_model, asynchronous=False)
+    client = _sdk_client("anthropic", request, asynchronous=False)
     with client:
         yield client
 
 
 @pytest.fixture
-def async_anthropic_client(llm_model: Model) -> Iterator[Any]:
+def async_anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
     """``anthropic.AsyncAnthropic`` for the test's model, SDK retries off."""
-    client = _sdk_client("anthropic", llm_model, asynchronous=True)
+    client = _sdk_client("anthropic", request, asynchronous=True)
     yield client
     _close_async(client)

@@ -123,8 +123,8 @@ def add_options(parser: pytest.Parser) -> None:
         dest="llm_strict",
         action="store_true",
         default=None,
-        help="fail the run when a selected model's API key is missing, instead of skipping "
-        "its tests. ini: llm_strict.",
+        help="fail instead of skipping what cannot run: the run, when a selected model's API "
+        "key is missing; a test, when its SDK is not installed. ini: llm_strict.",
     )
     group.addoption(
         "--max-concurrency",
@@ -274,7 +274,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "llm_strict",
-        "error out when a selected model's API key is missing.",
+        "fail instead of skipping: missing API keys (the run), missing SDKs (the test).",
         type="bool",
         default=False,
     )
