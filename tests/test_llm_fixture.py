@@ -189,8 +189,7 @@ def test_the_readme_pattern_shares_work_per_model_across_a_module(
     sim = simulator({"default_reply": "short"})
     write_config(
         "".join(
-            f'[tool.llm-matrix.models.{alias}]\nprovider = "simulator"\n'
-            f'base_url = "{sim.url}/v1"\n'
+            f'[tool.llm-matrix.models.{alias}]\nprovider = "simulator"\nbase_url = "{sim.url}/v1"\n'
             for alias in ("a", "b")
         )
     )

@@ -5,12 +5,13 @@ report, nor the gate's verdict."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 
 import pytest
 
-from .conftest import run_in_terminal
+from .conftest import outcome_counts, run_in_terminal
 
 SUITE = """
 import pytest
@@ -120,3 +121,71 @@ def test_repeats_and_reruns_are_one_or_the_other(pytester, write_config, marker,
     result.stdout.fnmatch_lines(
         ["*test_r: a repeated test (repeat=3) cannot also be rerun by pytest-rerunfailures*"]
     )
+
+
+REPEATED = """
+import pytest
+
+@pytest.mark.llm(repeat=3, min_pass_rate=0.6)
+def test_mostly(llm, request):
+    llm.complete("hi")
+    assert "run1of" not in request.node.name  # 2 of 3 pass: passed
+
+@pytest.mark.llm(repeat=4)
+def test_capital(llm):
+    assert llm.complete("capital of France?") == "Paris"  # sim-weak fails it
+
+@pytest.mark.parametrize("n", range(2))
+def test_plain(llm, n):
+    assert llm.complete("hi") == "ok"
+"""
+
+
+def html_counts(path) -> dict[str, int]:
+    """pytest-html's own tally (its summary's counters) and its per-test results."""
+    text = path.read_text()
+    found = re.findall(r'<span class="(\w+)">(\d+) \w+', text)
+    return {kind: int(n) for kind, n in found if int(n)}
+
+
+def junit_counts(path) -> dict[str, int]:
+    import xml.etree.ElementTree as ET
+
+    counts: dict[str, int] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        kinds = [c.tag for c in case if c.tag in ("failure", "error", "skipped")]
+        kind = (
+            {"failure": "failed", "error": "error"}.get(kinds[0], kinds[0]) if kinds else "passed"
+        )
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
+def test_every_reporter_counts_repeated_tests_alike(pytester, write_config, workers):
+    """Terminal, JUnit, pytest-html, pytest-sugar, the table and the JSON report: one pass
+    or failure per test and model, and each other run of a repeated test as a skip."""
+    pytest.importorskip("pytest_html")
+    write_config()
+    pytester.makepyfile(REPEATED)
+    args = [
+        "--models=sims", "-p", "no:randomly", "-p", "no:cacheprovider", "--llm-report=r.json",
+        "--junitxml=j.xml", "--html=r.html", "--self-contained-html", *workers,
+    ]  # fmt: skip
+    result = pytester.runpytest_subprocess(*args, "-p", "no:sugar")
+    terminal = {k: v for k, v in outcome_counts(result).items() if k != "warnings"}
+    # 4 tests x 2 models; test_capital fails on sim-weak; the rest pass
+    assert terminal["passed"] == 7
+    assert terminal["failed"] == 1
+    assert junit_counts(pytester.path / "j.xml") == terminal
+    assert html_counts(pytester.path / "r.html") == terminal
+    models = json.loads((pytester.path / "r.json").read_text())["models"]
+    assert {k: sum(m["outcomes"][k] for m in models.values()) for k in terminal} == terminal
+    rows = re.findall(r"^(sim-\w+)\s+\d+\s+\d+\s+\d+\s+(\d+)\s", result.stdout.str(), re.M)
+    assert sum(int(skipped) for _, skipped in rows) == terminal["skipped"], rows
+    if importlib.util.find_spec("pytest_sugar") is not None:
+        sugar, _ = run_in_terminal(args, pytester.path)
+        line = next(line for line in sugar.splitlines() if line.startswith("Results ("))
+        tail = sugar[sugar.index(line) :]
+        for kind, number in terminal.items():
+            assert re.search(rf"\b{number} {kind}\b", tail), (kind, number, tail)

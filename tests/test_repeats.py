@@ -19,6 +19,16 @@ from pytest_llm_matrix.stats import wilson_interval
 
 from .conftest import outcome_counts, schema
 
+
+def assert_verdicts(result: pytest.RunResult, **expected: int) -> None:
+    """The test-and-model results (pytest's passed, failed, errors, deselected), whatever
+    the number of runs: the runs that did not settle an outcome are counted as skipped."""
+    counts = outcome_counts(result)
+    counts["errors"] = counts.get("errors", 0) + counts.pop("error", 0)  # "1 error"
+    for word in ("passed", "failed", "errors", "deselected"):
+        assert counts.get(word, 0) == expected.get(word, 0), (word, counts, expected)
+
+
 # -- pure logic ----------------------------------------------------------------------------
 
 
@@ -129,11 +139,12 @@ def test_group_of(nodeid, run_id, group):
     assert group_of(nodeid, run_id) == group
 
 
-def test_status_counts_only_the_verdict():
+def test_status_counts_the_verdict_and_skips_the_other_runs():
     base = {"index": 2, "planned": 5, "passed": 3, "runs": 3, "need": 3}
-    assert status_of({**base, "role": "run", "outcome": "passed"})[0] == ""
-    assert status_of({**base, "role": "run", "outcome": "failed"})[0] == ""
-    assert status_of({**base, "role": "stopped", "outcome": "skipped"})[0] == ""
+    # the other runs count as skipped, for every reporter
+    assert status_of({**base, "role": "run", "outcome": "passed"})[0] == "skipped"
+    assert status_of({**base, "role": "run", "outcome": "failed"})[0] == "skipped"
+    assert status_of({**base, "role": "stopped", "outcome": "skipped"})[0] == "skipped"
     category, letter, word = status_of(
         {**base, "role": "verdict", "outcome": "passed", "verdict": "passed"}
     )
@@ -174,11 +185,13 @@ def test_one_result_per_test_and_model(pytester, write_config, workers):
     write_config()
     pytester.makepyfile(SUITE)
     result = pytester.runpytest_subprocess(
-        "--models=sims", "--llm-report=report.json", "-p", "no:randomly", "-rA", *workers
-    )
-    # 4 tests x 2 models = 8 results, whatever the number of runs
+        "--models=sims", "--llm-report=report.json", "-p", "no:randomly", "-rA",
+        "--junitxml=junit.xml", *workers
+    )  # fmt: skip
+    # 4 tests x 2 models = 8 results, whatever the number of runs; the other runs skipped
     counts = outcome_counts(result)
-    assert counts == {"passed": 5, "failed": 3}
+    assert {k: counts.get(k) for k in ("passed", "failed")} == {"passed": 5, "failed": 3}
+    assert set(counts) <= {"passed", "failed", "skipped"}, counts
     report = json.loads((pytester.path / "report.json").read_text())
     jsonschema.validate(report, schema())
     outcomes = {(t["test"].split("::")[1], t["model"]): t["outcome"] for t in report["tests"]}
@@ -193,9 +206,24 @@ def test_one_result_per_test_and_model(pytester, write_config, workers):
         ("test_plain", "sim-weak"): "passed",
     }
     totals = {
-        k: sum(m["outcomes"][k] for m in report["models"].values()) for k in ("passed", "failed")
+        k: sum(m["outcomes"][k] for m in report["models"].values())
+        for k in ("passed", "failed", "skipped")
     }
-    assert totals == {"passed": counts["passed"], "failed": counts["failed"]}
+    assert totals == {k: counts.get(k, 0) for k in ("passed", "failed", "skipped")}
+    # JUnit: one testcase per run; its passes and failures are the terminal's, one per test
+    # and model, and the same ones
+    suite = ET.parse(pytester.path / "junit.xml").getroot().find("testsuite")
+    junit: dict[str, list[str]] = {"passed": [], "failed": [], "skipped": []}
+    for case in suite.iter("testcase"):
+        kind = next((c.tag for c in case if c.tag in ("failure", "error", "skipped")), "passed")
+        junit[{"failure": "failed", "error": "failed"}.get(kind, kind)].append(case.get("name"))
+    assert {k: len(v) for k, v in junit.items()} == {
+        k: counts.get(k, 0) for k in ("passed", "failed", "skipped")
+    }
+    terminal_failed = sorted(
+        line.split("::")[1].split(" ")[0] for line in result.outlines if line.startswith("FAILED ")
+    )
+    assert sorted(junit["failed"]) == terminal_failed
     half = next(
         t for t in report["tests"] if "test_half" in t["nodeid"] and t["model"] == "sim-fast"
     )
@@ -251,7 +279,7 @@ def test_early_stop_saves_calls(pytester, write_config):
     report = json.loads((pytester.path / "r.json").read_text())
     # needs 8 of 10: sim-fast settles after 8 passes, sim-weak after 3 failures
     assert sim_requests(report) == {"sim-fast": 8, "sim-weak": 3}
-    result.assert_outcomes(passed=1, failed=1)
+    assert_verdicts(result, passed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_capital?sim-fast-run9of10? NOT NEEDED*"])
     weak = next(t for t in report["tests"] if t["model"] == "sim-weak")
     assert [r["outcome"] for r in weak["runs"]] == ["failed"] * 3 + ["not needed"] * 7
@@ -284,7 +312,7 @@ def test_boundaries(pytester, write_config, marker, requests, outcomes):
     result = pytester.runpytest("--models=sims", "--llm-report=r.json", "-v")
     report = json.loads((pytester.path / "r.json").read_text())
     assert sum(sim_requests(report).values()) == requests
-    result.assert_outcomes(**outcomes)
+    assert_verdicts(result, **outcomes)
     if marker == "repeat=1":
         result.stdout.fnmatch_lines(["*test_capital?sim-fast? PASSED*"])
     if marker.endswith("min_pass_rate=0"):
@@ -326,7 +354,7 @@ def test_ini_repeat_and_pass_rate(pytester, write_config):
         """
     )
     result = pytester.runpytest("-o", "llm_repeat=4", "-o", "llm_repeat_pass_rate=50%", "-v")
-    result.assert_outcomes(passed=1)
+    assert_verdicts(result, passed=1)
     result.stdout.fnmatch_lines(["*PASSED 2/4, needs 2/4*"])
 
 
@@ -343,7 +371,7 @@ def test_repeat_with_parametrize_keeps_ids_in_order(pytester, write_config):
         """
     )
     result = pytester.runpytest("--models=sims", "-v", "--llm-report=r.json")
-    result.assert_outcomes(passed=4)
+    assert_verdicts(result, passed=4)
     report = json.loads((pytester.path / "r.json").read_text())
     assert sorted(t["test"].split("::")[1] for t in report["tests"]) == [
         "test_q[a]",
@@ -418,14 +446,15 @@ def test_a_failed_run_does_not_stop_x_or_count_as_junit_failure(pytester, write_
         """
     )
     result = pytester.runpytest("-x", "--junitxml=junit.xml")
-    result.assert_outcomes(passed=2)
+    assert_verdicts(result, passed=2)
     assert result.ret == 0
     root = ET.parse(pytester.path / "junit.xml").getroot()
     suite = root if root.tag == "testsuite" else root[0]
     assert suite.get("failures") == "0"
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     first = cases["test_a[sim-fast-run1of3]"]
-    assert first.find("skipped").get("type") == "pytest.xfail"
+    assert first.find("skipped").get("type") == "pytest.skip"
+    assert "run 1/3 failed, judged with the other runs" in first.find("skipped").get("message")
     props = {p.get("name"): p.get("value") for p in first.iter("property")}
     assert props["llm_run"] == "1/3"
     assert props["llm_model"] == "sim-fast"
@@ -445,7 +474,7 @@ def test_a_failing_verdict_carries_every_run_and_fails_the_run(pytester, write_c
         """
     )
     result = pytester.runpytest("--junitxml=junit.xml")
-    result.assert_outcomes(failed=1)
+    assert_verdicts(result, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*- llm-matrix repeats -*",
@@ -471,7 +500,7 @@ def test_deselected_runs_shrink_the_plan(pytester, write_config):
         """
     )
     result = pytester.runpytest("-k", "run2of3", "-v")
-    result.assert_outcomes(passed=1, deselected=2)
+    assert_verdicts(result, passed=1, deselected=2)
     result.stdout.fnmatch_lines(["*test_a?sim-fast-run2of3? PASSED 1/1, needs 1/1*"])
 
 
@@ -491,7 +520,7 @@ def test_runs_spread_across_workers(pytester, write_config):
         """
     )
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly")
-    result.assert_outcomes(passed=1)
+    assert_verdicts(result, passed=1)
     workers = (pytester.path / "workers.txt").read_text().split()
     assert len(workers) == 8
     assert set(workers) == {"gw0", "gw1"}
@@ -538,7 +567,7 @@ def test_a_teardown_error_counts_once_per_test_and_model(pytester, write_config,
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:randomly", *workers)
-    result.assert_outcomes(passed=1, errors=1)  # as the same test without repeats
+    assert_verdicts(result, passed=1, errors=1)  # as the same test without repeats
 
 
 def test_a_crashed_run_is_one_of_the_runs(pytester, write_config):

@@ -4,11 +4,11 @@ Each run is its own item (``test_x[alias-run2of5]``), so runs spread over xdist 
 any other test. Every run's result goes into a record the session's processes share (see
 :meth:`~pytest_llm_matrix.limits.Coordinator.update_record`); the run whose result settles the
 outcome - enough passes, too many failures, or an error or skip - carries the verdict on its
-own report, which is the only report of the test and model that pytest counts. The other runs
-report as ``run passed`` / ``run failed`` and do not count; runs not yet started when the
-outcome is settled are skipped at setup as not needed (early stop). A failed run that did not
-settle the outcome reports as an expected failure, so ``-x``, ``--maxfail`` and JUnit see one
-failure per test and model, not one per run.
+own report: the one passed or failed of the test and model. Every other run reports as
+skipped, with what it did in the reason (``run 2/5 passed, judged with the other runs``);
+runs not yet started when the outcome is settled are skipped at setup as not needed (early
+stop). Every reporter reads the same outcomes from the same reports, so the terminal, JUnit,
+pytest-html and ``-x``/``--maxfail`` count one pass or failure per test and model.
 """
 
 from __future__ import annotations
@@ -283,12 +283,24 @@ def settle(
 
 
 def _demote(report: pytest.TestReport, info: dict[str, Any], outcome: str, model: str) -> None:
-    """A run's report that does not count. A failure shows as an expected failure: the
-    verdict reports it, so --maxfail and JUnit count one failure per test and model."""
+    """A run's report that does not settle the outcome: skipped, for every reporter, with
+    what the run did in the reason; the verdict's report counts for the test and model."""
     info.update(role="run", outcome=outcome)
+    if report.skipped and not hasattr(report, "wasxfail"):
+        return  # a skip already says why
+    where = f"run {info['index']}/{info['planned']}"
+    reason = f"{model}: {where} {_done(outcome)}, judged with the other runs"
     if report.failed:
-        report.outcome = "skipped"
-        report.wasxfail = f"{model}: judged with the other runs"
+        reason += f": {_note(report)}"
+    path, lineno, _ = report.location
+    report.outcome = "skipped"
+    report.longrepr = (str(path), (lineno or 0) + 1, f"Skipped: {reason}")
+    if hasattr(report, "wasxfail"):
+        del report.wasxfail
+
+
+def _done(outcome: str) -> str:
+    return {"error": "errored", "xfailed": "xfailed", "xpassed": "xpassed"}.get(outcome, outcome)
 
 
 def _first_teardown_error(run: Run, coordinator: Any) -> bool:
@@ -339,12 +351,12 @@ def status_of(run: Mapping[str, Any]) -> tuple[str, str, str | tuple[str, Mappin
     role, outcome = run["role"], run["outcome"]
     where = f"{run['index']}/{run['planned']}"
     if role == "stopped":
-        return "", "-", ("NOT NEEDED", {"yellow": True})
-    if role == "run":
+        return "skipped", "-", ("NOT NEEDED", {"yellow": True})
+    if role == "run":  # skipped for every reporter: the verdict counts for the test
         if outcome == "passed":
-            return "", ",", (f"RUN {where} PASSED", {"green": True})
+            return "skipped", ",", (f"RUN {where} PASSED", {"green": True})
         letter = "f" if outcome in ("failed", "error") else "-"
-        return "", letter, (f"RUN {where} {outcome.upper()}", {"yellow": True})
+        return "skipped", letter, (f"RUN {where} {outcome.upper()}", {"yellow": True})
     verdict = run["verdict"]
     tally = f"{run['passed']}/{run['runs']}, needs {run['need']}/{run['planned']}"
     if verdict == "passed":

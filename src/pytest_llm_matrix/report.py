@@ -193,7 +193,15 @@ class Summary:
                 test.update(repeat=run["repeat"], min_pass_rate=run["min_pass_rate"], runs=[])
         test["duration"] += report.duration
         self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
-        if counted and SEVERITY.get(category, 0) > SEVERITY.get(test["outcome"], 0):
+        other_run = run is not None and run["role"] in (
+            "run",
+            "stopped",
+        )  # skipped: not the verdict
+        if (
+            counted
+            and not other_run
+            and SEVERITY.get(category, 0) > SEVERITY.get(test["outcome"], 0)
+        ):
             test["outcome"] = category
         if run is not None and run["role"] is not None:
             self._add_run(stats, test, run)
