@@ -189,3 +189,52 @@ def test_every_reporter_counts_repeated_tests_alike(pytester, write_config, work
         tail = sugar[sugar.index(line) :]
         for kind, number in terminal.items():
             assert re.search(rf"\b{number} {kind}\b", tail), (kind, number, tail)
+
+
+def test_llm_snapshot_keeps_each_models_snapshots_through_subset_runs(pytester, write_config):
+    """syrupy with model subsets: ``llm_snapshot`` stores each model's snapshots apart, so
+    a run of one model neither fails on the others' snapshots as unused nor deletes them
+    with --snapshot-update; the plain ``snapshot`` fixture does both (the reason for it)."""
+    pytest.importorskip("syrupy")
+    write_config()
+    pytester.makepyfile(
+        test_snap="""
+        def test_answer(llm, llm_snapshot):
+            assert llm.complete("hi") == llm_snapshot
+        """
+    )
+    base = ["-p", "no:randomly", "-p", "no:cacheprovider"]
+    created = pytester.runpytest_subprocess("--models=sims", "--snapshot-update", *base)
+    created.assert_outcomes(passed=2)
+    folder = pytester.path / "__snapshots_by_model__"
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.ambr"))
+    assert files == ["sim-fast/test_snap.ambr", "sim-weak/test_snap.ambr"]
+    weak = (folder / "sim-weak" / "test_snap.ambr").read_text()
+    subset = pytester.runpytest_subprocess("--models=sim-fast", *base)
+    subset.assert_outcomes(passed=1)
+    assert subset.ret == 0
+    assert "unused" not in subset.stdout.str()
+    update = pytester.runpytest_subprocess("--models=sim-fast", "--snapshot-update", *base)
+    assert update.ret == 0
+    assert "Deleted" not in update.stdout.str()
+    assert (folder / "sim-weak" / "test_snap.ambr").read_text() == weak
+    pytester.runpytest_subprocess("--models=sims", *base).assert_outcomes(passed=2)
+    # the same with syrupy's own fixture: the other model's snapshot counts as unused
+    pytester.makepyfile(
+        test_snap="""
+        def test_answer(llm, snapshot):
+            assert llm.complete("hi") == snapshot
+        """
+    )
+    pytester.runpytest_subprocess("--models=sims", "--snapshot-update", *base)
+    plain = pytester.runpytest_subprocess("--models=sim-fast", *base)
+    assert plain.ret == 1
+    plain.stdout.fnmatch_lines(["*1 snapshot unused*"])
+
+
+def test_llm_snapshot_without_syrupy_says_what_to_install(pytester, write_config):
+    write_config()
+    pytester.makepyfile("def test_a(llm_snapshot):\n    pass\n")
+    result = pytester.runpytest_subprocess("--models=sim-fast", "-p", "no:syrupy")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*llm_snapshot compares with syrupy snapshots; install syrupy*"])

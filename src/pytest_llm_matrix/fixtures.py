@@ -184,3 +184,38 @@ def async_anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> 
     client = _sdk_client("anthropic", request, asynchronous=True)
     yield client
     _close_async(client)
+
+
+#: The folder, beside a test module, where ``llm_snapshot`` keeps each model's snapshots.
+SNAPSHOTS_BY_MODEL = "__snapshots_by_model__"
+_SNAPSHOT_EXTENSIONS: dict[tuple[type, str], type] = {}
+
+
+@pytest.fixture
+def llm_snapshot(llm_model: Model, request: pytest.FixtureRequest) -> Any:
+    """syrupy's ``snapshot``, kept per model: ``__snapshots_by_model__/<alias>/`` beside the
+    test module. A run of some models reads and writes only theirs: the other models'
+    snapshots are neither reported unused nor deleted by ``--snapshot-update``."""
+    if not request.config.pluginmanager.hasplugin("syrupy"):
+        pytest.fail(
+            f"{request.node.nodeid}: llm_snapshot compares with syrupy snapshots; "
+            "install syrupy (pip install syrupy)",
+            pytrace=False,
+        )
+    snapshot = request.getfixturevalue("snapshot")
+    return snapshot.use_extension(_snapshot_extension(type(snapshot.extension), llm_model.name))
+
+
+def _snapshot_extension(base: type, alias: str) -> type:
+    """The session's snapshot extension (syrupy's default, or ``--snapshot-default-
+    extension``), storing in the model's own folder. One class per model: syrupy looks for
+    unused snapshots only in the folders of the extensions a run used."""
+    key = (base, alias)
+    if key not in _SNAPSHOT_EXTENSIONS:
+        import re
+
+        folder = f"{SNAPSHOTS_BY_MODEL}/{re.sub(r'[^A-Za-z0-9_.-]', '_', alias).lstrip('.')}"
+        _SNAPSHOT_EXTENSIONS[key] = type(
+            f"{base.__name__}ByModel", (base,), {"snapshot_dirname": folder}
+        )
+    return _SNAPSHOT_EXTENSIONS[key]
