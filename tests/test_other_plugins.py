@@ -191,11 +191,15 @@ def test_every_reporter_counts_repeated_tests_alike(pytester, write_config, work
             assert re.search(rf"\b{number} {kind}\b", tail), (kind, number, tail)
 
 
-def test_llm_snapshot_keeps_each_models_snapshots_through_subset_runs(pytester, write_config):
+def test_llm_snapshot_keeps_each_models_snapshots_through_subset_runs(
+    pytester, write_config, monkeypatch
+):
     """syrupy with model subsets: ``llm_snapshot`` stores each model's snapshots apart, so
     a run of one model neither fails on the others' snapshots as unused nor deletes them
     with --snapshot-update; the plain ``snapshot`` fixture does both (the reason for it)."""
     pytest.importorskip("syrupy")
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)  # syrupy skips its unused check in workers
     write_config()
     pytester.makepyfile(
         test_snap="""
@@ -238,3 +242,25 @@ def test_llm_snapshot_without_syrupy_says_what_to_install(pytester, write_config
     result = pytester.runpytest_subprocess("--models=sim-fast", "-p", "no:syrupy")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*llm_snapshot compares with syrupy snapshots; install syrupy*"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
+def test_a_forgiven_failure_stays_forgiven_with_syrupy(pytester, write_config, workers):
+    """syrupy ORs pytest's exit status back in at its session finish: the verdict (a failure
+    that the pass-rate gate forgives) must already be pytest's own status by then."""
+    pytest.importorskip("syrupy")
+    write_config()
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("q", ["capital of France?", "hi", "a"])
+        def test_answer(llm, q):
+            assert llm.complete(q) in ("Paris", "ok")
+        """
+    )
+    args = ["--models=sims", "--llm-min-pass-rate=0.5", "-p", "no:randomly", *workers]
+    with_syrupy = pytester.runpytest_subprocess(*args)
+    with_syrupy.stdout.fnmatch_lines(["*plugins:*syrupy*", "*1 failed, 5 passed*"])
+    assert with_syrupy.ret == 0
+    assert pytester.runpytest_subprocess(*args, "-p", "no:syrupy").ret == 0
