@@ -47,6 +47,9 @@ UNPRICED_CACHE: Final = "llm-matrix/unpriced-said"
 #: Each model test's cost in the last run that ran it (a repeated test: all its runs), for
 #: the next runs' estimate.
 TEST_COSTS_CACHE: Final = "llm-matrix/test-costs"
+#: pytest 8.3 and later show a status word's markup in the short summary too; older pytest
+#: prints a (word, markup) pair there as a tuple.
+_MARKUP_IN_SUMMARIES: Final = hasattr(pytest.TestReport, "_get_verbose_word_with_markup")
 #: A repeated test's run in its id: ``t.py::test_x[alias-run2of5]``.
 _RUN_IN_ID: Final = re.compile(r"-run\d+of\d+(?=[-\]])")
 #: How a test's reports combine into its outcome: the worst wins.
@@ -83,6 +86,7 @@ class Summary:
         self.unwritten: list[str] = []  # outputs that could not be written, and why
         self.report_unwritten = False  # writing --llm-report failed, though checked at start
         self.estimated = False  # the cost estimate was said (xdist: at the first collection)
+        self.finished = False  # the tests are over: the summaries are being written
         if self.junit:
             self.warm_prices()
 
@@ -146,11 +150,19 @@ class Summary:
     def pytest_report_teststatus(
         self, report: pytest.TestReport | pytest.CollectReport, config: pytest.Config
     ) -> tuple[str, str, str | tuple[str, Mapping[str, bool]]] | None:
-        """Runs of a repeated test: only the run that settles the outcome counts."""
+        """Runs of a repeated test: the run that settles the outcome carries it, the others
+        are skipped. While tests run, each shows what it did (``RUN 2/5 PASSED``); in the
+        summaries after the session, the others read ``SKIPPED`` (pytest folds skips under
+        the first one's word)."""
         run = getattr(report, RUN_ATTR, None)
         if not isinstance(run, dict) or run.get("role") is None:
             return None
-        return status_of(run)
+        category, letter, word = status_of(run)
+        if self.finished and run["role"] in ("run", "stopped"):
+            return category, letter, "SKIPPED"
+        if not isinstance(word, str) and not _MARKUP_IN_SUMMARIES:
+            word = word[0]  # pytest < 8.3 prints a (word, markup) pair as is in its summary
+        return category, letter, word
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml reads the teardown report's properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -293,6 +305,7 @@ class Summary:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.finished = True
         self.price_pending()
         self._remember()
         forgiven = self._judge()
