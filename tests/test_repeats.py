@@ -224,6 +224,11 @@ def test_one_result_per_test_and_model(pytester, write_config, workers):
         line.split("::")[1].split(" ")[0] for line in result.outlines if line.startswith("FAILED ")
     )
     assert sorted(junit["failed"]) == terminal_failed
+    # the short summary: the other runs fold under SKIPPED, saying what each did
+    result.stdout.fnmatch_lines(
+        ["SKIPPED [[]1[]] *: sim-*: run */* passed, judged with the other runs"]
+    )
+    assert not [line for line in result.outlines if line.startswith(("RUN ", "('"))]
     half = next(
         t for t in report["tests"] if "test_half" in t["nodeid"] and t["model"] == "sim-fast"
     )
