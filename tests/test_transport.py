@@ -225,33 +225,6 @@ def test_a_hanging_model_fails_with_its_timeout(pytester, write_config, simulato
     )
 
 
-def test_timeout_mark_names_the_model_and_a_users_mark_wins(pytester, write_config, simulator):
-    sim = simulator({})
-    project(
-        pytester,
-        write_config,
-        sim,
-        '[tool.llm-matrix.models.quick]\nprovider = "simulator"\nbase_url = "{url}/v1"\n'
-        "timeout = 1\n",
-    )
-    pytester.makepyfile(
-        """
-        import time
-        import pytest
-
-        def test_slow_code(llm_model):
-            time.sleep(3)
-
-        @pytest.mark.timeout(5)
-        def test_own_mark(llm_model):
-            time.sleep(1.5)
-        """
-    )
-    result = pytester.runpytest_subprocess("-p", "no:randomly")
-    result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["E * quick: timed out after 1s (the model's timeout)"])
-
-
 @WORKERS
 def test_wrong_key_costs_one_request(pytester, write_config, simulator, workers, monkeypatch):
     sim = simulator({"models": {"locked": {"api_key": "right", "latency": 0.2}}})
@@ -498,20 +471,6 @@ def test_unavailable_triggers(
     assert "sk-test-secret-1234" not in result.stdout.str() + result.stderr.str()
 
 
-def test_llm_timeout_is_the_default_for_models_without_one(pytester, write_config, simulator):
-    sim = simulator({})
-    project(
-        pytester,
-        write_config,
-        sim,
-        '[tool.llm-matrix.models.plain]\nprovider = "simulator"\nbase_url = "{url}/v1"\n',
-    )
-    pytester.makepyfile("import time\n\ndef test_slow(llm_model):\n    time.sleep(3)\n")
-    result = pytester.runpytest_subprocess("--llm-timeout=1")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E * plain: timed out after 1s (--llm-timeout)"])
-
-
 def test_a_429_cools_every_worker_down(pytester, write_config, simulator):
     sim = simulator(
         {
@@ -645,7 +604,7 @@ def test_which_timeout_a_model_test_gets(
     result.stdout.fnmatch_lines([f"E * {expected}"])
 
 
-def test_default_timeouts_without_a_model_timeout_name_their_source(
+def test_timeouts_of_models_without_their_own_name_their_source(
     pytester, write_config, simulator, monkeypatch
 ):
     sim = simulator({})
@@ -656,6 +615,9 @@ def test_default_timeouts_without_a_model_timeout_name_their_source(
         '[tool.llm-matrix.models.plain]\nprovider = "simulator"\nbase_url = "{url}/v1"\n',
     )
     pytester.makepyfile("import time\n\ndef test_slow(llm_model):\n    time.sleep(3)\n")
+    result = pytester.runpytest_subprocess("--llm-timeout=1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E * plain: timed out after 1s (--llm-timeout)"])
     add_ini(pytester, 'timeout = "0.5"\n')
     result = pytester.runpytest_subprocess()
     result.stdout.fnmatch_lines(["E * plain: timed out after 0.5s (ini timeout)"])
