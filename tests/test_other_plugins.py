@@ -264,3 +264,47 @@ def test_a_forgiven_failure_stays_forgiven_with_syrupy(pytester, write_config, w
     with_syrupy.stdout.fnmatch_lines(["*plugins:*syrupy*", "*1 failed, 5 passed*"])
     assert with_syrupy.ret == 0
     assert pytester.runpytest_subprocess(*args, "-p", "no:syrupy").ret == 0
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
+def test_a_collection_error_is_never_forgiven(pytester, write_config, workers):
+    """Forgiving model failures (an optional model's, or under the gate) must not forgive
+    what is not a model failure: a module that does not import fails the run."""
+    write_config()
+    pytester.makepyfile(
+        test_ok="""
+        import pytest
+
+        @pytest.mark.parametrize("q", ["capital of France?", "hi"])
+        def test_answer(llm, q):
+            assert llm.complete(q) in ("Paris", "ok")
+        """,
+        test_broken="import nonexistent_module_xyz\n",
+    )
+    args = ["--models=sims", "--llm-min-pass-rate=0.5", "-p", "no:randomly", *workers]
+    result = pytester.runpytest_subprocess(*args)
+    result.stdout.fnmatch_lines(["*ERROR*test_broken.py*"])
+    assert result.ret != pytest.ExitCode.OK
+    result = pytester.runpytest_subprocess(*args, "--continue-on-collection-errors")
+    result.stdout.fnmatch_lines(["*1 failed, 3 passed, 1 error*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    forgiven = pytester.runpytest_subprocess(*args, "--ignore=test_broken.py")
+    assert forgiven.ret == pytest.ExitCode.OK  # the same failure alone is forgiven
+
+
+def test_x_stopping_on_a_forgiven_failure_fails_the_run(pytester, write_config):
+    """-x stopped the run: the tests after the failure never ran, so the run fails, with
+    syrupy or without it."""
+    write_config()
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("q", ["capital of France?", "hi", "a"])
+        def test_answer(llm, q):
+            assert llm.complete(q) in ("Paris", "ok")
+        """
+    )
+    args = ["--models=sims", "--llm-min-pass-rate=0.5", "-p", "no:randomly", "-x"]
+    assert pytester.runpytest_subprocess(*args).ret == pytest.ExitCode.TESTS_FAILED
+    assert pytester.runpytest_subprocess(*args, "-p", "no:syrupy").ret == 1

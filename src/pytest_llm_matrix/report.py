@@ -53,7 +53,7 @@ _MARKUP_IN_SUMMARIES: Final = hasattr(pytest.TestReport, "_get_verbose_word_with
 #: A repeated test's run in its id: ``t.py::test_x[alias-run2of5]``.
 _RUN_IN_ID: Final = re.compile(r"-run\d+of\d+(?=[-\]])")
 #: How a test's reports combine into its outcome: the worst wins.
-SEVERITY: Final = {"passed": 0, "xfailed": 0, "xpassed": 0, "skipped": 1, "failed": 2, "error": 3}
+SEVERITY: Final = {"passed": 0, "xfailed": 1, "xpassed": 1, "skipped": 2, "failed": 3, "error": 4}
 
 
 class Summary:
@@ -299,7 +299,15 @@ class Summary:
         the exit status pytest computes is already the verdict: every plugin after us then
         sees it (syrupy ORs pytest's status back into the session's at its finish)."""
         result = yield
-        if session.testsfailed and not session.shouldfail and self._judge():
+        # every failure pytest counted must be a model test's (a collection error is not),
+        # and the run must have gone to its end (-x stopped it: tests never ran)
+        model_failures = self.failures["required"] + self.failures["optional"]
+        if (
+            session.testsfailed
+            and session.testsfailed == model_failures
+            and not session.shouldfail
+            and self._judge()
+        ):
             session.testsfailed = 0
         return result
 
@@ -308,10 +316,8 @@ class Summary:
         self.finished = True
         self.price_pending()
         self._remember()
-        forgiven = self._judge()
-        if exitstatus == pytest.ExitCode.TESTS_FAILED and forgiven:
-            session.exitstatus = pytest.ExitCode.OK  # -x stopped on a forgiven failure
-        elif exitstatus == pytest.ExitCode.OK and self.gate_failed:
+        self._judge()
+        if exitstatus == pytest.ExitCode.OK and self.gate_failed:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self._budget_reached() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
