@@ -223,6 +223,20 @@ def test_llm_snapshot_keeps_each_models_snapshots_through_subset_runs(
     assert "Deleted" not in update.stdout.str()
     assert (folder / "sim-weak" / "test_snap.ambr").read_text() == weak
     pytester.runpytest_subprocess("--models=sims", *base).assert_outcomes(passed=2)
+    # every run of a repeated test compares with the test's one snapshot on its model
+    repeated = pytester.runpytest_subprocess("--models=sims", "--llm-repeat=3", *base)
+    assert repeated.ret == 0, repeated.stdout.str()
+    assert "unused" not in repeated.stdout.str()
+    # another extension (single-file JSON) is kept per model too
+    json_ext = "--snapshot-default-extension=syrupy.extensions.json.JSONSnapshotExtension"
+    pytester.runpytest_subprocess("--models=sims", "--snapshot-update", json_ext, *base)
+    weak_json = sorted((folder / "sim-weak").rglob("*.json"))
+    assert [p.name for p in weak_json] == ["test_answer[sim-weak].json"]
+    update = pytester.runpytest_subprocess(
+        "--models=sim-fast", "--snapshot-update", json_ext, *base
+    )
+    assert "Deleted" not in update.stdout.str()
+    assert weak_json[0].exists()
     # the same with syrupy's own fixture: the other model's snapshot counts as unused
     pytester.makepyfile(
         test_snap="""
@@ -308,3 +322,29 @@ def test_x_stopping_on_a_forgiven_failure_fails_the_run(pytester, write_config):
     args = ["--models=sims", "--llm-min-pass-rate=0.5", "-p", "no:randomly", "-x"]
     assert pytester.runpytest_subprocess(*args).ret == pytest.ExitCode.TESTS_FAILED
     assert pytester.runpytest_subprocess(*args, "-p", "no:syrupy").ret == 1
+
+
+def test_llm_snapshot_folders_are_one_per_alias():
+    """Aliases that a naive file name would merge ('org/m:1' and 'org_m_1'), or that would
+    leave the folder ('..'), each get a folder of their own inside __snapshots_by_model__."""
+    pytest.importorskip("syrupy")
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from syrupy.extensions.amber import AmberSnapshotExtension
+    from syrupy.extensions.json import JSONSnapshotExtension
+
+    from pytest_llm_matrix.fixtures import _snapshot_extension
+
+    where = SimpleNamespace(filepath="/p/tests/test_x.py", basename="test_x")
+    aliases = ["org/m:1", "org_m_1", "..", "...", ".", "a%2Fb", "a/b", "gpt-4o-mini"]
+    folders = [
+        Path(_snapshot_extension(AmberSnapshotExtension, a).dirname(test_location=where))
+        for a in aliases
+    ]
+    assert len(set(folders)) == len(aliases)
+    for folder in folders:
+        assert folder.parent == Path("/p/tests/__snapshots_by_model__"), folder
+    assert folders[-1].name == "gpt-4o-mini"  # plain aliases read as they are
+    single = _snapshot_extension(JSONSnapshotExtension, "a/b").dirname(test_location=where)
+    assert single == "/p/tests/__snapshots_by_model__/a%2Fb/test_x"

@@ -208,14 +208,37 @@ def llm_snapshot(llm_model: Model, request: pytest.FixtureRequest) -> Any:
 
 def _snapshot_extension(base: type, alias: str) -> type:
     """The session's snapshot extension (syrupy's default, or ``--snapshot-default-
-    extension``), storing in the model's own folder. One class per model: syrupy looks for
-    unused snapshots only in the folders of the extensions a run used."""
+    extension``), storing under the model's own folder, with a repeated test's runs
+    sharing one snapshot. One class per model: syrupy looks for unused snapshots only in
+    the folders of the extensions a run used."""
     key = (base, alias)
     if key not in _SNAPSHOT_EXTENSIONS:
         import re
+        from pathlib import Path
+        from urllib.parse import quote
 
-        folder = f"{SNAPSHOTS_BY_MODEL}/{re.sub(r'[^A-Za-z0-9_.-]', '_', alias).lstrip('.')}"
-        _SNAPSHOT_EXTENSIONS[key] = type(
-            f"{base.__name__}ByModel", (base,), {"snapshot_dirname": folder}
-        )
+        # one folder per alias, none shared: percent-encoded (injective), and never "." or ".."
+        folder = quote(alias, safe="")
+        if set(folder) == {"."}:
+            folder = folder.replace(".", "%2E")
+        run_in_name = re.compile(r"-run\d+of\d+(?=[-\]])")
+
+        class ByModel(base):  # type: ignore[misc]
+            @classmethod
+            def dirname(cls, *, test_location: Any) -> str:
+                path = Path(super().dirname(test_location=test_location))
+                test_dir = Path(test_location.filepath).parent
+                try:  # __snapshots__/<rest> -> __snapshots_by_model__/<alias>/<rest>
+                    rest = path.relative_to(test_dir / "__snapshots__")
+                except ValueError:
+                    return str(path)  # an extension that keeps its own folder
+                return str(test_dir / SNAPSHOTS_BY_MODEL / folder / rest)
+
+            @classmethod
+            def get_snapshot_name(cls, *, test_location: Any, index: Any = 0) -> str:
+                name = super().get_snapshot_name(test_location=test_location, index=index)
+                return run_in_name.sub("", name)  # every run of a repeated test: one snapshot
+
+        ByModel.__name__ = f"{base.__name__}ByModel"
+        _SNAPSHOT_EXTENSIONS[key] = ByModel
     return _SNAPSHOT_EXTENSIONS[key]
