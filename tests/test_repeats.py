@@ -245,7 +245,12 @@ def test_one_result_per_test_and_model(pytester, write_config, workers):
     assert weak["pass_rate"] == weak["runs_passed"] / weak["runs_judged"]
     # k/N is visible in the terminal: the verdict's word and the failure split
     result.stdout.fnmatch_lines(["*FAILED 0/3, needs 3/5*test_capital?sim-weak-run?of5*"])
-    result.stdout.fnmatch_lines(["  *::test_capital[[]sim-weak[]] 0/3 runs passed"])
+    result.stdout.fnmatch_lines(["  *::test_capital[[]sim-weak-run?of5[]] (0/3 runs passed)"])
+    pasted = next(
+        line.split()[0] for line in result.outlines if "::test_capital[sim-weak-run" in line
+    )
+    again = pytester.runpytest_subprocess(pasted, "--models=sims", "-p", "no:randomly")
+    assert_verdicts(again, failed=1)  # the id of the run that settled it: a real id
     assert re.search(r"sim-weak\s+2\s+2\s+.*\d+\.\d% \(\d+-\d+\)", result.stdout.str())
 
 

@@ -403,6 +403,18 @@ def test_failed_on_some_models_lists_ids_that_can_be_pasted_back(pytester, write
     ], lines[start:]
     again = pytester.runpytest(ids[0], "--models=sim-fast,sim-weak")
     again.assert_outcomes(failed=1)
+    # an id with a space is quoted for the shell
+    pytester.makepyfile(
+        test_spaced="""
+        import pytest
+
+        @pytest.mark.parametrize("q", ["capital of France?"], ids=["a b"])
+        def test_q(llm, q):
+            assert llm.complete(q) == "Paris"
+        """
+    )
+    spaced = pytester.runpytest("test_spaced.py", "--models=sim-fast,sim-weak")
+    spaced.stdout.fnmatch_lines(["  'test_spaced.py::test_q[[]sim-weak-a b[]]'"])
     again.stdout.fnmatch_lines(["*1 failed in*"])
     assert "llm-matrix: 1 model" in again.stdout.str()
 

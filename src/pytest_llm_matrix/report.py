@@ -87,6 +87,7 @@ class Summary:
         self.report_unwritten = False  # writing --llm-report failed, though checked at start
         self.estimated = False  # the cost estimate was said (xdist: at the first collection)
         self.finished = False  # the tests are over: the summaries are being written
+        self.verdict_ids: dict[str, str] = {}  # a repeated test's key -> its verdict run's id
         if self.junit:
             self.warm_prices()
 
@@ -217,6 +218,8 @@ class Summary:
             test["outcome"] = category
         if run is not None and run["role"] is not None:
             self._add_run(stats, test, run)
+            if run["role"] == "verdict":
+                self.verdict_ids[key] = report.nodeid
         elif counted and category in JUDGED:
             stats.add_run(category == "passed")
         spend = getattr(report, SPEND_ATTR, None)
@@ -367,10 +370,10 @@ class Summary:
         labels: dict[tuple[str, str], str] = {}
         for test in self.tests.values():
             outcomes.setdefault(test["test"], {})[test["model"]] = test["outcome"]
-            label = test["nodeid"]
-            if "verdict" in test:
+            label = _pasteable(self.verdict_ids.get(test["nodeid"], test["nodeid"]))
+            if "verdict" in test:  # its id is the run that settled it: a real id to paste
                 verdict = test["verdict"]
-                label += f" {verdict['passed']}/{checks.counted(verdict['runs'], 'run')} passed"
+                label += f" ({verdict['passed']}/{checks.counted(verdict['runs'], 'run')} passed)"
             labels[test["test"], test["model"]] = label
         everywhere, some = failure_split(outcomes)
         if labelled:
@@ -600,6 +603,15 @@ def _properties(
     if run is not None:
         properties.append(("llm_run", f"{run['index']}/{run['planned']}"))
     return properties
+
+
+def _pasteable(nodeid: str) -> str:
+    """A node id as a shell takes it: quoted when it holds spaces or shell characters."""
+    if re.fullmatch(r"[\w@%+=:,./\-\[\]]+", nodeid):
+        return nodeid
+    import shlex
+
+    return shlex.quote(nodeid)
 
 
 def _plus(total: float | None, cost: float | None) -> float | None:
