@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 
 from pytest_llm_matrix import render
+from pytest_llm_matrix.cost import format_usd
 from pytest_llm_matrix.stats import ModelStats, base_id, failure_split
 
 from .conftest import outcome_counts, schema
@@ -323,17 +324,30 @@ def test_the_estimate_adds_up_the_selected_tests_last_costs(pytester, write_conf
     spent = sum(t["cost_usd"] for t in ran)
     after_stop = pytester.runpytest_subprocess("--llm-report=r.json", *workers)
     assert estimate(after_stop) == (
-        f"llm-matrix: estimated cost of the 10 model tests: at least ${spent:.4f} (from their "
-        f"last runs; {10 - len(ran)} of them never ran with a known cost, not counted)"
+        "llm-matrix: estimated cost of the 10 model tests: at least "
+        f"{format_usd(spent)} (from their last runs; {10 - len(ran)} of them never ran with a "
+        "known cost, not counted)"
     )
     every = sum(t["cost_usd"] for t in json.loads((pytester.path / "r.json").read_text())["tests"])
     full = pytester.runpytest_subprocess("--llm-max-cost=5", *workers)
     assert estimate(full) == (
-        f"llm-matrix: estimated cost of the 10 model tests: ${every:.4f} "
+        f"llm-matrix: estimated cost of the 10 model tests: {format_usd(every)} "
         "(from their last runs; budget $5)"
     )
     one = pytester.runpytest_subprocess("-k", "request and 3", *workers)
     assert estimate(one).startswith("llm-matrix: estimated cost of the 1 model test: $0.0")
+    # a cache file edited by hand: only plausible costs count, the rest are left out
+    costs_file = pytester.path / ".pytest_cache" / "v" / "llm-matrix" / "test-costs"
+    remembered = json.loads(costs_file.read_text())
+    ids = sorted(remembered)
+    garbage = [float("nan"), -5, 1e308, float("inf"), True, 10**30, "0.5", [1], None]
+    remembered = {i: (0.25 if n == 0 else garbage[n - 1]) for n, i in enumerate(ids)}
+    costs_file.write_text(json.dumps(remembered))
+    edited = pytester.runpytest_subprocess(*workers)
+    assert estimate(edited) == (
+        "llm-matrix: estimated cost of the 10 model tests: at least $0.25 (from their last "
+        "runs; 9 of them never ran with a known cost, not counted)"
+    )
 
 
 def test_report_path_that_is_a_directory_is_a_usage_error(pytester, write_config):

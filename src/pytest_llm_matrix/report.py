@@ -115,13 +115,15 @@ class Summary:
             for nodeid in ids
             if model_from_nodeid(nodeid, self.order) is not None
         }
-        costs = [known[t] for t in tests if isinstance(known.get(t), int | float)]
+        costs = [cost for t in tests if (cost := _cost(known.get(t))) is not None]
         if not costs:
             return None
+        from pytest_llm_matrix.cost import format_usd
+
         missing = len(tests) - len(costs)
         text = (
             f"estimated cost of the {checks.counted(len(tests), 'model test')}: "
-            f"{'at least ' if missing else ''}${sum(costs):.4f} (from their last runs"
+            f"{'at least ' if missing else ''}{format_usd(sum(costs))} (from their last runs"
         )
         if missing:
             text += f"; {missing} of them never ran with a known cost, not counted"
@@ -603,6 +605,15 @@ def _properties(
     if run is not None:
         properties.append(("llm_run", f"{run['index']}/{run['planned']}"))
     return properties
+
+
+def _cost(value: object) -> float | None:
+    """A remembered cost, if it is one (the cache file may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not 0 <= value <= checks.MAX_COST.high:  # also refuses nan; an int compares exactly
+        return None
+    return float(value)
 
 
 def _pasteable(nodeid: str) -> str:
