@@ -285,8 +285,14 @@ def test_early_stop_saves_calls(pytester, write_config):
             assert llm.complete("capital of France?") == "Paris"
         """
     )
-    result = pytester.runpytest("--models=sims", "--llm-report=r.json", "-v")
+    result = pytester.runpytest("--models=sims", "--llm-report=r.json", "-v", "-rs")
     report = json.loads((pytester.path / "r.json").read_text())
+    # a run not needed is skipped at the test, not at the plugin's line that skips it
+    result.stdout.fnmatch_lines(
+        ["SKIPPED [[]*[]] test_early_stop_saves_calls.py:*: sim-*: run * settled it*"]
+    )
+    skips = [line for line in result.outlines if "SKIPPED" in line]
+    assert not [line for line in skips if "pytest_llm_matrix" in line], skips
     # needs 8 of 10: sim-fast settles after 8 passes, sim-weak after 3 failures
     assert sim_requests(report) == {"sim-fast": 8, "sim-weak": 3}
     assert_verdicts(result, passed=1, failed=1)

@@ -259,6 +259,9 @@ def settle(
     info["outcome"] = outcome
     if stopped:
         info["role"] = "stopped"
+        if report.skipped and isinstance(report.longrepr, tuple):  # at the test, not here
+            path, lineno, _ = report.location
+            report.longrepr = (str(path), (lineno or 0) + 1, report.longrepr[2])
         return
     settled = False
     tally = Tally(run.planned, run.spec.min_pass_rate)

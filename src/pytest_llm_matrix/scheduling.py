@@ -281,7 +281,7 @@ def auto_workers(
     bounds: dict[str, int] = {}
     caps = [m.max_concurrency for m in models]
     if settings.max_concurrency is not None:
-        bounds["the global cap (--max-concurrency)"] = settings.max_concurrency
+        bounds[f"the global cap of {settings.max_concurrency}"] = settings.max_concurrency
     if all(cap is not None for cap in caps):
         bounds["the sum of the models' caps"] = sum(c for c in caps if c is not None)
     if not bounds:
