@@ -235,3 +235,42 @@ def test_the_readme_pattern_shares_work_per_model_across_a_module(
     else:  # once per model and worker that ran some of its tests
         assert set(requests) == {"a", "b"}
         assert all(n in (3, 6) for n in requests.values()), requests
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_code_under_test_can_tell_its_model(pytester, write_config, workers, monkeypatch):
+    """LLM_MATRIX_MODEL and pytest_llm_matrix.current_model() name the model under test for
+    the length of a model test, and only then: a plain test sees what was there before."""
+    monkeypatch.setenv("LLM_MATRIX_MODEL", "from-the-shell")
+    write_config()
+    pytester.makepyfile(
+        labeller="""
+        import os
+        import pytest_llm_matrix
+
+        def label():
+            return os.environ.get("LLM_MATRIX_MODEL"), pytest_llm_matrix.current_model()
+        """,
+        test_labels="""
+        from labeller import label
+
+        def test_model(llm_model):
+            assert label() == (llm_model.name, llm_model.name)
+
+        def test_plain():
+            assert label() == ("from-the-shell", None)
+        """,
+    )
+    pytester.makeconftest(
+        """
+        import os
+
+        def pytest_sessionfinish(session):  # after every test: the variable is restored
+            with open(f"env-{os.getpid()}.txt", "w") as fh:
+                fh.write(os.environ.get("LLM_MATRIX_MODEL", "<unset>"))
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=sims", "-p", "no:randomly", *workers)
+    result.assert_outcomes(passed=3)
+    seen = {p.read_text() for p in pytester.path.glob("env-*.txt")}
+    assert seen == {"from-the-shell"}

@@ -7,7 +7,15 @@ from typing import Any
 from pytest_llm_matrix.models import Model
 
 __version__ = "0.1.0"
-__all__ = ["LLM", "LLMError", "Model", "__version__", "llm_transport", "wrap_client"]
+__all__ = [
+    "LLM",
+    "LLMError",
+    "Model",
+    "__version__",
+    "current_model",
+    "llm_transport",
+    "wrap_client",
+]
 
 _LAZY = {
     "LLM": "pytest_llm_matrix.client",
@@ -15,6 +23,16 @@ _LAZY = {
     "llm_transport": "pytest_llm_matrix.transport",
     "wrap_client": "pytest_llm_matrix.transport",
 }
+
+
+def current_model() -> str | None:
+    """The alias of the model the running test uses (as in its id: ``test_x[<alias>]``),
+    or None outside a model test. For code under test, to label what it produces; the
+    environment variable ``LLM_MATRIX_MODEL`` holds the same during the test."""
+    from pytest_llm_matrix import context
+
+    ctx = context.current()
+    return ctx.model if ctx is not None else None
 
 
 def __getattr__(name: str) -> Any:

@@ -132,8 +132,9 @@ class TestContext:
 
     __test__ = False  # not a test class, whatever pytest's python_classes says
 
-    def __init__(self, nodeid: str | None = None) -> None:
+    def __init__(self, nodeid: str | None = None, model: str | None = None) -> None:
         self.nodeid = nodeid
+        self.model = model  # the alias of the model under test (None: a test without one)
         self.refused_by_budget = False  # a request (or the test) was refused: budget spent
         self.deadline: float | None = None  # time.monotonic() value
         self.timeout: float | None = None  # the configured seconds behind the deadline
@@ -217,9 +218,9 @@ def refusal(model: str) -> str | None:
     return None
 
 
-def begin(nodeid: str | None = None) -> TestContext:
+def begin(nodeid: str | None = None, model: str | None = None) -> TestContext:
     global _current
-    _current = TestContext(nodeid)
+    _current = TestContext(nodeid, model)
     return _current
 
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pytest_llm_matrix.options import Settings
 
 TIMEOUT_SOURCE: Final = pytest.StashKey[str]()
+#: Set to the alias of the model under test, for the length of each model test.
+MODEL_ENV: Final = "LLM_MATRIX_MODEL"
 OWN_TIMER: Final = pytest.StashKey[Callable[[], None]]()
 
 
@@ -82,11 +84,20 @@ class TestTracker:
     def pytest_runtest_protocol(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, object, object]:
-        context.begin(item.nodeid)
+        model = model_of(item)
+        context.begin(item.nodeid, model.name if model is not None else None)
+        saved = os.environ.get(MODEL_ENV)
+        if model is not None:  # code under test can tell which model it runs under
+            os.environ[MODEL_ENV] = model.name
         try:
             return (yield)
         finally:
             context.end()
+            if model is not None:
+                if saved is None:
+                    os.environ.pop(MODEL_ENV, None)
+                else:
+                    os.environ[MODEL_ENV] = saved
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
