@@ -46,6 +46,24 @@ def test_unavailable(status, payload):
     assert classify(status, payload) is Verdict.UNAVAILABLE
 
 
+@pytest.mark.parametrize(
+    ("payload", "verdict"),
+    [
+        (body("", "Invalid URL (POST /v1/embeddingz)"), Verdict.FAIL),
+        (body("", "Invalid URL (GET /v1/models/x)"), Verdict.FAIL),
+        (json.dumps({"detail": "Not Found"}).encode(), Verdict.FAIL),
+        (b"<html>404</html>", Verdict.FAIL),
+        (json.dumps({"error": 'model "llama3" not found, try pulling it first'}).encode(),
+         Verdict.UNAVAILABLE),
+        (json.dumps({"object": "error", "message": "The model `m` does not exist.",
+                     "type": "NotFoundError", "code": 404}).encode(), Verdict.UNAVAILABLE),
+    ],
+    ids=["openai-url", "url-with-models", "fastapi", "html", "ollama", "vllm"],
+)  # fmt: skip
+def test_only_a_404_that_names_a_missing_model_disables_it(payload, verdict):
+    assert classify(404, payload) is verdict
+
+
 def test_ok_and_non_json_errors():
     assert classify(200, b"not json") is Verdict.OK
     assert classify(503, b"<html>busy</html>") is Verdict.RETRY

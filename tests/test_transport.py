@@ -626,3 +626,44 @@ def test_timeouts_of_models_without_their_own_name_their_source(
     monkeypatch.setenv("PYTEST_TIMEOUT", "0.7")
     result = pytester.runpytest_subprocess()
     result.stdout.fnmatch_lines(["E * plain: timed out after 0.7s (PYTEST_TIMEOUT)"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_a_tests_own_mistake_never_disables_the_model(pytester, write_config, simulator, workers):
+    """An unknown endpoint, or a hard-coded model id the server does not know, fails that
+    test and names the cause; the model under test stays available for the next tests."""
+    sim = simulator({"default_reply": "ok", "models": {"sim-model-id": {}}})
+    project(
+        pytester,
+        write_config,
+        sim,
+        '[tool.llm-matrix.models.m]\nprovider = "simulator"\nbase_url = "{url}/v1"\n'
+        'model = "sim-model-id"\n',
+    )
+    pytester.makepyfile(
+        """
+        def test_1_unknown_endpoint(llm_http_client):
+            response = llm_http_client.post("/embeddingz", json={"model": "sim-model-id"})
+            assert response.status_code == 200, response.text
+
+        def test_2_hard_coded_model_id(openai_client):
+            openai_client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+
+        def test_3_still_available(llm):
+            assert llm.complete("hi") == "ok"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", *workers)
+    result.assert_outcomes(failed=2, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*Invalid URL (POST /v1/embeddingz)*",
+            "*test sent model 'gpt-4o' to m, whose model id is 'sim-model-id' (HTTP 404 "
+            "model_not_found: *); send llm_model.model",
+        ],
+        consecutive=False,
+    )
+    assert "is unavailable" not in result.stdout.str()
+    # the unknown endpoint reached no model; the hard-coded id was counted under its name
+    assert sim.stats()["requests"] == {"gpt-4o": 1, "sim-model-id": 1}

@@ -62,6 +62,12 @@ def error_text(code: str, message: str) -> str:
     return f"{code}: {message}" if code else message
 
 
+#: A 404's message that says the *model* is missing, as providers word it: vLLM and OpenAI
+#: ("The model `x` does not exist"), Ollama ('model "x" not found'), Anthropic ("model: x").
+#: An unknown URL ("Invalid URL (POST /v1/x)") names no model.
+_MODEL_MISSING = re.compile(r"\bmodel\b.*\b(not found|does not exist|not exist)\b|^\s*model:", re.I)
+
+
 def classify(status: int, body: bytes) -> Verdict:
     if status < 400:
         return Verdict.OK
@@ -72,8 +78,8 @@ def classify(status: int, body: bytes) -> Verdict:
         return Verdict.RETRY
     if status in UNAVAILABLE_STATUSES:
         return Verdict.UNAVAILABLE
-    if status == 404 and ("model" in code or "model" in message.lower()):
-        return Verdict.UNAVAILABLE
+    if status == 404 and ("model" in code.lower() or _MODEL_MISSING.search(message)):
+        return Verdict.UNAVAILABLE  # the model is missing; any other 404 fails the test only
     return Verdict.FAIL
 
 

@@ -33,6 +33,7 @@ _ANTHROPIC_ERRORS: dict[ErrorKind, str] = {
     "bad_request": "invalid_request_error",
     "unauthorized": "authentication_error",
     "not_found": "not_found_error",
+    "unknown_endpoint": "not_found_error",
     "rate_limit": "rate_limit_error",
     "quota": "rate_limit_error",
     "server_error": "api_error",

@@ -147,7 +147,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         return self.path.partition("?")[0].rstrip("/")
 
     def _not_found(self, path: str) -> None:
-        self._error(_FALLBACK_DIALECT, 404, "not_found", f"Unknown endpoint {path!r}.")
+        """An endpoint the simulator does not serve: 404 as OpenAI words it for an unknown
+        URL, which names no model (a client's mistake must not read as a missing model)."""
+        self._error(
+            _FALLBACK_DIALECT, 404, "unknown_endpoint", f"Invalid URL ({self.command} {path})"
+        )
 
     def _read_body(self) -> bytes:
         if "Transfer-Encoding" in self.headers:

@@ -33,6 +33,7 @@ _OPENAI_ERRORS: dict[ErrorKind, tuple[str, str | None]] = {
     "bad_request": ("invalid_request_error", None),
     "unauthorized": ("invalid_request_error", "invalid_api_key"),
     "not_found": ("invalid_request_error", "model_not_found"),
+    "unknown_endpoint": ("invalid_request_error", None),  # as OpenAI: "Invalid URL (...)"
     "rate_limit": ("rate_limit_exceeded", "rate_limit_exceeded"),
     "quota": ("insufficient_quota", "insufficient_quota"),
     "server_error": ("server_error", "server_error"),

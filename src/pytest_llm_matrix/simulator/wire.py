@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 
 # What went wrong, independent of how each provider names it in its error body.
 ErrorKind: TypeAlias = Literal[
-    "bad_request", "unauthorized", "not_found", "rate_limit", "quota", "server_error", "overloaded"
+    "bad_request",
+    "unauthorized",
+    "not_found",  # the model does not exist
+    "unknown_endpoint",  # no such URL: a client's mistake, not the model's
+    "rate_limit",
+    "quota",
+    "server_error",
+    "overloaded",
 ]
 
 CHARS_PER_TOKEN = 4
