@@ -177,6 +177,46 @@ def test_rules_match_only_the_last_user_message(start, clients):
     assert result.choices[0].message.content == DEFAULT_REPLY.replace("{model}", "m")
 
 
+def test_rules_match_the_system_prompt_and_the_whole_conversation(start, clients):
+    """Two tests that differ only in their system prompt get different replies, through
+    every API the simulator speaks; ``conversation`` searches every message."""
+    sim = start(
+        {
+            "rules": [
+                {"system": "(?i)pirate", "match": "hello", "reply": "Ahoy"},
+                {"system": "(?i)formal", "reply": "Good day"},
+                {"conversation": "(?m)^assistant: .*order 42", "reply": "About order 42"},
+            ],
+        }
+    )
+    client = clients.openai(sim)
+
+    def openai_chat(system, user, history=()):
+        messages = [{"role": "system", "content": system}, *history]
+        messages.append({"role": "user", "content": user})
+        answer = client.chat.completions.create(model="m", messages=messages)
+        return answer.choices[0].message.content
+
+    assert openai_chat("You are a pirate.", "hello") == "Ahoy"
+    assert openai_chat("You are a pirate.", "bye") != "Ahoy"  # both patterns must match
+    assert openai_chat("Be formal.", "hello") == "Good day"
+    assert openai_chat("Be plain.", "hello") == DEFAULT_REPLY.replace("{model}", "m")
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "order 42?"}]
+    assert openai_chat("Be plain.", "yes", history) == "About order 42"
+    developer = client.chat.completions.create(
+        model="m",
+        messages=[{"role": "developer", "content": "pirate"}, {"role": "user", "content": "hello"}],
+    )
+    assert developer.choices[0].message.content == "Ahoy"
+    responses = client.responses.create(model="m", instructions="Be formal.", input="hello")
+    assert responses.output_text == "Good day"
+    message = clients.anthropic(sim).messages.create(
+        model="m", max_tokens=50, system="You are a pirate.",
+        messages=[{"role": "user", "content": "hello"}],
+    )  # fmt: skip
+    assert message.content[0].text == "Ahoy"
+
+
 def test_wrong_answers(start, clients):
     sim = start(
         {
@@ -581,6 +621,9 @@ def test_stats_track_concurrency(start, clients):
         ({"models": {"m": {"wrong": ["(unclosed"]}}}, "model 'm': wrong[0]: invalid regex"),
         ({"rules": [{"match": "[", "reply": "x"}]}, "test: rules[0].match: invalid regex"),
         ({"rules": [{"match": "x"}]}, "rules[0]: missing required key 'reply'"),
+        ({"rules": [{"reply": "x"}]}, "rules[0]: needs at least one of 'match' (the last user"),
+        ({"rules": [{"system": "(", "reply": "x"}]}, "test: rules[0].system: invalid regex"),
+        ({"rules": [{"conversation": 1, "reply": "x"}]}, "rules[0].conversation:"),
         ({"models": {"m": {"faults": [{"kind": "404", "every": 1}]}}}, "unknown fault kind"),
         ({"models": {"m": {"faults": [{"kind": "500", "every": 0}]}}}, "faults[0].every: must be"),
         ({"models": {"m": {"faults": [{"kind": "500", "first": 0}]}}}, "faults[0].first: must be"),

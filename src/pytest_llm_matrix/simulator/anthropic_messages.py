@@ -22,7 +22,9 @@ from .wire import (
     new_id,
     optional_limit,
     prompt_tokens,
+    system_text,
     text_of,
+    transcript,
 )
 
 if TYPE_CHECKING:
@@ -59,12 +61,15 @@ class AnthropicMessages:
             if not isinstance(system, str | list):
                 raise BadRequest("'system' must be a string or an array of text blocks")
             texts.append(text_of(system))
+        system_prompt = system_text(messages, system)
         return Conversation(
             model=body["model"],
             last_user_text=last_user_text(messages),
             prompt_tokens=prompt_tokens(texts),
             stream=body.get("stream") is True,
             max_tokens=optional_limit(body, "max_tokens"),
+            system_text=system_prompt,
+            transcript=transcript(system_prompt, messages),
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:

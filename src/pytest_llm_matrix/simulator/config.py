@@ -37,7 +37,8 @@ _MODEL_KEYS = (
     "rules",
     "faults",
 )
-_RULE_KEYS = ("match", "reply")
+_RULE_KEYS = ("match", "system", "conversation", "reply")
+_RULE_PATTERNS = ("match", "system", "conversation")
 _FAULT_KEYS = (
     "kind",
     "every",
@@ -67,10 +68,23 @@ class SimulatorConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    """Reply `reply` when `pattern` is found in the last user message."""
+    """Reply `reply` when every pattern given is found: `pattern` in the last user message,
+    `system` in the system prompt, `conversation` anywhere in the conversation."""
 
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | None
     reply: str
+    system: re.Pattern[str] | None = None
+    conversation: re.Pattern[str] | None = None
+
+    def matches(self, last_user: str, system: str, transcript: str) -> bool:
+        return all(
+            pattern is None or pattern.search(text) is not None
+            for pattern, text in (
+                (self.pattern, last_user),
+                (self.system, system),
+                (self.conversation, transcript),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -229,11 +243,25 @@ def _rules(value: object, where: _Where) -> tuple[Rule, ...]:
     for index, item in enumerate(_list(value, where)):
         item_where = where.child(f"[{index}]")
         table = _check_keys(item, _RULE_KEYS, item_where)
-        for required in _RULE_KEYS:
-            if required not in table:
-                raise item_where.error(f"missing required key {required!r}")
-        pattern = _regex(table["match"], item_where.child("match"))
-        rules.append(Rule(pattern, _string(table["reply"], item_where.child("reply"))))
+        if "reply" not in table:
+            raise item_where.error("missing required key 'reply'")
+        if not any(key in table for key in _RULE_PATTERNS):
+            raise item_where.error(
+                "needs at least one of 'match' (the last user message), 'system' (the system "
+                "prompt) or 'conversation' (the whole conversation)"
+            )
+        patterns = {
+            key: _regex(table[key], item_where.child(key)) if key in table else None
+            for key in _RULE_PATTERNS
+        }
+        rules.append(
+            Rule(
+                patterns["match"],
+                _string(table["reply"], item_where.child("reply")),
+                system=patterns["system"],
+                conversation=patterns["conversation"],
+            )
+        )
     return tuple(rules)
 
 

@@ -229,7 +229,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             status, error_kind = _ERROR_FAULTS[kind]
             self._error(dialect, status, error_kind, f"Simulated {status} error for {model}.")
             return
-        reply = make_reply(state.reply_text(model, knobs, prompt), conversation.max_tokens)
+        reply = make_reply(state.reply_text(knobs, conversation), conversation.max_tokens)
         if conversation.stream:
             plan = dialect.stream(conversation, reply)
             self._send_stream(plan, knobs.tokens_per_second, mangle=kind)
@@ -247,7 +247,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         """A stream was asked for; answer as a server that ignores ``stream`` (a whole JSON
         completion), a proxy's error page, or garbage - all with status 200 and no SSE."""
         if body == "json":
-            text = state.reply_text(conversation.model, knobs, conversation.last_user_text)
+            text = state.reply_text(knobs, conversation)
             reply = make_reply(text, conversation.max_tokens)
             self._send_json(200, dialect.complete(conversation, reply))
             return

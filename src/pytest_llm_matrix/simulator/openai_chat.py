@@ -21,7 +21,9 @@ from .wire import (
     new_id,
     optional_limit,
     prompt_tokens,
+    system_text,
     text_of,
+    transcript,
 )
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class OpenAIChat(OpenAIDialect):
         include_usage = (
             isinstance(stream_options, dict) and stream_options.get("include_usage") is True
         )
+        system = system_text(messages)
         return Conversation(
             model=body["model"],
             last_user_text=last_user_text(messages),
@@ -68,6 +71,8 @@ class OpenAIChat(OpenAIDialect):
             stream=body.get("stream") is True,
             max_tokens=optional_limit(body, "max_completion_tokens", "max_tokens"),
             include_usage=include_usage,
+            system_text=system,
+            transcript=transcript(system, messages),
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:

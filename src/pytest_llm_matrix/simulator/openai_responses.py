@@ -23,7 +23,9 @@ from .wire import (
     new_id,
     optional_limit,
     prompt_tokens,
+    system_text,
     text_of,
+    transcript,
 )
 
 
@@ -43,12 +45,15 @@ class OpenAIResponses(OpenAIDialect):
         instructions = body.get("instructions")
         if isinstance(instructions, str):
             texts.append(instructions)
+        system = system_text(messages, instructions)
         return Conversation(
             model=body["model"],
             last_user_text=last_user_text(messages),
             prompt_tokens=prompt_tokens(texts),
             stream=body.get("stream") is True,
             max_tokens=optional_limit(body, "max_output_tokens"),
+            system_text=system,
+            transcript=transcript(system, messages),
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .config import Fault
+    from .wire import Conversation
 
 RPM_WINDOW_SECONDS = 60.0
 # Served when the config lists no models: any model id is accepted with default knobs.
@@ -115,17 +116,22 @@ class SimulatorState:
         with self._lock:
             return self._rng.uniform(low, high)
 
-    def reply_text(self, model: str, knobs: ModelConfig, prompt: str) -> str:
+    def reply_text(self, knobs: ModelConfig, conversation: Conversation) -> str:
         """Wrong answer, else the first matching model rule, global rule, or default reply."""
+        prompt = conversation.last_user_text
         if any(pattern.search(prompt) for pattern in knobs.wrong):
             text = knobs.wrong_reply
         else:
             rules = (*knobs.rules, *self.config.rules)
             text = next(
-                (rule.reply for rule in rules if rule.pattern.search(prompt)),
+                (
+                    rule.reply
+                    for rule in rules
+                    if rule.matches(prompt, conversation.system_text, conversation.transcript)
+                ),
                 self.config.default_reply,
             )
-        return text.replace("{model}", model)
+        return text.replace("{model}", conversation.model)
 
     @contextmanager
     def in_flight(self, model: str | None) -> Iterator[Callable[[], None]]:

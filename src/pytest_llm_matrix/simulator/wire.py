@@ -84,6 +84,30 @@ def last_user_text(messages: Iterable[Mapping[str, Any]]) -> str:
     return text_of(user_messages[-1].get("content")) if user_messages else ""
 
 
+def system_text(messages: Iterable[Mapping[str, Any]], *extra: object) -> str:
+    """The system prompt: system and developer messages, and ``extra`` (Anthropic's
+    ``system``, the Responses API's ``instructions``), one per line."""
+    parts = [text_of(part) for part in extra if isinstance(part, str | list)]
+    parts += [
+        text_of(message.get("content"))
+        for message in messages
+        if message.get("role") in ("system", "developer")
+    ]
+    return "\n".join(parts)
+
+
+def transcript(system: str, messages: Iterable[Mapping[str, Any]]) -> str:
+    """The whole conversation as ``role: text`` lines, system prompt first: what a rule's
+    ``conversation`` pattern searches."""
+    lines = [f"system: {system}"] if system else []
+    lines += [
+        f"{message.get('role')}: {text_of(message.get('content'))}"
+        for message in messages
+        if message.get("role") not in ("system", "developer")
+    ]
+    return "\n".join(lines)
+
+
 def optional_limit(body: Mapping[str, Any], *names: str) -> int | None:
     """The first present token limit among `names`, validated as a positive integer."""
     for name in names:
@@ -110,6 +134,8 @@ class Conversation:
     stream: bool
     max_tokens: int | None
     include_usage: bool = False
+    system_text: str = ""  # the system prompt (see system_text())
+    transcript: str = ""  # the whole conversation (see transcript())
 
 
 @dataclass(frozen=True)
