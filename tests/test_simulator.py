@@ -217,6 +217,26 @@ def test_rules_match_the_system_prompt_and_the_whole_conversation(start, clients
     assert message.content[0].text == "Ahoy"
 
 
+def test_n_gives_that_many_choices(start, clients):
+    sim = start({"default_reply": "same answer"})
+    client = clients.openai(sim)
+    messages = [{"role": "user", "content": "hi"}]
+    one = client.chat.completions.create(model="m", messages=messages)
+    three = client.chat.completions.create(model="m", messages=messages, n=3)
+    assert [c.index for c in three.choices] == [0, 1, 2]
+    assert {c.message.content for c in three.choices} == {"same answer"}
+    assert three.usage.completion_tokens == 3 * one.usage.completion_tokens
+    texts: dict[int, str] = {}
+    with client.chat.completions.create(model="m", messages=messages, n=2, stream=True) as s:
+        for chunk in s:
+            for choice in chunk.choices:
+                texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    assert texts == {0: "same answer", 1: "same answer"}
+    for bad in (0, 129, "2", True):
+        with pytest.raises(openai.BadRequestError, match="'n' must be an integer from 1 to 128"):
+            client.chat.completions.create(model="m", messages=messages, n=bad)
+
+
 def test_wrong_answers(start, clients):
     sim = start(
         {

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .wire import (
+    BadRequest,
     Conversation,
     ErrorKind,
     Reply,
@@ -73,6 +74,7 @@ class OpenAIChat(OpenAIDialect):
             include_usage=include_usage,
             system_text=system,
             transcript=transcript(system, messages),
+            choices=_choices(body),
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
@@ -84,11 +86,12 @@ class OpenAIChat(OpenAIDialect):
             "model": conversation.model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "message": message,
                     "logprobs": None,
                     "finish_reason": _finish_reason(reply),
                 }
+                for index in range(conversation.choices)
             ],
             "usage": _usage(conversation, reply),
         }
@@ -109,17 +112,22 @@ class OpenAIChat(OpenAIDialect):
                 payload["usage"] = usage  # null on every chunk but the last
             return SSEEvent.of(payload)
 
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> SSEEvent:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        indexes = range(conversation.choices)
+
+        def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> SSEEvent:
+            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
             return envelope([choice], None)
 
-        tail = [chunk({}, _finish_reason(reply))]
+        tail = [chunk(index, {}, _finish_reason(reply)) for index in indexes]
         if conversation.include_usage:
             tail.append(envelope([], _usage(conversation, reply)))
         tail.append(SSEEvent("[DONE]"))
+        start = {"role": "assistant", "content": "", "refusal": None}
         return StreamPlan(
-            head=(chunk({"role": "assistant", "content": "", "refusal": None}),),
-            pieces=tuple(chunk({"content": piece}) for piece in reply.pieces),
+            head=tuple(chunk(index, start) for index in indexes),
+            pieces=tuple(
+                chunk(index, {"content": piece}) for piece in reply.pieces for index in indexes
+            ),
             tail=tuple(tail),
         )
 
@@ -128,11 +136,22 @@ def _finish_reason(reply: Reply) -> str:
     return "length" if reply.truncated else "stop"
 
 
+def _choices(body: Mapping[str, Any]) -> int:
+    """OpenAI's ``n``: 1 to 128 choices."""
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        raise BadRequest(f"'n' must be an integer from 1 to 128, got {n!r}")
+    return n
+
+
 def _usage(conversation: Conversation, reply: Reply) -> dict[str, Any]:
+    completion = reply.completion_tokens * conversation.choices  # every choice is generated
     return {
         "prompt_tokens": conversation.prompt_tokens,
-        "completion_tokens": reply.completion_tokens,
-        "total_tokens": conversation.prompt_tokens + reply.completion_tokens,
+        "completion_tokens": completion,
+        "total_tokens": conversation.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
     }

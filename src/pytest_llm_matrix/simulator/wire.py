@@ -135,6 +135,7 @@ class Conversation:
     max_tokens: int | None
     include_usage: bool = False
     system_text: str = ""  # the system prompt (see system_text())
+    choices: int = 1  # OpenAI's ``n``: this many choices, each the same reply
     transcript: str = ""  # the whole conversation (see transcript())
 
 
