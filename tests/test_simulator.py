@@ -237,6 +237,36 @@ def test_n_gives_that_many_choices(start, clients):
             client.chat.completions.create(model="m", messages=messages, n=bad)
 
 
+def test_embeddings_are_deterministic_unit_vectors_with_usage(start, clients):
+    import math
+
+    import httpx
+
+    sim = start({"models": {"embed": {}}})
+    client = clients.openai(sim)
+    result = client.embeddings.create(model="embed", input=["alpha", "beta", "alpha"])
+    vectors = [item.embedding for item in result.data]  # the SDK asked for base64
+    assert [len(v) for v in vectors] == [16, 16, 16]
+    assert vectors[0] == pytest.approx(vectors[2])
+    assert vectors[0] != pytest.approx(vectors[1])
+    assert all(math.isclose(sum(x * x for x in v), 1.0, rel_tol=1e-5) for v in vectors)
+    assert result.usage.prompt_tokens == result.usage.total_tokens > 0
+    plain = httpx.post(
+        sim.url + "/v1/embeddings",
+        json={"model": "embed", "input": "alpha", "dimensions": 8, "encoding_format": "float"},
+    ).json()
+    assert len(plain["data"][0]["embedding"]) == 8
+    again = client.embeddings.create(model="embed", input="alpha", dimensions=8)
+    assert again.data[0].embedding == pytest.approx(plain["data"][0]["embedding"], rel=1e-6)
+    for bad in ({"input": []}, {"input": [1]}, {"input": "x", "dimensions": 0}):
+        response = httpx.post(sim.url + "/v1/embeddings", json={"model": "embed", **bad})
+        assert response.status_code == 400, bad
+    unknown = httpx.post(sim.url + "/v1/embeddings", json={"model": "nope", "input": "x"})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "model_not_found"
+    assert sim.stats()["requests"] == {"embed": 6, "nope": 1}  # bad requests count too
+
+
 def test_wrong_answers(start, clients):
     sim = start(
         {

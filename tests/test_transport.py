@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 
@@ -667,3 +668,23 @@ def test_a_tests_own_mistake_never_disables_the_model(pytester, write_config, si
     assert "is unavailable" not in result.stdout.str()
     # the unknown endpoint reached no model; the hard-coded id was counted under its name
     assert sim.stats()["requests"] == {"gpt-4o": 1, "sim-model-id": 1}
+
+
+def test_embeddings_through_the_plugin_are_counted_per_model(pytester, write_config):
+    """An embeddings request from a model test goes through the same layer as chat: its
+    tokens show in the model's row, and the built-in simulator answers it."""
+    write_config()
+    pytester.makepyfile(
+        """
+        def test_embed(openai_client, llm_model):
+            result = openai_client.embeddings.create(model=llm_model.model, input=["a b c d"])
+            assert len(result.data[0].embedding) == 16
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=sims", "-v", "--llm-report=r.json")
+    result.assert_outcomes(passed=2)
+    models = json.loads((pytester.path / "r.json").read_text())["models"]
+    assert {name: (m["requests"], m["input_tokens"]) for name, m in models.items()} == {
+        "sim-fast": (1, 2),  # 7 characters: 2 of the simulator's 4-character tokens
+        "sim-weak": (1, 2),
+    }

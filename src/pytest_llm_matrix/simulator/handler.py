@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .anthropic_messages import AnthropicMessages
 from .openai_chat import OpenAIChat
+from .openai_embeddings import OpenAIEmbeddings
 from .openai_responses import OpenAIResponses
 from .wire import BadRequest, ErrorKind, SSEEvent, make_reply
 
@@ -39,6 +40,7 @@ _DIALECTS: dict[str, Dialect] = {
     "/v1/chat/completions": OpenAIChat(),
     "/v1/responses": OpenAIResponses(),
     "/v1/messages": AnthropicMessages(),
+    "/v1/embeddings": OpenAIEmbeddings(),
 }
 # Paths outside every dialect still answer in a provider format: OpenAI's, the common one.
 _FALLBACK_DIALECT = _DIALECTS["/v1/chat/completions"]

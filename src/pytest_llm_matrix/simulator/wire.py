@@ -136,6 +136,9 @@ class Conversation:
     include_usage: bool = False
     system_text: str = ""  # the system prompt (see system_text())
     choices: int = 1  # OpenAI's ``n``: this many choices, each the same reply
+    inputs: tuple[str, ...] = ()  # embeddings: the texts to embed
+    dimensions: int = 0  # embeddings: the vector size
+    base64: bool = False  # embeddings: vectors packed as base64 float32
     transcript: str = ""  # the whole conversation (see transcript())
 
 
