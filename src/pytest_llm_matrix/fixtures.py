@@ -186,6 +186,18 @@ def async_anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> 
     _close_async(client)
 
 
+@pytest.fixture
+def llm_sdks(llm_model: Model) -> Iterator[Model]:
+    """Makes the test a model test (one per model) and, for as long as it runs, binds the
+    openai/anthropic SDK clients that the code under test builds itself to the model under
+    test (see :mod:`pytest_llm_matrix.sdk_patch`). Adopt a suite in one line: ini
+    ``usefixtures = llm_sdks``, or ``pytestmark = pytest.mark.usefixtures("llm_sdks")``."""
+    from pytest_llm_matrix.sdk_patch import bound_sdks
+
+    with bound_sdks(llm_model):
+        yield llm_model
+
+
 #: The folder, beside a test module, where ``llm_snapshot`` keeps each model's snapshots.
 SNAPSHOTS_BY_MODEL = "__snapshots_by_model__"
 _SNAPSHOT_EXTENSIONS: dict[tuple[type, str], type] = {}

@@ -127,6 +127,15 @@ def add_options(parser: pytest.Parser) -> None:
         "key is missing; a test, when its SDK is not installed. ini: llm_strict.",
     )
     group.addoption(
+        "--llm-patch-sdks",
+        dest="llm_patch_sdks",
+        action="store_true",
+        default=None,
+        help="during each model test, openai/anthropic SDK clients that the code under test "
+        "builds itself (OpenAI(), AsyncOpenAI(), Anthropic(), AsyncAnthropic()) are bound to "
+        "the model under test. ini: llm_patch_sdks.",
+    )
+    group.addoption(
         "--max-concurrency",
         dest="llm_max_concurrency",
         metavar="N",
@@ -273,6 +282,12 @@ def add_options(parser: pytest.Parser) -> None:
         default=[],
     )
     parser.addini(
+        "llm_patch_sdks",
+        "bind SDK clients that the code under test builds to the model under test.",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
         "llm_strict",
         "fail instead of skipping: missing API keys (the run), missing SDKs (the test).",
         type="bool",
@@ -288,6 +303,7 @@ class Settings:
     selected: tuple[str, ...] = ()
     selected_by: str = ""
     strict: bool = False
+    patch_sdks: bool = False  # see pytest_llm_matrix.sdk_patch
     unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
     simulator_url: str | None = None
     max_concurrency: int | None = None
@@ -425,6 +441,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         selected=selected,
         selected_by=origin,
         strict=strict,
+        patch_sdks=bool(config.option.llm_patch_sdks) or bool(_ini(config, "llm_patch_sdks")),
         unavailable=unavailable,
         max_concurrency=_setting(config, "llm_max_concurrency") or registry.max_concurrency,
         llm_timeout=_setting(config, "llm_timeout"),

@@ -6,6 +6,7 @@ none pay nothing per test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -16,6 +17,7 @@ import pytest
 
 from pytest_llm_matrix import context
 from pytest_llm_matrix.matrix import model_of
+from pytest_llm_matrix.options import SETTINGS_KEY, SIMULATOR_KEY
 from pytest_llm_matrix.redaction import redact_report
 from pytest_llm_matrix.repeats import (
     CALLING_KEY,
@@ -27,6 +29,7 @@ from pytest_llm_matrix.repeats import (
 from pytest_llm_matrix.report import BUDGET_ATTR, REPORT_ATTR, SPEND_ATTR
 
 if TYPE_CHECKING:
+    from pytest_llm_matrix.models import Model
     from pytest_llm_matrix.options import Settings
 
 TIMEOUT_SOURCE: Final = pytest.StashKey[str]()
@@ -75,6 +78,20 @@ def pytest_timeout_source(config: pytest.Config) -> str:
     return "ini timeout"
 
 
+def _sdks_bound(item: pytest.Item, model: Model | None) -> contextlib.AbstractContextManager[None]:
+    """With llm_patch_sdks, SDK clients built during a model test go to its model."""
+    settings = item.config.stash[SETTINGS_KEY]
+    if model is None or not settings.patch_sdks or context.refusal(model.name) is not None:
+        return contextlib.nullcontext()
+    from pytest_llm_matrix.sdk_patch import bound_sdks
+
+    if model.needs_simulator:
+        simulator = item.config.stash[SIMULATOR_KEY]
+        assert simulator is not None  # created in pytest_configure whenever one is needed
+        model = model.at_simulator(simulator.ensure_started())
+    return bound_sdks(model)
+
+
 class TestTracker:
     """Opens a test context around each test and puts model and spend on its reports."""
 
@@ -90,7 +107,8 @@ class TestTracker:
         if model is not None:  # code under test can tell which model it runs under
             os.environ[MODEL_ENV] = model.name
         try:
-            return (yield)
+            with _sdks_bound(item, model):
+                return (yield)
         finally:
             context.end()
             if model is not None:
