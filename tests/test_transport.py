@@ -631,8 +631,8 @@ def test_timeouts_of_models_without_their_own_name_their_source(
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["n0", "n2"])
 def test_a_tests_own_mistake_never_disables_the_model(pytester, write_config, simulator, workers):
-    """An unknown endpoint, or a hard-coded model id the server does not know, fails that
-    test and names the cause; the model under test stays available for the next tests."""
+    """An unknown endpoint, or a hard-coded model id, fails that test and names the cause
+    (the id is never sent); the model under test stays available for the next tests."""
     sim = simulator({"default_reply": "ok", "models": {"sim-model-id": {}}})
     project(
         pytester,
@@ -660,14 +660,21 @@ def test_a_tests_own_mistake_never_disables_the_model(pytester, write_config, si
     result.stdout.fnmatch_lines(
         [
             "*Invalid URL (POST /v1/embeddingz)*",
-            "*test sent model 'gpt-4o' to m, whose model id is 'sim-model-id' (HTTP 404 "
-            "model_not_found: *); send llm_model.model",
+            "*test sent model 'gpt-4o' to m, whose model id is 'sim-model-id'; use "
+            "llm_model.model, or --llm-rewrite-model to send every request to the model under "
+            "test",
         ],
         consecutive=False,
     )
     assert "is unavailable" not in result.stdout.str()
-    # the unknown endpoint reached no model; the hard-coded id was counted under its name
-    assert sim.stats()["requests"] == {"gpt-4o": 1, "sim-model-id": 1}
+    # the unknown endpoint reached no model; the hard-coded id was never sent
+    assert sim.stats()["requests"] == {"sim-model-id": 1}
+    # with --llm-rewrite-model, the hard-coded id goes to the model under test
+    rewritten = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--llm-rewrite-model", "-k", "hard_coded or still", *workers
+    )
+    rewritten.assert_outcomes(passed=2)
+    assert sim.stats()["requests"] == {"sim-model-id": 3}
 
 
 def test_embeddings_through_the_plugin_are_counted_per_model(pytester, write_config):

@@ -186,6 +186,16 @@ class TestContext:
 
 _limits: Limits | None = None
 _current: TestContext | None = None
+_rewrite_model = False  # --llm-rewrite-model: see transport.model_checked
+
+
+def rewrite_model() -> bool:
+    return _rewrite_model
+
+
+def set_rewrite_model(value: bool) -> None:
+    global _rewrite_model
+    _rewrite_model = value
 
 
 def configure(limits: Limits | None) -> None:

@@ -136,6 +136,15 @@ def add_options(parser: pytest.Parser) -> None:
         "the model under test. ini: llm_patch_sdks.",
     )
     group.addoption(
+        "--llm-rewrite-model",
+        dest="llm_rewrite_model",
+        action="store_true",
+        default=None,
+        help="send every request to the model under test: a request body naming another "
+        "model id gets the model under test's (without it, such a request fails the test). "
+        "ini: llm_rewrite_model.",
+    )
+    group.addoption(
         "--max-concurrency",
         dest="llm_max_concurrency",
         metavar="N",
@@ -288,6 +297,12 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
     )
     parser.addini(
+        "llm_rewrite_model",
+        "rewrite a request's model id to the model under test's.",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
         "llm_strict",
         "fail instead of skipping: missing API keys (the run), missing SDKs (the test).",
         type="bool",
@@ -304,6 +319,7 @@ class Settings:
     selected_by: str = ""
     strict: bool = False
     patch_sdks: bool = False  # see pytest_llm_matrix.sdk_patch
+    rewrite_model: bool = False  # see transport.model_checked
     unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
     simulator_url: str | None = None
     max_concurrency: int | None = None
@@ -442,6 +458,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         selected_by=origin,
         strict=strict,
         patch_sdks=bool(config.option.llm_patch_sdks) or bool(_ini(config, "llm_patch_sdks")),
+        rewrite_model=bool(config.option.llm_rewrite_model)
+        or bool(_ini(config, "llm_rewrite_model")),
         unavailable=unavailable,
         max_concurrency=_setting(config, "llm_max_concurrency") or registry.max_concurrency,
         llm_timeout=_setting(config, "llm_timeout"),

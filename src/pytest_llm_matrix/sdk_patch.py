@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -67,10 +66,11 @@ def _bound_init(original: Any, model: Model, asynchronous: bool, api: str, name:
 
         from pytest_llm_matrix.transport import llm_transport, timeout_of
 
-        transport = llm_transport(model, asynchronous=asynchronous, shared=not asynchronous)
+        transport = llm_transport(
+            model, asynchronous=asynchronous, shared=not asynchronous, rewrite_model=True
+        )
         http = (httpx2.AsyncClient if asynchronous else httpx2.Client)(
-            transport=_model_rewriting(transport, model.model, asynchronous),
-            timeout=timeout_of(model),
+            transport=transport, timeout=timeout_of(model)
         )
         kwargs.update(
             base_url=model.base_url,
@@ -83,48 +83,3 @@ def _bound_init(original: Any, model: Model, asynchronous: bool, api: str, name:
 
     setattr(__init__, _PATCHED, original)
     return __init__
-
-
-def _model_rewriting(transport: Any, model_id: str, asynchronous: bool) -> Any:
-    """``transport``, with each JSON request's ``model`` set to ``model_id``."""
-    import httpx2
-
-    def rewritten(request: Any) -> Any:
-        try:
-            content = request.content
-            data = json.loads(content) if b'"model"' in content else None
-        except Exception:  # a streamed upload, or not JSON: sent as it is
-            return request
-        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
-            return request
-        if data["model"] == model_id:
-            return request
-        data["model"] = model_id
-        headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
-        return httpx2.Request(
-            request.method,
-            request.url,
-            headers=headers,
-            content=json.dumps(data).encode(),
-            extensions=request.extensions,
-        )
-
-    if asynchronous:
-
-        class AsyncRewrite(httpx2.AsyncBaseTransport):
-            async def handle_async_request(self, request: Any) -> Any:
-                return await transport.handle_async_request(rewritten(request))
-
-            async def aclose(self) -> None:
-                await transport.aclose()
-
-        return AsyncRewrite()
-
-    class Rewrite(httpx2.BaseTransport):
-        def handle_request(self, request: Any) -> Any:
-            return transport.handle_request(rewritten(request))
-
-        def close(self) -> None:
-            transport.close()
-
-    return Rewrite()

@@ -100,6 +100,8 @@ def configure(config: pytest.Config) -> None:
             settings = _with_rates(settings)
     config.stash[SETTINGS_KEY] = settings
     config.stash[SIMULATOR_KEY] = simulator
+    context.set_rewrite_model(settings.rewrite_model)
+    config.add_cleanup(lambda: context.set_rewrite_model(False))
     _redact_reports(config, settings)
     if settings.state_dir is not None:
         policy = context.RetryPolicy(attempts=settings.max_attempts, max_wait=settings.max_wait)

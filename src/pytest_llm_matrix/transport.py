@@ -10,6 +10,7 @@ test uses a model.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import sys
 import time
@@ -18,6 +19,9 @@ from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
+import pytest
+
+from pytest_llm_matrix import context
 from pytest_llm_matrix.exchange import Exchange, Send, Sleep, Step, StreamWatch
 
 if TYPE_CHECKING:
@@ -115,8 +119,16 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
     class LLMTransport(http.BaseTransport):  # type: ignore[misc,name-defined]
         """Wraps a real transport with the session's caps, retries and accounting."""
 
-        def __init__(self, model: Model, transport: Any = None, *, shared: bool = False) -> None:
+        def __init__(
+            self,
+            model: Model,
+            transport: Any = None,
+            *,
+            shared: bool = False,
+            rewrite_model: bool | None = None,
+        ) -> None:
             self.model = model
+            self.rewrite_model = rewrite_model  # None: as the session says (llm_rewrite_model)
             #: the process's pooled transport is closed with the session, not with a client
             self.pooled = transport is None and shared
             if transport is None:
@@ -130,6 +142,7 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
         def handle_request(self, request: Any) -> Any:
             __tracebackhide__ = True
             request.read()
+            request = model_checked(request, self.model, self.rewrite_model)
             steps = _Steps(Exchange(self.model, errors).run(request, wrap_sync))
             while (step := steps.next()) is not None:
                 try:
@@ -151,8 +164,11 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
     class AsyncLLMTransport(http.AsyncBaseTransport):  # type: ignore[misc,name-defined]
         """The async twin of LLMTransport."""
 
-        def __init__(self, model: Model, transport: Any = None) -> None:
+        def __init__(
+            self, model: Model, transport: Any = None, *, rewrite_model: bool | None = None
+        ) -> None:
             self.model = model
+            self.rewrite_model = rewrite_model
             self.inner = (
                 transport if transport is not None else http.AsyncHTTPTransport(**_tls(http))
             )
@@ -162,6 +178,7 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             import anyio
 
             await request.aread()
+            request = model_checked(request, self.model, self.rewrite_model)
             steps = _Steps(Exchange(self.model, errors).run(request, wrap_async))
             while (step := steps.next()) is not None:
                 try:
@@ -285,17 +302,53 @@ def llm_transport(
     asynchronous: bool = False,
     http: str = "httpx2",
     shared: bool = False,
+    rewrite_model: bool | None = None,
 ) -> Any:
     """An LLMTransport for ``model``, wrapping ``transport`` (default: a new real one).
 
     ``http`` picks the library (``"httpx2"``, which the official SDKs use, or ``"httpx"``);
     ``asynchronous`` picks the async twin. ``shared`` (sync only) wraps the process's pooled
     transport to the model's server, which outlives the client (see :func:`shared_transport`).
+    ``rewrite_model``: a request body's ``model`` becomes ``model.model`` (True), or a
+    different one fails the test (False); None follows ``--llm-rewrite-model``.
     """
     sync_class, async_class = transport_classes(_module(http))
     if asynchronous:
-        return async_class(model, transport)
-    return sync_class(model, transport, shared=shared)
+        return async_class(model, transport, rewrite_model=rewrite_model)
+    return sync_class(model, transport, shared=shared, rewrite_model=rewrite_model)
+
+
+def model_checked(request: Any, model: Model, rewrite: bool | None) -> Any:
+    """``request``, whose JSON body names ``model``'s id: rewritten to it (``rewrite``, or the
+    session's ``--llm-rewrite-model``), else a different id fails the test before anything
+    is sent (it would reach the model under test's server, or another model)."""
+    __tracebackhide__ = True
+    content = request.content
+    if b'"model"' not in content:
+        return request
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return request
+    sent = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(sent, str) or sent == model.model:
+        return request
+    if not (context.rewrite_model() if rewrite is None else rewrite):
+        pytest.fail(
+            f"test sent model {sent!r} to {model.name}, whose model id is {model.model!r}; "
+            "use llm_model.model, or --llm-rewrite-model to send every request to the model "
+            "under test",
+            pytrace=False,
+        )
+    data["model"] = model.model
+    headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
+    return type(request)(
+        request.method,
+        request.url,
+        headers=headers,
+        content=json.dumps(data).encode(),
+        extensions=request.extensions,
+    )
 
 
 def wrap_client(model: Model, client: Any) -> Any:
