@@ -366,6 +366,8 @@ def option_cases() -> Iterator[Case]:
         ('llm_progress = "on"', _choice("llm_progress", ("auto", "off"), "on")),
         ('llm_preload = "yes"', _choice("llm_preload", ("auto", "on", "off"), "yes")),
         ('llm_strict = "maybe"', "ERROR: ini llm_strict: invalid truth value 'maybe'"),
+        ('llm_patch_sdks = "maybe"', "ERROR: ini llm_patch_sdks: invalid truth value 'maybe'"),
+        ('llm_rewrite_model = "2"', "ERROR: ini llm_rewrite_model: invalid truth value '2'"),
         ('llm_config = "a.toml b.toml"', "ERROR: ini llm_config: expected one path, got 2"),
         ('llm_config = "nope.toml"', "ERROR: ini llm_config: no such file: "),
         ('llm_report = "/proc/llm-matrix/r.json"', "ERROR: ini llm_report: cannot write "),
