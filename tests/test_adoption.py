@@ -189,3 +189,40 @@ def test_the_option_binds_clients_in_tests_that_are_model_tests(pytester, monkey
     other_api.stdout.fnmatch_lines(
         ["*claude-sim speaks the anthropic API, but the code under test built an openai.OpenAI*"]
     )
+
+
+def test_anthropic_clients_built_by_the_code_are_bound_too(pytester, monkeypatch):
+    pytest.importorskip("anthropic")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    pytester.makefile(
+        ".toml",
+        pyproject=textwrap.dedent(CONFIG)
+        + '\n[tool.llm-matrix.models.claude-sim]\nprovider = "simulator"\napi = "anthropic"\n',
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        from anthropic import Anthropic, AsyncAnthropic
+
+        pytestmark = pytest.mark.usefixtures("llm_sdks")
+
+        def test_sync():
+            message = Anthropic().messages.create(
+                model="claude-3-5-sonnet-latest", max_tokens=50,
+                messages=[{"role": "user", "content": "a refund"}])
+            assert message.content[0].text == "refund"
+
+        @pytest.mark.asyncio
+        async def test_async():
+            async with AsyncAnthropic() as client:
+                message = await client.messages.create(
+                    model="claude-3-5-sonnet-latest", max_tokens=50,
+                    messages=[{"role": "user", "content": "a refund"}])
+            assert message.content[0].text == "refund"
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=claude-sim", "--llm-report=r.json")
+    result.assert_outcomes(passed=2)
+    models = json.loads((pytester.path / "r.json").read_text())["models"]
+    assert models["claude-sim"]["requests"] == 2
