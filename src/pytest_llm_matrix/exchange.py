@@ -351,16 +351,22 @@ def account(model: str, ctx: context.TestContext, usage: Usage) -> None:
         limits.coordinator.add_cost(cost + usage.output_tokens * per_output)
 
 
-def _asks_for_stream(request: Any) -> bool:
-    """Whether the request's JSON body asks for a streamed answer (``"stream": true``)."""
+def json_body(request: Any, key: str) -> dict[str, Any] | None:
+    """The request's JSON object body, when it may hold ``key`` (a cheap test first)."""
     content = request.content
-    if b'"stream"' not in content:
-        return False
+    if f'"{key}"'.encode() not in content:
+        return None
     try:
         data = json.loads(content)
     except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("stream") is True
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _asks_for_stream(request: Any) -> bool:
+    """Whether the request's JSON body asks for a streamed answer (``"stream": true``)."""
+    data = json_body(request, "stream")
+    return data is not None and data.get("stream") is True
 
 
 def _is_event_stream(response: Any) -> bool:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from pytest_llm_matrix import context
-from pytest_llm_matrix.exchange import Exchange, Send, Sleep, Step, StreamWatch
+from pytest_llm_matrix.exchange import Exchange, Send, Sleep, Step, StreamWatch, json_body
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.models import Model
@@ -323,15 +323,9 @@ def model_checked(request: Any, model: Model, rewrite: bool | None) -> Any:
     session's ``--llm-rewrite-model``), else a different id fails the test before anything
     is sent (it would reach the model under test's server, or another model)."""
     __tracebackhide__ = True
-    content = request.content
-    if b'"model"' not in content:
-        return request
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return request
-    sent = data.get("model") if isinstance(data, dict) else None
-    if not isinstance(sent, str) or sent == model.model:
+    data = json_body(request, "model")
+    sent = data.get("model") if data is not None else None
+    if data is None or not isinstance(sent, str) or sent == model.model:
         return request
     if not (context.rewrite_model() if rewrite is None else rewrite):
         pytest.fail(
