@@ -99,6 +99,15 @@ async def test_async():
 """
 
 
+def with_claude(pytester) -> None:
+    """The project's config, plus a simulated model that speaks the Anthropic API."""
+    pytester.makefile(
+        ".toml",
+        pyproject=textwrap.dedent(CONFIG)
+        + '\n[tool.llm-matrix.models.claude-sim]\nprovider = "simulator"\napi = "anthropic"\n',
+    )
+
+
 @pytest.mark.parametrize("workers", [[], ["-n", "3"]], ids=["n0", "n3"])
 def test_an_existing_suite_runs_across_models_with_one_line(pytester, monkeypatch, workers):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -156,11 +165,7 @@ def test_the_option_binds_clients_in_tests_that_are_model_tests(pytester, monkey
     single and unbound; a model that speaks the other API says so."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-outside")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    pytester.makefile(
-        ".toml",
-        pyproject=textwrap.dedent(CONFIG)
-        + '\n[tool.llm-matrix.models.claude-sim]\nprovider = "simulator"\napi = "anthropic"\n',
-    )
+    with_claude(pytester)
     pytester.makepyfile(
         """
         import openai
@@ -195,11 +200,7 @@ def test_anthropic_clients_built_by_the_code_are_bound_too(pytester, monkeypatch
     pytest.importorskip("anthropic")
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
-    pytester.makefile(
-        ".toml",
-        pyproject=textwrap.dedent(CONFIG)
-        + '\n[tool.llm-matrix.models.claude-sim]\nprovider = "simulator"\napi = "anthropic"\n',
-    )
+    with_claude(pytester)
     pytester.makepyfile(
         """
         import pytest

@@ -109,8 +109,16 @@ class _Held:
 class Exchange:
     """One logical request to ``model``: gates, attempts, waits and accounting."""
 
-    def __init__(self, model: Model, errors: tuple[type[BaseException], ...]) -> None:
+    def __init__(
+        self,
+        model: Model,
+        errors: tuple[type[BaseException], ...],
+        rewrite_model: bool | None = None,
+    ) -> None:
         self.model = model
+        #: a body naming another model id: rewritten (True), refused (False), or as the
+        #: session's --llm-rewrite-model says (None)
+        self.rewrite_model = rewrite_model
         self.name = model.name
         self.errors = errors
         self.ctx = context.current()
@@ -198,6 +206,32 @@ class Exchange:
             for key in ("connect", "read", "write", "pool")
         }
 
+    def _model_checked(self, request: Any, body: dict[str, Any] | None) -> Any:
+        """``request``, whose body names the model under test's id: another id is rewritten
+        to it (``rewrite_model``, or ``--llm-rewrite-model``), or fails the test before
+        anything is sent (it would reach this model's server, or another model)."""
+        __tracebackhide__ = True
+        sent = body.get("model") if body is not None else None
+        if body is None or not isinstance(sent, str) or sent == self.model.model:
+            return request
+        rewrite = context.rewrite_model() if self.rewrite_model is None else self.rewrite_model
+        if not rewrite:
+            pytest.fail(
+                f"test sent model {sent!r} to {self.name}, whose model id is "
+                f"{self.model.model!r}; use llm_model.model, or --llm-rewrite-model to send "
+                "every request to the model under test",
+                pytrace=False,
+            )
+        body = {**body, "model": self.model.model}
+        headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
+        return type(request)(
+            request.method,
+            request.url,
+            headers=headers,
+            content=json.dumps(body).encode(),
+            extensions=request.extensions,
+        )
+
     # -- the exchange ---------------------------------------------------------------
 
     def run(
@@ -214,7 +248,9 @@ class Exchange:
         self, request: Any, wrap_stream: Callable[[Any, StreamWatch], None]
     ) -> Generator[Step, Any, Any]:
         __tracebackhide__ = True
-        streaming = _asks_for_stream(request)
+        body = _json_body(request)
+        streaming = body is not None and body.get("stream") is True
+        request = self._model_checked(request, body)
         attempt = 0
         while True:
             attempt += 1
@@ -351,22 +387,17 @@ def account(model: str, ctx: context.TestContext, usage: Usage) -> None:
         limits.coordinator.add_cost(cost + usage.output_tokens * per_output)
 
 
-def json_body(request: Any, key: str) -> dict[str, Any] | None:
-    """The request's JSON object body, when it may hold ``key`` (a cheap test first)."""
+def _json_body(request: Any) -> dict[str, Any] | None:
+    """The request's JSON object body, parsed once per request (and only when it may
+    name a model or ask for a stream)."""
     content = request.content
-    if f'"{key}"'.encode() not in content:
+    if b'"model"' not in content and b'"stream"' not in content:
         return None
     try:
         data = json.loads(content)
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
-
-
-def _asks_for_stream(request: Any) -> bool:
-    """Whether the request's JSON body asks for a streamed answer (``"stream": true``)."""
-    data = json_body(request, "stream")
-    return data is not None and data.get("stream") is True
 
 
 def _is_event_stream(response: Any) -> bool:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def llm_model(request: pytest.FixtureRequest) -> Model:
+def llm_model(request: pytest.FixtureRequest) -> Iterator[Model]:
     """The spec of the model this test instance runs against (``test_x[alias]``)."""
     model: Model | None = getattr(request, "param", None)
     if model is None:
@@ -34,7 +34,13 @@ def llm_model(request: pytest.FixtureRequest) -> Model:
         simulator = request.config.stash[SIMULATOR_KEY]
         assert simulator is not None  # created in pytest_configure whenever one is needed
         model = model.at_simulator(simulator.ensure_started())
-    return model
+    if not request.config.stash[SETTINGS_KEY].patch_sdks:
+        yield model
+        return
+    from pytest_llm_matrix.sdk_patch import bound_sdks
+
+    with bound_sdks(model):  # --llm-patch-sdks: clients the code builds go to this model
+        yield model
 
 
 @pytest.fixture
@@ -131,27 +137,15 @@ def _sdk(name: str, model: Model, config: pytest.Config) -> Any:
 
 def _sdk_client(name: str, request: pytest.FixtureRequest, asynchronous: bool) -> Any:
     """An official SDK client for the test's model whose only retry layer is ours."""
-    from pytest_llm_matrix.transport import llm_transport, timeout_of
+    from pytest_llm_matrix.sdk_patch import client_options
 
     model: Model = request.getfixturevalue("llm_model")
     sdk = _sdk(name, model, request.config)
-    import httpx2
-
-    transport = llm_transport(model, asynchronous=asynchronous, shared=not asynchronous)
-    http = (httpx2.AsyncClient if asynchronous else httpx2.Client)(
-        transport=transport, timeout=timeout_of(model)
-    )
     if name == "openai":
         factory = sdk.AsyncOpenAI if asynchronous else sdk.OpenAI
     else:
         factory = sdk.AsyncAnthropic if asynchronous else sdk.Anthropic
-    return factory(
-        base_url=model.base_url,
-        api_key=model.api_key() or "not-needed",
-        max_retries=0,
-        timeout=timeout_of(model),
-        http_client=http,
-    )
+    return factory(**client_options(model, asynchronous, rewrite_model=None))
 
 
 @pytest.fixture
@@ -225,15 +219,15 @@ def _snapshot_extension(base: type, alias: str) -> type:
     the folders of the extensions a run used."""
     key = (base, alias)
     if key not in _SNAPSHOT_EXTENSIONS:
-        import re
         from pathlib import Path
         from urllib.parse import quote
+
+        from pytest_llm_matrix.repeats import without_run
 
         # one folder per alias, none shared: percent-encoded (injective), and never "." or ".."
         folder = quote(alias, safe="")
         if set(folder) == {"."}:
             folder = folder.replace(".", "%2E")
-        run_in_name = re.compile(r"-run\d+of\d+(?=[-\]])")
 
         class ByModel(base):  # type: ignore[misc]
             @classmethod
@@ -249,7 +243,7 @@ def _snapshot_extension(base: type, alias: str) -> type:
             @classmethod
             def get_snapshot_name(cls, *, test_location: Any, index: Any = 0) -> str:
                 name = super().get_snapshot_name(test_location=test_location, index=index)
-                return run_in_name.sub("", name)  # every run of a repeated test: one snapshot
+                return without_run(name)  # every run of a repeated test: one snapshot
 
         ByModel.__name__ = f"{base.__name__}ByModel"
         _SNAPSHOT_EXTENSIONS[key] = ByModel

@@ -325,6 +325,13 @@ def crashed_run(nodeid: str) -> Run | None:
 
 
 _RUN_ID: Final = re.compile(r"-run(?P<index>\d+)of(?P<repeat>\d+)(?=[-\]])")
+#: The roles of a repeated test's runs that do not carry its verdict (reported skipped).
+NOT_VERDICT: Final = ("run", "stopped")
+
+
+def without_run(name: str) -> str:
+    """A node id or snapshot name without its run: ``test_x[a-run2of5]`` -> ``test_x[a]``."""
+    return _RUN_ID.sub("", name)
 
 
 def _record_name(run: Run) -> str:

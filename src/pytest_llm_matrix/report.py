@@ -21,7 +21,7 @@ import pytest
 
 from pytest_llm_matrix import __version__, checks, context
 from pytest_llm_matrix.redaction import redactor
-from pytest_llm_matrix.repeats import RUN_ATTR, status_of
+from pytest_llm_matrix.repeats import NOT_VERDICT, RUN_ATTR, status_of, without_run
 from pytest_llm_matrix.scheduling import model_from_nodeid
 from pytest_llm_matrix.stats import (
     JUDGED,
@@ -50,8 +50,6 @@ TEST_COSTS_CACHE: Final = "llm-matrix/test-costs"
 #: pytest 8.3 and later show a status word's markup in the short summary too; older pytest
 #: prints a (word, markup) pair there as a tuple.
 _MARKUP_IN_SUMMARIES: Final = hasattr(pytest.TestReport, "_get_verbose_word_with_markup")
-#: A repeated test's run in its id: ``t.py::test_x[alias-run2of5]``.
-_RUN_IN_ID: Final = re.compile(r"-run\d+of\d+(?=[-\]])")
 #: How a test's reports combine into its outcome: the worst wins.
 SEVERITY: Final = {"passed": 0, "xfailed": 1, "xpassed": 1, "skipped": 2, "failed": 3, "error": 4}
 
@@ -111,7 +109,7 @@ class Summary:
         if not isinstance(known, dict) or not known:
             return None
         tests = {
-            _RUN_IN_ID.sub("", nodeid)
+            without_run(nodeid)
             for nodeid in ids
             if model_from_nodeid(nodeid, self.order) is not None
         }
@@ -161,7 +159,7 @@ class Summary:
         if not isinstance(run, dict) or run.get("role") is None:
             return None
         category, letter, word = status_of(run)
-        if self.finished and run["role"] in ("run", "stopped"):
+        if self.finished and run["role"] in NOT_VERDICT:
             return category, letter, "SKIPPED"
         if not isinstance(word, str) and not _MARKUP_IN_SUMMARIES:
             word = word[0]  # pytest < 8.3 prints a (word, markup) pair as is in its summary
@@ -208,13 +206,10 @@ class Summary:
                 test.update(repeat=run["repeat"], min_pass_rate=run["min_pass_rate"], runs=[])
         test["duration"] += report.duration
         self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
-        other_run = run is not None and run["role"] in (
-            "run",
-            "stopped",
-        )  # skipped: not the verdict
+        verdict_or_plain = run is None or run["role"] not in NOT_VERDICT
         if (
             counted
-            and not other_run
+            and verdict_or_plain
             and SEVERITY.get(category, 0) > SEVERITY.get(test["outcome"], 0)
         ):
             test["outcome"] = category

@@ -53,6 +53,28 @@ def bound_sdks(model: Model) -> Iterator[None]:
             setattr(cls, "__init__", original)  # noqa: B010
 
 
+def client_options(model: Model, asynchronous: bool, rewrite_model: bool | None) -> dict[str, Any]:
+    """What an official SDK client for ``model`` is built with: its base URL and key, an
+    httpx2 client on the plugin's transport, and no retries of the SDK's own (ours retry)."""
+    import httpx2
+
+    from pytest_llm_matrix.transport import llm_transport, timeout_of
+
+    transport = llm_transport(
+        model, asynchronous=asynchronous, shared=not asynchronous, rewrite_model=rewrite_model
+    )
+    http = (httpx2.AsyncClient if asynchronous else httpx2.Client)(
+        transport=transport, timeout=timeout_of(model)
+    )
+    return {
+        "base_url": model.base_url,
+        "api_key": model.api_key() or "not-needed",
+        "max_retries": 0,
+        "timeout": timeout_of(model),
+        "http_client": http,
+    }
+
+
 def _bound_init(original: Any, model: Model, asynchronous: bool, api: str, name: str) -> Any:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         __tracebackhide__ = True
@@ -62,23 +84,7 @@ def _bound_init(original: Any, model: Model, asynchronous: bool, api: str, name:
                 f"{api}.{name} client (llm_patch_sdks binds it to the model under test)",
                 pytrace=False,
             )
-        import httpx2
-
-        from pytest_llm_matrix.transport import llm_transport, timeout_of
-
-        transport = llm_transport(
-            model, asynchronous=asynchronous, shared=not asynchronous, rewrite_model=True
-        )
-        http = (httpx2.AsyncClient if asynchronous else httpx2.Client)(
-            transport=transport, timeout=timeout_of(model)
-        )
-        kwargs.update(
-            base_url=model.base_url,
-            api_key=model.api_key() or "not-needed",
-            max_retries=0,
-            timeout=timeout_of(model),
-            http_client=http,
-        )
+        kwargs.update(client_options(model, asynchronous, rewrite_model=True))
         original(self, *args, **kwargs)
 
     setattr(__init__, _PATCHED, original)

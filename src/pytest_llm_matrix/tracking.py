@@ -6,7 +6,6 @@ none pay nothing per test.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
@@ -17,7 +16,6 @@ import pytest
 
 from pytest_llm_matrix import context
 from pytest_llm_matrix.matrix import model_of
-from pytest_llm_matrix.options import SETTINGS_KEY, SIMULATOR_KEY
 from pytest_llm_matrix.redaction import redact_report
 from pytest_llm_matrix.repeats import (
     CALLING_KEY,
@@ -29,7 +27,6 @@ from pytest_llm_matrix.repeats import (
 from pytest_llm_matrix.report import BUDGET_ATTR, REPORT_ATTR, SPEND_ATTR
 
 if TYPE_CHECKING:
-    from pytest_llm_matrix.models import Model
     from pytest_llm_matrix.options import Settings
 
 TIMEOUT_SOURCE: Final = pytest.StashKey[str]()
@@ -60,36 +57,21 @@ def add_timeout_marks(settings: Settings, items: list[pytest.Item]) -> None:
             item.stash[TIMEOUT_SOURCE] = "a timeout mark"
         elif settings.typed_timeout:
             item.stash[TIMEOUT_SOURCE] = "--timeout"
-        elif model.timeout is not None or settings.llm_timeout is not None:
-            if model.timeout is not None:
-                seconds, source = model.timeout, "the model's timeout"
-            else:
-                seconds, source = settings.llm_timeout or 0.0, settings.llm_timeout_source
-            item.add_marker(pytest.mark.timeout(seconds))
-            item.stash[TIMEOUT_SOURCE] = source
+        elif model.timeout is not None:
+            item.add_marker(pytest.mark.timeout(model.timeout))
+            item.stash[TIMEOUT_SOURCE] = "the model's timeout"
+        elif settings.llm_timeout is not None:
+            item.add_marker(pytest.mark.timeout(settings.llm_timeout))
+            item.stash[TIMEOUT_SOURCE] = settings.llm_timeout_source
 
 
-def pytest_timeout_source(config: pytest.Config) -> str:
+def default_timeout_source(config: pytest.Config) -> str:
     """Where pytest-timeout's own default came from (its order: option, env, ini)."""
     if config.getoption("timeout", None) is not None:
         return "--timeout"
     if os.environ.get("PYTEST_TIMEOUT"):
         return "PYTEST_TIMEOUT"
     return "ini timeout"
-
-
-def _sdks_bound(item: pytest.Item, model: Model | None) -> contextlib.AbstractContextManager[None]:
-    """With llm_patch_sdks, SDK clients built during a model test go to its model."""
-    settings = item.config.stash[SETTINGS_KEY]
-    if model is None or not settings.patch_sdks or context.refusal(model.name) is not None:
-        return contextlib.nullcontext()
-    from pytest_llm_matrix.sdk_patch import bound_sdks
-
-    if model.needs_simulator:
-        simulator = item.config.stash[SIMULATOR_KEY]
-        assert simulator is not None  # created in pytest_configure whenever one is needed
-        model = model.at_simulator(simulator.ensure_started())
-    return bound_sdks(model)
 
 
 class TestTracker:
@@ -107,8 +89,7 @@ class TestTracker:
         if model is not None:  # code under test can tell which model it runs under
             os.environ[MODEL_ENV] = model.name
         try:
-            with _sdks_bound(item, model):
-                return (yield)
+            return (yield)
         finally:
             context.end()
             if model is not None:
@@ -170,7 +151,7 @@ class TimeoutHooks:
         timeout = settings.timeout
         if ctx is None or not timeout:
             return None
-        source = item.stash.get(TIMEOUT_SOURCE, None) or pytest_timeout_source(item.config)
+        source = item.stash.get(TIMEOUT_SOURCE, None) or default_timeout_source(item.config)
         ctx.set_deadline(timeout, source)
         model = model_of(item)
         if model is None or settings.method != "signal":

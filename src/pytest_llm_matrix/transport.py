@@ -10,7 +10,6 @@ test uses a model.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import sys
 import time
@@ -19,10 +18,7 @@ from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-import pytest
-
-from pytest_llm_matrix import context
-from pytest_llm_matrix.exchange import Exchange, Send, Sleep, Step, StreamWatch, json_body
+from pytest_llm_matrix.exchange import Exchange, Send, Sleep, Step, StreamWatch
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.models import Model
@@ -142,8 +138,7 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
         def handle_request(self, request: Any) -> Any:
             __tracebackhide__ = True
             request.read()
-            request = model_checked(request, self.model, self.rewrite_model)
-            steps = _Steps(Exchange(self.model, errors).run(request, wrap_sync))
+            steps = _Steps(Exchange(self.model, errors, self.rewrite_model).run(request, wrap_sync))
             while (step := steps.next()) is not None:
                 try:
                     if isinstance(step, Sleep):
@@ -178,8 +173,9 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             import anyio
 
             await request.aread()
-            request = model_checked(request, self.model, self.rewrite_model)
-            steps = _Steps(Exchange(self.model, errors).run(request, wrap_async))
+            steps = _Steps(
+                Exchange(self.model, errors, self.rewrite_model).run(request, wrap_async)
+            )
             while (step := steps.next()) is not None:
                 try:
                     if isinstance(step, Sleep):
@@ -316,33 +312,6 @@ def llm_transport(
     if asynchronous:
         return async_class(model, transport, rewrite_model=rewrite_model)
     return sync_class(model, transport, shared=shared, rewrite_model=rewrite_model)
-
-
-def model_checked(request: Any, model: Model, rewrite: bool | None) -> Any:
-    """``request``, whose JSON body names ``model``'s id: rewritten to it (``rewrite``, or the
-    session's ``--llm-rewrite-model``), else a different id fails the test before anything
-    is sent (it would reach the model under test's server, or another model)."""
-    __tracebackhide__ = True
-    data = json_body(request, "model")
-    sent = data.get("model") if data is not None else None
-    if data is None or not isinstance(sent, str) or sent == model.model:
-        return request
-    if not (context.rewrite_model() if rewrite is None else rewrite):
-        pytest.fail(
-            f"test sent model {sent!r} to {model.name}, whose model id is {model.model!r}; "
-            "use llm_model.model, or --llm-rewrite-model to send every request to the model "
-            "under test",
-            pytrace=False,
-        )
-    data["model"] = model.model
-    headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
-    return type(request)(
-        request.method,
-        request.url,
-        headers=headers,
-        content=json.dumps(data).encode(),
-        extensions=request.extensions,
-    )
 
 
 def wrap_client(model: Model, client: Any) -> Any:
