@@ -291,16 +291,21 @@ class Exchange:
                 if streaming and verdict is Verdict.OK:
                     self._not_a_stream(response, body)
                 return response
-            held.release()
             code, message = error_of(body)
             cause = f"HTTP {status} {error_text(code, message)}"
             if verdict is Verdict.UNAVAILABLE:
-                if self.coordinator is not None:  # a file every worker reads: no key in it
-                    self.coordinator.mark_unavailable(self.name, redact(cause, self.model))
+                # marked before the first-request probe is let go: a worker waiting for it
+                # must find the model unavailable, not send a second request with a bad key
+                try:
+                    if self.coordinator is not None:  # a file every worker reads: no key
+                        self.coordinator.mark_unavailable(self.name, redact(cause, self.model))
+                finally:
+                    held.release()
                 pytest.fail(
                     f"{self.name} is unavailable: {cause}; its remaining tests are skipped",
                     pytrace=False,
                 )
+            held.release()
             if status == 429 and self.ctx is not None:
                 self.ctx.count(rate_limited=1)
             hinted = server_wait(response.headers)
