@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import jsonschema
@@ -409,7 +410,8 @@ def test_failed_on_some_models_lists_ids_that_can_be_pasted_back(pytester, write
     result = pytester.runpytest("--models=sim-fast,sim-weak", "-p", "no:randomly")
     lines = result.stdout.lines
     start = lines.index("failed on some models:")
-    ids = [line.strip() for line in lines[start + 1 :] if line.startswith("  ")]
+    block = itertools.takewhile(lambda line: line.startswith("  "), lines[start + 1 :])
+    ids = [line.strip() for line in block]
     assert ids == [
         "test_failed_on_some_models_lists_ids_that_can_be_pasted_back.py::"
         f"test_intent[sim-weak-{intent}]"
