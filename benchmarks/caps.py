@@ -26,7 +26,7 @@ CAPS = (10, 10_000)
 
 
 def child(cap: int, cycles: int, held: int) -> dict[str, float]:
-    from pytest_llm_matrix.limits import FileCoordinator
+    from pytest_llm_matrix.calls.limits import FileCoordinator
 
     with tempfile.TemporaryDirectory() as state:
         coordinator = FileCoordinator(Path(state), cap)

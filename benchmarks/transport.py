@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx2
 
-from pytest_llm_matrix import context
-from pytest_llm_matrix.models import Model
+from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.calls.transport import llm_transport
+from pytest_llm_matrix.config.models import Model
 from pytest_llm_matrix.simulator import Simulator, parse_config
-from pytest_llm_matrix.transport import llm_transport
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello"}]}
 

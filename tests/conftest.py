@@ -73,7 +73,7 @@ def outcome_counts(result: pytest.RunResult) -> dict[str, int]:
 
 def schema() -> dict:
     """The JSON report's schema, as shipped in the package."""
-    text = resources.files("pytest_llm_matrix").joinpath("report_schema.json").read_text()
+    text = resources.files("pytest_llm_matrix.report").joinpath("report_schema.json").read_text()
     return json.loads(text)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_llm_matrix.models import Model
+from pytest_llm_matrix._version import __version__
+from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.config.models import Model
 
-__version__ = "0.1.0"
 __all__ = [
     "LLM",
     "LLMError",
@@ -18,10 +19,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "LLM": "pytest_llm_matrix.client",
-    "LLMError": "pytest_llm_matrix.client",
-    "llm_transport": "pytest_llm_matrix.transport",
-    "wrap_client": "pytest_llm_matrix.transport",
+    "LLM": "pytest_llm_matrix.calls.client",
+    "LLMError": "pytest_llm_matrix.calls.client",
+    "llm_transport": "pytest_llm_matrix.calls.transport",
+    "wrap_client": "pytest_llm_matrix.calls.transport",
 }
 
 
@@ -29,8 +30,6 @@ def current_model() -> str | None:
     """The alias of the model the running test uses (as in its id: ``test_x[<alias>]``),
     or None outside a model test. For code under test, to label what it produces; the
     environment variable ``LLM_MATRIX_MODEL`` holds the same during the test."""
-    from pytest_llm_matrix import context
-
     ctx = context.current()
     return ctx.model if ctx is not None else None
 

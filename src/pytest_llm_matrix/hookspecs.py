@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_llm_matrix.models import Model
+    from pytest_llm_matrix.config.models import Model
 
 
 @pytest.hookspec
@@ -44,7 +44,7 @@ def pytest_llm_matrix_report(config: pytest.Config, report: dict[str, Any]) -> N
 
     Called once, in the controller, at the end of a session that ran model tests, whether
     or not ``--llm-report`` was given. ``report`` is the JSON document (plain data, see
-    ``report_schema.json`` in the package); edit it in place to change what is written.
+    ``report/report_schema.json`` in the package); edit it in place to change what is written.
 
     Example::
 

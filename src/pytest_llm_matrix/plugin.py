@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_llm_matrix import hookspecs, session
+from pytest_llm_matrix.config.options import add_options
 from pytest_llm_matrix.matrix import MARKER_HELP
-from pytest_llm_matrix.options import add_options
 
 #: Names that switch the plugin off with ``-p no:NAME`` besides its entry point's
 #: (``llm_matrix``, which pytest itself blocks): the ``plugins:`` line shows

@@ -11,24 +11,25 @@ from typing import Final
 
 import pytest
 
-from pytest_llm_matrix import checks, context, fixtures
-from pytest_llm_matrix.matrix import Matrix, Repeats, model_of
-from pytest_llm_matrix.options import (
+from pytest_llm_matrix.calls import context, fixtures
+from pytest_llm_matrix.config import checks
+from pytest_llm_matrix.config.options import (
     CONTROLLER_KEY,
     SETTINGS_KEY,
-    SIMULATOR_KEY,
     WORKERINPUT_KEY,
     Settings,
+    distributed,
     preload_mode,
     resolve_settings,
 )
+from pytest_llm_matrix.matrix import fixtures as matrix_fixtures
+from pytest_llm_matrix.matrix.parametrize import Matrix, Repeats, model_of
+from pytest_llm_matrix.simulator.service import SIMULATOR_KEY, SimulatorService
 
 #: Settings resolved early, for ``-n auto`` (before pytest_configure), reused afterwards.
 EARLY_KEY: Final = pytest.StashKey[Settings]()
 #: What ``-n auto`` chose and why, for the header.
 AUTO_KEY: Final = pytest.StashKey[tuple[int | None, str]]()
-MODEL_TESTS_CACHE: Final = "llm-matrix/model-tests"
-DURATIONS_CACHE: Final = "llm-matrix/durations"
 #: Plugins that order tests themselves; with them, the sequential run keeps their order.
 REORDERING_PLUGINS: Final = ("randomly", "random_order", "pytest_randomly")
 
@@ -41,22 +42,26 @@ def early_settings(config: pytest.Config) -> Settings:
 
 def auto_workers(config: pytest.Config) -> int | None:
     """``-n auto``: workers sized for the selected models' caps (None: xdist decides)."""
-    from pytest_llm_matrix.preload import MEMORY_CACHE, remembered_pss, will_preload
-    from pytest_llm_matrix.scheduling import auto_workers as size
+    # lazy: only -n auto sizes the workers
+    from pytest_llm_matrix.distribution import scheduling
+    from pytest_llm_matrix.distribution.preload import MEMORY_CACHE, remembered_pss, will_preload
 
     settings = early_settings(config)
     preloaded = will_preload(config, settings)
     measured = remembered_pss(_cached(config, MEMORY_CACHE), preloaded)
-    chosen, why = size(
-        settings, _remembered_model_tests(config), preloaded=preloaded, measured=measured
+    chosen, why = scheduling.auto_workers(
+        settings,
+        _remembered_model_tests(config, scheduling.MODEL_TESTS_CACHE),
+        preloaded=preloaded,
+        measured=measured,
     )
     config.stash[AUTO_KEY] = (chosen, why)
     return chosen
 
 
-def _remembered_model_tests(config: pytest.Config) -> int | None:
+def _remembered_model_tests(config: pytest.Config, key: str) -> int | None:
     """The model tests of the last run (see :func:`_cached`)."""
-    value = _cached(config, MODEL_TESTS_CACHE)
+    value = _cached(config, key)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
@@ -83,7 +88,8 @@ def configure(config: pytest.Config) -> None:
     if workerinput is not None and WORKERINPUT_KEY in workerinput:
         settings = Settings.from_wire(workerinput[WORKERINPUT_KEY])
         if settings.selected:
-            from pytest_llm_matrix.lifetime import exit_with_controller
+            # lazy: a worker watches its controller only in a run with model tests
+            from pytest_llm_matrix.distribution.lifetime import exit_with_controller
 
             exit_with_controller(workerinput.get(CONTROLLER_KEY))
             config.pluginmanager.register(WorkerOutput(config), "llm_matrix.worker_output")
@@ -91,8 +97,6 @@ def configure(config: pytest.Config) -> None:
         settings = early_settings(config)
         preload_mode(config)  # checked in every run, used where workers start
         if any(m.needs_simulator for m in settings.models):
-            from pytest_llm_matrix.simulation import SimulatorService
-
             simulator = SimulatorService(config, settings)
         if settings.selected:
             settings = _with_state_dir(config, settings)
@@ -111,7 +115,9 @@ def configure(config: pytest.Config) -> None:
             policy,
             budget=settings.max_cost,
             rates=settings.rates,
-            journal=context.Journal(journal_path(settings.state_dir, workerinput["workerid"]))
+            journal=context.Journal(
+                context.journal_path(settings.state_dir, workerinput["workerid"])
+            )
             if workerinput is not None and "workerid" in workerinput
             else None,
         )
@@ -120,18 +126,21 @@ def configure(config: pytest.Config) -> None:
     if settings.selected:
         config.add_cleanup(_close_pooled_connections)
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
+    config.pluginmanager.register(matrix_fixtures, "llm_matrix.matrix_fixtures")
     config.pluginmanager.register(Matrix(settings), "llm_matrix.matrix")
     if settings.selected:
         config.pluginmanager.register(Repeats(settings), "llm_matrix.repeats")
     if hasattr(config, "workerinput"):
         return
     if config.pluginmanager.hasplugin("xdist"):
-        from pytest_llm_matrix.xdist import XdistHooks
+        # lazy: xdist's hooks load only where xdist is on
+        from pytest_llm_matrix.distribution.xdist import XdistHooks
 
         config.pluginmanager.register(XdistHooks(settings, simulator), "llm_matrix.xdist")
     if distributed(config):
-        from pytest_llm_matrix import preload
-        from pytest_llm_matrix.xdist import CrashTeardown
+        # lazy: preloading matters only to runs with xdist workers
+        from pytest_llm_matrix.distribution import preload
+        from pytest_llm_matrix.distribution.xdist import CrashTeardown
 
         preload.register(config, settings)
 
@@ -148,7 +157,13 @@ class WorkerOutput:
         self.config = config
 
     def pytest_sessionfinish(self) -> None:
-        from pytest_llm_matrix.preload import MODULES_OUTPUT, PSS_OUTPUT, own_pss, worker_modules
+        # lazy: preloading matters only to runs with xdist workers
+        from pytest_llm_matrix.distribution.preload import (
+            MODULES_OUTPUT,
+            PSS_OUTPUT,
+            own_pss,
+            worker_modules,
+        )
 
         output = getattr(self.config, "workeroutput", None)
         if isinstance(output, dict):
@@ -160,14 +175,9 @@ def _close_pooled_connections() -> None:
     """The fixtures' pooled connections end with the session (if a test opened any)."""
     import sys
 
-    transport = sys.modules.get("pytest_llm_matrix.transport")
+    transport = sys.modules.get("pytest_llm_matrix.calls.transport")
     if transport is not None:
         transport.close_shared()
-
-
-def journal_path(state_dir: str, worker: str) -> str:
-    """Where worker ``worker`` (``gw0``) keeps its running test's spend (see Journal)."""
-    return f"{state_dir}/spend-{worker}.json"
 
 
 def _redact_reports(config: pytest.Config, settings: Settings) -> None:
@@ -175,27 +185,30 @@ def _redact_reports(config: pytest.Config, settings: Settings) -> None:
     key_envs = [m.api_key_env for m in settings.registry.models.values() if m.api_key_env]
     if not key_envs:
         return
-    from pytest_llm_matrix.redaction import PLUGIN_NAME, REDACTOR_KEY, Redactor, ReportRedaction
+    # lazy: only a run whose models have key variables redacts
+    from pytest_llm_matrix.config.redaction import (
+        PLUGIN_NAME,
+        REDACTOR_KEY,
+        Redactor,
+        ReportRedaction,
+    )
 
     redactor = config.stash[REDACTOR_KEY] = Redactor(key_envs)
     config.pluginmanager.register(ReportRedaction(config, redactor), PLUGIN_NAME)
 
 
-def distributed(config: pytest.Config) -> bool:
-    """Whether xdist runs the tests (this process is its controller or a worker)."""
-    return bool(config.getoption("dist", "no") != "no")
-
-
 def _with_state_dir(config: pytest.Config, settings: Settings) -> Settings:
     """A fresh directory the session's processes coordinate through (slots, cooldowns)."""
-    from pytest_llm_matrix.lifetime import state_dir
+    # lazy: the state directory is made only for a run with model tests
+    from pytest_llm_matrix.distribution.lifetime import state_dir
 
     return dataclasses.replace(settings, state_dir=state_dir(config))
 
 
 def _with_rates(settings: Settings) -> Settings:
     """Per-token prices for the budget, looked up once here and shipped to the workers."""
-    from pytest_llm_matrix.cost import per_token_rates
+    # lazy: prices (genai-prices) are looked up only for --llm-max-cost
+    from pytest_llm_matrix.report.cost import per_token_rates
 
     rates = {m.name: per_token_rates(m) for m in settings.models}
     return dataclasses.replace(settings, rates=rates)
@@ -204,8 +217,9 @@ def _with_rates(settings: Settings) -> Settings:
 def _register_summary(config: pytest.Config, settings: Settings) -> None:
     if not settings.selected or config.pluginmanager.has_plugin("llm_matrix.summary"):
         return
-    from pytest_llm_matrix import live
-    from pytest_llm_matrix.report import Summary
+    # lazy: the report loads only for a run with model tests
+    from pytest_llm_matrix.report import live
+    from pytest_llm_matrix.report.summary import Summary
 
     summary = Summary(config, settings)
     config.pluginmanager.register(summary, "llm_matrix.summary")
@@ -218,7 +232,8 @@ def collected(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Per-test hooks are registered only when the run has model tests."""
     if not any(model_of(item) for item in items):
         return
-    from pytest_llm_matrix.repeats import index_runs
+    # lazy: the per-test parts load only when collection found model tests
+    from pytest_llm_matrix.matrix.repeats import index_runs
     from pytest_llm_matrix.tracking import TestTracker, TimeoutHooks, add_timeout_marks
 
     settings = config.stash[SETTINGS_KEY]
@@ -272,7 +287,8 @@ def header(config: pytest.Config) -> list[str] | None:
             "(a model's timeout still bounds each of its requests)"
         )
     if distributed(config) and settings.selected:
-        from pytest_llm_matrix.xdist import dist_given, uses_model_scheduler
+        # lazy: xdist's hooks load only where xdist is on
+        from pytest_llm_matrix.distribution.xdist import dist_given, uses_model_scheduler
 
         if uses_model_scheduler(config, settings):
             how = "model-aware scheduling (--llm-dist=model)"
@@ -285,7 +301,8 @@ def header(config: pytest.Config) -> list[str] | None:
             how += f"; -n auto: {checks.counted(auto[0], 'worker')}, set by {auto[1]}"
         lines.append(f"llm-matrix: {how}")
     if distributed(config):
-        from pytest_llm_matrix.preload import PLUGIN_NAME
+        # lazy: preloading matters only to runs with xdist workers
+        from pytest_llm_matrix.distribution.preload import PLUGIN_NAME
 
         preloading = config.pluginmanager.get_plugin(PLUGIN_NAME)
         if preloading is not None:

@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_llm_matrix import context
-from pytest_llm_matrix.matrix import model_of
-from pytest_llm_matrix.redaction import redact_report
-from pytest_llm_matrix.repeats import (
+from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.calls.context import BUDGET_ATTR, REPORT_ATTR, SPEND_ATTR
+from pytest_llm_matrix.config.redaction import redact_report
+from pytest_llm_matrix.matrix.parametrize import model_of
+from pytest_llm_matrix.matrix.repeats import (
     CALLING_KEY,
     RUN_KEY,
     STOPPED_KEY,
     settle,
     stop_if_settled,
 )
-from pytest_llm_matrix.report import BUDGET_ATTR, REPORT_ATTR, SPEND_ATTR
 
 if TYPE_CHECKING:
-    from pytest_llm_matrix.options import Settings
+    from pytest_llm_matrix.config.options import Settings
 
 TIMEOUT_SOURCE: Final = pytest.StashKey[str]()
 #: Set to the alias of the model under test, for the length of each model test.

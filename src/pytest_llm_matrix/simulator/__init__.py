@@ -8,29 +8,41 @@ package import stays cheap (no HTTP client libraries, `http.server` loaded on st
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from .config import (
-    DEFAULT_REPLY,
-    Fault,
-    ModelConfig,
-    Rule,
-    SimulatorConfig,
-    SimulatorConfigError,
-    load_config,
-    parse_config,
-)
-
 if TYPE_CHECKING:
+    from .config import (
+        DEFAULT_REPLY,
+        Fault,
+        ModelConfig,
+        Rule,
+        SimulatorConfig,
+        SimulatorConfigError,
+        load_config,
+        parse_config,
+    )
     from .server import Simulator
+
+#: Where each public name lives. Everything loads on first use: the plugin imports the
+#: session service (``.service``) in every run, and only a run with a simulated model
+#: needs the config, only a started simulator the server.
+_LAZY = {
+    "DEFAULT_REPLY": ".config",
+    "Fault": ".config",
+    "ModelConfig": ".config",
+    "Rule": ".config",
+    "SimulatorConfig": ".config",
+    "SimulatorConfigError": ".config",
+    "load_config": ".config",
+    "parse_config": ".config",
+    "Simulator": ".server",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``Simulator`` loads on first use: the plugin only validates configs up front."""
-    if name == "Simulator":
-        from .server import Simulator
-
-        return Simulator
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

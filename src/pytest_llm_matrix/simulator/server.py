@@ -39,7 +39,7 @@ class Simulator:
         """Bind, start serving on a daemon thread and return the base URL."""
         if self._server is not None:
             raise RuntimeError("simulator is already running")
-        # Lazy: http.server costs tens of milliseconds to import and is only needed here.
+        # lazy: http.server costs tens of milliseconds to import and is only needed here
         from .handler import SimulatorHTTPServer
 
         server = SimulatorHTTPServer((self._host, self._port), self._state)

@@ -1,0 +1,269 @@
+"""Process-wide state the HTTP layer reads: the session's limits and the running test.
+
+An xdist worker (or a plain pytest process) runs one test at a time, so "the current
+test" is a module global rather than a context variable: requests made from threads or
+tasks the test starts are still counted against it. Everything recorded is a plain
+builtin, ready to ride on a TestReport across xdist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.calls.limits import Coordinator
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How hard the transport tries. ``attempts`` counts the first try."""
+
+    attempts: int = 4
+    max_wait: float = 60.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 8.0
+
+
+@dataclasses.dataclass
+class Limits:
+    """What every process of the session shares: the coordination directory and caps."""
+
+    directory: Path
+    global_cap: int | None
+    policy: RetryPolicy
+    budget: float | None = None  # USD for the whole session (--llm-max-cost)
+    #: Where an xdist worker keeps its running test's spend, for the controller to read
+    #: should the worker crash (None: not a worker)
+    journal: Journal | None = None
+    #: USD per token (input, output, cached input) by model alias; None: no known price
+    rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
+    _coordinator: Coordinator | None = None
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """Created on first use: runs without model tests never open its files."""
+        with self._lock:
+            if self._coordinator is None:
+                # lazy: the file coordinator loads only when a test first needs it
+                from pytest_llm_matrix.calls.limits import FileCoordinator
+
+                self._coordinator = FileCoordinator(self.directory, self.global_cap)
+            return self._coordinator
+
+    def close(self) -> None:
+        if self._coordinator is not None:
+            self._coordinator.close()
+        if self.journal is not None:
+            self.journal.close()
+
+
+#: What a test's usage travels on, across xdist to the report: attributes of its TestReport.
+#: The model's alias (set on every model test's reports).
+REPORT_ATTR: Final = "llm_model"
+#: What the test spent: a dict of builtins, SPEND_COUNTERS plus cost.
+SPEND_ATTR: Final = "llm_spend"
+#: Marks a test skipped because the session's budget was spent.
+BUDGET_ATTR: Final = "llm_budget_skip"
+
+SPEND_COUNTERS = (
+    "requests",
+    "attempts",
+    "retries",
+    "rate_limited",
+    "timeouts",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+)
+
+
+def journal_path(state_dir: str, worker: str) -> str:
+    """Where worker ``worker`` (``gw0``) keeps its running test's spend (see Journal)."""
+    return f"{state_dir}/spend-{worker}.json"
+
+
+class Journal:
+    """The running test's spend not yet on a report, in a file of the session's state
+    directory, so that a crashed worker's requests are not lost (the controller reads it).
+
+    Rewritten in place after every request with one ``pwrite`` on a descriptor kept open: a
+    process dies between system calls, so a reader finds the whole entry. A shorter entry
+    is padded with spaces over the longer one before it (JSON allows trailing spaces).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._size = 0
+        self._lock = threading.Lock()  # a test's threads finish requests concurrently
+        self._pid = os.getpid()
+        self._off = False
+
+    def write(self, nodeid: str, spend: Mapping[str, Any]) -> None:
+        if self._off or os.getpid() != self._pid:
+            return  # given up, or a process the test forked (its spend is not the worker's)
+        data = json.dumps({"nodeid": nodeid, "spend": spend}).encode()
+        with self._lock:
+            try:
+                if self._fd < 0:
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                os.pwrite(self._fd, data.ljust(self._size), 0)
+            except OSError:  # the state directory is gone: no crash recovery, no failure
+                self._off = True
+                return
+            self._size = max(self._size, len(data))
+
+    @staticmethod
+    def read(path: str, nodeid: str) -> dict[str, Any] | None:
+        """What the test ``nodeid`` spent before its worker died, if anything."""
+        try:
+            with open(path, "rb") as file:
+                entry = json.loads(file.read())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(entry, dict) or entry.get("nodeid") != nodeid:
+            return None
+        spend = entry.get("spend")
+        return spend if isinstance(spend, dict) and spend.get("attempts") else None
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+class TestContext:
+    """The running test: its deadline, and what it has spent so far."""
+
+    __test__ = False  # not a test class, whatever pytest's python_classes says
+
+    def __init__(self, nodeid: str | None = None, model: str | None = None) -> None:
+        self.nodeid = nodeid
+        self.model = model  # the alias of the model under test (None: a test without one)
+        self.refused_by_budget = False  # a request (or the test) was refused: budget spent
+        self.deadline: float | None = None  # time.monotonic() value
+        self.timeout: float | None = None  # the configured seconds behind the deadline
+        self.timeout_source = "timeout"
+        self._lock = threading.Lock()
+        self._spend = self._empty()
+        self.closers: list[Callable[[], None]] = []
+
+    @staticmethod
+    def _empty() -> dict[str, Any]:
+        spend: dict[str, Any] = dict.fromkeys(SPEND_COUNTERS, 0)
+        spend["latencies"] = []
+        spend["ttft"] = []
+        return spend
+
+    def set_deadline(self, timeout: float, source: str = "timeout") -> None:
+        self.timeout = timeout
+        self.timeout_source = source
+        self.deadline = time.monotonic() + timeout
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def count(self, **amounts: int) -> None:
+        with self._lock:
+            for key, amount in amounts.items():
+                self._spend[key] += amount
+
+    def record(self, key: str, value: float) -> None:
+        """Append a latency or time-to-first-token, in seconds."""
+        with self._lock:
+            self._spend[key].append(round(value, 6))
+
+    def take(self) -> dict[str, Any] | None:
+        """What was spent since the last call (None if nothing), and start afresh."""
+        with self._lock:
+            spend, self._spend = self._spend, self._empty()
+        if not (spend["attempts"] or spend["requests"]):
+            return None
+        checkpoint(self)  # it is on a report now: a crash must not count it again
+        return spend
+
+    def counters(self) -> dict[str, int]:
+        """The counters spent since the last :meth:`take` (not the latencies: a journal
+        entry stays the same size however many requests a test makes)."""
+        with self._lock:
+            return {key: self._spend[key] for key in SPEND_COUNTERS}
+
+
+_limits: Limits | None = None
+_current: TestContext | None = None
+_rewrite_model = False  # --llm-rewrite-model: see transport.model_checked
+
+
+def rewrite_model() -> bool:
+    return _rewrite_model
+
+
+def set_rewrite_model(value: bool) -> None:
+    global _rewrite_model
+    _rewrite_model = value
+
+
+def configure(limits: Limits | None) -> None:
+    global _limits
+    if _limits is not None and limits is not _limits:
+        _limits.close()
+    _limits = limits
+
+
+def limits() -> Limits | None:
+    return _limits
+
+
+def refusal(model: str) -> str | None:
+    """Why no request to ``model`` may go out any more, or None: the model was found
+    unavailable, or the session's cost budget is spent. Checked at test setup and before
+    every attempt."""
+    limits = _limits
+    if limits is None:
+        return None
+    coordinator = limits.coordinator
+    if (reason := coordinator.unavailable(model)) is not None:
+        return f"{model} is unavailable: {reason}"
+    if limits.budget is not None and (spent := coordinator.spent()) >= limits.budget:
+        if _current is not None:
+            _current.refused_by_budget = True
+        return (
+            f"the cost budget of ${limits.budget:g} is spent (${spent:.4f} so far, --llm-max-cost)"
+        )
+    return None
+
+
+def begin(nodeid: str | None = None, model: str | None = None) -> TestContext:
+    global _current
+    _current = TestContext(nodeid, model)
+    return _current
+
+
+def checkpoint(ctx: TestContext | None) -> None:
+    """Save what ``ctx`` has spent so far to the worker's journal (if it keeps one)."""
+    limits = _limits
+    if limits is None or limits.journal is None or ctx is None or ctx.nodeid is None:
+        return
+    limits.journal.write(ctx.nodeid, ctx.counters())
+
+
+def end() -> None:
+    """The test is over: free whatever it left open (an unclosed stream holds a slot)."""
+    global _current
+    ctx, _current = _current, None
+    if ctx is not None:
+        for close in ctx.closers:
+            close()
+
+
+def current() -> TestContext | None:
+    return _current

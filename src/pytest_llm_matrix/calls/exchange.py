@@ -1,0 +1,469 @@
+"""The sans-IO heart of the HTTP layer: one logical request to a model, as steps.
+
+:meth:`Exchange.run` is a generator that *describes* a request with its retries — send,
+read, sleep — and the drivers in :mod:`pytest_llm_matrix.calls.transport` perform those steps
+with httpx2's or httpx's own calls, sync or async. On the way it
+
+- waits for a slot of the global and per-model caps (shared by every xdist worker),
+  honours a model's shared 429 cooldown and rpm window, and lets a not-yet-verified model
+  send only one request at a time, so a wrong key costs one request, not one per test;
+- retries 408/429/5xx/529, connection errors and read timeouts, waiting what the server
+  asked for first (Retry-After ...), with jittered backoff otherwise, never past the test's
+  deadline, and releases its slot before every wait;
+- marks a model unavailable for the whole session on 401/403, unknown model or
+  exhausted quota;
+- records attempts, tokens, latency and time to first token for the running test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+import zlib
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
+
+import pytest
+
+from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.calls.retrying import (
+    Verdict,
+    backoff,
+    classify,
+    error_of,
+    error_text,
+    seconds,
+    server_wait,
+)
+from pytest_llm_matrix.calls.usage import StreamTracker, Usage, usage_from_body
+from pytest_llm_matrix.config.redaction import forms_of, mask
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.calls.limits import Coordinator, Lease
+    from pytest_llm_matrix.config.models import Model
+
+#: Kept free before the test's deadline, so that our own, clearer failure comes first.
+DEADLINE_MARGIN: Final = 0.25
+POLL_FIRST: Final = 0.002
+#: Waiters poll about as often as a contended slot's hand-off lasts (limits.HANDOFF), so
+#: long waiters are not outrun by fresh callers.
+POLL_MAX: Final = 0.01
+
+# --- what the drivers are asked to do ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Send:
+    request: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Read:
+    """Read the whole body, within ``limit`` seconds in all (None: no limit): per-read
+    timeouts alone never end a body that trickles in a byte at a time."""
+
+    response: Any
+    limit: float | None = None
+
+
+Step = Sleep | Send | Read
+
+
+def redact(text: str, model: Model) -> str:
+    """``text`` without ``model``'s key, in any of its forms (see :mod:`.redaction`)."""
+    key = model.api_key()
+    return mask(text, forms_of(key)) if key else text
+
+
+class _Poll:
+    """Short, growing, jittered pauses while waiting for a slot, a probe or a window."""
+
+    def __init__(self) -> None:
+        self.next = POLL_FIRST
+
+    def __call__(self) -> float:
+        pause = self.next * random.uniform(0.5, 1.0)
+        self.next = min(POLL_MAX, self.next * 1.5)
+        return pause
+
+
+@dataclasses.dataclass
+class _Held:
+    lease: Lease | None = None
+    probe: Lease | None = None
+
+    def release(self) -> None:
+        for held in (self.lease, self.probe):
+            if held is not None:
+                held.release()
+        self.lease = self.probe = None
+
+
+class Exchange:
+    """One logical request to ``model``: gates, attempts, waits and accounting."""
+
+    def __init__(
+        self,
+        model: Model,
+        errors: tuple[type[BaseException], ...],
+        rewrite_model: bool | None = None,
+    ) -> None:
+        self.model = model
+        #: a body naming another model id: rewritten (True), refused (False), or as the
+        #: session's --llm-rewrite-model says (None)
+        self.rewrite_model = rewrite_model
+        self.name = model.name
+        self.errors = errors
+        self.ctx = context.current()
+        limits = context.limits()
+        self.coordinator: Coordinator | None = limits.coordinator if limits else None
+        self.policy = limits.policy if limits else context.RetryPolicy()
+
+    # -- budget ---------------------------------------------------------------------
+
+    def _left(self) -> float | None:
+        left = self.ctx.time_left() if self.ctx is not None else None
+        return None if left is None else left - DEADLINE_MARGIN
+
+    def _budget(self) -> str:
+        ctx = self.ctx
+        if ctx is None or ctx.timeout is None:
+            return "this test's deadline"
+        source = "" if ctx.timeout_source == "timeout" else f" ({ctx.timeout_source})"
+        return f"this test's {seconds(ctx.timeout)} timeout{source}"
+
+    def _may_wait(self, wait: float, what: str, attempts: int, said: str = "") -> None:
+        """Fail now, with the reason, if ``wait`` would carry us past the deadline."""
+        __tracebackhide__ = True
+        left = self._left()
+        if left is not None and wait > left:
+            tried = f" after {attempts} attempt{'s' * (attempts != 1)}" if attempts else ""
+            pytest.fail(
+                f"{what}: gave up{tried}; {said or f'a {seconds(wait)} wait'} exceeds the "
+                f"{seconds(max(left, 0))} left of {self._budget()}",
+                pytrace=False,
+            )
+
+    # -- gates ----------------------------------------------------------------------
+
+    def _gates(self, attempts: int) -> Generator[Step, Any, _Held]:
+        """Wait until this attempt may go: availability, cooldown, probe, slot, rpm."""
+        coordinator = self.coordinator
+        held = _Held()
+        if coordinator is None:
+            return held
+        poll = _Poll()
+        while True:
+            if (reason := context.refusal(self.name)) is not None:
+                pytest.skip(reason)
+            cooldown = min(
+                coordinator.cooldown_until(self.name) - time.time(), self.policy.max_wait
+            )
+            if cooldown > 0:
+                self._may_wait(cooldown, f"rate-limited by {self.name}", attempts)
+                yield Sleep(cooldown)
+                continue
+            # A model with a key sends one request at a time until it has answered once, so
+            # a wrong or expired key costs one request in all, not one per test. A model
+            # without a key has no credentials to get wrong and skips that first wait.
+            if self.model.api_key_env and not coordinator.is_verified(self.name):
+                held.probe = coordinator.try_probe(self.name)
+                if held.probe is None:
+                    self._may_wait(poll.next, f"{self.name}: first request", attempts)
+                    yield Sleep(poll())
+                    continue
+            held.lease = coordinator.try_acquire(self.name, self.model.max_concurrency)
+            if held.lease is None:
+                held.release()
+                self._may_wait(poll.next, f"{self.name}: waiting for a request slot", attempts)
+                yield Sleep(poll())
+                continue
+            if self.model.rpm:
+                wait = coordinator.rpm_wait(self.name, self.model.rpm)
+                if wait > 0:
+                    held.release()
+                    self._may_wait(wait, f"{self.name}: rpm limit {self.model.rpm}", attempts)
+                    yield Sleep(wait)
+                    continue
+            return held
+
+    def _set_timeouts(self, request: Any) -> None:
+        """Connect and read timeouts never reach past the test's deadline."""
+        left = self._left()
+        if left is None:
+            return
+        left = max(left, 0.01)
+        current = request.extensions.get("timeout", {})
+        request.extensions["timeout"] = {
+            key: left if current.get(key) is None else min(current[key], left)
+            for key in ("connect", "read", "write", "pool")
+        }
+
+    def _model_checked(self, request: Any, body: dict[str, Any] | None) -> Any:
+        """``request``, whose body names the model under test's id: another id is rewritten
+        to it (``rewrite_model``, or ``--llm-rewrite-model``), or fails the test before
+        anything is sent (it would reach this model's server, or another model)."""
+        __tracebackhide__ = True
+        sent = body.get("model") if body is not None else None
+        if body is None or not isinstance(sent, str) or sent == self.model.model:
+            return request
+        rewrite = context.rewrite_model() if self.rewrite_model is None else self.rewrite_model
+        if not rewrite:
+            pytest.fail(
+                f"test sent model {sent!r} to {self.name}, whose model id is "
+                f"{self.model.model!r}; use llm_model.model, or --llm-rewrite-model to send "
+                "every request to the model under test",
+                pytrace=False,
+            )
+        body = {**body, "model": self.model.model}
+        headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
+        return type(request)(
+            request.method,
+            request.url,
+            headers=headers,
+            content=json.dumps(body).encode(),
+            extensions=request.extensions,
+        )
+
+    # -- the exchange ---------------------------------------------------------------
+
+    def run(
+        self, request: Any, wrap_stream: Callable[[Any, StreamWatch], None]
+    ) -> Generator[Step, Any, Any]:
+        """The exchange, as steps; what it spent is saved for a crash when it ends."""
+        __tracebackhide__ = True
+        try:
+            return (yield from self._run(request, wrap_stream))
+        finally:
+            context.checkpoint(self.ctx)
+
+    def _run(
+        self, request: Any, wrap_stream: Callable[[Any, StreamWatch], None]
+    ) -> Generator[Step, Any, Any]:
+        __tracebackhide__ = True
+        body = _json_body(request)
+        streaming = body is not None and body.get("stream") is True
+        request = self._model_checked(request, body)
+        attempt = 0
+        while True:
+            attempt += 1
+            held = yield from self._gates(attempt - 1)
+            try:
+                self._set_timeouts(request)
+                if self.ctx is not None:
+                    # counted as sent: a request refused before (cooldown, deadline) is not
+                    first = int(attempt == 1)
+                    self.ctx.count(requests=first, attempts=1, retries=1 - first)
+                started = time.monotonic()
+                response = yield Send(request)
+                status = response.status_code
+                if status < 400 and _is_event_stream(response):
+                    self._verified(held)
+                    wrap_stream(response, StreamWatch(self, held.lease, started, response))
+                    held.lease = None
+                    return response
+                body = yield Read(response, request.extensions.get("timeout", {}).get("read"))
+            except self.errors as exc:
+                held.release()
+                timed_out = "Timeout" in type(exc).__name__
+                if timed_out and self.ctx is not None:
+                    self.ctx.count(timeouts=1)
+                what = f"{self.name}: {type(exc).__name__}: {exc}"
+                if timed_out and (left := self._left()) is not None and left <= 0.01:
+                    pytest.fail(f"{what}: no answer within {self._budget()}", pytrace=False)
+                yield from self._wait_to_retry(attempt, None, what)
+                continue
+            except BaseException:
+                held.release()
+                raise
+            verdict = classify(status, body)
+            if verdict is Verdict.OK or verdict is Verdict.FAIL:
+                self._verified(held)
+                held.release()
+                self._record_body(body, started)
+                if streaming and verdict is Verdict.OK:
+                    self._not_a_stream(response, body)
+                return response
+            code, message = error_of(body)
+            cause = f"HTTP {status} {error_text(code, message)}"
+            if verdict is Verdict.UNAVAILABLE:
+                # marked before the first-request probe is let go: a worker waiting for it
+                # must find the model unavailable, not send a second request with a bad key
+                try:
+                    if self.coordinator is not None:  # a file every worker reads: no key
+                        self.coordinator.mark_unavailable(self.name, redact(cause, self.model))
+                finally:
+                    held.release()
+                pytest.fail(
+                    f"{self.name} is unavailable: {cause}; its remaining tests are skipped",
+                    pytrace=False,
+                )
+            held.release()
+            if status == 429 and self.ctx is not None:
+                self.ctx.count(rate_limited=1)
+            hinted = server_wait(response.headers)
+            if status == 429 and hinted and self.coordinator is not None:
+                # every worker waits it out: never longer than a wait we would accept
+                cooldown = min(hinted, self.policy.max_wait)
+                self.coordinator.start_cooldown(self.name, time.time() + cooldown)
+            what = f"rate-limited by {self.name}" if status == 429 else f"{self.name}: {cause}"
+            yield from self._wait_to_retry(attempt, hinted, what)
+
+    def _wait_to_retry(
+        self, attempt: int, hinted: float | None, what: str
+    ) -> Generator[Step, Any, None]:
+        __tracebackhide__ = True
+        policy = self.policy
+        plural = "s" * (attempt != 1)
+        if attempt >= policy.attempts:
+            pytest.fail(f"{what}: gave up after {attempt} attempt{plural}", pytrace=False)
+        if hinted is not None and hinted > policy.max_wait:
+            pytest.fail(
+                f"{what}: gave up after {attempt} attempt{plural}; retry-after "
+                f"{seconds(hinted)} exceeds the longest wait allowed "
+                f"({seconds(policy.max_wait)}, --llm-max-wait)",
+                pytrace=False,
+            )
+        if hinted is not None:
+            wait, said = hinted, f"retry-after {seconds(hinted)}"
+        else:
+            wait = backoff(
+                attempt, policy.backoff_initial, min(policy.backoff_max, policy.max_wait)
+            )
+            said = f"backoff {seconds(wait)}"
+        self._may_wait(wait, what, attempt, said)
+        yield Sleep(wait)
+
+    def _not_a_stream(self, response: Any, body: bytes) -> None:
+        """A stream was asked for and a plain answer came: fail, saying what came (a JSON
+        completion from a server that ignores ``stream``, an HTML page, garbage), rather
+        than let the client read it as an empty stream."""
+        __tracebackhide__ = True
+        kind = response.headers.get("content-type") or "no content-type"
+        snippet = body[:200].decode("utf-8", "replace")
+        pytest.fail(
+            f"{self.name}: asked for a stream, but the answer is not an event stream "
+            f"(HTTP {response.status_code}, {kind}): {snippet!r}",
+            pytrace=False,
+        )
+
+    def _verified(self, held: _Held) -> None:
+        """The model answered for real: let everyone past the first-request gate."""
+        if held.probe is not None and self.coordinator is not None:
+            self.coordinator.mark_verified(self.name)
+            held.probe.release()
+            held.probe = None
+
+    def _record_body(self, body: bytes, started: float) -> None:
+        ctx = self.ctx
+        if ctx is None:
+            return
+        ctx.record("latencies", time.monotonic() - started)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return
+        if isinstance(data, dict) and (usage := usage_from_body(data)) is not None:
+            account(self.name, ctx, usage)
+
+
+def account(model: str, ctx: context.TestContext, usage: Usage) -> None:
+    """Count a request's tokens for its test and, under a budget, its cost for the session."""
+    ctx.count(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+    )
+    limits = context.limits()
+    if limits is None or limits.budget is None:
+        return
+    rates = limits.rates.get(model)
+    if rates is not None:
+        per_input, per_output, per_cached = rates
+        uncached = max(usage.input_tokens - usage.cached_tokens, 0)
+        cost = uncached * per_input + usage.cached_tokens * per_cached
+        limits.coordinator.add_cost(cost + usage.output_tokens * per_output)
+
+
+def _json_body(request: Any) -> dict[str, Any] | None:
+    """The request's JSON object body, parsed once per request (and only when it may
+    name a model or ask for a stream)."""
+    content = request.content
+    if b'"model"' not in content and b'"stream"' not in content:
+        return None
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_event_stream(response: Any) -> bool:
+    return "text/event-stream" in response.headers.get("content-type", "")
+
+
+class StreamWatch:
+    """Follows a streamed answer: usage, first token, completion; frees the slot at close."""
+
+    def __init__(
+        self, exchange: Exchange, lease: Lease | None, started: float, response: Any
+    ) -> None:
+
+        self.name = exchange.name
+        self.ctx = exchange.ctx
+        self.lease = lease
+        self.started = started
+        self.tracker: StreamTracker | None = StreamTracker()
+        encoding = response.headers.get("content-encoding", "").lower()
+        self.decoder: Any = None
+        if encoding in ("gzip", "deflate"):
+            self.decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)
+        elif encoding not in ("", "identity"):
+            self.tracker = None  # cannot read it: no usage, no cut detection
+        self.closed = False
+        if self.ctx is not None:
+            self.ctx.closers.append(self.close)  # an abandoned stream frees its slot at test end
+
+    def chunk(self, data: bytes) -> None:
+        if self.tracker is not None:
+            self.tracker.feed(self.decoder.decompress(data) if self.decoder else data)
+
+    def ended(self) -> None:
+        """The server's stream is over; without its final event, the answer is cut."""
+        __tracebackhide__ = True
+        if self.tracker is not None and not self.tracker.done and self.tracker.error is None:
+            self.close()
+            pytest.fail(f"stream from {self.name} ended before completion", pytrace=False)
+
+    def broke(self, exc: BaseException) -> None:
+        __tracebackhide__ = True
+        self.close()
+        pytest.fail(
+            f"stream from {self.name} ended before completion ({type(exc).__name__})",
+            pytrace=False,
+        )
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.lease is not None:
+            self.lease.release()
+        ctx = self.ctx
+        if ctx is None:
+            return
+        ctx.record("latencies", time.monotonic() - self.started)
+        tracker = self.tracker
+        if tracker is not None:
+            if tracker.first_token_at is not None:
+                ctx.record("ttft", tracker.first_token_at - self.started)
+            if tracker.usage is not None:
+                account(self.name, ctx, tracker.usage)
+        context.checkpoint(ctx)

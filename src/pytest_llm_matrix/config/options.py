@@ -1,0 +1,571 @@
+"""Command-line options and their resolution into one frozen :class:`Settings`.
+
+Precedence is CLI > environment > config file > default. Settings are resolved once, in
+the controller; xdist workers receive the controller's result through ``workerinput`` so
+every process runs the very same selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import pytest
+
+from pytest_llm_matrix.config import checks
+from pytest_llm_matrix.config import registry as reg
+from pytest_llm_matrix.config.models import Model
+from pytest_llm_matrix.config.selection import resolve
+
+ENV_MODELS: Final = "TEST_MODELS"
+WORKERINPUT_KEY: Final = "llm_matrix"
+DEFAULT_ATTEMPTS: Final = 4
+DEFAULT_MAX_WAIT: Final = 60.0
+DIST_MODES: Final = ("model", "load")
+PROGRESS_MODES: Final = ("auto", "off")
+PRELOAD_MODES: Final = ("auto", "on", "off")
+
+
+def _ranged(origin: str, bound: checks.Range) -> Callable[[str], Any]:
+    """A parser for a number given as text, whose errors name ``origin`` (the option, or
+    the ini key) and the valid range."""
+
+    def parse(text: str) -> float:
+        try:
+            return bound.parse(text)
+        except ValueError as error:
+            raise pytest.UsageError(f"{origin}: {error}") from None
+
+    return parse
+
+
+def _rate(origin: str) -> Callable[[str], float]:
+    """A parser for a rate (``0.8`` or ``80%``) whose errors name ``origin``."""
+
+    def parse(text: str) -> float:
+        try:
+            return checks.parse_rate(text)
+        except ValueError as error:
+            raise pytest.UsageError(f"{origin}: {error}") from None
+
+    return parse
+
+
+#: The ranges of the options that take a number, by dest (and ini key).
+_RANGES: Final[Mapping[str, checks.Range]] = {
+    "llm_max_concurrency": checks.CONCURRENCY,
+    "llm_timeout": checks.TIMEOUT,
+    "llm_max_attempts": checks.ATTEMPTS,
+    "llm_max_wait": checks.MAX_WAIT,
+    "llm_max_cost": checks.MAX_COST,
+    "llm_repeat": checks.REPEAT,
+}
+
+#: The parsers of the options that take a number, by dest; each is made for the origin its
+#: errors name: the option (``--llm-repeat``) or the ini key (``ini llm_repeat``).
+_PARSERS: Final[Mapping[str, Callable[[str], Callable[[str], Any]]]] = {
+    **{name: functools.partial(_ranged, bound=bound) for name, bound in _RANGES.items()},
+    "llm_min_pass_rate": _rate,
+    "llm_repeat_pass_rate": _rate,
+}
+
+#: pytest 9.2 takes type expressions for ini keys: shown in ``--help``, and a native TOML
+#: number is accepted. The text member comes first, so a value read from an ini file stays
+#: as written, for this plugin to check and quote; older pytest reads every value as text.
+_TYPED_INI: Final = pytest.version_tuple >= (9, 2)
+
+
+def _ini_type(name: str) -> Any:
+    if not _TYPED_INI:
+        return "string"
+    if name in ("llm_min_pass_rate", "llm_repeat_pass_rate"):
+        return str | float  # 0.8 or "80%"
+    number = int if isinstance(_RANGES[name], checks.WholeRange) else float
+    return str | number
+
+
+def _ini_choices(choices: tuple[str, ...]) -> Any:
+    return Literal[choices] if _TYPED_INI else "string"
+
+
+#: How a rate is written, for help texts (argparse needs %% for %).
+_RATE_HELP: Final = "a share from 0 to 1 like 0.8, or a percentage like 80%%; not 80"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llm-matrix", "run tests across LLMs (pytest-llm-matrix)")
+    group.addoption(
+        "--models",
+        dest="llm_models",
+        metavar="SELECTION",
+        default=None,
+        help="models to run model tests against: comma-separated aliases, groups, tags or "
+        "'all'; a leading '-' excludes (all,-gpt-4o). Default: $TEST_MODELS, then the "
+        "config's 'default', then all models.",
+    )
+    group.addoption(
+        "--llm-config",
+        dest="llm_config",
+        metavar="PATH",
+        default=None,
+        help="model registry file (TOML). Default: llm-matrix.toml beside the pytest config, "
+        "then [tool.llm-matrix] in pyproject.toml. ini: llm_config.",
+    )
+    group.addoption(
+        "--llm-strict",
+        dest="llm_strict",
+        action="store_true",
+        default=None,
+        help="fail instead of skipping what cannot run: the run, when a selected model's API "
+        "key is missing; a test, when its SDK is not installed. ini: llm_strict.",
+    )
+    group.addoption(
+        "--llm-patch-sdks",
+        dest="llm_patch_sdks",
+        action="store_true",
+        default=None,
+        help="during each model test, openai/anthropic SDK clients that the code under test "
+        "builds itself (OpenAI(), AsyncOpenAI(), Anthropic(), AsyncAnthropic()) are bound to "
+        "the model under test. ini: llm_patch_sdks.",
+    )
+    group.addoption(
+        "--llm-rewrite-model",
+        dest="llm_rewrite_model",
+        action="store_true",
+        default=None,
+        help="send every request to the model under test: a request body naming another "
+        "model id gets the model under test's (without it, such a request fails the test). "
+        "ini: llm_rewrite_model.",
+    )
+    group.addoption(
+        "--max-concurrency",
+        dest="llm_max_concurrency",
+        metavar="N",
+        type=_PARSERS["llm_max_concurrency"]("--max-concurrency"),
+        default=None,
+        help="cap on requests in flight to all models, across all xdist workers: "
+        f"{checks.CONCURRENCY}. ini: llm_max_concurrency; the model config's "
+        "max_concurrency comes after both. Default: no global cap.",
+    )
+    group.addoption(
+        "--llm-timeout",
+        dest="llm_timeout",
+        metavar="SECONDS",
+        type=_PARSERS["llm_timeout"]("--llm-timeout"),
+        default=None,
+        help="per-test timeout for models that set none (becomes a pytest-timeout mark): "
+        f"{checks.TIMEOUT}. ini: llm_timeout.",
+    )
+    group.addoption(
+        "--llm-max-attempts",
+        dest="llm_max_attempts",
+        metavar="N",
+        type=_PARSERS["llm_max_attempts"]("--llm-max-attempts"),
+        default=None,
+        help=f"attempts per request, the first included: {checks.ATTEMPTS} (default "
+        f"{DEFAULT_ATTEMPTS}). ini: llm_max_attempts.",
+    )
+    group.addoption(
+        "--llm-max-wait",
+        dest="llm_max_wait",
+        metavar="SECONDS",
+        type=_PARSERS["llm_max_wait"]("--llm-max-wait"),
+        default=None,
+        help=f"the longest single wait before a retry: {checks.MAX_WAIT} (default "
+        f"{DEFAULT_MAX_WAIT:.0f}); a longer Retry-After fails the request. ini: llm_max_wait.",
+    )
+    group.addoption(
+        "--llm-dist",
+        dest="llm_dist",
+        choices=DIST_MODES,
+        default=None,
+        help="how model tests are spread over xdist workers: 'model' (default: each model on "
+        "as few workers as its cap allows, longest models first, idle workers steal) or "
+        "'load' (xdist's own). An explicit --dist always wins. ini: llm_dist.",
+    )
+    parser.addini(
+        "llm_dist",
+        "model (default) or load: how model tests spread over workers.",
+        type=_ini_choices(DIST_MODES),
+        default=None,
+    )
+    group.addoption(
+        "--llm-preload",
+        dest="llm_preload",
+        choices=PRELOAD_MODES,
+        default=None,
+        help="fork xdist workers from one process that has imported what they import: "
+        "'auto' (default: on Linux, when models are selected), 'on' (also without models), "
+        "'off' (every worker starts its own interpreter). ini: llm_preload.",
+    )
+    parser.addini(
+        "llm_preload",
+        "auto (default), on or off: preloaded xdist workers.",
+        type=_ini_choices(PRELOAD_MODES),
+        default=None,
+    )
+    group.addoption(
+        "--llm-min-pass-rate",
+        dest="llm_min_pass_rate",
+        metavar="RATE",
+        type=_PARSERS["llm_min_pass_rate"]("--llm-min-pass-rate"),
+        default=None,
+        help="per-model gate: the run passes when every required model's pass rate is at "
+        f"least RATE ({_RATE_HELP}), whatever its single failures. ini: llm_min_pass_rate.",
+    )
+    group.addoption(
+        "--llm-report",
+        dest="llm_report",
+        metavar="PATH",
+        default=None,
+        help="write the per-model and per-test report as JSON to PATH (checked writable at "
+        "start). ini: llm_report.",
+    )
+    group.addoption(
+        "--llm-max-cost",
+        dest="llm_max_cost",
+        metavar="USD",
+        type=_PARSERS["llm_max_cost"]("--llm-max-cost"),
+        default=None,
+        help=f"cost budget for the session, across all workers: {checks.MAX_COST}. Once the "
+        "estimated spend reaches it, the remaining model tests are skipped and the run fails. "
+        "ini: llm_max_cost.",
+    )
+    group.addoption(
+        "--llm-repeat",
+        dest="llm_repeat",
+        metavar="N",
+        type=_PARSERS["llm_repeat"]("--llm-repeat"),
+        default=None,
+        help=f"run each model test N times per model ({checks.REPEAT}); it passes when "
+        "enough runs pass "
+        "(--llm-repeat-pass-rate) and stops early once that is settled. "
+        "@pytest.mark.llm(repeat=N) wins. ini: llm_repeat.",
+    )
+    group.addoption(
+        "--llm-repeat-pass-rate",
+        dest="llm_repeat_pass_rate",
+        metavar="RATE",
+        type=_PARSERS["llm_repeat_pass_rate"]("--llm-repeat-pass-rate"),
+        default=None,
+        help=f"share of a repeated test's runs that must pass on a model ({_RATE_HELP}; "
+        "default 1: all). @pytest.mark.llm(min_pass_rate=RATE) wins. ini: llm_repeat_pass_rate.",
+    )
+    group.addoption(
+        "--llm-progress",
+        dest="llm_progress",
+        choices=PROGRESS_MODES,
+        default=None,
+        help="live per-model progress under pytest's own: 'auto' (default: in a terminal, "
+        "unless -q) or 'off'. ini: llm_progress.",
+    )
+    parser.addini(
+        "llm_progress",
+        "auto (default) or off: live per-model progress.",
+        type=_ini_choices(PROGRESS_MODES),
+        default=None,
+    )
+    parser.addini("llm_report", "write the JSON report here, relative to the rootdir.")
+    for name, text in (
+        ("llm_max_concurrency", "cap on requests in flight to all models, across workers."),
+        ("llm_repeat", "runs per model of each model test."),
+        ("llm_repeat_pass_rate", "share of a repeated test's runs that must pass: 0.8 or 80%."),
+        ("llm_min_pass_rate", "per-model pass-rate gate: 0.8 or 80%."),
+        ("llm_max_cost", "cost budget for the session, USD."),
+        ("llm_timeout", "default per-test timeout for models, seconds."),
+        ("llm_max_attempts", "attempts per request, the first included."),
+        ("llm_max_wait", "the longest single wait before a retry, seconds."),
+    ):
+        parser.addini(name, text, type=_ini_type(name), default=None)
+    parser.addini(
+        "llm_config",
+        "model registry file (TOML), relative to this config file.",
+        type="paths",
+        default=[],
+    )
+    parser.addini(
+        "llm_patch_sdks",
+        "bind SDK clients that the code under test builds to the model under test.",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "llm_rewrite_model",
+        "rewrite a request's model id to the model under test's.",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "llm_strict",
+        "fail instead of skipping: missing API keys (the run), missing SDKs (the test).",
+        type="bool",
+        default=False,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the plugin decided before collection, identical in every process."""
+
+    registry: reg.Registry = dataclasses.field(default_factory=reg.Registry)
+    selected: tuple[str, ...] = ()
+    selected_by: str = ""
+    strict: bool = False
+    patch_sdks: bool = False  # see pytest_llm_matrix.calls.sdk_patch
+    rewrite_model: bool = False  # see transport.model_checked
+    unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    simulator_url: str | None = None
+    max_concurrency: int | None = None
+    llm_timeout: float | None = None
+    #: where llm_timeout came from, for messages: "--llm-timeout" or "ini llm_timeout"
+    llm_timeout_source: str = ""
+    #: pytest-timeout's --timeout was typed on the command line (not addopts): it wins over
+    #: the models' timeouts for this run (see tracking.add_timeout_marks)
+    typed_timeout: bool = False
+    max_attempts: int = DEFAULT_ATTEMPTS
+    max_wait: float = DEFAULT_MAX_WAIT
+    state_dir: str | None = None
+    dist: str = "model"
+    min_pass_rate: float | None = None
+    report_path: str | None = None
+    max_cost: float | None = None
+    repeat: int = 1
+    repeat_pass_rate: float = 1.0
+    progress: str = "auto"
+    #: USD per (input, output, cached) token by model, for the budget; None: no price
+    rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
+
+    @property
+    def models(self) -> list[Model]:
+        """The selected models, in config order."""
+        return [self.registry.models[name] for name in self.selected]
+
+    def with_simulator(self, url: str) -> Settings:
+        """These settings with the simulated models pointed at the simulator at ``url``."""
+        models = {name: model.at_simulator(url) for name, model in self.registry.models.items()}
+        registry = dataclasses.replace(self.registry, models=models)
+        return dataclasses.replace(self, registry=registry, simulator_url=url)
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain builtins for ``workerinput`` (execnet serializes by exact type)."""
+        data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        data.update(
+            registry=self.registry.to_dict(),
+            selected=list(self.selected),
+            unavailable=dict(self.unavailable),
+            rates={k: None if v is None else list(v) for k, v in self.rates.items()},
+        )
+        return data
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Settings:
+        """Rebuild settings in a worker, simulated models already bound to their server."""
+        fields = dict(data)
+        url = fields.pop("simulator_url")
+        settings = cls(
+            **{
+                **fields,
+                "registry": reg.Registry.from_dict(fields["registry"]),
+                "selected": tuple(fields["selected"]),
+                "rates": {k: None if v is None else tuple(v) for k, v in fields["rates"].items()},
+            }
+        )
+        return settings if url is None else settings.with_simulator(url)
+
+
+SETTINGS_KEY: Final = pytest.StashKey[Settings]()
+#: In a worker's ``workerinput``: the controller's pid, which the worker watches.
+CONTROLLER_KEY: Final = "llm_matrix_controller"
+
+
+def distributed(config: pytest.Config) -> bool:
+    """Whether xdist runs the tests (this process is its controller or a worker)."""
+    return bool(config.getoption("dist", "no") != "no")
+
+
+def load_registry(config: pytest.Config) -> reg.Registry:
+    explicit: Path | None = None
+    if config.option.llm_config is not None:
+        origin = "--llm-config"
+        explicit = Path(config.invocation_params.dir) / config.option.llm_config
+        if not config.option.llm_config.strip():
+            raise pytest.UsageError(f"{origin}: expected the path of a TOML file, got ''")
+    elif paths := _ini(config, "llm_config"):
+        origin = "ini llm_config"
+        if len(paths) > 1:
+            raise pytest.UsageError(f"{origin}: expected one path, got {len(paths)}")
+        explicit = paths[0]
+    if explicit is not None and (problem := reg.file_problem(explicit)) is not None:
+        raise pytest.UsageError(f"{origin}: {problem}")
+    found = reg.find_config(explicit, config.rootpath, config.inipath)
+    registry = reg.Registry()
+    if found is not None:
+        path, table = found
+        try:
+            where = str(path.relative_to(config.rootpath))
+        except ValueError:
+            where = str(path)
+        registry = reg.parse_registry(table, where)
+    registry = reg.merge_hook_models(registry, config.hook.pytest_llm_matrix_models(config=config))
+    reg.check_registry(registry)
+    return registry
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Read config, hooks, ``--models``/``TEST_MODELS`` into Settings (controller only)."""
+    registry = load_registry(config)
+    cli = config.option.llm_models
+    env = os.environ.get(ENV_MODELS, "").strip() or None
+    if cli is not None:
+        expression, origin = cli, "--models"
+    elif env is not None:
+        expression, origin = env, ENV_MODELS
+    elif registry.default is not None:
+        expression, origin = ",".join(registry.default), f"'default' in {registry.source}"
+    else:
+        expression, origin = "all", "default (all models)"
+    if not registry.models:
+        if cli is not None or env is not None:
+            raise pytest.UsageError(
+                f"{origin} selects models, but none are configured: add "
+                "[tool.llm-matrix.models.<alias>] to pyproject.toml, write an llm-matrix.toml "
+                "beside your pytest config, or pass --llm-config PATH"
+            )
+        return Settings(registry=registry)
+    selected = resolve(expression, registry, origin)
+    for name in selected:
+        if (problem := registry.models[name].key_problem()) is not None:
+            raise pytest.UsageError(f"model {name!r}: {problem}")
+    unavailable = {
+        name: f"{model.api_key_env} is {'blank' if model.api_key_env in os.environ else 'not set'}"
+        for name in selected
+        if not (model := registry.models[name]).api_key_set
+    }
+    strict = bool(config.option.llm_strict) or bool(_ini(config, "llm_strict"))
+    if strict and unavailable:
+        missing = "; ".join(f"{name}: {why}" for name, why in unavailable.items())
+        raise pytest.UsageError(
+            f"--llm-strict: selected models cannot run: {missing}. Set the keys, or deselect "
+            "those models with --models"
+        )
+    repeat_rate = _setting(config, "llm_repeat_pass_rate")
+    return Settings(
+        registry=registry,
+        selected=selected,
+        selected_by=origin,
+        strict=strict,
+        patch_sdks=bool(config.option.llm_patch_sdks) or bool(_ini(config, "llm_patch_sdks")),
+        rewrite_model=bool(config.option.llm_rewrite_model)
+        or bool(_ini(config, "llm_rewrite_model")),
+        unavailable=unavailable,
+        max_concurrency=_setting(config, "llm_max_concurrency") or registry.max_concurrency,
+        llm_timeout=_setting(config, "llm_timeout"),
+        llm_timeout_source="--llm-timeout"
+        if config.option.llm_timeout is not None
+        else "ini llm_timeout",
+        typed_timeout=any(
+            arg == "--timeout" or arg.startswith("--timeout=")
+            for arg in config.invocation_params.args
+        ),
+        max_attempts=_setting(config, "llm_max_attempts") or DEFAULT_ATTEMPTS,
+        max_wait=_setting(config, "llm_max_wait") or DEFAULT_MAX_WAIT,
+        dist=_setting(config, "llm_dist", _one_of(DIST_MODES)) or DIST_MODES[0],
+        progress=_setting(config, "llm_progress", _one_of(PROGRESS_MODES)) or PROGRESS_MODES[0],
+        min_pass_rate=_setting(config, "llm_min_pass_rate"),
+        repeat=_setting(config, "llm_repeat") or 1,
+        repeat_pass_rate=1.0 if repeat_rate is None else repeat_rate,
+        report_path=_report_path(config),
+        max_cost=_setting(config, "llm_max_cost"),
+    )
+
+
+def preload_mode(config: pytest.Config) -> str:
+    """--llm-preload, else ini llm_preload, else auto (see :mod:`.preload`)."""
+    return str(_setting(config, "llm_preload", _one_of(PRELOAD_MODES)) or PRELOAD_MODES[0])
+
+
+def _ini(config: pytest.Config, name: str) -> Any:
+    """An ini value; a value pytest cannot convert to the key's type is a usage error that
+    names the key and, for a number, its range (pytest's own message may do neither)."""
+    try:
+        return config.getini(name)
+    except (TypeError, ValueError, pytest.UsageError) as error:
+        expected = f" (expected {_RANGES[name]})" if name in _RANGES else ""
+        raise pytest.UsageError(f"ini {name}: {error}{expected}") from None
+
+
+def _report_path(config: pytest.Config) -> str | None:
+    """The JSON report's path, checked now: finding at the end that it cannot be written
+    would lose the report of a whole run."""
+    if config.option.llm_report is not None:
+        text, origin = config.option.llm_report, "--llm-report"
+        path = Path(config.invocation_params.dir) / text
+    elif text := str(_ini(config, "llm_report") or "").strip():
+        origin = "ini llm_report"
+        path = config.rootpath / text
+    else:
+        return None
+    problem = _unwritable(path) if text.strip() else "expected a file name, got ''"
+    if problem is not None:
+        raise pytest.UsageError(f"{origin}: {problem}")
+    return str(path)
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the report cannot be written at ``path``, found by trying: permission bits say
+    nothing for root, nor on a read-only or virtual file system."""
+    import tempfile
+
+    if "\0" in str(path):
+        return "the path contains a NUL character"
+    if path.is_dir():
+        return f"{path} is a directory; give a file name"
+    try:
+        if path.exists():
+            if not path.is_file():
+                return f"{path} is not a regular file"
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+            return None
+        folder = path.parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"cannot write {path}: {folder} is not a directory"
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".llm-matrix-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        return f"cannot write {path}: {error.strerror or error}"
+    return None
+
+
+def _setting(
+    config: pytest.Config, name: str, parser: Callable[[str], Callable[[str], Any]] | None = None
+) -> Any:
+    """The command line's value (already parsed by the option's type), else the ini file's,
+    read by the same parser but naming the ini key in its errors; else None."""
+    value = getattr(config.option, name)
+    if value is not None:
+        return value
+    raw = _ini(config, name)  # text; a number where pytest types the key (0 is a value too)
+    if raw is not None and (text := str(raw).strip()):
+        value = (parser or _PARSERS[name])(f"ini {name}")(text)
+    return value
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], Callable[[str], str]]:
+    def parser(origin: str) -> Callable[[str], str]:
+        def parse(text: str) -> str:
+            if text not in choices:
+                raise pytest.UsageError(
+                    f"{origin}: expected one of {', '.join(choices)}, got {checks.shown(text)}"
+                )
+            return text
+
+        return parse
+
+    return parser

@@ -1,0 +1,149 @@
+"""xdist hooks, registered only when pytest-xdist is active (its hookspecs exist then)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import TYPE_CHECKING, Any, Final
+
+import pytest
+
+from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.calls.context import REPORT_ATTR, SPEND_ATTR
+from pytest_llm_matrix.config.options import WORKERINPUT_KEY, Settings
+
+#: The phase of the report xdist makes for a test whose worker crashed.
+CRASH_PHASE: Final = "???"
+
+if TYPE_CHECKING:
+    from xdist.workermanage import WorkerController
+
+    from pytest_llm_matrix.distribution.scheduling import ModelScheduling
+    from pytest_llm_matrix.simulator.service import SimulatorService
+
+
+def dist_given(config: pytest.Config) -> bool:
+    """Whether the user chose ``--dist`` (or ``-d``) themselves: then it is respected."""
+    args = [
+        *config.invocation_params.args,
+        *config.getini("addopts"),
+        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+    ]
+    return any(a == "-d" or a == "--dist" or a.startswith("--dist=") for a in args)
+
+
+def uses_model_scheduler(config: pytest.Config, settings: Settings) -> bool:
+    return bool(settings.selected) and settings.dist == "model" and not dist_given(config)
+
+
+class XdistHooks:
+    """Hands the controller's settings to every worker and schedules model tests.
+
+    The simulator, if the selection needs one, starts when the first worker is set up,
+    so every worker gets its address.
+    """
+
+    def __init__(self, settings: Settings, simulator: SimulatorService | None) -> None:
+        self.settings = settings
+        self.simulator = simulator
+        self.wire: dict[str, Any] | None = None
+
+    def pytest_configure_node(self, node: WorkerController) -> None:
+        if self.wire is None:
+            settings = self.settings
+            if self.simulator is not None:
+                settings = settings.with_simulator(self.simulator.ensure_started())
+            self.wire = settings.to_wire()
+        node.workerinput[WORKERINPUT_KEY] = self.wire
+
+    def pytest_xdist_make_scheduler(
+        self, config: pytest.Config, log: Any
+    ) -> ModelScheduling | None:
+        if not uses_model_scheduler(config, self.settings):
+            return None
+        from xdist.workermanage import parse_tx_spec_config
+
+        # lazy: the scheduler loads only when it schedules a run
+        from pytest_llm_matrix.distribution.scheduling import (
+            DURATIONS_CACHE,
+            ModelScheduling,
+            cooling_check,
+            estimates_from,
+        )
+
+        def coordinator() -> Any:
+            limits = context.limits()
+            return limits.coordinator if limits is not None else None
+
+        cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
+        estimates = estimates_from(cache.get(DURATIONS_CACHE, {}) if cache else {})
+        return ModelScheduling(
+            len(parse_tx_spec_config(config)),
+            self.settings,
+            estimates,
+            cooling=cooling_check(coordinator),
+            log=log.modelsched,
+            config=config,
+        )
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """A worker died mid-test: the failure counts for, and names, the test's model, and
+        keeps what the test had spent (from the worker's journal)."""
+        # lazy: loaded only when a worker crashes
+        from pytest_llm_matrix.distribution.scheduling import model_from_nodeid
+
+        model = model_from_nodeid(crashitem, self.settings.selected)
+        if model is None:
+            return
+        setattr(report, REPORT_ATTR, model)
+        report.longrepr = f"{report.longrepr} (model {model})"
+        worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
+        if self.settings.state_dir is not None and isinstance(worker, str):
+            path = context.journal_path(self.settings.state_dir, worker)
+            spend = context.Journal.read(path, crashitem)
+            if spend is not None:
+                setattr(report, SPEND_ATTR, spend)
+        self._settle_run(crashitem, report, model)
+
+    @staticmethod
+    def _settle_run(crashitem: str, report: pytest.TestReport, model: str) -> None:
+        """A crashed run of a repeated test is an errored run of it, judged with the rest."""
+        # lazy: loaded only when a worker crashes
+        from pytest_llm_matrix.matrix.repeats import crashed_run, settle
+
+        run = crashed_run(crashitem)
+        limits = context.limits()
+        if run is not None and limits is not None:
+            settle(report, run, limits.coordinator, model, stopped=False)
+
+
+class CrashTeardown:
+    """Registered in the controller only when xdist runs the tests (crashes happen only
+    then), so a run without ``-n`` pays nothing per report for it."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)  # after every reporter has taken the crash report
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A crashed worker's test gets the teardown report its worker never sent: it ends
+        the test for every reporter - JUnit closes its case with the test's ``llm_*``
+        properties, the live progress counts it done - as any test's teardown does."""
+        if str(report.when) != CRASH_PHASE or str(report.outcome) == "rerun":
+            return  # not a crash, or one pytest-rerunfailures runs again: the test goes on
+        # lazy: loaded only when a worker crashes
+        from pytest_llm_matrix.matrix.repeats import RUN_ATTR
+
+        model = getattr(report, REPORT_ATTR, None)
+        if model is None:
+            return
+        teardown = pytest.TestReport(
+            report.nodeid, report.location, {}, "passed", None, "teardown", duration=0.0
+        )
+        # JUnit keys a test case by its id and this: the crash report's worker
+        teardown.node = getattr(report, "node", None)  # type: ignore[attr-defined]
+        setattr(teardown, REPORT_ATTR, model)
+        run = getattr(report, RUN_ATTR, None)
+        if isinstance(run, dict):
+            setattr(teardown, RUN_ATTR, {**run, "role": None, "outcome": None})
+        self.config.hook.pytest_runtest_logreport(report=teardown)

@@ -1,0 +1,107 @@
+"""Per-model parametrization and tagging each report with its model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_llm_matrix.config.checks import shown
+from pytest_llm_matrix.config.models import Model
+from pytest_llm_matrix.config.options import Settings
+from pytest_llm_matrix.config.selection import evaluate, split_expression
+from pytest_llm_matrix.matrix import FIXTURE, MARKER, MARKER_KWARGS
+
+
+class Matrix:
+    """Runs every test that needs ``llm_model`` once per selected model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _names(self, value: Any, origin: str) -> set[str]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise pytest.Collector.CollectError(
+                f"{origin}: expected a list of model names, got {shown(value)}"
+            )
+        if not split_expression(value):
+            raise pytest.Collector.CollectError(
+                f"{origin}: names no model; name at least one alias, group or tag"
+            )
+        try:
+            return evaluate(value, self.settings.registry, origin)
+        except pytest.UsageError as error:
+            raise pytest.Collector.CollectError(str(error)) from None
+
+    def models_for(self, definition: pytest.Item) -> tuple[list[Model], str | None]:
+        """The models one test runs on, and why none if so."""
+        allowed = set(self.settings.selected)
+        excluded: set[str] = set()
+        for mark in definition.iter_markers(MARKER):
+            origin = f"{definition.nodeid}: @pytest.mark.llm"
+            unknown = set(mark.kwargs) - set(MARKER_KWARGS)
+            if mark.args or unknown:
+                raise pytest.Collector.CollectError(
+                    f"{origin}: unexpected arguments {sorted(unknown) or list(mark.args)}; "
+                    f"use keywords: {', '.join(MARKER_KWARGS)}"
+                )
+            if mark.kwargs.get("models") is not None:
+                allowed &= self._names(mark.kwargs["models"], origin + "(models=...)")
+            if mark.kwargs.get("exclude") is not None:
+                excluded |= self._names(mark.kwargs["exclude"], origin + "(exclude=...)")
+        chosen = [m for m in self.settings.models if m.name in allowed - excluded]
+        if chosen:
+            return chosen, None
+        return [], (
+            "no selected model is allowed by @pytest.mark.llm "
+            f"(selected: {', '.join(self.settings.selected)})"
+        )
+
+    @pytest.hookimpl(tryfirst=True)  # the alias leads every model test's id: test_x[alias-...]
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if FIXTURE not in metafunc.fixturenames:
+            return
+        if not self.settings.registry.models:
+            raise pytest.Collector.CollectError(
+                f"{metafunc.definition.nodeid} uses {FIXTURE}, but no models are configured. "
+                "Add [tool.llm-matrix.models.<alias>] to pyproject.toml, write an "
+                "llm-matrix.toml beside your pytest config, or pass --llm-config PATH."
+            )
+        models, reason = self.models_for(metafunc.definition)
+        unavailable = self.settings.unavailable
+        params = [
+            pytest.param(
+                model,
+                id=model.name,
+                marks=[pytest.mark.skip(reason=f"{model.name}: {unavailable[model.name]}")]
+                if model.name in unavailable
+                else [],
+            )
+            for model in models
+        ] or [pytest.param(None, id="no-model", marks=pytest.mark.skip(reason=str(reason)))]
+        metafunc.parametrize(FIXTURE, params, indirect=True)
+
+
+def model_of(item: pytest.Item) -> Model | None:
+    """The model a collected test runs on, if any."""
+    callspec = getattr(item, "callspec", None)
+    model = callspec.params.get(FIXTURE) if callspec is not None else None
+    return model if isinstance(model, Model) else None
+
+
+class Repeats:
+    """Adds the runs of repeated tests (see :mod:`pytest_llm_matrix.matrix.repeats`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @pytest.hookimpl(trylast=True)  # after every other parametrization: the run id comes last
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if FIXTURE not in metafunc.fixturenames:
+            return
+        # lazy: repeats load only when a model test is collected
+        from pytest_llm_matrix.matrix.repeats import add_runs
+
+        add_runs(metafunc, self.settings)

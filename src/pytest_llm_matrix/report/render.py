@@ -1,0 +1,155 @@
+"""The summary as text: the terminal table (fitted to the width) and Markdown (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
+
+from pytest_llm_matrix.report.cost import format_usd
+from pytest_llm_matrix.report.stats import ModelStats, percentile, total
+
+
+def format_rate(rate: float | None, interval: tuple[float, float] | None = None) -> str:
+    """``80.0%``, with the 95% interval where repeats ran: ``80.0% (62-91)``."""
+    if rate is None:
+        return "-"
+    if interval is None:
+        return f"{rate:.1%}"
+    low, high = interval
+    return f"{rate:.1%} ({low * 100:.0f}-{high * 100:.0f})"
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:04.1f}s"
+
+
+def format_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}ms"
+
+
+def format_cost(stats: ModelStats) -> str:
+    if not (stats.spend["input_tokens"] or stats.spend["output_tokens"]):
+        return "-"
+    return format_usd(stats.known_cost)
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    title: str
+    rank: int  # 0 always shown; higher ranks are dropped first when the table is too wide
+    cell: Callable[[ModelStats], str]
+    shown_if: Callable[[Sequence[ModelStats]], bool] = lambda rows: True
+
+
+def _count(outcome: str) -> Callable[[ModelStats], str]:
+    return lambda s: str(s.counts[outcome])
+
+
+def _any(outcome: str) -> Callable[[Sequence[ModelStats]], bool]:
+    return lambda rows: any(s.counts[outcome] for s in rows)
+
+
+COLUMNS: Final = (
+    Column("passed", 0, _count("passed")),
+    Column("failed", 0, _count("failed")),
+    Column("errors", 1, _count("error")),
+    Column("skipped", 1, _count("skipped")),
+    Column("xfailed", 1, _count("xfailed"), _any("xfailed")),
+    Column("xpassed", 1, _count("xpassed"), _any("xpassed")),
+    Column("pass rate", 0, lambda s: format_rate(s.pass_rate, s.interval)),
+    Column("cost", 2, format_cost),
+    Column("wall", 3, lambda s: format_seconds(s.span)),
+    Column("test time", 4, lambda s: format_seconds(s.duration)),
+    Column("requests", 5, lambda s: str(s.spend["requests"])),
+    Column("tokens in", 6, lambda s: f"{s.spend['input_tokens']:,}"),
+    Column("tokens out", 6, lambda s: f"{s.spend['output_tokens']:,}"),
+    Column("retries", 7, lambda s: str(s.spend["retries"])),
+    Column("429s", 7, lambda s: str(s.spend["rate_limited"])),
+    Column("p50", 8, lambda s: format_ms(percentile(s.latencies, 50))),
+    Column("p95", 9, lambda s: format_ms(percentile(s.latencies, 95))),
+    Column("ttft p50", 9, lambda s: format_ms(percentile(s.ttft, 50))),
+    Column("timeouts", 10, lambda s: str(s.spend["timeouts"])),
+)
+#: With -q, only these ranks show.
+QUIET_RANK: Final = 2
+
+
+def rows_for(stats: Mapping[str, ModelStats], order: Sequence[str]) -> list[tuple[str, ModelStats]]:
+    """Models in config order, then a total row when there is more than one."""
+    rows = [(name, stats[name]) for name in order if name in stats]
+    if len(rows) > 1:
+        rows.append(("total", total(s for _, s in rows)))
+    return rows
+
+
+def _visible(rows: Sequence[tuple[str, ModelStats]]) -> list[Column]:
+    """The columns with something to show for these rows (xfailed only when any, ...)."""
+    return [c for c in COLUMNS if c.shown_if([s for _, s in rows])]
+
+
+def table(
+    rows: Sequence[tuple[str, ModelStats]], width: int | None, max_rank: int | None = None
+) -> list[str]:
+    """Aligned lines: header, then one per row. Columns are dropped, least important
+    first, until the lines fit ``width`` (None: keep every column)."""
+    columns = _visible(rows)
+    if max_rank is not None:
+        columns = [c for c in columns if c.rank <= max_rank]
+    while True:
+        lines = _lay_out(rows, columns)
+        if width is None or len(lines[0]) <= width:
+            return lines
+        droppable = max(c.rank for c in columns)
+        if droppable == 0:
+            return lines
+        last = max(i for i, c in enumerate(columns) if c.rank == droppable)
+        del columns[last]
+
+
+def _lay_out(rows: Sequence[tuple[str, ModelStats]], columns: Sequence[Column]) -> list[str]:
+    cells = [["model", *(c.title for c in columns)]]
+    cells += [[name, *(c.cell(stats) for c in columns)] for name, stats in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return [
+        "  ".join(
+            [
+                row[0].ljust(widths[0]),
+                *(v.rjust(w) for v, w in zip(row[1:], widths[1:], strict=True)),
+            ]
+        ).rstrip()
+        for row in cells
+    ]
+
+
+def markdown(
+    rows: Sequence[tuple[str, ModelStats]],
+    unavailable: Mapping[str, str],
+    everywhere: Sequence[str],
+    some: Mapping[str, Sequence[str]],
+) -> str:
+    """The summary for GitHub's job summary: the full table, then what failed where."""
+    columns = _visible(rows)
+    lines = [
+        "## llm-matrix",
+        "",
+        "| model | " + " | ".join(c.title for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name, stats in rows:
+        label = f"**{name}**" if name == "total" else f"`{name}`"
+        lines.append(f"| {label} | " + " | ".join(c.cell(stats) for c in columns) + " |")
+    for name, reason in unavailable.items():
+        lines += ["", f"- `{name}` unavailable: {reason}"]
+    if everywhere:
+        lines += ["", "Failed on every model (a test or prompt bug?):", ""]
+        lines += [f"- `{test}`" for test in everywhere]
+    if some:
+        lines += ["", "Failed on some models:", ""]
+        lines += [f"- `{label}`" for labels in some.values() for label in labels]
+    return "\n".join(lines) + "\n"

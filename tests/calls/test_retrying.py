@@ -1,0 +1,118 @@
+"""Retry decisions and wait arithmetic (pure functions)."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+
+import pytest
+
+from pytest_llm_matrix.calls.retrying import Verdict, backoff, classify, seconds, server_wait
+
+NOW = 1_800_000_000.0
+
+
+def body(code: str = "", message: str = "") -> bytes:
+    return json.dumps({"error": {"code": code, "type": code, "message": message}}).encode()
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 529])
+def test_transient_statuses_are_retried(status):
+    assert classify(status, body("rate_limit_exceeded")) is Verdict.RETRY
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_bad_requests_are_never_retried(status):
+    assert classify(status, body("invalid_request_error", "bad field")) is Verdict.FAIL
+
+
+@pytest.mark.parametrize(
+    ("status", "payload"),
+    [
+        (401, body("invalid_api_key")),
+        (403, body("permission_denied")),
+        (404, body("model_not_found", "The model `x` does not exist")),
+        (
+            404,
+            json.dumps(
+                {"type": "error", "error": {"type": "not_found_error", "message": "model: x"}}
+            ).encode(),
+        ),
+        (429, body("insufficient_quota", "You exceeded your current quota")),
+    ],
+    ids=["401", "403", "404-openai", "404-anthropic", "quota"],
+)
+def test_unavailable(status, payload):
+    assert classify(status, payload) is Verdict.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("payload", "verdict"),
+    [
+        (body("", "Invalid URL (POST /v1/embeddingz)"), Verdict.FAIL),
+        (body("", "Invalid URL (GET /v1/models/x)"), Verdict.FAIL),
+        (json.dumps({"detail": "Not Found"}).encode(), Verdict.FAIL),
+        (b"<html>404</html>", Verdict.FAIL),
+        (json.dumps({"error": 'model "llama3" not found, try pulling it first'}).encode(),
+         Verdict.UNAVAILABLE),
+        (json.dumps({"object": "error", "message": "The model `m` does not exist.",
+                     "type": "NotFoundError", "code": 404}).encode(), Verdict.UNAVAILABLE),
+    ],
+    ids=["openai-url", "url-with-models", "fastapi", "html", "ollama", "vllm"],
+)  # fmt: skip
+def test_only_a_404_that_names_a_missing_model_disables_it(payload, verdict):
+    assert classify(404, payload) is verdict
+
+
+def test_ok_and_non_json_errors():
+    assert classify(200, b"not json") is Verdict.OK
+    assert classify(503, b"<html>busy</html>") is Verdict.RETRY
+    assert classify(404, b"<html>no route</html>") is Verdict.FAIL
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "0.25"}, 0.25),
+        ({"retry-after": email.utils.formatdate(NOW + 30, usegmt=True)}, 30.0),
+        ({"retry-after": email.utils.formatdate(NOW - 30, usegmt=True)}, 0.0),
+        ({"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s"}, 360.0),
+        ({"x-ratelimit-reset-tokens": "20ms"}, 0.02),
+        ({"anthropic-ratelimit-requests-reset": "2027-01-15T08:00:12Z"}, None),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "-5"}, 0.0),
+        ({"retry-after": "1e308"}, 1e308),
+        ({"retry-after-ms": "inf", "retry-after": "2"}, 2.0),
+        ({"retry-after": "Fri, 31 Dec 99999 23:59:59 GMT"}, None),
+        ({"x-ratelimit-reset-requests": "9" * 400 + "h"}, None),
+        ({}, None),
+    ],
+)
+def test_server_wait_order(headers, expected):
+    if "anthropic-ratelimit-requests-reset" in headers:
+        from datetime import datetime
+
+        reset = datetime.fromisoformat("2027-01-15T08:00:12+00:00").timestamp()
+        expected = reset - NOW
+    assert server_wait(headers, now=NOW) == pytest.approx(expected)
+
+
+def test_backoff_grows_with_jitter_and_is_capped():
+    first = [backoff(1, 0.5, 8.0) for _ in range(200)]
+    third = [backoff(3, 0.5, 8.0) for _ in range(200)]
+    assert all(0.5 <= w <= 8.0 for w in first + third)
+    assert min(third) >= 2.0  # 0.5 * 2**2 before jitter
+    assert len(set(first)) > 100  # jittered
+    assert max(backoff(20, 0.5, 8.0) for _ in range(50)) <= 8.0
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(30, "30s"), (12.4, "12s"), (2.5, "2.5s"), (1.0, "1s"), (0.25, "0.25s"), (1e308, "1e+308s")],
+)
+def test_seconds(value, text):
+    assert seconds(value) == text

@@ -1,0 +1,213 @@
+"""The package's parts and the direction of their imports, read from the source.
+
+Every ``import`` of a plugin module counts, at module level, inside functions and under
+``TYPE_CHECKING`` alike: there is no cycle between modules, and a part imports only the
+parts below it in ``ORDER`` (the README's map of the package says the same). An import
+inside a function is allowed only to keep start-up cheap, and says so in a ``# lazy:``
+comment on its line or the line above (one comment serves the imports that follow it).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import pytest_llm_matrix
+
+PACKAGE = "pytest_llm_matrix"
+SOURCE = Path(pytest_llm_matrix.__file__).parent
+
+#: The parts, lowest first: a module may import its own part and the parts before it.
+ORDER = ("_version", "config", "simulator", "calls", "matrix", "distribution", "report", "top")
+#: Modules directly in the package: the entry point, the session's milestones, the facade.
+TOP = {"__init__", "plugin", "session", "tracking", "hookspecs"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Import:
+    source: str  # the importing module
+    target: str  # the imported plugin module
+    line: int
+    lazy: bool  # inside a function
+    reason: bool  # a "# lazy:" comment on its line, above it, or above the imports before it
+
+
+def module_name(path: Path, root: Path = SOURCE) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join([PACKAGE, *parts])
+
+
+def part_of(module: str) -> str:
+    inner = module.split(".")[1:]
+    if not inner or (len(inner) == 1 and inner[0] in TOP):
+        return "top"
+    return inner[0]
+
+
+def imports_of(path: Path, root: Path, modules: set[str]) -> list[Import]:
+    """The plugin modules ``path`` imports (``from pkg import mod`` names the module)."""
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    text = path.read_text()
+    lines = text.splitlines()
+    found: list[Import] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        explained = False  # the import just before this one had its reason
+        for child in ast.iter_child_nodes(node):
+            nested = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                near = lines[max(child.lineno - 2, 0) : child.lineno]
+                explained = explained or any("# lazy:" in line for line in near)
+                for target in targets(child):
+                    if target in modules and target != name:
+                        found.append(Import(name, target, child.lineno, in_function, explained))
+            else:
+                explained = False
+            visit(child, nested)
+
+    def targets(node: ast.Import | ast.ImportFrom) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [alias.name for alias in node.names]
+        if node.level:
+            base = package.split(".")
+            base = base[: len(base) - node.level + 1]
+            origin = ".".join([*base, *([node.module] if node.module else [])])
+        else:
+            origin = node.module or ""
+        # ``from pkg import mod`` imports the module; ``from mod import name``, mod itself
+        named = [f"{origin}.{alias.name}" for alias in node.names]
+        return [n for n in named if n in modules] or [origin]
+
+    visit(ast.parse(text), False)
+    return found
+
+
+def package_imports(root: Path = SOURCE) -> list[Import]:
+    files = [p for p in root.rglob("*.py") if "__pycache__" not in p.parts]
+    modules = {module_name(p, root) for p in files}
+    return [i for p in sorted(files) for i in imports_of(p, root, modules)]
+
+
+def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm)."""
+    graph: dict[str, set[str]] = {}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+        graph.setdefault(b, set())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                connect(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def upward(imports: list[Import]) -> list[str]:
+    rank = {part: n for n, part in enumerate(ORDER)}
+    return [
+        f"{i.source}:{i.line} ({part_of(i.source)}) imports {i.target} ({part_of(i.target)})"
+        for i in imports
+        if rank[part_of(i.target)] > rank[part_of(i.source)]
+    ]
+
+
+def test_every_module_belongs_to_a_part():
+    files = [p for p in SOURCE.rglob("*.py") if "__pycache__" not in p.parts]
+    assert {part_of(module_name(p)) for p in files} == set(ORDER)
+
+
+def test_no_import_cycle():
+    edges = {(i.source, i.target) for i in package_imports()}
+    assert len(edges) > 50  # the graph was read
+    assert cycles(edges) == []
+
+
+def test_imports_run_from_higher_parts_to_lower():
+    assert upward(package_imports()) == []
+
+
+def test_an_import_inside_a_function_says_why():
+    unexplained = [
+        f"{i.source}:{i.line} imports {i.target}"
+        for i in package_imports()
+        if i.lazy and not i.reason
+    ]
+    assert unexplained == []
+
+
+@pytest.fixture
+def fake_package(tmp_path: Path) -> Path:
+    root = tmp_path / PACKAGE
+    for folder in ("config", "calls", "report"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    return root
+
+
+def test_the_checks_catch_a_cycle_an_upward_import_and_an_unexplained_lazy_one(fake_package):
+    """The checks above are not vacuous: on a package built to break them, they fail."""
+    (fake_package / "config" / "a.py").write_text(
+        "from pytest_llm_matrix.calls import b\n"  # config -> calls: upward
+    )
+    (fake_package / "calls" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from pytest_llm_matrix.config.a import x\n"  # closes the cycle a -> b -> a
+        "def f():\n"
+        "    from ..report import c\n"  # relative, lazy, no reason
+        "def g():\n"
+        "    # lazy: keeps start-up cheap\n"
+        "    from pytest_llm_matrix.report.c import y\n"
+        "    from pytest_llm_matrix.report import c\n"
+        "    x = 1\n"
+        "    from pytest_llm_matrix.report import c\n"
+    )
+    (fake_package / "report" / "c.py").write_text("import pytest_llm_matrix.config.a\n")
+    imports = package_imports(fake_package)
+    edges = {(i.source, i.target) for i in imports}
+    assert cycles(edges) == [[f"{PACKAGE}.calls.b", f"{PACKAGE}.config.a", f"{PACKAGE}.report.c"]]
+    assert upward(imports) == [
+        "pytest_llm_matrix.calls.b:5 (calls) imports pytest_llm_matrix.report.c (report)",
+        "pytest_llm_matrix.calls.b:8 (calls) imports pytest_llm_matrix.report.c (report)",
+        "pytest_llm_matrix.calls.b:9 (calls) imports pytest_llm_matrix.report.c (report)",
+        "pytest_llm_matrix.calls.b:11 (calls) imports pytest_llm_matrix.report.c (report)",
+        "pytest_llm_matrix.config.a:1 (config) imports pytest_llm_matrix.calls.b (calls)",
+    ]
+    assert [(i.line, i.reason) for i in imports if i.lazy] == [
+        (5, False),
+        (8, True),
+        (9, True),
+        (11, False),
+    ]

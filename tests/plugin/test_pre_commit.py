@@ -1,0 +1,157 @@
+"""The pre-commit hook, run by pre-commit itself in fresh git repositories.
+
+The hook repository is a copy of this checkout's working tree (committed in a temporary
+repository, so uncommitted changes are what is tested); pre-commit builds the hook's own
+virtualenv from it, as it would from the published repository. Slow (pre-commit installs
+the hook's environment: about a minute per environment), so the cases share one
+PRE_COMMIT_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PRE_COMMIT = shutil.which("pre-commit", path=str(Path(sys.executable).parent)) or shutil.which(
+    "pre-commit"
+)
+
+pytestmark = [
+    pytest.mark.skipif(PRE_COMMIT is None, reason="pre-commit is not installed (dev extras)"),
+    pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed"),
+]
+
+PROJECT_CONFIG = """
+[tool.llm-matrix]
+default = "sim"
+
+[tool.llm-matrix.simulator]
+default_reply = "pong"
+
+[tool.llm-matrix.models.sim]
+provider = "simulator"
+"""
+
+TESTS = """
+def test_plain_client(llm):
+    assert llm.complete("ping") == "pong"
+
+
+def test_official_sdk(openai_client, llm_model):
+    answer = openai_client.chat.completions.create(
+        model=llm_model.model, messages=[{"role": "user", "content": "ping"}]
+    )
+    assert answer.choices[0].message.content == "pong"
+"""
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+def pre_commit(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    assert PRE_COMMIT is not None
+    return subprocess.run(
+        [PRE_COMMIT, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's working tree as a one-commit git repository."""
+    repo = tmp_path_factory.mktemp("hook-repo")
+    for name in ("pyproject.toml", "README.md", "LICENSE", ".pre-commit-hooks.yaml"):
+        shutil.copy2(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "hook")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "PYTHON", "VIRTUAL_ENV", "TEST_MODELS"))
+    }
+    environ["PRE_COMMIT_HOME"] = str(tmp_path_factory.mktemp("pre-commit-home"))
+    return environ
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A user's repository: a model config, two model tests (one through the SDK)."""
+    (tmp_path / "pyproject.toml").write_text(textwrap.dedent(PROJECT_CONFIG))
+    (tmp_path / "test_models.py").write_text(TESTS)
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "ping.txt").write_text("ping\n")
+    (tmp_path / "notes.csv").write_text("a,b\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "project")
+    return tmp_path
+
+
+def test_try_repo_runs_the_tests_for_config_and_prompt_changes(hook_repo, env, project):
+    """With `pre-commit try-repo`: a change to pyproject.toml alone, or to a prompt file,
+    runs the tests (both pass with the hook's default dependencies, the SDK included); a
+    file the tests do not read skips the hook."""
+    for changed in ("pyproject.toml", "prompts/ping.txt"):
+        result = pre_commit(
+            project, env, "try-repo", str(hook_repo), "llm-matrix-fast", "--verbose",
+            "--files", changed,
+        )  # fmt: skip
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        assert "llm tests (fast tier)" in output, output
+        assert "Passed" in output, output
+        assert "2 passed" in output, output
+    result = pre_commit(
+        project, env, "try-repo", str(hook_repo), "llm-matrix-fast", "--files", "notes.csv"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(no files to check)Skipped" in result.stdout, result.stdout
+
+
+def test_dependencies_without_the_sdk_fail_the_hook_loudly(hook_repo, env, project):
+    """`additional_dependencies` replaces the hook's own list: without the SDK in it the
+    SDK test cannot run, and the hook fails naming the fix (it must not pass by a skip)."""
+    rev = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=hook_repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (project / ".pre-commit-config.yaml").write_text(
+        textwrap.dedent(f"""
+        repos:
+          - repo: {hook_repo.as_uri()}
+            rev: {rev}
+            hooks:
+              - id: llm-matrix-fast
+                additional_dependencies: ["iniconfig"]
+        """)
+    )
+    git(project, "add", "-A")
+    result = pre_commit(project, env, "run", "--all-files")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Failed" in output, output
+    assert "the openai SDK is not installed" in output, output
+    assert "add it to additional_dependencies" in output, output
