@@ -5,7 +5,8 @@ loopback simulator, interleaved in small blocks so both see the same machine loa
 transport runs with everything on: a global cap and a per-model cap (file-lock slots),
 cooldown and availability checks, usage parsing, and a test context recording it all; and
 once more as in an xdist worker, which also rewrites its running test's spend to a journal
-file after every request.
+file after every request; and as a replay (``--llm-record=replay``): the same requests
+answered from a recording made just before, nothing sent.
 
     python benchmarks/transport.py [--requests 2000]
 """
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import httpx2
 
-from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.calls import context, recording
 from pytest_llm_matrix.calls.transport import llm_transport
 from pytest_llm_matrix.config.models import Model
 from pytest_llm_matrix.simulator import Simulator, parse_config
 
+BENCH_TEST = "bench.py::test_bench[bench]"
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -37,6 +39,20 @@ def timed(client: httpx2.Client, stream: bool) -> float:
     else:
         client.post("/chat/completions", json=BODY).raise_for_status()
     return time.perf_counter() - started
+
+
+def recorded(state: str, client: httpx2.Client, stream: bool, count: int) -> recording.Recorder:
+    """Record ``count`` identical requests for a test, then a replayer of them (identical
+    requests replay in order, one recording each)."""
+    folder = Path(state) / ("stream" if stream else "plain")
+    recording.configure(recording.Recorder("all", folder, base=folder))
+    ctx = context.begin(BENCH_TEST)
+    for _ in range(count):
+        timed(client, stream)
+    recording.flush(ctx)
+    context.end()
+    recording.configure(None)
+    return recording.Recorder("replay", folder, base=folder)
 
 
 def main() -> None:
@@ -58,7 +74,6 @@ def main() -> None:
         limits = context.Limits(Path(state), 8, context.RetryPolicy())
         journal = context.Journal(f"{state}/spend-gw0.json")
         context.configure(limits)
-        ctx = context.begin("bench.py::test_bench[bench]")
         bare = httpx2.Client(base_url=model.base_url)
         wrapped = httpx2.Client(base_url=model.base_url, transport=llm_transport(model))
         # the transport as a plain pytest process runs it, and as an xdist worker does (which
@@ -67,17 +82,24 @@ def main() -> None:
             ("bare", bare, None),
             ("transport", wrapped, None),
             ("worker", wrapped, journal),
+            ("replayed", wrapped, None),
         )
+        rounds = args.requests // args.block // 2
         for stream in (False, True):
+            replayer = recorded(state, wrapped, stream, 50 + rounds * args.block)
+            ctx = context.begin(BENCH_TEST)  # a fresh test: its replay reads the recording
             results: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-            for _, client, kept in variants:  # warm up: connections, imports, files
+            for name, client, kept in variants:  # warm up: connections, imports, files
                 limits.journal = kept
+                recording.configure(replayer if name == "replayed" else None)
                 for _ in range(50):
                     timed(client, stream)
-            for _ in range(args.requests // args.block // 2):
+            for _ in range(rounds):
                 for name, client, kept in variants:
                     limits.journal = kept
+                    recording.configure(replayer if name == "replayed" else None)
                     results[name].extend(timed(client, stream) for _ in range(args.block))
+            recording.configure(None)
             p50 = {name: statistics.median(times) for name, times in results.items()}
             kind = "streamed" if stream else "plain"
             print(f"{kind} chat completion, {len(results['bare'])} requests each, p50:")
@@ -89,6 +111,11 @@ def main() -> None:
                     f"(target <= 1.5 ms); ratio {p50[name] / p50['bare']:.2f}"
                 )
             print(f"  the worker's journal adds {(p50['worker'] - p50['transport']) * 1000:.3f} ms")
+            print(
+                f"  replayed (--llm-record=replay) {p50['replayed'] * 1000:.3f} ms: "
+                f"{p50['replayed'] / p50['transport']:.2f} of a live request through the "
+                f"transport, {p50['replayed'] / p50['bare']:.2f} of bare httpx2"
+            )
         limits.journal = journal
         assert ctx.take() is not None  # the transport did record what it spent
         context.end()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_llm_matrix._version import __version__
-from pytest_llm_matrix.calls import context
 from pytest_llm_matrix.config.models import Model
 
 __all__ = [
@@ -30,6 +29,10 @@ def current_model() -> str | None:
     """The alias of the model the running test uses (as in its id: ``test_x[<alias>]``),
     or None outside a model test. For code under test, to label what it produces; the
     environment variable ``LLM_MATRIX_MODEL`` holds the same during the test."""
+    # lazy: any part's import loads this package first; it stays a facade that loads
+    # nothing of the request path
+    from pytest_llm_matrix.calls import context
+
     ctx = context.current()
     return ctx.model if ctx is not None else None
 

@@ -15,6 +15,8 @@ from pytest_llm_matrix.calls import context, fixtures
 from pytest_llm_matrix.config import checks
 from pytest_llm_matrix.config.options import (
     CONTROLLER_KEY,
+    OFFLINE_MODES,
+    OFFLINE_URL,
     SETTINGS_KEY,
     WORKERINPUT_KEY,
     Settings,
@@ -97,7 +99,10 @@ def configure(config: pytest.Config) -> None:
         settings = early_settings(config)
         preload_mode(config)  # checked in every run, used where workers start
         if any(m.needs_simulator for m in settings.models):
-            simulator = SimulatorService(config, settings)
+            simulator = SimulatorService(config, settings)  # checks the config in any mode
+            if settings.record in OFFLINE_MODES:  # nothing is sent: no simulator starts
+                simulator = None
+                settings = settings.with_simulator(OFFLINE_URL)
         if settings.selected:
             settings = _with_state_dir(config, settings)
         if settings.max_cost is not None:
@@ -107,6 +112,8 @@ def configure(config: pytest.Config) -> None:
     context.set_rewrite_model(settings.rewrite_model)
     config.add_cleanup(lambda: context.set_rewrite_model(False))
     _redact_reports(config, settings)
+    if settings.record != "off" and settings.selected:
+        _record(config, settings)
     if settings.state_dir is not None:
         policy = context.RetryPolicy(attempts=settings.max_attempts, max_wait=settings.max_wait)
         limits = context.Limits(
@@ -180,8 +187,26 @@ def _close_pooled_connections() -> None:
         transport.close_shared()
 
 
+def _record(config: pytest.Config, settings: Settings) -> None:
+    """Record or replay the models' answers in this process (see :mod:`.calls.recording`)."""
+    # lazy: only a run that records or replays loads it
+    from pytest_llm_matrix.calls import recording
+    from pytest_llm_matrix.config.redaction import REDACTOR_KEY
+
+    redactor = config.stash.get(REDACTOR_KEY, None)
+    recorder = recording.Recorder(
+        settings.record,
+        config.rootpath,
+        base=None if settings.cassettes is None else Path(settings.cassettes),
+        ignore=settings.record_ignore,
+        mask=redactor.text if redactor is not None else str,
+    )
+    recording.configure(recorder)
+    config.add_cleanup(lambda: recording.configure(None))
+
+
 def _redact_reports(config: pytest.Config, settings: Settings) -> None:
-    """Keep the configured models' keys out of every report (see :mod:`.redaction`)."""
+    """Keep the configured models' keys out of every report (see :mod:`.config.redaction`)."""
     key_envs = [m.api_key_env for m in settings.registry.models.values() if m.api_key_env]
     if not key_envs:
         return
@@ -280,6 +305,15 @@ def header(config: pytest.Config) -> list[str] | None:
     if simulated:
         details.append(f"built-in simulator for {', '.join(simulated)}")
     lines.append("llm-matrix: " + ", ".join(details))
+    if settings.record != "off" and settings.selected:
+        where = settings.cassettes or "llm_cassettes/ beside each test module"
+        what = {
+            "replay": "replaying recordings: nothing is sent, no key is needed",
+            "prune": "replaying recordings, then deleting those no test used",
+            "new": "replaying recordings, sending and recording what has none",
+            "all": "sending every request and recording it anew",
+        }[settings.record]
+        lines.append(f"llm-matrix: --llm-record={settings.record}: {what} ({where})")
     timed = settings.llm_timeout is not None or any(m.timeout for m in settings.models)
     if timed and not config.pluginmanager.hasplugin("timeout"):
         lines.append(

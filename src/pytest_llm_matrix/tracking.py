@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.calls import context, recording
 from pytest_llm_matrix.calls.context import BUDGET_ATTR, REPORT_ATTR, SPEND_ATTR
 from pytest_llm_matrix.config.redaction import redact_report
 from pytest_llm_matrix.matrix.parametrize import model_of
@@ -105,6 +105,16 @@ class TestTracker:
         model = model_of(item)
         if run is not None and limits is not None and model is not None:
             stop_if_settled(item, run, limits.coordinator, model.name)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        """Once its fixtures are torn down (its clients and streams closed), the test's
+        recordings are written; a recording that cannot be written errors the test."""
+        try:
+            return (yield)
+        finally:
+            if recording.active() is not None:
+                recording.flush(context.current())
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:

@@ -4,13 +4,20 @@ Every ``import`` of a plugin module counts, at module level, inside functions an
 ``TYPE_CHECKING`` alike: there is no cycle between modules, and a part imports only the
 parts below it in ``ORDER`` (the README's map of the package says the same). An import
 inside a function is allowed only to keep start-up cheap, and says so in a ``# lazy:``
-comment on its line or the line above (one comment serves the imports that follow it).
+comment on its line or in the comment right above it (one comment serves the imports that
+follow it). Not read: modules named in data (the preloader imports the names of
+``distribution.preload.WORKER_STACK`` in its own process), and ``importlib`` calls.
+
+The docstrings' cross-references (``:mod:``, ``:func:``, ...) to the plugin's modules are
+checked too: a module that moved must not leave references to where it was.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -62,14 +69,26 @@ def imports_of(path: Path, root: Path, modules: set[str]) -> list[Import]:
         for child in ast.iter_child_nodes(node):
             nested = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
             if isinstance(child, ast.Import | ast.ImportFrom):
-                near = lines[max(child.lineno - 2, 0) : child.lineno]
-                explained = explained or any("# lazy:" in line for line in near)
+                explained = (
+                    explained
+                    or "# lazy:" in lines[child.lineno - 1]
+                    or any(line.startswith("# lazy:") for line in comment_above(child.lineno))
+                )
                 for target in targets(child):
                     if target in modules and target != name:
                         found.append(Import(name, target, child.lineno, in_function, explained))
             else:
                 explained = False
             visit(child, nested)
+
+    def comment_above(lineno: int) -> list[str]:
+        """The comment lines right above line ``lineno`` (1-based), stripped."""
+        found = []
+        for line in reversed(lines[: lineno - 1]):
+            if not line.strip().startswith("#"):
+                break
+            found.append(line.strip())
+        return found
 
     def targets(node: ast.Import | ast.ImportFrom) -> list[str]:
         if isinstance(node, ast.Import):
@@ -166,6 +185,57 @@ def test_an_import_inside_a_function_says_why():
     assert unexplained == []
 
 
+def unresolved_references(root: Path = SOURCE) -> list[str]:
+    """Docstring references to plugin modules and names that do not resolve."""
+    found = []
+    for path in sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts):
+        name = module_name(path, root)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        text = path.read_text()
+        for match in re.finditer(r":(?:mod|func|class|meth|data|attr):`~?([\w.]+)`", text):
+            target = match.group(1)
+            if target.startswith("."):
+                target = package + target
+            elif not target.startswith(PACKAGE):
+                continue  # a name of this module, or of another library
+            if not resolves(target):
+                line = text.count("\n", 0, match.start()) + 1
+                found.append(f"{name}:{line} {match.group(0)}")
+    return found
+
+
+def resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            value: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(value, attribute):
+                return False
+            value = getattr(value, attribute)
+        return True
+    return False
+
+
+def test_docstring_references_resolve():
+    assert unresolved_references() == []
+
+
+def test_a_stale_reference_is_found(tmp_path):
+    root = tmp_path / PACKAGE
+    (root / "calls").mkdir(parents=True)
+    (root / "calls" / "m.py").write_text(
+        '"""See :mod:`.exchange`, :func:`pytest_llm_matrix.calls.exchange.nowhere`, '
+        ':mod:`.redaction` and :class:`Local`."""\n'
+    )
+    assert unresolved_references(root) == [
+        "pytest_llm_matrix.calls.m:1 :func:`pytest_llm_matrix.calls.exchange.nowhere`",
+        "pytest_llm_matrix.calls.m:1 :mod:`.redaction`",
+    ]
+
+
 @pytest.fixture
 def fake_package(tmp_path: Path) -> Path:
     root = tmp_path / PACKAGE
@@ -188,6 +258,8 @@ def test_the_checks_catch_a_cycle_an_upward_import_and_an_unexplained_lazy_one(f
         "def f():\n"
         "    from ..report import c\n"  # relative, lazy, no reason
         "def g():\n"
+        "    x = 1  # lazy: a comment on code explains no import\n"
+        "    from pytest_llm_matrix.report import c\n"
         "    # lazy: keeps start-up cheap\n"
         "    from pytest_llm_matrix.report.c import y\n"
         "    from pytest_llm_matrix.report import c\n"
@@ -199,15 +271,13 @@ def test_the_checks_catch_a_cycle_an_upward_import_and_an_unexplained_lazy_one(f
     edges = {(i.source, i.target) for i in imports}
     assert cycles(edges) == [[f"{PACKAGE}.calls.b", f"{PACKAGE}.config.a", f"{PACKAGE}.report.c"]]
     assert upward(imports) == [
-        "pytest_llm_matrix.calls.b:5 (calls) imports pytest_llm_matrix.report.c (report)",
-        "pytest_llm_matrix.calls.b:8 (calls) imports pytest_llm_matrix.report.c (report)",
-        "pytest_llm_matrix.calls.b:9 (calls) imports pytest_llm_matrix.report.c (report)",
-        "pytest_llm_matrix.calls.b:11 (calls) imports pytest_llm_matrix.report.c (report)",
-        "pytest_llm_matrix.config.a:1 (config) imports pytest_llm_matrix.calls.b (calls)",
-    ]
+        f"{PACKAGE}.calls.b:{line} (calls) imports {PACKAGE}.report.c (report)"
+        for line in (5, 8, 10, 11, 13)
+    ] + [f"{PACKAGE}.config.a:1 (config) imports {PACKAGE}.calls.b (calls)"]
     assert [(i.line, i.reason) for i in imports if i.lazy] == [
         (5, False),
-        (8, True),
-        (9, True),
-        (11, False),
+        (8, False),
+        (10, True),
+        (11, True),
+        (13, False),
     ]

@@ -155,3 +155,32 @@ def test_dependencies_without_the_sdk_fail_the_hook_loudly(hook_repo, env, proje
     assert "Failed" in output, output
     assert "the openai SDK is not installed" in output, output
     assert "add it to additional_dependencies" in output, output
+
+
+def test_the_replay_hook_runs_the_example_suite_from_its_recordings(hook_repo, env, tmp_path):
+    """`llm-matrix-replay` on the example project and its recordings, in a fresh repository:
+    every model's recorded answers, the weak model's failures included (it is optional, so
+    the hook passes); a changed prompt then fails the hook with the command that records it."""
+    project = tmp_path / "example"
+    shutil.copytree(
+        ROOT / "example_project",
+        project,
+        ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.json.tmp"),
+    )
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "example")
+    args = ("try-repo", str(hook_repo), "llm-matrix-replay", "--all-files", "--verbose")
+    result = pre_commit(project, env, *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "llm tests (every model, replayed)" in output, output
+    assert "2 failed, 27 passed, 8 skipped" in output, output
+    assert "--llm-record=replay: 36 requests replayed, none sent" in output, output
+    bot = project / "support_bot.py"
+    bot.write_text(bot.read_text().replace("Classify", "Categorise", 1))
+    changed = pre_commit(project, env, *args)
+    output = changed.stdout + changed.stderr
+    assert changed.returncode == 1, output
+    assert "no recording of this request to sim-fast" in output, output
+    assert "run pytest --llm-record=new --models=sim-fast" in output, output

@@ -8,9 +8,10 @@ import json
 import jsonschema
 import pytest
 
+from pytest_llm_matrix.config.models import base_id
 from pytest_llm_matrix.report import render
 from pytest_llm_matrix.report.cost import format_usd
-from pytest_llm_matrix.report.stats import ModelStats, base_id, failure_split
+from pytest_llm_matrix.report.stats import ModelStats, failure_split
 
 from ..conftest import outcome_counts, schema
 

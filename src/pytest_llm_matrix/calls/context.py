@@ -74,7 +74,12 @@ SPEND_ATTR: Final = "llm_spend"
 BUDGET_ATTR: Final = "llm_budget_skip"
 
 SPEND_COUNTERS = (
-    "requests",
+    "requests",  # sent to the model (see recording: replayed ones are not)
+    "replayed",  # answered from a recording
+    "recorded",  # sent and recorded
+    "replayed_input_tokens",  # the tokens of replayed answers: what the recordings cost
+    "replayed_output_tokens",
+    "replayed_cached_tokens",
     "attempts",
     "retries",
     "rate_limited",
@@ -156,6 +161,7 @@ class TestContext:
         self._lock = threading.Lock()
         self._spend = self._empty()
         self.closers: list[Callable[[], None]] = []
+        self.tapes: dict[str, Any] = {}  # model alias -> its recordings (see recording)
 
     @staticmethod
     def _empty() -> dict[str, Any]:
@@ -186,7 +192,7 @@ class TestContext:
         """What was spent since the last call (None if nothing), and start afresh."""
         with self._lock:
             spend, self._spend = self._spend, self._empty()
-        if not (spend["attempts"] or spend["requests"]):
+        if not (spend["attempts"] or spend["requests"] or spend["replayed"]):
             return None
         checkpoint(self)  # it is on a report now: a crash must not count it again
         return spend
@@ -200,7 +206,8 @@ class TestContext:
 
 _limits: Limits | None = None
 _current: TestContext | None = None
-_rewrite_model = False  # --llm-rewrite-model: see transport.model_checked
+_recorder: Any = None  # the session's recording.Recorder, if it records or replays
+_rewrite_model = False  # --llm-rewrite-model: see exchange.Exchange._model_checked
 
 
 def rewrite_model() -> bool:
@@ -221,6 +228,16 @@ def configure(limits: Limits | None) -> None:
 
 def limits() -> Limits | None:
     return _limits
+
+
+def set_recorder(recorder: Any) -> None:
+    """Kept here, with the rest of the process's state, by :mod:`.recording`."""
+    global _recorder
+    _recorder = recorder
+
+
+def recorder() -> Any:
+    return _recorder
 
 
 def refusal(model: str) -> str | None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.calls import context, recording
 from pytest_llm_matrix.calls.retrying import (
     Verdict,
     backoff,
@@ -73,11 +73,20 @@ class Read:
     limit: float | None = None
 
 
-Step = Sleep | Send | Read
+@dataclasses.dataclass(frozen=True)
+class Replay:
+    """Give back a recorded answer to ``request`` (see :mod:`.recording`): nothing is sent."""
+
+    answer: Any
+    request: Any
+
+
+Step = Sleep | Send | Read | Replay
 
 
 def redact(text: str, model: Model) -> str:
-    """``text`` without ``model``'s key, in any of its forms (see :mod:`.redaction`)."""
+    """``text`` without ``model``'s key, in any of its forms (see
+    :mod:`pytest_llm_matrix.config.redaction`)."""
     key = model.api_key()
     return mask(text, forms_of(key)) if key else text
 
@@ -251,6 +260,79 @@ class Exchange:
         body = _json_body(request)
         streaming = body is not None and body.get("stream") is True
         request = self._model_checked(request, body)
+        recorder = recording.active()
+        if recorder is None:
+            return (yield from self._live(request, streaming, wrap_stream, None))
+        tape = recording.tape_for(self.ctx, self.name)
+        if tape is None:
+            if recorder.offline:
+                pytest.fail(
+                    f"{self.name}: a request made outside a test cannot be replayed "
+                    f"(--llm-record={recorder.mode})",
+                    pytrace=False,
+                )
+            return (yield from self._live(request, streaming, wrap_stream, None))
+        entry = recording.request_entry(request, recorder.ignore)
+        key = recorder.mask(recording.key_of(entry))
+        if recorder.mode != "all":
+            hit = tape.take(key)
+            if hit is not None:
+                return (yield from self._replay(hit, request))
+            if recorder.offline:
+                pytest.fail(tape.miss(entry), pytrace=False)
+
+        def keep(answer: dict[str, Any], latency: float, ttft: float | None) -> None:
+            tape.add(
+                {"request": entry, "key": key, "response": answer, "latency": round(latency, 6)}
+                | ({"ttft": round(ttft, 6)} if ttft is not None else {})
+            )
+            if self.ctx is not None:
+                self.ctx.count(recorded=1)
+
+        try:
+            return (yield from self._live(request, streaming, wrap_stream, keep))
+        except pytest.fail.Exception as failed:  # the answer the test got: a failure
+            tape.add({"request": entry, "key": key, "failure": str(failed.msg)})
+            if self.ctx is not None:
+                self.ctx.count(recorded=1)
+            raise
+
+    def _replay(self, hit: dict[str, Any], request: Any) -> Generator[Step, Any, Any]:
+        """A recorded answer, counted as the live one was (tokens apart: not spent now)."""
+        __tracebackhide__ = True
+        ctx = self.ctx
+        if ctx is not None:
+            ctx.count(replayed=1)
+            for name, key in (("latencies", "latency"), ("ttft", "ttft")):
+                if hit.get(key) is not None:
+                    ctx.record(name, hit[key])
+        if "failure" in hit:
+            pytest.fail(hit["failure"], pytrace=False)
+        answer = hit["response"]
+        usage: Usage | None = None
+        if "events" in answer:
+            tracker = StreamTracker()
+            tracker.feed(recording.answer_bytes(answer))
+            usage = tracker.usage
+        elif isinstance(answer.get("json"), dict):
+            usage = usage_from_body(answer["json"])
+        if usage is not None and ctx is not None:
+            ctx.count(
+                replayed_input_tokens=usage.input_tokens,
+                replayed_output_tokens=usage.output_tokens,
+                replayed_cached_tokens=usage.cached_tokens,
+            )
+        return (yield Replay(answer, request))
+
+    def _live(
+        self,
+        request: Any,
+        streaming: bool,
+        wrap_stream: Callable[[Any, StreamWatch], None],
+        keep: Callable[[dict[str, Any], float, float | None], None] | None,
+    ) -> Generator[Step, Any, Any]:
+        """The request sent, with its retries; ``keep`` takes the answer to record it."""
+        __tracebackhide__ = True
         attempt = 0
         while True:
             attempt += 1
@@ -266,7 +348,8 @@ class Exchange:
                 status = response.status_code
                 if status < 400 and _is_event_stream(response):
                     self._verified(held)
-                    wrap_stream(response, StreamWatch(self, held.lease, started, response))
+                    watch = StreamWatch(self, held.lease, started, response, keep)
+                    wrap_stream(response, watch)
                     held.lease = None
                     return response
                 body = yield Read(response, request.extensions.get("timeout", {}).get("read"))
@@ -290,6 +373,9 @@ class Exchange:
                 self._record_body(body, started)
                 if streaming and verdict is Verdict.OK:
                     self._not_a_stream(response, body)
+                if keep is not None:
+                    kind = response.headers.get("content-type", "")
+                    keep(recording.body_entry(status, kind, body), time.monotonic() - started, None)
                 return response
             code, message = error_of(body)
             cause = f"HTTP {status} {error_text(code, message)}"
@@ -413,7 +499,12 @@ class StreamWatch:
     """Follows a streamed answer: usage, first token, completion; frees the slot at close."""
 
     def __init__(
-        self, exchange: Exchange, lease: Lease | None, started: float, response: Any
+        self,
+        exchange: Exchange,
+        lease: Lease | None,
+        started: float,
+        response: Any,
+        keep: Callable[[dict[str, Any], float, float | None], None] | None = None,
     ) -> None:
 
         self.name = exchange.name
@@ -428,19 +519,43 @@ class StreamWatch:
         elif encoding not in ("", "identity"):
             self.tracker = None  # cannot read it: no usage, no cut detection
         self.closed = False
+        #: recording: the stream's decoded bytes, kept once it completes
+        self.keep = keep if self.tracker is not None else None
+        self.captured: list[bytes] = []
+        self.status = response.status_code
+        self.content_type = response.headers.get("content-type", "")
         if self.ctx is not None:
             self.ctx.closers.append(self.close)  # an abandoned stream frees its slot at test end
 
     def chunk(self, data: bytes) -> None:
         if self.tracker is not None:
-            self.tracker.feed(self.decoder.decompress(data) if self.decoder else data)
+            decoded = self.decoder.decompress(data) if self.decoder else data
+            self.tracker.feed(decoded)
+            if self.keep is not None:
+                self.captured.append(decoded)
 
     def ended(self) -> None:
         """The server's stream is over; without its final event, the answer is cut."""
         __tracebackhide__ = True
-        if self.tracker is not None and not self.tracker.done and self.tracker.error is None:
+        tracker = self.tracker
+        if tracker is not None and not tracker.done and tracker.error is None:
             self.close()
             pytest.fail(f"stream from {self.name} ended before completion", pytrace=False)
+        self._kept()
+
+    def _kept(self) -> None:
+        """Recording: a complete stream (its client may stop reading at the final event,
+        and close it) is kept, once."""
+        tracker, keep = self.tracker, self.keep
+        if keep is None or tracker is None or not (tracker.done or tracker.error):
+            return
+        self.keep = None
+        ttft = tracker.first_token_at
+        keep(
+            recording.stream_entry(self.status, self.content_type, b"".join(self.captured)),
+            time.monotonic() - self.started,
+            None if ttft is None else ttft - self.started,
+        )
 
     def broke(self, exc: BaseException) -> None:
         __tracebackhide__ = True
@@ -454,6 +569,7 @@ class StreamWatch:
         if self.closed:
             return
         self.closed = True
+        self._kept()
         if self.lease is not None:
             self.lease.release()
         ctx = self.ctx

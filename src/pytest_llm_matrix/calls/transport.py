@@ -18,7 +18,8 @@ from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_llm_matrix.calls.exchange import Exchange, Send, Sleep, Step, StreamWatch
+from pytest_llm_matrix.calls.exchange import Exchange, Replay, Send, Sleep, Step, StreamWatch
+from pytest_llm_matrix.calls.recording import replayed_response
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.config.models import Model
@@ -145,6 +146,8 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
                         time.sleep(step.seconds)
                     elif isinstance(step, Send):
                         steps.result = self.inner.handle_request(step.request)
+                    elif isinstance(step, Replay):
+                        steps.result = replayed_response(http, step.answer, step.request)
                     else:
                         _bound(step.response, step.limit, asynchronous=False)
                         steps.result = step.response.read()
@@ -182,6 +185,8 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
                         await anyio.sleep(step.seconds)
                     elif isinstance(step, Send):
                         steps.result = await self.inner.handle_async_request(step.request)
+                    elif isinstance(step, Replay):
+                        steps.result = replayed_response(http, step.answer, step.request)
                     else:
                         _bound(step.response, step.limit, asynchronous=True)
                         steps.result = await step.response.aread()

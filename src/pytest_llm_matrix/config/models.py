@@ -107,3 +107,19 @@ class Model:
         values = dict(data)
         values["tags"] = tuple(values.get("tags", ()))
         return cls(**values)
+
+
+def base_id(nodeid: str, model: str) -> str:
+    """The test's id without its model: ``t.py::test_x[gpt-4o-1]`` -> ``t.py::test_x[1]``.
+
+    The plugin parametrizes the model first, so the alias leads the bracket.
+    """
+    head, _, params = nodeid.partition("[")
+    if not params.endswith("]"):
+        return nodeid
+    params = params[:-1]
+    if params == model:
+        return head
+    if params.startswith(model + "-"):
+        return f"{head}[{params[len(model) + 1 :]}]"
+    return nodeid

@@ -28,6 +28,11 @@ DEFAULT_MAX_WAIT: Final = 60.0
 DIST_MODES: Final = ("model", "load")
 PROGRESS_MODES: Final = ("auto", "off")
 PRELOAD_MODES: Final = ("auto", "on", "off")
+#: Record modes in which nothing is sent: no key is needed, no simulator starts.
+OFFLINE_MODES: Final = ("replay", "prune")
+#: The base URL of a simulated model in an offline run (no simulator starts, nothing is
+#: sent; the request paths are those the simulator serves).
+OFFLINE_URL: Final = "http://replay.invalid"
 
 
 def _ranged(origin: str, bound: checks.Range) -> Callable[[str], Any]:
@@ -256,6 +261,44 @@ def add_options(parser: pytest.Parser) -> None:
         "default 1: all). @pytest.mark.llm(min_pass_rate=RATE) wins. ini: llm_repeat_pass_rate.",
     )
     group.addoption(
+        "--llm-record",
+        dest="llm_record",
+        choices=reg.RECORD_MODES,
+        default=None,
+        help="record and replay the models' answers: 'off' (default: live), 'replay' (no "
+        "network, no keys: every request must match a recording), 'new' (replay what "
+        "matches, send and record the rest), 'all' (send everything, rewrite the recordings "
+        "of the tests that ran), 'prune' (replay, then delete the recordings no test used). "
+        "ini: llm_record; config: record.",
+    )
+    parser.addini(
+        "llm_record",
+        "off (default), replay, new, all or prune: record and replay the models' answers.",
+        type=_ini_choices(reg.RECORD_MODES),
+        default=None,
+    )
+    group.addoption(
+        "--llm-cassettes",
+        dest="llm_cassettes",
+        metavar="DIR",
+        default=None,
+        help="where recordings live: DIR/<model>/<module path>/<test>.json. Default: an "
+        "llm_cassettes folder beside each test module. ini: llm_cassettes; config: cassettes.",
+    )
+    parser.addini(
+        "llm_cassettes",
+        "folder of the recordings, relative to this config file.",
+        type="paths",
+        default=[],
+    )
+    parser.addini(
+        "llm_record_ignore",
+        "request body fields left out of a recording's match, e.g. user, metadata.trace_id "
+        "(default: user, metadata).",
+        type="linelist",
+        default=[],
+    )
+    group.addoption(
         "--llm-progress",
         dest="llm_progress",
         choices=PROGRESS_MODES,
@@ -316,7 +359,7 @@ class Settings:
     selected_by: str = ""
     strict: bool = False
     patch_sdks: bool = False  # see pytest_llm_matrix.calls.sdk_patch
-    rewrite_model: bool = False  # see transport.model_checked
+    rewrite_model: bool = False  # see calls.exchange.Exchange._model_checked
     unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
     simulator_url: str | None = None
     max_concurrency: int | None = None
@@ -336,6 +379,9 @@ class Settings:
     repeat: int = 1
     repeat_pass_rate: float = 1.0
     progress: str = "auto"
+    record: str = "off"  # see pytest_llm_matrix.calls.recording
+    cassettes: str | None = None  # an absolute folder; None: beside each test module
+    record_ignore: tuple[str, ...] = reg.DEFAULT_RECORD_IGNORE
     #: USD per (input, output, cached) token by model, for the budget; None: no price
     rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
 
@@ -356,6 +402,7 @@ class Settings:
         data.update(
             registry=self.registry.to_dict(),
             selected=list(self.selected),
+            record_ignore=list(self.record_ignore),
             unavailable=dict(self.unavailable),
             rates={k: None if v is None else list(v) for k, v in self.rates.items()},
         )
@@ -371,6 +418,7 @@ class Settings:
                 **fields,
                 "registry": reg.Registry.from_dict(fields["registry"]),
                 "selected": tuple(fields["selected"]),
+                "record_ignore": tuple(fields["record_ignore"]),
                 "rates": {k: None if v is None else tuple(v) for k, v in fields["rates"].items()},
             }
         )
@@ -410,6 +458,9 @@ def load_registry(config: pytest.Config) -> reg.Registry:
         except ValueError:
             where = str(path)
         registry = reg.parse_registry(table, where)
+        if registry.cassettes is not None:  # relative to the config file
+            folder = path.parent / Path(registry.cassettes).expanduser()
+            registry = dataclasses.replace(registry, cassettes=str(folder.resolve()))
     registry = reg.merge_hook_models(registry, config.hook.pytest_llm_matrix_models(config=config))
     reg.check_registry(registry)
     return registry
@@ -440,10 +491,11 @@ def resolve_settings(config: pytest.Config) -> Settings:
     for name in selected:
         if (problem := registry.models[name].key_problem()) is not None:
             raise pytest.UsageError(f"model {name!r}: {problem}")
+    record = _record_mode(config, registry)
     unavailable = {
         name: f"{model.api_key_env} is {'blank' if model.api_key_env in os.environ else 'not set'}"
         for name in selected
-        if not (model := registry.models[name]).api_key_set
+        if not (model := registry.models[name]).api_key_set and record not in OFFLINE_MODES
     }
     strict = bool(config.option.llm_strict) or bool(_ini(config, "llm_strict"))
     if strict and unavailable:
@@ -480,11 +532,44 @@ def resolve_settings(config: pytest.Config) -> Settings:
         repeat_pass_rate=1.0 if repeat_rate is None else repeat_rate,
         report_path=_report_path(config),
         max_cost=_setting(config, "llm_max_cost"),
+        record=record,
+        cassettes=_cassettes(config, registry),
+        record_ignore=tuple(_ini(config, "llm_record_ignore") or ())
+        or (
+            reg.DEFAULT_RECORD_IGNORE if registry.record_ignore is None else registry.record_ignore
+        ),
     )
 
 
+def _record_mode(config: pytest.Config, registry: reg.Registry) -> str:
+    """--llm-record, else ini llm_record, else the config's record, else off."""
+    chosen = _setting(config, "llm_record", _one_of(reg.RECORD_MODES))
+    return str(chosen or registry.record or reg.RECORD_MODES[0])
+
+
+def _cassettes(config: pytest.Config, registry: reg.Registry) -> str | None:
+    """--llm-cassettes (from the invocation folder), else ini llm_cassettes (from the ini
+    file), else the config's cassettes (from its file); None: beside each test module."""
+    if (given := config.option.llm_cassettes) is not None:
+        if not given.strip():
+            raise pytest.UsageError("--llm-cassettes: expected a folder, got ''")
+        folder = Path(config.invocation_params.dir) / Path(given).expanduser()
+    elif paths := _ini(config, "llm_cassettes"):
+        if len(paths) > 1:
+            raise pytest.UsageError(f"ini llm_cassettes: expected one folder, got {len(paths)}")
+        folder = Path(paths[0])
+    elif registry.cassettes is not None:
+        folder = Path(registry.cassettes)
+    else:
+        return None
+    if folder.exists() and not folder.is_dir():
+        raise pytest.UsageError(f"llm cassettes folder {folder} is a file, not a folder")
+    return str(folder.resolve())
+
+
 def preload_mode(config: pytest.Config) -> str:
-    """--llm-preload, else ini llm_preload, else auto (see :mod:`.preload`)."""
+    """--llm-preload, else ini llm_preload, else auto (see
+    :mod:`pytest_llm_matrix.distribution.preload`)."""
     return str(_setting(config, "llm_preload", _one_of(PRELOAD_MODES)) or PRELOAD_MODES[0])
 
 

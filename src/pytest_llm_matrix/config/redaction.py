@@ -155,8 +155,8 @@ class ReportRedaction:
     controller, other plugins) sees it: first thing when the report is logged.
 
     Model tests' reports are also redacted as soon as they are made (see
-    :class:`.tracking.TestTracker`), so the plugin's own uses of them (a repeated test's
-    failure notes, shared between workers) see them redacted too.
+    :class:`pytest_llm_matrix.tracking.TestTracker`), so the plugin's own uses of them (a
+    repeated test's failure notes, shared between workers) see them redacted too.
     """
 
     def __init__(self, config: pytest.Config, redactor: Redactor) -> None:

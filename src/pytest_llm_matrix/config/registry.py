@@ -166,7 +166,30 @@ MODEL_FIELDS: Final[Mapping[str, _Check]] = {
     "simulate": _table,
 }
 
-TOP_LEVEL_FIELDS: Final = ("default", "groups", "max_concurrency", "models", "simulator")
+TOP_LEVEL_FIELDS: Final = (
+    "cassettes",
+    "default",
+    "groups",
+    "max_concurrency",
+    "models",
+    "record",
+    "record_ignore",
+    "simulator",
+)
+#: Record and replay (see :mod:`pytest_llm_matrix.calls.recording`): the modes, and the
+#: body fields left out of a request's match unless configured otherwise.
+RECORD_MODES: Final = ("off", "replay", "new", "all", "prune")
+DEFAULT_RECORD_IGNORE: Final = ("user", "metadata")
+
+
+def _field_names(value: Any) -> tuple[str, ...]:
+    """Body fields, top-level (``user``) or nested (``metadata.trace_id``)."""
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v.strip() and all(part.strip() for part in v.split("."))
+        for v in value
+    ):
+        raise ValueError(f"expected a list of field names like 'user' or 'a.b', got {shown(value)}")
+    return tuple(dict.fromkeys(v.strip() for v in value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +202,9 @@ class Registry:
     max_concurrency: int | None = None
     simulator: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: str | None = None
+    record: str | None = None  # a mode of RECORD_MODES
+    cassettes: str | None = None  # a folder, absolute once the config file is known
+    record_ignore: tuple[str, ...] | None = None
 
     @property
     def tags(self) -> dict[str, tuple[str, ...]]:
@@ -197,6 +223,9 @@ class Registry:
             "max_concurrency": self.max_concurrency,
             "simulator": dict(self.simulator),
             "source": self.source,
+            "record": self.record,
+            "cassettes": self.cassettes,
+            "record_ignore": None if self.record_ignore is None else list(self.record_ignore),
         }
 
     @classmethod
@@ -210,6 +239,9 @@ class Registry:
             max_concurrency=data["max_concurrency"],
             simulator=data["simulator"],
             source=data["source"],
+            record=data["record"],
+            cassettes=data["cassettes"],
+            record_ignore=None if data["record_ignore"] is None else tuple(data["record_ignore"]),
         )
 
 
@@ -314,6 +346,9 @@ def _with_settings(registry: Registry, data: Mapping[str, Any], where: str) -> R
         default=setting("default", _selection),
         max_concurrency=setting("max_concurrency", CONCURRENCY.check),
         simulator=setting("simulator", _table) or {},
+        record=setting("record", _choice(RECORD_MODES)),
+        cassettes=setting("cassettes", _string),
+        record_ignore=setting("record_ignore", _field_names),
     )
 
 

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Final
 import pytest
 
 from pytest_llm_matrix.config.options import CONTROLLER_KEY, preload_mode
-from pytest_llm_matrix.distribution.scheduling import proc_bytes
 
 if TYPE_CHECKING:
     from execnet import XSpec
@@ -160,6 +159,9 @@ def remembered_pss(known: object, preloaded: bool) -> int | None:
 
 def own_pss() -> int | None:
     """This process's proportional set size in bytes (Linux), else None."""
+    # lazy: a worker measures itself only at its end; the rest of preloading never needs it
+    from pytest_llm_matrix.distribution.scheduling import proc_bytes
+
     return proc_bytes("/proc/self/smaps_rollup", "Pss")
 
 

@@ -39,6 +39,16 @@ def format_cost(stats: ModelStats) -> str:
     return format_usd(stats.known_cost)
 
 
+def format_replayed_cost(stats: ModelStats) -> str:
+    if not (stats.spend["replayed_input_tokens"] or stats.spend["replayed_output_tokens"]):
+        return "-"
+    return format_usd(stats.known_replayed_cost)
+
+
+def _spent(counter: str) -> Callable[[Sequence[ModelStats]], bool]:
+    return lambda rows: any(s.spend[counter] for s in rows)
+
+
 @dataclasses.dataclass(frozen=True)
 class Column:
     title: str
@@ -64,9 +74,13 @@ COLUMNS: Final = (
     Column("xpassed", 1, _count("xpassed"), _any("xpassed")),
     Column("pass rate", 0, lambda s: format_rate(s.pass_rate, s.interval)),
     Column("cost", 2, format_cost),
+    # record and replay: what the replayed answers cost when recorded (not spent now)
+    Column("recorded cost", 2, format_replayed_cost, _spent("replayed")),
     Column("wall", 3, lambda s: format_seconds(s.span)),
     Column("test time", 4, lambda s: format_seconds(s.duration)),
     Column("requests", 5, lambda s: str(s.spend["requests"])),
+    Column("replayed", 5, lambda s: str(s.spend["replayed"]), _spent("replayed")),
+    Column("recorded", 5, lambda s: str(s.spend["recorded"]), _spent("recorded")),
     Column("tokens in", 6, lambda s: f"{s.spend['input_tokens']:,}"),
     Column("tokens out", 6, lambda s: f"{s.spend['output_tokens']:,}"),
     Column("retries", 7, lambda s: str(s.spend["retries"])),

@@ -33,6 +33,16 @@ def tokens_of(spend: Mapping[str, object]) -> tuple[int, int, int]:
     )
 
 
+def replayed_tokens_of(spend: Mapping[str, object]) -> tuple[int, int, int]:
+    """(input, output, cached input) tokens of a report's replayed answers: what the
+    recordings cost when they were made, not spent now."""
+    return (
+        count_of(spend, "replayed_input_tokens"),
+        count_of(spend, "replayed_output_tokens"),
+        count_of(spend, "replayed_cached_tokens"),
+    )
+
+
 def floats_of(values: object) -> list[float]:
     if not isinstance(values, list):
         return []
@@ -74,6 +84,8 @@ class ModelStats:
     ttft: list[float] = dataclasses.field(default_factory=list)
     cost: float = 0.0
     unpriced: bool = False  # some tokens had no known price: the cost is not known
+    replayed_cost: float = 0.0  # what the replayed answers cost when they were recorded
+    replayed_unpriced: bool = False
     runs_passed: int = 0  # runs that passed, of ...
     runs_judged: int = 0  # ... runs that passed, failed or errored (a plain test is one run)
     repeated: bool = False  # some tests ran repeatedly: the pass rate gets an interval
@@ -98,6 +110,12 @@ class ModelStats:
             self.unpriced = self.unpriced or tokens > 0
         else:
             self.cost += cost
+
+    def add_replayed_cost(self, cost: float | None, tokens: int) -> None:
+        if cost is None:
+            self.replayed_unpriced = self.replayed_unpriced or tokens > 0
+        else:
+            self.replayed_cost += cost
 
     def add_run(self, passed: bool) -> None:
         self.runs_passed += passed
@@ -128,6 +146,10 @@ class ModelStats:
         """The cost, or None when some tokens had no price (shown as n/a, never $0)."""
         return None if self.unpriced else self.cost
 
+    @property
+    def known_replayed_cost(self) -> float | None:
+        return None if self.replayed_unpriced else self.replayed_cost
+
     def merged(self, other: ModelStats) -> ModelStats:
         starts = [s for s in (self.start, other.start) if s is not None]
         stops = [s for s in (self.stop, other.stop) if s is not None]
@@ -141,6 +163,8 @@ class ModelStats:
             ttft=self.ttft + other.ttft,
             cost=self.cost + other.cost,
             unpriced=self.unpriced or other.unpriced,
+            replayed_cost=self.replayed_cost + other.replayed_cost,
+            replayed_unpriced=self.replayed_unpriced or other.replayed_unpriced,
             runs_passed=self.runs_passed + other.runs_passed,
             runs_judged=self.runs_judged + other.runs_judged,
             repeated=self.repeated or other.repeated,
@@ -152,22 +176,6 @@ def total(stats: Iterable[ModelStats]) -> ModelStats:
     for item in stats:
         result = result.merged(item)
     return result
-
-
-def base_id(nodeid: str, model: str) -> str:
-    """The test's id without its model: ``t.py::test_x[gpt-4o-1]`` -> ``t.py::test_x[1]``.
-
-    The plugin parametrizes the model first, so the alias leads the bracket.
-    """
-    head, _, params = nodeid.partition("[")
-    if not params.endswith("]"):
-        return nodeid
-    params = params[:-1]
-    if params == model:
-        return head
-    if params.startswith(model + "-"):
-        return f"{head}[{params[len(model) + 1 :]}]"
-    return nodeid
 
 
 def failure_split(

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from pytest_llm_matrix._version import __version__
-from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.calls import context, recording
 from pytest_llm_matrix.calls.context import BUDGET_ATTR, REPORT_ATTR, SPEND_ATTR
 from pytest_llm_matrix.config import checks
+from pytest_llm_matrix.config.models import base_id
 from pytest_llm_matrix.config.redaction import redactor
 from pytest_llm_matrix.distribution.scheduling import (
     DURATIONS_CACHE,
@@ -35,10 +36,11 @@ from pytest_llm_matrix.report.cost import format_usd, model_cost
 from pytest_llm_matrix.report.stats import (
     JUDGED,
     ModelStats,
-    base_id,
     failure_split,
     percentile,
+    replayed_tokens_of,
     tokens_of,
+    total,
 )
 
 if TYPE_CHECKING:
@@ -76,6 +78,13 @@ class Summary:
         self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> per-test record
         #: model, test (the id without a run), item, tokens: priced once the tests are over
         self.to_price: list[tuple[str, str, str, tuple[int, int, int]]] = []
+        self.replayed_to_price: list[tuple[str, tuple[int, int, int]]] = []  # model, tokens
+        self.ran: set[tuple[str, str]] = set()  # (node id, model) of every model test
+        self.collect_errors = 0
+        #: record and replay: the recordings no test used, and those deleted (prune)
+        self.unused: list[str] | None = None
+        self.deleted: list[str] = []
+        self.narrowed: list[str] = []  # why the unused recordings are not known
         self.gate_failed: dict[str, float | None] = {}
         self.durations: dict[str, float] = {}  # item node id -> its phases' summed time
         self.junit = bool(getattr(config.option, "xmlpath", None))
@@ -218,6 +227,7 @@ class Summary:
                 self.verdict_ids[key] = report.nodeid
         elif counted and category in JUDGED:
             stats.add_run(category == "passed")
+        self.ran.add((report.nodeid, model))
         spend = getattr(report, SPEND_ATTR, None)
         if isinstance(spend, dict):
             stats.add_spend(spend)
@@ -225,6 +235,9 @@ class Summary:
             tokens = tokens_of(spend)
             if any(tokens):
                 self.to_price.append((model, key, report.nodeid, tokens))
+            replayed = replayed_tokens_of(spend)
+            if any(replayed):
+                self.replayed_to_price.append((model, replayed))
             if self.junit:
                 _merge(self.item_spend.setdefault(report.nodeid, {}), spend)
         if self.junit and report.when == "teardown":
@@ -260,6 +273,10 @@ class Summary:
         """Price the reports' tokens here in the controller, where the price data is loaded
         at the end of the run unless an output needs it earlier (see warm_prices): workers
         never load it."""
+        for name, tokens in self.replayed_to_price:
+            cost = model_cost(self.models[name], tokens)
+            self.stats[name].add_replayed_cost(cost, tokens[0] + tokens[1])
+        self.replayed_to_price.clear()
         if not self.to_price:
             return
         for name, key, nodeid, tokens in self.to_price:
@@ -311,6 +328,7 @@ class Summary:
         self.finished = True
         self.price_pending()
         self._remember()
+        self._recordings(session)
         self._judge()
         if exitstatus == pytest.ExitCode.OK and self.gate_failed:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -319,6 +337,72 @@ class Summary:
         self._write_outputs(int(session.exitstatus))
         if self.report_unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a lost report is no success
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collect_errors += 1
+
+    def _recordings(self, session: pytest.Session) -> None:
+        """After a replay of every collected test: the recordings none of them read
+        (listed; deleted with --llm-record=prune)."""
+        recorder = recording.active()
+        if recorder is None or not recorder.offline:
+            return
+        option = self.config.option
+        narrowed = [
+            what
+            for what, given in (
+                ("-k", getattr(option, "keyword", "")),
+                ("-m", getattr(option, "markexpr", "")),
+                ("--deselect", getattr(option, "deselect", None)),
+                ("--lf", getattr(option, "lf", False)),
+                ("a collection error", self.collect_errors),
+                ("a stop before the end", session.shouldstop or session.shouldfail),
+            )
+            if given
+        ]
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            narrowed.append("an interruption")
+        if narrowed:
+            self.narrowed = narrowed  # the tests that did not run may read recordings
+            return
+        paths = recording.unused(recorder, self.ran, self.order)
+        self.unused = [recorder.shown(path) for path in paths]
+        if recorder.mode == "prune":
+            deleted, problems = recording.delete(paths, recorder)
+            self.deleted = [recorder.shown(path) for path in deleted]
+            self.unwritten += [f"--llm-record=prune: could not delete {p}" for p in problems]
+
+    def _recording_lines(self) -> list[str]:
+        mode = self.settings.record
+        if mode == "off":
+            return []
+        spend = total(self.stats.values()).spend
+        said = {
+            "replay": f"{spend['replayed']} requests replayed, none sent",
+            "prune": f"{spend['replayed']} requests replayed, none sent",
+            "new": f"{spend['replayed']} requests replayed, {spend['recorded']} sent and recorded",
+            "all": f"{spend['recorded']} requests sent and recorded",
+        }[mode]
+        lines = [f"--llm-record={mode}: {said}"]
+        if self.deleted:
+            lines.append(f"deleted {checks.counted(len(self.deleted), 'recording')} no test used:")
+            lines += [f"  {path}" for path in self.deleted[:20]]
+        elif self.unused:
+            lines.append(
+                f"{checks.counted(len(self.unused), 'recording')} no test used "
+                "(delete with --llm-record=prune):"
+            )
+            lines += [f"  {path}" for path in self.unused[:20]]
+        if self.narrowed and self.settings.record == "prune":
+            lines.append(
+                "deleted nothing: which recordings no test uses is known only after a run of "
+                f"every collected test (this one had {', '.join(self.narrowed)})"
+            )
+        shown = self.deleted or self.unused or []
+        if len(shown) > 20:
+            lines.append(f"  ... and {len(shown) - 20} more (see the JSON report)")
+        return lines
 
     def _spent(self) -> float | None:
         limits = context.limits()
@@ -395,6 +479,8 @@ class Summary:
             write(line, red=bad > 0, green=bad == 0)
         for name, reason in self._unavailable().items():
             write(f"{name}: unavailable: {reason}", yellow=True)
+        for line in self._recording_lines():
+            write(line, yellow=line.startswith(("deleted", "  ")) or "no test used" in line)
         if verbosity >= 0 and (unpriced := self._unpriced_to_note()):
             write(
                 f"n/a: no known price for {', '.join(unpriced)}; set input_price and "
@@ -464,6 +550,7 @@ class Summary:
                 "latency_p95": percentile(stats.latencies, 95),
                 "ttft_p50": percentile(stats.ttft, 50),
                 "cost_usd": stats.known_cost,
+                "replayed_cost_usd": stats.known_replayed_cost,
                 "unavailable": unavailable.get(name),
             }
         everywhere, some = self._split()
@@ -480,6 +567,13 @@ class Summary:
             "tests": list(self.tests.values()),
             "failed_everywhere": everywhere,
             "failed_on_some": some,
+            "recording": None
+            if self.settings.record == "off"
+            else {
+                "mode": self.settings.record,
+                "unused": self.unused,
+                "deleted": self.deleted,
+            },
         }
 
     def _write_outputs(self, exit_status: int) -> None:
@@ -539,7 +633,8 @@ def category_of(report: pytest.TestReport, failed_subtests: int = 0) -> str:
     Read from the report, not from ``pytest_report_teststatus``, which other plugins answer
     their own way (pytest-sugar gives setup and teardown reports a letter too, so counting
     through it counts a test three times). The rules are pytest's: its runner, skipping and
-    subtests plugins; a repeated test's runs follow :func:`.repeats.status_of`.
+    subtests plugins; a repeated test's runs follow
+    :func:`pytest_llm_matrix.matrix.repeats.status_of`.
     """
     run = getattr(report, RUN_ATTR, None)
     if isinstance(run, dict) and run.get("role") is not None:

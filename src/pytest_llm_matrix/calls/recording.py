@@ -1,0 +1,522 @@
+"""Record and replay: the answers of real models, kept in files, given back without network.
+
+Every request of the ``llm`` client, of the httpx/httpx2 clients and of the official SDK
+clients passes one :class:`~pytest_llm_matrix.calls.exchange.Exchange`; that is where a
+request is looked up in, or added to, the recordings of its test and model (a *tape*).
+
+- ``replay``: a request must match a recording; nothing is sent, no key is needed.
+- ``new``: what matches is replayed; what does not is sent and recorded.
+- ``all``: everything is sent; the tests that ran get their recordings rewritten.
+- ``prune``: ``replay``, then the recordings no test of the run used are deleted.
+
+A request matches by method, path (with its query) and canonical JSON body (key order
+ignored, the configured volatile fields left out); identical requests of a test replay in
+the order they were recorded. A recording keeps what the test saw: the final answer (after
+any retries), its latency and time to first token, a stream as its events, and a failure
+the exchange gave (retries exhausted, a timeout) as that failure. A stream cut short is not
+recorded. No header is kept (no ``authorization``, no ``x-api-key``), and every configured
+model's key is masked in every file written.
+
+One file per test and model (a repeated test: per run), written when the test ends,
+atomically (a new file moved over the old one): an xdist worker runs the whole of a test
+and model, so two workers never write one file. Layout, beside each test module::
+
+    llm_cassettes/<model alias>/<module name>/<test name>.json
+
+or, with ``--llm-cassettes DIR``, ``DIR/<model alias>/<module path>/<test name>.json``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shlex
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+import pytest
+
+from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.config.models import base_id
+from pytest_llm_matrix.config.options import OFFLINE_MODES
+from pytest_llm_matrix.config.registry import DEFAULT_RECORD_IGNORE
+
+VERSION: Final = 1
+FOLDER: Final = "llm_cassettes"
+_SAFE_NAME: Final = "[]()-_.,=+@ "
+_LONGEST_NAME: Final = 150
+
+
+class RecordingError(Exception):
+    """A recording file that cannot be read: its message names the file and the fix."""
+
+
+@dataclasses.dataclass
+class Recorder:
+    """The session's record/replay settings, in every process that runs tests."""
+
+    mode: str
+    rootdir: Path
+    base: Path | None = None  # --llm-cassettes; None: llm_cassettes/ beside each module
+    ignore: tuple[str, ...] = DEFAULT_RECORD_IGNORE
+    mask: Callable[[str], str] = str
+
+    @property
+    def offline(self) -> bool:
+        return self.mode in OFFLINE_MODES
+
+    def path_for(self, nodeid: str, alias: str) -> Path:
+        return cassette_path(nodeid, alias, self.rootdir, self.base)
+
+    def shown(self, path: Path) -> str:
+        """``path`` as the user thinks of it: relative to the rootdir where it can be."""
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(self.rootdir))
+        return str(path)
+
+
+def configure(recorder: Recorder | None) -> None:
+    context.set_recorder(recorder)
+
+
+def active() -> Recorder | None:
+    """The session's recorder (None: live). It lives in :mod:`.context`, with the rest of
+    the process's state, which loads with the plugin: this module may load later."""
+    found: Recorder | None = context.recorder()
+    return found
+
+
+# --- where a test's recordings live --------------------------------------------------
+
+
+def split_nodeid(nodeid: str, alias: str) -> tuple[str, str]:
+    """(module path, test name without the model): ``tests/test_x.py::C::test_y[a-b]`` on
+    model ``a`` is ``("tests/test_x.py", "C.test_y[b]")``."""
+    module, _, rest = base_id(nodeid, alias).partition("::")
+    return module, rest.replace("::", ".")
+
+
+def _file_name(name: str) -> str:
+    """A file name for a test name: readable, reversible enough, never too long."""
+    safe = quote(name, safe=_SAFE_NAME)
+    if safe.startswith("."):
+        safe = "%2E" + safe[1:]
+    if len(safe) > _LONGEST_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        safe = f"{safe[:_LONGEST_NAME]}-{digest}"
+    return safe + ".json"
+
+
+def cassette_path(nodeid: str, alias: str, rootdir: Path, base: Path | None) -> Path:
+    module, name = split_nodeid(nodeid, alias)
+    model = quote(alias, safe="")
+    if set(model) == {"."}:
+        model = model.replace(".", "%2E")
+    parts = [part if part != ".." else "%2E%2E" for part in Path(module).with_suffix("").parts]
+    if base is not None:
+        return base.joinpath(model, *parts, _file_name(name))
+    folder = rootdir.joinpath(*parts[:-1]) if parts else rootdir
+    stem = parts[-1] if parts else "tests"
+    return folder / FOLDER / model / stem / _file_name(name)
+
+
+def unused(
+    recorder: Recorder, ran: Iterable[tuple[str, str]], aliases: Iterable[str]
+) -> list[Path]:
+    """The recordings of ``aliases`` that none of the tests that ran (node id, alias) reads:
+    those of a collected module that no test of it reads, and those of a module that no
+    longer exists. A module that exists but was not collected (a path not given) is left
+    alone."""
+    expected = {recorder.path_for(nodeid, alias) for nodeid, alias in ran}
+    modules = {Path(nodeid.partition("::")[0]).with_suffix("") for nodeid, _ in ran}
+    found: list[Path] = []
+    for alias in aliases:
+        model = quote(alias, safe="")
+        for folder, module in _module_folders(recorder, model, modules):
+            if module in modules:
+                gone = False
+            elif recorder.rootdir.joinpath(module).with_suffix(".py").exists():
+                continue  # not collected this time: nothing is known about its tests
+            else:
+                gone = True
+            found += [
+                path
+                for path in sorted(folder.glob("*.json"))
+                if path.is_file() and (gone or path not in expected)
+            ]
+    return found
+
+
+def _module_folders(
+    recorder: Recorder, model: str, modules: set[Path]
+) -> Iterable[tuple[Path, Path]]:
+    """(folder, module path relative to the rootdir) of every module folder of ``model``."""
+    if recorder.base is not None:
+        root = recorder.base / model
+        if root.is_dir():
+            folders = {path.parent for path in root.rglob("*.json") if path.parent != root}
+            for folder in sorted(folders):
+                yield folder, folder.relative_to(root)
+        return
+    for folder in {recorder.rootdir / module.parent for module in modules}:
+        root = folder / FOLDER / model
+        if root.is_dir():
+            for stem in sorted(p for p in root.iterdir() if p.is_dir()):
+                yield stem, (folder / stem.name).relative_to(recorder.rootdir)
+
+
+def delete(paths: Iterable[Path], recorder: Recorder) -> tuple[list[Path], list[str]]:
+    """Delete recordings, and the folders they leave empty (up to the cassettes folder):
+    (what was deleted, what could not be and why)."""
+    deleted: list[Path] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            problems.append(f"{recorder.shown(path)}: {error.strerror or error}")
+            continue
+        deleted.append(path)
+        folder = path.parent
+        while folder.name != FOLDER and folder != recorder.base and folder != recorder.rootdir:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+    return deleted, problems
+
+
+# --- requests and answers as data -------------------------------------------------------
+
+
+def _without(data: dict[str, Any], ignore: Iterable[str]) -> dict[str, Any]:
+    """``data`` without the ignored fields (``a.b``: field ``b`` of the object ``a``); the
+    caller's body is never changed."""
+    for dotted in ignore:
+        data = _drop(data, dotted.split("."))
+    return data
+
+
+def _drop(data: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    head, rest = path[0], path[1:]
+    if head not in data:
+        return data
+    if not rest:
+        return {k: v for k, v in data.items() if k != head}
+    inner = data[head]
+    if not isinstance(inner, dict):
+        return data
+    return {**data, head: _drop(inner, rest)}
+
+
+def request_entry(request: Any, ignore: Iterable[str]) -> dict[str, Any]:
+    """What identifies ``request`` (an httpx/httpx2 request whose body was read)."""
+    path = request.url.raw_path.decode("ascii", "replace")
+    entry: dict[str, Any] = {"method": request.method, "path": path}
+    content = request.content
+    if not content:
+        return entry
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        entry["json"] = _without(data, ignore)
+    else:
+        entry["text"] = content.decode("utf-8", "replace")
+    return entry
+
+
+def key_of(entry: Mapping[str, Any]) -> str:
+    """The canonical text two requests match on."""
+    return json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def body_entry(status: int, content_type: str, body: bytes) -> dict[str, Any]:
+    """A plain (not streamed) answer, as data: JSON where it is JSON."""
+    entry: dict[str, Any] = {"status": status, "content_type": content_type}
+    try:
+        entry["json"] = json.loads(body)
+    except ValueError:
+        entry["text"] = body.decode("utf-8", "replace")
+    return entry
+
+
+def stream_entry(status: int, content_type: str, body: bytes) -> dict[str, Any]:
+    """A streamed answer, as its server-sent events: ``{"event": name, "data": ...}``, the
+    data as JSON where it is JSON (a block with comments or other fields: ``{"raw": text}``)."""
+    text = body.decode("utf-8", "replace").replace("\r\n", "\n")
+    events = [_event(block) for block in text.split("\n\n") if block.strip()]
+    return {"status": status, "content_type": content_type, "events": events}
+
+
+def _event(block: str) -> dict[str, Any]:
+    event: dict[str, Any] = {}
+    data: list[str] = []
+    for line in block.split("\n"):
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            data.append(value)
+        elif field == "event" and "event" not in event:
+            event["event"] = value
+        else:
+            return {"raw": block}
+    if data:
+        joined = "\n".join(data)
+        try:
+            parsed = json.loads(joined)
+        except ValueError:
+            parsed = None
+        event["data"] = parsed if isinstance(parsed, dict | list) else joined
+    return event
+
+
+def _event_text(event: Mapping[str, Any]) -> str:
+    if "raw" in event:
+        return f"{event['raw']}\n\n"
+    lines = [f"event: {event['event']}"] if "event" in event else []
+    data = event.get("data")
+    if data is not None:
+        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+        lines += [f"data: {line}" for line in text.split("\n")]
+    return "\n".join(lines) + "\n\n"
+
+
+def answer_bytes(answer: Mapping[str, Any]) -> bytes:
+    if "events" in answer:
+        return "".join(_event_text(event) for event in answer["events"]).encode()
+    if "json" in answer:
+        return json.dumps(answer["json"], ensure_ascii=False).encode()
+    return str(answer.get("text", "")).encode()
+
+
+def replayed_response(http: Any, answer: Mapping[str, Any], request: Any) -> Any:
+    """A response of ``http`` (httpx2 or httpx) carrying a recorded answer."""
+    return http.Response(
+        answer["status"],
+        headers={"content-type": answer["content_type"], "x-llm-matrix": "replayed"},
+        content=answer_bytes(answer),
+        request=request,
+    )
+
+
+# --- a test's recordings ---------------------------------------------------------------
+
+
+def tape_for(ctx: Any, alias: str) -> Tape | None:
+    """The running test's recordings on model ``alias`` (None: not recording, or no test)."""
+    recorder = active()
+    if recorder is None or ctx is None or ctx.nodeid is None:
+        return None
+    tape: Tape | None = ctx.tapes.get(alias)
+    if tape is None:
+        tape = ctx.tapes[alias] = Tape(recorder, ctx.nodeid, alias)
+    return tape
+
+
+def flush(ctx: Any) -> None:
+    """Write what the test recorded (at its teardown)."""
+    if ctx is not None:
+        for tape in ctx.tapes.values():
+            tape.flush()
+
+
+class Tape:
+    """The recordings of one test (one run of a repeated test) on one model."""
+
+    def __init__(self, recorder: Recorder, nodeid: str, alias: str) -> None:
+        self.recorder = recorder
+        self.nodeid = nodeid
+        self.alias = alias
+        self.path = recorder.path_for(nodeid, alias)
+        self.entries: list[dict[str, Any]] = []
+        #: key -> the indices of its entries not yet replayed, in recorded order
+        self.unused: dict[str, collections.deque[int]] = {}
+        self.changed = False
+        self.problem: str | None = None  # why the file could not be read
+        if recorder.mode != "all":
+            try:
+                self.entries = _read(self.path)
+            except RecordingError as error:
+                self.problem = str(error)
+            for index, entry in enumerate(self.entries):
+                self.unused.setdefault(entry["key"], collections.deque()).append(index)
+
+    def take(self, key: str) -> dict[str, Any] | None:
+        """The first unused recording matching ``key``, now used."""
+        __tracebackhide__ = True
+        if self.problem is not None:
+            pytest.fail(f"{self.alias}: {self.problem}", pytrace=False)
+        waiting = self.unused.get(key)
+        return self.entries[waiting.popleft()] if waiting else None
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+        self.changed = True
+
+    def miss(self, request: Mapping[str, Any]) -> str:
+        """Why ``request`` found no recording, and how to record it."""
+        where = self.recorder.shown(self.path)
+        if not self.path.exists():
+            found = f"{where} does not exist"
+        else:
+            found = f"none in {where} matches"
+            hint = _difference(request, [e["request"] for e in self.entries])
+            if hint:
+                found += f" ({hint})"
+        command = shlex.join(["pytest", "--llm-record=new", f"--models={self.alias}", self.nodeid])
+        return (
+            f"no recording of this request to {self.alias} ({request['method']} "
+            f"{request['path']}): {found}; run {command} to record it"
+        )
+
+    def flush(self) -> None:
+        """Write the recordings if this test added any (atomically: a crash leaves the old
+        file or the new one, never half of one)."""
+        if not self.changed:
+            return
+        document = {
+            "version": VERSION,
+            "test": self.nodeid,
+            "model": self.alias,
+            "interactions": [
+                {k: v for k, v in entry.items() if k != "key"} for entry in self.entries
+            ],
+        }
+        text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        write_atomically(self.path, self.recorder.mask(text))
+        self.changed = False
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    """The interactions of a recording file (none if there is no file), each with its key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecordingError(f"cannot read the recording {path}: {error}") from None
+    fix = "re-record it with --llm-record=all, or delete it"
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise RecordingError(f"the recording {path} is not JSON ({error}); {fix}") from None
+    if not isinstance(document, dict) or document.get("version") != VERSION:
+        version = document.get("version") if isinstance(document, dict) else None
+        raise RecordingError(
+            f"the recording {path} has version {version!r}; this plugin reads version "
+            f"{VERSION}; {fix}"
+        )
+    interactions = document.get("interactions")
+    if not isinstance(interactions, list):
+        raise RecordingError(f"the recording {path} has no 'interactions' list; {fix}")
+    entries = []
+    for number, item in enumerate(interactions, 1):
+        problem = _entry_problem(item)
+        if problem is not None:
+            raise RecordingError(f"the recording {path}, interaction {number}: {problem}; {fix}")
+        entries.append({**item, "key": key_of(item["request"])})
+    return entries
+
+
+def _entry_problem(item: object) -> str | None:
+    if not isinstance(item, dict):
+        return "expected an object"
+    request = item.get("request")
+    if not isinstance(request, dict) or not all(
+        isinstance(request.get(k), str) for k in ("method", "path")
+    ):
+        return "'request' needs a 'method' and a 'path'"
+    if "failure" in item:
+        return None if isinstance(item["failure"], str) else "'failure' must be text"
+    answer = item.get("response")
+    if not isinstance(answer, dict):
+        return "expected a 'response' or a 'failure'"
+    status = answer.get("status")
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        return "'response.status' must be an HTTP status (100-599)"
+    if not isinstance(answer.get("content_type"), str):
+        return "'response.content_type' must be text"
+    events = answer.get("events")
+    if events is not None and not (
+        isinstance(events, list) and all(_event_problem(e) is None for e in events)
+    ):
+        bad = next(e for e in events if _event_problem(e)) if isinstance(events, list) else events
+        return f"'response.events': {_event_problem(bad) or 'expected a list of events'}"
+    if "text" in answer and not isinstance(answer["text"], str):
+        return "'response.text' must be text"
+    for name in ("latency", "ttft"):
+        value = item.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e6
+        ):
+            return f"'{name}' must be a number of seconds"
+    return None
+
+
+def _event_problem(event: object) -> str | None:
+    if not isinstance(event, dict):
+        return f"expected an event object, got {type(event).__name__}"
+    if "raw" in event:
+        return None if isinstance(event["raw"], str) else "'raw' must be text"
+    if not isinstance(event.get("event", ""), str):
+        return "'event' must be text"
+    if set(event) - {"event", "data"}:
+        return f"unknown fields {sorted(set(event) - {'event', 'data'})}"
+    return None
+
+
+def _difference(request: Mapping[str, Any], recorded: list[Mapping[str, Any]]) -> str:
+    """Where ``request`` first differs from the recorded request most like it."""
+    same_path = [
+        r for r in recorded if (r["method"], r["path"]) == (request["method"], request["path"])
+    ]
+    if not same_path:
+        return f"{len(recorded)} recorded, none to {request['path']}" if recorded else ""
+    where = min(
+        (_first_difference(request.get("json"), r.get("json"), "body") for r in same_path), key=len
+    )
+    return f"the body differs at {where}" if where else "the same request was already replayed"
+
+
+def _first_difference(a: Any, b: Any, at: str) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key, _MISSING) != b.get(key, _MISSING):
+                return _first_difference(a.get(key), b.get(key), f"{at}.{key}")
+        return ""
+    if isinstance(a, list) and isinstance(b, list):
+        for index, (x, y) in enumerate(zip(a, b, strict=False)):
+            if x != y:
+                return _first_difference(x, y, f"{at}[{index}]")
+        return f"{at} (length {len(a)}, recorded {len(b)})" if len(a) != len(b) else ""
+    return at if a != b else ""
+
+
+_MISSING: Final = object()

@@ -1,0 +1,445 @@
+"""Record and replay: real pytest sessions record the simulator's answers over loopback
+HTTP (through ``llm``, httpx2 and the official SDKs), then replay them with every socket
+connection refused: same outcomes, same usage, no network, no key."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ..conftest import schema
+
+pytest.importorskip("openai")
+pytest.importorskip("anthropic")
+
+KEY = "sk-rec-0123456789abcdefDISTINCTIVE"
+
+CONFIG = """
+[tool.pytest.ini_options]
+asyncio_default_fixture_loop_scope = "function"
+
+[tool.llm-matrix.simulator]
+default_reply = "ok"
+rules = [{ match = "(?i)capital", reply = "Paris" }]
+
+[tool.llm-matrix.models.sim-a]
+provider = "simulator"
+input_price = 1.0
+output_price = 2.0
+
+[tool.llm-matrix.models.sim-claude]
+provider = "simulator"
+api = "anthropic"
+
+# a keyed model: the simulator behind an OpenAI-compatible URL (set by the test)
+[tool.llm-matrix.models.keyed]
+provider = "openai-compatible"
+base_url = "BASE_URL"
+model = "sim-keyed"
+api_key_env = "REC_TEST_KEY"
+"""
+
+SUITE = """
+import pytest
+
+def test_plain(llm):
+    assert llm.complete("capital of France?") == "Paris"
+
+@pytest.mark.parametrize("q", ["hello", "capital"])
+def test_param(llm, q):
+    assert llm.complete(q)
+
+def test_stream(llm):
+    assert "".join(llm.stream("capital?")) == "Paris"
+
+def test_two_identical(llm):
+    assert [llm.complete("hello"), llm.complete("hello")] == ["ok", "ok"]
+"""
+
+SDK_SUITE = """
+import pytest
+
+def test_openai(openai_client, llm_model):
+    if llm_model.api != "openai":
+        pytest.skip("an OpenAI test")
+    messages = [{"role": "user", "content": "capital"}]
+    r = openai_client.chat.completions.create(model=llm_model.model, messages=messages)
+    assert r.choices[0].message.content == "Paris"
+    assert r.usage.total_tokens > 0
+    s = openai_client.chat.completions.create(
+        model=llm_model.model, messages=messages, stream=True,
+        stream_options={"include_usage": True},
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in s if c.choices) == "Paris"
+
+def test_anthropic(anthropic_client, llm_model):
+    if llm_model.api != "anthropic":
+        pytest.skip("an Anthropic test")
+    messages = [{"role": "user", "content": "capital"}]
+    with anthropic_client.messages.stream(
+        model=llm_model.model, max_tokens=64, messages=messages
+    ) as stream:
+        assert stream.get_final_text() == "Paris"
+    m = anthropic_client.messages.create(model=llm_model.model, max_tokens=64, messages=messages)
+    assert m.content[0].text == "Paris"
+"""
+
+#: An inner conftest: every socket connection fails (the run must not touch the network).
+NO_NETWORK = """
+import socket
+
+import pytest
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    def refused(*args, **kwargs):
+        raise OSError("network used during a replay")
+    monkeypatch.setattr(socket.socket, "connect", refused)
+    monkeypatch.setattr(socket, "create_connection", refused)
+"""
+
+
+@pytest.fixture
+def project(pytester, simulator, monkeypatch):
+    """A project whose three models answer from simulators; returns a function that
+    writes the test modules."""
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    monkeypatch.setenv("REC_TEST_KEY", KEY)
+    served = simulator(
+        {
+            "default_reply": "ok",
+            "rules": [{"match": "(?i)capital", "reply": "Paris"}],
+            "models": {"sim-keyed": {"api_key": KEY}},  # it answers only with the key
+        }
+    )
+    pytester.makefile(".toml", pyproject=CONFIG.replace("BASE_URL", served.url + "/v1"))
+
+    def write(**modules: str) -> None:
+        pytester.makepyfile(**{name: textwrap.dedent(text) for name, text in modules.items()})
+
+    return write
+
+
+def cassettes(pytester) -> dict[str, dict]:
+    """Every recording under llm_cassettes/, by path relative to the project."""
+    root = pytester.path / "llm_cassettes"
+    return {
+        str(p.relative_to(pytester.path)): json.loads(p.read_text())
+        for p in sorted(root.rglob("*.json"))
+    }
+
+
+def offline(pytester) -> None:
+    """Replays that follow run with the key unset and every connection refused."""
+    pytester.makeconftest(NO_NETWORK)
+
+
+def test_a_recorded_run_replays_offline_with_the_same_outcomes(pytester, project, monkeypatch):
+    project(test_suite=SUITE, test_sdks=SDK_SUITE)
+    args = ["-p", "no:randomly", "--models=all"]
+    live = pytester.runpytest(*args, "--llm-record=new")
+    live.assert_outcomes(passed=18, skipped=3)
+    files = cassettes(pytester)
+    assert "llm_cassettes/sim-a/test_suite/test_param[capital].json" in files
+    assert "llm_cassettes/keyed/test_suite/test_plain.json" in files
+    plain = files["llm_cassettes/sim-a/test_suite/test_plain.json"]
+    assert plain["version"] == 1
+    assert plain["model"] == "sim-a"
+    assert plain["test"] == "test_suite.py::test_plain[sim-a]"
+    (entry,) = plain["interactions"]
+    assert entry["request"]["path"] == "/v1/chat/completions"
+    assert entry["response"]["json"]["choices"][0]["message"]["content"] == "Paris"
+    stream = files["llm_cassettes/sim-a/test_suite/test_stream.json"]["interactions"][0]
+    assert stream["ttft"] >= 0
+    assert stream["response"]["events"][-1] == {"data": "[DONE]"}
+    # the key: in no file, whether in a header, a body or an answer
+    for text in (p.read_text() for p in (pytester.path / "llm_cassettes").rglob("*.json")):
+        assert KEY not in text
+        assert "authorization" not in text.lower()
+
+    offline(pytester)
+    monkeypatch.delenv("REC_TEST_KEY")
+    for workers in ([], ["-n", "2"]):
+        replay = pytester.runpytest(*args, "--llm-record=replay", *workers)
+        replay.assert_outcomes(passed=18, skipped=3)  # the keyed model is not skipped
+        assert "llm-matrix: keyed skipped" not in replay.stdout.str()
+        replay.stdout.fnmatch_lines(["*--llm-record=replay: 24 requests replayed, none sent*"])
+    assert cassettes(pytester) == files  # a replay writes nothing
+
+
+def test_usage_latency_and_cost_come_out_of_a_replay_as_they_came_live(pytester, project):
+    project(test_suite=SUITE)
+    args = ["-p", "no:randomly", "--models=sim-a", "--llm-report=report.json"]
+    pytester.runpytest(*args, "--llm-record=new").assert_outcomes(passed=5)
+    live = json.loads((pytester.path / "report.json").read_text())["models"]["sim-a"]
+    offline(pytester)
+    pytester.runpytest(*args, "--llm-record=replay").assert_outcomes(passed=5)
+    report = json.loads((pytester.path / "report.json").read_text())
+    import jsonschema
+
+    jsonschema.validate(report, schema())
+    replayed = report["models"]["sim-a"]
+    assert live["requests"] == live["recorded"] == replayed["replayed"] == 6
+    assert replayed["requests"] == replayed["input_tokens"] == replayed["cost_usd"] == 0
+    assert replayed["replayed_input_tokens"] == live["input_tokens"] > 0
+    assert replayed["replayed_output_tokens"] == live["output_tokens"] > 0
+    assert replayed["replayed_cost_usd"] == pytest.approx(live["cost_usd"])
+    assert live["cost_usd"] > 0
+    assert replayed["ttft_p50"] is not None
+    assert replayed["latency_p50"] is not None
+    assert report["recording"] == {"mode": "replay", "unused": [], "deleted": []}
+
+
+def test_a_changed_prompt_misses_and_says_where_it_looked_and_how_to_record(pytester, project):
+    project(test_suite=SUITE)
+    pytester.runpytest("--models=sim-a", "--llm-record=new").assert_outcomes(passed=5)
+    project(test_suite=SUITE.replace('"capital of France?"', '"capital of Spain?"'))
+    offline(pytester)
+    result = pytester.runpytest("--models=sim-a", "--llm-record=replay")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "no recording of this request to sim-a (POST /v1/chat/completions): none in "
+            "llm_cassettes/sim-a/test_suite/test_plain.json matches (the body differs at "
+            "body.messages[[]0[]].content); run pytest --llm-record=new --models=sim-a "
+            "'test_suite.py::test_plain[[]sim-a[]]' to record it"
+        ]
+    )
+    # a test never recorded: the file does not exist
+    project(test_new="def test_fresh(llm):\n    assert llm.complete('hi')\n")
+    fresh = pytester.runpytest("--models=sim-a", "--llm-record=replay", "test_new.py")
+    fresh.stdout.fnmatch_lines(["*llm_cassettes/sim-a/test_new/test_fresh.json does not exist*"])
+
+
+def test_new_records_only_what_is_missing_and_all_rewrites(pytester, project):
+    project(test_suite=SUITE)
+    pytester.runpytest("--models=sim-a", "--llm-record=new").assert_outcomes(passed=5)
+    path = "llm_cassettes/sim-a/test_suite/test_plain.json"
+    first = cassettes(pytester)
+    # a test that makes one more request: new keeps the first and adds the second
+    project(
+        test_suite=SUITE.replace(
+            'assert llm.complete("capital of France?") == "Paris"',
+            'assert llm.complete("capital of France?") == "Paris"\n'
+            '    assert llm.complete("and of Italy?") == "ok"',
+        )
+    )
+    result = pytester.runpytest("--models=sim-a", "--llm-record=new")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*--llm-record=new: 6 requests replayed, 1 sent and recorded*"])
+    after = cassettes(pytester)
+    assert after[path]["interactions"][0] == first[path]["interactions"][0]
+    assert after[path]["interactions"][1]["request"]["json"]["messages"][0]["content"] == (
+        "and of Italy?"
+    )
+    assert {k: v for k, v in after.items() if k != path} == {
+        k: v for k, v in first.items() if k != path
+    }
+    # all: everything sent again, the files of the tests that ran rewritten
+    project(test_suite=SUITE)
+    pytester.runpytest("--models=sim-a", "--llm-record=all", "-k", "plain").assert_outcomes(
+        passed=1
+    )
+    rewritten = cassettes(pytester)
+    assert len(rewritten[path]["interactions"]) == 1
+    assert (
+        rewritten[path]["interactions"][0]["request"] == first[path]["interactions"][0]["request"]
+    )
+    assert (
+        rewritten[path]["interactions"][0]["response"] != first[path]["interactions"][0]["response"]
+    )  # a new answer (the simulator's ids and timestamps differ)
+
+
+def test_identical_requests_and_repeated_runs_replay_the_answers_they_got(pytester, project):
+    """Each run of a repeated test has its own recording; identical requests within one
+    test replay in the order they were recorded: the distinct answers (here, the
+    simulator's response ids) come back as they came."""
+    project(
+        test_repeat="""
+        import json
+        import pytest
+
+        @pytest.mark.llm(repeat=3)
+        def test_sampled(llm_http_client, llm_model, request, tmp_path_factory):
+            ids = []
+            for _ in range(2):
+                r = llm_http_client.post("/chat/completions", json={
+                    "model": llm_model.model, "messages": [{"role": "user", "content": "hi"}]})
+                ids.append(r.json()["id"])
+            with open(request.config.rootpath / "ids.jsonl", "a") as fh:
+                fh.write(json.dumps({"test": request.node.name, "ids": ids}) + "\\n")
+        """
+    )
+    ids_file = pytester.path / "ids.jsonl"
+    pytester.runpytest("--models=sim-a", "--llm-record=new").assert_outcomes(passed=1, skipped=2)
+    live = sorted(ids_file.read_text().splitlines())
+    ids_file.unlink()
+    offline(pytester)
+    pytester.runpytest("--models=sim-a", "--llm-record=replay").assert_outcomes(passed=1, skipped=2)
+    assert sorted(ids_file.read_text().splitlines()) == live
+    every = [i for line in live for i in json.loads(line)["ids"]]
+    assert len(every) == len(set(every)) == 6
+    names = sorted(p.name for p in (pytester.path / "llm_cassettes/sim-a/test_repeat").iterdir())
+    assert names == [f"test_sampled[run{i}of3].json" for i in (1, 2, 3)]
+
+
+def test_a_failure_the_exchange_gave_is_replayed_as_that_failure(pytester, project):
+    project(test_down="def test_down(llm):\n    llm.complete('hi')\n")
+    pyproject = pytester.path / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text()
+        + '\n[tool.llm-matrix.models.sim-down]\nprovider = "simulator"\n'
+        + 'simulate = { faults = [{ kind = "500", every = 1 }] }\n'
+    )
+    args = ["--models=sim-down", "--llm-max-attempts=2", "-p", "no:randomly"]
+    live = pytester.runpytest(*args, "--llm-record=new")
+    live.assert_outcomes(failed=1)
+    live.stdout.fnmatch_lines(["*sim-down: HTTP 500 * gave up after 2 attempts*"])
+    offline(pytester)
+    replay = pytester.runpytest(*args, "--llm-record=replay")
+    replay.assert_outcomes(failed=1)
+    replay.stdout.fnmatch_lines(["*sim-down: HTTP 500 * gave up after 2 attempts*"])
+
+
+def test_unreadable_recordings_fail_the_test_naming_the_file_and_the_fix(pytester, project):
+    project(test_suite="def test_plain(llm):\n    assert llm.complete('capital') == 'Paris'\n")
+    pytester.runpytest("--models=sim-a", "--llm-record=new").assert_outcomes(passed=1)
+    path = pytester.path / "llm_cassettes/sim-a/test_suite/test_plain.json"
+    offline(pytester)
+    for text, said in (
+        ("{not json", "is not JSON"),
+        ('{"version": 99, "interactions": []}', "has version 99; this plugin reads version 1"),
+        ('{"version": 1, "interactions": [{"request": {}}]}', "interaction 1: 'request' needs"),
+    ):
+        path.write_text(text)
+        result = pytester.runpytest("--models=sim-a", "--llm-record=replay")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines([f"*sim-a: *test_plain.json*{said}*--llm-record=all*"])
+
+
+def test_unused_recordings_are_listed_after_a_full_replay_and_pruned(pytester, project):
+    project(test_suite=SUITE)
+    pytester.runpytest("--models=sim-a", "--llm-record=new").assert_outcomes(passed=5)
+    folder = pytester.path / "llm_cassettes/sim-a"
+    plain = folder / "test_suite/test_plain.json"
+    (folder / "test_suite/test_renamed.json").write_text(plain.read_text())
+    (folder / "test_deleted").mkdir()
+    (folder / "test_deleted/test_a.json").write_text(plain.read_text())
+    offline(pytester)
+    narrowed = pytester.runpytest("--models=sim-a", "--llm-record=prune", "-k", "plain")
+    narrowed.assert_outcomes(passed=1)
+    narrowed.stdout.fnmatch_lines(["deleted nothing: * (this one had -k)"])
+    assert (folder / "test_deleted/test_a.json").exists()  # -k: nothing is known
+    listed = pytester.runpytest("--models=sim-a", "--llm-record=replay")
+    listed.stdout.fnmatch_lines(
+        [
+            "2 recordings no test used (delete with --llm-record=prune):",
+            "  llm_cassettes/sim-a/test_deleted/test_a.json",
+            "  llm_cassettes/sim-a/test_suite/test_renamed.json",
+        ]
+    )
+    pruned = pytester.runpytest("--models=sim-a", "--llm-record=prune", "-n", "2")
+    pruned.assert_outcomes(passed=5)
+    pruned.stdout.fnmatch_lines(["deleted 2 recordings no test used:"])
+    assert not (folder / "test_deleted").exists()
+    assert not (folder / "test_suite/test_renamed.json").exists()
+    assert plain.exists()
+
+
+def test_the_folder_and_the_ignored_fields_are_configurable(pytester, project):
+    """--llm-cassettes DIR, the config's cassettes and record keys, and record_ignore:
+    a volatile field (a per-run trace id) is left out of the match and of the file."""
+    project(
+        test_suite="""
+        import uuid
+
+        def test_traced(llm_http_client, llm_model):
+            body = {"model": llm_model.model, "messages": [{"role": "user", "content": "hi"}],
+                    "metadata": {"trace": str(uuid.uuid4())}, "user": str(uuid.uuid4()),
+                    "safety": {"trace_id": str(uuid.uuid4()), "level": 1}}
+            assert llm_http_client.post("/chat/completions", json=body).status_code == 200
+        """
+    )
+    pyproject = pytester.path / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "[tool.llm-matrix.simulator]",
+            '[tool.llm-matrix]\nrecord = "new"\ncassettes = "recorded"\n'
+            'record_ignore = ["user", "metadata", "safety.trace_id"]\n\n'
+            "[tool.llm-matrix.simulator]",
+        )
+    )
+    pytester.runpytest("--models=sim-a").assert_outcomes(passed=1)
+    (path,) = (pytester.path / "recorded").rglob("*.json")
+    assert path.relative_to(pytester.path) == Path("recorded/sim-a/test_suite/test_traced.json")
+    recorded = json.loads(path.read_text())["interactions"][0]["request"]["json"]
+    assert recorded["safety"] == {"level": 1}
+    assert "user" not in recorded
+    offline(pytester)
+    pytester.runpytest("--models=sim-a", "--llm-record=replay").assert_outcomes(passed=1)
+    elsewhere = pytester.runpytest("--models=sim-a", "--llm-record=replay", "--llm-cassettes=x")
+    elsewhere.stdout.fnmatch_lines(["*x/sim-a/test_suite/test_traced.json does not exist*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--llm-record=sometimes"], "*argument --llm-record: invalid choice: 'sometimes'*"),
+        (["--llm-cassettes="], "*--llm-cassettes: expected a folder, got ''*"),
+    ],
+)
+def test_bad_record_options_are_usage_errors(pytester, project, args, said):
+    project(test_suite=SUITE)
+    result = pytester.runpytest("--models=sim-a", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([said])
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ('record = "maybe"', "*setting 'record': expected one of off, replay, new, all, prune*"),
+        ("record_ignore = [1]", "*setting 'record_ignore': expected a list of field names*"),
+        ('cassettes = ""', "*setting 'cassettes': expected a non-empty string*"),
+    ],
+)
+def test_bad_record_settings_are_usage_errors(pytester, project, setting, said):
+    project(test_suite=SUITE)
+    pyproject = pytester.path / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "[tool.llm-matrix.simulator]",
+            f"[tool.llm-matrix]\n{setting}\n\n[tool.llm-matrix.simulator]",
+        )
+    )
+    result = pytester.runpytest("--models=sim-a")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([said])
+
+
+def test_a_key_in_a_request_or_an_answer_is_masked_and_still_matches(pytester, project):
+    """A key the test itself puts in a prompt is masked in the file; a replay masks the
+    live request the same way, so it still matches."""
+    project(
+        test_leak="""
+        import os
+
+        def test_leak(llm_http_client, llm_model):
+            prompt = "the key is " + os.environ["REC_TEST_KEY"]
+            body = {"model": llm_model.model, "messages": [{"role": "user", "content": prompt}]}
+            answer = llm_http_client.post("/chat/completions", json=body)
+            assert answer.status_code == 200
+        """
+    )
+    pytester.runpytest("--models=keyed", "--llm-record=new").assert_outcomes(passed=1)
+    (path,) = (pytester.path / "llm_cassettes").rglob("*.json")
+    text = path.read_text()
+    assert KEY not in text
+    assert KEY[:8] not in text
+    assert KEY[-8:] not in text
+    assert "the key is " in text
+    offline(pytester)
+    pytester.runpytest("--models=keyed", "--llm-record=replay").assert_outcomes(passed=1)
