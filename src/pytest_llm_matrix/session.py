@@ -25,7 +25,13 @@ from pytest_llm_matrix.config.options import (
     resolve_settings,
 )
 from pytest_llm_matrix.matrix import fixtures as matrix_fixtures
-from pytest_llm_matrix.matrix.parametrize import Matrix, Repeats, model_of
+from pytest_llm_matrix.matrix.parametrize import (
+    DESELECTED_KEY,
+    DESELECTED_OUTPUT,
+    Matrix,
+    Repeats,
+    model_of,
+)
 from pytest_llm_matrix.simulator.service import SIMULATOR_KEY, SimulatorService
 
 #: Settings resolved early, for ``-n auto`` (before pytest_configure), reused afterwards.
@@ -72,16 +78,22 @@ def _cached(config: pytest.Config, key: str) -> object:
     does not exist yet when ``-n auto`` is decided); None without the cache plugin
     (``-p no:cacheprovider``: its ``cache_dir`` setting does not exist then)."""
     import json
-    import os
 
     if not config.pluginmanager.has_plugin("cacheprovider"):
         return None
-    cache_dir = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
-    path = config.rootpath / cache_dir / "v" / key
+    path = _cache_path(config, key)
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _cache_path(config: pytest.Config, key: str) -> Path:
+    """Where pytest's cache keeps ``key`` (as ``config.cache`` would, before it exists)."""
+    import os
+
+    cache_dir = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
+    return config.rootpath / cache_dir / "v" / key
 
 
 def configure(config: pytest.Config) -> None:
@@ -107,6 +119,8 @@ def configure(config: pytest.Config) -> None:
             settings = _with_state_dir(config, settings)
         if settings.max_cost is not None:
             settings = _with_rates(settings)
+        if settings.baseline is not None and settings.selected:
+            _load_baseline(config, settings)
     config.stash[SETTINGS_KEY] = settings
     config.stash[SIMULATOR_KEY] = simulator
     context.set_rewrite_model(settings.rewrite_model)
@@ -134,7 +148,7 @@ def configure(config: pytest.Config) -> None:
         config.add_cleanup(_close_pooled_connections)
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
     config.pluginmanager.register(matrix_fixtures, "llm_matrix.matrix_fixtures")
-    config.pluginmanager.register(Matrix(settings), "llm_matrix.matrix")
+    config.pluginmanager.register(Matrix(settings, config), "llm_matrix.matrix")
     if settings.selected:
         config.pluginmanager.register(Repeats(settings), "llm_matrix.repeats")
     if hasattr(config, "workerinput"):
@@ -173,6 +187,8 @@ class WorkerOutput:
         )
 
         output = getattr(self.config, "workeroutput", None)
+        if isinstance(output, dict) and self.config.stash.get(DESELECTED_KEY, False):
+            output[DESELECTED_OUTPUT] = True
         if isinstance(output, dict):
             output[MODULES_OUTPUT] = worker_modules(self.config)
             output[PSS_OUTPUT] = own_pss()
@@ -187,6 +203,39 @@ def _close_pooled_connections() -> None:
         transport.close_shared()
 
 
+def _load_baseline(config: pytest.Config, settings: Settings) -> None:
+    """The report to compare with, read now: a baseline that cannot be used is a usage
+    error before any test runs, never a silent pass at the end."""
+    # lazy: only a run with --llm-baseline reads one
+    from pytest_llm_matrix.report import baseline
+
+    if settings.baseline == "last":
+        origin = "--llm-baseline=last"
+        if not config.pluginmanager.has_plugin("cacheprovider"):
+            raise pytest.UsageError(
+                f"{origin} reads pytest's cache, which -p no:cacheprovider turned off"
+            )
+        path = _cache_path(config, baseline.last_report_key(settings.selected))
+        if not path.exists():
+            raise pytest.UsageError(
+                f"{origin}: no earlier run of this selection ({', '.join(settings.selected)}) "
+                f"in pytest's cache ({path.parent.parent.parent}); run it once without "
+                "--llm-baseline, or give the path of a report written by --llm-report"
+            )
+        source = "the last run of this selection (pytest's cache)"
+    else:
+        origin, path = "--llm-baseline", Path(str(settings.baseline))
+        try:  # as the user would write it
+            source = str(path.relative_to(config.rootpath))
+        except ValueError:
+            source = str(path)
+    try:
+        document = baseline.read(path)
+    except baseline.BaselineError as error:
+        raise pytest.UsageError(f"{origin}: {error}") from None
+    config.stash[baseline.BASELINE_KEY] = (document, source)
+
+
 def _record(config: pytest.Config, settings: Settings) -> None:
     """Record or replay the models' answers in this process (see :mod:`.calls.recording`)."""
     # lazy: only a run that records or replays loads it
@@ -199,7 +248,8 @@ def _record(config: pytest.Config, settings: Settings) -> None:
         config.rootpath,
         base=None if settings.cassettes is None else Path(settings.cassettes),
         ignore=settings.record_ignore,
-        mask=redactor.text if redactor is not None else str,
+        mask=redactor.data if redactor is not None else (lambda data: data),
+        invocation=Path(config.invocation_params.dir),
     )
     recording.configure(recorder)
     config.add_cleanup(lambda: recording.configure(None))

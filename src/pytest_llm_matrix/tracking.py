@@ -100,6 +100,7 @@ class TestTracker:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        recording.restart(context.current())
         run = item.stash.get(RUN_KEY, None)
         limits = context.limits()
         model = model_of(item)
@@ -110,11 +111,10 @@ class TestTracker:
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
         """Once its fixtures are torn down (its clients and streams closed), the test's
         recordings are written; a recording that cannot be written errors the test."""
-        try:
-            return (yield)
-        finally:
-            if recording.active() is not None:
-                recording.flush(context.current())
+        result = yield
+        if recording.active() is not None:
+            recording.flush(context.current())
+        return result
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:

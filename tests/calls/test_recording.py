@@ -381,7 +381,10 @@ def test_the_folder_and_the_ignored_fields_are_configurable(pytester, project):
     offline(pytester)
     pytester.runpytest("--models=sim-a", "--llm-record=replay").assert_outcomes(passed=1)
     elsewhere = pytester.runpytest("--models=sim-a", "--llm-record=replay", "--llm-cassettes=x")
-    elsewhere.stdout.fnmatch_lines(["*x/sim-a/test_suite/test_traced.json does not exist*"])
+    elsewhere.stdout.fnmatch_lines(
+        ["*x/sim-a/test_suite/test_traced.json does not exist; run pytest --llm-record=new "
+         "--models=sim-a --llm-cassettes=*/x 'test_suite.py::test_traced[[]sim-a[]]' to record it"]
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -443,3 +446,146 @@ def test_a_key_in_a_request_or_an_answer_is_masked_and_still_matches(pytester, p
     assert "the key is " in text
     offline(pytester)
     pytester.runpytest("--models=keyed", "--llm-record=replay").assert_outcomes(passed=1)
+
+
+def test_only_a_run_of_every_collected_test_prunes(pytester, project):
+    """A test id given, or tests deselected by a plugin (here a conftest, also under
+    xdist, where the workers deselect): nothing is known of the others' recordings."""
+    project(test_suite=SUITE)
+    pytester.runpytest("--models=sim-a", "--llm-record=new").assert_outcomes(passed=5)
+    before = sorted(cassettes(pytester))
+    offline(pytester)
+    one = pytester.runpytest(
+        "--models=sim-a", "--llm-record=prune", "test_suite.py::test_plain[sim-a]"
+    )
+    one.assert_outcomes(passed=1)
+    one.stdout.fnmatch_lines(["deleted nothing: * (this one had a test id argument)"])
+    pytester.makeconftest(
+        NO_NETWORK
+        + textwrap.dedent(
+            """
+            def pytest_collection_modifyitems(config, items):
+                gone = [i for i in items if "stream" in i.name]
+                config.hook.pytest_deselected(items=gone)
+                items[:] = [i for i in items if i not in gone]
+            """
+        )
+    )
+    for workers in ([], ["-n", "2"]):
+        some = pytester.runpytest("--models=sim-a", "--llm-record=prune", *workers)
+        some.assert_outcomes(passed=4)
+        some.stdout.fnmatch_lines(["deleted nothing: * (this one had deselected tests)"])
+    assert sorted(cassettes(pytester)) == before
+
+
+def test_a_stream_the_test_stops_reading_is_recorded_whole(pytester, project):
+    """The client closes the stream early (the SDK's loop breaks; a generator is dropped
+    after its first piece): recording reads the rest, so the replay has the whole answer."""
+    project(
+        test_early="""
+        def test_sdk_break(openai_client, llm_model):
+            stream = openai_client.chat.completions.create(
+                model=llm_model.model, messages=[{"role": "user", "content": "capital"}],
+                stream=True,
+            )
+            for chunk in stream:
+                break
+            stream.close()
+
+        def test_first_piece(llm):
+            pieces = iter(llm.stream("capital?"))
+            assert next(pieces) is not None
+        """
+    )
+    recorded = pytester.runpytest("--models=sim-a", "--llm-record=new", "-W", "error")
+    recorded.assert_outcomes(passed=2)
+    recorded.stdout.fnmatch_lines(["*--llm-record=new: 0 requests replayed, 2 sent and recorded*"])
+    for entry in cassettes(pytester).values():
+        assert entry["interactions"][0]["response"]["events"][-1] == {"data": "[DONE]"}
+    offline(pytester)
+    pytester.runpytest("--models=sim-a", "--llm-record=replay").assert_outcomes(passed=2)
+
+
+def test_a_refused_key_or_a_lost_connection_is_not_recorded(pytester, project, monkeypatch):
+    """A wrong key (401: the model is unavailable) is not the model's answer: nothing is
+    recorded, and the run with the right key records the real answer."""
+    project(test_suite="def test_plain(llm):\n    assert llm.complete('capital') == 'Paris'\n")
+    monkeypatch.setenv("REC_TEST_KEY", "sk-wrong-0000000000000000")
+    refused = pytester.runpytest("--models=keyed", "--llm-record=new")
+    refused.assert_outcomes(failed=1)
+    refused.stdout.fnmatch_lines(["*keyed is unavailable: HTTP 401*"])
+    assert cassettes(pytester) == {}
+    monkeypatch.setenv("REC_TEST_KEY", KEY)
+    pytester.runpytest("--models=keyed", "--llm-record=new").assert_outcomes(passed=1)
+    (entry,) = cassettes(pytester).values()
+    assert "failure" not in entry["interactions"][0]
+
+
+def test_a_recording_that_cannot_be_written_errors_its_test_plainly(pytester, project):
+    project(test_suite="def test_plain(llm):\n    assert llm.complete('capital') == 'Paris'\n")
+    folder = pytester.path / "llm_cassettes/sim-a"
+    folder.mkdir(parents=True)
+    (folder / "test_suite").write_text("a file where the folder would be")
+    result = pytester.runpytest("--models=sim-a", "--llm-record=all")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*sim-a: could not write the recording llm_cassettes/sim-a/test_suite/test_plain.json:*"]
+    )
+    # new reads the recording first: it cannot, and says so
+    read = pytester.runpytest("--models=sim-a", "--llm-record=new")
+    read.assert_outcomes(failed=1)
+    read.stdout.fnmatch_lines(["*sim-a: cannot read the recording */test_plain.json: *"])
+    for run in (result, read):
+        assert "Traceback" not in run.stdout.str()
+        assert "recording.py" not in run.stdout.str()
+
+
+def test_files_are_readable_by_others_and_keys_in_numbers_stay_numbers(tmp_path):
+    """A new recording gets the mode a new file gets (not mkstemp's 0600), a rewritten one
+    keeps its mode; keys are masked in strings only, so numbers that happen to hold a
+    key's digits stay numbers and the file stays JSON."""
+    import os
+
+    from pytest_llm_matrix.calls import context, recording
+    from pytest_llm_matrix.config.redaction import Redactor
+
+    os.environ["REC_UNIT_KEY"] = "sk-abcdefghij12345678"
+    try:
+        redactor = Redactor(["REC_UNIT_KEY"])
+        recorder = recording.Recorder("new", tmp_path, mask=redactor.data)
+        ctx = context.TestContext("t.py::test_x[m]", "m")
+        recording.configure(recorder)
+        tape = recording.tape_for(ctx, "m")
+        assert tape is not None
+        tape.add(
+            {
+                "request": {"method": "POST", "path": "/v1/x",
+                            "json": {"k": os.environ["REC_UNIT_KEY"]}},
+                "key": "",
+                "response": {"status": 200, "content_type": "application/json",
+                             "json": {"created": 12345678, "id": "x-sk-abcdefghij12345678"}},
+            }
+        )  # fmt: skip
+        recording.flush(ctx)
+    finally:
+        recording.configure(None)
+        del os.environ["REC_UNIT_KEY"]
+    path = tmp_path / "llm_cassettes/m/t/test_x.json"
+    data = json.loads(path.read_text())
+    answer = data["interactions"][0]["response"]["json"]
+    assert answer["created"] == 12345678
+    assert "abcdefghij" not in path.read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    path.chmod(0o640)
+    tape.changed = True
+    recording.write_atomically(path, path.read_text())
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_the_ini_ignore_list_is_checked(pytester, project):
+    project(test_suite=SUITE)
+    result = pytester.runpytest("--models=sim-a", "-o", "llm_record_ignore=a..b")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini llm_record_ignore: expected a list of field names*"])

@@ -134,6 +134,9 @@ class Exchange:
         limits = context.limits()
         self.coordinator: Coordinator | None = limits.coordinator if limits else None
         self.policy = limits.policy if limits else context.RetryPolicy()
+        #: whether the last attempt got an answer from the model (recording keeps a failure
+        #: only then: a connection error or a refused key is not the model's answer)
+        self.answered = False
 
     # -- budget ---------------------------------------------------------------------
 
@@ -272,8 +275,8 @@ class Exchange:
                     pytrace=False,
                 )
             return (yield from self._live(request, streaming, wrap_stream, None))
-        entry = recording.request_entry(request, recorder.ignore)
-        key = recorder.mask(recording.key_of(entry))
+        entry = recorder.mask(recording.request_entry(request, recorder.ignore))
+        key = recording.key_of(entry)
         if recorder.mode != "all":
             hit = tape.take(key)
             if hit is not None:
@@ -291,10 +294,11 @@ class Exchange:
 
         try:
             return (yield from self._live(request, streaming, wrap_stream, keep))
-        except pytest.fail.Exception as failed:  # the answer the test got: a failure
-            tape.add({"request": entry, "key": key, "failure": str(failed.msg)})
-            if self.ctx is not None:
-                self.ctx.count(recorded=1)
+        except pytest.fail.Exception as failed:
+            if self.answered:  # the model's answers made the test fail: that is recorded
+                tape.add({"request": entry, "key": key, "failure": str(failed.msg)})
+                if self.ctx is not None:
+                    self.ctx.count(recorded=1)
             raise
 
     def _replay(self, hit: dict[str, Any], request: Any) -> Generator[Step, Any, Any]:
@@ -333,6 +337,8 @@ class Exchange:
     ) -> Generator[Step, Any, Any]:
         """The request sent, with its retries; ``keep`` takes the answer to record it."""
         __tracebackhide__ = True
+        if keep is not None:
+            recording.readable_encodings(request)
         attempt = 0
         while True:
             attempt += 1
@@ -344,8 +350,10 @@ class Exchange:
                     first = int(attempt == 1)
                     self.ctx.count(requests=first, attempts=1, retries=1 - first)
                 started = time.monotonic()
+                self.answered = False
                 response = yield Send(request)
                 status = response.status_code
+                self.answered = True
                 if status < 400 and _is_event_stream(response):
                     self._verified(held)
                     watch = StreamWatch(self, held.lease, started, response, keep)
@@ -354,6 +362,7 @@ class Exchange:
                     return response
                 body = yield Read(response, request.extensions.get("timeout", {}).get("read"))
             except self.errors as exc:
+                self.answered = False
                 held.release()
                 timed_out = "Timeout" in type(exc).__name__
                 if timed_out and self.ctx is not None:
@@ -380,6 +389,7 @@ class Exchange:
             code, message = error_of(body)
             cause = f"HTTP {status} {error_text(code, message)}"
             if verdict is Verdict.UNAVAILABLE:
+                self.answered = False  # a refused key or quota: not an answer to record
                 # marked before the first-request probe is let go: a worker waiting for it
                 # must find the model unavailable, not send a second request with a bad key
                 try:
@@ -521,6 +531,11 @@ class StreamWatch:
         self.closed = False
         #: recording: the stream's decoded bytes, kept once it completes
         self.keep = keep if self.tracker is not None else None
+        self.unrecorded = (
+            f"its content-encoding {encoding!r} cannot be read"
+            if keep is not None and self.keep is None
+            else None
+        )
         self.captured: list[bytes] = []
         self.status = response.status_code
         self.content_type = response.headers.get("content-type", "")
@@ -533,6 +548,17 @@ class StreamWatch:
             self.tracker.feed(decoded)
             if self.keep is not None:
                 self.captured.append(decoded)
+
+    def wants_rest(self) -> bool:
+        """Recording a stream its client closes before the end: the rest is read first, so
+        that a replay has the whole answer."""
+        tracker = self.tracker
+        return (
+            self.keep is not None
+            and tracker is not None
+            and not (tracker.done or tracker.error)
+            and not self.closed
+        )
 
     def ended(self) -> None:
         """The server's stream is over; without its final event, the answer is cut."""
@@ -570,6 +596,12 @@ class StreamWatch:
             return
         self.closed = True
         self._kept()
+        if self.keep is not None:
+            self.unrecorded = "it ended before its final event"
+        if self.unrecorded is not None:
+            recording.not_recorded(
+                self.name, f"a streamed answer was not recorded: {self.unrecorded}"
+            )
         if self.lease is not None:
             self.lease.release()
         ctx = self.ctx

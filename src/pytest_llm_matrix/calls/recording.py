@@ -13,8 +13,10 @@ A request matches by method, path (with its query) and canonical JSON body (key 
 ignored, the configured volatile fields left out); identical requests of a test replay in
 the order they were recorded. A recording keeps what the test saw: the final answer (after
 any retries), its latency and time to first token, a stream as its events, and a failure
-the exchange gave (retries exhausted, a timeout) as that failure. A stream cut short is not
-recorded. No header is kept (no ``authorization``, no ``x-api-key``), and every configured
+the model's answers made (retries exhausted on its 429s or 5xx) as that failure; not a
+connection error or a timeout (no answer), nor a refused key. A stream the test stops reading
+early is read to its end first; one the server cuts short is not recorded (a warning says so).
+No header is kept (no ``authorization``, no ``x-api-key``), and every configured
 model's key is masked in every file written.
 
 One file per test and model (a repeated test: per run), written when the test ends,
@@ -36,6 +38,7 @@ import json
 import os
 import shlex
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -58,6 +61,25 @@ class RecordingError(Exception):
     """A recording file that cannot be read: its message names the file and the fix."""
 
 
+class RecordingWarning(pytest.PytestWarning):
+    """An answer that could not be recorded: a replay of its test will miss it."""
+
+
+def not_recorded(model: str, why: str) -> None:
+    warnings.warn(
+        RecordingWarning(f"{model}: {why}; a replay of this test will miss it"), stacklevel=2
+    )
+
+
+def readable_encodings(request: Any) -> None:
+    """Recording: ask for an encoding this process can read back (gzip, deflate, none),
+    not brotli or zstd, which a stream would be recorded in only if their libraries are
+    installed."""
+    accepted = request.headers.get("accept-encoding", "")
+    if any(name in accepted for name in ("br", "zstd")):
+        request.headers["accept-encoding"] = "gzip, deflate"
+
+
 @dataclasses.dataclass
 class Recorder:
     """The session's record/replay settings, in every process that runs tests."""
@@ -66,7 +88,11 @@ class Recorder:
     rootdir: Path
     base: Path | None = None  # --llm-cassettes; None: llm_cassettes/ beside each module
     ignore: tuple[str, ...] = DEFAULT_RECORD_IGNORE
-    mask: Callable[[str], str] = str
+    #: takes every configured key out of data (its strings, keys included): the files and
+    #: the requests matched against them go through it
+    mask: Callable[[Any], Any] = lambda data: data
+    #: the folder pytest runs from, for the command a miss suggests
+    invocation: Path | None = None
 
     @property
     def offline(self) -> bool:
@@ -325,6 +351,13 @@ def tape_for(ctx: Any, alias: str) -> Tape | None:
     return tape
 
 
+def restart(ctx: Any) -> None:
+    """A test (re)starting: its recordings are read afresh (a rerun of a failed test by
+    pytest-rerunfailures must not replay, or record twice, what the failed run did)."""
+    if ctx is not None:
+        ctx.tapes.clear()
+
+
 def flush(ctx: Any) -> None:
     """Write what the test recorded (at its teardown)."""
     if ctx is not None:
@@ -375,7 +408,13 @@ class Tape:
             hint = _difference(request, [e["request"] for e in self.entries])
             if hint:
                 found += f" ({hint})"
-        command = shlex.join(["pytest", "--llm-record=new", f"--models={self.alias}", self.nodeid])
+        recorder = self.recorder
+        words = ["pytest", "--llm-record=new", f"--models={self.alias}"]
+        if recorder.base is not None:
+            words.append(f"--llm-cassettes={recorder.base}")
+        command = shlex.join([*words, self.nodeid])
+        if recorder.invocation is not None and recorder.invocation != recorder.rootdir:
+            command = f"cd {shlex.quote(str(recorder.rootdir))} && {command}"
         return (
             f"no recording of this request to {self.alias} ({request['method']} "
             f"{request['path']}): {found}; run {command} to record it"
@@ -383,7 +422,8 @@ class Tape:
 
     def flush(self) -> None:
         """Write the recordings if this test added any (atomically: a crash leaves the old
-        file or the new one, never half of one)."""
+        file or the new one, never half of one); a file that cannot be written fails the
+        running test's teardown."""
         if not self.changed:
             return
         document = {
@@ -394,8 +434,14 @@ class Tape:
                 {k: v for k, v in entry.items() if k != "key"} for entry in self.entries
             ],
         }
+        document = self.recorder.mask(document)
         text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        write_atomically(self.path, self.recorder.mask(text))
+        try:
+            write_atomically(self.path, text)
+        except OSError as error:  # the test's teardown fails, saying which file and why
+            where = self.recorder.shown(self.path)
+            reason = error.strerror or str(error)
+            pytest.fail(f"{self.alias}: could not write the recording {where}: {reason}", False)
         self.changed = False
 
 
@@ -403,6 +449,11 @@ def write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
     try:
+        try:  # the mode the file had, else what a new file gets (mkstemp's is 0600)
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            mode = 0o666 & ~_UMASK
+        os.chmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
@@ -520,3 +571,13 @@ def _first_difference(a: Any, b: Any, at: str) -> str:
 
 
 _MISSING: Final = object()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once (reading it means setting it for a moment).
+_UMASK: Final = _umask()

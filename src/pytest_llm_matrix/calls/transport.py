@@ -10,6 +10,7 @@ test uses a model.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import time
@@ -70,19 +71,33 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
     class WatchedStream(http.SyncByteStream):  # type: ignore[misc,name-defined]
         def __init__(self, inner: Any, watch: StreamWatch) -> None:
             self.inner, self.watch = inner, watch
+            self.chunks: Iterator[bytes] | None = None
 
         def __iter__(self) -> Iterator[bytes]:
             __tracebackhide__ = True
+            self.chunks = chunks = iter(self.inner)
             try:
-                for chunk in self.inner:
+                for chunk in chunks:
                     self.watch.chunk(chunk)
                     yield chunk
             except errors as exc:
                 self.watch.broke(exc)
+            except GeneratorExit:  # the reader stopped early
+                self.rest()
+                raise
             self.watch.ended()
+
+        def rest(self) -> None:
+            """Recording a stream its reader left early: the rest is read, so that its
+            replay has the whole answer."""
+            if self.watch.wants_rest():
+                with contextlib.suppress(*errors):
+                    for chunk in self.chunks or self.inner:
+                        self.watch.chunk(chunk)
 
         def close(self) -> None:
             try:
+                self.rest()
                 self.inner.close()
             finally:
                 self.watch.close()
@@ -90,19 +105,31 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
     class AsyncWatchedStream(http.AsyncByteStream):  # type: ignore[misc,name-defined]
         def __init__(self, inner: Any, watch: StreamWatch) -> None:
             self.inner, self.watch = inner, watch
+            self.chunks: AsyncIterator[bytes] | None = None
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             __tracebackhide__ = True
+            self.chunks = chunks = self.inner.__aiter__()
             try:
-                async for chunk in self.inner:
+                async for chunk in chunks:
                     self.watch.chunk(chunk)
                     yield chunk
             except errors as exc:
                 self.watch.broke(exc)
+            except GeneratorExit:  # the reader stopped early
+                await self.rest()
+                raise
             self.watch.ended()
+
+        async def rest(self) -> None:
+            if self.watch.wants_rest():  # recording: the whole answer, for its replay
+                with contextlib.suppress(*errors, RuntimeError):
+                    async for chunk in self.chunks or self.inner:
+                        self.watch.chunk(chunk)
 
         async def aclose(self) -> None:
             try:
+                await self.rest()
                 await self.inner.aclose()
             finally:
                 self.watch.close()

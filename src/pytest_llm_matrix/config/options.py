@@ -313,6 +313,41 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
     )
     parser.addini("llm_report", "write the JSON report here, relative to the rootdir.")
+    group.addoption(
+        "--llm-html",
+        dest="llm_html",
+        metavar="PATH",
+        default=None,
+        help="write a self-contained HTML report to PATH: the per-model table, the test x "
+        "model grid, cost against pass rate, the baseline's changes (checked writable at "
+        "start). ini: llm_html.",
+    )
+    parser.addini("llm_html", "write the HTML report here, relative to the rootdir.")
+    group.addoption(
+        "--llm-baseline",
+        dest="llm_baseline",
+        metavar="PATH|last",
+        default=None,
+        help="compare with a baseline: 'last' (the last run of the same selection, from "
+        "pytest's cache) or the path of a JSON report of --llm-report. The summary shows each "
+        "model's pass-rate change with its 95%% interval, and the tests that changed. "
+        "ini: llm_baseline.",
+    )
+    parser.addini("llm_baseline", "'last', or a JSON report to compare with (rootdir-relative).")
+    group.addoption(
+        "--llm-fail-on-regression",
+        dest="llm_fail_on_regression",
+        action="store_true",
+        default=None,
+        help="fail the run when a required model's pass rate is significantly lower than the "
+        "baseline's (its 95%% interval lies below 0). ini: llm_fail_on_regression.",
+    )
+    parser.addini(
+        "llm_fail_on_regression",
+        "fail on a significant pass-rate drop against the baseline.",
+        type="bool",
+        default=False,
+    )
     for name, text in (
         ("llm_max_concurrency", "cap on requests in flight to all models, across workers."),
         ("llm_repeat", "runs per model of each model test."),
@@ -375,6 +410,9 @@ class Settings:
     dist: str = "model"
     min_pass_rate: float | None = None
     report_path: str | None = None
+    html_path: str | None = None
+    baseline: str | None = None  # "last", or a JSON report's absolute path
+    fail_on_regression: bool = False
     max_cost: float | None = None
     repeat: int = 1
     repeat_pass_rate: float = 1.0
@@ -531,14 +569,54 @@ def resolve_settings(config: pytest.Config) -> Settings:
         repeat=_setting(config, "llm_repeat") or 1,
         repeat_pass_rate=1.0 if repeat_rate is None else repeat_rate,
         report_path=_report_path(config),
+        html_path=_report_path(config, "llm_html"),
+        baseline=_baseline(config),
+        fail_on_regression=_fail_on_regression(config),
         max_cost=_setting(config, "llm_max_cost"),
         record=record,
         cassettes=_cassettes(config, registry),
-        record_ignore=tuple(_ini(config, "llm_record_ignore") or ())
-        or (
-            reg.DEFAULT_RECORD_IGNORE if registry.record_ignore is None else registry.record_ignore
-        ),
+        record_ignore=_record_ignore(config, registry),
     )
+
+
+def _baseline(config: pytest.Config) -> str | None:
+    """--llm-baseline, else ini llm_baseline: ``last``, or a report's absolute path (read,
+    and refused with a usage error if unusable, when the session starts)."""
+    if (given := config.option.llm_baseline) is not None:
+        origin, folder = "--llm-baseline", Path(config.invocation_params.dir)
+    elif given := str(_ini(config, "llm_baseline") or "").strip():
+        origin, folder = "ini llm_baseline", config.rootpath
+    else:
+        return None
+    if not given.strip():
+        raise pytest.UsageError(f"{origin}: expected 'last' or the path of a JSON report, got ''")
+    if given.strip() == "last":
+        return "last"
+    return str(folder / Path(given).expanduser())
+
+
+def _fail_on_regression(config: pytest.Config) -> bool:
+    wanted = bool(config.option.llm_fail_on_regression) or bool(
+        _ini(config, "llm_fail_on_regression")
+    )
+    if wanted and _baseline(config) is None:
+        raise pytest.UsageError(
+            "--llm-fail-on-regression compares with a baseline: give --llm-baseline=last (the "
+            "last run of this selection) or --llm-baseline=PATH (a JSON report of --llm-report)"
+        )
+    return wanted
+
+
+def _record_ignore(config: pytest.Config, registry: reg.Registry) -> tuple[str, ...]:
+    """ini llm_record_ignore, else the config's record_ignore, else user and metadata."""
+    if given := _ini(config, "llm_record_ignore"):
+        try:
+            return reg.field_names(list(given))
+        except ValueError as error:
+            raise pytest.UsageError(f"ini llm_record_ignore: {error}") from None
+    if registry.record_ignore is not None:
+        return registry.record_ignore
+    return reg.DEFAULT_RECORD_IGNORE
 
 
 def _record_mode(config: pytest.Config, registry: reg.Registry) -> str:
@@ -583,14 +661,14 @@ def _ini(config: pytest.Config, name: str) -> Any:
         raise pytest.UsageError(f"ini {name}: {error}{expected}") from None
 
 
-def _report_path(config: pytest.Config) -> str | None:
-    """The JSON report's path, checked now: finding at the end that it cannot be written
-    would lose the report of a whole run."""
-    if config.option.llm_report is not None:
-        text, origin = config.option.llm_report, "--llm-report"
+def _report_path(config: pytest.Config, name: str = "llm_report") -> str | None:
+    """An output's path (``--llm-report``, ``--llm-html``), checked now: finding at the end
+    that it cannot be written would lose the report of a whole run."""
+    if getattr(config.option, name) is not None:
+        text, origin = getattr(config.option, name), "--" + name.replace("_", "-")
         path = Path(config.invocation_params.dir) / text
-    elif text := str(_ini(config, "llm_report") or "").strip():
-        origin = "ini llm_report"
+    elif text := str(_ini(config, name) or "").strip():
+        origin = f"ini {name}"
         path = config.rootpath / text
     else:
         return None

@@ -182,7 +182,7 @@ RECORD_MODES: Final = ("off", "replay", "new", "all", "prune")
 DEFAULT_RECORD_IGNORE: Final = ("user", "metadata")
 
 
-def _field_names(value: Any) -> tuple[str, ...]:
+def field_names(value: Any) -> tuple[str, ...]:
     """Body fields, top-level (``user``) or nested (``metadata.trace_id``)."""
     if not isinstance(value, list) or not all(
         isinstance(v, str) and v.strip() and all(part.strip() for part in v.split("."))
@@ -348,7 +348,7 @@ def _with_settings(registry: Registry, data: Mapping[str, Any], where: str) -> R
         simulator=setting("simulator", _table) or {},
         record=setting("record", _choice(RECORD_MODES)),
         cassettes=setting("cassettes", _string),
-        record_ignore=setting("record_ignore", _field_names),
+        record_ignore=setting("record_ignore", field_names),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -12,12 +12,19 @@ from pytest_llm_matrix.config.options import Settings
 from pytest_llm_matrix.config.selection import evaluate, split_expression
 from pytest_llm_matrix.matrix import FIXTURE, MARKER, MARKER_KWARGS
 
+#: Whether a plugin or option deselected collected tests in this process (the run is then
+#: not a run of every collected test: see the summary's unused recordings).
+DESELECTED_KEY: Final = pytest.StashKey[bool]()
+#: The same, as a worker tells the controller (in ``workeroutput``).
+DESELECTED_OUTPUT: Final = "llm_matrix_deselected"
+
 
 class Matrix:
     """Runs every test that needs ``llm_model`` once per selected model."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config: pytest.Config) -> None:
         self.settings = settings
+        self.config = config
 
     def _names(self, value: Any, origin: str) -> set[str]:
         if isinstance(value, str):
@@ -58,6 +65,10 @@ class Matrix:
             "no selected model is allowed by @pytest.mark.llm "
             f"(selected: {', '.join(self.settings.selected)})"
         )
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        if items:
+            self.config.stash[DESELECTED_KEY] = True
 
     @pytest.hookimpl(tryfirst=True)  # the alias leads every model test's id: test_x[alias-...]
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from pytest_llm_matrix.report.cost import format_usd
 from pytest_llm_matrix.report.stats import ModelStats, percentile, total
@@ -49,6 +49,69 @@ def _spent(counter: str) -> Callable[[Sequence[ModelStats]], bool]:
     return lambda rows: any(s.spend[counter] for s in rows)
 
 
+def change_text(change: Mapping[str, Any] | None, markup: bool = False) -> str:
+    """``-50.0pp (-71..-22) worse``: the pass-rate change, its 95% interval and verdict."""
+    if change is None or change.get("difference") is None or change.get("interval") is None:
+        return "-"
+    low, high = change["interval"]
+    verdict = change["change"]
+    text = f"{change['difference'] * 100:+.1f}pp ({low * 100:+.0f}..{high * 100:+.0f})"
+    if verdict in ("worse", "better"):
+        text += f" {verdict}"
+        if markup:
+            return f'<span class="{verdict}">{text}</span>'
+    return text
+
+
+def _cost_change(stats: ModelStats) -> str:
+    change = stats.change
+    value = None if change is None else change.get("cost_change_usd")
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{'+' if value >= 0 else '-'}{format_usd(abs(value))}"
+
+
+def _p50_change(stats: ModelStats) -> str:
+    change = stats.change
+    value = None if change is None else change.get("latency_p50_change")
+    return f"{value * 1000:+.0f}ms" if isinstance(value, int | float) else "-"
+
+
+def _compared(rows: Sequence[ModelStats]) -> bool:
+    return any(s.change is not None for s in rows)
+
+
+def baseline_lines(comparison: Mapping[str, Any], most: int = 10) -> list[str]:
+    """What changed against the baseline, under the table: per model with a change, its
+    pass rates, and the tests that flipped, appeared or went."""
+    when = f", {comparison['created']}" if comparison.get("created") else ""
+    lines = [f"against the baseline: {comparison['source']}{when}"]
+    for name, change in comparison["models"].items():
+        lists = [
+            ("now failing (passed in the baseline)", change["now_failing"]),
+            ("now passing (failed in the baseline)", change["now_passing"]),
+            ("added", change["added"]),
+            ("removed", change["removed"]),
+        ]
+        if change["change"] in (None, "same") and not any(found for _, found in lists):
+            continue
+        before, now = change["baseline_pass_rate"], change["pass_rate"]
+        lines.append(f"{name}: {format_rate(before)} -> {format_rate(now)}, {change_text(change)}")
+        for title, found in lists:
+            if found:
+                lines.append(f"  {title}: {len(found)}")
+                lines += [f"    {test}" for test in found[:most]]
+                if len(found) > most:
+                    lines.append(f"    ... and {len(found) - most} more (see the JSON report)")
+    for key, title in (
+        ("only_in_baseline", "only in the baseline"),
+        ("only_in_this_run", "only in this run"),
+    ):
+        if comparison.get(key):
+            lines.append(f"{title}: {', '.join(comparison[key])}")
+    return lines
+
+
 @dataclasses.dataclass(frozen=True)
 class Column:
     title: str
@@ -73,9 +136,11 @@ COLUMNS: Final = (
     Column("xfailed", 1, _count("xfailed"), _any("xfailed")),
     Column("xpassed", 1, _count("xpassed"), _any("xpassed")),
     Column("pass rate", 0, lambda s: format_rate(s.pass_rate, s.interval)),
+    Column("vs baseline", 0, lambda s: change_text(s.change), _compared),
     Column("cost", 2, format_cost),
     # record and replay: what the replayed answers cost when recorded (not spent now)
     Column("recorded cost", 2, format_replayed_cost, _spent("replayed")),
+    Column("cost change", 3, _cost_change, _compared),
     Column("wall", 3, lambda s: format_seconds(s.span)),
     Column("test time", 4, lambda s: format_seconds(s.duration)),
     Column("requests", 5, lambda s: str(s.spend["requests"])),
@@ -87,6 +152,7 @@ COLUMNS: Final = (
     Column("429s", 7, lambda s: str(s.spend["rate_limited"])),
     Column("p50", 8, lambda s: format_ms(percentile(s.latencies, 50))),
     Column("p95", 9, lambda s: format_ms(percentile(s.latencies, 95))),
+    Column("p50 change", 8, _p50_change, _compared),
     Column("ttft p50", 9, lambda s: format_ms(percentile(s.ttft, 50))),
     Column("timeouts", 10, lambda s: str(s.spend["timeouts"])),
 )
@@ -146,8 +212,10 @@ def markdown(
     unavailable: Mapping[str, str],
     everywhere: Sequence[str],
     some: Mapping[str, Sequence[str]],
+    comparison: Mapping[str, Any] | None = None,
 ) -> str:
-    """The summary for GitHub's job summary: the full table, then what failed where."""
+    """The summary for GitHub's job summary: the full table, then what failed where, then
+    what changed against the baseline."""
     columns = _visible(rows)
     lines = [
         "## llm-matrix",
@@ -166,4 +234,6 @@ def markdown(
     if some:
         lines += ["", "Failed on some models:", ""]
         lines += [f"- `{label}`" for labels in some.values() for label in labels]
+    if comparison is not None:
+        lines += ["", "```text", *baseline_lines(comparison), "```"]
     return "\n".join(lines) + "\n"

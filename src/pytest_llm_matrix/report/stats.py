@@ -10,7 +10,7 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Any, Final
 
 from pytest_llm_matrix.calls.context import SPEND_COUNTERS
 
@@ -89,6 +89,8 @@ class ModelStats:
     runs_passed: int = 0  # runs that passed, of ...
     runs_judged: int = 0  # ... runs that passed, failed or errored (a plain test is one run)
     repeated: bool = False  # some tests ran repeatedly: the pass rate gets an interval
+    #: the comparison with a baseline's run of this model (see baseline.compare), if any
+    change: Mapping[str, Any] | None = None
 
     def add(self, outcome: str, duration: float, start: float | None, stop: float | None) -> None:
         if outcome in self.counts:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import platform
 import re
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
@@ -30,8 +31,9 @@ from pytest_llm_matrix.distribution.scheduling import (
     MODEL_TESTS_CACHE,
     model_from_nodeid,
 )
+from pytest_llm_matrix.matrix.parametrize import DESELECTED_KEY, DESELECTED_OUTPUT
 from pytest_llm_matrix.matrix.repeats import NOT_VERDICT, RUN_ATTR, status_of, without_run
-from pytest_llm_matrix.report import render
+from pytest_llm_matrix.report import baseline, html, render
 from pytest_llm_matrix.report.cost import format_usd, model_cost
 from pytest_llm_matrix.report.stats import (
     JUDGED,
@@ -46,7 +48,6 @@ from pytest_llm_matrix.report.stats import (
 if TYPE_CHECKING:
     from pytest_llm_matrix.config.options import Settings
 
-REPORT_VERSION: Final = 1
 #: Models already said to have no known price (said once per model, see _unpriced_to_note).
 UNPRICED_CACHE: Final = "llm-matrix/unpriced-said"
 #: Each model test's cost in the last run that ran it (a repeated test: all its runs), for
@@ -85,6 +86,13 @@ class Summary:
         self.unused: list[str] | None = None
         self.deleted: list[str] = []
         self.narrowed: list[str] = []  # why the unused recordings are not known
+        self.deselected = False  # a worker deselected tests (xdist)
+        #: --llm-baseline: the report to compare with and where it came from (read at
+        #: configure), and the comparison once the tests are over
+        self.baseline: tuple[dict[str, Any], str] | None = config.stash.get(
+            baseline.BASELINE_KEY, None
+        )
+        self.comparison: dict[str, Any] | None = None
         self.gate_failed: dict[str, float | None] = {}
         self.durations: dict[str, float] = {}  # item node id -> its phases' summed time
         self.junit = bool(getattr(config.option, "xmlpath", None))
@@ -227,6 +235,9 @@ class Summary:
                 self.verdict_ids[key] = report.nodeid
         elif counted and category in JUDGED:
             stats.add_run(category == "passed")
+        telling = counted and verdict_or_plain and category in ("failed", "error", "skipped")
+        if telling and "message" not in test and (line := _first_line(report)):
+            test["message"] = line  # the grid's hover text in the HTML report
         self.ran.add((report.nodeid, model))
         spend = getattr(report, SPEND_ATTR, None)
         if isinstance(spend, dict):
@@ -330,6 +341,7 @@ class Summary:
         self._remember()
         self._recordings(session)
         self._judge()
+        self._compare(session)
         if exitstatus == pytest.ExitCode.OK and self.gate_failed:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self._budget_reached() and session.exitstatus == pytest.ExitCode.OK:
@@ -337,6 +349,47 @@ class Summary:
         self._write_outputs(int(session.exitstatus))
         if self.report_unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a lost report is no success
+
+    def _compare(self, session: pytest.Session) -> None:
+        """--llm-baseline: this run against the baseline; --llm-fail-on-regression: a
+        required model significantly worse than in the baseline fails the run."""
+        if self.baseline is None:
+            return
+        document, source = self.baseline
+        self.comparison = baseline.compare(self.build(int(session.exitstatus)), document, source)
+        for name, change in self.comparison["models"].items():
+            if name in self.stats:
+                self.stats[name].change = change
+        if (
+            self.settings.fail_on_regression
+            and self.comparison["regressions"]
+            and session.exitstatus == pytest.ExitCode.OK
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _regression_lines(self) -> list[str]:
+        if self.comparison is None or not self.settings.fail_on_regression:
+            return []
+        worse = self.comparison["regressions"]
+        if not worse:
+            return ["--llm-fail-on-regression: no required model is significantly worse"]
+        lines = []
+        for name in worse:
+            change = self.comparison["models"][name]
+            lines.append(
+                f"--llm-fail-on-regression: {name}'s pass rate fell from "
+                f"{render.format_rate(change['baseline_pass_rate'])} to "
+                f"{render.format_rate(change['pass_rate'])}: {render.change_text(change)} "
+                "(95% interval of the change below 0)"
+            )
+        return lines
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """xdist: a worker deselected tests (a plugin's or an option's choice)."""
+        output = getattr(node, "workeroutput", None)
+        if isinstance(output, dict) and output.get(DESELECTED_OUTPUT):
+            self.deselected = True
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -356,11 +409,19 @@ class Summary:
                 ("-m", getattr(option, "markexpr", "")),
                 ("--deselect", getattr(option, "deselect", None)),
                 ("--lf", getattr(option, "lf", False)),
+                ("--sw", getattr(option, "stepwise", False)),
+                ("a test id argument", any("::" in arg for arg in self.config.args)),
+                (
+                    "deselected tests",
+                    self.deselected or self.config.stash.get(DESELECTED_KEY, False),
+                ),
                 ("a collection error", self.collect_errors),
                 ("a stop before the end", session.shouldstop or session.shouldfail),
             )
             if given
         ]
+        if len(narrowed) > 1 and "deselected tests" in narrowed:
+            narrowed.remove("deselected tests")  # said by the option that deselected them
         if session.exitstatus == pytest.ExitCode.INTERRUPTED:
             narrowed.append("an interruption")
         if narrowed:
@@ -481,6 +542,11 @@ class Summary:
             write(f"{name}: unavailable: {reason}", yellow=True)
         for line in self._recording_lines():
             write(line, yellow=line.startswith(("deleted", "  ")) or "no test used" in line)
+        if self.comparison is not None and verbosity >= 0:
+            for line in render.baseline_lines(self.comparison):
+                write(line, red=line.endswith(" worse"), green=line.endswith(" better"))
+        for line in self._regression_lines():
+            write(line, red=bool(self.comparison and self.comparison["regressions"]))
         if verbosity >= 0 and (unpriced := self._unpriced_to_note()):
             write(
                 f"n/a: no known price for {', '.join(unpriced)}; set input_price and "
@@ -555,7 +621,7 @@ class Summary:
             }
         everywhere, some = self._split()
         return {
-            "version": REPORT_VERSION,
+            "version": baseline.REPORT_VERSION,
             "plugin_version": __version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "exit_status": exit_status,
@@ -567,6 +633,8 @@ class Summary:
             "tests": list(self.tests.values()),
             "failed_everywhere": everywhere,
             "failed_on_some": some,
+            "environment": {"python": platform.python_version(), "pytest": pytest.__version__},
+            "baseline": self.comparison,
             "recording": None
             if self.settings.record == "off"
             else {
@@ -588,11 +656,24 @@ class Summary:
             if problem:
                 self.unwritten.append(f"--llm-report: could not write {problem}")
                 self.report_unwritten = True
+        if self.settings.html_path:
+            text = self.redactor.text(html.render(report))
+            problem = _write(self.settings.html_path, text, append=False)
+            if problem:
+                self.unwritten.append(f"--llm-html: could not write {problem}")
+                self.report_unwritten = True
+        cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
+        if cache is not None:  # for the next run's --llm-baseline=last
+            cache.set(baseline.last_report_key(self.order), report)
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
             everywhere, some = self._split(labelled=True)
             text = render.markdown(
-                render.rows_for(self.stats, self.order), self._unavailable(), everywhere, some
+                render.rows_for(self.stats, self.order),
+                self._unavailable(),
+                everywhere,
+                some,
+                self.comparison,
             )
             problem = _write(summary_file, self.redactor.text(text), append=True)
             if problem:
@@ -693,6 +774,20 @@ def _cost(value: object) -> float | None:
     if not 0 <= value <= checks.MAX_COST.high:  # also refuses nan; an int compares exactly
         return None
     return float(value)
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    """A failure's (or skip's) first line: its exception and message, or its reason."""
+    longrepr = report.longrepr
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        text = str(crash.message)
+    elif isinstance(longrepr, tuple) and len(longrepr) == 3:
+        text = str(longrepr[2]).removeprefix("Skipped: ")  # a skip: (path, line, reason)
+    else:
+        text = str(longrepr or "")
+    text = text.strip()
+    return text.splitlines()[0][:300] if text else ""
 
 
 def _pasteable(nodeid: str) -> str:

@@ -1,0 +1,348 @@
+"""The HTML report (``--llm-html``): one self-contained file written from the JSON report.
+
+No network when opened: the styles, the small script (sorting, a cell's failure) and the
+plot (SVG written here) are inline. Sections: the run (selection, date, versions), the
+per-model table, the baseline's changes (with ``--llm-baseline``), cost against pass rate
+per model (marker size: latency p50; the models on the cost / pass-rate Pareto front
+marked), and the test x model grid. Everything comes from the report's plain data, so a
+report read back from JSON renders the same.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from pytest_llm_matrix.report.baseline import answers_cost
+from pytest_llm_matrix.report.cost import format_usd
+from pytest_llm_matrix.report.render import change_text
+
+#: A cell's look and its short text, by outcome.
+CELLS: Final = {
+    "passed": ("pass", "pass"),
+    "failed": ("fail", "FAIL"),
+    "error": ("error", "ERROR"),
+    "skipped": ("skip", "skip"),
+    "xfailed": ("skip", "xfail"),
+    "xpassed": ("fail", "XPASS"),
+}
+#: How bad an outcome is, for sorting a model's column (worst first).
+SEVERITY: Final = {"error": 0, "failed": 1, "xpassed": 2, "passed": 3, "xfailed": 4, "skipped": 5}
+_MESSAGE_LENGTH: Final = 300
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d2329}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#5b6570}.meta span{margin-right:18px}
+table{border-collapse:collapse}th,td{padding:4px 9px;border-bottom:1px solid #e3e7eb}
+th{text-align:left;background:#f5f7f9;font-weight:600}td.n{text-align:right}
+.worse{color:#b3261e;font-weight:600}.better{color:#1b7f3b;font-weight:600}
+#grid th.sort{cursor:pointer;user-select:none}#grid th.sort:hover{background:#e8edf2}
+#grid td.c{text-align:center;cursor:pointer;font-size:12px;min-width:54px}
+.pass{background:#dff3e4;color:#14532d}.fail{background:#fbdad7;color:#7f1d1d}
+.error{background:#f8c4a8;color:#7c2d12}.skip{background:#eceff3;color:#4b5563}
+.none{background:#fff}#detail{white-space:pre-wrap;background:#f5f7f9;padding:8px 10px;
+border-radius:4px;min-height:1.4em;max-width:1100px;font:12px ui-monospace,monospace}
+ul{margin:4px 0 10px}code{font:12px ui-monospace,monospace}
+svg text{font:12px system-ui,sans-serif}
+"""
+
+SCRIPT = """
+(function(){
+var grid=document.getElementById('grid');if(!grid)return;
+var body=grid.tBodies[0],detail=document.getElementById('detail');
+grid.addEventListener('click',function(e){
+var cell=e.target.closest('td.c');
+if(cell){detail.textContent=cell.dataset.test+' on '+cell.dataset.model+': '+
+(cell.title||cell.dataset.outcome);return;}
+var head=e.target.closest('th.sort');if(!head)return;
+var col=head.cellIndex,rows=Array.prototype.slice.call(body.rows);
+var up=head.dataset.dir!=='up';head.dataset.dir=up?'up':'down';
+rows.sort(function(a,b){
+var x=a.cells[col].dataset.key,y=b.cells[col].dataset.key;
+var c=x<y?-1:x>y?1:0;return up?c:-c;});
+rows.forEach(function(r){body.appendChild(r);});});
+})();
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _rate(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else "-"
+
+
+def _usd(value: object) -> str:
+    return format_usd(value) if isinstance(value, int | float) else "n/a"
+
+
+def _ms(value: object) -> str:
+    return f"{value * 1000:.0f} ms" if isinstance(value, int | float) else "-"
+
+
+def render(report: Mapping[str, Any]) -> str:
+    models: list[str] = list(report["selection"]["models"])
+    stats: Mapping[str, Any] = report["models"]
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width,initial-scale=1">',
+        f"<title>llm-matrix: {_e(', '.join(models))}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>llm-matrix report</h1>",
+        _meta(report),
+        "<h2>Models</h2>",
+        _model_table(models, stats, report.get("baseline")),
+    ]
+    if report.get("baseline"):
+        parts += ["<h2>Against the baseline</h2>", _baseline(report["baseline"])]
+    parts += [
+        "<h2>Cost and pass rate</h2>",
+        _plot(models, stats),
+        "<h2>Tests &times; models</h2>",
+        '<p class="meta">Click a column title to sort by it (a model: worst first); click a '
+        "cell for its outcome and first line of failure.</p>",
+        '<div id="detail" aria-live="polite">(a cell\'s outcome shows here)</div>',
+        _grid(models, report["tests"]),
+        f"<script>{SCRIPT}</script></body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _meta(report: Mapping[str, Any]) -> str:
+    selection = report["selection"]
+    environment = report.get("environment") or {}
+    items = [
+        f"selection: {_e(', '.join(selection['models']))} (from {_e(selection['selected_by'])})",
+        f"created: {_e(report.get('created', '-'))}",
+        f"pytest-llm-matrix {_e(report.get('plugin_version', '?'))}",
+    ]
+    items += [f"{_e(k)} {_e(v)}" for k, v in environment.items()]
+    items.append(f"exit status: {_e(report.get('exit_status', '-'))}")
+    return '<p class="meta">' + "".join(f"<span>{item}</span>" for item in items) + "</p>"
+
+
+def _model_table(models: Sequence[str], stats: Mapping[str, Any], base: Any) -> str:
+    head = [
+        "model", "passed", "failed", "errors", "skipped", "pass rate", "cost", "recorded cost",
+        "requests", "replayed", "latency p50", "latency p95",
+    ]  # fmt: skip
+    if base:
+        head.append("vs baseline")
+    rows = ["<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for name in models:
+        m = stats.get(name)
+        if m is None:
+            continue
+        outcomes = m["outcomes"]
+        rate = _rate(m["pass_rate"])
+        if m.get("pass_rate_interval"):
+            low, high = m["pass_rate_interval"]
+            rate += f" ({low * 100:.0f}&ndash;{high * 100:.0f})"
+        cells = [
+            f"<td><code>{_e(name)}</code>{'' if m.get('required', True) else ' (optional)'}</td>",
+            *(f'<td class="n">{outcomes[k]}</td>' for k in ("passed", "failed", "error")),
+            f'<td class="n">{outcomes["skipped"]}</td>',
+            f'<td class="n">{rate}</td>',
+            f'<td class="n">{_usd(m["cost_usd"]) if m.get("input_tokens") else "-"}</td>',
+            f'<td class="n">{_usd(m.get("replayed_cost_usd")) if m.get("replayed") else "-"}</td>',
+            f'<td class="n">{m.get("requests", 0)}</td>',
+            f'<td class="n">{m.get("replayed", 0)}</td>',
+            f'<td class="n">{_ms(m.get("latency_p50"))}</td>',
+            f'<td class="n">{_ms(m.get("latency_p95"))}</td>',
+        ]
+        if base:
+            change = base["models"].get(name)
+            cells.append(f'<td class="n">{change_text(change, markup=True)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    rows.append("</tbody></table>")
+    return "\n".join(rows)
+
+
+def _baseline(base: Mapping[str, Any]) -> str:
+    when = f", {base['created']}" if base.get("created") else ""
+    version = f", pytest-llm-matrix {base['plugin_version']}" if base.get("plugin_version") else ""
+    parts = [f'<p class="meta">baseline: {_e(base["source"])}{_e(when)}{_e(version)}</p>']
+    for name, change in base["models"].items():
+        cost = change.get("cost_change_usd")
+        p50 = change.get("latency_p50_change")
+        line = (
+            f"<p><code>{_e(name)}</code>: {_rate(change['baseline_pass_rate'])} &rarr; "
+            f"{_rate(change['pass_rate'])}, {change_text(change, markup=True)}"
+        )
+        if isinstance(cost, int | float):
+            line += f"; cost {'+' if cost >= 0 else '-'}{format_usd(abs(cost))}"
+        if isinstance(p50, int | float):
+            line += f"; latency p50 {p50 * 1000:+.0f} ms"
+        parts.append(line + "</p>")
+        for key, title in (
+            ("now_failing", "now failing (passed in the baseline)"),
+            ("now_passing", "now passing (failed in the baseline)"),
+            ("added", "added"),
+            ("removed", "removed"),
+        ):
+            if change[key]:
+                items = "".join(f"<li><code>{_e(t)}</code></li>" for t in change[key])
+                parts.append(f"<div>{title}:<ul>{items}</ul></div>")
+    for key, title in (
+        ("only_in_baseline", "only in the baseline"),
+        ("only_in_this_run", "only in this run"),
+    ):
+        if base.get(key):
+            parts.append(f"<p>{title}: {_e(', '.join(base[key]))}</p>")
+    return "\n".join(parts)
+
+
+def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
+    """The models no other model beats on both cost (lower) and pass rate (higher): for
+    each, no model is at least as cheap and as good, and better in one."""
+    front = []
+    for name, (cost, rate) in points.items():
+        dominated = any(
+            other != name and c <= cost and r >= rate and (c < cost or r > rate)
+            for other, (c, r) in points.items()
+        )
+        if not dominated:
+            front.append(name)
+    return sorted(front, key=lambda n: points[n][0])
+
+
+def _plot(models: Sequence[str], stats: Mapping[str, Any]) -> str:
+    points: dict[str, tuple[float, float]] = {}
+    latency: dict[str, float] = {}
+    unplotted = []
+    for name in models:
+        m = stats.get(name)
+        if m is None:
+            continue
+        spent = m.get("input_tokens") or m.get("replayed_input_tokens")
+        cost = answers_cost(m) if spent else None  # replayed answers: what they cost
+        rate = m.get("pass_rate")
+        if not isinstance(cost, int | float) or not isinstance(rate, int | float):
+            unplotted.append(name)
+            continue
+        points[name] = (float(cost), float(rate))
+        p50 = m.get("latency_p50")
+        latency[name] = float(p50) if isinstance(p50, int | float) else 0.0
+    note = ""
+    if unplotted:
+        missing = _e(", ".join(unplotted))
+        note = f'<p class="meta">not plotted (no known cost or pass rate): {missing}</p>'
+    if not points:
+        return note or '<p class="meta">no model to plot</p>'
+    width, height, left, right, top, bottom = 720, 380, 70, 30, 20, 50
+    costs = [c for c, _ in points.values()]
+    low, high = min(costs), max(costs)
+    logarithmic = low > 0 and high / low > 20
+    if logarithmic:
+        lo, hi = math.log10(low) - 0.15, math.log10(high) + 0.15
+    else:
+        lo, hi = 0.0, (high * 1.1 if high > 0 else 1.0)
+
+    def x(cost: float) -> float:
+        value = math.log10(cost) if logarithmic else cost
+        return left + (value - lo) / (hi - lo) * (width - left - right)
+
+    def y(rate: float) -> float:
+        return top + (1 - rate) * (height - top - bottom)
+
+    slowest = max(latency.values()) or 1.0
+    front = pareto_front(points)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="cost against pass rate">',
+        f'<rect x="{left}" y="{top}" width="{width - left - right}" '
+        f'height="{height - top - bottom}" fill="#fbfcfd" stroke="#d5dbe1"/>',
+    ]
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        ty = y(tick)
+        out.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#eef1f4"/>'
+        )
+        out.append(f'<text x="{left - 8}" y="{ty + 4:.1f}" text-anchor="end">{tick:.0%}</text>')
+    for tick in _cost_ticks(lo, hi, logarithmic):
+        tx = x(tick)
+        label = _e(format_usd(tick))
+        out.append(
+            f'<text x="{tx:.1f}" y="{height - bottom + 18}" text-anchor="middle">{label}</text>'
+        )
+    out.append(
+        f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">'
+        f"cost (USD{', log scale' if logarithmic else ''}) &mdash; marker size: latency p50</text>"
+    )
+    out.append(
+        f'<text x="14" y="{(top + height - bottom) / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {(top + height - bottom) / 2})">pass rate</text>'
+    )
+    if len(front) > 1:
+        path = " ".join(f"{x(points[n][0]):.1f},{y(points[n][1]):.1f}" for n in front)
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="#1b7f3b" stroke-dasharray="5 4"/>'
+        )
+    for name, (cost, rate) in points.items():
+        radius = 5 + 13 * math.sqrt(latency[name] / slowest)
+        on_front = name in front
+        tip = (
+            f"{name}: pass rate {rate:.1%}, cost {format_usd(cost)}, "
+            f"latency p50 {latency[name] * 1000:.0f} ms"
+        )
+        if on_front:
+            tip += " (Pareto front)"
+        out.append(
+            f'<g><title>{_e(tip)}</title><circle cx="{x(cost):.1f}" cy="{y(rate):.1f}" '
+            f'r="{radius:.1f}" fill="{"#1b7f3b" if on_front else "#7a8794"}" fill-opacity="0.55" '
+            f'stroke="{"#14532d" if on_front else "#4b5563"}"/>'
+            f'<text x="{x(cost) + radius + 4:.1f}" y="{y(rate) + 4:.1f}">'
+            f"{_e(name)}{' &#9733;' if on_front else ''}</text></g>"
+        )
+    out.append("</svg>")
+    legend = (
+        '<p class="meta">&#9733; on the Pareto front: no other model is both cheaper and '
+        f"passes more ({_e(', '.join(front))}).</p>"
+    )
+    return "\n".join(out) + "\n" + legend + note
+
+
+def _cost_ticks(lo: float, hi: float, logarithmic: bool) -> list[float]:
+    if logarithmic:
+        return [10.0**k for k in range(math.ceil(lo), math.floor(hi) + 1)]
+    return [hi / 1.1 * k / 4 for k in range(5)]
+
+
+def _grid(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> str:
+    cells: dict[tuple[str, str], Mapping[str, Any]] = {}
+    order: dict[str, None] = {}
+    for test in tests:
+        cells[test["test"], test["model"]] = test
+        order.setdefault(test["test"], None)
+    names = sorted(order)
+    head = '<th class="sort" data-dir="">test</th>' + "".join(
+        f'<th class="sort" data-dir=""><code>{_e(m)}</code></th>' for m in models
+    )
+    rows = [f'<table id="grid"><thead><tr>{head}</tr></thead><tbody>']
+    for name in names:
+        row = [f'<td data-key="{_e(name)}"><code>{_e(name)}</code></td>']
+        for model in models:
+            cell = cells.get((name, model))
+            if cell is None:
+                row.append('<td class="c none" data-key="9">&nbsp;</td>')
+                continue
+            outcome = cell["outcome"]
+            look, text = CELLS.get(outcome, ("skip", outcome))
+            verdict = cell.get("verdict")
+            if verdict:
+                text += f" {verdict['passed']}/{verdict['runs']}"
+            message = str(cell.get("message") or "")[:_MESSAGE_LENGTH]
+            row.append(
+                f'<td class="c {look}" data-key="{SEVERITY.get(outcome, 6)}" '
+                f'data-test="{_e(name)}" data-model="{_e(model)}" data-outcome="{_e(outcome)}"'
+                + (f' title="{_e(message)}"' if message else "")
+                + f">{_e(text)}</td>"
+            )
+        rows.append("<tr>" + "".join(row) + "</tr>")
+    rows.append("</tbody></table>")
+    return "\n".join(rows)
