@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from pytest_llm_matrix.report.cost import format_usd
-from pytest_llm_matrix.report.stats import ModelStats, percentile, total
+from pytest_llm_matrix.report.stats import ModelStats, total
 
 
 def format_rate(rate: float | None, interval: tuple[float, float] | None = None) -> str:
@@ -150,10 +150,10 @@ COLUMNS: Final = (
     Column("tokens out", 6, lambda s: f"{s.spend['output_tokens']:,}"),
     Column("retries", 7, lambda s: str(s.spend["retries"])),
     Column("429s", 7, lambda s: str(s.spend["rate_limited"])),
-    Column("p50", 8, lambda s: format_ms(percentile(s.latencies, 50))),
-    Column("p95", 9, lambda s: format_ms(percentile(s.latencies, 95))),
+    Column("p50", 8, lambda s: format_ms(s.latency(50))),
+    Column("p95", 9, lambda s: format_ms(s.latency(95))),
     Column("p50 change", 8, _p50_change, _compared),
-    Column("ttft p50", 9, lambda s: format_ms(percentile(s.ttft, 50))),
+    Column("ttft p50", 9, lambda s: format_ms(s.ttft_p50())),
     Column("timeouts", 10, lambda s: str(s.spend["timeouts"])),
 )
 #: With -q, only these ranks show.

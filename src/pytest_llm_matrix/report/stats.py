@@ -91,6 +91,18 @@ class ModelStats:
     repeated: bool = False  # some tests ran repeatedly: the pass rate gets an interval
     #: the comparison with a baseline's run of this model (see baseline.compare), if any
     change: Mapping[str, Any] | None = None
+    #: latency p50 and p95 and ttft p50 known without the samples (a merged report's)
+    known_percentiles: Mapping[str, float | None] | None = None
+
+    def latency(self, q: int) -> float | None:
+        if self.known_percentiles is not None:
+            return self.known_percentiles.get(f"latency_p{q}")
+        return percentile(self.latencies, q)
+
+    def ttft_p50(self) -> float | None:
+        if self.known_percentiles is not None:
+            return self.known_percentiles.get("ttft_p50")
+        return percentile(self.ttft, 50)
 
     def add(self, outcome: str, duration: float, start: float | None, stop: float | None) -> None:
         if outcome in self.counts:
