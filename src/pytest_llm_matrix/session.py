@@ -215,12 +215,14 @@ def _load_baseline(config: pytest.Config, settings: Settings) -> None:
             raise pytest.UsageError(
                 f"{origin} reads pytest's cache, which -p no:cacheprovider turned off"
             )
-        path = _cache_path(config, baseline.last_report_key(settings.selected))
+        path = _cache_path(config, baseline.last_report_key(settings.selected, config.args))
         if not path.exists():
             raise pytest.UsageError(
-                f"{origin}: no earlier run of this selection ({', '.join(settings.selected)}) "
-                f"in pytest's cache ({path.parent.parent.parent}); run it once without "
-                "--llm-baseline, or give the path of a report written by --llm-report"
+                f"{origin}: no earlier complete run of this selection "
+                f"({', '.join(settings.selected)}; the same test paths) in pytest's cache "
+                f"({path.parent.parent.parent}); run it once without --llm-baseline (a run "
+                "narrowed by -k, -m, test ids or a stop is not kept), or give the path of a "
+                "report written by --llm-report"
             )
         source = "the last run of this selection (pytest's cache)"
     else:

@@ -166,7 +166,7 @@ def test_last_compares_with_the_previous_run_of_the_same_selection(pytester, pro
     first = pytester.runpytest("--models=sim-main", "--llm-baseline=last")
     assert first.ret == pytest.ExitCode.USAGE_ERROR
     first.stderr.fnmatch_lines(
-        ["*--llm-baseline=last: no earlier run of this selection (sim-main) in pytest's cache*"]
+        ["*--llm-baseline=last: no earlier complete run of this selection (sim-main; the same *"]
     )
     pytester.runpytest("--models=sim-main").assert_outcomes(passed=20)
     pytester.runpytest("--models=all").assert_outcomes(passed=40)  # another selection
@@ -253,3 +253,99 @@ def test_the_comparison_goes_to_the_github_summary_and_the_report_hook(
         "test_suite.py::test_answer[sim-main-1]",
         "test_suite.py::test_answer[sim-main-2]",
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "*is not a JSON report (nested too deeply)*"),
+        ('{"version": 1, "models": {"m": {"runs_passed": 1, "runs_judged": 1, "cost_usd": NaN}}}',
+         "*is not a JSON report (NaN is not a number JSON allows)*"),
+        ('{"version": true}', "*is a report of version True*"),
+        ('{"version": 1, "models": {"m": {"runs_passed": 1, "runs_judged": 1, '
+         '"replayed_cost_usd": -1}}, "tests": []}',
+         "*model 'm': replayed_cost_usd must be a number or null*"),
+        ('{"version": 1, "models": {"m": {"runs_passed": 1, "runs_judged": 1, '
+         '"outcomes": {"passed": true}}}, "tests": []}',
+         "*model 'm': outcomes and request and token counts must be counts*"),
+    ],
+)  # fmt: skip
+def test_hostile_baselines_are_usage_errors(pytester, project, content, said):
+    project()
+    (pytester.path / "hostile.json").write_text(content)
+    result = pytester.runpytest("--models=sim-main", "--llm-baseline=hostile.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([said])
+
+
+def test_a_pipe_is_not_read(pytester, project):
+    import os
+
+    project()
+    os.mkfifo(pytester.path / "pipe.json")
+    result = pytester.runpytest("--models=sim-main", "--llm-baseline=pipe.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*pipe.json is not a regular file*"])
+
+
+def test_a_narrowed_or_stopped_run_does_not_become_the_last_baseline(pytester, project):
+    project()
+    pytester.runpytest("--models=sim-main").assert_outcomes(passed=20)
+    project(*range(10))
+    pytester.runpytest("--models=sim-main", "-x")  # stops at the first failure
+    pytester.runpytest("--models=sim-main", "-k", "answer and 1")
+    gated = pytester.runpytest(
+        "--models=sim-main", "--llm-baseline=last", "--llm-fail-on-regression"
+    )
+    assert gated.ret == pytest.ExitCode.TESTS_FAILED
+    gated.stdout.fnmatch_lines(["sim-main: 100.0% -> 50.0%, -50.0pp (-70..-24) worse"])
+    # a run of some test paths has its own last run
+    only = pytester.runpytest("--models=sim-main", "--llm-baseline=last", "test_suite.py")
+    assert only.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_a_required_model_that_did_not_run_fails_the_gate(pytester, project, monkeypatch):
+    project()
+    pytester.runpytest("--models=sim-main", "--llm-report=base.json").assert_outcomes(passed=20)
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(autouse=True)
+        def _off(request):
+            pytest.skip("switched off")
+        """
+    )
+    result = pytester.runpytest(
+        "--models=sim-main", "--llm-baseline=base.json", "--llm-fail-on-regression"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "sim-main: 100.0% -> -, no run judged in this run",
+            "--llm-fail-on-regression: sim-main had no run judged in this run (20 in the "
+            "baseline): it is not shown to be no worse",
+        ]
+    )
+
+
+def test_the_html_report_may_not_overwrite_the_json_one(pytester, project):
+    project()
+    for other in ("--llm-report=same.json", "--llm-baseline=same.json"):
+        result = pytester.runpytest("--models=sim-main", "--llm-html=same.json", other)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*--llm-html and --llm-* name the same file*"])
+
+
+def test_text_from_a_baseline_is_shown_plainly(pytester, project):
+    project()
+    pytester.runpytest("--models=sim-main", "--llm-report=base.json")
+    base = json.loads((pytester.path / "base.json").read_text())
+    base["created"] = "\x1b[31mRED\x1b[0m\nforged line"
+    (pytester.path / "base.json").write_text(json.dumps(base))
+    project(3)
+    result = pytester.runpytest("--models=sim-main", "--llm-baseline=base.json")
+    out = result.stdout.str()
+    assert "\x1b[31m" not in out
+    assert "\nforged line" not in out
+    assert "against the baseline: base.json, \\x1b[31mRED\\x1b[0m\\nforged line" in out

@@ -543,6 +543,15 @@ def resolve_settings(config: pytest.Config) -> Settings:
             "those models with --models"
         )
     repeat_rate = _setting(config, "llm_repeat_pass_rate")
+    report_path, html_path = _report_path(config), _report_path(config, "llm_html")
+    baseline = _baseline(config)
+    if html_path is not None:
+        for other, what in ((report_path, "--llm-report"), (baseline, "--llm-baseline")):
+            if other is not None and Path(other).resolve() == Path(html_path).resolve():
+                raise pytest.UsageError(
+                    f"--llm-html and {what} name the same file ({html_path}): the HTML report "
+                    f"would overwrite the JSON one; give it another name"
+                )
     return Settings(
         registry=registry,
         selected=selected,
@@ -568,9 +577,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
         min_pass_rate=_setting(config, "llm_min_pass_rate"),
         repeat=_setting(config, "llm_repeat") or 1,
         repeat_pass_rate=1.0 if repeat_rate is None else repeat_rate,
-        report_path=_report_path(config),
-        html_path=_report_path(config, "llm_html"),
-        baseline=_baseline(config),
+        report_path=report_path,
+        html_path=html_path,
+        baseline=baseline,
         fail_on_regression=_fail_on_regression(config),
         max_cost=_setting(config, "llm_max_cost"),
         record=record,

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import pytest
 
+from pytest_llm_matrix.calls.context import SPEND_COUNTERS
 from pytest_llm_matrix.report.stats import wilson_interval
 
 #: The JSON report's schema version: the one written, and the only one read back (reports
@@ -38,10 +39,11 @@ class BaselineError(Exception):
     """A baseline that cannot be used; the message names it and says what to do."""
 
 
-def last_report_key(selection: Iterable[str]) -> str:
-    """The cache key of the last report of a selection (its models, in any order)."""
-    names = json.dumps(sorted(selection))
-    return f"{LAST_REPORT_CACHE}/{hashlib.sha256(names.encode()).hexdigest()[:16]}"
+def last_report_key(selection: Iterable[str], paths: Iterable[str]) -> str:
+    """The cache key of the last report of a selection: its models (in any order) and the
+    test paths given (a run of some modules is no baseline for a run of all)."""
+    given = json.dumps([sorted(selection), sorted(paths)])
+    return f"{LAST_REPORT_CACHE}/{hashlib.sha256(given.encode()).hexdigest()[:16]}"
 
 
 def newcombe_interval(
@@ -66,13 +68,14 @@ def newcombe_interval(
 def parse(text: str, where: str) -> dict[str, Any]:
     """A report read back from JSON text, checked enough to be compared."""
     try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise BaselineError(f"{where} is not a JSON report ({error})") from None
+        document = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise BaselineError(f"{where} is not a JSON report ({reason})") from None
     if not isinstance(document, dict):
         raise BaselineError(f"{where} is not a JSON report (expected an object)")
     version = document.get("version")
-    if version != REPORT_VERSION:
+    if type(version) is not int or version != REPORT_VERSION:
         written = document.get("plugin_version")
         by = f" (written by pytest-llm-matrix {written})" if isinstance(written, str) else ""
         raise BaselineError(
@@ -85,16 +88,29 @@ def parse(text: str, where: str) -> dict[str, Any]:
     return document
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def read(path: Path) -> dict[str, Any]:
+    """A report file: a regular file (not a pipe or a device), at most MAX_BYTES."""
     try:
+        if path.is_dir():
+            raise BaselineError(f"{path} is a folder, not a JSON report")
+        if not path.exists():
+            raise BaselineError(f"{path} does not exist")
+        if not path.is_file():
+            raise BaselineError(f"{path} is not a regular file")
+        if (size := path.stat().st_size) > MAX_BYTES:
+            raise BaselineError(f"{path} is {size:,} bytes; a report is at most {MAX_BYTES:,}")
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BaselineError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise BaselineError(f"{path} is a folder, not a JSON report") from None
     except (OSError, UnicodeDecodeError) as error:
         raise BaselineError(f"{path} cannot be read ({error})") from None
     return parse(text, str(path))
+
+
+#: The largest report read back (one of tens of thousands of tests is a few MB).
+MAX_BYTES: Final = 256 * 2**20
 
 
 def _count(value: object) -> bool:
@@ -110,6 +126,18 @@ def _seconds_or_usd(value: object) -> bool:
     )
 
 
+#: A model's figures read from a baseline or merged: finite numbers from 0, or null.
+NUMBERS: Final = (
+    "cost_usd",
+    "replayed_cost_usd",
+    "latency_p50",
+    "latency_p95",
+    "ttft_p50",
+    "wall_seconds",
+    "test_seconds",
+)
+
+
 def _shape_problem(document: Mapping[str, Any]) -> str | None:
     models = document.get("models")
     if not isinstance(models, dict):
@@ -122,9 +150,15 @@ def _shape_problem(document: Mapping[str, Any]) -> str | None:
             _count(passed) and _count(judged) and passed <= judged
         ):
             return f"model {name!r}: runs_passed and runs_judged must be counts, passed <= judged"
-        for key in ("cost_usd", "latency_p50"):
+        for key in NUMBERS:
             if not _seconds_or_usd(model.get(key)):
                 return f"model {name!r}: {key} must be a number or null"
+        counts = [model.get(k, 0) for k in SPEND_COUNTERS]
+        outcomes = model.get("outcomes", {})
+        if not isinstance(outcomes, dict):
+            return f"model {name!r}: outcomes must be an object"
+        if not all(_count(value) for value in [*counts, *outcomes.values()]):
+            return f"model {name!r}: outcomes and request and token counts must be counts"
     tests = document.get("tests")
     if not isinstance(tests, list):
         return "no 'tests' list"
@@ -157,6 +191,8 @@ def compare(current: Mapping[str, Any], base: Mapping[str, Any], source: str) ->
         change = None
         if interval is not None:
             change = "worse" if interval[1] < 0 else "better" if interval[0] > 0 else "same"
+        elif base_runs[1] and not runs[1]:
+            change = "not run"  # judged in the baseline, not now: not shown to be no worse
         mine = now_tests.get(name, {})
         theirs = base_tests.get(name, {})
         models[name] = {
@@ -194,7 +230,8 @@ def compare(current: Mapping[str, Any], base: Mapping[str, Any], source: str) ->
         "regressions": [
             name
             for name, change in models.items()
-            if change["change"] == "worse" and current["models"][name].get("required", True)
+            if change["change"] in ("worse", "not run")
+            and current["models"][name].get("required", True)
         ],
     }
 

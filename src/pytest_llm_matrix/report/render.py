@@ -85,7 +85,7 @@ def baseline_lines(comparison: Mapping[str, Any], most: int = 10) -> list[str]:
     """What changed against the baseline, under the table: per model with a change, its
     pass rates, and the tests that flipped, appeared or went."""
     when = f", {comparison['created']}" if comparison.get("created") else ""
-    lines = [f"against the baseline: {comparison['source']}{when}"]
+    lines = [plain(f"against the baseline: {comparison['source']}{when}")]
     for name, change in comparison["models"].items():
         lists = [
             ("now failing (passed in the baseline)", change["now_failing"]),
@@ -96,11 +96,12 @@ def baseline_lines(comparison: Mapping[str, Any], most: int = 10) -> list[str]:
         if change["change"] in (None, "same") and not any(found for _, found in lists):
             continue
         before, now = change["baseline_pass_rate"], change["pass_rate"]
-        lines.append(f"{name}: {format_rate(before)} -> {format_rate(now)}, {change_text(change)}")
+        said = "no run judged in this run" if change["change"] == "not run" else change_text(change)
+        lines.append(f"{plain(name)}: {format_rate(before)} -> {format_rate(now)}, {said}")
         for title, found in lists:
             if found:
                 lines.append(f"  {title}: {len(found)}")
-                lines += [f"    {test}" for test in found[:most]]
+                lines += [f"    {plain(test)}" for test in found[:most]]
                 if len(found) > most:
                     lines.append(f"    ... and {len(found) - most} more (see the JSON report)")
     for key, title in (
@@ -108,8 +109,16 @@ def baseline_lines(comparison: Mapping[str, Any], most: int = 10) -> list[str]:
         ("only_in_this_run", "only in this run"),
     ):
         if comparison.get(key):
-            lines.append(f"{title}: {', '.join(comparison[key])}")
+            lines.append(plain(f"{title}: {', '.join(comparison[key])}"))
     return lines
+
+
+def plain(text: str) -> str:
+    """Text from a file as one line of plain text: control characters (escape sequences,
+    line breaks) shown escaped, never acted on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -87,6 +87,7 @@ class Summary:
         self.deleted: list[str] = []
         self.narrowed: list[str] = []  # why the unused recordings are not known
         self.deselected = False  # a worker deselected tests (xdist)
+        self.complete = False  # every collected test ran (see _narrowed)
         #: --llm-baseline: the report to compare with and where it came from (read at
         #: configure), and the comparison once the tests are over
         self.baseline: tuple[dict[str, Any], str] | None = config.stash.get(
@@ -339,6 +340,7 @@ class Summary:
         self.finished = True
         self.price_pending()
         self._remember()
+        self.complete = not self._narrowed(session)
         self._recordings(session)
         self._judge()
         self._compare(session)
@@ -376,6 +378,13 @@ class Summary:
         lines = []
         for name in worse:
             change = self.comparison["models"][name]
+            if change["change"] == "not run":
+                lines.append(
+                    f"--llm-fail-on-regression: {name} had no run judged in this run "
+                    f"({change['baseline_runs'][1]} in the baseline): it is not shown to be "
+                    "no worse"
+                )
+                continue
             lines.append(
                 f"--llm-fail-on-regression: {name}'s pass rate fell from "
                 f"{render.format_rate(change['baseline_pass_rate'])} to "
@@ -401,6 +410,20 @@ class Summary:
         recorder = recording.active()
         if recorder is None or not recorder.offline:
             return
+        narrowed = self._narrowed(session)
+        if narrowed:
+            self.narrowed = narrowed  # the tests that did not run may read recordings
+            return
+        paths = recording.unused(recorder, self.ran, self.order)
+        self.unused = [recorder.shown(path) for path in paths]
+        if recorder.mode == "prune":
+            deleted, problems = recording.delete(paths, recorder)
+            self.deleted = [recorder.shown(path) for path in deleted]
+            self.unwritten += [f"--llm-record=prune: could not delete {p}" for p in problems]
+
+    def _narrowed(self, session: pytest.Session) -> list[str]:
+        """Why this run did not run every test it collected (none: it did): its unused
+        recordings are then not known, and it is no baseline for the next run."""
         option = self.config.option
         narrowed = [
             what
@@ -424,15 +447,7 @@ class Summary:
             narrowed.remove("deselected tests")  # said by the option that deselected them
         if session.exitstatus == pytest.ExitCode.INTERRUPTED:
             narrowed.append("an interruption")
-        if narrowed:
-            self.narrowed = narrowed  # the tests that did not run may read recordings
-            return
-        paths = recording.unused(recorder, self.ran, self.order)
-        self.unused = [recorder.shown(path) for path in paths]
-        if recorder.mode == "prune":
-            deleted, problems = recording.delete(paths, recorder)
-            self.deleted = [recorder.shown(path) for path in deleted]
-            self.unwritten += [f"--llm-record=prune: could not delete {p}" for p in problems]
+        return narrowed
 
     def _recording_lines(self) -> list[str]:
         mode = self.settings.record
@@ -663,8 +678,8 @@ class Summary:
                 self.unwritten.append(f"--llm-html: could not write {problem}")
                 self.report_unwritten = True
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
-        if cache is not None:  # for the next run's --llm-baseline=last
-            cache.set(baseline.last_report_key(self.order), report)
+        if cache is not None and self.complete:  # for the next run's --llm-baseline=last
+            cache.set(baseline.last_report_key(self.order, self.config.args), report)
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
             everywhere, some = self._split(labelled=True)
