@@ -121,6 +121,8 @@ def configure(config: pytest.Config) -> None:
             settings = _with_rates(settings)
         if settings.baseline is not None and settings.selected:
             _load_baseline(config, settings)
+        if settings.coordinator is not None and settings.selected:
+            _check_coordinator(settings.coordinator)
     config.stash[SETTINGS_KEY] = settings
     config.stash[SIMULATOR_KEY] = simulator
     context.set_rewrite_model(settings.rewrite_model)
@@ -136,6 +138,8 @@ def configure(config: pytest.Config) -> None:
             policy,
             budget=settings.max_cost,
             rates=settings.rates,
+            shared=settings.coordinator,
+            run_id=settings.run_id,
             journal=context.Journal(
                 context.journal_path(settings.state_dir, workerinput["workerid"])
             )
@@ -201,6 +205,23 @@ def _close_pooled_connections() -> None:
     transport = sys.modules.get("pytest_llm_matrix.calls.transport")
     if transport is not None:
         transport.close_shared()
+
+
+def _check_coordinator(url: str) -> None:
+    """The shared coordinator answers now, or the run does not start."""
+    try:
+        # lazy: the Redis client loads only for a run that shares its state
+        from pytest_llm_matrix.calls.redis_coordinator import connect, shown_url
+    except ImportError:
+        raise pytest.UsageError(
+            "--llm-coordinator needs the redis package: pip install 'pytest-llm-matrix[redis]'"
+        ) from None
+    try:
+        connect(url).close()
+    except Exception as error:  # a bad URL, a refused connection, a wrong password
+        raise pytest.UsageError(
+            f"--llm-coordinator: cannot reach {shown_url(url)} ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _load_baseline(config: pytest.Config, settings: Settings) -> None:
@@ -357,6 +378,14 @@ def header(config: pytest.Config) -> list[str] | None:
     if simulated:
         details.append(f"built-in simulator for {', '.join(simulated)}")
     lines.append("llm-matrix: " + ", ".join(details))
+    if settings.coordinator is not None and settings.selected:
+        # lazy: the Redis client loads only for a run that shares its state
+        from pytest_llm_matrix.calls.redis_coordinator import shown_url
+
+        lines.append(
+            f"llm-matrix: caps, cooldowns, unavailable models and the budget shared through "
+            f"{shown_url(settings.coordinator)} (run id {settings.run_id})"
+        )
     if settings.record != "off" and settings.selected:
         where = settings.cassettes or "llm_cassettes/ beside each test module"
         what = {

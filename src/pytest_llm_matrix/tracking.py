@@ -144,7 +144,11 @@ class TestTracker:
         subtest = item.stash.get(CALLING_KEY, False)  # pytest's subtests: parts of a run
         if run is not None and limits is not None and model is not None and not subtest:
             stopped = item.stash.get(STOPPED_KEY, False)
-            settle(report, run, limits.coordinator, model.name, stopped)
+            try:
+                settle(report, run, limits.coordinator, model.name, stopped)
+            except pytest.fail.Exception as lost:  # the shared coordinator is gone
+                report.outcome = "failed"
+                report.longrepr = str(lost.msg)
         return report
 
 

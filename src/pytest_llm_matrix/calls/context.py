@@ -44,6 +44,10 @@ class Limits:
     journal: Journal | None = None
     #: USD per token (input, output, cached input) by model alias; None: no known price
     rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
+    #: --llm-coordinator: the Redis the run's jobs share (None: this machine's files), and
+    #: the run id naming the run's state in it
+    shared: str | None = None
+    run_id: str = ""
     _coordinator: Coordinator | None = None
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -51,7 +55,12 @@ class Limits:
     def coordinator(self) -> Coordinator:
         """Created on first use: runs without model tests never open its files."""
         with self._lock:
-            if self._coordinator is None:
+            if self._coordinator is None and self.shared is not None:
+                # lazy: the Redis client loads only for a run that shares its state
+                from pytest_llm_matrix.calls.redis_coordinator import RedisCoordinator
+
+                self._coordinator = RedisCoordinator(self.shared, self.run_id, self.global_cap)
+            elif self._coordinator is None:
                 # lazy: the file coordinator loads only when a test first needs it
                 from pytest_llm_matrix.calls.limits import FileCoordinator
 

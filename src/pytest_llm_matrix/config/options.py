@@ -299,6 +299,27 @@ def add_options(parser: pytest.Parser) -> None:
         default=[],
     )
     group.addoption(
+        "--llm-coordinator",
+        dest="llm_coordinator",
+        metavar="URL",
+        default=None,
+        help="share the caps, cooldowns, unavailable models, first-request gates, budget and "
+        "repeats' records with the other jobs of the run through Redis: "
+        "redis://[:password@]host:port/db or rediss://... (pip install "
+        "'pytest-llm-matrix[redis]'). Default: this machine only. Env: "
+        "LLM_MATRIX_COORDINATOR; ini: llm_coordinator; config: coordinator.",
+    )
+    parser.addini("llm_coordinator", "redis:// URL of the coordinator the run's jobs share.")
+    group.addoption(
+        "--llm-run-id",
+        dest="llm_run_id",
+        metavar="ID",
+        default=None,
+        help="names the state the jobs of one run share in the coordinator. Default: "
+        "$LLM_MATRIX_RUN_ID, else the CI's run id (GitHub Actions, GitLab, Buildkite, "
+        "CircleCI, Jenkins), else one per session.",
+    )
+    group.addoption(
         "--llm-progress",
         dest="llm_progress",
         choices=PROGRESS_MODES,
@@ -417,6 +438,8 @@ class Settings:
     repeat: int = 1
     repeat_pass_rate: float = 1.0
     progress: str = "auto"
+    coordinator: str | None = None  # a redis:// URL; None: this machine's files
+    run_id: str = ""
     record: str = "off"  # see pytest_llm_matrix.calls.recording
     cassettes: str | None = None  # an absolute folder; None: beside each test module
     record_ignore: tuple[str, ...] = reg.DEFAULT_RECORD_IGNORE
@@ -585,6 +608,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         record=record,
         cassettes=_cassettes(config, registry),
         record_ignore=_record_ignore(config, registry),
+        coordinator=_coordinator(config, registry),
+        run_id=_run_id(config),
     )
 
 
@@ -614,6 +639,54 @@ def _fail_on_regression(config: pytest.Config) -> bool:
             "last run of this selection) or --llm-baseline=PATH (a JSON report of --llm-report)"
         )
     return wanted
+
+
+#: CI systems' variables naming one run of a pipeline (shared by all its jobs).
+CI_RUN_IDS: Final = (
+    ("GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT"),
+    ("CI_PIPELINE_ID", None),  # GitLab
+    ("BUILDKITE_BUILD_ID", None),
+    ("CIRCLE_WORKFLOW_ID", None),
+    ("BUILD_TAG", None),  # Jenkins
+)
+COORDINATOR_SCHEMES: Final = ("redis", "rediss")
+
+
+def _coordinator(config: pytest.Config, registry: reg.Registry) -> str | None:
+    """--llm-coordinator, else $LLM_MATRIX_COORDINATOR, else ini, else the config's."""
+    for origin, value in (
+        ("--llm-coordinator", config.option.llm_coordinator),
+        ("LLM_MATRIX_COORDINATOR", os.environ.get("LLM_MATRIX_COORDINATOR")),
+        ("ini llm_coordinator", _ini(config, "llm_coordinator")),
+        ("config coordinator", registry.coordinator),
+    ):
+        if value is None or (origin != "--llm-coordinator" and not str(value).strip()):
+            continue
+        url = str(value).strip()
+        scheme = url.partition("://")[0] if "://" in url else ""
+        if scheme not in COORDINATOR_SCHEMES:
+            raise pytest.UsageError(
+                f"{origin}: expected redis://[:password@]host:port/db or rediss://..., got "
+                f"{url.partition('@')[2] if '@' in url else url!r}"
+            )
+        return url
+    return None
+
+
+def _run_id(config: pytest.Config) -> str:
+    """--llm-run-id, else $LLM_MATRIX_RUN_ID, else the CI's run id, else a new one."""
+    given = config.option.llm_run_id or os.environ.get("LLM_MATRIX_RUN_ID", "").strip()
+    if given:
+        if not given.isprintable() or len(given) > 200:
+            raise pytest.UsageError("--llm-run-id: expected up to 200 printable characters")
+        return given
+    for name, attempt in CI_RUN_IDS:
+        if value := os.environ.get(name, "").strip():
+            extra = os.environ.get(attempt, "").strip() if attempt else ""
+            return f"{name.lower()}-{value}" + (f"-{extra}" if extra else "")
+    import uuid
+
+    return uuid.uuid4().hex
 
 
 def _record_ignore(config: pytest.Config, registry: reg.Registry) -> tuple[str, ...]:

@@ -168,6 +168,7 @@ MODEL_FIELDS: Final[Mapping[str, _Check]] = {
 
 TOP_LEVEL_FIELDS: Final = (
     "cassettes",
+    "coordinator",
     "default",
     "groups",
     "max_concurrency",
@@ -205,6 +206,7 @@ class Registry:
     record: str | None = None  # a mode of RECORD_MODES
     cassettes: str | None = None  # a folder, absolute once the config file is known
     record_ignore: tuple[str, ...] | None = None
+    coordinator: str | None = None  # a redis:// URL (see pytest_llm_matrix.calls.redis_coordinator)
 
     @property
     def tags(self) -> dict[str, tuple[str, ...]]:
@@ -226,6 +228,7 @@ class Registry:
             "record": self.record,
             "cassettes": self.cassettes,
             "record_ignore": None if self.record_ignore is None else list(self.record_ignore),
+            "coordinator": self.coordinator,
         }
 
     @classmethod
@@ -242,6 +245,7 @@ class Registry:
             record=data["record"],
             cassettes=data["cassettes"],
             record_ignore=None if data["record_ignore"] is None else tuple(data["record_ignore"]),
+            coordinator=data["coordinator"],
         )
 
 
@@ -349,6 +353,7 @@ def _with_settings(registry: Registry, data: Mapping[str, Any], where: str) -> R
         record=setting("record", _choice(RECORD_MODES)),
         cassettes=setting("cassettes", _string),
         record_ignore=setting("record_ignore", field_names),
+        coordinator=setting("coordinator", _string),
     )
 
 

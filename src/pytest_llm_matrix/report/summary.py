@@ -484,7 +484,11 @@ class Summary:
         limits = context.limits()
         if limits is None or limits.budget is None:
             return None
-        return limits.coordinator.spent()
+        try:
+            return limits.coordinator.spent()
+        except pytest.fail.Exception as lost:  # the shared coordinator is gone
+            self._lost(str(lost.msg))
+            return None
 
     def _budget_reached(self) -> bool:
         spent = self._spent()
@@ -496,8 +500,15 @@ class Summary:
         found = dict(self.settings.unavailable)
         limits = context.limits()
         if limits is not None:
-            found.update(limits.coordinator.all_unavailable())
+            try:
+                found.update(limits.coordinator.all_unavailable())
+            except pytest.fail.Exception as lost:  # the shared coordinator is gone
+                self._lost(str(lost.msg))
         return found
+
+    def _lost(self, message: str) -> None:
+        if message not in self.unwritten:
+            self.unwritten.append(message)
 
     def _unpriced_to_note(self) -> list[str]:
         """Models shown as n/a for cost, said once per model: the pytest cache remembers

@@ -1,0 +1,205 @@
+"""Sessions on "different machines" (separate pytest processes with their own state
+directories) sharing caps, cooldowns, unavailable models and the budget through a real
+redis-server, started here on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REDIS_SERVER = shutil.which("redis-server")
+pytest.importorskip("redis")
+
+if REDIS_SERVER is None and os.environ.get("CI"):
+    raise RuntimeError("redis-server is missing in CI: .ci/run installs it")
+pytestmark = pytest.mark.skipif(
+    REDIS_SERVER is None, reason="redis-server is not installed (Debian: apt install redis-server)"
+)
+
+KEY = "sk-shared-0123456789abcdefghij"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield url, process
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def shared(simulator, tmp_path, monkeypatch):
+    """Make a project ("a job") whose model answers from one simulator every job shares."""
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    monkeypatch.setenv("SHARED_KEY", KEY)
+    sim = simulator(
+        {
+            "default_reply": "ok",
+            "models": {"shared": {"latency": 0.2, "api_key": KEY}},
+        }
+    )
+
+    def job(name: str, tests: int = 12, extra: str = "") -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "pyproject.toml").write_text(
+            textwrap.dedent(
+                f"""
+                [tool.llm-matrix.models.shared]
+                provider = "openai-compatible"
+                base_url = "{sim.url}/v1"
+                model = "shared"
+                api_key_env = "SHARED_KEY"
+                input_price = 1000.0
+                output_price = 1000.0
+                {extra}
+                """
+            )
+        )
+        (folder / "test_job.py").write_text(
+            textwrap.dedent(
+                f"""
+                import pytest
+
+                @pytest.mark.parametrize("n", range({tests}))
+                def test_answer(llm, n):
+                    assert llm.complete(f"question {{n}}") == "ok"
+                """
+            )
+        )
+        return folder
+
+    job.simulator = sim  # type: ignore[attr-defined]
+    return job
+
+
+def start(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})}, start_new_session=True,
+    )  # fmt: skip
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out
+
+
+def test_two_sessions_share_one_cap(redis_url, shared):
+    url, _ = redis_url
+    args = ["-n", "4", "--max-concurrency", "3", f"--llm-coordinator={url}", "--llm-run-id=r1"]
+    first, second = start(shared("a"), *args), start(shared("b"), *args)
+    for process in (first, second):
+        status, out = finish(process)
+        assert status == 0, out
+        assert "12 passed" in out
+    stats = shared.simulator.stats()
+    assert stats["requests"]["shared"] == 24
+    assert 2 <= stats["max_in_flight"] <= 3  # 8 workers, 24 requests: the cap held
+
+
+def test_a_killed_session_gives_its_slots_back(redis_url, shared):
+    """A session killed with SIGKILL while it holds every slot: the other still finishes,
+    once the dead one's leases expire (10 s without a refresh)."""
+    from pytest_llm_matrix.calls.redis_coordinator import LEASE_TTL
+
+    url, _ = redis_url
+    args = ["-n", "3", "--max-concurrency", "3", f"--llm-coordinator={url}", "--llm-run-id=r2"]
+    slow = shared("slow", tests=30)
+    victim = start(slow, *args)
+    deadline = time.monotonic() + 60
+    while shared.simulator.stats()["in_flight"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert shared.simulator.stats()["in_flight"] == 3
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.communicate()  # reaped, its pipe closed
+    killed_at = time.monotonic()
+    status, out = finish(start(shared("after", tests=3), *args))
+    took = time.monotonic() - killed_at
+    assert status == 0, out
+    assert "3 passed" in out
+    assert took < LEASE_TTL + 8  # the slots came back within the lease's life (plus start-up)
+
+
+def test_a_shared_budget_stops_every_session(redis_url, shared):
+    url, _ = redis_url
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r3", "--llm-max-cost=0.05"]
+    status, out = finish(start(shared("spender", tests=10), *args))
+    assert status == 1, out
+    assert "--llm-max-cost $0.05 reached" in out
+    status, out = finish(start(shared("late", tests=4), *args))
+    assert status == 1, out
+    assert "4 skipped" in out  # the budget was spent by the other session
+    assert "--llm-max-cost $0.05 reached" in out
+
+
+def test_a_wrong_key_in_one_session_spares_the_other_its_requests(redis_url, shared):
+    url, _ = redis_url
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r4"]
+    status, out = finish(start(shared("wrong"), *args, env={"SHARED_KEY": "sk-wrong-000000000000"}))
+    assert status == 1, out
+    assert "shared is unavailable: HTTP 401" in out
+    status, out = finish(start(shared("right"), *args))
+    assert "12 skipped" in out, out  # the model is unavailable for the whole run
+    assert shared.simulator.stats()["requests"]["shared"] == 1  # one request in all
+
+
+def test_redis_lost_mid_run_fails_fast_naming_the_coordinator(redis_url, shared):
+    url, server = redis_url
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r5", "-n", "2"]
+    running = start(shared("orphan", tests=40), *args)
+    deadline = time.monotonic() + 60
+    while shared.simulator.stats()["requests"].get("shared", 0) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    server.kill()
+    status, out = finish(running, timeout=90)
+    assert status == 1, out
+    assert f"the llm-matrix coordinator {url}: " in out
+    assert "requests stop rather than go out without the shared caps" in out
+
+
+def test_an_unreachable_coordinator_or_a_bad_url_is_a_usage_error(shared):
+    folder = shared("nowhere")
+    port = free_port()
+    status, out = finish(start(folder, f"--llm-coordinator=redis://:hunter2@127.0.0.1:{port}/0"))
+    assert status == 4, out
+    assert f"--llm-coordinator: cannot reach redis://:***@127.0.0.1:{port}/0" in out
+    assert "hunter2" not in out
+    status, out = finish(start(folder, "--llm-coordinator=http://127.0.0.1:1"))
+    assert status == 4, out
+    assert "--llm-coordinator: expected redis://[:password@]host:port/db or rediss://" in out
