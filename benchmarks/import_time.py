@@ -21,23 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROJECT = """
-[tool.pytest.ini_options]
-addopts = ["-p", "no:cacheprovider"]
-
-[tool.llm-matrix]
-default = ["all"]
-[tool.llm-matrix.models.sim-a]
-provider = "simulator"
-[tool.llm-matrix.models.sim-b]
-provider = "simulator"
-[tool.llm-matrix.models.sim-c]
-provider = "simulator"
-simulate = { latency = 0.5 }
-[tool.llm-matrix.models.gpt-4o-mini]
-provider = "openai"
-api_key_env = "IMPORT_TIME_BENCH_UNSET_KEY"
-"""
+from overhead import CONFIG as PROJECT  # the same project: four models, one unset key
 
 
 def plugin_import_us(python: str, project: Path) -> tuple[int, int]:

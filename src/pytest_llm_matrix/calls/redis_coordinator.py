@@ -260,14 +260,21 @@ class RedisCoordinator:
         args: list[str | float] = [time.time(), rpm, RPM_WINDOW, uuid.uuid4().hex, KEY_TTL]
         return float(self._call("reserving a request", lambda: self._rpm(keys=[key], args=args)))
 
-    def mark_unavailable(self, model: str, reason: str) -> None:
-        key = self._key("unavailable")
+    def _write(self, what: str, key: str, write: Callable[[str], object]) -> None:
+        """One write to ``key``, which then lives KEY_TTL more seconds."""
 
-        def mark() -> None:
-            self._client.hsetnx(key, model, reason)
+        def run() -> None:
+            write(key)
             self._client.expire(key, KEY_TTL)
 
-        self._call("marking a model unavailable", mark)
+        self._call(what, run)
+
+    def mark_unavailable(self, model: str, reason: str) -> None:
+        self._write(
+            "marking a model unavailable",
+            self._key("unavailable"),
+            lambda key: self._client.hsetnx(key, model, reason),
+        )
 
     def unavailable(self, model: str) -> str | None:
         reason = self._unavailable.get(model)
@@ -296,25 +303,21 @@ class RedisCoordinator:
         return model in self._verified
 
     def mark_verified(self, model: str) -> None:
-        key = self._key("verified")
-
-        def mark() -> None:
-            self._client.sadd(key, model)
-            self._client.expire(key, KEY_TTL)
-
-        self._call("opening a first-request gate", mark)
+        self._write(
+            "opening a first-request gate",
+            self._key("verified"),
+            lambda key: self._client.sadd(key, model),
+        )
         self._verified.add(model)
 
     # -- the budget and records --------------------------------------------------------
 
     def add_cost(self, amount: float) -> None:
-        key = self._key("spent")
-
-        def add() -> None:
-            self._client.incrbyfloat(key, amount)
-            self._client.expire(key, KEY_TTL)
-
-        self._call("adding to the budget", add)
+        self._write(
+            "adding to the budget",
+            self._key("spent"),
+            lambda key: self._client.incrbyfloat(key, amount),
+        )
 
     def spent(self) -> float:
         value = self._call("reading the budget", lambda: self._client.get(self._key("spent")))
