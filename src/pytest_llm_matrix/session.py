@@ -140,6 +140,7 @@ def configure(config: pytest.Config) -> None:
             rates=settings.rates,
             shared=settings.coordinator,
             run_id=settings.run_id,
+            session=settings.session_id,
             journal=context.Journal(
                 context.journal_path(settings.state_dir, workerinput["workerid"])
             )
@@ -218,7 +219,12 @@ def _check_coordinator(url: str) -> None:
         ) from None
     try:
         connect(url).close()
-    except Exception as error:  # a bad URL, a refused connection, a wrong password
+    except ValueError:  # its text may quote the URL's parts, a password among them
+        raise pytest.UsageError(
+            f"--llm-coordinator: {shown_url(url)} is not a valid Redis URL: expected "
+            "redis://[:password@]host:port/db (a password with / # ? or @ percent-encoded)"
+        ) from None
+    except Exception as error:  # a refused connection, a wrong password
         raise pytest.UsageError(
             f"--llm-coordinator: cannot reach {shown_url(url)} ({type(error).__name__}: {error})"
         ) from None

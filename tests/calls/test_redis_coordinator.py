@@ -198,8 +198,59 @@ def test_an_unreachable_coordinator_or_a_bad_url_is_a_usage_error(shared):
     port = free_port()
     status, out = finish(start(folder, f"--llm-coordinator=redis://:hunter2@127.0.0.1:{port}/0"))
     assert status == 4, out
-    assert f"--llm-coordinator: cannot reach redis://:***@127.0.0.1:{port}/0" in out
+    assert f"--llm-coordinator: cannot reach redis://***@127.0.0.1:{port}/0" in out
     assert "hunter2" not in out
     status, out = finish(start(folder, "--llm-coordinator=http://127.0.0.1:1"))
     assert status == 4, out
     assert "--llm-coordinator: expected redis://[:password@]host:port/db or rediss://" in out
+
+
+def test_repeated_tests_are_judged_by_each_session_on_its_own_runs(redis_url, shared):
+    """Two jobs of one run (one run id) that both run a repeated test: each judges its
+    own runs; a pass in one never settles the other's."""
+    url, _ = redis_url
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r6"]
+    extra = "\n@pytest.mark.llm(repeat=3)\ndef test_again(llm):\n    assert WANT == 'ok'\n"
+    good, bad = shared("good", tests=1), shared("bad", tests=1)
+    for folder, want in ((good, "ok"), (bad, "bad")):
+        module = folder / "test_job.py"
+        module.write_text(f"WANT = {want!r}\n" + module.read_text() + extra)
+    status, out = finish(start(good, *args))
+    assert status == 0, out
+    status, out = finish(start(bad, *args))
+    assert status == 1, out
+    assert "1 failed" in out
+
+
+def test_the_password_is_never_shown(redis_url, shared):
+    url, _ = redis_url
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    folder = shared("secret")
+    for given in (
+        f"redis://127.0.0.1:{port}/0?password=hunter2",
+        f"redis://:hun/ter2#x@127.0.0.1:{port}/0",
+    ):
+        status, out = finish(start(folder, f"--llm-coordinator={given}"))
+        assert status in (0, 4), out  # (a server without a password takes any)
+        assert "hunter2" not in out
+        assert "hun/ter2" not in out
+        assert "ter2" not in out
+
+
+def test_a_stalled_redis_fails_the_rest_of_the_run_quickly(redis_url, shared):
+    url, server = redis_url
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r7", "-n", "2"]
+    running = start(shared("stalled", tests=60), *args)
+    deadline = time.monotonic() + 60
+    while shared.simulator.stats()["requests"].get("shared", 0) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    server.send_signal(signal.SIGSTOP)  # a partition: connections hang, nothing answers
+    stalled_at = time.monotonic()
+    try:
+        status, out = finish(running, timeout=120)
+    finally:
+        server.send_signal(signal.SIGCONT)
+    assert status == 1, out
+    assert f"the llm-matrix coordinator {url}: " in out
+    assert time.monotonic() - stalled_at < 45  # ~56 tests left: not 2 s of timeout each

@@ -48,6 +48,7 @@ class Limits:
     #: the run id naming the run's state in it
     shared: str | None = None
     run_id: str = ""
+    session: str = ""  # this session's id: repeated tests' records are its own
     _coordinator: Coordinator | None = None
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -59,7 +60,9 @@ class Limits:
                 # lazy: the Redis client loads only for a run that shares its state
                 from pytest_llm_matrix.calls.redis_coordinator import RedisCoordinator
 
-                self._coordinator = RedisCoordinator(self.shared, self.run_id, self.global_cap)
+                self._coordinator = RedisCoordinator(
+                    self.shared, self.run_id, self.global_cap, session=self.session
+                )
             elif self._coordinator is None:
                 # lazy: the file coordinator loads only when a test first needs it
                 from pytest_llm_matrix.calls.limits import FileCoordinator

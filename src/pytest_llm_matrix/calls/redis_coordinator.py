@@ -19,9 +19,15 @@ the jobs of one pipeline (one run id) share their state and unrelated runs do no
   **unavailable marks** keep the first reason (``HSETNX``); the **first-request gate** is a
   lease of one; the **budget** is one ``INCRBYFLOAT``; **records** are read-modify-written
   under ``WATCH``.
-- **Redis lost mid-run:** every call has a 2 s socket timeout, and a failed call fails the
-  running test with a message naming the coordinator: requests never go out without the
-  caps, and nothing hangs.
+- **Clocks:** every time compared (lease expiry, rpm windows, hand-offs) is Redis's
+  ``TIME``, and cooldowns are keys' remaining lives: the machines' clocks may differ.
+- **Records** (repeated tests' runs) are the session's: two jobs of a run that both run a
+  test judge it each on their own runs.
+- **Redis lost mid-run:** a dropped connection is tried again for about a second; every call
+  has a 2 s socket timeout, and a failed call fails the running test with a message naming
+  the coordinator (never its password): requests never go out without the caps. After a
+  failure every call of the process fails at once for ``DOWN_FOR`` seconds, so a stalled
+  Redis ends the run in seconds, not a timeout per test.
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from pytest_llm_matrix.calls.limits import HANDOFF, RPM_WINDOW
 
@@ -47,28 +54,41 @@ LEASE_TTL: Final = 10.0
 #: Seconds every key lives after its last write: the run's state goes away on its own.
 KEY_TTL: Final = 86400
 TIMEOUT: Final = 2.0
+#: Seconds every call of a process fails at once after one failed (see _call).
+DOWN_FOR: Final = 5.0
+#: Times a dropped connection is tried again (with backoff up to 0.5 s) before a call fails.
+RECONNECTS: Final = 3
 
-# KEYS: the scopes to take a slot in (model, then global); ARGV: now, expiry, lease id,
-# then one cap per key, then the key ttl. Both or neither.
-_ACQUIRE = """
-local now, expiry, id, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[#ARGV])
+#: The server's clock, in seconds: every time the scripts compare is Redis's, so the
+#: machines' clocks may disagree.
+_NOW = "local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1e6\n"
+
+# KEYS: the scopes to take a slot in (model, then global); ARGV: lease ttl, lease id, then
+# one cap per key, then the key ttl. Both or neither; returns the server time taken, or 0.
+_ACQUIRE = (
+    _NOW
+    + """
+local lease, id, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[#ARGV])
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   local closed = tonumber(redis.call('GET', key .. ':handoff') or '0')
-  if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) or closed > now then
+  if redis.call('ZCARD', key) >= tonumber(ARGV[2 + i]) or closed > now then
     redis.call('SET', key .. ':contended', now, 'EX', ttl)
-    return 0
+    return '0'
   end
 end
 for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, expiry, id)
+  redis.call('ZADD', key, now + lease, id)
   redis.call('EXPIRE', key, ttl)
 end
-return 1
+return tostring(now)
 """
-# KEYS: the scopes the lease holds; ARGV: now, lease id, the time it was taken, hand-off.
-_RELEASE = """
-local now, id, taken, handoff = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+)
+# KEYS: the scopes the lease holds; ARGV: lease id, the server time it was taken, hand-off.
+_RELEASE = (
+    _NOW
+    + """
+local id, taken, handoff = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 for _, key in ipairs(KEYS) do
   if redis.call('ZREM', key, id) == 1 and handoff > 0 then
     local contended = tonumber(redis.call('GET', key .. ':contended') or '0')
@@ -79,36 +99,52 @@ for _, key in ipairs(KEYS) do
 end
 return 1
 """
-# KEYS: the model's cooldown; ARGV: until, key ttl. The later end wins.
-_COOLDOWN = """
-if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+)
+# KEYS: the slot keys of held leases; ARGV: lease ttl, then the lease id of each key.
+_REFRESH = (
+    _NOW
+    + """
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', now + tonumber(ARGV[1]), ARGV[i + 1])
 end
 return 1
 """
-# KEYS: the model's window; ARGV: now, rpm, window, a unique member, key ttl.
-_RPM = """
-local now, rpm, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+)
+# KEYS: the model's cooldown; ARGV: its length in ms. The later end wins (Redis keeps it).
+_COOLDOWN = """
+local wanted = tonumber(ARGV[1])
+if wanted > redis.call('PTTL', KEYS[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', wanted)
+end
+return 1
+"""
+# KEYS: the model's window; ARGV: rpm, window, a unique member, key ttl.
+_RPM = (
+    _NOW
+    + """
+local rpm, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
 if count < rpm then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
   return '0'
 end
 local oldest = redis.call('ZRANGE', KEYS[1], count - rpm, count - rpm, 'WITHSCORES')
 return tostring(tonumber(oldest[2]) + window - now)
 """
+)
 
 
 def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    """The URL as messages show it: its scheme, host, port and database, never what it
+    carries as credentials (a user and password before ``@``, even one not percent-encoded,
+    or ``?password=`` in the query)."""
+    scheme, _, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    place = rest.split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{place}" if scheme else place
 
 
 def connect(url: str) -> redis.Redis:
@@ -123,11 +159,11 @@ def connect(url: str) -> redis.Redis:
 class _Lease:
     __slots__ = ("_coordinator", "_held", "_id", "_taken")
 
-    def __init__(self, coordinator: RedisCoordinator, held: list[str], taken: float) -> None:
+    def __init__(self, coordinator: RedisCoordinator, held: list[str]) -> None:
         self._coordinator = coordinator
         self._held = held
         self._id = uuid.uuid4().hex
-        self._taken = taken
+        self._taken = 0.0  # the server's time it was taken
 
     def release(self) -> None:
         self._coordinator._release(self)
@@ -137,18 +173,40 @@ class RedisCoordinator:
     """Shared state of a run in Redis (see the module doc)."""
 
     def __init__(
-        self, url: str, run_id: str, global_cap: int | None, *, handoff: float = HANDOFF
+        self,
+        url: str,
+        run_id: str,
+        global_cap: int | None,
+        *,
+        session: str = "",
+        handoff: float = HANDOFF,
     ) -> None:
         self._url = url
         self._where = f"the llm-matrix coordinator {shown_url(url)}"
         self._prefix = f"llm-matrix:{run_id}:"
+        #: repeated tests' records are one session's: two jobs of a run that both run a
+        #: test (a matrix over Python versions) judge it each on their own runs
+        self._session = session
         self._global_cap = global_cap
         self._handoff = handoff
         self._client = redis.Redis.from_url(
-            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, decode_responses=True
+            url,
+            socket_timeout=TIMEOUT,
+            socket_connect_timeout=TIMEOUT,
+            decode_responses=True,
+            # a dropped connection (a restart, a failover) is tried again for about a second
+            retry=Retry(
+                ExponentialBackoff(cap=0.5, base=0.05),
+                RECONNECTS,
+                supported_errors=(redis.ConnectionError,),  # not a timeout: that is a stall
+            ),
+            retry_on_error=[redis.ConnectionError],
         )
+        self._down_until = 0.0  # monotonic time until which calls fail at once
+        self._down_because = ""
         self._acquire = self._client.register_script(_ACQUIRE)
         self._release_script = self._client.register_script(_RELEASE)
+        self._refresh_script = self._client.register_script(_REFRESH)
         self._cooldown = self._client.register_script(_COOLDOWN)
         self._rpm = self._client.register_script(_RPM)
         self._lock = threading.Lock()
@@ -161,15 +219,26 @@ class RedisCoordinator:
     # -- errors ------------------------------------------------------------------------
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        """``call()``; a Redis that fails it fails the test, and every call of this
+        process for DOWN_FOR seconds fails at once (a stalled Redis costs one timeout per
+        process and period, not one per request)."""
         __tracebackhide__ = True
+        if time.monotonic() < self._down_until:
+            self._fail(what, self._down_because)
         try:
             return call()
         except redis.RedisError as error:
-            pytest.fail(
-                f"{self._where}: {what} failed ({type(error).__name__}: {error}); "
-                "requests stop rather than go out without the shared caps",
-                pytrace=False,
-            )
+            self._down_because = f"{type(error).__name__}: {error}"
+            self._down_until = time.monotonic() + DOWN_FOR
+            self._fail(what, self._down_because)
+
+    def _fail(self, what: str, why: str) -> None:
+        __tracebackhide__ = True
+        pytest.fail(
+            f"{self._where}: {what} failed ({why}); requests stop rather than go out "
+            "without the shared caps",
+            pytrace=False,
+        )
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -193,13 +262,13 @@ class RedisCoordinator:
 
     def _take(self, keys: list[str], caps: list[int]) -> _Lease | None:
         __tracebackhide__ = True
-        now = time.time()
-        lease = _Lease(self, keys, now)
+        lease = _Lease(self, keys)
         if keys:
-            args: list[str | float] = [now, now + LEASE_TTL, lease._id, *caps, KEY_TTL]
-            taken = self._call("taking a slot", lambda: self._acquire(keys=keys, args=args))
+            args: list[str | float] = [LEASE_TTL, lease._id, *caps, KEY_TTL]
+            taken = float(self._call("taking a slot", lambda: self._acquire(keys=keys, args=args)))
             if not taken:
                 return None
+            lease._taken = taken
             with self._lock:
                 self._leases[lease._id] = lease
             self._start_refresher()
@@ -210,7 +279,7 @@ class RedisCoordinator:
             held = self._leases.pop(lease._id, None)
         if held is None or not lease._held:
             return  # released already (release is idempotent), or it held nothing
-        args: list[str | float] = [time.time(), lease._id, lease._taken, self._handoff]
+        args: list[str | float] = [lease._id, lease._taken, self._handoff]
         self._call("giving back a slot", lambda: self._release_script(keys=lease._held, args=args))
 
     def _start_refresher(self) -> None:
@@ -228,36 +297,32 @@ class RedisCoordinator:
         """Push the expiry of every lease this process holds forward."""
         with self._lock:
             leases = list(self._leases.values())
-        if not leases:
-            return
-        expiry = time.time() + LEASE_TTL
-        pipe = self._client.pipeline(transaction=False)
-        for lease in leases:
-            for key in lease._held:
-                pipe.zadd(key, {lease._id: expiry}, xx=True)
-        with contextlib.suppress(redis.RedisError):  # the next request says so
-            pipe.execute()
+        keys = [key for lease in leases for key in lease._held]
+        ids = [lease._id for lease in leases for _ in lease._held]
+        if keys and time.monotonic() >= self._down_until:
+            # a failure is the next request's to say; this thread has no test to fail
+            with contextlib.suppress(Exception):
+                self._refresh_script(keys=keys, args=[LEASE_TTL, *ids])
 
     # -- model state -------------------------------------------------------------------
 
     def cooldown_until(self, model: str) -> float:
-        value = self._call(
-            "reading a cooldown", lambda: self._client.get(self._key("cooldown", model))
-        )
-        try:
-            return float(value) if value else 0.0
-        except ValueError:
-            return 0.0
+        """Kept as the key's remaining life, in Redis: no machine's clock is compared."""
+        key = self._key("cooldown", model)
+        left = self._call("reading a cooldown", lambda: self._client.pttl(key))
+        return time.time() + int(left) / 1000 if isinstance(left, int) and left > 0 else 0.0
 
     def start_cooldown(self, model: str, until: float) -> None:
         key = self._key("cooldown", model)
-        self._call("starting a cooldown", lambda: self._cooldown(keys=[key], args=[until, KEY_TTL]))
+        wanted = max(int((until - time.time()) * 1000), 0)
+        if wanted:
+            self._call("starting a cooldown", lambda: self._cooldown(keys=[key], args=[wanted]))
 
     def rpm_wait(self, model: str, rpm: int) -> float:
         if rpm < 1:
             raise ValueError(f"rpm must be at least 1, got {rpm}")
         key = self._key("rpm", model)
-        args: list[str | float] = [time.time(), rpm, RPM_WINDOW, uuid.uuid4().hex, KEY_TTL]
+        args: list[str | float] = [rpm, RPM_WINDOW, uuid.uuid4().hex, KEY_TTL]
         return float(self._call("reserving a request", lambda: self._rpm(keys=[key], args=args)))
 
     def _write(self, what: str, key: str, write: Callable[[str], object]) -> None:
@@ -323,8 +388,11 @@ class RedisCoordinator:
         value = self._call("reading the budget", lambda: self._client.get(self._key("spent")))
         return float(value) if value else 0.0
 
+    def _record_key(self, name: str) -> str:
+        return self._key("record", self._session, hashlib.sha256(name.encode()).hexdigest()[:24])
+
     def update_record(self, name: str, change: Callable[[str | None], str]) -> str:
-        key = self._key("record", hashlib.sha256(name.encode()).hexdigest()[:24])
+        key = self._record_key(name)
 
         def update() -> str:
             with self._client.pipeline() as pipe:
@@ -344,7 +412,7 @@ class RedisCoordinator:
         return result
 
     def record(self, name: str) -> str | None:
-        key = self._key("record", hashlib.sha256(name.encode()).hexdigest()[:24])
+        key = self._record_key(name)
         value = self._call("reading a shared record", lambda: self._client.get(key))
         return None if value is None else str(value)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -440,6 +442,7 @@ class Settings:
     progress: str = "auto"
     coordinator: str | None = None  # a redis:// URL; None: this machine's files
     run_id: str = ""
+    session_id: str = ""  # one per session, made in the controller
     record: str = "off"  # see pytest_llm_matrix.calls.recording
     cassettes: str | None = None  # an absolute folder; None: beside each test module
     record_ignore: tuple[str, ...] = reg.DEFAULT_RECORD_IGNORE
@@ -610,6 +613,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         record_ignore=_record_ignore(config, registry),
         coordinator=_coordinator(config, registry),
         run_id=_run_id(config),
+        session_id=uuid.uuid4().hex,
     )
 
 
@@ -675,17 +679,22 @@ def _coordinator(config: pytest.Config, registry: reg.Registry) -> str | None:
 
 def _run_id(config: pytest.Config) -> str:
     """--llm-run-id, else $LLM_MATRIX_RUN_ID, else the CI's run id, else a new one."""
-    given = config.option.llm_run_id or os.environ.get("LLM_MATRIX_RUN_ID", "").strip()
-    if given:
-        if not given.isprintable() or len(given) > 200:
-            raise pytest.UsageError("--llm-run-id: expected up to 200 printable characters")
-        return given
+    for origin, given in (
+        ("--llm-run-id", config.option.llm_run_id),
+        ("LLM_MATRIX_RUN_ID", os.environ.get("LLM_MATRIX_RUN_ID")),
+    ):
+        if given is None or not given.strip():
+            continue
+        if not given.strip().isprintable() or len(given.strip()) > 200:
+            raise pytest.UsageError(f"{origin}: expected up to 200 printable characters")
+        return given.strip()
     for name, attempt in CI_RUN_IDS:
         if value := os.environ.get(name, "").strip():
             extra = os.environ.get(attempt, "").strip() if attempt else ""
-            return f"{name.lower()}-{value}" + (f"-{extra}" if extra else "")
-    import uuid
-
+            found = f"{name.lower()}-{value}" + (f"-{extra}" if extra else "")
+            if not found.isprintable() or len(found) > 200:  # named by its digest instead
+                found = f"{name.lower()}-{hashlib.sha256(found.encode()).hexdigest()[:24]}"
+            return found
     return uuid.uuid4().hex
 
 
