@@ -119,6 +119,14 @@ def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, s
     return process.returncode, out
 
 
+def under_way(simulator, requests: int = 4) -> None:
+    """Wait until a session has sent ``requests`` requests (its workers are busy)."""
+    deadline = time.monotonic() + 60
+    while simulator.stats()["requests"].get("shared", 0) < requests:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
 def test_two_sessions_share_one_cap(redis_url, shared):
     url, _ = redis_url
     args = ["-n", "4", "--max-concurrency", "3", f"--llm-coordinator={url}", "--llm-run-id=r1"]
@@ -182,10 +190,7 @@ def test_redis_lost_mid_run_fails_fast_naming_the_coordinator(redis_url, shared)
     url, server = redis_url
     args = [f"--llm-coordinator={url}", "--llm-run-id=r5", "-n", "2"]
     running = start(shared("orphan", tests=40), *args)
-    deadline = time.monotonic() + 60
-    while shared.simulator.stats()["requests"].get("shared", 0) < 4:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    under_way(shared.simulator)
     server.kill()
     status, out = finish(running, timeout=90)
     assert status == 1, out
@@ -241,10 +246,7 @@ def test_a_stalled_redis_fails_the_rest_of_the_run_quickly(redis_url, shared):
     url, server = redis_url
     args = [f"--llm-coordinator={url}", "--llm-run-id=r7", "-n", "2"]
     running = start(shared("stalled", tests=60), *args)
-    deadline = time.monotonic() + 60
-    while shared.simulator.stats()["requests"].get("shared", 0) < 4:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    under_way(shared.simulator)
     server.send_signal(signal.SIGSTOP)  # a partition: connections hang, nothing answers
     stalled_at = time.monotonic()
     try:
