@@ -174,6 +174,17 @@ def test_a_shared_budget_stops_every_session(redis_url, shared):
     assert "4 skipped" in out  # the budget was spent by the other session
     assert "--llm-max-cost $0.05 reached" in out
 
+    # and two sessions at once, on a fresh budget: both stop, spending it only once
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r3b", "--llm-max-cost=0.05", "-n", "2"]
+    before = shared.simulator.stats()["requests"]["shared"]
+    both = [start(shared(name, tests=20), *args) for name in ("one", "two")]
+    for process in both:
+        status, out = finish(process)
+        assert status == 1, out
+        assert "--llm-max-cost $0.05 reached" in out
+    sent = shared.simulator.stats()["requests"]["shared"] - before
+    assert sent < 20  # of 40 tests; each request costs about $0.01: the budget held them
+
 
 def test_a_wrong_key_in_one_session_spares_the_other_its_requests(redis_url, shared):
     url, _ = redis_url
