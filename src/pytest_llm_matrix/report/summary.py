@@ -85,9 +85,8 @@ class Summary:
         #: record and replay: the recordings no test used, and those deleted (prune)
         self.unused: list[str] | None = None
         self.deleted: list[str] = []
-        self.narrowed: list[str] = []  # why the unused recordings are not known
+        self.narrowed: list[str] = []  # why not every collected test ran (see _narrowed)
         self.deselected = False  # a worker deselected tests (xdist)
-        self.complete = False  # every collected test ran (see _narrowed)
         #: --llm-baseline: the report to compare with and where it came from (read at
         #: configure), and the comparison once the tests are over
         self.baseline: tuple[dict[str, Any], str] | None = config.stash.get(
@@ -340,8 +339,8 @@ class Summary:
         self.finished = True
         self.price_pending()
         self._remember()
-        self.complete = not self._narrowed(session)
-        self._recordings(session)
+        self.narrowed = self._narrowed(session)
+        self._recordings()
         self._judge()
         self._compare(session)
         if exitstatus == pytest.ExitCode.OK and self.gate_failed:
@@ -404,16 +403,14 @@ class Summary:
         if report.failed:
             self.collect_errors += 1
 
-    def _recordings(self, session: pytest.Session) -> None:
+    def _recordings(self) -> None:
         """After a replay of every collected test: the recordings none of them read
         (listed; deleted with --llm-record=prune)."""
         recorder = recording.active()
         if recorder is None or not recorder.offline:
             return
-        narrowed = self._narrowed(session)
-        if narrowed:
-            self.narrowed = narrowed  # the tests that did not run may read recordings
-            return
+        if self.narrowed:
+            return  # the tests that did not run may read recordings: nothing is known
         paths = recording.unused(recorder, self.ran, self.order)
         self.unused = [recorder.shown(path) for path in paths]
         if recorder.mode == "prune":
@@ -689,7 +686,7 @@ class Summary:
                 self.unwritten.append(f"--llm-html: could not write {problem}")
                 self.report_unwritten = True
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
-        if cache is not None and self.complete:  # for the next run's --llm-baseline=last
+        if cache is not None and not self.narrowed:  # the next run's --llm-baseline=last
             cache.set(baseline.last_report_key(self.order, self.config.args), report)
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
