@@ -11,6 +11,8 @@ from typing import Final
 
 import pytest
 
+from pytest_llm_matrix.adoption import fixtures as adoption_fixtures
+from pytest_llm_matrix.adoption import sdks
 from pytest_llm_matrix.calls import context, fixtures
 from pytest_llm_matrix.config import checks
 from pytest_llm_matrix.config.options import (
@@ -110,7 +112,7 @@ def configure(config: pytest.Config) -> None:
     else:
         settings = early_settings(config)
         preload_mode(config)  # checked in every run, used where workers start
-        if any(m.needs_simulator for m in settings.models):
+        if any(m.needs_simulator for m in [*settings.models, *settings.routed]):
             simulator = SimulatorService(config, settings)  # checks the config in any mode
             if settings.record in OFFLINE_MODES:  # nothing is sent: no simulator starts
                 simulator = None
@@ -123,6 +125,8 @@ def configure(config: pytest.Config) -> None:
             _load_baseline(config, settings)
         if settings.coordinator is not None and settings.selected:
             _check_coordinator(settings.coordinator)
+        if settings.selected:
+            _check_sdks(config, settings)
     config.stash[SETTINGS_KEY] = settings
     config.stash[SIMULATOR_KEY] = simulator
     context.set_rewrite_model(settings.rewrite_model)
@@ -152,6 +156,7 @@ def configure(config: pytest.Config) -> None:
     if settings.selected:
         config.add_cleanup(_close_pooled_connections)
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
+    config.pluginmanager.register(adoption_fixtures, "llm_matrix.sdk_fixtures")
     config.pluginmanager.register(matrix_fixtures, "llm_matrix.matrix_fixtures")
     config.pluginmanager.register(Matrix(settings, config), "llm_matrix.matrix")
     if settings.selected:
@@ -203,6 +208,9 @@ def _close_pooled_connections() -> None:
     """The fixtures' pooled connections end with the session (if a test opened any)."""
     import sys
 
+    binding = sys.modules.get("pytest_llm_matrix.adoption.binding")
+    if binding is not None:
+        binding.forget_clients()
     transport = sys.modules.get("pytest_llm_matrix.calls.transport")
     if transport is not None:
         transport.close_shared()
@@ -228,6 +236,20 @@ def _check_coordinator(url: str) -> None:
         raise pytest.UsageError(
             f"--llm-coordinator: cannot reach {shown_url(url)} ({type(error).__name__}: {error})"
         ) from None
+
+
+def _check_sdks(config: pytest.Config, settings: Settings) -> None:
+    """A suite that binds its SDK clients (ini ``usefixtures = llm_sdks``, ``llm_sdks_paths``,
+    ``--llm-patch-sdks``) cannot run on an SDK release the binding does not support: said
+    once, before any test (a route set up in a conftest.py fails each test instead)."""
+    usefixtures = config.getini("usefixtures")
+    if not (settings.patch_sdks or settings.sdks_paths or "llm_sdks" in usefixtures):
+        return
+    problems = [problem for sdk in sdks.SDKS if (problem := sdks.problem(sdk)) is not None]
+    if problems:
+        raise pytest.UsageError(
+            "llm_sdks: " + "; ".join(problems) + " (or uninstall it, if the suite does not use it)"
+        )
 
 
 def _load_baseline(config: pytest.Config, settings: Settings) -> None:
@@ -314,7 +336,7 @@ def _with_rates(settings: Settings) -> Settings:
     # lazy: prices (genai-prices) are looked up only for --llm-max-cost
     from pytest_llm_matrix.report.cost import per_token_rates
 
-    rates = {m.name: per_token_rates(m) for m in settings.models}
+    rates = {m.name: per_token_rates(m) for m in [*settings.models, *settings.routed]}
     return dataclasses.replace(settings, rates=rates)
 
 
@@ -343,7 +365,7 @@ def collected(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SETTINGS_KEY]
     add_timeout_marks(settings, items)
     index_runs(items)
-    config.pluginmanager.register(TestTracker(), "llm_matrix.tracker")
+    config.pluginmanager.register(TestTracker(config), "llm_matrix.tracker")
     if config.pluginmanager.hasplugin("timeout"):
         config.pluginmanager.register(TimeoutHooks(), "llm_matrix.timeout")
     if hasattr(config, "workerinput"):
@@ -401,6 +423,22 @@ def header(config: pytest.Config) -> list[str] | None:
             "all": "sending every request and recording it anew",
         }[settings.record]
         lines.append(f"llm-matrix: --llm-record={settings.record}: {what} ({where})")
+    routes = settings.registry.routes
+    aux = [f"{i} -> {routes[i]}" if i in routes else i for i in settings.registry.auxiliary]
+    if aux and settings.selected:
+        lines.append(f"llm-matrix: auxiliary model ids (never rewritten): {', '.join(aux)}")
+    maxfail = config.getoption("maxfail", 0) or 0
+    if maxfail > 0 and len(settings.selected) > 1:
+        given = "-x" if maxfail == 1 else f"--maxfail={maxfail}"
+        stop = (
+            "the first failure of any model stops"
+            if maxfail == 1
+            else f"{maxfail} failures, of any models, stop"
+        )
+        lines.append(
+            f"llm-matrix: {given} counts failures across all {len(settings.selected)} models: "
+            f"{stop} every model's tests; add --maxfail=0 to run the whole matrix"
+        )
     timed = settings.llm_timeout is not None or any(m.timeout for m in settings.models)
     if timed and not config.pluginmanager.hasplugin("timeout"):
         lines.append(

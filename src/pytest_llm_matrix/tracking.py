@@ -6,8 +6,10 @@ none pay nothing per test.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
@@ -15,8 +17,17 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from pytest_llm_matrix.calls import context, recording
-from pytest_llm_matrix.calls.context import BUDGET_ATTR, REPORT_ATTR, SPEND_ATTR
+from pytest_llm_matrix.calls.context import (
+    AUX_ATTR,
+    BUDGET_ATTR,
+    REACHED_ATTR,
+    REPORT_ATTR,
+    SPEND_ATTR,
+)
+from pytest_llm_matrix.config.models import Model
+from pytest_llm_matrix.config.options import OFFLINE_MODES, SETTINGS_KEY
 from pytest_llm_matrix.config.redaction import redact_report
+from pytest_llm_matrix.matrix import SDKS_FIXTURE
 from pytest_llm_matrix.matrix.parametrize import model_of
 from pytest_llm_matrix.matrix.repeats import (
     CALLING_KEY,
@@ -25,6 +36,7 @@ from pytest_llm_matrix.matrix.repeats import (
     settle,
     stop_if_settled,
 )
+from pytest_llm_matrix.simulator.service import resolved
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.config.options import Settings
@@ -75,9 +87,15 @@ def default_timeout_source(config: pytest.Config) -> str:
 
 
 class TestTracker:
-    """Opens a test context around each test and puts model and spend on its reports."""
+    """Opens a test context around each test and puts model and spend on its reports; binds
+    the SDK clients of the model tests that ask for it (``llm_sdks``, ``--llm-patch-sdks``)
+    from their setup to the end of their teardown."""
 
     __test__ = False
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings = config.stash[SETTINGS_KEY]
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(
@@ -91,6 +109,7 @@ class TestTracker:
         try:
             return (yield)
         finally:
+            _unbind()
             context.end()
             if model is not None:
                 if saved is None:
@@ -101,6 +120,11 @@ class TestTracker:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         recording.restart(context.current())
+        model = model_of(item)
+        if model is not None and (
+            self.settings.patch_sdks or SDKS_FIXTURE in getattr(item, "fixturenames", ())
+        ):
+            self._bind(model)
         run = item.stash.get(RUN_KEY, None)
         limits = context.limits()
         model = model_of(item)
@@ -111,10 +135,29 @@ class TestTracker:
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
         """Once its fixtures are torn down (its clients and streams closed), the test's
         recordings are written; a recording that cannot be written errors the test."""
-        result = yield
+        try:
+            result = yield
+        finally:
+            _unbind()  # its fixtures (and their clients) are gone
         if recording.active() is not None:
             recording.flush(context.current())
         return result
+
+    def _bind(self, model: Model) -> None:
+        """The SDK clients send the test's generation calls to ``model`` (a failure to bind
+        is the test's setup error)."""
+        # lazy: the SDKs load only in a test that binds them
+        from pytest_llm_matrix.adoption.binding import Binding, activate
+
+        config = self.config
+        activate(
+            Binding(
+                resolved(config, model),
+                self.settings,
+                functools.partial(resolved, config),
+                offline=self.settings.record in OFFLINE_MODES,
+            )
+        )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -137,6 +180,10 @@ class TestTracker:
         ctx = context.current()
         if ctx is not None and (spend := ctx.take()) is not None:
             setattr(report, SPEND_ATTR, spend)
+        if ctx is not None and (auxiliary := ctx.take_auxiliary()) is not None:
+            setattr(report, AUX_ATTR, auxiliary)
+        if ctx is not None and SDKS_FIXTURE in getattr(item, "fixturenames", ()):
+            setattr(report, REACHED_ATTR, ctx.reached)  # it may be model-free
         if ctx is not None and ctx.refused_by_budget and report.skipped:
             setattr(report, BUDGET_ATTR, True)
         run = item.stash.get(RUN_KEY, None)
@@ -150,6 +197,13 @@ class TestTracker:
                 report.outcome = "failed"
                 report.longrepr = str(lost.msg)
         return report
+
+
+def _unbind() -> None:
+    """The test's SDK binding, if it had one, is over."""
+    binding = sys.modules.get("pytest_llm_matrix.adoption.binding")
+    if binding is not None:
+        binding.deactivate()
 
 
 class TimeoutHooks:

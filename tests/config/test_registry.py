@@ -209,3 +209,62 @@ def test_defaults_filled_in():
     assert (gpt.model, gpt.api, gpt.base_url) == ("gpt-4o", "openai", "https://api.openai.com/v1")
     assert claude.required is True
     assert "key" not in repr(claude).lower().replace("api_key_env", "")
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (
+            '[tool.llm-matrix.auxiliary]\nroutes = { "gpt-4o" = "judg" }\n'
+            '[tool.llm-matrix.models.judge]\nprovider = "simulator"',
+            "*auxiliary route 'gpt-4o' names unknown model 'judg' (did you mean 'judge'?); "
+            "known models: judge",
+        ),
+        (
+            "[tool.llm-matrix.auxiliary]\nmodels = 5\n",
+            "*setting 'auxiliary': expected a list of model ids, got 5",
+        ),
+        (
+            '[tool.llm-matrix.auxiliary]\nmodels = ["ok", ""]\n',
+            "*setting 'auxiliary': expected a non-empty string, got ''",
+        ),
+        (
+            '[tool.llm-matrix.auxiliary]\nroute = { "a" = "b" }\n',
+            "*setting 'auxiliary': unknown field 'route' (did you mean 'routes'?); valid "
+            "fields: models, routes",
+        ),
+        (
+            '[tool.llm-matrix.auxiliary]\nroutes = ["a"]\n',
+            "*setting 'auxiliary': 'routes': expected a table of model id = alias, got [[]'a'[]]",
+        ),
+        (
+            '[tool.llm-matrix.auxiliary]\nroutes = { "a" = 3 }\n',
+            "*setting 'auxiliary': 'routes': 'a': alias must be a string, got 3",
+        ),
+        (
+            '[tool.llm-matrix]\nauxiliary = "gpt-4o"\n',
+            "*setting 'auxiliary': expected a table with 'models' and 'routes', got 'gpt-4o'",
+        ),
+    ],
+    ids=["unknown-alias", "models-type", "empty-id", "unknown-field", "routes-list", "alias-int",
+         "not-a-table"],
+)  # fmt: skip
+def test_bad_auxiliary_config_is_a_usage_error(run_with, table, expected):
+    result = run_with(table)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {expected}"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_auxiliary_ids_and_routes():
+    registry = parse_registry(
+        {
+            "auxiliary": {"models": ["gpt-4o", "ada"], "routes": {"emb": "m", "gpt-4o": "m"}},
+            "models": {"m": {"provider": "simulator"}},
+        },
+        "x",
+    )
+    assert registry.auxiliary == ("gpt-4o", "ada", "emb")
+    assert registry.routes == {"emb": "m", "gpt-4o": "m"}
+    again = type(registry).from_dict(registry.to_dict())
+    assert (again.auxiliary, again.routes) == (registry.auxiliary, registry.routes)

@@ -28,7 +28,17 @@ PACKAGE = "pytest_llm_matrix"
 SOURCE = Path(pytest_llm_matrix.__file__).parent
 
 #: The parts, lowest first: a module may import its own part and the parts before it.
-ORDER = ("_version", "config", "simulator", "calls", "matrix", "distribution", "report", "top")
+ORDER = (
+    "_version",
+    "config",
+    "simulator",
+    "calls",
+    "adoption",
+    "matrix",
+    "distribution",
+    "report",
+    "top",
+)
 #: Modules directly in the package: the entry point, the session's milestones, the facade.
 TOP = {"__init__", "__main__", "plugin", "session", "tracking", "hookspecs"}
 

@@ -129,3 +129,42 @@ def test_reports_that_cannot_be_read_are_named(project):
     usage = merge_cli(project.path)
     assert usage.returncode == 2
     assert "REPORT.json" in usage.stderr
+
+
+def _report(model: str, tests: list[dict], passed: int, judged: int) -> dict:
+    outcomes = dict.fromkeys(("passed", "failed", "error", "skipped", "xfailed", "xpassed"), 0)
+    outcomes["passed"] = passed
+    return {
+        "selection": {"models": [model]},
+        "models": {model: {"outcomes": outcomes, "runs_passed": passed, "runs_judged": judged}},
+        "tests": tests,
+    }
+
+
+def test_a_test_model_free_in_one_job_but_not_another_is_counted_again():
+    """Jobs split by model: the job of sim-a saw test_x reach no model, the job of sim-b saw
+    it reach one; merged, test_x is no model-free test, and sim-a's row counts it."""
+    from pytest_llm_matrix.report.merge import merge
+
+    def test(name, model, free):
+        entry = {
+            "nodeid": f"t.py::{name}[{model}]",
+            "test": f"t.py::{name}",
+            "model": model,
+            "outcome": "passed",
+            "duration": 0.1,
+            "cost_usd": 0.0,
+            "spend": {},
+        }
+        return entry | ({"model_free": True} if free else {})
+
+    one = _report("sim-a", [test("test_x", "sim-a", True), test("test_y", "sim-a", True)], 0, 0)
+    two = _report("sim-b", [test("test_x", "sim-b", False), test("test_y", "sim-b", True)], 1, 1)
+    merged = merge([("a.json", one), ("b.json", two)])
+    assert merged["model_free"] == ["t.py::test_y"]
+    assert merged["models"]["sim-a"]["outcomes"]["passed"] == 1
+    assert (merged["models"]["sim-a"]["runs_judged"], merged["models"]["sim-a"]["pass_rate"]) == (
+        1,
+        1.0,
+    )
+    assert [t.get("model_free") for t in merged["tests"]] == [None, True, None, True]

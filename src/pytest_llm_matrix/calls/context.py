@@ -158,6 +158,41 @@ class Journal:
             os.close(fd)
 
 
+#: On the reports of a test that llm_sdks makes a model test: whether it has sent (or tried
+#: to send) a request to the model under test (see pytest_llm_matrix.report.model_free).
+REACHED_ATTR: Final = "llm_reached"
+#: What a test's auxiliary requests spent (embeddings, a judge: requests the code under test
+#: sends for side jobs, see pytest_llm_matrix.adoption): {name: {"spend": ..., "about": ...}}.
+AUX_ATTR: Final = "llm_aux"
+
+
+def _empty() -> dict[str, Any]:
+    spend: dict[str, Any] = dict.fromkeys(SPEND_COUNTERS, 0)
+    spend["latencies"] = []
+    spend["ttft"] = []
+    return spend
+
+
+class Tally:
+    """Counters and timings of requests, for one row of the report: the model under test's,
+    or an auxiliary destination's (``about`` says what it is, in builtins)."""
+
+    def __init__(self, lock: threading.Lock, about: Mapping[str, Any] | None = None) -> None:
+        self._lock = lock
+        self.about = dict(about or {})
+        self.spend = _empty()
+
+    def count(self, **amounts: int) -> None:
+        with self._lock:
+            for key, amount in amounts.items():
+                self.spend[key] += amount
+
+    def record(self, key: str, value: float) -> None:
+        """Append a latency or time-to-first-token, in seconds."""
+        with self._lock:
+            self.spend[key].append(round(value, 6))
+
+
 class TestContext:
     """The running test: its deadline, and what it has spent so far."""
 
@@ -167,20 +202,15 @@ class TestContext:
         self.nodeid = nodeid
         self.model = model  # the alias of the model under test (None: a test without one)
         self.refused_by_budget = False  # a request (or the test) was refused: budget spent
+        self.reached = False  # a request to the model under test was made (sent or not)
         self.deadline: float | None = None  # time.monotonic() value
         self.timeout: float | None = None  # the configured seconds behind the deadline
         self.timeout_source = "timeout"
         self._lock = threading.Lock()
-        self._spend = self._empty()
+        self.main = Tally(self._lock)
+        self.auxiliary: dict[str, Tally] = {}  # by the name of its row in the report
         self.closers: list[Callable[[], None]] = []
         self.tapes: dict[str, Any] = {}  # model alias -> its recordings (see recording)
-
-    @staticmethod
-    def _empty() -> dict[str, Any]:
-        spend: dict[str, Any] = dict.fromkeys(SPEND_COUNTERS, 0)
-        spend["latencies"] = []
-        spend["ttft"] = []
-        return spend
 
     def set_deadline(self, timeout: float, source: str = "timeout") -> None:
         self.timeout = timeout
@@ -190,30 +220,48 @@ class TestContext:
     def time_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
-    def count(self, **amounts: int) -> None:
+    def tally(self, account: str | None, about: Mapping[str, Any] | None = None) -> Tally:
+        """Where a request is counted: the model under test's row (``account`` None), or
+        the auxiliary row ``account``."""
+        if account is None:
+            return self.main
         with self._lock:
-            for key, amount in amounts.items():
-                self._spend[key] += amount
+            found = self.auxiliary.get(account)
+            if found is None:
+                found = self.auxiliary[account] = Tally(self._lock, about)
+            return found
+
+    def count(self, **amounts: int) -> None:
+        self.main.count(**amounts)
 
     def record(self, key: str, value: float) -> None:
         """Append a latency or time-to-first-token, in seconds."""
-        with self._lock:
-            self._spend[key].append(round(value, 6))
+        self.main.record(key, value)
 
     def take(self) -> dict[str, Any] | None:
         """What was spent since the last call (None if nothing), and start afresh."""
         with self._lock:
-            spend, self._spend = self._spend, self._empty()
+            spend, self.main.spend = self.main.spend, _empty()
         if not (spend["attempts"] or spend["requests"] or spend["replayed"]):
             return None
         checkpoint(self)  # it is on a report now: a crash must not count it again
         return spend
 
+    def take_auxiliary(self) -> dict[str, Any] | None:
+        """What the auxiliary requests spent since the last call, by row (None if nothing)."""
+        taken: dict[str, Any] = {}
+        with self._lock:
+            for name, tally in self.auxiliary.items():
+                spend, tally.spend = tally.spend, _empty()
+                if spend["attempts"] or spend["requests"] or spend["replayed"]:
+                    taken[name] = {"spend": spend, "about": dict(tally.about)}
+        return taken or None
+
     def counters(self) -> dict[str, int]:
         """The counters spent since the last :meth:`take` (not the latencies: a journal
         entry stays the same size however many requests a test makes)."""
         with self._lock:
-            return {key: self._spend[key] for key in SPEND_COUNTERS}
+            return {key: self.main.spend[key] for key in SPEND_COUNTERS}
 
 
 _limits: Limits | None = None

@@ -10,9 +10,11 @@ with httpx2's or httpx's own calls, sync or async. On the way it
 - retries 408/429/5xx/529, connection errors and read timeouts, waiting what the server
   asked for first (Retry-After ...), with jittered backoff otherwise, never past the test's
   deadline, and releases its slot before every wait;
-- marks a model unavailable for the whole session on 401/403, unknown model or
+- marks a model unavailable for the whole session on 401/403 (for a request that carried
+  the model's configured key: another key is the test's own business), unknown model or
   exhausted quota;
-- records attempts, tokens, latency and time to first token for the running test.
+- records attempts, tokens, latency and time to first token for the running test, in the
+  model under test's row or, for an auxiliary request, in that request's own row.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 import random
 import time
 import zlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
@@ -84,6 +86,50 @@ class Replay:
 Step = Sleep | Send | Read | Replay
 
 
+#: Values that stand for "no key" in a request: what the fixtures give an SDK client for a
+#: model without one (an SDK refuses to be built without a key).
+NO_KEY: Final = "not-needed"
+#: The headers that carry credentials: OpenAI and compatible servers, Anthropic, Azure.
+CREDENTIAL_HEADERS: Final = ("authorization", "x-api-key", "api-key")
+
+
+def credentials_of(request: Any) -> frozenset[str]:
+    """The credentials a request carries (keys and tokens, without ``Bearer``)."""
+    found = set()
+    for name in CREDENTIAL_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            value = value.strip()
+            if value[:7].lower() == "bearer ":
+                value = value[7:].strip()
+            if value and value != NO_KEY:
+                found.add(value)
+    return frozenset(found)
+
+
+def credentials_of_model(model: Model) -> frozenset[str]:
+    key = model.api_key()
+    return frozenset({key}) if key else frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """Whose request this is. The model under test's (the default), or an auxiliary one
+    that the code under test sent for a side job (see :mod:`pytest_llm_matrix.adoption`):
+    counted in the row ``account`` with ``about`` (builtins: what the report says of it),
+    kept in the test's own recordings, its model id left as it is (``check_model`` False)
+    where it goes where its client sent it, and never making a model unavailable then."""
+
+    account: str | None = None
+    about: Mapping[str, Any] | None = None
+    check_model: bool = True
+    marks_unavailable: bool = True
+    destination: str | None = None  # for messages: where the request goes
+
+
+MAIN: Final = Route()
+
+
 def redact(text: str, model: Model) -> str:
     """``text`` without ``model``'s key, in any of its forms (see
     :mod:`pytest_llm_matrix.config.redaction`)."""
@@ -123,14 +169,19 @@ class Exchange:
         model: Model,
         errors: tuple[type[BaseException], ...],
         rewrite_model: bool | None = None,
+        route: Route | None = None,
     ) -> None:
         self.model = model
         #: a body naming another model id: rewritten (True), refused (False), or as the
         #: session's --llm-rewrite-model says (None)
         self.rewrite_model = rewrite_model
+        self.route = route or MAIN
         self.name = model.name
         self.errors = errors
         self.ctx = context.current()
+        self.tally = (
+            self.ctx.tally(self.route.account, self.route.about) if self.ctx is not None else None
+        )
         limits = context.limits()
         self.coordinator: Coordinator | None = limits.coordinator if limits else None
         self.policy = limits.policy if limits else context.RetryPolicy()
@@ -224,6 +275,8 @@ class Exchange:
         anything is sent (it would reach this model's server, or another model)."""
         __tracebackhide__ = True
         sent = body.get("model") if body is not None else None
+        if not self.route.check_model:
+            return request
         if body is None or not isinstance(sent, str) or sent == self.model.model:
             return request
         rewrite = context.rewrite_model() if self.rewrite_model is None else self.rewrite_model
@@ -260,13 +313,17 @@ class Exchange:
         self, request: Any, wrap_stream: Callable[[Any, StreamWatch], None]
     ) -> Generator[Step, Any, Any]:
         __tracebackhide__ = True
+        if self.ctx is not None and self.route.account is None:
+            self.ctx.reached = True
         body = _json_body(request)
         streaming = body is not None and body.get("stream") is True
         request = self._model_checked(request, body)
         recorder = recording.active()
         if recorder is None:
             return (yield from self._live(request, streaming, wrap_stream, None))
-        tape = recording.tape_for(self.ctx, self.name)
+        # an auxiliary request is kept with the test's own recordings, on the model under test
+        owner = self.ctx.model if self.route.account and self.ctx and self.ctx.model else None
+        tape = recording.tape_for(self.ctx, owner or self.name)
         if tape is None:
             if recorder.offline:
                 pytest.fail(
@@ -282,34 +339,34 @@ class Exchange:
             if hit is not None:
                 return (yield from self._replay(hit, request))
             if recorder.offline:
-                pytest.fail(tape.miss(entry), pytrace=False)
+                pytest.fail(tape.miss(entry, self.route.destination), pytrace=False)
 
         def keep(answer: dict[str, Any], latency: float, ttft: float | None) -> None:
             tape.add(
                 {"request": entry, "key": key, "response": answer, "latency": round(latency, 6)}
                 | ({"ttft": round(ttft, 6)} if ttft is not None else {})
             )
-            if self.ctx is not None:
-                self.ctx.count(recorded=1)
+            if self.tally is not None:
+                self.tally.count(recorded=1)
 
         try:
             return (yield from self._live(request, streaming, wrap_stream, keep))
         except pytest.fail.Exception as failed:
             if self.answered:  # the model's answers made the test fail: that is recorded
                 tape.add({"request": entry, "key": key, "failure": str(failed.msg)})
-                if self.ctx is not None:
-                    self.ctx.count(recorded=1)
+                if self.tally is not None:
+                    self.tally.count(recorded=1)
             raise
 
     def _replay(self, hit: dict[str, Any], request: Any) -> Generator[Step, Any, Any]:
         """A recorded answer, counted as the live one was (tokens apart: not spent now)."""
         __tracebackhide__ = True
-        ctx = self.ctx
-        if ctx is not None:
-            ctx.count(replayed=1)
+        tally = self.tally
+        if tally is not None:
+            tally.count(replayed=1)
             for name, key in (("latencies", "latency"), ("ttft", "ttft")):
                 if hit.get(key) is not None:
-                    ctx.record(name, hit[key])
+                    tally.record(name, hit[key])
         if "failure" in hit:
             pytest.fail(hit["failure"], pytrace=False)
         answer = hit["response"]
@@ -320,8 +377,8 @@ class Exchange:
             usage = tracker.usage
         elif isinstance(answer.get("json"), dict):
             usage = usage_from_body(answer["json"])
-        if usage is not None and ctx is not None:
-            ctx.count(
+        if usage is not None and tally is not None:
+            tally.count(
                 replayed_input_tokens=usage.input_tokens,
                 replayed_output_tokens=usage.output_tokens,
                 replayed_cached_tokens=usage.cached_tokens,
@@ -345,10 +402,10 @@ class Exchange:
             held = yield from self._gates(attempt - 1)
             try:
                 self._set_timeouts(request)
-                if self.ctx is not None:
+                if self.tally is not None:
                     # counted as sent: a request refused before (cooldown, deadline) is not
                     first = int(attempt == 1)
-                    self.ctx.count(requests=first, attempts=1, retries=1 - first)
+                    self.tally.count(requests=first, attempts=1, retries=1 - first)
                 started = time.monotonic()
                 self.answered = False
                 response = yield Send(request)
@@ -365,8 +422,8 @@ class Exchange:
                 self.answered = False
                 held.release()
                 timed_out = "Timeout" in type(exc).__name__
-                if timed_out and self.ctx is not None:
-                    self.ctx.count(timeouts=1)
+                if timed_out and self.tally is not None:
+                    self.tally.count(timeouts=1)
                 what = f"{self.name}: {type(exc).__name__}: {exc}"
                 if timed_out and (left := self._left()) is not None and left <= 0.01:
                     pytest.fail(f"{what}: no answer within {self._budget()}", pytrace=False)
@@ -376,6 +433,8 @@ class Exchange:
                 held.release()
                 raise
             verdict = classify(status, body)
+            if verdict is Verdict.UNAVAILABLE and not self._model_wide(request, status):
+                verdict = Verdict.FAIL  # the test's own key, or a destination of its own
             if verdict is Verdict.OK or verdict is Verdict.FAIL:
                 self._verified(held)
                 held.release()
@@ -402,8 +461,8 @@ class Exchange:
                     pytrace=False,
                 )
             held.release()
-            if status == 429 and self.ctx is not None:
-                self.ctx.count(rate_limited=1)
+            if status == 429 and self.tally is not None:
+                self.tally.count(rate_limited=1)
             hinted = server_wait(response.headers)
             if status == 429 and hinted and self.coordinator is not None:
                 # every worker waits it out: never longer than a wait we would accept
@@ -450,6 +509,17 @@ class Exchange:
             pytrace=False,
         )
 
+    def _model_wide(self, request: Any, status: int) -> bool:
+        """Whether a refusal (401/403, unknown model, no quota) is the model's, for the rest
+        of the session: not for a destination the code under test chose itself, and not for
+        a 401/403 to a request that carried other credentials than the model's configured
+        key (a test checking what a bad key does)."""
+        if not self.route.marks_unavailable:
+            return False
+        if status not in (401, 403):
+            return True
+        return credentials_of(request) == credentials_of_model(self.model)
+
     def _verified(self, held: _Held) -> None:
         """The model answered for real: let everyone past the first-request gate."""
         if held.probe is not None and self.coordinator is not None:
@@ -458,21 +528,21 @@ class Exchange:
             held.probe = None
 
     def _record_body(self, body: bytes, started: float) -> None:
-        ctx = self.ctx
-        if ctx is None:
+        tally = self.tally
+        if tally is None:
             return
-        ctx.record("latencies", time.monotonic() - started)
+        tally.record("latencies", time.monotonic() - started)
         try:
             data = json.loads(body)
         except ValueError:
             return
         if isinstance(data, dict) and (usage := usage_from_body(data)) is not None:
-            account(self.name, ctx, usage)
+            account(self.name, tally, usage)
 
 
-def account(model: str, ctx: context.TestContext, usage: Usage) -> None:
-    """Count a request's tokens for its test and, under a budget, its cost for the session."""
-    ctx.count(
+def account(model: str, tally: context.Tally, usage: Usage) -> None:
+    """Count a request's tokens in its row and, under a budget, its cost for the session."""
+    tally.count(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cached_tokens=usage.cached_tokens,
@@ -519,6 +589,7 @@ class StreamWatch:
 
         self.name = exchange.name
         self.ctx = exchange.ctx
+        self.tally = exchange.tally
         self.lease = lease
         self.started = started
         self.tracker: StreamTracker | None = StreamTracker()
@@ -604,14 +675,14 @@ class StreamWatch:
             )
         if self.lease is not None:
             self.lease.release()
-        ctx = self.ctx
-        if ctx is None:
+        tally = self.tally
+        if tally is None:
             return
-        ctx.record("latencies", time.monotonic() - self.started)
+        tally.record("latencies", time.monotonic() - self.started)
         tracker = self.tracker
         if tracker is not None:
             if tracker.first_token_at is not None:
-                ctx.record("ttft", tracker.first_token_at - self.started)
+                tally.record("ttft", tracker.first_token_at - self.started)
             if tracker.usage is not None:
-                account(self.name, ctx, tracker.usage)
-        context.checkpoint(ctx)
+                account(self.name, tally, tracker.usage)
+        context.checkpoint(self.ctx)

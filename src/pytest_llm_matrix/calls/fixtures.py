@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llm_matrix.calls import context
-from pytest_llm_matrix.config.options import SETTINGS_KEY
-from pytest_llm_matrix.simulator.service import SIMULATOR_KEY
+from pytest_llm_matrix.simulator.service import resolved
 
 if TYPE_CHECKING:
     # lazy: the request path loads with the first client a test builds
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def llm_model(request: pytest.FixtureRequest) -> Iterator[Model]:
+def llm_model(request: pytest.FixtureRequest) -> Model:
     """The spec of the model this test instance runs against (``test_x[alias]``)."""
     model: Model | None = getattr(request, "param", None)
     if model is None:
@@ -31,18 +30,7 @@ def llm_model(request: pytest.FixtureRequest) -> Iterator[Model]:
         )
     if (reason := context.refusal(model.name)) is not None:
         pytest.skip(reason)
-    if model.needs_simulator:
-        simulator = request.config.stash[SIMULATOR_KEY]
-        assert simulator is not None  # created in pytest_configure whenever one is needed
-        model = model.at_simulator(simulator.ensure_started())
-    if not request.config.stash[SETTINGS_KEY].patch_sdks:
-        yield model
-        return
-    # lazy: the SDKs load only in a test that binds them
-    from pytest_llm_matrix.calls.sdk_patch import bound_sdks
-
-    with bound_sdks(model):  # --llm-patch-sdks: clients the code builds go to this model
-        yield model
+    return resolved(request.config, model)
 
 
 @pytest.fixture
@@ -58,7 +46,7 @@ def llm(llm_model: Model) -> Iterator[LLM]:
         client.close()
 
 
-def _close_async(client: Any) -> None:
+def close_async(client: Any) -> None:
     """Close an async client after its test's event loop is gone (best effort).
 
     Tests that want a clean close use ``async with`` on the client themselves.
@@ -89,7 +77,7 @@ def llm_async_http_client(llm_model: Model) -> Iterator[Any]:
 
     client = async_http_client(llm_model)
     yield client
-    _close_async(client)
+    close_async(client)
 
 
 @pytest.fixture
@@ -111,84 +99,4 @@ def llm_async_httpx_client(llm_model: Model) -> Iterator[Any]:
 
     client = async_http_client(llm_model, http="httpx")
     yield client
-    _close_async(client)
-
-
-def _sdk(name: str, model: Model, config: pytest.Config) -> Any:
-    """The SDK module, or a skip that says why this test cannot use it. A missing SDK fails
-    the test under ``--llm-strict`` (a pre-commit hook whose dependencies lost the SDK
-    would otherwise pass by skipping it)."""
-    api = "anthropic" if name == "anthropic" else "openai"
-    if model.api != api:
-        pytest.skip(f"{model.name} speaks the {model.api} API, not {api}'s: no {name} client")
-    try:
-        return __import__(name)
-    except ImportError:
-        reason = (
-            f"the {name} SDK is not installed (pip install 'pytest-llm-matrix[{name}]'; "
-            f"in a pre-commit hook, add it to additional_dependencies)"
-        )
-        if config.stash[SETTINGS_KEY].strict:
-            pytest.fail(
-                f"{model.name}: {reason}; --llm-strict fails what would be skipped", pytrace=False
-            )
-        pytest.skip(reason)
-
-
-def _sdk_client(name: str, request: pytest.FixtureRequest, asynchronous: bool) -> Any:
-    """An official SDK client for the test's model whose only retry layer is ours."""
-    # lazy: the SDKs load only in a test that binds them
-    from pytest_llm_matrix.calls.sdk_patch import client_options
-
-    model: Model = request.getfixturevalue("llm_model")
-    sdk = _sdk(name, model, request.config)
-    if name == "openai":
-        factory = sdk.AsyncOpenAI if asynchronous else sdk.OpenAI
-    else:
-        factory = sdk.AsyncAnthropic if asynchronous else sdk.Anthropic
-    return factory(**client_options(model, asynchronous, rewrite_model=None))
-
-
-@pytest.fixture
-def openai_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """``openai.OpenAI`` for the test's model (OpenAI-API models), SDK retries off."""
-    client = _sdk_client("openai", request, asynchronous=False)
-    with client:
-        yield client
-
-
-@pytest.fixture
-def async_openai_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """``openai.AsyncOpenAI`` for the test's model, SDK retries off."""
-    client = _sdk_client("openai", request, asynchronous=True)
-    yield client
-    _close_async(client)
-
-
-@pytest.fixture
-def anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """``anthropic.Anthropic`` for the test's model (Anthropic-API models), SDK retries off."""
-    client = _sdk_client("anthropic", request, asynchronous=False)
-    with client:
-        yield client
-
-
-@pytest.fixture
-def async_anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """``anthropic.AsyncAnthropic`` for the test's model, SDK retries off."""
-    client = _sdk_client("anthropic", request, asynchronous=True)
-    yield client
-    _close_async(client)
-
-
-@pytest.fixture
-def llm_sdks(llm_model: Model) -> Iterator[Model]:
-    """Makes the test a model test (one per model) and, for as long as it runs, binds the
-    openai/anthropic SDK clients that the code under test builds itself to the model under
-    test (see :mod:`pytest_llm_matrix.calls.sdk_patch`). Adopt a suite in one line: ini
-    ``usefixtures = llm_sdks``, or ``pytestmark = pytest.mark.usefixtures("llm_sdks")``."""
-    # lazy: the SDKs load only in a test that binds them
-    from pytest_llm_matrix.calls.sdk_patch import bound_sdks
-
-    with bound_sdks(llm_model):
-        yield llm_model
+    close_async(client)

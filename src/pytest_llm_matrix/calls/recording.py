@@ -398,8 +398,9 @@ class Tape:
         self.entries.append(entry)
         self.changed = True
 
-    def miss(self, request: Mapping[str, Any]) -> str:
-        """Why ``request`` found no recording, and how to record it."""
+    def miss(self, request: Mapping[str, Any], destination: str | None = None) -> str:
+        """Why ``request`` (to ``destination``: an auxiliary request's, kept with the test's
+        recordings; None: to this model) found no recording, and how to record it."""
         where = self.recorder.shown(self.path)
         if not self.path.exists():
             found = f"{where} does not exist"
@@ -415,8 +416,9 @@ class Tape:
         command = shlex.join([*words, self.nodeid])
         if recorder.invocation is not None and recorder.invocation != recorder.rootdir:
             command = f"cd {shlex.quote(str(recorder.rootdir))} && {command}"
+        to = self.alias if destination is None else f"{destination}, not sent"
         return (
-            f"no recording of this request to {self.alias} ({request['method']} "
+            f"no recording of this request to {to} ({request['method']} "
             f"{request['path']}): {found}; run {command} to record it"
         )
 

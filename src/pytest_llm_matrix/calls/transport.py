@@ -19,7 +19,15 @@ from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_llm_matrix.calls.exchange import Exchange, Replay, Send, Sleep, Step, StreamWatch
+from pytest_llm_matrix.calls.exchange import (
+    Exchange,
+    Replay,
+    Route,
+    Send,
+    Sleep,
+    Step,
+    StreamWatch,
+)
 from pytest_llm_matrix.calls.recording import replayed_response
 
 if TYPE_CHECKING:
@@ -150,9 +158,11 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             *,
             shared: bool = False,
             rewrite_model: bool | None = None,
+            route: Route | None = None,
         ) -> None:
             self.model = model
             self.rewrite_model = rewrite_model  # None: as the session says (llm_rewrite_model)
+            self.route = route  # None: the model under test's own requests
             #: the process's pooled transport is closed with the session, not with a client
             self.pooled = transport is None and shared
             if transport is None:
@@ -166,7 +176,8 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
         def handle_request(self, request: Any) -> Any:
             __tracebackhide__ = True
             request.read()
-            steps = _Steps(Exchange(self.model, errors, self.rewrite_model).run(request, wrap_sync))
+            exchange = Exchange(self.model, errors, self.rewrite_model, self.route)
+            steps = _Steps(exchange.run(request, wrap_sync))
             while (step := steps.next()) is not None:
                 try:
                     if isinstance(step, Sleep):
@@ -190,10 +201,16 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
         """The async twin of LLMTransport."""
 
         def __init__(
-            self, model: Model, transport: Any = None, *, rewrite_model: bool | None = None
+            self,
+            model: Model,
+            transport: Any = None,
+            *,
+            rewrite_model: bool | None = None,
+            route: Route | None = None,
         ) -> None:
             self.model = model
             self.rewrite_model = rewrite_model
+            self.route = route
             self.inner = (
                 transport if transport is not None else http.AsyncHTTPTransport(**_tls(http))
             )
@@ -203,9 +220,8 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
             import anyio
 
             await request.aread()
-            steps = _Steps(
-                Exchange(self.model, errors, self.rewrite_model).run(request, wrap_async)
-            )
+            exchange = Exchange(self.model, errors, self.rewrite_model, self.route)
+            steps = _Steps(exchange.run(request, wrap_async))
             while (step := steps.next()) is not None:
                 try:
                     if isinstance(step, Sleep):
@@ -224,7 +240,17 @@ def transport_classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
         async def aclose(self) -> None:
             await self.inner.aclose()
 
+    _OURS.update((LLMTransport, AsyncLLMTransport))
     return LLMTransport, AsyncLLMTransport
+
+
+#: Every LLMTransport class made so far (one pair per HTTP library).
+_OURS: set[type[Any]] = set()
+
+
+def is_plugin_transport(transport: object) -> bool:
+    """Whether ``transport`` is this plugin's: its client goes to a model already."""
+    return type(transport) in _OURS
 
 
 @cache
@@ -311,7 +337,7 @@ def _tls(http: ModuleType) -> dict[str, Any]:
     return {"verify": create()} if create is not None else {}
 
 
-def _module(http: str) -> ModuleType:
+def http_library(http: str) -> ModuleType:
     if http == "httpx2":
         import httpx2
 
@@ -331,6 +357,7 @@ def llm_transport(
     http: str = "httpx2",
     shared: bool = False,
     rewrite_model: bool | None = None,
+    route: Route | None = None,
 ) -> Any:
     """An LLMTransport for ``model``, wrapping ``transport`` (default: a new real one).
 
@@ -338,12 +365,14 @@ def llm_transport(
     ``asynchronous`` picks the async twin. ``shared`` (sync only) wraps the process's pooled
     transport to the model's server, which outlives the client (see :func:`shared_transport`).
     ``rewrite_model``: a request body's ``model`` becomes ``model.model`` (True), or a
-    different one fails the test (False); None follows ``--llm-rewrite-model``.
+    different one fails the test (False); None follows ``--llm-rewrite-model``. ``route``:
+    whose requests these are (None: the model under test's; see
+    :class:`~pytest_llm_matrix.calls.exchange.Route`).
     """
-    sync_class, async_class = transport_classes(_module(http))
+    sync_class, async_class = transport_classes(http_library(http))
     if asynchronous:
-        return async_class(model, transport, rewrite_model=rewrite_model)
-    return sync_class(model, transport, shared=shared, rewrite_model=rewrite_model)
+        return async_class(model, transport, rewrite_model=rewrite_model, route=route)
+    return sync_class(model, transport, shared=shared, rewrite_model=rewrite_model, route=route)
 
 
 def wrap_client(model: Model, client: Any) -> Any:
@@ -387,7 +416,7 @@ def http_client(
 ) -> Any:
     """A client with ``model``'s base URL, auth, timeout and transport (``shared``: over the
     process's pooled connections, see :func:`shared_transport`)."""
-    module = _module(http)
+    module = http_library(http)
     return (module.AsyncClient if asynchronous else module.Client)(
         base_url=base_url(model),
         headers=auth_headers(model),

@@ -135,9 +135,9 @@ def add_options(parser: pytest.Parser) -> None:
         dest="llm_patch_sdks",
         action="store_true",
         default=None,
-        help="during each model test, openai/anthropic SDK clients that the code under test "
-        "builds itself (OpenAI(), AsyncOpenAI(), Anthropic(), AsyncAnthropic()) are bound to "
-        "the model under test. ini: llm_patch_sdks.",
+        help="during each model test, the generation requests of every openai/anthropic SDK "
+        "client (built in the test, cached, openai's module client) go to the model under "
+        "test. ini: llm_patch_sdks.",
     )
     group.addoption(
         "--llm-rewrite-model",
@@ -395,6 +395,13 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
     )
     parser.addini(
+        "llm_sdks_paths",
+        "test files and folders (globs allowed) whose tests use llm_sdks: one per model, their "
+        "SDK clients bound to the model under test.",
+        type="paths",
+        default=[],
+    )
+    parser.addini(
         "llm_rewrite_model",
         "rewrite a request's model id to the model under test's.",
         type="bool",
@@ -416,7 +423,9 @@ class Settings:
     selected: tuple[str, ...] = ()
     selected_by: str = ""
     strict: bool = False
-    patch_sdks: bool = False  # see pytest_llm_matrix.calls.sdk_patch
+    patch_sdks: bool = False  # see pytest_llm_matrix.adoption
+    #: ini llm_sdks_paths: absolute paths (or globs) whose tests use llm_sdks
+    sdks_paths: tuple[str, ...] = ()
     rewrite_model: bool = False  # see calls.exchange.Exchange._model_checked
     unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
     simulator_url: str | None = None
@@ -454,6 +463,13 @@ class Settings:
         """The selected models, in config order."""
         return [self.registry.models[name] for name in self.selected]
 
+    @property
+    def routed(self) -> list[Model]:
+        """The models auxiliary requests are routed to (``[tool.llm-matrix.auxiliary]``
+        routes), whether selected or not."""
+        names = dict.fromkeys(self.registry.routes.values())
+        return [self.registry.models[name] for name in names if name in self.registry.models]
+
     def with_simulator(self, url: str) -> Settings:
         """These settings with the simulated models pointed at the simulator at ``url``."""
         models = {name: model.at_simulator(url) for name, model in self.registry.models.items()}
@@ -466,6 +482,7 @@ class Settings:
         data.update(
             registry=self.registry.to_dict(),
             selected=list(self.selected),
+            sdks_paths=list(self.sdks_paths),
             record_ignore=list(self.record_ignore),
             unavailable=dict(self.unavailable),
             rates={k: None if v is None else list(v) for k, v in self.rates.items()},
@@ -482,6 +499,7 @@ class Settings:
                 **fields,
                 "registry": reg.Registry.from_dict(fields["registry"]),
                 "selected": tuple(fields["selected"]),
+                "sdks_paths": tuple(fields["sdks_paths"]),
                 "record_ignore": tuple(fields["record_ignore"]),
                 "rates": {k: None if v is None else tuple(v) for k, v in fields["rates"].items()},
             }
@@ -584,6 +602,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         selected_by=origin,
         strict=strict,
         patch_sdks=bool(config.option.llm_patch_sdks) or bool(_ini(config, "llm_patch_sdks")),
+        sdks_paths=tuple(str(path) for path in _ini(config, "llm_sdks_paths")),
         rewrite_model=bool(config.option.llm_rewrite_model)
         or bool(_ini(config, "llm_rewrite_model")),
         unavailable=unavailable,

@@ -167,6 +167,7 @@ MODEL_FIELDS: Final[Mapping[str, _Check]] = {
 }
 
 TOP_LEVEL_FIELDS: Final = (
+    "auxiliary",
     "cassettes",
     "coordinator",
     "default",
@@ -181,6 +182,42 @@ TOP_LEVEL_FIELDS: Final = (
 #: body fields left out of a request's match unless configured otherwise.
 RECORD_MODES: Final = ("off", "replay", "new", "all", "prune")
 DEFAULT_RECORD_IGNORE: Final = ("user", "metadata")
+
+
+#: ``[tool.llm-matrix.auxiliary]``: model ids the code under test uses for side jobs
+#: (embeddings, a judge), never rewritten to the model under test, and where they go.
+AUXILIARY_FIELDS: Final = ("models", "routes")
+
+
+def _model_ids(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of model ids, got {shown(value)}")
+    return tuple(dict.fromkeys(_string(v) for v in value))
+
+
+def _auxiliary(value: Any) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(every auxiliary model id, id -> the alias its requests go to)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a table with 'models' and 'routes', got {shown(value)}")
+    for key in value:
+        if key not in AUXILIARY_FIELDS:
+            raise ValueError(
+                f"unknown field {shown(key)}{_suggest(str(key), AUXILIARY_FIELDS)}; valid "
+                f"fields: {', '.join(AUXILIARY_FIELDS)}"
+            )
+    ids = _model_ids(value.get("models", []))
+    raw_routes = value.get("routes", {})
+    if not isinstance(raw_routes, Mapping):
+        raise ValueError(f"'routes': expected a table of model id = alias, got {shown(raw_routes)}")
+    routes: dict[str, str] = {}
+    for model_id, alias in raw_routes.items():
+        try:
+            routes[_string(model_id)] = _name(alias, "alias")
+        except ValueError as exc:
+            raise ValueError(f"'routes': {shown(model_id)}: {exc}") from None
+    return tuple(dict.fromkeys([*ids, *routes])), routes
 
 
 def field_names(value: Any) -> tuple[str, ...]:
@@ -207,6 +244,9 @@ class Registry:
     cassettes: str | None = None  # a folder, absolute once the config file is known
     record_ignore: tuple[str, ...] | None = None
     coordinator: str | None = None  # a redis:// URL (see pytest_llm_matrix.calls.redis_coordinator)
+    #: model ids never rewritten to the model under test (see pytest_llm_matrix.adoption)
+    auxiliary: tuple[str, ...] = ()
+    routes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # id -> alias
 
     @property
     def tags(self) -> dict[str, tuple[str, ...]]:
@@ -229,6 +269,8 @@ class Registry:
             "cassettes": self.cassettes,
             "record_ignore": None if self.record_ignore is None else list(self.record_ignore),
             "coordinator": self.coordinator,
+            "auxiliary": list(self.auxiliary),
+            "routes": dict(self.routes),
         }
 
     @classmethod
@@ -246,6 +288,8 @@ class Registry:
             cassettes=data["cassettes"],
             record_ignore=None if data["record_ignore"] is None else tuple(data["record_ignore"]),
             coordinator=data["coordinator"],
+            auxiliary=tuple(data["auxiliary"]),
+            routes=dict(data["routes"]),
         )
 
 
@@ -344,8 +388,11 @@ def _with_settings(registry: Registry, data: Mapping[str, Any], where: str) -> R
             groups[group] = _selection(members)
         except ValueError as exc:
             raise pytest.UsageError(f"{where}: group {group!r}: {exc}") from None
+    auxiliary, routes = setting("auxiliary", _auxiliary) or ((), {})
     return dataclasses.replace(
         registry,
+        auxiliary=auxiliary,
+        routes=routes,
         groups=groups,
         default=setting("default", _selection),
         max_concurrency=setting("max_concurrency", CONCURRENCY.check),
@@ -373,6 +420,12 @@ def check_registry(registry: Registry) -> None:
                     f"{where}: group {group!r} names unknown model {member!r}"
                     f"{_suggest(member, known)}; known models: {', '.join(known) or 'none'}"
                 )
+    for model_id, alias in registry.routes.items():
+        if alias not in known:
+            raise pytest.UsageError(
+                f"{where}: auxiliary route {model_id!r} names unknown model {alias!r}"
+                f"{_suggest(alias, known)}; known models: {', '.join(known) or 'none'}"
+            )
     for tag, owners in registry.tags.items():
         if tag in known or tag in registry.groups:
             kind = "model" if tag in known else "group"

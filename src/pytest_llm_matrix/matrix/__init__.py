@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Final
 
 FIXTURE: Final = "llm_model"
+#: The fixture that makes a test a model test whose SDK clients are bound to the model
+#: under test (see pytest_llm_matrix.adoption).
+SDKS_FIXTURE: Final = "llm_sdks"
 MARKER: Final = "llm"
 MARKER_HELP: Final = (
     "llm(models=None, exclude=None, repeat=None, min_pass_rate=None): run this test (class, "

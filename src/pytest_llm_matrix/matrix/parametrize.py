@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
@@ -10,7 +12,7 @@ from pytest_llm_matrix.config.checks import shown
 from pytest_llm_matrix.config.models import Model
 from pytest_llm_matrix.config.options import Settings
 from pytest_llm_matrix.config.selection import evaluate, split_expression
-from pytest_llm_matrix.matrix import FIXTURE, MARKER, MARKER_KWARGS
+from pytest_llm_matrix.matrix import FIXTURE, MARKER, MARKER_KWARGS, SDKS_FIXTURE
 
 #: Whether a plugin or option deselected collected tests in this process (the run is then
 #: not a run of every collected test: see the summary's unused recordings).
@@ -66,6 +68,12 @@ class Matrix:
             f"(selected: {', '.join(self.settings.selected)})"
         )
 
+    def pytest_collectstart(self, collector: pytest.Collector) -> None:
+        """ini ``llm_sdks_paths``: the test modules under those paths use ``llm_sdks``."""
+        paths = self.settings.sdks_paths
+        if paths and isinstance(collector, pytest.Module) and _under(collector.path, paths):
+            collector.add_marker(pytest.mark.usefixtures(SDKS_FIXTURE))
+
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         if items:
             self.config.stash[DESELECTED_KEY] = True
@@ -93,6 +101,19 @@ class Matrix:
             for model in models
         ] or [pytest.param(None, id="no-model", marks=pytest.mark.skip(reason=str(reason)))]
         metafunc.parametrize(FIXTURE, params, indirect=True)
+
+
+def _under(path: Path, patterns: tuple[str, ...]) -> bool:
+    """Whether ``path`` is one of ``patterns`` (absolute paths, globs allowed) or in one."""
+    for pattern in patterns:
+        if any(char in pattern for char in "*?["):
+            if fnmatch.fnmatch(str(path), pattern) or any(
+                fnmatch.fnmatch(str(parent), pattern) for parent in path.parents
+            ):
+                return True
+        elif path == Path(pattern) or Path(pattern) in path.parents:
+            return True
+    return False
 
 
 def model_of(item: pytest.Item) -> Model | None:

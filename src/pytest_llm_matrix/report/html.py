@@ -98,6 +98,7 @@ def render(report: Mapping[str, Any]) -> str:
         "<h2>Models</h2>",
         _model_table(models, stats, report.get("baseline")),
     ]
+    parts += _side_notes(report)
     if report.get("baseline"):
         parts += ["<h2>Against the baseline</h2>", _baseline(report["baseline"])]
     parts += [
@@ -107,10 +108,42 @@ def render(report: Mapping[str, Any]) -> str:
         '<p class="meta">Click a column title to sort by it (a model: worst first); click a '
         "cell for its outcome and first line of failure.</p>",
         '<div id="detail" aria-live="polite">(a cell\'s outcome shows here)</div>',
-        _grid(models, report["tests"]),
+        _grid(models, [t for t in report["tests"] if t.get("model_free") is not True]),
         f"<script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _side_notes(report: Mapping[str, Any]) -> list[str]:
+    """Model-free tests (not in the table or the grid) and auxiliary requests."""
+    parts = []
+    free = report.get("model_free") or []
+    if isinstance(free, list) and free:
+        parts.append(
+            f'<p class="meta">{len(free)} model-free test{"s" * (len(free) != 1)} (no request '
+            "to the model under test on any model) are not in the table or the grid: "
+            + ", ".join(f"<code>{_e(test)}</code>" for test in free[:20])
+            + (" ..." if len(free) > 20 else "")
+            + "</p>"
+        )
+    rows = report.get("auxiliary") or {}
+    if isinstance(rows, Mapping) and rows:
+        body = "".join(
+            f"<tr><td><code>{_e(name)}</code></td><td>{_e(row.get('sent_as', ''))}</td>"
+            f"<td>{_e(row.get('requests', 0))}</td><td>{_e(row.get('input_tokens', 0))}</td>"
+            f"<td>{_e(row.get('output_tokens', 0))}</td><td>{_usd(row.get('cost_usd'))}</td></tr>"
+            for name, row in rows.items()
+            if isinstance(row, Mapping)
+        )
+        parts += [
+            "<h2>Auxiliary requests</h2>",
+            '<p class="meta">Sent by the code under test for side jobs (embeddings, a judge); '
+            "in no model's row.</p>",
+            "<table><thead><tr><th>destination</th><th>model id sent</th><th>requests</th>"
+            f"<th>tokens in</th><th>tokens out</th><th>cost</th></tr></thead><tbody>{body}"
+            "</tbody></table>",
+        ]
+    return parts
 
 
 def _meta(report: Mapping[str, Any]) -> str:

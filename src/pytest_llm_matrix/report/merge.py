@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llm_matrix.calls.context import SPEND_COUNTERS
+from pytest_llm_matrix.report import auxiliary
 from pytest_llm_matrix.report.baseline import REPORT_VERSION, BaselineError, read
 from pytest_llm_matrix.report.stats import (
+    JUDGED,
     OUTCOMES,
     ModelStats,
     failure_split,
@@ -49,9 +51,11 @@ def merge(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
             parts.setdefault(name, []).append(model)
     models = {name: _model(parts[name]) for name in order}
     tests = _tests(reports)
+    free = _model_free(tests, models)
     outcomes: dict[str, dict[str, str]] = {}
     for test in tests:
-        outcomes.setdefault(test["test"], {})[test["model"]] = test["outcome"]
+        if test.get("model_free") is not True:
+            outcomes.setdefault(test["test"], {})[test["model"]] = test["outcome"]
     everywhere, some = failure_split(outcomes)
     first = reports[0][1]
     spent = [r["spent_usd"] for _, r in reports if isinstance(r.get("spent_usd"), int | float)]
@@ -70,12 +74,43 @@ def merge(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
         "spent_usd": sum(spent) if spent else None,
         "models": models,
         "tests": tests,
+        "model_free": sorted(free),
+        "auxiliary": auxiliary.merged([report for _, report in reports]),
         "failed_everywhere": everywhere,
         "failed_on_some": {t: ms for t, ms in some.items()},
         "environment": dict(first.get("environment") or {}),
         "baseline": None,
         "recording": None,
     }
+
+
+def _model_free(tests: list[dict[str, Any]], models: dict[str, Any]) -> set[str]:
+    """The tests model-free in every report. A test one job found model-free (it reached
+    no model there) but another did not (it reached one) is counted again in its model's
+    outcomes and pass rate, as the jobs' single run would have counted it."""
+    reached = {t["test"] for t in tests if t.get("model_free") is not True}
+    free = set()
+    for test in tests:
+        if test.get("model_free") is not True:
+            continue
+        if test["test"] not in reached:
+            free.add(test["test"])
+            continue
+        del test["model_free"]
+        model = models.get(test["model"])
+        if model is None:
+            continue
+        outcomes = [run["outcome"] for run in test.get("runs") or []] or [test["outcome"]]
+        model["outcomes"][test["outcome"]] = model["outcomes"].get(test["outcome"], 0) + 1
+        for outcome in outcomes:
+            if outcome in JUDGED:
+                model["runs_judged"] += 1
+                model["runs_passed"] += outcome == "passed"
+        judged, passed = model["runs_judged"], model["runs_passed"]
+        model["pass_rate"] = passed / judged if judged else None
+        if model.get("pass_rate_interval") is not None and judged:
+            model["pass_rate_interval"] = list(wilson_interval(passed, judged))
+    return free
 
 
 def _sum(values: Sequence[Any]) -> float | None:

@@ -164,6 +164,15 @@ class ModelStats:
     def known_replayed_cost(self) -> float | None:
         return None if self.replayed_unpriced else self.replayed_cost
 
+    def remove(self, part: ModelStats) -> None:
+        """Take off what ``part`` (one test's reports) added to the outcomes, test time and
+        runs (its wall-clock span stays: the test did run then)."""
+        for key in OUTCOMES:
+            self.counts[key] -= part.counts[key]
+        self.duration -= part.duration
+        self.runs_passed -= part.runs_passed
+        self.runs_judged -= part.runs_judged
+
     def merged(self, other: ModelStats) -> ModelStats:
         starts = [s for s in (self.start, other.start) if s is not None]
         stops = [s for s in (self.stop, other.stop) if s is not None]

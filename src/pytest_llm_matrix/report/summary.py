@@ -22,7 +22,13 @@ import pytest
 
 from pytest_llm_matrix._version import __version__
 from pytest_llm_matrix.calls import context, recording
-from pytest_llm_matrix.calls.context import BUDGET_ATTR, REPORT_ATTR, SPEND_ATTR
+from pytest_llm_matrix.calls.context import (
+    AUX_ATTR,
+    BUDGET_ATTR,
+    REACHED_ATTR,
+    REPORT_ATTR,
+    SPEND_ATTR,
+)
 from pytest_llm_matrix.config import checks
 from pytest_llm_matrix.config.models import base_id
 from pytest_llm_matrix.config.redaction import redactor
@@ -33,7 +39,8 @@ from pytest_llm_matrix.distribution.scheduling import (
 )
 from pytest_llm_matrix.matrix.parametrize import DESELECTED_KEY, DESELECTED_OUTPUT
 from pytest_llm_matrix.matrix.repeats import NOT_VERDICT, RUN_ATTR, status_of, without_run
-from pytest_llm_matrix.report import baseline, html, render
+from pytest_llm_matrix.report import baseline, html, model_free, render
+from pytest_llm_matrix.report.auxiliary import Auxiliary
 from pytest_llm_matrix.report.cost import format_usd, model_cost
 from pytest_llm_matrix.report.stats import (
     JUDGED,
@@ -77,6 +84,14 @@ class Summary:
         self.stats: dict[str, ModelStats] = {}
         self.failures = {"plain": 0, "required": 0, "optional": 0}
         self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> per-test record
+        #: per test record: what it added to its model's outcomes, the failures it counted
+        #: (by kind) and whether it reached its model, to set model-free tests aside
+        self.parts: dict[str, ModelStats] = {}
+        self.failed_kinds: dict[str, dict[str, int]] = {}
+        self.adopted: set[str] = set()  # made model tests by llm_sdks: may be model-free
+        self.reached: set[str] = set()
+        self.model_free: set[str] | None = None  # known once the tests are over
+        self.auxiliary = Auxiliary(settings.registry.models)
         #: model, test (the id without a run), item, tokens: priced once the tests are over
         self.to_price: list[tuple[str, str, str, tuple[int, int, int]]] = []
         self.replayed_to_price: list[tuple[str, tuple[int, int, int]]] = []  # model, tokens
@@ -184,13 +199,12 @@ class Summary:
     @pytest.hookimpl(tryfirst=True)  # before junitxml reads the teardown report's properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         model = getattr(report, REPORT_ATTR, None)
+        kind = "plain" if model is None else "optional" if model in self.optional else "required"
         if report.failed:
-            kind = (
-                "plain" if model is None else "optional" if model in self.optional else "required"
-            )
             self.failures[kind] += 1
         if model is None or model not in self.models:
             return
+        self.auxiliary.add(getattr(report, AUX_ATTR, None))
         if getattr(report, BUDGET_ATTR, False):
             self.budget_skips += 1
         if _is_subtest(report) and report.failed:
@@ -207,6 +221,16 @@ class Summary:
         run = getattr(report, RUN_ATTR, None)
         run = run if isinstance(run, dict) else None
         key = report.nodeid if run is None else run["group"]
+        part = self.parts.setdefault(key, ModelStats())
+        part.add(category if counted else "", report.duration, None, None)
+        if report.failed:
+            kinds = self.failed_kinds.setdefault(key, {})
+            kinds[kind] = kinds.get(kind, 0) + 1
+        reached = getattr(report, REACHED_ATTR, None)
+        if reached is not None:
+            self.adopted.add(key)
+        if reached is True:
+            self.reached.add(key)
         test = self.tests.get(key)
         if test is None:
             test = self.tests[key] = {
@@ -230,11 +254,12 @@ class Summary:
         ):
             test["outcome"] = category
         if run is not None and run["role"] is not None:
-            self._add_run(stats, test, run)
+            self._add_run((stats, part), test, run)
             if run["role"] == "verdict":
                 self.verdict_ids[key] = report.nodeid
         elif counted and category in JUDGED:
             stats.add_run(category == "passed")
+            part.add_run(category == "passed")
         telling = counted and verdict_or_plain and category in ("failed", "error", "skipped")
         if telling and "message" not in test and (line := _first_line(report)):
             test["message"] = line  # the grid's hover text in the HTML report
@@ -258,14 +283,17 @@ class Summary:
             report.user_properties.extend(_properties(model, item_spend, cost, run))
 
     @staticmethod
-    def _add_run(stats: ModelStats, test: dict[str, Any], run: dict[str, Any]) -> None:
+    def _add_run(
+        counted: tuple[ModelStats, ...], test: dict[str, Any], run: dict[str, Any]
+    ) -> None:
         """One run of a repeated test: its own outcome counts towards the model's pass rate
         (and its interval); the verdict run also settles the test's k/N."""
-        stats.repeated = True
         outcome = "not needed" if run["role"] == "stopped" else run["outcome"]
         test["runs"].append({"index": run["index"], "outcome": outcome})
-        if run["role"] != "stopped" and outcome in JUDGED:
-            stats.add_run(outcome == "passed")
+        for stats in counted:
+            stats.repeated = True
+            if run["role"] != "stopped" and outcome in JUDGED:
+                stats.add_run(outcome == "passed")
         if run["role"] == "verdict":
             test["verdict"] = {
                 "passed": run["passed"],
@@ -284,6 +312,7 @@ class Summary:
         """Price the reports' tokens here in the controller, where the price data is loaded
         at the end of the run unless an output needs it earlier (see warm_prices): workers
         never load it."""
+        self.auxiliary.price()
         for name, tokens in self.replayed_to_price:
             cost = model_cost(self.models[name], tokens)
             self.stats[name].add_replayed_cost(cost, tokens[0] + tokens[1])
@@ -322,6 +351,7 @@ class Summary:
         the exit status pytest computes is already the verdict: every plugin after us then
         sees it (syrupy ORs pytest's status back into the session's at its finish)."""
         result = yield
+        self._set_aside_model_free()
         # every failure pytest counted must be a model test's (a collection error is not),
         # and the run must have gone to its end (-x stopped it: tests never ran)
         model_failures = self.failures["required"] + self.failures["optional"]
@@ -337,6 +367,7 @@ class Summary:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.finished = True
+        self._set_aside_model_free()
         self.price_pending()
         self._remember()
         self.narrowed = self._narrowed(session)
@@ -350,6 +381,47 @@ class Summary:
         self._write_outputs(int(session.exitstatus))
         if self.report_unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a lost report is no success
+
+    def _set_aside_model_free(self) -> None:
+        """Once the tests are over: model-free tests (see :mod:`.model_free`) leave their
+        models' rows, and their failures become plain ones."""
+        if self.model_free is not None:
+            return
+        free = model_free.model_free(
+            {"test": t["test"], "outcome": t["outcome"], "reached": key in self.reached}
+            for key, t in self.tests.items()
+            if key in self.adopted
+        )
+        self.model_free = free
+        for key, test in self.tests.items():
+            if test["test"] not in free or key not in self.adopted:
+                continue
+            test["model_free"] = True
+            self.stats[test["model"]].remove(self.parts[key])
+            for kind, count in self.failed_kinds.get(key, {}).items():
+                self.failures[kind] -= count
+                self.failures["plain"] += count
+
+    def _model_free_lines(self) -> list[str]:
+        free = self.model_free or set()
+        if not free:
+            return []
+        records = [t for t in self.tests.values() if t.get("model_free")]
+        lines = [model_free.hint(len(free), len(records))]
+        failed: dict[str, list[str]] = {}
+        for test in records:
+            if test["outcome"] in ("failed", "error"):
+                failed.setdefault(test["test"], []).append(test["nodeid"])
+        if failed:
+            lines.append("model-free tests failed (whatever the model; they fail the run):")
+            for ids in failed.values():
+                more = (
+                    f" (and on {checks.counted(len(ids) - 1, 'more model')})"
+                    if len(ids) > 1
+                    else ""
+                )
+                lines.append(f"  {_pasteable(ids[0])}{more}")
+        return lines
 
     def _compare(self, session: pytest.Session) -> None:
         """--llm-baseline: this run against the baseline; --llm-fail-on-regression: a
@@ -529,6 +601,8 @@ class Summary:
         outcomes: dict[str, dict[str, str]] = {}
         labels: dict[tuple[str, str], str] = {}
         for test in self.tests.values():
+            if test.get("model_free"):
+                continue
             outcomes.setdefault(test["test"], {})[test["model"]] = test["outcome"]
             label = _pasteable(self.verdict_ids.get(test["nodeid"], test["nodeid"]))
             if "verdict" in test:  # its id is the run that settled it: a real id to paste
@@ -563,6 +637,10 @@ class Summary:
             write(line, red=bad > 0, green=bad == 0)
         for name, reason in self._unavailable().items():
             write(f"{name}: unavailable: {reason}", yellow=True)
+        for line in self._model_free_lines():
+            write(line, yellow=not line.startswith("  "))
+        for line in self.auxiliary.lines():
+            write(line)
         for line in self._recording_lines():
             write(line, yellow=line.startswith(("deleted", "  ")) or "no test used" in line)
         if self.comparison is not None and verbosity >= 0:
@@ -654,6 +732,8 @@ class Summary:
             "spent_usd": self._spent(),
             "models": models,
             "tests": list(self.tests.values()),
+            "model_free": sorted(self.model_free or ()),
+            "auxiliary": self.auxiliary.to_json(),
             "failed_everywhere": everywhere,
             "failed_on_some": some,
             "environment": {"python": platform.python_version(), "pytest": pytest.__version__},

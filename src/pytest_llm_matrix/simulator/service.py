@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from pytest_llm_matrix.config.models import Model
 from pytest_llm_matrix.config.options import Settings
 
 if TYPE_CHECKING:
@@ -75,6 +76,17 @@ class SimulatorService:
                 self.url = self._simulator.start()
                 self._config.add_cleanup(self._simulator.stop)
             return self.url
+
+
+def resolved(config: pytest.Config, model: Model) -> Model:
+    """``model`` as requests reach it: a simulated model without a ``base_url`` of its own
+    is pointed at the session's simulator, started now if it was not yet."""
+    if not model.needs_simulator:
+        return model
+    simulator = config.stash.get(SIMULATOR_KEY, None)
+    if simulator is None:  # created in pytest_configure whenever a model in use needs one
+        raise RuntimeError(f"{model.name}: no simulator in this session")
+    return model.at_simulator(simulator.ensure_started())
 
 
 #: The session's simulator service in ``config.stash`` (None: no simulated model selected).

@@ -1,7 +1,8 @@
 """Adopting an existing suite in one line: the code under test builds its own SDK clients
 (``OpenAI()``, ``from openai import OpenAI``, ``openai.AsyncOpenAI()``) with hard-coded model
-ids; ``usefixtures = llm_sdks`` runs it across the selected models, every request going to
-the model under test through the plugin's transport."""
+ids; ``usefixtures = llm_sdks`` runs it across the selected models, every generation call
+going to the model under test through the plugin's transport. See test_real_suite.py for
+clients that outlive a test, auxiliary calls and model-free tests."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 
 pytest.importorskip("openai")
 pytest.importorskip("pytest_asyncio")
+
+pytestmark = pytest.mark.sdk
 
 CONFIG = """
 [tool.llm-matrix.simulator]
@@ -135,31 +138,6 @@ def test_an_existing_suite_runs_across_models_with_one_line(pytester, monkeypatc
     assert ids[:3] == ["test_async[sim-a]", "test_async[sim-b]", "test_async[sim-c]"]
 
 
-def test_the_classes_are_restored_after_each_model_test(pytester, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-outside")
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    pytester.makefile(".toml", pyproject=textwrap.dedent(CONFIG))
-    pytester.makepyfile(
-        """
-        import openai
-        import pytest
-
-        @pytest.mark.usefixtures("llm_sdks")
-        def test_bound():
-            client = openai.OpenAI()
-            assert client.base_url.host == "127.0.0.1"
-            assert client.max_retries == 0
-
-        def test_not_bound_after():
-            client = openai.OpenAI()
-            assert client.base_url.host == "api.openai.com"
-            assert client.api_key == "sk-outside"
-        """
-    )
-    result = pytester.runpytest_subprocess("--models=sim-a", "-p", "no:randomly")
-    result.assert_outcomes(passed=2)
-
-
 def test_the_option_binds_clients_in_tests_that_are_model_tests(pytester, monkeypatch):
     """--llm-patch-sdks binds for tests that already use a model fixture; a plain test stays
     single and unbound; a model that speaks the other API says so."""
@@ -174,8 +152,8 @@ def test_the_option_binds_clients_in_tests_that_are_model_tests(pytester, monkey
 
         def test_model(llm_model, request):
             client = openai.OpenAI()
+            assert client.base_url.host == "api.openai.com"  # as built: bound per request
             if not request.config.stash[SETTINGS_KEY].patch_sdks:
-                assert client.base_url.host == "api.openai.com"  # as built: not bound
                 return
             answer = client.chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": "refund"}])
@@ -192,7 +170,11 @@ def test_the_option_binds_clients_in_tests_that_are_model_tests(pytester, monkey
     other_api = pytester.runpytest_subprocess("--models=claude-sim", "-o", "llm_patch_sdks=true")
     other_api.assert_outcomes(passed=1, failed=1)
     other_api.stdout.fnmatch_lines(
-        ["*claude-sim speaks the anthropic API, but the code under test built an openai.OpenAI*"]
+        [
+            "*claude-sim speaks the anthropic API, but the code under test sent POST "
+            "/chat/completions through an openai.OpenAI, a client of the openai API; run this "
+            "test on openai-API models only*"
+        ]
     )
 
 

@@ -1,0 +1,153 @@
+"""Auxiliary requests: what the code under test sent for side jobs (embeddings, a judge,
+token counting) while a model test ran, counted apart from every model's row.
+
+Workers put them on each report by destination (see
+:data:`pytest_llm_matrix.calls.context.AUX_ATTR`): a configured model they were routed to
+(``[tool.llm-matrix.auxiliary]`` routes), or the server their client sent them to. Priced
+here, in the controller, like the models' tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_llm_matrix.config.models import PROVIDERS, Model
+from pytest_llm_matrix.report.cost import format_usd, model_cost
+from pytest_llm_matrix.report.render import plain
+from pytest_llm_matrix.report.stats import ModelStats, percentile, tokens_of
+
+
+class Auxiliary:
+    """The run's auxiliary requests, one row per destination."""
+
+    def __init__(self, models: Mapping[str, Model]) -> None:
+        self.models = models  # every configured model: a route may name an unselected one
+        self.rows: dict[str, ModelStats] = {}
+        self.about: dict[str, dict[str, str]] = {}
+        self._to_price: list[tuple[str, tuple[int, int, int]]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def add(self, entries: object) -> None:
+        """A report's auxiliary spend: ``{name: {"spend": {...}, "about": {...}}}``."""
+        if not isinstance(entries, dict):
+            return
+        for name, entry in entries.items():
+            spend = entry.get("spend") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or not isinstance(spend, dict):
+                continue
+            about = entry.get("about")
+            if name not in self.about:
+                self.about[name] = (
+                    {k: v for k, v in (about or {}).items() if isinstance(v, str)}
+                    if isinstance(about, dict)
+                    else {}
+                )
+            stats = self.rows.setdefault(name, ModelStats())
+            stats.add_spend(spend)
+            tokens = tokens_of(spend)
+            if any(tokens):
+                self._to_price.append((name, tokens))
+
+    def model_of(self, name: str) -> Model | None:
+        """The model a row's tokens are priced as: the configured model it was routed to,
+        or the model id its request named at a known provider."""
+        about = self.about.get(name, {})
+        if about.get("kind") == "routed":
+            return self.models.get(about.get("alias", ""))
+        model_id, provider = about.get("model", ""), about.get("provider", "")
+        if not model_id or provider not in PROVIDERS:
+            return None
+        return Model(name=name, provider=provider, model=model_id, api="openai")
+
+    def price(self) -> None:
+        for name, tokens in self._to_price:
+            model = self.model_of(name)
+            cost = model_cost(model, tokens) if model is not None else None
+            self.rows[name].add_cost(cost, tokens[0] + tokens[1])
+        self._to_price.clear()
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON report's ``auxiliary``: per destination, what it is and what it spent."""
+        rows: dict[str, Any] = {}
+        for name, stats in self.rows.items():
+            about = self.about.get(name, {})
+            rows[name] = {
+                "kind": about.get("kind", ""),
+                "model": about.get("model", ""),
+                "sent_as": about.get("sent", about.get("model", "")),
+                **stats.spend,
+                "latency_p50": percentile(stats.latencies, 50),
+                "cost_usd": stats.known_cost,
+            }
+        return rows
+
+    def lines(self) -> list[str]:
+        """Under the table: each destination's requests, tokens and cost."""
+        if not self.rows:
+            return []
+        lines = ["auxiliary requests (not in any model's row):"]
+        for name, stats in self.rows.items():
+            lines.append("  " + row_text(name, self.about.get(name, {}), stats))
+        return lines
+
+
+def row_text(name: str, about: Mapping[str, str], stats: ModelStats) -> str:
+    """``judge (routed gpt-4o): 6 requests, 1,234 tokens in, 56 out, $0.0012``."""
+    spend = stats.spend
+    if about.get("kind") == "routed" and about.get("sent"):
+        name = f"{name} (routed {about['sent']})"
+    requests = spend["requests"] + spend["replayed"]
+    tokens = spend["input_tokens"] + spend["output_tokens"]
+    cost = format_usd(stats.known_cost) if tokens else "-"
+    replayed = f" ({spend['replayed']} replayed)" if spend["replayed"] else ""
+    return plain(
+        f"{name}: {requests} request{'s' * (requests != 1)}{replayed}, "
+        f"{spend['input_tokens']:,} tokens in, {spend['output_tokens']:,} out, {cost}"
+    )
+
+
+def merged(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``auxiliary`` of reports merged: counts and costs add up (a cost unknown in one
+    report is unknown in all), a latency known in one report only is kept."""
+    rows: dict[str, Any] = {}
+    for report in reports:
+        found = report.get("auxiliary")
+        if not isinstance(found, dict):
+            continue
+        for name, row in found.items():
+            if not isinstance(row, dict):
+                continue
+            mine = rows.get(name)
+            if mine is None:
+                rows[name] = {
+                    k: v
+                    for k, v in row.items()
+                    if v is None or isinstance(v, str) or _count(v) or _usd(v)
+                }
+                continue
+            for key, value in row.items():
+                if key == "cost_usd":
+                    both = _usd(value) and _usd(mine.get(key))
+                    mine[key] = mine[key] + value if both else None
+                elif key == "latency_p50":
+                    mine[key] = None
+                elif _count(value):
+                    mine[key] = int(mine.get(key, 0) or 0) + value
+    return rows
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15
+
+
+def _usd(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < 1e12
+    )

@@ -1,0 +1,40 @@
+"""Model-free tests: model tests that never reached a model.
+
+Adopting a suite with ``usefixtures = llm_sdks`` makes every test a model test, run once per
+model, though most tests of a real suite never call one. A test that ``llm_sdks`` made a
+model test and none of whose runs, on any model, sent a request to the model under test
+(not even one refused before it went) says nothing about the models: it is left out of
+each model's outcomes and pass rate, its failures count as plain failures (no optional
+model or pass-rate gate forgives them), and the summary says once how many there were. A
+test that asks for a model itself (``llm``, ``llm_model``) always counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pytest_llm_matrix.report.stats import JUDGED
+
+
+def model_free(records: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The tests (ids without the model) whose records all say they reached no model,
+    among those that ran (passed, failed or errored on some model)."""
+    reached: dict[str, bool] = {}
+    ran: set[str] = set()
+    for record in records:
+        test = record["test"]
+        reached[test] = reached.get(test, False) or bool(record.get("reached"))
+        if record["outcome"] in JUDGED:
+            ran.add(test)
+    return {test for test in ran if not reached[test]}
+
+
+def hint(count: int, runs: int) -> str:
+    """What the summary says of them."""
+    tests = "1 test" if count == 1 else f"{count} tests"
+    return (
+        f"model-free: {tests} sent no request to the model under test on any model ({runs} "
+        f"run{'s' * (runs != 1)}, not in the rows above); narrow llm_sdks to the tests that "
+        "call a model: ini llm_sdks_paths, or an autouse fixture in their folder's conftest.py"
+    )
