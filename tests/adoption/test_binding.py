@@ -99,6 +99,34 @@ def test_outside_model_tests_clients_are_left_alone_and_nothing_survives(pyteste
 
 
 @pytest.mark.sdk
+def test_an_sdk_first_imported_during_a_test_is_bound_in_that_test(pytester, provider):
+    """An installed SDK is wrapped when the suite imports it, not before (an unused one is
+    never imported): the test that imports it first is bound like every other."""
+    write(pytester)
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_first():
+            assert "openai" not in sys.modules and "anthropic" not in sys.modules
+            import openai
+
+            answer = openai.OpenAI().chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert "sim-a" in answer.choices[0].message.content
+
+        def test_later():
+            assert "anthropic" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--models=sim-a", "-p", "no:randomly", "-p", "no:anyio", "-p", "no:asyncio"
+    )
+    result.assert_outcomes(passed=2)
+    assert provider.requests == []
+
+
+@pytest.mark.sdk
 def test_replay_refuses_a_module_client_built_before_the_first_test(pytester, provider):
     """openai's module-level client, built at import with the project's real key: under
     --llm-record=replay its requests are answered from recordings or refused, never sent."""

@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -387,64 +389,101 @@ def _closing_class(http: ModuleType) -> type[Any]:
 # --- installing and removing them ----------------------------------------------------------
 
 
-def _patches() -> list[tuple[type, str, Any]]:
-    """(class, attribute, wrapper) for every installed SDK and HTTP library."""
+def _sdk_patches(sdk: sdks.SDK, package: ModuleType) -> list[tuple[type, str, Any]]:
+    """(class, attribute, wrapper) for an SDK's base client and client classes."""
     __tracebackhide__ = True
+    problem = sdks.problem(sdk)
+    base = getattr(getattr(package, "_base_client", None), "BaseClient", None)
+    original = base.__dict__.get("_build_request") if isinstance(base, type) else None
+    if base is None or original is None:
+        pytest.fail(
+            problem or f"{sdk.package} {sdks.installed(sdk)}: its clients cannot be bound",
+            pytrace=False,
+        )
+    found = [(base, "_build_request", _build_request(original, sdk, problem))]
+    if problem is not None:
+        return found
+    for name in sdk.clients:
+        cls = getattr(package, name, None)
+        if not isinstance(cls, type):
+            continue
+        if "_validate_headers" in cls.__dict__:
+            wrapper = _validate_headers(cls.__dict__["_validate_headers"])
+            found.append((cls, "_validate_headers", wrapper))
+        if sdk is sdks.OPENAI and "__init__" in cls.__dict__:
+            found.append((cls, "__init__", _keyed_init(cls.__dict__["__init__"], sdk)))
+    return found
+
+
+def _http_patches() -> list[tuple[type, str, Any]]:
+    """(class, attribute, wrapper) for the ``send`` of each HTTP library imported and not
+    wrapped yet (an SDK imports the one it uses)."""
     found: list[tuple[type, str, Any]] = []
-    for sdk in sdks.SDKS:
-        package = sdks.module(sdk)
-        if package is None:
-            continue
-        problem = sdks.problem(sdk)
-        base = getattr(getattr(package, "_base_client", None), "BaseClient", None)
-        original = base.__dict__.get("_build_request") if isinstance(base, type) else None
-        if base is None or original is None:
-            pytest.fail(
-                problem or f"{sdk.package} {sdks.installed(sdk)}: its clients cannot be bound",
-                pytrace=False,
-            )
-        found.append((base, "_build_request", _build_request(original, sdk, problem)))
-        if problem is not None:
-            continue
-        for name in sdk.clients:
-            cls = getattr(package, name, None)
-            if not isinstance(cls, type):
-                continue
-            if "_validate_headers" in cls.__dict__:
-                wrapper = _validate_headers(cls.__dict__["_validate_headers"])
-                found.append((cls, "_validate_headers", wrapper))
-            if sdk is sdks.OPENAI and "__init__" in cls.__dict__:
-                found.append((cls, "__init__", _keyed_init(cls.__dict__["__init__"], sdk)))
     for name in ("httpx", "httpx2"):
-        http = sys.modules.get(name) or _import(name)
-        if http is None:
+        http = sys.modules.get(name)
+        if http is None or any(cls is http.Client for cls, _, _ in _patched):
             continue
         found.append((http.Client, "send", _sync_send(http.Client.__dict__["send"])))
         found.append((http.AsyncClient, "send", _async_send(http.AsyncClient.__dict__["send"])))
     return found
 
 
-def _import(name: str) -> ModuleType | None:
-    try:
-        return __import__(name)
-    except ImportError:
-        return None
+def _install(found: list[tuple[type, str, Any]]) -> None:
+    for cls, name, wrapper in found:
+        _patched.append((cls, name, cls.__dict__[name]))
+        setattr(cls, name, wrapper)
+
+
+class _OnImport(importlib.abc.MetaPathFinder):
+    """An SDK imported while a test is bound is wrapped the moment its import ends: an
+    installed SDK the suite does not use is never imported (anthropic takes a second)."""
+
+    def __init__(self, waiting: dict[str, sdks.SDK]) -> None:
+        self.waiting = waiting
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        sdk = self.waiting.get(fullname)
+        if sdk is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        loader: Any = getattr(spec, "loader", None)
+        if spec is None or not hasattr(loader, "exec_module"):
+            return None
+        run = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            self.waiting.pop(fullname, None)
+            if _active is not None:
+                _install(_sdk_patches(sdk, module) + _http_patches())
+
+        loader.exec_module = exec_module
+        return spec
 
 
 #: The wrapped attributes and what they were, while a binding is active.
 _patched: list[tuple[type, str, Any]] = []
+_hook: _OnImport | None = None
 
 
 def activate(binding: Binding) -> None:
     """Bind every SDK client to ``binding``'s model until :func:`deactivate` (a model test:
     from its setup to the end of its teardown). An SDK that cannot be bound fails the test."""
     __tracebackhide__ = True
-    global _active
+    global _active, _hook
     deactivate()
     try:
-        for cls, name, wrapper in _patches():
-            _patched.append((cls, name, cls.__dict__[name]))
-            setattr(cls, name, wrapper)
+        waiting: dict[str, sdks.SDK] = {}
+        for sdk in sdks.SDKS:
+            package = sys.modules.get(sdk.package)
+            if package is not None:
+                _install(_sdk_patches(sdk, package))
+            elif sdks.installed(sdk) is not None:
+                waiting[sdk.package] = sdk
+        _install(_http_patches())
+        if waiting:
+            _hook = _OnImport(waiting)
+            sys.meta_path.insert(0, _hook)
     except BaseException:
         deactivate()
         raise
@@ -453,8 +492,12 @@ def activate(binding: Binding) -> None:
 
 def deactivate() -> None:
     """Every wrapped attribute back as it was; nothing of the test's binding is left."""
-    global _active
+    global _active, _hook
     _active = None
+    if _hook is not None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(_hook)
+        _hook = None
     while _patched:
         cls, name, original = _patched.pop()
         setattr(cls, name, original)
