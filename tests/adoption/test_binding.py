@@ -375,3 +375,102 @@ def test_an_sdk_release_outside_the_supported_range_stops_the_run(pytester, monk
             "suite does not use it)"
         ]
     )
+
+
+def test_a_model_free_failure_fails_the_run_whatever_the_models(pytester, monkeypatch):
+    """Failures of model-free tests are no model's: an optional model or a pass-rate gate
+    does not forgive them, and they are listed once, apart from the models'."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    write(
+        pytester,
+        config="""
+        [tool.llm-matrix.models.sim-a]
+        provider = "simulator"
+        required = false
+        simulate = { wrong = ["(?i)capital"], wrong_reply = "Lyon" }
+
+        [tool.llm-matrix.models.sim-b]
+        provider = "simulator"
+        required = false
+        """,
+    )
+    pytester.makepyfile(
+        """
+        import openai
+
+        def test_capital():
+            answer = openai.OpenAI(api_key="x").chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "capital of France?"}])
+            assert "Lyon" not in answer.choices[0].message.content
+
+        def test_broken_helper():
+            assert {}.get("x") == 1
+        """
+    )
+    for extra in ([], ["--llm-min-pass-rate=0.1"]):
+        result = pytester.runpytest(
+            "--models=sim-a,sim-b", "-p", "no:randomly", "--llm-report=r.json", *extra
+        )
+        result.assert_outcomes(passed=1, failed=3)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED, extra
+        result.stdout.fnmatch_lines(
+            [
+                "model-free: 1 test sent no request to the model under test on any model (2 runs*",
+                "model-free tests failed (whatever the model; they fail the run):",
+                "  test_a_model_free_failure_fails_the_run_whatever_the_models.py::"
+                "test_broken_helper[[]sim-a[]] (and on 1 more model)",
+            ]
+        )
+        report = json.loads((pytester.path / "r.json").read_text())
+        assert report["models"]["sim-a"]["outcomes"]["failed"] == 1  # test_capital only
+        assert report["models"]["sim-b"]["outcomes"]["failed"] == 0
+        assert report["failed_on_some"] == {
+            "test_a_model_free_failure_fails_the_run_whatever_the_models.py::test_capital": [
+                "sim-a"
+            ]
+        }
+    # the optional model's own failure alone is forgiven, as before
+    pytester.makepyfile(
+        test_a_model_free_failure_fails_the_run_whatever_the_models="""
+        import openai
+
+        def test_capital():
+            answer = openai.OpenAI(api_key="x").chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "capital of France?"}])
+            assert "Lyon" not in answer.choices[0].message.content
+        """
+    )
+    result = pytester.runpytest("--models=sim-a,sim-b")
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_route_to_a_model_without_its_key_says_so(pytester, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("JUDGE_KEY", raising=False)
+    write(
+        pytester,
+        config="""
+        [tool.llm-matrix.models.sim-a]
+        provider = "simulator"
+
+        [tool.llm-matrix.models.judge]
+        provider = "openai"
+        api_key_env = "JUDGE_KEY"
+
+        [tool.llm-matrix.auxiliary]
+        routes = { "gpt-4o" = "judge" }
+        """,
+    )
+    pytester.makepyfile(
+        """
+        import openai
+
+        def test_grade():
+            openai.OpenAI(api_key="x").chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "grade"}])
+        """
+    )
+    result = pytester.runpytest("--models=sim-a")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*auxiliary route 'gpt-4o' -> judge: JUDGE_KEY is not set*"])

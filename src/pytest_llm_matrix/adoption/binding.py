@@ -162,6 +162,11 @@ class Binding:
                     f"the {sdk.api} API",
                     pytrace=False,
                 )
+            if not model.api_key_set and not self.offline:
+                pytest.fail(
+                    f"auxiliary route {model_id!r} -> {routed}: {model.api_key_env} is not set",
+                    pytrace=False,
+                )
             about = {"kind": "routed", "alias": routed, "model": model.model, "sent": model_id}
             route = Route(account=routed, about=about, destination=routed)
             return Target(model, route, base_url(model) + path, rewrite=True)

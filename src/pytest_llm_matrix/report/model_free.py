@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pytest_llm_matrix.report.render import pasteable
 from pytest_llm_matrix.report.stats import JUDGED
 
 
@@ -30,11 +31,27 @@ def model_free(records: Iterable[Mapping[str, Any]]) -> set[str]:
     return {test for test in ran if not reached[test]}
 
 
-def hint(count: int, runs: int) -> str:
-    """What the summary says of them."""
-    tests = "1 test" if count == 1 else f"{count} tests"
-    return (
-        f"model-free: {tests} sent no request to the model under test on any model ({runs} "
-        f"run{'s' * (runs != 1)}, not in the rows above); narrow llm_sdks to the tests that "
-        "call a model: ini llm_sdks_paths, or an autouse fixture in their folder's conftest.py"
-    )
+def lines(records: Iterable[Mapping[str, Any]], free: set[str]) -> list[str]:
+    """What the summary says of them: how many, the hint, and those that failed (once each,
+    by the id of one of their runs, to paste back into pytest)."""
+    if not free:
+        return []
+    runs = [record for record in records if record.get("model_free")]
+    tests = "1 test" if len(free) == 1 else f"{len(free)} tests"
+    said = [
+        f"model-free: {tests} sent no request to the model under test on any model "
+        f"({len(runs)} run{'s' * (len(runs) != 1)}, not in the rows above); narrow llm_sdks to "
+        "the tests that call a model: ini llm_sdks_paths, or an autouse fixture in their "
+        "folder's conftest.py"
+    ]
+    failed: dict[str, list[str]] = {}
+    for record in runs:
+        if record["outcome"] in ("failed", "error"):
+            failed.setdefault(record["test"], []).append(record["nodeid"])
+    if failed:
+        said.append("model-free tests failed (whatever the model; they fail the run):")
+        for ids in failed.values():
+            more = len(ids) - 1
+            also = f" (and on {more} more model{'s' * (more != 1)})" if more else ""
+            said.append(f"  {pasteable(ids[0])}{also}")
+    return said

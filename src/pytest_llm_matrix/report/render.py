@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -111,6 +113,13 @@ def baseline_lines(comparison: Mapping[str, Any], most: int = 10) -> list[str]:
         if comparison.get(key):
             lines.append(plain(f"{title}: {', '.join(comparison[key])}"))
     return lines
+
+
+def pasteable(nodeid: str) -> str:
+    """A node id as a shell takes it: quoted when it holds spaces or shell characters."""
+    if re.fullmatch(r"[\w@%+=:,./\-\[\]]+", nodeid):
+        return nodeid
+    return shlex.quote(nodeid)
 
 
 def plain(text: str) -> str:

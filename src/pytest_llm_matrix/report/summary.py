@@ -13,7 +13,6 @@ import datetime
 import json
 import os
 import platform
-import re
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -402,27 +401,6 @@ class Summary:
                 self.failures[kind] -= count
                 self.failures["plain"] += count
 
-    def _model_free_lines(self) -> list[str]:
-        free = self.model_free or set()
-        if not free:
-            return []
-        records = [t for t in self.tests.values() if t.get("model_free")]
-        lines = [model_free.hint(len(free), len(records))]
-        failed: dict[str, list[str]] = {}
-        for test in records:
-            if test["outcome"] in ("failed", "error"):
-                failed.setdefault(test["test"], []).append(test["nodeid"])
-        if failed:
-            lines.append("model-free tests failed (whatever the model; they fail the run):")
-            for ids in failed.values():
-                more = (
-                    f" (and on {checks.counted(len(ids) - 1, 'more model')})"
-                    if len(ids) > 1
-                    else ""
-                )
-                lines.append(f"  {_pasteable(ids[0])}{more}")
-        return lines
-
     def _compare(self, session: pytest.Session) -> None:
         """--llm-baseline: this run against the baseline; --llm-fail-on-regression: a
         required model significantly worse than in the baseline fails the run."""
@@ -604,7 +582,7 @@ class Summary:
             if test.get("model_free"):
                 continue
             outcomes.setdefault(test["test"], {})[test["model"]] = test["outcome"]
-            label = _pasteable(self.verdict_ids.get(test["nodeid"], test["nodeid"]))
+            label = render.pasteable(self.verdict_ids.get(test["nodeid"], test["nodeid"]))
             if "verdict" in test:  # its id is the run that settled it: a real id to paste
                 verdict = test["verdict"]
                 label += f" ({verdict['passed']}/{checks.counted(verdict['runs'], 'run')} passed)"
@@ -637,7 +615,7 @@ class Summary:
             write(line, red=bad > 0, green=bad == 0)
         for name, reason in self._unavailable().items():
             write(f"{name}: unavailable: {reason}", yellow=True)
-        for line in self._model_free_lines():
+        for line in model_free.lines(self.tests.values(), self.model_free or set()):
             write(line, yellow=not line.startswith("  "))
         for line in self.auxiliary.lines():
             write(line)
@@ -891,15 +869,6 @@ def _first_line(report: pytest.TestReport) -> str:
         text = str(longrepr or "")
     text = text.strip()
     return text.splitlines()[0][:300] if text else ""
-
-
-def _pasteable(nodeid: str) -> str:
-    """A node id as a shell takes it: quoted when it holds spaces or shell characters."""
-    if re.fullmatch(r"[\w@%+=:,./\-\[\]]+", nodeid):
-        return nodeid
-    import shlex
-
-    return shlex.quote(nodeid)
 
 
 def _plus(total: float | None, cost: float | None) -> float | None:
