@@ -208,9 +208,6 @@ def _close_pooled_connections() -> None:
     """The fixtures' pooled connections end with the session (if a test opened any)."""
     import sys
 
-    binding = sys.modules.get("pytest_llm_matrix.adoption.binding")
-    if binding is not None:
-        binding.forget_clients()
     transport = sys.modules.get("pytest_llm_matrix.calls.transport")
     if transport is not None:
         transport.close_shared()
@@ -429,7 +426,7 @@ def header(config: pytest.Config) -> list[str] | None:
         lines.append(f"llm-matrix: auxiliary model ids (never rewritten): {', '.join(aux)}")
     maxfail = config.getoption("maxfail", 0) or 0
     if maxfail > 0 and len(settings.selected) > 1:
-        given = "-x" if maxfail == 1 else f"--maxfail={maxfail}"
+        given = "-x (--maxfail=1)" if maxfail == 1 else f"--maxfail={maxfail}"
         stop = (
             "the first failure of any model stops"
             if maxfail == 1

@@ -6,10 +6,11 @@ none pay nothing per test.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
@@ -96,6 +97,10 @@ class TestTracker:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.settings = config.stash[SETTINGS_KEY]
+        self.binding: Any = None  # the running test's (see pytest_llm_matrix.adoption)
+        #: pytest_llm_matrix.adoption.binding, once a test binds: this session's copy (an
+        #: in-process pytester run may import a module anew; its calls must meet one copy)
+        self.adoption: Any = None
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(
@@ -109,7 +114,7 @@ class TestTracker:
         try:
             return (yield)
         finally:
-            _unbind()
+            self._unbind()
             context.end()
             if model is not None:
                 if saved is None:
@@ -138,7 +143,7 @@ class TestTracker:
         try:
             result = yield
         finally:
-            _unbind()  # its fixtures (and their clients) are gone
+            self._unbind()  # its fixtures (and their clients) are gone
         if recording.active() is not None:
             recording.flush(context.current())
         return result
@@ -147,17 +152,43 @@ class TestTracker:
         """The SDK clients send the test's generation calls to ``model`` (a failure to bind
         is the test's setup error)."""
         # lazy: the SDKs load only in a test that binds them
-        from pytest_llm_matrix.adoption.binding import Binding, activate
+        from pytest_llm_matrix.adoption import binding
 
         config = self.config
-        activate(
-            Binding(
-                resolved(config, model),
-                self.settings,
-                functools.partial(resolved, config),
-                offline=self.settings.record in OFFLINE_MODES,
-            )
+        if self.adoption is None:
+            self.adoption = binding
+            binding.install()
+            config.add_cleanup(binding.uninstall)
+            config.add_cleanup(binding.forget_clients)
+        self.binding = self.adoption.Binding(
+            resolved(config, model),
+            self.settings,
+            functools.partial(resolved, config),
+            offline=self.settings.record in OFFLINE_MODES,
         )
+        self.adoption.activate(self.binding)
+
+    def _unbind(self) -> None:
+        """The test's SDK binding, if it had one, is over."""
+        if self.binding is None:
+            return
+        found, self.binding = self.binding, None
+        self.adoption.deactivate(found)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        """A fixture whose value the tests of several models share is being set up: a
+        generation call from it would be one model's answer for all (see the binding)."""
+        binding = self.binding
+        if binding is None or fixturedef.scope == "function":
+            return (yield)
+        binding.shared.append((fixturedef.argname, fixturedef.scope))
+        try:
+            return (yield)
+        finally:
+            binding.shared.pop()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -182,7 +213,7 @@ class TestTracker:
             setattr(report, SPEND_ATTR, spend)
         if ctx is not None and (auxiliary := ctx.take_auxiliary()) is not None:
             setattr(report, AUX_ATTR, auxiliary)
-        if ctx is not None and SDKS_FIXTURE in getattr(item, "fixturenames", ()):
+        if ctx is not None and _adopted(item):
             setattr(report, REACHED_ATTR, ctx.reached)  # it may be model-free
         if ctx is not None and ctx.refused_by_budget and report.skipped:
             setattr(report, BUDGET_ATTR, True)
@@ -199,11 +230,36 @@ class TestTracker:
         return report
 
 
-def _unbind() -> None:
-    """The test's SDK binding, if it had one, is over."""
-    binding = sys.modules.get("pytest_llm_matrix.adoption.binding")
-    if binding is not None:
-        binding.deactivate()
+#: The fixtures with which a test asks for a model itself (it always counts in its row).
+MODEL_FIXTURES: Final = frozenset(
+    {
+        "llm",
+        "llm_model",
+        "llm_http_client",
+        "llm_async_http_client",
+        "llm_httpx_client",
+        "llm_async_httpx_client",
+        "openai_client",
+        "async_openai_client",
+        "anthropic_client",
+        "async_anthropic_client",
+        "llm_snapshot",
+    }
+)
+ADOPTED_KEY: Final = pytest.StashKey[bool]()
+
+
+def _adopted(item: pytest.Item) -> bool:
+    """Whether ``item`` is a model test only because ``llm_sdks`` made it one (not asking
+    for a model itself): it may then be model-free."""
+    found = item.stash.get(ADOPTED_KEY, None)
+    if found is None:
+        own: set[str] = set()
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            own = set(inspect.signature(item.obj).parameters)  # type: ignore[attr-defined]
+        found = SDKS_FIXTURE in getattr(item, "fixturenames", ()) and not own & MODEL_FIXTURES
+        item.stash[ADOPTED_KEY] = found
+    return found
 
 
 class TimeoutHooks:

@@ -22,6 +22,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "method": self.command,
                 "path": self.path,
                 "authorization": self.headers.get("authorization") or self.headers.get("x-api-key"),
+                "headers": {k.lower(): v for k, v in self.headers.items()},
                 "body": body.decode("utf-8", "replace"),
             }
         )

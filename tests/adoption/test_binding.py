@@ -164,31 +164,59 @@ def test_replay_refuses_a_module_client_built_before_the_first_test(pytester, pr
 
 @pytest.mark.sdk
 def test_a_simulated_model_refuses_an_auxiliary_request_that_would_leave(pytester, provider):
+    """Under a simulated model nothing leaves the machine: an auxiliary request to another
+    host fails the test, not sent; one to this machine (the suite's own local server) or
+    answered in the process (httpx's MockTransport) goes as its client sends it."""
     write(pytester)
     pytester.makepyfile(
         """
+        import httpx2
         import openai
 
-        def test_unrouted():
-            openai.OpenAI().embeddings.create(model="ada-002", input="hi")
+        def test_elsewhere():
+            client = openai.OpenAI(base_url="https://api.example.invalid/v1")
+            client.embeddings.create(model="ada-002", input="hi")
+
+        def test_on_this_machine():
+            answer = openai.OpenAI().embeddings.create(model="ada-002", input="hi")
+            assert answer.data[0].embedding == [1.0, 0.0]
+
+        def test_mocked():
+            def handler(request):
+                return httpx2.Response(200, json={"object": "list", "model": "m", "data": [
+                    {"object": "embedding", "index": 0, "embedding": [0.5]}],
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+            mocked = openai.OpenAI(
+                base_url="https://api.example.invalid/v1",
+                http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+            )
+            assert mocked.embeddings.create(model="ada-002", input="hi").data[0].embedding == [0.5]
 
         def test_routed():
             answer = openai.OpenAI().embeddings.create(model="text-embedding-3-small", input="hi")
             assert answer.data[0].embedding
         """
     )
+    if sdks.http_library(sdks.OPENAI) == "httpx":  # openai 1.x and 2.x take httpx clients
+        path = (
+            pytester.path
+            / "test_a_simulated_model_refuses_an_auxiliary_request_that_would_leave.py"
+        )
+        path.write_text(path.read_text().replace("httpx2", "httpx"))
     result = pytester.runpytest_subprocess("--models=sim-a", "--llm-report=r.json")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*sim-a is simulated, so no request leaves this machine: an openai.OpenAI sent "
-            f"POST /embeddings to {provider.url.removesuffix('/v1')} (model ada-002) with its "
-            "own key; it was not sent. Route its model id to a configured model*"
+            "POST /embeddings to https://api.example.invalid (model ada-002) with its own "
+            "key; it was not sent. Route its model id to a configured model*"
         ]
     )
-    assert provider.requests == []
+    assert [r["path"] for r in provider.requests] == ["/v1/embeddings"]
     report = json.loads((pytester.path / "r.json").read_text())
+    host = provider.url.split("//")[1].split("/")[0]
     assert report["auxiliary"]["embedder"]["requests"] == 1
+    assert report["auxiliary"][f"ada-002 @ {host}"]["requests"] == 1
     assert report["models"]["sim-a"]["requests"] == 0
 
 
@@ -251,7 +279,9 @@ def test_auxiliary_requests_are_recorded_and_replayed_with_the_tests_own(pyteste
             assert vector.data[0].embedding and answer.choices[0].message.content
         """
     )
-    pytester.runpytest_subprocess("--models=sim-a", "--llm-record=all").assert_outcomes(passed=1)
+    recorded = pytester.runpytest_subprocess("--models=sim-a", "--llm-record=all")
+    recorded.assert_outcomes(passed=1)
+    recorded.stdout.fnmatch_lines(["--llm-record=all: 2 requests sent and recorded"])
     (path,) = (pytester.path / "llm_cassettes/sim-a").glob("*/test_both.json")
     recording = json.loads(path.read_text())
     assert [i["request"]["path"] for i in recording["interactions"]] == [
@@ -262,6 +292,7 @@ def test_auxiliary_requests_are_recorded_and_replayed_with_the_tests_own(pyteste
         "--models=sim-a", "--llm-record=replay", "--llm-report=r.json"
     )
     replay.assert_outcomes(passed=1)
+    replay.stdout.fnmatch_lines(["--llm-record=replay: 2 requests replayed, none sent"])
     report = json.loads((pytester.path / "r.json").read_text())
     assert report["models"]["sim-a"]["replayed"] == 1
     assert report["auxiliary"]["embedder"]["replayed"] == 1
@@ -320,7 +351,8 @@ def test_x_with_several_models_says_what_it_stops(pytester, write_config):
     result = pytester.runpytest("-x", "--models=sim-fast,sim-weak")
     result.stdout.fnmatch_lines(
         [
-            "llm-matrix: -x counts failures across all 2 models: the first failure of any "
+            "llm-matrix: -x (--maxfail=1) counts failures across all 2 models: the first "
+            "failure of any "
             "model stops every model's tests; add --maxfail=0 to run the whole matrix"
         ]
     )
@@ -474,3 +506,419 @@ def test_a_route_to_a_model_without_its_key_says_so(pytester, monkeypatch):
     result = pytester.runpytest("--models=sim-a")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*auxiliary route 'gpt-4o' -> judge: JUDGE_KEY is not set*"])
+
+
+def real_model(pytester, url: str, ini: str = 'usefixtures = ["llm_sdks"]') -> None:
+    """A project whose model under test is a real (OpenAI-compatible) one at ``url``."""
+    write(
+        pytester,
+        config=f"""
+        [tool.llm-matrix.models.real]
+        provider = "openai-compatible"
+        model = "real-model"
+        base_url = "{url}"
+        api_key_env = "REAL_KEY"
+        """,
+        ini=ini,
+    )
+
+
+@pytest.mark.sdk
+def test_a_bound_request_carries_none_of_the_clients_own_credentials(pytester, monkeypatch):
+    """Only the APIs' own headers and query parameters go on to the model under test:
+    a gateway's key in a default header, a proxy's credentials, a key in the query stay
+    with the client (and out of the recordings)."""
+    monkeypatch.setenv("REAL_KEY", "sk-test-of-the-model-7f3a")
+    with Provider() as model_server:
+        real_model(pytester, model_server.url)
+        pytester.makepyfile(
+            f"""
+            import {sdks.http_library(sdks.OPENAI)} as http
+            import openai
+
+            def test_chat():
+                client = openai.OpenAI(
+                    api_key="sk-the-clients-own-5e1b",
+                    default_headers={{"Helicone-Auth": "Bearer sk-helicone-9c2d",
+                                     "x-portkey-api-key": "pk-secret-4a4a",
+                                     "Proxy-Authorization": "Basic c2VjcmV0"}},
+                    default_query={{"key": "query-secret-77e0"}},
+                    http_client=http.Client(headers={{"X-Gateway-Key": "gw-secret-31f9"}}),
+                )
+                answer = client.chat.completions.create(
+                    model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+                assert answer.choices[0].message.content == "from the real provider"
+            """
+        )
+        result = pytester.runpytest_subprocess("--models=real", "--llm-record=all")
+        result.assert_outcomes(passed=1)
+    (sent,) = model_server.requests
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["authorization"] == "Bearer sk-test-of-the-model-7f3a"
+    assert json.loads(sent["body"])["model"] == "real-model"
+    text = json.dumps(sent) + "".join(
+        path.read_text() for path in pytester.path.rglob("llm_cassettes/**/*.json")
+    )
+    for secret in ("5e1b", "9c2d", "4a4a", "c2VjcmV0", "77e0", "31f9"):
+        assert secret not in text, secret
+
+
+@pytest.mark.sdk
+def test_an_auxiliary_request_keeps_its_clients_transport_auth_hooks_and_errors(
+    pytester, provider, simulator, monkeypatch
+):
+    """Sent where its client sends it, through the client's own HTTP client: its auth flow
+    and event hooks run; its connection errors come to the client (which turned retries
+    off) as the client's own, once."""
+    sim = simulator({"models": {"real-model": {}}})
+    real_model(pytester, f"{sim.url}/v1")
+    monkeypatch.setenv("REAL_KEY", "sk-test-of-the-model-7f3a")
+    http = sdks.http_library(sdks.OPENAI)
+    pytester.makepyfile(
+        f"""
+        import {http} as http
+        import openai
+
+        class Signed(http.Auth):
+            def auth_flow(self, request):
+                request.headers["x-signed"] = "yes"
+                yield request
+
+        def hook(request):
+            request.headers["x-hooked"] = "yes"
+
+        def test_hooks_and_auth():
+            client = openai.OpenAI(http_client=http.Client(
+                auth=Signed(), event_hooks={{"request": [hook]}}))
+            client.embeddings.create(model="text-embedding-3-small", input="hi")
+
+        def test_unreachable():
+            client = openai.OpenAI(base_url="http://127.0.0.1:1/v1", max_retries=0)
+            try:
+                client.embeddings.create(model="text-embedding-3-small", input="hi")
+            except openai.APIConnectionError:
+                return
+            raise AssertionError("no connection error")
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--models=real", "--llm-report=r.json", "-p", "no:randomly"
+    )
+    result.assert_outcomes(passed=2)
+    (sent,) = provider.requests
+    assert (sent["headers"].get("x-signed"), sent["headers"].get("x-hooked")) == ("yes", "yes")
+    rows = json.loads((pytester.path / "r.json").read_text())["auxiliary"]
+    assert rows["text-embedding-3-small @ 127.0.0.1:1"]["attempts"] == 1
+
+
+def test_a_client_given_a_placeholder_key_refuses_outside_model_tests(pytester, provider):
+    """openai refuses to build a client without a key; in a model test it gets a
+    placeholder (its requests carry the model's key), and outside one it refuses to send,
+    as it would have refused to be built: the placeholder never leaves."""
+    pytester.monkeypatch = None  # (the provider fixture set the environment)
+    import os
+
+    os.environ.pop("OPENAI_API_KEY", None)
+    write(pytester, ini='llm_sdks_paths = ["test_llm.py"]')
+    pytester.makepyfile(
+        app="""
+        import functools
+        import openai
+
+        @functools.cache
+        def client():
+            return openai.OpenAI()
+        """,
+        test_llm="""
+        import app
+
+        def test_model():
+            answer = app.client().chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert "sim-a" in answer.choices[0].message.content
+        """,
+        test_unit="""
+        import openai
+        import pytest
+
+        import app
+
+        def test_after():
+            with pytest.raises(openai.OpenAIError, match="OPENAI_API_KEY"):
+                app.client().chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        """,
+    )
+    result = pytester.runpytest_subprocess("--models=sim-a", "-p", "no:randomly", "-n", "1")
+    result.assert_outcomes(passed=2)
+    assert provider.requests == []
+
+
+@pytest.mark.sdk
+def test_a_generation_call_from_a_fixture_shared_by_every_model_fails(pytester, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    write(pytester)
+    pytester.makepyfile(
+        """
+        import openai
+        import pytest
+
+        CLIENT = openai.OpenAI()
+
+        @pytest.fixture(scope="module")
+        def summary():
+            return CLIENT.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "summarize"}])
+
+        @pytest.fixture(scope="module")
+        def vectors():  # auxiliary work shared by every model: fine
+            return CLIENT.embeddings.create(model="text-embedding-3-small", input="a")
+
+        def test_summary(summary):
+            pass
+
+        def test_vectors(vectors):
+            assert vectors.data
+        """
+    )
+    result = pytester.runpytest("--models=sim-a,sim-b", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*sim-a: the module-scoped fixture 'summary' sent POST /chat/completions through an "
+            "openai.OpenAI: its value is shared by the tests of every model, which would all "
+            "get sim-a's answer. Make it function-scoped, or keep its results per model*"
+        ]
+    )
+
+
+def test_model_free_is_for_tests_only_llm_sdks_made_model_tests(pytester, monkeypatch):
+    """A test that asks for a model itself counts, request or not; a model-free test is
+    left out of the rows whatever its outcome (a skip, an xfail); a skip the plugin made for
+    the model (its key missing) is no sign of a model-free test."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("UNSET_KEY_FOR_TEST", raising=False)
+    write(
+        pytester,
+        config="""
+        [tool.llm-matrix.models.sim-a]
+        provider = "simulator"
+
+        [tool.llm-matrix.models.keyless]
+        provider = "openai"
+        api_key_env = "UNSET_KEY_FOR_TEST"
+        """,
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_asks_for_the_model(llm_model):
+            assert llm_model.name
+
+        def test_asks_for_llm(llm):
+            pass
+
+        @pytest.mark.skip(reason="not today")
+        def test_skipped():
+            pass
+
+        @pytest.mark.xfail(reason="known")
+        def test_xfailed():
+            assert False
+
+        def test_plain():
+            pass
+        """
+    )
+    result = pytester.runpytest("--models=sim-a,keyless", "--llm-report=r.json")
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["model_free"] == [
+        "test_model_free_is_for_tests_only_llm_sdks_made_model_tests.py::test_plain",
+        "test_model_free_is_for_tests_only_llm_sdks_made_model_tests.py::test_skipped",
+        "test_model_free_is_for_tests_only_llm_sdks_made_model_tests.py::test_xfailed",
+    ]
+    row = report["models"]["sim-a"]["outcomes"]
+    assert (row["passed"], row["skipped"], row["xfailed"]) == (2, 0, 0)
+    assert report["models"]["keyless"]["outcomes"]["skipped"] == 2  # its key is missing
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_unittest_tests_and_doctests_run_once_unbound(pytester, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    write(pytester)
+    pytester.makepyfile(
+        '''
+        import unittest
+
+        def double(x):
+            """
+            >>> double(2)
+            4
+            """
+            return 2 * x
+
+        class TestCase(unittest.TestCase):
+            def test_it(self):
+                self.assertEqual(double(1), 2)
+
+        def test_plain():
+            assert double(3) == 6
+        '''
+    )
+    result = pytester.runpytest("--models=sim-a,sim-b", "--doctest-modules", "-v")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*::TestCase::test_it PASSED*",
+            "*::test_unittest_tests_and_doctests_run_once_unbound.double PASSED*",
+            "*::test_plain[[]sim-a[]] PASSED*",
+            "*::test_plain[[]sim-b[]] PASSED*",
+        ]
+    )
+
+
+def test_a_wrapper_someone_puts_on_send_stays(pytester, monkeypatch):
+    """An instrumentation library wrapping the HTTP client's send during a model test (as
+    sentry does) keeps its wrapper: the plugin's own passes everything through outside a
+    binding and is never taken off from under another."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    write(pytester)
+    http = sdks.http_library(sdks.OPENAI)
+    pytester.makeconftest(
+        f"""
+        import {http} as http
+        import pytest
+
+        SENT = []
+
+        @pytest.fixture(scope="session", autouse=True)
+        def instrument():
+            original = http.Client.send
+
+            def send(self, request, **kwargs):
+                SENT.append(request.url.path)
+                return original(self, request, **kwargs)
+
+            http.Client.send = send
+        """
+    )
+    pytester.makepyfile(
+        """
+        import openai
+        import conftest
+
+        def test_1():
+            openai.OpenAI(api_key="x").chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+
+        def test_2():
+            openai.OpenAI(api_key="x").chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert len(conftest.SENT) >= 2
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=sim-a", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+
+
+@pytest.mark.sdk
+def test_an_absolute_url_is_auxiliary_and_not_sent_in_a_replay(pytester, provider):
+    write(pytester)
+    http = sdks.http_library(sdks.OPENAI)
+    pytester.makepyfile(
+        f"""
+        import {http} as http
+        import openai
+
+        def test_absolute():
+            openai.OpenAI().post(  # a URL of its own, not under the client's base URL
+                "http://127.0.0.1:9/v1/chat/completions", cast_to=http.Response,
+                body={{"model": "gpt-4o", "messages": []}})
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=sim-a", "--llm-record=replay")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*no recording of this request to http://127.0.0.1:9 (an openai.OpenAI), not sent*"]
+    )
+    assert provider.requests == []
+
+
+@pytest.mark.parametrize(
+    ("paths", "expected"),
+    [
+        ('["test/llm"]', "ERROR: ini llm_sdks_paths: test/llm does not exist (in *)"),
+        ('["tests/*_e3e.py"]', "ERROR: ini llm_sdks_paths: tests/*_e3e.py matches no file*"),
+    ],
+)
+def test_llm_sdks_paths_that_name_nothing_are_usage_errors(pytester, paths, expected):
+    write(pytester, ini=f"llm_sdks_paths = {paths}")
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests/test_a_e2e.py").write_text("def test_x():\n    pass\n")
+    result = pytester.runpytest("--models=sim-a")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([expected])
+
+
+def test_a_cloud_provider_client_is_not_bound(pytester, monkeypatch):
+    """openai's provider= clients (Bedrock, ...) sign for their cloud: they are not pointed
+    at the model under test, nor broken (no placeholder key where they need none); under a
+    simulated model their calls would leave the machine and are refused."""
+    openai_sdk = pytest.importorskip("openai")
+    if not hasattr(openai_sdk, "providers"):
+        pytest.skip("this openai release has no provider= clients")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    write(pytester)
+    pytester.makepyfile(
+        """
+        import openai
+
+        def test_bedrock():
+            client = openai.OpenAI(provider=openai.providers.bedrock(region="us-east-1",
+                                                                       api_key="x"))
+            client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        """
+    )
+    result = pytester.runpytest("--models=sim-a")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*sim-a is simulated, so no request leaves this machine: an openai.OpenAI sent "
+         "POST /chat/completions to https://bedrock-* (model gpt-4o)*"]
+    )  # fmt: skip
+
+
+def test_a_pytester_run_inside_a_bound_test_gives_the_binding_back(pytester, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    write(pytester)
+    pytester.makepyfile(
+        """
+        import openai
+
+        pytest_plugins = ["pytester"]
+        INNER = open(__file__.replace(".py", ".toml")).read()
+
+        def ask():
+            return openai.OpenAI().chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+            ).choices[0].message.content
+
+        def test_outer(pytester):
+            assert "sim-a" in ask()
+            pytester.makefile(".toml", pyproject=INNER)
+            pytester.makepyfile("import openai\\n\\ndef test_inner():\\n"
+                                "    openai.OpenAI().models\\n")
+            pytester.runpytest("--models=sim-b").assert_outcomes(passed=1)
+            assert "sim-a" in ask()
+        """
+    )
+    config = (pytester.path / "pyproject.toml").read_text()
+    (
+        pytester.path / "test_a_pytester_run_inside_a_bound_test_gives_the_binding_back.toml"
+    ).write_text(config)
+    result = pytester.runpytest_subprocess("--models=sim-a", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)

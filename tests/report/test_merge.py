@@ -168,3 +168,26 @@ def test_a_test_model_free_in_one_job_but_not_another_is_counted_again():
         1.0,
     )
     assert [t.get("model_free") for t in merged["tests"]] == [None, True, None, True]
+
+
+def test_a_tampered_model_free_test_gives_no_traceback():
+    from pytest_llm_matrix.report.merge import merge
+
+    def test(model, free, **extra):
+        entry = {
+            "nodeid": f"t.py::test_x[{model}]",
+            "test": "t.py::test_x",
+            "model": model,
+            "outcome": "passed",
+            "duration": 0.1,
+            "cost_usd": 0.0,
+            "spend": {},
+            **extra,
+        }
+        return entry | ({"model_free": True} if free else {})
+
+    for runs in ("abc", [{}], [{"outcome": 5}], None):
+        one = _report("sim-a", [test("sim-a", True, runs=runs)], 0, 0)
+        two = _report("sim-b", [test("sim-b", False)], 1, 1)
+        merged = merge([("a.json", one), ("b.json", two)])
+        assert merged["models"]["sim-a"]["runs_judged"] == 1, runs

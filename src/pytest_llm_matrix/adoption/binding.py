@@ -4,23 +4,31 @@ SDK client go to the model under test, wherever and whenever the client was buil
 A client built inside the test, one cached at module level or by a module- or
 session-scoped fixture, openai's module-level client (``openai.chat.completions.create``),
 sync or async: all make their requests in the SDK's ``BaseClient._build_request`` and send
-them with their HTTP client's ``send``. For the length of a model test both are wrapped:
+them with their HTTP client's ``send``. Both are wrapped, and while a model test runs:
 
 - a *generation* call (see :mod:`pytest_llm_matrix.adoption.routes`) is rebuilt for the
-  model under test (its base URL and key, the client's own credentials dropped) and sent
-  through the plugin's transport: caps, retries within the test's deadline, usage and cost
-  in the model's row, recording and replay, its ``model`` rewritten to the model's id;
-- an *auxiliary* call (embeddings, moderations, token counting, files, a judge whose model
-  id is listed in ``[tool.llm-matrix.auxiliary]``) is never rewritten: it goes where its
-  client sent it, with the client's own key, or to the configured model its id is routed
-  to; either way through the plugin's transport, counted in a row of its own, recorded and
-  replayed with the test's recordings. With a simulated model under test, one that would
-  leave the machine fails the test instead, naming the client and the URL;
-- the SDK's own retries stay off (every answer says ``x-should-retry: false``): the
-  plugin's transport has retried already.
+  model under test (its base URL and key; of the client's headers and query only those of
+  the API itself, never its credentials) and sent through the plugin's transport: caps,
+  retries within the test's deadline, usage and cost in the model's row, recording and
+  replay, its ``model`` rewritten to the model's id; the SDK's own retries stay off (every
+  answer says ``x-should-retry: false``). A generation call from a fixture shared by the
+  tests of several models (module- or session-scoped) fails: its answer would be one
+  model's for all;
+- an *auxiliary* call (embeddings, moderations, token counting, files; a model id listed
+  in ``[tool.llm-matrix.auxiliary]``; a client the plugin cannot point elsewhere: Bedrock,
+  Vertex, openai's ``provider=`` clients, a URL of its own) is never rewritten. Routed, it
+  goes to the configured model its id names, like a generation call but counted in that
+  model's auxiliary row. Otherwise it goes where its client sends it, through the client's
+  own HTTP client (its transport, auth, hooks, retries), and the plugin only watches:
+  counted in a row of its own, recorded and replayed with the test's recordings. One
+  answered in the process (an ``httpx.MockTransport``) is left alone. Under a simulated
+  model, one that would leave the machine fails the test, naming the client and the URL;
+  under ``--llm-record=replay`` none is sent.
 
-Outside model tests nothing is wrapped: clients behave as without the plugin. A client the
-plugin's fixtures built (``openai_client``) is left alone: it goes to its model already.
+Outside model tests the wrappers pass everything through: clients behave as without the
+plugin (a client that got a placeholder key in a model test refuses, as it would have
+refused to be built). A client the plugin's fixtures built (``openai_client``) is left
+alone: it goes to its model already.
 """
 
 from __future__ import annotations
@@ -30,13 +38,15 @@ import contextvars
 import dataclasses
 import importlib.abc
 import importlib.machinery
+import ipaddress
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import cache
 from types import ModuleType
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
@@ -55,24 +65,35 @@ from pytest_llm_matrix.config.options import Settings
 
 #: Where a bound request carries its :class:`Target`, from building to sending.
 TAG: Final = "llm_matrix.target"
-#: The key an openai client gets when it is built in a model test with none given and none
-#: in the environment (openai refuses to be built without one). It is never sent: bound
-#: requests carry the model's key; outside model tests it is an unknown key.
+#: The key an openai client gets when it is built in a model test with no credentials given
+#: or in the environment (openai refuses to be built without one). It is never sent: bound
+#: requests carry the model's key, and outside model tests such a client refuses to send.
 PLACEHOLDER_KEY: Final = "llm-matrix-placeholder-key"
-#: A client's headers that are not passed on to the model under test: its own credentials,
-#: its organization, and what the new URL and body decide.
-_DROPPED: Final = frozenset(
+#: The headers of a client's request that go on to the model under test: those of the APIs
+#: themselves. Everything else (credentials in any header, a gateway's or a proxy's keys,
+#: cookies, the organization) stays with the client.
+_KEPT_HEADERS: Final = frozenset(
     {
-        "host",
-        "cookie",
-        "authorization",
-        "x-api-key",
-        "api-key",
-        "openai-organization",
-        "openai-project",
+        "accept",
+        "accept-encoding",
+        "content-type",
+        "content-length",
+        "user-agent",
+        "openai-beta",
+        "anthropic-version",
+        "anthropic-beta",
+        "idempotency-key",
     }
 )
+_KEPT_HEADER_PREFIXES: Final = ("x-stainless-",)
+#: The query parameters of the APIs' generation calls (Anthropic's beta flag, Responses'
+#: include and paging): a client's ``default_query`` may carry secrets of its own.
+_KEPT_QUERY: Final = frozenset(
+    {"beta", "include", "include[]", "stream", "starting_after", "after", "before", "limit"}
+)
 _TIMEOUTS: Final = ("connect", "read", "write", "pool")
+#: Fixture scopes whose value the tests of several models share.
+_SHARED_SCOPES: Final = ("class", "module", "package", "session")
 
 #: Set while the SDK builds a request that will be bound: its own check that a key is set
 #: (anthropic's ``_validate_headers``) does not apply, the model's key is added after.
@@ -83,7 +104,7 @@ _BUILDING: Final = contextvars.ContextVar("llm_matrix_building", default=False)
 class Target:
     """Where one SDK request goes: ``model`` (the model under test, a routed model, or the
     destination its client chose), counted as ``route`` says, at ``url`` (None: the URL the
-    client built, with its own credentials)."""
+    client built, sent by the client's own HTTP client with its own credentials)."""
 
     model: Model
     route: Route | None
@@ -100,9 +121,17 @@ class Target:
         if self.url is None:
             request.extensions[TAG] = self
             return request
-        query = request.url.query
-        url = self.url + ("?" + query.decode("ascii") if query else "")
-        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _DROPPED]
+        kept = [
+            (name, value)
+            for name, value in parse_qsl(request.url.query.decode("ascii"), keep_blank_values=True)
+            if name in _KEPT_QUERY
+        ]
+        url = self.url + ("?" + urlencode(kept) if kept else "")
+        headers = [
+            (k, v)
+            for k, v in request.headers.multi_items()
+            if k.lower() in _KEPT_HEADERS or k.lower().startswith(_KEPT_HEADER_PREFIXES)
+        ]
         names = {k.lower() for k, _ in headers}
         if (key := self.model.api_key()) is not None:
             anthropic = self.model.api == "anthropic"
@@ -138,66 +167,90 @@ class Binding:
         self.registry = settings.registry
         self.resolve = resolve
         self.offline = offline  # replaying: nothing leaves the machine, recordings answer
+        #: the fixtures of a shared scope being set up (see tracking): (name, scope)
+        self.shared: list[tuple[str, str]] = []
 
     def target(self, sdk: sdks.SDK, client: Any, options: Any) -> Target | None:
         """Where the request ``options`` describes goes (None: left as it is)."""
         __tracebackhide__ = True
         method = str(options.method).upper()
-        client_url = str(client.base_url)
-        path = str(options.url)
-        if "://" in path:
-            if not path.startswith(client_url.rstrip("/")):
-                return None  # a URL of its own choosing, elsewhere: not the API's
-            path = path[len(client_url.rstrip("/")) :]
-        path = routes.canonical(sdk.api, path)
+        client_url = str(client.base_url).rstrip("/")
+        url = str(client._prepare_url(str(options.url)))
+        path = url[len(client_url) :] if url.startswith(client_url) else None
         model_id = _model_id(options)
-        shown = f"{method} {path}"
+        shown = f"{method} {routes.canonical(sdk.api, path or urlsplit(url).path)}"
+        if _in_process(client, url):
+            return None  # a mock answers it: nothing leaves, nothing to bind
         routed = self.registry.routes.get(model_id) if model_id is not None else None
-        if routed is not None:
-            model = self.resolve(self.registry.models[routed])
-            if model.api != sdk.api:
-                pytest.fail(
-                    f"auxiliary route {model_id!r} -> {routed}: {routed} speaks the "
-                    f"{model.api} API, but {_client_name(client)} sent {shown}, a request of "
-                    f"the {sdk.api} API",
-                    pytrace=False,
-                )
-            if not model.api_key_set and not self.offline:
-                pytest.fail(
-                    f"auxiliary route {model_id!r} -> {routed}: {model.api_key_env} is not set",
-                    pytrace=False,
-                )
-            about = {"kind": "routed", "alias": routed, "model": model.model, "sent": model_id}
-            route = Route(account=routed, about=about, destination=routed)
-            return Target(model, route, base_url(model) + path, rewrite=True)
-        kind = routes.kind_of(sdk.api, path)
-        if kind != "auxiliary" and model_id not in self.registry.auxiliary:
-            if self.model.api != sdk.api:
-                if (ctx := context.current()) is not None:
-                    ctx.reached = True  # a call to the model under test, if it could go
-                pytest.fail(
-                    f"{self.model.name} speaks the {self.model.api} API, but the code under "
-                    f"test sent {shown} through {_client_name(client)}, a client of the "
-                    f"{sdk.api} API; run this test on {sdk.api}-API models only "
-                    "(@pytest.mark.llm(models=...))",
-                    pytrace=False,
-                )
-            return Target(self.model, None, base_url(self.model) + path, rewrite=True)
-        return self._direct(sdk, client, client_url, shown, model_id)
+        if routed is not None and path is not None:
+            return self._routed(sdk, client, str(model_id), routed, routes.canonical(sdk.api, path))
+        kind = routes.kind_of(sdk.api, path) if path is not None else "auxiliary"
+        bindable = getattr(client, "_provider", None) is None  # openai's provider= clients
+        if kind != "auxiliary" and model_id not in self.registry.auxiliary and bindable:
+            assert path is not None
+            self._check_generation(sdk, client, shown)
+            return Target(
+                self.model, None, base_url(self.model) + routes.canonical(sdk.api, path), True
+            )
+        return self._direct(sdk, client, url, shown, model_id)
+
+    def _check_generation(self, sdk: sdks.SDK, client: Any, shown: str) -> None:
+        """A generation call may go to the model under test: same API, and not from a
+        fixture whose value the tests of other models share."""
+        __tracebackhide__ = True
+        if (ctx := context.current()) is not None:
+            ctx.reached = True  # a call to the model under test, whether it may go or not
+        name = self.model.name
+        if self.model.api != sdk.api:
+            pytest.fail(
+                f"{name} speaks the {self.model.api} API, but the code under test sent "
+                f"{shown} through {_client_name(client)}, a client of the {sdk.api} API; run "
+                f"this test on {sdk.api}-API models only (@pytest.mark.llm(models=...))",
+                pytrace=False,
+            )
+        if self.shared:
+            fixture, scope = self.shared[-1]
+            pytest.fail(
+                f"{name}: the {scope}-scoped fixture {fixture!r} sent {shown} through "
+                f"{_client_name(client)}: its value is shared by the tests of every model, "
+                f"which would all get {name}'s answer. Make it function-scoped, or keep its "
+                "results per model (a dict keyed by pytest_llm_matrix.current_model(), filled "
+                "by a function-scoped fixture: see the README's 'Work shared by a module's "
+                "tests')",
+                pytrace=False,
+            )
+
+    def _routed(self, sdk: sdks.SDK, client: Any, model_id: str, routed: str, path: str) -> Target:
+        __tracebackhide__ = True
+        model = self.resolve(self.registry.models[routed])
+        if model.api != sdk.api:
+            pytest.fail(
+                f"auxiliary route {model_id!r} -> {routed}: {routed} speaks the {model.api} "
+                f"API, but {_client_name(client)} sent {path}, a request of the {sdk.api} API",
+                pytrace=False,
+            )
+        if not model.api_key_set and not self.offline:
+            pytest.fail(
+                f"auxiliary route {model_id!r} -> {routed}: {model.api_key_env} is not set",
+                pytrace=False,
+            )
+        about = {"kind": "routed", "alias": routed, "model": model.model, "sent": model_id}
+        route = Route(account=routed, about=about, destination=routed)
+        return Target(model, route, base_url(model) + path, rewrite=True)
 
     def _direct(
-        self, sdk: sdks.SDK, client: Any, client_url: str, shown: str, model_id: str | None
+        self, sdk: sdks.SDK, client: Any, url: str, shown: str, model_id: str | None
     ) -> Target:
-        """An auxiliary request to where its client sends it, with the client's own key."""
+        """An auxiliary request, to where its client sends it, watched."""
         __tracebackhide__ = True
-        parts = urlsplit(client_url)
+        parts = urlsplit(url)
         host = parts.netloc.rpartition("@")[2]
+        origin = f"{parts.scheme}://{host}"
         what = model_id if model_id is not None else shown.partition(" ")[2]
-        name = f"{what} @ {host}"
-        if self.model.provider == "simulator" and not self.offline:
+        if self.model.provider == "simulator" and not self.offline and not _loopback(parts):
             pytest.fail(
                 f"{self.model.name} is simulated, so no request leaves this machine: "
-                f"{_client_name(client)} sent {shown} to {parts.scheme}://{host} "
+                f"{_client_name(client)} sent {shown} to {origin} "
                 f"({'model ' + model_id if model_id else 'an auxiliary request'}) with its own "
                 "key; it was not sent. Route its model id to a configured model "
                 "([tool.llm-matrix.auxiliary] routes; a simulated one will do)",
@@ -210,21 +263,16 @@ class Binding:
             if host.endswith("anthropic.com")
             else "openai-compatible"
         )
-        model = Model(
-            name=name,
-            provider=provider,
-            model=model_id or "",
-            api=sdk.api,
-            base_url=f"{parts.scheme}://{host}",
-        )
-        about = {"kind": "direct", "model": model_id or "", "provider": provider}
-        about["url"] = str(model.base_url)
+        name = f"{what} @ {host}"
+        model = Model(name=name, provider=provider, model=model_id or "", api=sdk.api)
+        about = {"kind": "direct", "model": model_id or "", "provider": provider, "url": origin}
         route = Route(
             account=name,
             about=about,
             check_model=False,
             marks_unavailable=False,
-            destination=f"{parts.scheme}://{host} ({_client_name(client)})",
+            observe=True,
+            destination=f"{origin} ({_client_name(client)})",
         )
         return Target(model, route, None, rewrite=False)
 
@@ -245,21 +293,53 @@ def _client_name(client: Any) -> str:
     return f"an {kind.__module__.partition('.')[0]}.{kind.__name__}"
 
 
-# --- the wrappers ------------------------------------------------------------------------
+def _in_process(client: Any, url: str) -> bool:
+    """Whether the client's HTTP client answers ``url`` in the process (httpx's
+    ``MockTransport``, or a client the plugin built): nothing would leave."""
+    http = getattr(client, "_client", None)
+    pick = getattr(http, "_transport_for_url", None)
+    if pick is None:
+        return False
+    library = sys.modules.get(type(http).__module__.partition(".")[0])
+    try:
+        transport = pick(library.URL(url)) if library is not None else None
+    except Exception:  # a URL the library refuses: it will say so when it is sent
+        return False
+    mock = getattr(library, "MockTransport", None)
+    return is_plugin_transport(transport) or (mock is not None and isinstance(transport, mock))
 
-_active: Binding | None = None
+
+def _loopback(parts: Any) -> bool:
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- the wrappers: pass-through unless a model test is bound ------------------------------
+
+#: The bindings in force, the innermost last (a pytester run inside a bound test has its
+#: own, and gives the outer one back when it ends).
+_stack: list[Binding] = []
 
 
 def active() -> Binding | None:
-    return _active
+    return _stack[-1] if _stack else None
 
 
 def _build_request(original: Any, sdk: sdks.SDK, problem: str | None) -> Any:
     def _build_request(self: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        binding = _active
+        binding = active()
         http = getattr(self, "_client", None)
-        if binding is None or is_plugin_transport(getattr(http, "_transport", None)):
+        if binding is None:
+            if getattr(self, "api_key", None) == PLACEHOLDER_KEY:
+                _refuse_placeholder(sdk)
+            return original(self, options, *args, **kwargs)
+        if is_plugin_transport(getattr(http, "_transport", None)):
             return original(self, options, *args, **kwargs)
         if problem is not None:
             pytest.fail(f"{binding.model.name}: {problem}", pytrace=False)
@@ -276,6 +356,18 @@ def _build_request(original: Any, sdk: sdks.SDK, problem: str | None) -> Any:
     return _build_request
 
 
+def _refuse_placeholder(sdk: sdks.SDK) -> None:
+    """A client built in a model test without a key, used outside one: it refuses, as the
+    SDK would have refused to build it."""
+    package = sys.modules.get(sdk.package)
+    error = getattr(package, "OpenAIError", RuntimeError)
+    raise error(
+        f"The api_key client option must be set either by passing api_key to the client or by "
+        f"setting the {sdk.key_env} environment variable (this client was built in a model "
+        "test without one, where pytest-llm-matrix gave it a placeholder)"
+    )
+
+
 def _validate_headers(original: Any) -> Any:
     def _validate_headers(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _BUILDING.get():
@@ -287,9 +379,14 @@ def _validate_headers(original: Any) -> Any:
 
 def _keyed_init(original: Any, sdk: sdks.SDK) -> Any:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("api_key") is None and os.environ.get(sdk.key_env) is None:
-            kwargs["api_key"] = PLACEHOLDER_KEY
-        original(self, *args, **kwargs)
+        try:
+            original(self, *args, **kwargs)
+        except Exception as error:
+            # built in a model test without credentials: its requests carry the model's
+            wanted = "api_key" in str(error) or "credential" in str(error).lower()
+            if active() is None or kwargs.get("api_key") is not None or not wanted:
+                raise
+            original(self, *args, **{**kwargs, "api_key": PLACEHOLDER_KEY})
 
     return __init__
 
@@ -315,7 +412,7 @@ def _sync_client(http: ModuleType, target: Target) -> Any:
             target.model,
             http=http.__name__,
             shared=True,
-            rewrite_model=target.rewrite or None,
+            rewrite_model=True if target.rewrite else None,
             route=target.route,
         )
         client = _CLIENTS[key] = http.Client(transport=transport, timeout=timeout_of(target.model))
@@ -326,10 +423,18 @@ def _sync_send(original: Any) -> Any:
     def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         target = request.extensions.get(TAG)
-        if not isinstance(target, Target):
+        if not isinstance(target, Target) or active() is None:
             return original(self, request, *args, **kwargs)
-        kwargs.pop("auth", None)  # the client's own auth: the model's key is on the request
         http = sys.modules[type(request).__module__.partition(".")[0]]
+        if target.url is None:  # the client's own HTTP client sends it; the plugin watches
+            watched = llm_transport(
+                target.model,
+                _ViaClient(original, self, kwargs),
+                http=http.__name__,
+                route=target.route,
+            )
+            return watched.handle_request(request)
+        kwargs.pop("auth", None)  # the client's own auth: the model's key is on the request
         response = original(_sync_client(http, target), request, *args, **kwargs)
         response.headers["x-should-retry"] = "false"  # the plugin has retried already
         return response
@@ -341,17 +446,26 @@ def _async_send(original: Any) -> Any:
     async def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         target = request.extensions.get(TAG)
-        if not isinstance(target, Target):
+        if not isinstance(target, Target) or active() is None:
             return await original(self, request, *args, **kwargs)
-        kwargs.pop("auth", None)
         http = sys.modules[type(request).__module__.partition(".")[0]]
+        if target.url is None:
+            watched = llm_transport(
+                target.model,
+                _AsyncViaClient(original, self, kwargs),
+                asynchronous=True,
+                http=http.__name__,
+                route=target.route,
+            )
+            return await watched.handle_async_request(request)
+        kwargs.pop("auth", None)
         # a client per request, closed in its own event loop (a cached async client would
         # outlive the loop of the test that made it)
         transport = llm_transport(
             target.model,
             asynchronous=True,
             http=http.__name__,
-            rewrite_model=target.rewrite or None,
+            rewrite_model=True if target.rewrite else None,
             route=target.route,
         )
         client = http.AsyncClient(transport=transport, timeout=timeout_of(target.model))
@@ -368,6 +482,29 @@ def _async_send(original: Any) -> Any:
         return response
 
     return send
+
+
+class _ViaClient:
+    """A transport that sends through a client's own ``send`` (its transport, auth, event
+    hooks, redirects): the plugin's transport wraps it to watch an auxiliary request."""
+
+    def __init__(self, send: Any, client: Any, kwargs: Mapping[str, Any]) -> None:
+        self.send, self.client = send, client
+        self.kwargs = {k: v for k, v in kwargs.items() if k != "stream"}
+
+    def handle_request(self, request: Any) -> Any:
+        return self.send(self.client, request, stream=True, **self.kwargs)
+
+    def close(self) -> None:
+        pass
+
+
+class _AsyncViaClient(_ViaClient):
+    async def handle_async_request(self, request: Any) -> Any:
+        return await self.send(self.client, request, stream=True, **self.kwargs)
+
+    async def aclose(self) -> None:
+        pass
 
 
 @cache
@@ -391,60 +528,63 @@ def _closing_class(http: ModuleType) -> type[Any]:
     return ClosingStream
 
 
-# --- installing and removing them ----------------------------------------------------------
+# --- installing the wrappers: once per process, while a session uses them ----------------
+
+#: (class, attribute) -> (what it was, our wrapper), for every wrapper installed.
+_installed: dict[tuple[type, str], tuple[Any, Any]] = {}
+#: Why an SDK's clients cannot be bound (its structure is not the one known), by package.
+_unbindable: dict[str, str] = {}
+_sessions = 0
+_lock = threading.RLock()
 
 
-def _sdk_patches(sdk: sdks.SDK, package: ModuleType) -> list[tuple[type, str, Any]]:
-    """(class, attribute, wrapper) for an SDK's base client and client classes."""
-    __tracebackhide__ = True
+def _wrap(cls: type, name: str, wrapper: Callable[[Any], Any]) -> None:
+    if (cls, name) in _installed:
+        return
+    original = cls.__dict__[name]
+    made = wrapper(original)
+    _installed[cls, name] = (original, made)
+    setattr(cls, name, made)
+
+
+def _wrap_sdk(sdk: sdks.SDK, package: ModuleType) -> None:
+    """Wrap an SDK's base client (and, where needed, its client classes)."""
     problem = sdks.problem(sdk)
     base = getattr(getattr(package, "_base_client", None), "BaseClient", None)
-    original = base.__dict__.get("_build_request") if isinstance(base, type) else None
-    if base is None or original is None:
-        pytest.fail(
-            problem or f"{sdk.package} {sdks.installed(sdk)}: its clients cannot be bound",
-            pytrace=False,
+    if not isinstance(base, type) or "_build_request" not in base.__dict__:
+        _unbindable[sdk.package] = problem or (
+            f"{sdk.package} {sdks.installed(sdk)}: its clients cannot be bound"
         )
-    found = [(base, "_build_request", _build_request(original, sdk, problem))]
+        return
+    _wrap(base, "_build_request", lambda original: _build_request(original, sdk, problem))
     if problem is not None:
-        return found
+        return
     for name in sdk.clients:
         cls = getattr(package, name, None)
         if not isinstance(cls, type):
             continue
         if "_validate_headers" in cls.__dict__:
-            wrapper = _validate_headers(cls.__dict__["_validate_headers"])
-            found.append((cls, "_validate_headers", wrapper))
+            _wrap(cls, "_validate_headers", _validate_headers)
         if sdk is sdks.OPENAI and "__init__" in cls.__dict__:
-            found.append((cls, "__init__", _keyed_init(cls.__dict__["__init__"], sdk)))
-    return found
+            _wrap(cls, "__init__", lambda original: _keyed_init(original, sdk))
+    _wrap_http()
 
 
-def _http_patches() -> list[tuple[type, str, Any]]:
-    """(class, attribute, wrapper) for the ``send`` of each HTTP library imported and not
-    wrapped yet (an SDK imports the one it uses)."""
-    found: list[tuple[type, str, Any]] = []
+def _wrap_http() -> None:
+    """Wrap the ``send`` of each HTTP library imported (an SDK imports the one it uses)."""
     for name in ("httpx", "httpx2"):
         http = sys.modules.get(name)
-        if http is None or any(cls is http.Client for cls, _, _ in _patched):
-            continue
-        found.append((http.Client, "send", _sync_send(http.Client.__dict__["send"])))
-        found.append((http.AsyncClient, "send", _async_send(http.AsyncClient.__dict__["send"])))
-    return found
-
-
-def _install(found: list[tuple[type, str, Any]]) -> None:
-    for cls, name, wrapper in found:
-        _patched.append((cls, name, cls.__dict__[name]))
-        setattr(cls, name, wrapper)
+        if http is not None:
+            _wrap(http.Client, "send", _sync_send)
+            _wrap(http.AsyncClient, "send", _async_send)
 
 
 class _OnImport(importlib.abc.MetaPathFinder):
-    """An SDK imported while a test is bound is wrapped the moment its import ends: an
-    installed SDK the suite does not use is never imported (anthropic takes a second)."""
+    """An installed SDK is wrapped when the suite imports it, not before: an SDK the suite
+    does not use is never imported (anthropic takes a second)."""
 
-    def __init__(self, waiting: dict[str, sdks.SDK]) -> None:
-        self.waiting = waiting
+    def __init__(self) -> None:
+        self.waiting: dict[str, sdks.SDK] = {}
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         sdk = self.waiting.get(fullname)
@@ -458,54 +598,72 @@ class _OnImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module: ModuleType) -> None:
             run(module)
-            self.waiting.pop(fullname, None)
-            if _active is not None:
-                _install(_sdk_patches(sdk, module) + _http_patches())
+            with _lock:
+                self.waiting.pop(fullname, None)
+                if _sessions:
+                    _wrap_sdk(sdk, module)
 
         loader.exec_module = exec_module
         return spec
 
 
-#: The wrapped attributes and what they were, while a binding is active.
-_patched: list[tuple[type, str, Any]] = []
-_hook: _OnImport | None = None
+_hook = _OnImport()
+
+
+def install() -> None:
+    """Wrap the SDKs for a session that binds (once per process; each call is matched by
+    one :func:`uninstall`, at the session's end)."""
+    global _sessions
+    with _lock:
+        _sessions += 1
+        if _sessions > 1:
+            return
+        for sdk in sdks.SDKS:
+            package = sys.modules.get(sdk.package)
+            if package is not None:
+                _wrap_sdk(sdk, package)
+            elif sdks.installed(sdk) is not None:
+                _hook.waiting[sdk.package] = sdk
+        _wrap_http()
+        if _hook.waiting and _hook not in sys.meta_path:
+            sys.meta_path.insert(0, _hook)
+
+
+def uninstall() -> None:
+    """The last session that bound is over: every wrapper goes, unless something wrapped it
+    in turn (an instrumentation library): then it stays, passing everything through."""
+    global _sessions
+    with _lock:
+        _sessions = max(0, _sessions - 1)
+        if _sessions:
+            return
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(_hook)
+        _hook.waiting.clear()
+        for (cls, name), (original, made) in list(_installed.items()):
+            if cls.__dict__.get(name) is made:
+                setattr(cls, name, original)
+                del _installed[cls, name]
+        _unbindable.clear()
 
 
 def activate(binding: Binding) -> None:
     """Bind every SDK client to ``binding``'s model until :func:`deactivate` (a model test:
     from its setup to the end of its teardown). An SDK that cannot be bound fails the test."""
     __tracebackhide__ = True
-    global _active, _hook
-    deactivate()
-    try:
-        waiting: dict[str, sdks.SDK] = {}
-        for sdk in sdks.SDKS:
-            package = sys.modules.get(sdk.package)
-            if package is not None:
-                _install(_sdk_patches(sdk, package))
-            elif sdks.installed(sdk) is not None:
-                waiting[sdk.package] = sdk
-        _install(_http_patches())
-        if waiting:
-            _hook = _OnImport(waiting)
-            sys.meta_path.insert(0, _hook)
-    except BaseException:
-        deactivate()
-        raise
-    _active = binding
+    for package, problem in _unbindable.items():
+        if package in sys.modules:
+            pytest.fail(f"{binding.model.name}: {problem}", pytrace=False)
+    _wrap_http()  # a library imported since
+    _stack.append(binding)
 
 
-def deactivate() -> None:
-    """Every wrapped attribute back as it was; nothing of the test's binding is left."""
-    global _active, _hook
-    _active = None
-    if _hook is not None:
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(_hook)
-        _hook = None
-    while _patched:
-        cls, name, original = _patched.pop()
-        setattr(cls, name, original)
+def deactivate(binding: Binding | None = None) -> None:
+    """``binding`` (or every binding: the end of a test) is over; nothing of it is left."""
+    if binding is None:
+        _stack.clear()
+    elif binding in _stack:
+        _stack.remove(binding)
     _forget_placeholder()
 
 

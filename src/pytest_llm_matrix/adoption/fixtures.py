@@ -108,9 +108,10 @@ def async_anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> 
 
 
 @pytest.fixture
-def llm_sdks(llm_model: Model) -> Model:
+def llm_sdks(llm_model: Model | None) -> Model | None:
     """Makes the test a model test (one per model) whose openai/anthropic SDK clients send
     their generation calls to the model under test, for as long as the test runs, wherever
     the clients were built (see :mod:`pytest_llm_matrix.adoption.binding`). Adopt a suite
-    in one line: ini ``usefixtures = llm_sdks``, or ``llm_sdks_paths`` for some folders."""
+    in one line: ini ``usefixtures = llm_sdks``, or ``llm_sdks_paths`` for some folders.
+    (unittest tests and doctests, which pytest does not parametrize, run once, unbound.)"""
     return llm_model

@@ -117,13 +117,16 @@ class Route:
     """Whose request this is. The model under test's (the default), or an auxiliary one
     that the code under test sent for a side job (see :mod:`pytest_llm_matrix.adoption`):
     counted in the row ``account`` with ``about`` (builtins: what the report says of it),
-    kept in the test's own recordings, its model id left as it is (``check_model`` False)
-    where it goes where its client sent it, and never making a model unavailable then."""
+    kept in the test's own recordings; one that goes where its client sent it is only
+    watched (``observe``): its model id left as it is, one attempt, its errors and answers
+    handed back as they come, never making a model unavailable."""
 
     account: str | None = None
     about: Mapping[str, Any] | None = None
     check_model: bool = True
     marks_unavailable: bool = True
+    #: watched only: one attempt, its errors and answers as they come (its client retries)
+    observe: bool = False
     destination: str | None = None  # for messages: where the request goes
 
 
@@ -421,6 +424,8 @@ class Exchange:
             except self.errors as exc:
                 self.answered = False
                 held.release()
+                if self.route.observe:
+                    raise  # as its client would see it: the client decides what follows
                 timed_out = "Timeout" in type(exc).__name__
                 if timed_out and self.tally is not None:
                     self.tally.count(timeouts=1)
@@ -435,11 +440,13 @@ class Exchange:
             verdict = classify(status, body)
             if verdict is Verdict.UNAVAILABLE and not self._model_wide(request, status):
                 verdict = Verdict.FAIL  # the test's own key, or a destination of its own
+            if self.route.observe and verdict is not Verdict.OK:
+                verdict = Verdict.FAIL  # watched only: its client retries, or not
             if verdict is Verdict.OK or verdict is Verdict.FAIL:
                 self._verified(held)
                 held.release()
                 self._record_body(body, started)
-                if streaming and verdict is Verdict.OK:
+                if streaming and verdict is Verdict.OK and not self.route.observe:
                     self._not_a_stream(response, body)
                 if keep is not None:
                     kind = response.headers.get("content-type", "")
@@ -590,6 +597,7 @@ class StreamWatch:
         self.name = exchange.name
         self.ctx = exchange.ctx
         self.tally = exchange.tally
+        self.observe = exchange.route.observe
         self.lease = lease
         self.started = started
         self.tracker: StreamTracker | None = StreamTracker()
@@ -635,7 +643,8 @@ class StreamWatch:
         """The server's stream is over; without its final event, the answer is cut."""
         __tracebackhide__ = True
         tracker = self.tracker
-        if tracker is not None and not tracker.done and tracker.error is None:
+        cut = tracker is not None and not tracker.done and tracker.error is None
+        if cut and not self.observe:
             self.close()
             pytest.fail(f"stream from {self.name} ended before completion", pytrace=False)
         self._kept()
@@ -657,6 +666,8 @@ class StreamWatch:
     def broke(self, exc: BaseException) -> None:
         __tracebackhide__ = True
         self.close()
+        if self.observe:
+            raise exc  # as its client would see it
         pytest.fail(
             f"stream from {self.name} ended before completion ({type(exc).__name__})",
             pytrace=False,

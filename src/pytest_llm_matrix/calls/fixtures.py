@@ -17,9 +17,16 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def llm_model(request: pytest.FixtureRequest) -> Model:
+def llm_model(request: pytest.FixtureRequest) -> Model | None:
     """The spec of the model this test instance runs against (``test_x[alias]``)."""
     model: Model | None = getattr(request, "param", None)
+    node = request.node
+    if model is None and (
+        not isinstance(node, pytest.Function) or type(node).__name__ == "TestCaseFunction"
+    ):
+        # a unittest test or a doctest, which pytest does not parametrize (ini usefixtures =
+        # llm_sdks reaches them too): it runs once, as it would without the plugin
+        return None
     if model is None:
         # Only reachable when the plugin's parametrization was bypassed, e.g. by a
         # fixture of broader scope that depends on llm_model.

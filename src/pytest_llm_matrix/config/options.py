@@ -602,7 +602,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         selected_by=origin,
         strict=strict,
         patch_sdks=bool(config.option.llm_patch_sdks) or bool(_ini(config, "llm_patch_sdks")),
-        sdks_paths=tuple(str(path) for path in _ini(config, "llm_sdks_paths")),
+        sdks_paths=_sdks_paths(config),
         rewrite_model=bool(config.option.llm_rewrite_model)
         or bool(_ini(config, "llm_rewrite_model")),
         unavailable=unavailable,
@@ -634,6 +634,27 @@ def resolve_settings(config: pytest.Config) -> Settings:
         run_id=_run_id(config),
         session_id=uuid.uuid4().hex,
     )
+
+
+def _sdks_paths(config: pytest.Config) -> tuple[str, ...]:
+    """ini llm_sdks_paths, each an existing file or folder, or a glob that matches one (a
+    typo would otherwise make no model test at all, silently)."""
+    import glob
+
+    found = []
+    folder = config.inipath.parent if config.inipath is not None else config.rootpath
+    for given in _ini(config, "llm_sdks_paths"):
+        path = os.path.normpath(str(given))
+        shown = os.path.relpath(path, folder)
+        if any(char in path for char in "*?["):
+            if not glob.glob(path, recursive=True):
+                raise pytest.UsageError(
+                    f"ini llm_sdks_paths: {shown} matches no file or folder (in {folder})"
+                )
+        elif not os.path.exists(path):
+            raise pytest.UsageError(f"ini llm_sdks_paths: {shown} does not exist (in {folder})")
+        found.append(path)
+    return tuple(found)
 
 
 def _baseline(config: pytest.Config) -> str | None:

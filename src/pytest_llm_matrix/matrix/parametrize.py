@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from pathlib import Path
 from typing import Any, Final
 
@@ -104,16 +106,31 @@ class Matrix:
 
 
 def _under(path: Path, patterns: tuple[str, ...]) -> bool:
-    """Whether ``path`` is one of ``patterns`` (absolute paths, globs allowed) or in one."""
+    """Whether ``path`` is one of ``patterns`` (absolute paths; globs where ``*`` stays in
+    one folder and ``**`` crosses folders) or inside one."""
     for pattern in patterns:
         if any(char in pattern for char in "*?["):
-            if fnmatch.fnmatch(str(path), pattern) or any(
-                fnmatch.fnmatch(str(parent), pattern) for parent in path.parents
-            ):
+            matches = _glob(pattern).fullmatch
+            if matches(str(path)) or any(matches(str(parent)) for parent in path.parents):
                 return True
         elif path == Path(pattern) or Path(pattern) in path.parents:
             return True
     return False
+
+
+@functools.cache
+def _glob(pattern: str) -> re.Pattern[str]:
+    parts = []
+    for piece in re.split(r"(\*\*/?|\*|\?)", pattern):
+        if piece in ("**", "**/"):
+            parts.append(".*")
+        elif piece == "*":
+            parts.append("[^/]*")
+        elif piece == "?":
+            parts.append("[^/]")
+        else:
+            parts.append(fnmatch.translate(piece).removeprefix("(?s:").removesuffix(")\\Z"))
+    return re.compile("".join(parts))
 
 
 def model_of(item: pytest.Item) -> Model | None:

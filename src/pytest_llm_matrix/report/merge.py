@@ -98,9 +98,15 @@ def _model_free(tests: list[dict[str, Any]], models: dict[str, Any]) -> set[str]
             continue
         del test["model_free"]
         model = models.get(test["model"])
-        if model is None:
+        if model is None or test["outcome"] not in OUTCOMES:
             continue
-        outcomes = [run["outcome"] for run in test.get("runs") or []] or [test["outcome"]]
+        found = test.get("runs")
+        runs: list[Any] = found if isinstance(found, list) else []
+        outcomes = [
+            run["outcome"]
+            for run in runs
+            if isinstance(run, dict) and run.get("outcome") in OUTCOMES
+        ] or [test["outcome"]]
         model["outcomes"][test["outcome"]] = model["outcomes"].get(test["outcome"], 0) + 1
         for outcome in outcomes:
             if outcome in JUDGED:

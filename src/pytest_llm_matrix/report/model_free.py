@@ -19,14 +19,15 @@ from pytest_llm_matrix.report.stats import JUDGED
 
 
 def model_free(records: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The tests (ids without the model) whose records all say they reached no model,
-    among those that ran (passed, failed or errored on some model)."""
+    """The tests (ids without the model) whose records all say they reached no model, among
+    those that ran on some model: any outcome but a skip the plugin made for the model (its
+    key missing, the model found unavailable, the budget spent)."""
     reached: dict[str, bool] = {}
     ran: set[str] = set()
     for record in records:
         test = record["test"]
         reached[test] = reached.get(test, False) or bool(record.get("reached"))
-        if record["outcome"] in JUDGED:
+        if record.get("ran", record["outcome"] in JUDGED):
             ran.add(test)
     return {test for test in ran if not reached[test]}
 

@@ -88,6 +88,7 @@ class Summary:
         self.parts: dict[str, ModelStats] = {}
         self.failed_kinds: dict[str, dict[str, int]] = {}
         self.adopted: set[str] = set()  # made model tests by llm_sdks: may be model-free
+        self.budget_keys: set[str] = set()  # tests skipped because the budget was spent
         self.reached: set[str] = set()
         self.model_free: set[str] | None = None  # known once the tests are over
         self.auxiliary = Auxiliary(settings.registry.models)
@@ -225,6 +226,8 @@ class Summary:
         if report.failed:
             kinds = self.failed_kinds.setdefault(key, {})
             kinds[kind] = kinds.get(kind, 0) + 1
+        if getattr(report, BUDGET_ATTR, False):
+            self.budget_keys.add(key)
         reached = getattr(report, REACHED_ATTR, None)
         if reached is not None:
             self.adopted.add(key)
@@ -386,8 +389,15 @@ class Summary:
         models' rows, and their failures become plain ones."""
         if self.model_free is not None:
             return
+        unavailable = self._unavailable()
         free = model_free.model_free(
-            {"test": t["test"], "outcome": t["outcome"], "reached": key in self.reached}
+            {
+                "test": t["test"],
+                "outcome": t["outcome"],
+                "reached": key in self.reached,
+                "ran": t["outcome"] != "skipped"
+                or (t["model"] not in unavailable and key not in self.budget_keys),
+            }
             for key, t in self.tests.items()
             if key in self.adopted
         )
@@ -500,7 +510,7 @@ class Summary:
         mode = self.settings.record
         if mode == "off":
             return []
-        spend = total(self.stats.values()).spend
+        spend = total([*self.stats.values(), *self.auxiliary.rows.values()]).spend
         said = {
             "replay": f"{spend['replayed']} requests replayed, none sent",
             "prune": f"{spend['replayed']} requests replayed, none sent",
