@@ -14,8 +14,6 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("pytest_asyncio")
 
-pytestmark = pytest.mark.sdk
-
 CONFIG = """
 [tool.llm-matrix.simulator]
 default_reply = "I can help with that."
