@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
@@ -25,6 +26,7 @@ from pytest_llm_matrix.calls.context import (
     REPORT_ATTR,
     SPEND_ATTR,
 )
+from pytest_llm_matrix.calls.fixtures import MODEL_FIXTURES
 from pytest_llm_matrix.config.models import Model
 from pytest_llm_matrix.config.options import OFFLINE_MODES, SETTINGS_KEY
 from pytest_llm_matrix.config.redaction import redact_report
@@ -168,6 +170,16 @@ class TestTracker:
         )
         self.adoption.activate(self.binding)
 
+    def _fixture_id(self, fixturedef: pytest.FixtureDef[Any]) -> str | None:
+        """``tests/conftest.py::index``: where a shared fixture's recordings are kept (None:
+        its file is not under the rootdir; they go with the test's)."""
+        try:
+            path = Path(inspect.getsourcefile(fixturedef.func) or "").resolve()
+            relative = path.relative_to(self.config.rootpath.resolve())
+        except (TypeError, ValueError, OSError):
+            return None
+        return f"{relative.as_posix()}::{fixturedef.argname}"
+
     def _unbind(self) -> None:
         """The test's SDK binding, if it had one, is over."""
         if self.binding is None:
@@ -184,7 +196,7 @@ class TestTracker:
         binding = self.binding
         if binding is None or fixturedef.scope == "function":
             return (yield)
-        binding.shared.append((fixturedef.argname, fixturedef.scope))
+        binding.shared.append((fixturedef.argname, fixturedef.scope, self._fixture_id(fixturedef)))
         try:
             return (yield)
         finally:
@@ -230,22 +242,6 @@ class TestTracker:
         return report
 
 
-#: The fixtures with which a test asks for a model itself (it always counts in its row).
-MODEL_FIXTURES: Final = frozenset(
-    {
-        "llm",
-        "llm_model",
-        "llm_http_client",
-        "llm_async_http_client",
-        "llm_httpx_client",
-        "llm_async_httpx_client",
-        "openai_client",
-        "async_openai_client",
-        "anthropic_client",
-        "async_anthropic_client",
-        "llm_snapshot",
-    }
-)
 ADOPTED_KEY: Final = pytest.StashKey[bool]()
 
 

@@ -26,6 +26,14 @@ class _Handler(BaseHTTPRequestHandler):
                 "body": body.decode("utf-8", "replace"),
             }
         )
+        if self.path.endswith("/audio/speech"):  # binary: every byte value
+            data = bytes(range(256)) * 4
+            self.send_response(200)
+            self.send_header("content-type", "audio/mpeg")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if self.path.endswith("/embeddings"):
             answer = {
                 "object": "list",

@@ -682,6 +682,8 @@ def test_a_generation_call_from_a_fixture_shared_by_every_model_fails(pytester, 
             assert vectors.data
         """
     )
+    alone = pytester.runpytest("--models=sim-a", "-p", "no:randomly")
+    alone.assert_outcomes(passed=2)  # one model: nothing shared between models
     result = pytester.runpytest("--models=sim-a,sim-b", "-p", "no:randomly")
     result.assert_outcomes(passed=2, errors=2)
     result.stdout.fnmatch_lines(
@@ -920,5 +922,156 @@ def test_a_pytester_run_inside_a_bound_test_gives_the_binding_back(pytester, mon
     (
         pytester.path / "test_a_pytester_run_inside_a_bound_test_gives_the_binding_back.toml"
     ).write_text(config)
-    result = pytester.runpytest_subprocess("--models=sim-a", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess(
+        "--models=sim-a", "-p", "no:randomly", "--llm-report=r.json"
+    )
     result.assert_outcomes(passed=1)
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["model_free"] == []
+    assert report["models"]["sim-a"]["requests"] == 2
+
+
+@pytest.mark.sdk
+def test_a_call_that_names_the_models_own_id_goes_there_too(pytester, monkeypatch):
+    """Nothing to rewrite: the request goes as rebuilt (its Host the model's), whether it
+    names the model under test's id or a routed alias's."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    write(
+        pytester,
+        config="""
+        [tool.llm-matrix.models.sim-a]
+        provider = "simulator"
+
+        [tool.llm-matrix.models.embedder]
+        provider = "simulator"
+        model = "text-embedding-3-small"
+
+        [tool.llm-matrix.auxiliary]
+        routes = { "text-embedding-3-small" = "embedder" }
+        """,
+    )
+    pytester.makepyfile(
+        """
+        import openai
+
+        def test_own_ids():
+            client = openai.OpenAI(max_retries=0)
+            answer = client.chat.completions.create(
+                model="sim-a", messages=[{"role": "user", "content": "hi"}])
+            assert "sim-a" in answer.choices[0].message.content
+            vector = client.embeddings.create(model="text-embedding-3-small", input="a")
+            assert vector.data[0].embedding
+        """
+    )
+    pytester.runpytest_subprocess("--models=sim-a").assert_outcomes(passed=1)
+
+
+@pytest.mark.sdk
+def test_auxiliary_files_audio_and_errors_replay_as_they_were(pytester, provider):
+    """Recorded and replayed offline: a multipart upload (its boundary is new every time),
+    a binary answer (every byte value), and a transport error the code falls back on."""
+    write(pytester)
+    pytester.makepyfile(
+        """
+        import openai
+
+        def test_aux():
+            client = openai.OpenAI(max_retries=0)
+            client.files.create(file=("a.txt", b"hello world"), purpose="assistants")
+            speech = client.audio.speech.create(model="tts-1", voice="alloy", input="hi")
+            assert speech.content == bytes(range(256)) * 4
+            down = openai.OpenAI(base_url="http://127.0.0.1:9/v1", max_retries=0)
+            try:
+                down.embeddings.create(model="local", input="hi")
+            except openai.APIConnectionError:
+                pass
+            else:
+                raise AssertionError("no connection error")
+        """
+    )
+    recorded = pytester.runpytest_subprocess("--models=sim-a", "--llm-record=all")
+    recorded.assert_outcomes(passed=1)
+    recorded.stdout.fnmatch_lines(["--llm-record=all: 3 requests sent and recorded"])
+    sent = len(provider.requests)
+    replay = pytester.runpytest_subprocess("--models=sim-a", "--llm-record=replay")
+    replay.assert_outcomes(passed=1)
+    replay.stdout.fnmatch_lines(["--llm-record=replay: 3 requests replayed, none sent"])
+    assert len(provider.requests) == sent == 2
+
+
+@pytest.mark.sdk
+def test_a_shared_fixtures_auxiliary_recordings_are_found_by_any_test(pytester, provider):
+    write(pytester)
+    pytester.makeconftest(
+        """
+        import openai
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def index():
+            return openai.OpenAI().embeddings.create(model="ada-002", input="corpus")
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_a(index):
+            assert index.data
+
+        def test_b(index):
+            assert index.data
+        """
+    )
+    pytester.runpytest_subprocess("--models=sim-a", "--llm-record=all").assert_outcomes(passed=2)
+    assert (pytester.path / "llm_cassettes/_shared-fixtures/conftest/index.json").is_file()
+    only_b = pytester.runpytest_subprocess("--models=sim-a", "--llm-record=replay", "-k", "test_b")
+    only_b.assert_outcomes(passed=1)
+    assert len(provider.requests) == 1  # the recording run's, once
+
+
+def test_a_pytester_run_that_imports_an_sdk_first_leaves_it_bound_after(pytester, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    write(
+        pytester,
+        ini='llm_sdks_paths = ["test_a_pytester_run_that_imports_an_sdk_first_*.py"]',
+    )
+    pytester.makepyfile(
+        """
+        pytest_plugins = ["pytester"]
+
+        def test_1_inline(pytester):
+            pytester.makepyfile("import openai\\n\\ndef test_x():\\n    pass\\n")
+            pytester.runpytest_inprocess("-p", "no:llm_matrix").assert_outcomes(passed=1)
+
+        def test_2_bound():
+            import openai
+
+            answer = openai.OpenAI().chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert "sim-a" in answer.choices[0].message.content
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=sim-a", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_unittest_test_that_asks_for_llm_says_it_cannot(pytester, monkeypatch):
+    write(pytester, ini="")
+    pytester.makepyfile(
+        """
+        import unittest
+        import pytest
+
+        class TestCase(unittest.TestCase):
+            @pytest.fixture(autouse=True)
+            def _llm(self, llm):
+                self.llm = llm
+
+            def test_it(self):
+                pass
+        """
+    )
+    result = pytester.runpytest("--models=sim-a")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*llm_model has no model; it is parametrized per model*"])

@@ -11,19 +11,20 @@ them with their HTTP client's ``send``. Both are wrapped, and while a model test
   the API itself, never its credentials) and sent through the plugin's transport: caps,
   retries within the test's deadline, usage and cost in the model's row, recording and
   replay, its ``model`` rewritten to the model's id; the SDK's own retries stay off (every
-  answer says ``x-should-retry: false``). A generation call from a fixture shared by the
-  tests of several models (module- or session-scoped) fails: its answer would be one
-  model's for all;
+  answer says ``x-should-retry: false``). With several models selected, a generation call
+  from a fixture whose value their tests share (class-, module- or session-scoped) fails:
+  its answer would be one model's for all;
 - an *auxiliary* call (embeddings, moderations, token counting, files; a model id listed
   in ``[tool.llm-matrix.auxiliary]``; a client the plugin cannot point elsewhere: Bedrock,
   Vertex, openai's ``provider=`` clients, a URL of its own) is never rewritten. Routed, it
   goes to the configured model its id names, like a generation call but counted in that
   model's auxiliary row. Otherwise it goes where its client sends it, through the client's
   own HTTP client (its transport, auth, hooks, retries), and the plugin only watches:
-  counted in a row of its own, recorded and replayed with the test's recordings. One
-  answered in the process (an ``httpx.MockTransport``) is left alone. Under a simulated
-  model, one that would leave the machine fails the test, naming the client and the URL;
-  under ``--llm-record=replay`` none is sent.
+  counted in a row of its own, recorded and replayed with the test's recordings (a shared
+  fixture's, with that fixture's). One answered in the process (httpx's ``MockTransport``,
+  ``WSGITransport``, ``ASGITransport``) is left alone. Under a simulated model, one that
+  would leave the machine fails the test, naming the client and the URL; under
+  ``--llm-record=replay`` none is sent.
 
 Outside model tests the wrappers pass everything through: clients behave as without the
 plugin (a client that got a placeholder key in a model test refuses, as it would have
@@ -89,7 +90,18 @@ _KEPT_HEADER_PREFIXES: Final = ("x-stainless-",)
 #: The query parameters of the APIs' generation calls (Anthropic's beta flag, Responses'
 #: include and paging): a client's ``default_query`` may carry secrets of its own.
 _KEPT_QUERY: Final = frozenset(
-    {"beta", "include", "include[]", "stream", "starting_after", "after", "before", "limit"}
+    {
+        "beta",
+        "include",
+        "include[]",
+        "include_obfuscation",
+        "stream",
+        "starting_after",
+        "after",
+        "before",
+        "limit",
+        "order",
+    }
 )
 _TIMEOUTS: Final = ("connect", "read", "write", "pool")
 #: Fixture scopes whose value the tests of several models share.
@@ -144,11 +156,12 @@ class Target:
             name: limit if given.get(name) is None else min(given[name], limit)
             for name in _TIMEOUTS
         }
-        return type(request)(
+        request.read()  # (a JSON body, or a multipart one: both read synchronously)
+        return type(request)(  # the library adds Host (and the length) for the new URL
             request.method,
             url,
-            headers=headers,
-            stream=request.stream,
+            headers=[(k, v) for k, v in headers if k.lower() != "content-length"],
+            content=request.content,
             extensions={**request.extensions, "timeout": timeout, TAG: self},
         )
 
@@ -167,8 +180,11 @@ class Binding:
         self.registry = settings.registry
         self.resolve = resolve
         self.offline = offline  # replaying: nothing leaves the machine, recordings answer
-        #: the fixtures of a shared scope being set up (see tracking): (name, scope)
-        self.shared: list[tuple[str, str]] = []
+        #: the tests of several models may share a fixture's value
+        self.several = len(settings.selected) > 1
+        #: the fixtures of a shared scope being set up (see tracking): (name, scope, the id
+        #: their recordings are kept under, if they have a file under the rootdir)
+        self.shared: list[tuple[str, str, str | None]] = []
 
     def target(self, sdk: sdks.SDK, client: Any, options: Any) -> Target | None:
         """Where the request ``options`` describes goes (None: left as it is)."""
@@ -208,8 +224,8 @@ class Binding:
                 f"this test on {sdk.api}-API models only (@pytest.mark.llm(models=...))",
                 pytrace=False,
             )
-        if self.shared:
-            fixture, scope = self.shared[-1]
+        if self.shared and self.several:
+            fixture, scope, _ = self.shared[-1]
             pytest.fail(
                 f"{name}: the {scope}-scoped fixture {fixture!r} sent {shown} through "
                 f"{_client_name(client)}: its value is shared by the tests of every model, "
@@ -235,7 +251,7 @@ class Binding:
                 pytrace=False,
             )
         about = {"kind": "routed", "alias": routed, "model": model.model, "sent": model_id}
-        route = Route(account=routed, about=about, destination=routed)
+        route = Route(account=routed, about=about, destination=routed, tape=self._tape())
         return Target(model, route, base_url(model) + path, rewrite=True)
 
     def _direct(
@@ -273,8 +289,13 @@ class Binding:
             marks_unavailable=False,
             observe=True,
             destination=f"{origin} ({_client_name(client)})",
+            tape=self._tape(),
         )
         return Target(model, route, None, rewrite=False)
+
+    def _tape(self) -> str | None:
+        """Where an auxiliary request's recording is kept, if a shared fixture sent it."""
+        return self.shared[-1][2] if self.shared else None
 
 
 def _model_id(options: Any) -> str | None:
@@ -298,15 +319,26 @@ def _in_process(client: Any, url: str) -> bool:
     ``MockTransport``, or a client the plugin built): nothing would leave."""
     http = getattr(client, "_client", None)
     pick = getattr(http, "_transport_for_url", None)
-    if pick is None:
+    library = next(  # the SDK's own client is a subclass of the library's
+        (
+            module
+            for name in ("httpx", "httpx2")
+            if (module := sys.modules.get(name)) is not None
+            and isinstance(http, module.Client | module.AsyncClient)
+        ),
+        None,
+    )
+    if pick is None or library is None:
         return False
-    library = sys.modules.get(type(http).__module__.partition(".")[0])
     try:
-        transport = pick(library.URL(url)) if library is not None else None
+        transport = pick(library.URL(url))
     except Exception:  # a URL the library refuses: it will say so when it is sent
         return False
-    mock = getattr(library, "MockTransport", None)
-    return is_plugin_transport(transport) or (mock is not None and isinstance(transport, mock))
+    names = ("MockTransport", "WSGITransport", "ASGITransport")
+    in_process = tuple(
+        kind for name in names if isinstance(kind := getattr(library, name, None), type)
+    )
+    return is_plugin_transport(transport) or isinstance(transport, in_process)
 
 
 def _loopback(parts: Any) -> bool:
@@ -599,8 +631,7 @@ class _OnImport(importlib.abc.MetaPathFinder):
         def exec_module(module: ModuleType) -> None:
             run(module)
             with _lock:
-                self.waiting.pop(fullname, None)
-                if _sessions:
+                if _sessions:  # (and again if it is imported anew: a pytester run drops it)
                     _wrap_sdk(sdk, module)
 
         loader.exec_module = exec_module
@@ -622,7 +653,7 @@ def install() -> None:
             package = sys.modules.get(sdk.package)
             if package is not None:
                 _wrap_sdk(sdk, package)
-            elif sdks.installed(sdk) is not None:
+            if sdks.installed(sdk) is not None:
                 _hook.waiting[sdk.package] = sdk
         _wrap_http()
         if _hook.waiting and _hook not in sys.meta_path:

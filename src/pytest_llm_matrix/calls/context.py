@@ -210,7 +210,8 @@ class TestContext:
         self.main = Tally(self._lock)
         self.auxiliary: dict[str, Tally] = {}  # by the name of its row in the report
         self.closers: list[Callable[[], None]] = []
-        self.tapes: dict[str, Any] = {}  # model alias -> its recordings (see recording)
+        #: (node id, model alias) -> its recordings (see recording)
+        self.tapes: dict[tuple[str, str], Any] = {}
 
     def set_deadline(self, timeout: float, source: str = "timeout") -> None:
         self.timeout = timeout
@@ -319,8 +320,14 @@ def refusal(model: str) -> str | None:
     return None
 
 
+#: The tests a test's own session runs inside of (an in-process pytester run in a model
+#: test): each gets its context back when the inner one ends.
+_outer: list[TestContext | None] = []
+
+
 def begin(nodeid: str | None = None, model: str | None = None) -> TestContext:
     global _current
+    _outer.append(_current)
     _current = TestContext(nodeid, model)
     return _current
 
@@ -336,7 +343,7 @@ def checkpoint(ctx: TestContext | None) -> None:
 def end() -> None:
     """The test is over: free whatever it left open (an unclosed stream holds a slot)."""
     global _current
-    ctx, _current = _current, None
+    ctx, _current = _current, (_outer.pop() if _outer else None)
     if ctx is not None:
         for close in ctx.closers:
             close()

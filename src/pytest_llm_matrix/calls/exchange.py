@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 import time
 import zlib
 from collections.abc import Callable, Generator, Mapping
@@ -127,6 +128,9 @@ class Route:
     marks_unavailable: bool = True
     #: watched only: one attempt, its errors and answers as they come (its client retries)
     observe: bool = False
+    #: a shared fixture sent it (``path/conftest.py::name``): kept with that fixture's
+    #: recordings, which any test that sets the fixture up finds
+    tape: str | None = None
     destination: str | None = None  # for messages: where the request goes
 
 
@@ -325,8 +329,9 @@ class Exchange:
         if recorder is None:
             return (yield from self._live(request, streaming, wrap_stream, None))
         # an auxiliary request is kept with the test's own recordings, on the model under test
+        # (or with a shared fixture's, if one sent it)
         owner = self.ctx.model if self.route.account and self.ctx and self.ctx.model else None
-        tape = recording.tape_for(self.ctx, owner or self.name)
+        tape = recording.tape_for(self.ctx, owner or self.name, self.route.tape)
         if tape is None:
             if recorder.offline:
                 pytest.fail(
@@ -360,6 +365,16 @@ class Exchange:
                 if self.tally is not None:
                     self.tally.count(recorded=1)
             raise
+        except Exception as error:
+            library = type(error).__module__.partition(".")[0]
+            if self.route.observe and library in ("httpx", "httpx2"):
+                # a watched request's transport error is what its client saw: kept, for a
+                # replay to raise it again (the code under test may fall back on it)
+                shown = {"type": type(error).__name__, "message": str(error)}
+                tape.add({"request": entry, "key": key, "error": shown})
+                if self.tally is not None:
+                    self.tally.count(recorded=1)
+            raise
 
     def _replay(self, hit: dict[str, Any], request: Any) -> Generator[Step, Any, Any]:
         """A recorded answer, counted as the live one was (tokens apart: not spent now)."""
@@ -372,6 +387,12 @@ class Exchange:
                     tally.record(name, hit[key])
         if "failure" in hit:
             pytest.fail(hit["failure"], pytrace=False)
+        if "error" in hit:  # a watched request's transport error, raised as it was
+            library = sys.modules[type(request).__module__.partition(".")[0]]
+            kind = getattr(library, hit["error"]["type"], None)
+            if not (isinstance(kind, type) and issubclass(kind, library.TransportError)):
+                kind = library.TransportError
+            raise kind(hit["error"]["message"], request=request)
         answer = hit["response"]
         usage: Usage | None = None
         if "events" in answer:
@@ -420,7 +441,9 @@ class Exchange:
                     wrap_stream(response, watch)
                     held.lease = None
                     return response
-                body = yield Read(response, request.extensions.get("timeout", {}).get("read"))
+                # a whole answer within the read timeout (a watched one: as its client reads it)
+                limit = request.extensions.get("timeout", {}).get("read")
+                body = yield Read(response, None if self.route.observe else limit)
             except self.errors as exc:
                 self.answered = False
                 held.release()

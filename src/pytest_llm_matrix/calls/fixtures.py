@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
@@ -16,16 +16,37 @@ if TYPE_CHECKING:
     from pytest_llm_matrix.config.models import Model
 
 
+#: The fixtures with which a test asks for a model itself (the SDK fixtures are adoption's).
+MODEL_FIXTURES: Final = frozenset(
+    {
+        "llm",
+        "llm_model",
+        "llm_http_client",
+        "llm_async_http_client",
+        "llm_httpx_client",
+        "llm_async_httpx_client",
+        "openai_client",
+        "async_openai_client",
+        "anthropic_client",
+        "async_anthropic_client",
+        "llm_snapshot",
+    }
+)
+
+
 @pytest.fixture
 def llm_model(request: pytest.FixtureRequest) -> Model | None:
     """The spec of the model this test instance runs against (``test_x[alias]``)."""
     model: Model | None = getattr(request, "param", None)
     node = request.node
-    if model is None and (
-        not isinstance(node, pytest.Function) or type(node).__name__ == "TestCaseFunction"
-    ):
-        # a unittest test or a doctest, which pytest does not parametrize (ini usefixtures =
-        # llm_sdks reaches them too): it runs once, as it would without the plugin
+    unparametrized = not isinstance(node, pytest.Function) or (
+        type(node).__name__ == "TestCaseFunction"
+    )
+    asked = set(request.fixturenames)
+    only_sdks = "llm_sdks" in asked and not (MODEL_FIXTURES - {"llm_model"}) & asked
+    if model is None and unparametrized and only_sdks:
+        # a unittest test or a doctest, which pytest does not parametrize, reached by ini
+        # usefixtures = llm_sdks only: it runs once, as it would without the plugin
         return None
     if model is None:
         # Only reachable when the plugin's parametrization was bypassed, e.g. by a

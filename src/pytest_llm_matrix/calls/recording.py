@@ -17,7 +17,11 @@ the model's answers made (retries exhausted on its 429s or 5xx) as that failure;
 connection error or a timeout (no answer), nor a refused key. A stream the test stops reading
 early is read to its end first; one the server cuts short is not recorded (a warning says so).
 No header is kept (no ``authorization``, no ``x-api-key``), and every configured
-model's key is masked in every file written.
+model's key is masked in every file written. An SDK's auxiliary requests (see
+:mod:`pytest_llm_matrix.adoption.binding`) are kept with their test's, or, sent by a fixture
+the tests of every model share, in that fixture's own file (:data:`SHARED`); a multipart
+body matches without its boundary, a binary answer is kept as base64, and a transport error
+a watched request met is kept and raised again.
 
 One file per test and model (a repeated test: per run), written when the test ends,
 atomically (a new file moved over the old one): an xdist worker runs the whole of a test
@@ -30,12 +34,14 @@ or, with ``--llm-cassettes DIR``, ``DIR/<model alias>/<module path>/<test name>.
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import re
 import shlex
 import tempfile
 import warnings
@@ -252,6 +258,9 @@ def request_entry(request: Any, ignore: Iterable[str]) -> dict[str, Any]:
     content = request.content
     if not content:
         return entry
+    boundary = _BOUNDARY.search(request.headers.get("content-type", ""))
+    if boundary is not None:  # a multipart body: its boundary is new in every request
+        content = content.replace(boundary.group(1).encode(), b"BOUNDARY")
     try:
         data = json.loads(content)
     except ValueError:
@@ -269,13 +278,21 @@ def key_of(entry: Mapping[str, Any]) -> str:
 
 
 def body_entry(status: int, content_type: str, body: bytes) -> dict[str, Any]:
-    """A plain (not streamed) answer, as data: JSON where it is JSON."""
+    """A plain (not streamed) answer, as data: JSON where it is JSON, text where it is
+    UTF-8, base64 otherwise (audio, files)."""
     entry: dict[str, Any] = {"status": status, "content_type": content_type}
     try:
         entry["json"] = json.loads(body)
     except ValueError:
-        entry["text"] = body.decode("utf-8", "replace")
+        try:
+            entry["text"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            entry["base64"] = base64.b64encode(body).decode("ascii")
     return entry
+
+
+#: A multipart content type's boundary.
+_BOUNDARY: Final = re.compile(r"boundary=\"?([^\";]+)")
 
 
 def stream_entry(status: int, content_type: str, body: bytes) -> dict[str, Any]:
@@ -324,6 +341,8 @@ def answer_bytes(answer: Mapping[str, Any]) -> bytes:
         return "".join(_event_text(event) for event in answer["events"]).encode()
     if "json" in answer:
         return json.dumps(answer["json"], ensure_ascii=False).encode()
+    if "base64" in answer:
+        return base64.b64decode(answer["base64"])
     return str(answer.get("text", "")).encode()
 
 
@@ -340,14 +359,23 @@ def replayed_response(http: Any, answer: Mapping[str, Any], request: Any) -> Any
 # --- a test's recordings ---------------------------------------------------------------
 
 
-def tape_for(ctx: Any, alias: str) -> Tape | None:
-    """The running test's recordings on model ``alias`` (None: not recording, or no test)."""
+#: The folder, in place of a model's, of the recordings of fixtures that the tests of every
+#: model share (their auxiliary requests: an index embedded once for the session).
+SHARED: Final = "_shared-fixtures"
+
+
+def tape_for(ctx: Any, alias: str, shared: str | None = None) -> Tape | None:
+    """The running test's recordings on model ``alias`` (None: not recording, or no test);
+    or, with ``shared`` (``path/conftest.py::fixture``), that shared fixture's recordings,
+    which whatever test sets the fixture up finds."""
     recorder = active()
     if recorder is None or ctx is None or ctx.nodeid is None:
         return None
-    tape: Tape | None = ctx.tapes.get(alias)
+    nodeid, folder = (shared, SHARED) if shared is not None else (ctx.nodeid, alias)
+    tape: Tape | None = ctx.tapes.get((nodeid, folder))
     if tape is None:
-        tape = ctx.tapes[alias] = Tape(recorder, ctx.nodeid, alias)
+        tape = Tape(recorder, nodeid, folder, test=(ctx.nodeid, ctx.model or alias))
+        ctx.tapes[nodeid, folder] = tape
     return tape
 
 
@@ -368,10 +396,14 @@ def flush(ctx: Any) -> None:
 class Tape:
     """The recordings of one test (one run of a repeated test) on one model."""
 
-    def __init__(self, recorder: Recorder, nodeid: str, alias: str) -> None:
+    def __init__(
+        self, recorder: Recorder, nodeid: str, alias: str, test: tuple[str, str] | None = None
+    ) -> None:
         self.recorder = recorder
         self.nodeid = nodeid
         self.alias = alias
+        #: the test (node id, model) whose run records this tape, for the command a miss says
+        self.test = test or (nodeid, alias)
         self.path = recorder.path_for(nodeid, alias)
         self.entries: list[dict[str, Any]] = []
         #: key -> the indices of its entries not yet replayed, in recorded order
@@ -410,10 +442,11 @@ class Tape:
             if hint:
                 found += f" ({hint})"
         recorder = self.recorder
-        words = ["pytest", "--llm-record=new", f"--models={self.alias}"]
+        nodeid, model = self.test
+        words = ["pytest", "--llm-record=new", f"--models={model}"]
         if recorder.base is not None:
             words.append(f"--llm-cassettes={recorder.base}")
-        command = shlex.join([*words, self.nodeid])
+        command = shlex.join([*words, nodeid])
         if recorder.invocation is not None and recorder.invocation != recorder.rootdir:
             command = f"cd {shlex.quote(str(recorder.rootdir))} && {command}"
         to = self.alias if destination is None else f"{destination}, not sent"
@@ -508,6 +541,13 @@ def _entry_problem(item: object) -> str | None:
         return "'request' needs a 'method' and a 'path'"
     if "failure" in item:
         return None if isinstance(item["failure"], str) else "'failure' must be text"
+    if "error" in item:
+        error = item["error"]
+        if not isinstance(error, dict) or not all(
+            isinstance(error.get(k), str) for k in ("type", "message")
+        ):
+            return "'error' must have a 'type' and a 'message'"
+        return None
     answer = item.get("response")
     if not isinstance(answer, dict):
         return "expected a 'response' or a 'failure'"
@@ -524,6 +564,13 @@ def _entry_problem(item: object) -> str | None:
         return f"'response.events': {_event_problem(bad) or 'expected a list of events'}"
     if "text" in answer and not isinstance(answer["text"], str):
         return "'response.text' must be text"
+    if "base64" in answer:
+        try:
+            if not isinstance(answer["base64"], str):
+                raise ValueError
+            base64.b64decode(answer["base64"], validate=True)
+        except ValueError:
+            return "'response.base64' must be base64 text"
     for name in ("latency", "ttft"):
         value = item.get(name)
         if value is not None and (
