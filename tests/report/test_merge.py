@@ -141,25 +141,28 @@ def _report(model: str, tests: list[dict], passed: int, judged: int) -> dict:
     }
 
 
+def _entry(model: str, free: bool, name: str = "test_x", **extra) -> dict:
+    """A test entry of a report, on ``model``, marked model-free or not."""
+    entry = {
+        "nodeid": f"t.py::{name}[{model}]",
+        "test": f"t.py::{name}",
+        "model": model,
+        "outcome": "passed",
+        "duration": 0.1,
+        "cost_usd": 0.0,
+        "spend": {},
+        **extra,
+    }
+    return entry | ({"model_free": True} if free else {})
+
+
 def test_a_test_model_free_in_one_job_but_not_another_is_counted_again():
     """Jobs split by model: the job of sim-a saw test_x reach no model, the job of sim-b saw
     it reach one; merged, test_x is no model-free test, and sim-a's row counts it."""
     from pytest_llm_matrix.report.merge import merge
 
-    def test(name, model, free):
-        entry = {
-            "nodeid": f"t.py::{name}[{model}]",
-            "test": f"t.py::{name}",
-            "model": model,
-            "outcome": "passed",
-            "duration": 0.1,
-            "cost_usd": 0.0,
-            "spend": {},
-        }
-        return entry | ({"model_free": True} if free else {})
-
-    one = _report("sim-a", [test("test_x", "sim-a", True), test("test_y", "sim-a", True)], 0, 0)
-    two = _report("sim-b", [test("test_x", "sim-b", False), test("test_y", "sim-b", True)], 1, 1)
+    one = _report("sim-a", [_entry("sim-a", True), _entry("sim-a", True, "test_y")], 0, 0)
+    two = _report("sim-b", [_entry("sim-b", False), _entry("sim-b", True, "test_y")], 1, 1)
     merged = merge([("a.json", one), ("b.json", two)])
     assert merged["model_free"] == ["t.py::test_y"]
     assert merged["models"]["sim-a"]["outcomes"]["passed"] == 1
@@ -173,21 +176,8 @@ def test_a_test_model_free_in_one_job_but_not_another_is_counted_again():
 def test_a_tampered_model_free_test_gives_no_traceback():
     from pytest_llm_matrix.report.merge import merge
 
-    def test(model, free, **extra):
-        entry = {
-            "nodeid": f"t.py::test_x[{model}]",
-            "test": "t.py::test_x",
-            "model": model,
-            "outcome": "passed",
-            "duration": 0.1,
-            "cost_usd": 0.0,
-            "spend": {},
-            **extra,
-        }
-        return entry | ({"model_free": True} if free else {})
-
     for runs in ("abc", [{}], [{"outcome": 5}], None):
-        one = _report("sim-a", [test("sim-a", True, runs=runs)], 0, 0)
-        two = _report("sim-b", [test("sim-b", False)], 1, 1)
+        one = _report("sim-a", [_entry("sim-a", True, runs=runs)], 0, 0)
+        two = _report("sim-b", [_entry("sim-b", False)], 1, 1)
         merged = merge([("a.json", one), ("b.json", two)])
         assert merged["models"]["sim-a"]["runs_judged"] == 1, runs
