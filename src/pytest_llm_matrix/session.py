@@ -40,6 +40,7 @@ from pytest_llm_matrix.simulator.service import SIMULATOR_KEY, SimulatorService
 EARLY_KEY: Final = pytest.StashKey[Settings]()
 #: What ``-n auto`` chose and why, for the header.
 AUTO_KEY: Final = pytest.StashKey[tuple[int | None, str]]()
+_AUTO_ENV: Final = "PYTEST_XDIST_AUTO_NUM_WORKERS"
 #: Plugins that order tests themselves; with them, the sequential run keeps their order.
 REORDERING_PLUGINS: Final = ("randomly", "random_order", "pytest_randomly")
 
@@ -53,9 +54,15 @@ def early_settings(config: pytest.Config) -> Settings:
 def auto_workers(config: pytest.Config) -> int | None:
     """``-n auto``: workers sized for the selected models' caps (None: xdist decides)."""
     # lazy: only -n auto sizes the workers
+    import os
+
     from pytest_llm_matrix.distribution import scheduling
     from pytest_llm_matrix.distribution.preload import MEMORY_CACHE, remembered_pss, will_preload
 
+    given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
+    if given:  # the user's number, as xdist reads it (xdist's own hook answers)
+        config.stash[AUTO_KEY] = (int(given) if given.isdigit() else None, _AUTO_ENV)
+        return None
     settings = early_settings(config)
     preloaded = will_preload(config, settings)
     measured = remembered_pss(_cached(config, MEMORY_CACHE), preloaded)

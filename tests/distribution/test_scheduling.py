@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
 from pytest_llm_matrix.config.models import Model
 from pytest_llm_matrix.config.options import Settings
 from pytest_llm_matrix.config.registry import Registry
+from pytest_llm_matrix.distribution import scheduling
 from pytest_llm_matrix.distribution.scheduling import (
     ModelScheduling,
     auto_workers,
@@ -300,3 +305,124 @@ def test_auto_workers_without_the_cache_plugin(pytester, write_config):
     result = pytester.runpytest_subprocess("--models=sims", "-n", "auto", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*-n auto: * workers, set by 2 per CPU*"])
+
+
+def _tree(root, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_cgroup_v2_memory_and_cpu_limits_are_read_up_to_the_root(tmp_path):
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/jobs/ci\n")
+    _tree(
+        tmp_path / "fs",
+        {
+            "memory.max": "max\n",
+            "jobs/memory.max": str(900 * 2**20),
+            "jobs/memory.current": str(100 * 2**20),
+            "jobs/ci/memory.max": str(2 * 2**30),
+            "jobs/ci/memory.current": str(50 * 2**20),
+            "jobs/cpu.max": "150000 100000\n",
+            "jobs/ci/cpu.max": "max 100000\n",
+        },
+    )
+    root = str(tmp_path / "fs")
+    assert scheduling.cgroup_memory_free(root, str(proc)) == 800 * 2**20  # the parent's
+    assert scheduling.cgroup_cpus(root, str(proc)) == 1.5
+
+
+def test_cgroup_v1_limits_and_a_container_that_sees_its_cgroup_as_the_root(tmp_path):
+    proc = tmp_path / "cgroup"
+    proc.write_text("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n0::/\n")
+    _tree(
+        tmp_path / "fs",
+        {  # the container's own cgroup mounted as the root: /docker/abc is not there
+            "memory/memory.limit_in_bytes": str(600 * 2**20),
+            "memory/memory.usage_in_bytes": str(200 * 2**20),
+            "cpu/cpu.cfs_quota_us": "50000",
+            "cpu/cpu.cfs_period_us": "100000",
+        },
+    )
+    root = str(tmp_path / "fs")
+    assert scheduling.cgroup_memory_free(root, str(proc)) == 400 * 2**20
+    assert scheduling.cgroup_cpus(root, str(proc)) == 0.5
+    unlimited = tmp_path / "none"
+    _tree(
+        unlimited, {"memory/memory.limit_in_bytes": str(2**63 - 4096), "cpu/cpu.cfs_quota_us": "-1"}
+    )
+    assert scheduling.cgroup_memory_free(str(unlimited), str(proc)) is None
+    assert scheduling.cgroup_cpus(str(unlimited), str(proc)) is None
+    assert scheduling.cgroup_memory_free(str(tmp_path / "missing"), str(tmp_path / "x")) is None
+
+
+def test_usable_cpus_follow_the_affinity_mask_and_the_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/\n")
+    _tree(tmp_path / "fs", {"cpu.max": "250000 100000\n"})
+    assert scheduling.usable_cpus(str(tmp_path / "fs"), str(proc)) == (3, "the cgroup's CPU quota")
+    assert scheduling.usable_cpus(str(tmp_path / "none"), str(proc)) == (4, "the affinity mask")
+
+
+def test_auto_workers_take_the_users_number(pytester, write_config, monkeypatch):
+    write_config()
+    pytester.makepyfile("def test_a(llm):\n    pass\n")
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "1")
+    result = pytester.runpytest_subprocess("--models=sims", "-n", "auto")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["*-n auto: 1 worker, set by PYTEST_XDIST_AUTO_NUM_WORKERS*", "*1 worker [[]2 items[]]*"]
+    )
+
+
+def test_auto_workers_count_the_cpus_taskset_leaves(pytester, write_config, monkeypatch):
+    if shutil.which("taskset") is None or not hasattr(os, "sched_getaffinity"):
+        pytest.skip("taskset (util-linux) is not on this machine")
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    write_config()
+    pytester.makepyfile("def test_a(llm):\n    pass\n")
+    result = pytester.run(
+        "taskset", "-c", "0", sys.executable, "-m", "pytest", "--models=sims", "-n", "auto",
+        "-p", "no:cacheprovider",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["*-n auto: 2 workers, set by 2 per CPU (1 CPUs, the affinity mask), as no concurrency*"]
+    )
+
+
+def test_auto_workers_fit_a_cgroup_memory_limit(pytester, write_config, monkeypatch):
+    """A v1 memory cgroup of 600 MB: -n auto sizes the workers by it, not by the machine's
+    free memory."""
+    folder = Path(f"/sys/fs/cgroup/memory/llm-matrix-test-{os.getpid()}")
+    try:
+        folder.mkdir()
+    except OSError as error:
+        pytest.skip(f"cannot make a cgroup v1 memory cgroup here ({error.strerror})")
+    try:
+        try:
+            (folder / "memory.limit_in_bytes").write_text(str(600 * 2**20))
+        except OSError as error:
+            pytest.skip(f"cannot limit a memory cgroup here ({error.strerror})")
+        monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+        write_config(
+            "[tool.llm-matrix]\nmax_concurrency = 64\n"
+            '[tool.llm-matrix.models.sim-a]\nprovider = "simulator"\n'
+        )
+        pytester.makepyfile("def test_a(llm):\n    pass\n")
+        script = (
+            f"echo $$ > {folder}/cgroup.procs && exec {sys.executable} -m pytest "
+            "--models=sim-a -n auto -p no:cacheprovider --collect-only"
+        )
+        result = pytester.run("sh", "-c", script)
+        result.stdout.fnmatch_lines(
+            ["*-n auto: * workers, set by the memory available to this cgroup (* MB;*"]
+        )
+        line = next(line for line in result.outlines if "-n auto:" in line)
+        assert int(line.split("-n auto: ")[1].split()[0]) <= 600 // 64
+    finally:
+        with contextlib.suppress(OSError):
+            folder.rmdir()

@@ -12,6 +12,7 @@ maps node ids to models by the alias each model test's id starts with.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -294,8 +295,11 @@ def auto_workers(
     if all(cap is not None for cap in caps):
         bounds["the sum of the models' caps"] = sum(c for c in caps if c is not None)
     if not bounds:
-        cpus = cpus or os.cpu_count() or 1
-        bounds[f"2 per CPU ({cpus} CPUs), as no concurrency caps are configured"] = 2 * cpus
+        how = ""
+        if cpus is None:
+            cpus, how = usable_cpus()
+            how = f", {how}"
+        bounds[f"2 per CPU ({cpus} CPUs{how}), as no concurrency caps are configured"] = 2 * cpus
     if model_tests:
         bounds["the model tests of the last run"] = model_tests
     kind = "preloaded" if preloaded else "started the normal way"
@@ -307,9 +311,12 @@ def auto_workers(
     else:
         per_worker = PRELOADED_MEMORY if preloaded else WORKER_MEMORY
         how = f"{per_worker // 2**20} MB budgeted per worker {kind}"
-    free = _available() if available is None else available
-    if free is not None:
-        bounds[f"the memory available ({free // 2**20} MB; {how})"] = max(1, free // per_worker)
+    where = ""
+    if available is None:
+        available, where = _available()
+    if available is not None:
+        said = f"the memory available{where} ({available // 2**20} MB; {how})"
+        bounds[said] = max(1, available // per_worker)
     reason, chosen = min(bounds.items(), key=lambda item: item[1])
     return max(1, chosen), reason
 
@@ -327,12 +334,118 @@ def proc_bytes(path: str, field: str) -> int | None:
     return None
 
 
-def _available() -> int | None:
-    """Memory available to new processes, in bytes (Linux's MemAvailable, else free pages)."""
+def _available() -> tuple[int | None, str]:
+    """Memory available to new processes, in bytes (Linux's MemAvailable, else free pages),
+    and where the bound comes from: ``" to this cgroup"`` when its limit is lower."""
     available = proc_bytes("/proc/meminfo", "MemAvailable")
-    if available is not None:
-        return available
+    if available is None:
+        try:
+            available = int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            available = None
+    limited = cgroup_memory_free()
+    if limited is not None and (available is None or limited < available):
+        return limited, " to this cgroup"
+    return available, ""
+
+
+#: Where cgroups are mounted (v2 at the root, or under ``unified`` beside v1's controllers).
+CGROUP_ROOT: Final = "/sys/fs/cgroup"
+#: A v1 limit at or above this is "no limit" (the kernel's is just under 2**63).
+_UNLIMITED: Final = 2**60
+
+
+def usable_cpus(root: str = CGROUP_ROOT, proc: str = "/proc/self/cgroup") -> tuple[int, str]:
+    """The CPUs this process may run on (its affinity mask, as ``taskset`` sets it), lowered
+    by its cgroup's CPU quota; and which bound it is."""
     try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
+        cpus, how = len(os.sched_getaffinity(0)), "the affinity mask"
+    except (AttributeError, OSError):  # not Linux
+        cpus, how = os.cpu_count() or 1, "the CPU count"
+    quota = cgroup_cpus(root, proc)
+    if quota is not None and math.ceil(quota) < cpus:
+        return max(1, math.ceil(quota)), "the cgroup's CPU quota"
+    return max(1, cpus), how
+
+
+def _cgroup_paths(proc: str) -> dict[str, str]:
+    """Controller (``memory``, ``cpu``; ``""`` for cgroup v2) -> this process's cgroup."""
+    found: dict[str, str] = {}
+    try:
+        with open(proc, encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.rstrip("\n").split(":", 2)
+                if len(parts) == 3:
+                    for controller in parts[1].split(","):
+                        found[controller] = parts[2]
+    except OSError:
+        pass
+    return found
+
+
+def _cgroup_dirs(roots: tuple[str, ...], path: str) -> list[str]:
+    """The folders of a cgroup and of its parents, up to the mount (a container may see its
+    own cgroup as the root: then the path does not exist and the root is it)."""
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        here = os.path.normpath(os.path.join(root, path.lstrip("/")))
+        found = []
+        while here.startswith(root):
+            if os.path.isdir(here):
+                found.append(here)
+            if here == root:
+                break
+            here = os.path.dirname(here)
+        if found:
+            return found
+    return []
+
+
+def _number(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
         return None
+
+
+def cgroup_memory_free(root: str = CGROUP_ROOT, proc: str = "/proc/self/cgroup") -> int | None:
+    """What this process's cgroups (v2, v1) let it still use: the least, over the cgroup
+    and its parents with a limit, of the limit less the usage; None without a limit."""
+    paths = _cgroup_paths(proc)
+    lows = []
+    v2 = (root, os.path.join(root, "unified"))
+    for folder in _cgroup_dirs(v2, paths.get("", "/")):
+        limit, used = _number(f"{folder}/memory.max"), _number(f"{folder}/memory.current")
+        if limit is not None:
+            lows.append(limit - (used or 0))
+    for folder in _cgroup_dirs((os.path.join(root, "memory"),), paths.get("memory", "/")):
+        limit = _number(f"{folder}/memory.limit_in_bytes")
+        used = _number(f"{folder}/memory.usage_in_bytes")
+        if limit is not None and limit < _UNLIMITED:
+            lows.append(limit - (used or 0))
+    return max(0, min(lows)) if lows else None
+
+
+def cgroup_cpus(root: str = CGROUP_ROOT, proc: str = "/proc/self/cgroup") -> float | None:
+    """The CPUs this process's cgroups' quota allows (v2 ``cpu.max``, v1 CFS quota), the
+    least over the cgroup and its parents; None without a quota."""
+    paths = _cgroup_paths(proc)
+    quotas: list[float] = []
+    v2 = (root, os.path.join(root, "unified"))
+    for folder in _cgroup_dirs(v2, paths.get("", "/")):
+        try:
+            with open(f"{folder}/cpu.max", encoding="ascii") as fh:
+                allowed, every = fh.read().split()[:2]
+            if allowed != "max" and int(every) > 0:
+                quotas.append(int(allowed) / int(every))
+        except (OSError, ValueError):
+            continue
+    v1 = (os.path.join(root, "cpu"), os.path.join(root, "cpu,cpuacct"))
+    for folder in _cgroup_dirs(v1, paths.get("cpu", "/")):
+        quota = _number(f"{folder}/cpu.cfs_quota_us")
+        period = _number(f"{folder}/cpu.cfs_period_us")
+        if quota is not None and period and quota > 0:
+            quotas.append(quota / period)
+    return min(quotas) if quotas else None
