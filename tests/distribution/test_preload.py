@@ -458,6 +458,28 @@ def test_workers_with_their_own_interpreter_are_not_preloaded(pytester, write_co
     )
 
 
+def test_workers_given_their_own_environment_are_not_preloaded(pytester, write_config):
+    """A worker forked from the preloader would keep what it built from the preloader's
+    environment (the TLS context from SSL_CERT_FILE, an SDK's settings read at import):
+    with --tx ...//env: the workers start the normal way, see their environment, and the
+    header says why."""
+    write_config(PROJECT)
+    pytester.makepyfile(
+        "import os, ssl\n\ndef test_m(llm):\n"
+        "    assert os.environ['LLM_MATRIX_WORKER_ENV'] == 'theirs'\n"
+        "    assert llm.complete('hi')\n"
+    )
+    spec = "2*popen//env:LLM_MATRIX_WORKER_ENV=theirs"
+    result = pytester.runpytest_subprocess("-d", "--tx", spec, "--models=all")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "llm-matrix: workers not preloaded: --tx popen//env:LLM_MATRIX_WORKER_ENV=theirs: "
+            "sets the workers' environment (env:), which a forked worker would not see"
+        ]
+    )
+
+
 def test_learned_modules_are_the_stacks_never_the_projects_or_programs():
     from pytest_llm_matrix.distribution.preload import STACK_PACKAGES, _preloadable
 

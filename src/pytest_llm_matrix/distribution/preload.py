@@ -192,6 +192,10 @@ def _spec_problem(spec: XSpec) -> str | None:
         return "names its own interpreter"
     if spec.execmodel not in (None, "thread", "main_thread_only"):
         return f"execmodel {spec.execmodel} cannot be forked"
+    if getattr(spec, "env", None):
+        # a forked worker would keep what the preloader built from its own environment (a
+        # TLS context and SSL_CERT_FILE, settings an SDK reads at import)
+        return "sets the workers' environment (env:), which a forked worker would not see"
     return None
 
 
