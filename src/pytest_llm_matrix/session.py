@@ -6,13 +6,13 @@ Module-level hooks in :mod:`pytest_llm_matrix.plugin` stay thin and call these.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Final
 
 import pytest
 
 from pytest_llm_matrix.adoption import fixtures as adoption_fixtures
-from pytest_llm_matrix.adoption import sdks
 from pytest_llm_matrix.calls import context, fixtures
 from pytest_llm_matrix.config import checks
 from pytest_llm_matrix.config.options import (
@@ -54,8 +54,6 @@ def early_settings(config: pytest.Config) -> Settings:
 def auto_workers(config: pytest.Config) -> int | None:
     """``-n auto``: workers sized for the selected models' caps (None: xdist decides)."""
     # lazy: only -n auto sizes the workers
-    import os
-
     from pytest_llm_matrix.distribution import scheduling
     from pytest_llm_matrix.distribution.preload import MEMORY_CACHE, remembered_pss, will_preload
 
@@ -99,8 +97,6 @@ def _cached(config: pytest.Config, key: str) -> object:
 
 def _cache_path(config: pytest.Config, key: str) -> Path:
     """Where pytest's cache keeps ``key`` (as ``config.cache`` would, before it exists)."""
-    import os
-
     cache_dir = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
     return config.rootpath / cache_dir / "v" / key
 
@@ -249,6 +245,9 @@ def _check_sdks(config: pytest.Config, settings: Settings) -> None:
     usefixtures = config.getini("usefixtures")
     if not (settings.patch_sdks or settings.sdks_paths or "llm_sdks" in usefixtures):
         return
+    # lazy: the SDKs' releases are looked up only for a suite that binds them
+    from pytest_llm_matrix.adoption import sdks
+
     problems = [problem for sdk in sdks.SDKS if (problem := sdks.problem(sdk)) is not None]
     if problems:
         raise pytest.UsageError(

@@ -134,7 +134,6 @@ class TestTracker:
             self._bind(model)
         run = item.stash.get(RUN_KEY, None)
         limits = context.limits()
-        model = model_of(item)
         if run is not None and limits is not None and model is not None:
             stop_if_settled(item, run, limits.coordinator, model.name)
 

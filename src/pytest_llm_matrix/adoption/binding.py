@@ -55,7 +55,7 @@ from pytest_llm_matrix.adoption import routes, sdks
 from pytest_llm_matrix.calls import context
 from pytest_llm_matrix.calls.exchange import Route
 from pytest_llm_matrix.calls.transport import (
-    ANTHROPIC_VERSION,
+    auth_headers,
     base_url,
     is_plugin_transport,
     llm_transport,
@@ -104,8 +104,6 @@ _KEPT_QUERY: Final = frozenset(
     }
 )
 _TIMEOUTS: Final = ("connect", "read", "write", "pool")
-#: Fixture scopes whose value the tests of several models share.
-_SHARED_SCOPES: Final = ("class", "module", "package", "session")
 
 #: Set while the SDK builds a request that will be bound: its own check that a key is set
 #: (anthropic's ``_validate_headers``) does not apply, the model's key is added after.
@@ -145,11 +143,9 @@ class Target:
             if k.lower() in _KEPT_HEADERS or k.lower().startswith(_KEPT_HEADER_PREFIXES)
         ]
         names = {k.lower() for k, _ in headers}
-        if (key := self.model.api_key()) is not None:
-            anthropic = self.model.api == "anthropic"
-            headers.append(("x-api-key", key) if anthropic else ("authorization", f"Bearer {key}"))
-        if self.model.api == "anthropic" and "anthropic-version" not in names:
-            headers.append(("anthropic-version", ANTHROPIC_VERSION))
+        headers += [  # the model's key (and API version), the SDK's own user agent
+            (k, v) for k, v in auth_headers(self.model).items() if k not in names | {"user-agent"}
+        ]
         limit = timeout_of(self.model)
         given = request.extensions.get("timeout") or {}
         timeout = {
@@ -285,8 +281,6 @@ class Binding:
         route = Route(
             account=name,
             about=about,
-            check_model=False,
-            marks_unavailable=False,
             observe=True,
             destination=f"{origin} ({_client_name(client)})",
             tape=self._tape(),

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llm_matrix.adoption import sdks
 from pytest_llm_matrix.calls.fixtures import close_async
 from pytest_llm_matrix.config.options import SETTINGS_KEY
 
 if TYPE_CHECKING:
+    from pytest_llm_matrix.adoption import sdks
     from pytest_llm_matrix.config.models import Model
 
 
@@ -21,6 +21,7 @@ def client_options(model: Model, sdk: sdks.SDK, asynchronous: bool) -> dict[str,
     HTTP client of the library this release of the SDK takes (httpx or httpx2) on the
     plugin's transport, and no retries of the SDK's own (the transport retries)."""
     # lazy: the request path loads with the first client a test builds
+    from pytest_llm_matrix.adoption import sdks
     from pytest_llm_matrix.calls.exchange import NO_KEY
     from pytest_llm_matrix.calls.transport import http_library, llm_transport, timeout_of
 
@@ -46,6 +47,9 @@ def _sdk(sdk: sdks.SDK, model: Model, config: pytest.Config) -> Any:
     missing SDK fails the test under ``--llm-strict`` (a pre-commit hook whose dependencies
     lost the SDK would otherwise pass by skipping it)."""
     __tracebackhide__ = True
+    # lazy: the SDKs' releases are looked up only in a test that builds a client
+    from pytest_llm_matrix.adoption import sdks
+
     if model.api != sdk.api:
         pytest.skip(
             f"{model.name} speaks the {model.api} API, not {sdk.api}'s: no {sdk.package} client"
@@ -67,8 +71,12 @@ def _sdk(sdk: sdks.SDK, model: Model, config: pytest.Config) -> Any:
     return package
 
 
-def _sdk_client(sdk: sdks.SDK, request: pytest.FixtureRequest, asynchronous: bool) -> Any:
+def _sdk_client(package: str, request: pytest.FixtureRequest, asynchronous: bool) -> Any:
     """An official SDK client for the test's model whose only retry layer is ours."""
+    # lazy: the SDKs' releases are looked up only in a test that builds a client
+    from pytest_llm_matrix.adoption import sdks
+
+    sdk = next(sdk for sdk in sdks.SDKS if sdk.package == package)
     model: Model = request.getfixturevalue("llm_model")
     package = _sdk(sdk, model, request.config)
     factory = getattr(package, sdk.clients[1] if asynchronous else sdk.clients[0])
@@ -78,7 +86,7 @@ def _sdk_client(sdk: sdks.SDK, request: pytest.FixtureRequest, asynchronous: boo
 @pytest.fixture
 def openai_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
     """``openai.OpenAI`` for the test's model (OpenAI-API models), SDK retries off."""
-    client = _sdk_client(sdks.OPENAI, request, asynchronous=False)
+    client = _sdk_client("openai", request, asynchronous=False)
     with client:
         yield client
 
@@ -86,7 +94,7 @@ def openai_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[
 @pytest.fixture
 def async_openai_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
     """``openai.AsyncOpenAI`` for the test's model, SDK retries off."""
-    client = _sdk_client(sdks.OPENAI, request, asynchronous=True)
+    client = _sdk_client("openai", request, asynchronous=True)
     yield client
     close_async(client)
 
@@ -94,7 +102,7 @@ def async_openai_client(llm_model: Model, request: pytest.FixtureRequest) -> Ite
 @pytest.fixture
 def anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
     """``anthropic.Anthropic`` for the test's model (Anthropic-API models), SDK retries off."""
-    client = _sdk_client(sdks.ANTHROPIC, request, asynchronous=False)
+    client = _sdk_client("anthropic", request, asynchronous=False)
     with client:
         yield client
 
@@ -102,7 +110,7 @@ def anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterat
 @pytest.fixture
 def async_anthropic_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
     """``anthropic.AsyncAnthropic`` for the test's model, SDK retries off."""
-    client = _sdk_client(sdks.ANTHROPIC, request, asynchronous=True)
+    client = _sdk_client("anthropic", request, asynchronous=True)
     yield client
     close_async(client)
 

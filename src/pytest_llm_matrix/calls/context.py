@@ -232,13 +232,6 @@ class TestContext:
                 found = self.auxiliary[account] = Tally(self._lock, about)
             return found
 
-    def count(self, **amounts: int) -> None:
-        self.main.count(**amounts)
-
-    def record(self, key: str, value: float) -> None:
-        """Append a latency or time-to-first-token, in seconds."""
-        self.main.record(key, value)
-
     def take(self) -> dict[str, Any] | None:
         """What was spent since the last call (None if nothing), and start afresh."""
         with self._lock:

@@ -124,9 +124,8 @@ class Route:
 
     account: str | None = None
     about: Mapping[str, Any] | None = None
-    check_model: bool = True
-    marks_unavailable: bool = True
-    #: watched only: one attempt, its errors and answers as they come (its client retries)
+    #: watched only: its model id as it is, one attempt, its errors and answers as they
+    #: come (its client retries), never making a model unavailable
     observe: bool = False
     #: a shared fixture sent it (``path/conftest.py::name``): kept with that fixture's
     #: recordings, which any test that sets the fixture up finds
@@ -282,7 +281,7 @@ class Exchange:
         anything is sent (it would reach this model's server, or another model)."""
         __tracebackhide__ = True
         sent = body.get("model") if body is not None else None
-        if not self.route.check_model:
+        if self.route.observe:
             return request
         if body is None or not isinstance(sent, str) or sent == self.model.model:
             return request
@@ -461,10 +460,10 @@ class Exchange:
                 held.release()
                 raise
             verdict = classify(status, body)
-            if verdict is Verdict.UNAVAILABLE and not self._model_wide(request, status):
-                verdict = Verdict.FAIL  # the test's own key, or a destination of its own
             if self.route.observe and verdict is not Verdict.OK:
                 verdict = Verdict.FAIL  # watched only: its client retries, or not
+            if verdict is Verdict.UNAVAILABLE and not self._model_wide(request, status):
+                verdict = Verdict.FAIL  # the test's own key, not the model's
             if verdict is Verdict.OK or verdict is Verdict.FAIL:
                 self._verified(held)
                 held.release()
@@ -541,11 +540,8 @@ class Exchange:
 
     def _model_wide(self, request: Any, status: int) -> bool:
         """Whether a refusal (401/403, unknown model, no quota) is the model's, for the rest
-        of the session: not for a destination the code under test chose itself, and not for
-        a 401/403 to a request that carried other credentials than the model's configured
-        key (a test checking what a bad key does)."""
-        if not self.route.marks_unavailable:
-            return False
+        of the session: not a 401/403 to a request that carried other credentials than the
+        model's configured key (a test checking what a bad key does)."""
         if status not in (401, 403):
             return True
         return credentials_of(request) == credentials_of_model(self.model)

@@ -11,11 +11,74 @@ test that asks for a model itself (``llm``, ``llm_model``) always counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
+import pytest
+
+from pytest_llm_matrix.calls.context import BUDGET_ATTR, REACHED_ATTR
 from pytest_llm_matrix.report.render import pasteable
-from pytest_llm_matrix.report.stats import JUDGED
+from pytest_llm_matrix.report.stats import JUDGED, ModelStats
+
+
+class Adopted:
+    """The controller's account of the tests ``llm_sdks`` made model tests (their reports
+    say whether they reached a model): what each added to its model's row, to take it off
+    again if the test turns out model-free. Other tests cost nothing here."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, ModelStats] = {}  # by test record: its outcomes, time, runs
+        self.failed: dict[str, dict[str, int]] = {}  # by test record: failures, by kind
+        self.reached: set[str] = set()
+        self.budget_skipped: set[str] = set()
+        self.free: set[str] | None = None  # known once the tests are over
+
+    def note(
+        self, key: str, report: pytest.TestReport, kind: str, category: str
+    ) -> ModelStats | None:
+        """One report of test record ``key``: the part it adds to (None: not adopted)."""
+        reached = getattr(report, REACHED_ATTR, None)
+        if reached is None:
+            return None
+        part = self.parts.setdefault(key, ModelStats())
+        part.add(category, report.duration, None, None)
+        if report.failed:
+            failed = self.failed.setdefault(key, {})
+            failed[kind] = failed.get(kind, 0) + 1
+        if reached is True:
+            self.reached.add(key)
+        if getattr(report, BUDGET_ATTR, False):
+            self.budget_skipped.add(key)
+        return part
+
+    def set_aside(
+        self,
+        tests: Mapping[str, dict[str, Any]],
+        stats: Mapping[str, ModelStats],
+        failures: MutableMapping[str, int],
+        unavailable: Mapping[str, str],
+    ) -> None:
+        """The model-free tests leave their rows (``stats``), their failures become plain
+        ones (``failures``), and their records say so."""
+        self.free = free = model_free(
+            {
+                "test": tests[key]["test"],
+                "outcome": tests[key]["outcome"],
+                "reached": key in self.reached,
+                "ran": tests[key]["outcome"] != "skipped"
+                or (tests[key]["model"] not in unavailable and key not in self.budget_skipped),
+            }
+            for key in self.parts
+        )
+        for key, part in self.parts.items():
+            test = tests[key]
+            if test["test"] not in free:
+                continue
+            test["model_free"] = True
+            stats[test["model"]].remove(part)
+            for kind, count in self.failed.get(key, {}).items():
+                failures[kind] -= count
+                failures["plain"] += count
 
 
 def model_free(records: Iterable[Mapping[str, Any]]) -> set[str]:

@@ -24,7 +24,6 @@ from pytest_llm_matrix.calls import context, recording
 from pytest_llm_matrix.calls.context import (
     AUX_ATTR,
     BUDGET_ATTR,
-    REACHED_ATTR,
     REPORT_ATTR,
     SPEND_ATTR,
 )
@@ -83,14 +82,7 @@ class Summary:
         self.stats: dict[str, ModelStats] = {}
         self.failures = {"plain": 0, "required": 0, "optional": 0}
         self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> per-test record
-        #: per test record: what it added to its model's outcomes, the failures it counted
-        #: (by kind) and whether it reached its model, to set model-free tests aside
-        self.parts: dict[str, ModelStats] = {}
-        self.failed_kinds: dict[str, dict[str, int]] = {}
-        self.adopted: set[str] = set()  # made model tests by llm_sdks: may be model-free
-        self.budget_keys: set[str] = set()  # tests skipped because the budget was spent
-        self.reached: set[str] = set()
-        self.model_free: set[str] | None = None  # known once the tests are over
+        self.adopted = model_free.Adopted()  # the tests llm_sdks made model tests
         self.auxiliary = Auxiliary(settings.registry.models)
         #: model, test (the id without a run), item, tokens: priced once the tests are over
         self.to_price: list[tuple[str, str, str, tuple[int, int, int]]] = []
@@ -221,18 +213,7 @@ class Summary:
         run = getattr(report, RUN_ATTR, None)
         run = run if isinstance(run, dict) else None
         key = report.nodeid if run is None else run["group"]
-        part = self.parts.setdefault(key, ModelStats())
-        part.add(category if counted else "", report.duration, None, None)
-        if report.failed:
-            kinds = self.failed_kinds.setdefault(key, {})
-            kinds[kind] = kinds.get(kind, 0) + 1
-        if getattr(report, BUDGET_ATTR, False):
-            self.budget_keys.add(key)
-        reached = getattr(report, REACHED_ATTR, None)
-        if reached is not None:
-            self.adopted.add(key)
-        if reached is True:
-            self.reached.add(key)
+        part = self.adopted.note(key, report, kind, category if counted else "")
         test = self.tests.get(key)
         if test is None:
             test = self.tests[key] = {
@@ -256,12 +237,13 @@ class Summary:
         ):
             test["outcome"] = category
         if run is not None and run["role"] is not None:
-            self._add_run((stats, part), test, run)
+            self._add_run((stats, part) if part is not None else (stats,), test, run)
             if run["role"] == "verdict":
                 self.verdict_ids[key] = report.nodeid
         elif counted and category in JUDGED:
             stats.add_run(category == "passed")
-            part.add_run(category == "passed")
+            if part is not None:
+                part.add_run(category == "passed")
         telling = counted and verdict_or_plain and category in ("failed", "error", "skipped")
         if telling and "message" not in test and (line := _first_line(report)):
             test["message"] = line  # the grid's hover text in the HTML report
@@ -387,29 +369,8 @@ class Summary:
     def _set_aside_model_free(self) -> None:
         """Once the tests are over: model-free tests (see :mod:`.model_free`) leave their
         models' rows, and their failures become plain ones."""
-        if self.model_free is not None:
-            return
-        unavailable = self._unavailable()
-        free = model_free.model_free(
-            {
-                "test": t["test"],
-                "outcome": t["outcome"],
-                "reached": key in self.reached,
-                "ran": t["outcome"] != "skipped"
-                or (t["model"] not in unavailable and key not in self.budget_keys),
-            }
-            for key, t in self.tests.items()
-            if key in self.adopted
-        )
-        self.model_free = free
-        for key, test in self.tests.items():
-            if test["test"] not in free or key not in self.adopted:
-                continue
-            test["model_free"] = True
-            self.stats[test["model"]].remove(self.parts[key])
-            for kind, count in self.failed_kinds.get(key, {}).items():
-                self.failures[kind] -= count
-                self.failures["plain"] += count
+        if self.adopted.free is None:
+            self.adopted.set_aside(self.tests, self.stats, self.failures, self._unavailable())
 
     def _compare(self, session: pytest.Session) -> None:
         """--llm-baseline: this run against the baseline; --llm-fail-on-regression: a
@@ -625,7 +586,7 @@ class Summary:
             write(line, red=bad > 0, green=bad == 0)
         for name, reason in self._unavailable().items():
             write(f"{name}: unavailable: {reason}", yellow=True)
-        for line in model_free.lines(self.tests.values(), self.model_free or set()):
+        for line in model_free.lines(self.tests.values(), self.adopted.free or set()):
             write(line, yellow=not line.startswith("  "))
         for line in self.auxiliary.lines():
             write(line)
@@ -720,7 +681,7 @@ class Summary:
             "spent_usd": self._spent(),
             "models": models,
             "tests": list(self.tests.values()),
-            "model_free": sorted(self.model_free or ()),
+            "model_free": sorted(self.adopted.free or ()),
             "auxiliary": self.auxiliary.to_json(),
             "failed_everywhere": everywhere,
             "failed_on_some": some,
