@@ -310,19 +310,22 @@ def _record(config: pytest.Config, settings: Settings) -> None:
 
 
 def _redact_reports(config: pytest.Config, settings: Settings) -> None:
-    """Keep the configured models' keys out of every report (see :mod:`.config.redaction`)."""
+    """Keep keys out of every report (see :mod:`.config.redaction`): the configured models'
+    and, in a run with model tests, the SDKs' own (a suite's client sends one to servers that
+    may echo it)."""
     key_envs = [m.api_key_env for m in settings.registry.models.values() if m.api_key_env]
-    if not key_envs:
+    if not key_envs and not settings.selected:
         return
-    # lazy: only a run whose models have key variables redacts
+    # lazy: only a run with keys or model tests redacts
     from pytest_llm_matrix.config.redaction import (
         PLUGIN_NAME,
         REDACTOR_KEY,
+        SDK_KEY_ENVS,
         Redactor,
         ReportRedaction,
     )
 
-    redactor = config.stash[REDACTOR_KEY] = Redactor(key_envs)
+    redactor = config.stash[REDACTOR_KEY] = Redactor([*key_envs, *SDK_KEY_ENVS])
     config.pluginmanager.register(ReportRedaction(config, redactor), PLUGIN_NAME)
 
 

@@ -369,3 +369,46 @@ def test_a_test_id_built_from_a_key_stays_out_of_the_files_we_write(
     assert "durations" in {p.name for p in ours.iterdir()}
     assert leaks(cache) == []
     assert "test_key[o-json400-***]" in report
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"])
+def test_the_suites_own_sdk_key_echoed_by_an_auxiliary_server_is_found_nowhere(
+    pytester, write_config, monkeypatch, variable
+):
+    # simulated models (no key variables) and the one-line route: the suite's own client
+    # sends its own key to a server of its own (an auxiliary call, left to it) that echoes it
+    monkeypatch.setenv(variable, KEY)
+    with EchoServer() as server:
+        write_config()
+        pytester.makepyfile(
+            test_aux=f"""
+            import anthropic, openai
+
+            def test_embedding(llm_model):
+                if "{variable}" == "OPENAI_API_KEY":
+                    client = openai.OpenAI(base_url="{server.url}/json-400/v1", max_retries=0)
+                    client.embeddings.create(model="emb", input="x")
+                else:
+                    client = anthropic.Anthropic(base_url="{server.url}/json-400", max_retries=0)
+                    client.messages.count_tokens(
+                        model="m", messages=[{{"role": "user", "content": "x"}}]
+                    )
+            """
+        )
+        result = pytester.runpytest_subprocess(
+            "--models=sim-fast",
+            "--llm-patch-sdks",
+            "--llm-record=all",
+            "--llm-report=report.json",
+            "--tb=long",
+            "-l",
+            "-p",
+            "no:cacheprovider",
+        )
+    texts = everything_written(pytester.path, result)
+    assert "Incorrect API key provided: ***" in texts["stdout"]  # the echo came back ...
+    result.assert_outcomes(failed=1)
+    recorded = [name for name in texts if name.startswith("llm_cassettes")]
+    assert recorded  # ... was recorded ...
+    found = {name: leaks(text) for name, text in texts.items() if leaks(text)}
+    assert found == {}  # ... and the key is nowhere

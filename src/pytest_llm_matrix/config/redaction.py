@@ -6,15 +6,16 @@ a local variable shown by ``-l``) - but where text leaves: every test and collec
 before any reporter sees it (in the process that made it, so also in xdist workers), and
 every file and summary line the plugin writes.
 
-What counts as a key: every value a configured model's ``api_key_env`` has had in the
-session (read at start and whenever text is checked: a test may set or delete one), in the
-forms it can take in text: as is, stripped,
-escaped as Python or JSON writes strings, and percent-encoded. A text that holds the first
-:data:`MIN_LENGTH` characters of such a form loses them and as much of the rest of the form
-as follows, and likewise for its last characters, so a key cut short (a body trimmed to 200
-characters) or cut in the middle (pytest shortens long values so) goes too. Values shorter
-than :data:`MIN_LENGTH` are placeholders (``EMPTY``, ``ollama``), not secrets, and are left
-alone: redacting them would garble every message that happens to contain the word.
+What counts as a key: every value a configured model's ``api_key_env``, or one of the variables
+the official SDKs read a key from (:data:`SDK_KEY_ENVS`: a suite's own client, say for
+embeddings, sends that key to servers that may echo it), has had in the session (read at start
+and whenever text is checked: a test may set or delete one), in the forms it can take in text:
+as is, stripped, escaped as Python or JSON writes strings, and percent-encoded. A text that
+holds the first :data:`MIN_LENGTH` characters of such a form loses them and as much of the rest
+of the form as follows, and likewise for its last characters, so a key cut short (a body
+trimmed to 200 characters) or cut in the middle (pytest shortens long values so) goes too.
+Values shorter than :data:`MIN_LENGTH` are placeholders (``EMPTY``, ``ollama``), not secrets,
+and are left alone: redacting them would garble every message that happens to contain the word.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ import pytest
 #: Characters of a key (or of its start) that make a match.
 MIN_LENGTH: Final = 8
 MASK: Final = "***"
+#: The variables the official SDKs take a key from when none is given.
+SDK_KEY_ENVS: Final = (
+    "OPENAI_API_KEY",
+    "OPENAI_ADMIN_KEY",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+)
 
 
 def forms_of(value: str) -> set[str]:
