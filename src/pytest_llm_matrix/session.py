@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Generator
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import pytest
 
@@ -35,6 +36,9 @@ from pytest_llm_matrix.matrix.parametrize import (
     model_of,
 )
 from pytest_llm_matrix.simulator.service import SIMULATOR_KEY, SimulatorService
+
+if TYPE_CHECKING:
+    from pytest_llm_matrix.calls.keycheck import KeyChecks
 
 #: Settings resolved early, for ``-n auto`` (before pytest_configure), reused afterwards.
 EARLY_KEY: Final = pytest.StashKey[Settings]()
@@ -156,6 +160,8 @@ def configure(config: pytest.Config) -> None:
         )
         context.configure(limits)
         config.add_cleanup(lambda: context.configure(None))
+        if workerinput is None:
+            _start_key_checks(config, settings, limits)
     if settings.selected:
         config.add_cleanup(_close_pooled_connections)
     config.pluginmanager.register(fixtures, "llm_matrix.fixtures")
@@ -181,6 +187,59 @@ def configure(config: pytest.Config) -> None:
         config.pluginmanager.register(CrashTeardown(config), "llm_matrix.crash_teardown")
         # The xdist controller never collects: it learns of model tests from reports.
         _register_summary(config, settings)
+
+
+KEY_CHECKS_KEY: Final = pytest.StashKey["KeyCheckLines"]()
+
+
+def _start_key_checks(config: pytest.Config, settings: Settings, limits: context.Limits) -> None:
+    """In the controller: the selected keyed models' keys checked in the background, while
+    the workers start (see :mod:`.calls.keycheck`)."""
+    if (
+        not settings.check_keys
+        or settings.record in OFFLINE_MODES
+        or config.option.collectonly
+        or not any(m.api_key_env for m in [*settings.models, *settings.routed])
+    ):
+        return
+    # lazy: only a run with keyed models checks keys
+    from pytest_llm_matrix.calls.keycheck import KeyChecks
+
+    models = {m.name: m for m in [*settings.models, *settings.routed]}
+    key_checks = KeyChecks(list(models.values()), lambda: limits.coordinator)
+    if not key_checks.models:
+        return
+    key_checks.start()
+    plugin = config.stash[KEY_CHECKS_KEY] = KeyCheckLines(config, key_checks, settings.strict)
+    config.pluginmanager.register(plugin, "llm_matrix.key_checks")
+
+
+class KeyCheckLines:
+    """Says what the key checks found, once they are over and before the first test."""
+
+    def __init__(self, config: pytest.Config, key_checks: KeyChecks, strict: bool) -> None:
+        self.config = config
+        self.checks = key_checks
+        self.strict = strict
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtestloop(self) -> Generator[None, object, object]:
+        lines = self.checks.lines()
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            for line in lines:
+                reporter.write_line(line)
+        unlisted = self.checks.unlisted()
+        if self.strict and unlisted:
+            raise pytest.UsageError(
+                f"--llm-strict: {'; '.join(unlisted)}. Fix the model ids in the config, or run "
+                "without --llm-strict (the ids may still be served: not every server lists them)"
+            )
+        return (yield)
+
+    def header(self) -> str:
+        names = ", ".join(self.checks.models)
+        return f"llm-matrix: checking the keys of {names} in the background (--llm-check-keys)"
 
 
 class WorkerOutput:
@@ -407,6 +466,8 @@ def header(config: pytest.Config) -> list[str] | None:
     lines.extend(
         f"llm-matrix: {name} skipped: {reason}" for name, reason in settings.unavailable.items()
     )
+    if (key_checks := config.stash.get(KEY_CHECKS_KEY, None)) is not None:
+        lines.append(key_checks.header())
     details = [f"config: {settings.registry.source}"]
     simulated = [m.name for m in settings.models if m.needs_simulator]
     if simulated:

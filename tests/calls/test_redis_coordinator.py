@@ -195,7 +195,15 @@ def test_a_wrong_key_in_one_session_spares_the_other_its_requests(redis_url, sha
     assert "shared is unavailable: HTTP 401" in out
     status, out = finish(start(shared("right"), *args))
     assert "12 skipped" in out, out  # the model is unavailable for the whole run
-    assert shared.simulator.stats()["requests"]["shared"] == 1  # one request in all
+    assert shared.simulator.stats()["requests"] == {}  # its key check sent no chat request
+    # without the check, the first-request gate spares it all but one request
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r4-gate", "--llm-check-keys=off", "-n", "3"]
+    wrong = {"SHARED_KEY": "sk-wrong-000000000000"}
+    status, out = finish(start(shared("wrong-gate"), *args, env=wrong))
+    assert status == 1, out
+    status, out = finish(start(shared("right-gate"), *args))
+    assert "12 skipped" in out, out
+    assert shared.simulator.stats()["requests"] == {"shared": 1}
 
 
 def test_redis_lost_mid_run_fails_fast_naming_the_coordinator(redis_url, shared):
@@ -268,3 +276,25 @@ def test_a_stalled_redis_fails_the_rest_of_the_run_quickly(redis_url, shared):
     assert status == 1, out
     assert f"the llm-matrix coordinator {url}: " in out
     assert time.monotonic() - stalled_at < 45  # ~56 tests left: not 2 s of timeout each
+
+
+def test_key_checks_and_verified_marks_are_shared_and_expire(redis_url):
+    from pytest_llm_matrix.calls.redis_coordinator import RedisCoordinator
+
+    url, _ = redis_url
+    first = RedisCoordinator(url, "r-check", None, session="s1")
+    second = RedisCoordinator(url, "r-check", None, session="s2")
+    try:
+        assert not second.checking("m")
+        first.start_check("m", 30)
+        assert second.checking("m")  # a worker of another job waits for it
+        first.mark_verified("m")
+        first.end_check("m")
+        assert not second.checking("m")
+        assert second.is_verified("m")
+        first.start_check("n", 0.05)
+        time.sleep(0.2)
+        assert not second.checking("n")  # a checker that died leaves no wait behind
+    finally:
+        first.close()
+        second.close()

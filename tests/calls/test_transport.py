@@ -227,8 +227,19 @@ def test_a_hanging_model_fails_with_its_timeout(pytester, write_config, simulato
 
 
 @WORKERS
-def test_wrong_key_costs_one_request(pytester, write_config, simulator, workers, monkeypatch):
-    sim = simulator({"models": {"locked": {"api_key": "right", "latency": 0.2}}})
+@pytest.mark.parametrize(
+    ("check", "listing"),
+    [("on", True), ("off", True), ("on", False)],
+    ids=["checked", "not-checked", "no-listing"],
+)
+def test_a_wrong_key_costs_one_request_at_most(
+    pytester, write_config, simulator, workers, monkeypatch, check, listing
+):
+    """Found by the key check: no chat request at all. Without a check, or from a server
+    without a listing: one request in all, through the first-request gate."""
+    sim = simulator(
+        {"list_models": listing, "models": {"locked": {"api_key": "right", "latency": 0.2}}}
+    )
     monkeypatch.setenv("LOCKED_TEST_KEY", "sk-wrong-and-secret")
     project(
         pytester,
@@ -246,15 +257,34 @@ def test_wrong_key_costs_one_request(pytester, write_config, simulator, workers,
             llm.complete("hi")
         """
     )
-    result = pytester.runpytest_subprocess(*workers, "-rs")
-    result.assert_outcomes(failed=1, skipped=19)
-    assert sim.stats()["requests"] == {"locked": 1}
-    result.stdout.fnmatch_lines(
-        [
-            "locked is unavailable: HTTP 401 invalid_api_key: *; its remaining tests are skipped",
-            "locked: unavailable: HTTP 401 invalid_api_key: *",
-        ]
-    )
+    result = pytester.runpytest_subprocess(*workers, "-rs", f"--llm-check-keys={check}")
+    if check == "on" and listing:
+        result.assert_outcomes(errors=1, skipped=19)  # its first test errs, before its call
+        assert sim.stats()["requests"] == {}
+        result.stdout.fnmatch_lines(
+            [
+                "llm-matrix: locked is unavailable: HTTP 401 invalid_api_key: *; its tests are "
+                "skipped, the first fails",
+                "locked is unavailable: HTTP 401 invalid_api_key: * (key check); its remaining "
+                "tests are skipped",
+                "locked: unavailable: HTTP 401 invalid_api_key: *",
+            ]
+        )
+    else:
+        result.assert_outcomes(failed=1, skipped=19)
+        assert sim.stats()["requests"] == {"locked": 1}
+        result.stdout.fnmatch_lines(
+            [
+                "locked is unavailable: HTTP 401 invalid_api_key: *; its remaining tests are "
+                "skipped",
+                "locked: unavailable: HTTP 401 invalid_api_key: *",
+            ]
+        )
+        assert "(key check)" not in result.stdout.str()
+    if not listing:
+        result.stdout.fnmatch_lines(
+            ["llm-matrix: locked: key not checked (HTTP 404 *); its first request checks it"]
+        )
     assert "sk-wrong-and-secret" not in result.stdout.str() + result.stderr.str()
 
 
@@ -431,20 +461,23 @@ def test_httpx_twins_and_wrapping_a_users_client(pytester, write_config, simulat
 
 
 @pytest.mark.parametrize(
-    ("knobs", "model_id", "cause"),
+    ("knobs", "model_id", "cause", "outcomes", "sent"),
     [
         (
             {"faults": [{"kind": "429", "every": 1, "quota": True}]},
             "gone",
             "HTTP 429 insufficient_quota*",
+            {"failed": 1, "skipped": 4},
+            1,
         ),
-        ({}, "no-such-model", "HTTP 404 model_not_found*"),
-        ({"api_key": "right"}, "gone", "HTTP 401 invalid_api_key*"),
+        ({}, "no-such-model", "HTTP 404 model_not_found*", {"failed": 1, "skipped": 4}, 1),
+        # found by the key check: no request, the first test errs before its call
+        ({"api_key": "right"}, "gone", "HTTP 401 invalid_api_key*", {"errors": 1, "skipped": 4}, 0),
     ],
     ids=["quota", "unknown-model", "wrong-key"],
 )
 def test_unavailable_triggers(
-    pytester, write_config, simulator, monkeypatch, knobs, model_id, cause
+    pytester, write_config, simulator, monkeypatch, knobs, model_id, cause, outcomes, sent
 ):
     sim = simulator({"models": {"gone": knobs}})
     monkeypatch.setenv("GONE_TEST_KEY", "sk-test-secret-1234")
@@ -466,9 +499,9 @@ def test_unavailable_triggers(
         """
     )
     result = pytester.runpytest_subprocess("-l", "--tb=long", "-rs")
-    result.assert_outcomes(failed=1, skipped=4)
+    result.assert_outcomes(**outcomes)
     result.stdout.fnmatch_lines([f"gone: unavailable: {cause}"])
-    assert sum(sim.stats()["requests"].values()) == 1
+    assert sum(sim.stats()["requests"].values()) == sent
     assert "sk-test-secret-1234" not in result.stdout.str() + result.stderr.str()
 
 

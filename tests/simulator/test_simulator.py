@@ -656,7 +656,10 @@ def test_stats_track_concurrency(start, clients):
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({"modles": {}}, "unknown key 'modles' (valid keys: default_reply, models, rules, seed)"),
+        (
+            {"modles": {}},
+            "unknown key 'modles' (valid keys: default_reply, list_models, models, rules, seed)",
+        ),
         ({"models": {"m": {"latncy": 1}}}, "model 'm': unknown key 'latncy'"),
         ({"models": {"m": {"faults": [{"kind": "500", "evry": 2}]}}}, "faults[0]: unknown key"),
         ({"models": {"m": {"latency": "fast"}}}, "model 'm': latency: must be a number"),

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import pytest
+
 if TYPE_CHECKING:
     from pytest_llm_matrix.calls.limits import Coordinator
 
@@ -311,6 +313,44 @@ def refusal(model: str) -> str | None:
             f"the cost budget of ${limits.budget:g} is spent (${spent:.4f} so far, --llm-max-cost)"
         )
     return None
+
+
+def refuse(model: str) -> None:
+    """Stop the test if no request to ``model`` may go out (see :func:`refusal`): skip it,
+    or, for the first test of a model whose key check found the key refused, fail it with
+    the reason, as a refused first request would have (a wrong key must not pass as a run
+    of skips)."""
+    __tracebackhide__ = True
+    reason = refusal(model)
+    if reason is None:
+        return
+    if reason.endswith(KEY_CHECK_MARK) and _limits is not None:
+        current = _current.nodeid if _current is not None else None
+        token = f"{_limits.session}:{os.getpid()}:{threading.get_ident()}:{current}"
+        if _claim_failure(_limits.coordinator, model, token):
+            pytest.fail(f"{reason}; its remaining tests are skipped", pytrace=False)
+    pytest.skip(reason)
+
+
+#: Ends the reason of a model its key check found unavailable (see :mod:`.keycheck`).
+KEY_CHECK_MARK: Final = "(key check)"
+#: The shared record of such a model holds this until its first test claims it.
+UNCLAIMED: Final = "unclaimed"
+
+
+def claim_record(model: str) -> str:
+    return f"key check failed: {model}"
+
+
+def _claim_failure(coordinator: Coordinator, model: str, token: str) -> bool:
+    """Whether this test is the first of ``model`` to meet the unavailable mark its key
+    check set: that test fails with the reason, the rest are skipped. One claim per
+    session, across its processes."""
+    name = claim_record(model)
+    if coordinator.record(name) != UNCLAIMED:
+        return False
+    claimed = coordinator.update_record(name, lambda old: token if old == UNCLAIMED else old or "")
+    return claimed == token
 
 
 #: The tests a test's own session runs inside of (an in-process pytester run in a model

@@ -5,7 +5,8 @@ read, sleep — and the drivers in :mod:`pytest_llm_matrix.calls.transport` perf
 with httpx2's or httpx's own calls, sync or async. On the way it
 
 - waits for a slot of the global and per-model caps (shared by every xdist worker),
-  honours a model's shared 429 cooldown and rpm window, and lets a not-yet-verified model
+  honours a model's shared 429 cooldown and rpm window, waits for a key check under way
+  (see :mod:`.keycheck`), and lets a not-yet-verified model
   send only one request at a time, so a wrong key costs one request, not one per test;
 - retries 408/429/5xx/529, connection errors and read timeouts, waiting what the server
   asked for first (Retry-After ...), with jittered backoff otherwise, never past the test's
@@ -230,8 +231,7 @@ class Exchange:
             return held
         poll = _Poll()
         while True:
-            if (reason := context.refusal(self.name)) is not None:
-                pytest.skip(reason)
+            context.refuse(self.name)
             cooldown = min(
                 coordinator.cooldown_until(self.name) - time.time(), self.policy.max_wait
             )
@@ -243,6 +243,10 @@ class Exchange:
             # a wrong or expired key costs one request in all, not one per test. A model
             # without a key has no credentials to get wrong and skips that first wait.
             if self.model.api_key_env and not coordinator.is_verified(self.name):
+                if coordinator.checking(self.name):  # its key check ends within seconds
+                    self._may_wait(poll.next, f"{self.name}: waiting for its key check", attempts)
+                    yield Sleep(poll())
+                    continue
                 held.probe = coordinator.try_probe(self.name)
                 if held.probe is None:
                     self._may_wait(poll.next, f"{self.name}: first request", attempts)

@@ -92,6 +92,16 @@ class Coordinator(Protocol):
     def mark_verified(self, model: str) -> None:
         """Record that a request to ``model`` succeeded."""
 
+    def start_check(self, model: str, seconds: float) -> None:
+        """Say that ``model``'s key is being checked up front, for at most ``seconds`` (a
+        mark that outlives a crashed checker expires; see :mod:`.keycheck`)."""
+
+    def checking(self, model: str) -> bool:
+        """Whether ``model``'s key is being checked now (its requests wait for the check)."""
+
+    def end_check(self, model: str) -> None:
+        """The check of ``model``'s key is over (its outcome is marked first)."""
+
     def try_probe(self, model: str) -> Lease | None:
         """The exclusive first-request gate of an unverified model, or None if taken.
 
@@ -250,7 +260,8 @@ class FileCoordinator:
     ``global-<i>.lock``, ``model-<m>-<i>.lock``, ``probe-<m>-0.lock`` (slots: ``flock``, with
     the last hand-off time inside); ``global.contended``, ``model-<m>.contended``,
     ``probe-<m>.contended`` (last refusal time); ``model-<m>.cooldown``, ``.rpm``,
-    ``.unavailable``, ``.verified``, and ``model-<m>.lock`` guarding cooldown and rpm updates;
+    ``.unavailable``, ``.verified``, ``.checking`` (until when), and ``model-<m>.lock``
+    guarding cooldown and rpm updates;
     ``spent`` (the budget); ``record-<hash>`` with its ``.lock`` (shared records, e.g. the
     runs of a repeated test).
 
@@ -385,6 +396,21 @@ class FileCoordinator:
     def mark_verified(self, model: str) -> None:
         os.close(os.open(self._path(model, "verified"), _OPEN_FLAGS, 0o644))
         self._verified.add(model)
+
+    def start_check(self, model: str, seconds: float) -> None:
+        _write_atomic(self._path(model, "checking"), repr(time.time() + seconds))
+
+    def checking(self, model: str) -> bool:
+        try:
+            text = _read(self._path(model, "checking"))
+            until = float(text) if text else 0.0
+        except ValueError:  # not a number: no check (never a wait forever)
+            return False
+        return math.isfinite(until) and time.time() < until
+
+    def end_check(self, model: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(model, "checking"))
 
     def close(self) -> None:
         with self._lock:

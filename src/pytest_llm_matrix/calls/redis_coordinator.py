@@ -15,10 +15,10 @@ the jobs of one pipeline (one run id) share their state and unrelated runs do no
   and a slot released while another caller was turned away stays closed to everyone for a
   short hand-off (``limits.HANDOFF``), so the releaser's own next request cannot take it
   back at once; whoever polls first afterwards gets it.
-- **Rpm windows** are sorted sets of request times; **cooldowns** keep the latest end;
-  **unavailable marks** keep the first reason (``HSETNX``); the **first-request gate** is a
-  lease of one; the **budget** is one ``INCRBYFLOAT``; **records** are read-modify-written
-  under ``WATCH``.
+- **Rpm windows** are sorted sets of request times; **cooldowns** keep the latest end; **unavailable
+  marks** keep the first reason (``HSETNX``); the **first-request gate** is a lease of one; a
+  **key check** under way is a key that expires by itself; the **budget** is one ``INCRBYFLOAT``;
+  **records** are read-modify-written under ``WATCH``.
 - **Clocks:** every time compared (lease expiry, rpm windows, hand-offs) is Redis's
   ``TIME``, and cooldowns are keys' remaining lives: the machines' clocks may differ.
 - **Records** (repeated tests' runs) are the session's: two jobs of a run that both run a
@@ -374,6 +374,19 @@ class RedisCoordinator:
             lambda key: self._client.sadd(key, model),
         )
         self._verified.add(model)
+
+    def start_check(self, model: str, seconds: float) -> None:
+        """A key that expires by itself: a checker that dies leaves no wait behind."""
+        key, ttl = self._key("checking", model), max(int(seconds * 1000), 1)
+        self._call("starting a key check", lambda: self._client.set(key, "1", px=ttl))
+
+    def checking(self, model: str) -> bool:
+        key = self._key("checking", model)
+        return bool(self._call("reading a key check", lambda: self._client.exists(key)))
+
+    def end_check(self, model: str) -> None:
+        key = self._key("checking", model)
+        self._call("ending a key check", lambda: self._client.delete(key))
 
     # -- the budget and records --------------------------------------------------------
 

@@ -30,6 +30,8 @@ DEFAULT_MAX_WAIT: Final = 60.0
 DIST_MODES: Final = ("model", "load")
 PROGRESS_MODES: Final = ("auto", "off")
 PRELOAD_MODES: Final = ("auto", "on", "off")
+#: --llm-check-keys: the selected keyed models' keys checked up front (see calls.keycheck).
+CHECK_MODES: Final = ("on", "off")
 #: Record modes in which nothing is sent: no key is needed, no simulator starts.
 OFFLINE_MODES: Final = ("replay", "prune")
 #: The base URL of a simulated model in an offline run (no simulator starts, nothing is
@@ -198,6 +200,21 @@ def add_options(parser: pytest.Parser) -> None:
         "llm_dist",
         "model (default) or load: how model tests spread over workers.",
         type=_ini_choices(DIST_MODES),
+        default=None,
+    )
+    group.addoption(
+        "--llm-check-keys",
+        dest="llm_check_keys",
+        choices=CHECK_MODES,
+        default=None,
+        help="check the key of every selected model that has one at the start, with a free "
+        "request (its model listing), so no test waits for a first request: 'on' (default) "
+        "or 'off' (for servers that object). ini: llm_check_keys; config: check_keys.",
+    )
+    parser.addini(
+        "llm_check_keys",
+        "on (default) or off: the selected models' keys checked at the start.",
+        type=_ini_choices(CHECK_MODES),
         default=None,
     )
     group.addoption(
@@ -423,6 +440,7 @@ class Settings:
     selected: tuple[str, ...] = ()
     selected_by: str = ""
     strict: bool = False
+    check_keys: bool = True  # see pytest_llm_matrix.calls.keycheck
     patch_sdks: bool = False  # see pytest_llm_matrix.adoption
     #: ini llm_sdks_paths: absolute paths (or globs) whose tests use llm_sdks
     sdks_paths: tuple[str, ...] = ()
@@ -601,6 +619,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         selected=selected,
         selected_by=origin,
         strict=strict,
+        check_keys=_check_keys(config, registry),
         patch_sdks=bool(config.option.llm_patch_sdks) or bool(_ini(config, "llm_patch_sdks")),
         sdks_paths=_sdks_paths(config),
         rewrite_model=bool(config.option.llm_rewrite_model)
@@ -634,6 +653,14 @@ def resolve_settings(config: pytest.Config) -> Settings:
         run_id=_run_id(config),
         session_id=uuid.uuid4().hex,
     )
+
+
+def _check_keys(config: pytest.Config, registry: reg.Registry) -> bool:
+    """--llm-check-keys, else ini llm_check_keys, else the config's check_keys, else on."""
+    mode = _setting(config, "llm_check_keys", _one_of(CHECK_MODES))
+    if mode is not None:
+        return bool(mode == "on")
+    return registry.check_keys is not False
 
 
 def _sdks_paths(config: pytest.Config) -> tuple[str, ...]:

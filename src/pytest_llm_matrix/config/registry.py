@@ -169,6 +169,7 @@ MODEL_FIELDS: Final[Mapping[str, _Check]] = {
 TOP_LEVEL_FIELDS: Final = (
     "auxiliary",
     "cassettes",
+    "check_keys",
     "coordinator",
     "default",
     "groups",
@@ -247,6 +248,7 @@ class Registry:
     #: model ids never rewritten to the model under test (see pytest_llm_matrix.adoption)
     auxiliary: tuple[str, ...] = ()
     routes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # id -> alias
+    check_keys: bool | None = None  # see pytest_llm_matrix.calls.keycheck
 
     @property
     def tags(self) -> dict[str, tuple[str, ...]]:
@@ -271,6 +273,7 @@ class Registry:
             "coordinator": self.coordinator,
             "auxiliary": list(self.auxiliary),
             "routes": dict(self.routes),
+            "check_keys": self.check_keys,
         }
 
     @classmethod
@@ -290,6 +293,7 @@ class Registry:
             coordinator=data["coordinator"],
             auxiliary=tuple(data["auxiliary"]),
             routes=dict(data["routes"]),
+            check_keys=data["check_keys"],
         )
 
 
@@ -401,6 +405,7 @@ def _with_settings(registry: Registry, data: Mapping[str, Any], where: str) -> R
         cassettes=setting("cassettes", _string),
         record_ignore=setting("record_ignore", field_names),
         coordinator=setting("coordinator", _string),
+        check_keys=setting("check_keys", _boolean),
     )
 
 

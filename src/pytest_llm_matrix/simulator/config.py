@@ -26,7 +26,7 @@ FaultKind: TypeAlias = Literal[
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
-_TOP_KEYS = ("default_reply", "seed", "rules", "models")
+_TOP_KEYS = ("default_reply", "seed", "rules", "models", "list_models")
 _MODEL_KEYS = (
     "latency",
     "tokens_per_second",
@@ -130,6 +130,8 @@ class SimulatorConfig:
     seed: int = 0
     rules: tuple[Rule, ...] = ()
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: types.MappingProxyType({}))
+    #: ``GET /v1/models`` answers (False: 404, as servers without a listing do)
+    list_models: bool = True
 
 
 class _Where:
@@ -364,7 +366,12 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Simulator
             raise root.child("models").error(f"must be a table, got {models_table!r}")
         for name, model_table in models_table.items():
             models[name] = _model(model_table, _Where(source, name))
-    return SimulatorConfig(default_reply, seed, rules, types.MappingProxyType(models))
+    list_models = table.get("list_models", True)
+    if not isinstance(list_models, bool):
+        raise root.child("list_models").error(f"must be true or false, got {_shown(list_models)}")
+    return SimulatorConfig(
+        default_reply, seed, rules, types.MappingProxyType(models), list_models=list_models
+    )
 
 
 def load_config(path: str | os.PathLike[str]) -> SimulatorConfig:

@@ -125,8 +125,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self._route()
-        if path == "/v1/models":
-            self._send_json(200, _models_payload(self.server.state.model_ids()))
+        if path == "/v1/models" and self.server.state.config.list_models:
+            self._list_models()
         elif path == "/_sim/stats":
             self._send_json(200, self.server.state.stats())
         else:
@@ -144,6 +144,22 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._send_json(200, {"reset": True})
         else:
             self._not_found(path)
+
+    def _list_models(self) -> None:
+        """The models the request's key can use, as a provider lists them: a simulator
+        whose models have keys answers 401 to a key none of them has (or none), and lists
+        the models without a key and those with the request's."""
+        models = self.server.state.config.models
+        keys = {knobs.api_key for knobs in models.values() if knobs.api_key is not None}
+        dialect = _DIALECTS[
+            "/v1/messages" if "x-api-key" in self.headers else "/v1/chat/completions"
+        ]
+        key = dialect.api_key(self.headers)
+        if keys and key not in keys:
+            self._error(dialect, 401, "unauthorized", "Incorrect API key provided.")
+            return
+        usable = [name for name, knobs in models.items() if knobs.api_key in (None, key)]
+        self._send_json(200, _models_payload(usable))
 
     def _route(self) -> str:
         return self.path.partition("?")[0].rstrip("/")

@@ -1,0 +1,265 @@
+"""Keys checked up front: every selected model with a key is asked for its model listing at
+the start of the session, all at once and in the background, so no test waits for a first
+request.
+
+Without a check, a model with a key sends one request at a time until it has answered once
+(the first-request gate in :mod:`.exchange`), so a wrong key costs one request in all; but in
+a parallel run every worker of the model then waits one whole model latency before it
+starts. The listing (OpenAI-style ``GET {base_url}/models``, Anthropic ``GET /v1/models``) is
+free and fast, and tells the same thing about the key:
+
+- **2xx**: the key works. The model is marked verified for every process of the run (and,
+  with ``--llm-coordinator``, every session of it), so its requests go out at once. When the
+  listing is complete and does not hold the model's id, a line says so with the closest ids,
+  and the model keeps its first-request gate (the id may still be served: not every server
+  lists every alias).
+- **401, 402, 403, or 429 ``insufficient_quota``**: the key cannot be used. The model is
+  marked unavailable before any of its tests runs, and no chat request is sent. Its first
+  test fails with the reason (as a refused first request did), the others are skipped.
+- **anything else** (404 or 405: a server without a listing; another error; no answer within
+  :data:`CHECK_SECONDS`): nothing is concluded, and that model alone keeps the gate.
+
+While a model's check is under way its requests wait for the check (never longer than the
+check's own time limit), not for a model latency. Models sharing a server and a key share one
+request. Nothing is checked under ``--llm-record=replay``, and ``--llm-check-keys=off`` turns
+it off for servers that object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+from pytest_llm_matrix.calls.context import KEY_CHECK_MARK, UNCLAIMED, claim_record
+from pytest_llm_matrix.calls.exchange import redact
+from pytest_llm_matrix.calls.limits import Coordinator
+from pytest_llm_matrix.calls.retrying import error_of, error_text
+from pytest_llm_matrix.calls.transport import USER_AGENT, auth_headers, base_url
+from pytest_llm_matrix.config.models import Model
+
+#: The longest a check may take (connect and answer); a slower server keeps its gate.
+CHECK_SECONDS: Final = 5.0
+#: The most of a listing read (OpenRouter's, with descriptions, is a few MB).
+LISTING_CAP: Final = 16 * 1024 * 1024
+
+VERIFIED: Final = "verified"
+UNAVAILABLE: Final = "unavailable"
+UNLISTED: Final = "unlisted"  # the key works; the model's id is not in the listing
+UNKNOWN: Final = "unknown"  # nothing concluded: the first-request gate decides
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What the check of one model found (``detail`` never holds the key)."""
+
+    state: str
+    detail: str = ""
+    listed: int = 0  # ids in the listing
+    closest: tuple[str, ...] = ()
+
+
+def listing_url(model: Model) -> str:
+    """Where ``model``'s server lists the models its key can use."""
+    if model.api == "anthropic":
+        return f"{base_url(model)}/v1/models?limit=1000"  # one page: the most it gives
+    return f"{base_url(model)}/models"
+
+
+def checked(models: Iterable[Model]) -> list[Model]:
+    """The models whose keys a check can tell something about: a key, set and sendable."""
+    return [
+        m
+        for m in models
+        if m.api_key_env and m.api_key() is not None and m.key_problem() is None and m.base_url
+    ]
+
+
+def check(models: Sequence[Model], timeout: float = CHECK_SECONDS) -> dict[str, Outcome]:
+    """Ask the server of ``models`` (one server, one key) for its listing; the outcome for
+    each of them."""
+    first = models[0]
+    started = time.monotonic()
+    try:
+        status, body, complete = _get(listing_url(first), auth_headers(first), timeout)
+    except Exception as exc:  # any failure to ask is an answer we cannot use
+        elapsed = time.monotonic() - started
+        what = (
+            f"no answer within {timeout:g} s"
+            if "Timeout" in type(exc).__name__ or elapsed >= timeout
+            else f"{type(exc).__name__}: {exc}"
+        )
+        return {m.name: Outcome(UNKNOWN, redact(what, m)) for m in models}
+    if status < 300:
+        try:
+            data = json.loads(body) if complete else None
+        except (ValueError, RecursionError):
+            # an HTML page or garbage: perhaps not the server's own answer
+            return {m.name: Outcome(UNKNOWN, f"HTTP {status}, not a model listing") for m in models}
+        ids = _listed_ids(data)
+        return {m.name: _listed(m, ids) for m in models}
+    code, message = error_of(body)
+    cause = f"HTTP {status} {error_text(code, message)}".rstrip()
+    quota = status == 429 and "insufficient_quota" in (code, message)
+    state = UNAVAILABLE if status in (401, 402, 403) or quota else UNKNOWN
+    return {m.name: Outcome(state, redact(cause[:300], m)) for m in models}
+
+
+def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, bytes, bool]:
+    """(status, body, whether the body is whole) of a GET that takes ``timeout`` at most."""
+    import httpx2  # lazy: the check runs in a thread of the controller
+
+    deadline = time.monotonic() + timeout
+    headers = {**headers, "user-agent": USER_AGENT, "accept": "application/json"}
+    with (
+        httpx2.Client(timeout=timeout, follow_redirects=False) as client,
+        client.stream("GET", url, headers=headers) as response,
+    ):
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > LISTING_CAP:
+                return response.status_code, b"".join(chunks), False
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no whole answer within {timeout:g} s")
+        return response.status_code, b"".join(chunks), True
+
+
+def _listed_ids(data: object) -> list[str] | None:
+    """The model ids of a complete listing (OpenAI: ``{"data": [{"id": ...}]}``; Anthropic
+    the same plus ``has_more``; Ollama's native ``{"models": [{"name": ...}]}``), or None."""
+    if not isinstance(data, dict) or data.get("has_more") is True:
+        return None  # not a listing, or a partial one: no conclusion from what is missing
+    entries = data.get("data", data.get("models"))
+    if not isinstance(entries, list):
+        return None
+    ids: list[str] = []
+    for entry in entries:
+        name = entry.get("id", entry.get("name")) if isinstance(entry, dict) else None
+        if isinstance(name, str):
+            ids.append(name)
+    return ids
+
+
+def _listed(model: Model, ids: list[str] | None) -> Outcome:
+    if not ids or model.model in ids or f"{model.model}:latest" in ids:
+        return Outcome(VERIFIED, listed=len(ids or ()))
+    import difflib  # only when an id is missing
+
+    closest = tuple(difflib.get_close_matches(model.model, ids, n=3, cutoff=0.6))
+    return Outcome(UNLISTED, listed=len(ids), closest=closest)
+
+
+class KeyChecks:
+    """The checks of one session, run by its controller (see the module doc)."""
+
+    def __init__(
+        self,
+        models: Sequence[Model],
+        coordinator: Callable[[], Coordinator],
+        timeout: float = CHECK_SECONDS,
+    ) -> None:
+        self.models = {m.name: m for m in checked(models)}
+        self._coordinator = coordinator
+        self.timeout = timeout
+        self.outcomes: dict[str, Outcome] = {}
+        self._threads: list[threading.Thread] = []
+        self._started = 0.0
+        self.elapsed = 0.0
+
+    def start(self) -> None:
+        """Mark every check under way, then run them, a thread per server and key."""
+        if not self.models:
+            return
+        coordinator = self._coordinator()
+        self._started = time.monotonic()
+        groups: dict[tuple[str, str | None], list[Model]] = {}
+        for model in self.models.values():
+            groups.setdefault((listing_url(model), model.api_key()), []).append(model)
+        for model in self.models.values():
+            # a margin past the check's own limit: marks are written before the mark ends
+            coordinator.start_check(model.name, self.timeout + 2.0)
+        for group in groups.values():
+            thread = threading.Thread(
+                target=self._run, args=(group,), name="llm-matrix key check", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _run(self, group: list[Model]) -> None:
+        coordinator = self._coordinator()
+        outcomes = check(group, self.timeout)
+        for model in group:
+            outcome = outcomes[model.name]
+            try:
+                if outcome.state == VERIFIED:
+                    coordinator.mark_verified(model.name)
+                elif outcome.state == UNAVAILABLE:
+                    # the claim first: a test that finds the mark finds the claim too
+                    coordinator.update_record(
+                        claim_record(model.name), lambda old: old or UNCLAIMED
+                    )
+                    coordinator.mark_unavailable(model.name, f"{outcome.detail} {KEY_CHECK_MARK}")
+            except BaseException as exc:  # a coordinator down: the gate decides
+                outcome = Outcome(UNKNOWN, f"{type(exc).__name__}: {exc}")
+            finally:
+                with contextlib.suppress(BaseException):  # the mark expires by itself
+                    coordinator.end_check(model.name)
+            self.outcomes[model.name] = outcome
+        self.elapsed = max(self.elapsed, time.monotonic() - self._started)
+
+    def wait(self) -> dict[str, Outcome]:
+        """The outcomes, once every check has ended (a check ends within its time limit)."""
+        deadline = time.monotonic() + self.timeout + 1.0
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        for name in self.models:
+            self.outcomes.setdefault(name, Outcome(UNKNOWN, f"no answer within {self.timeout:g} s"))
+        return self.outcomes
+
+    def lines(self) -> list[str]:
+        """What the checks found, for the terminal."""
+        outcomes = self.wait()
+        if not outcomes:
+            return []
+        verified = [name for name, o in outcomes.items() if o.state == VERIFIED]
+        lines = [
+            f"llm-matrix: keys checked in {self.elapsed:.2f} s: "
+            + (f"{', '.join(verified)} verified" if verified else "none verified")
+        ]
+        for name, outcome in outcomes.items():
+            model = self.models[name]
+            if outcome.state == UNAVAILABLE:
+                lines.append(
+                    f"llm-matrix: {name} is unavailable: {outcome.detail}; its tests are "
+                    "skipped, the first fails"
+                )
+            elif outcome.state == UNLISTED:
+                closest = f"; closest: {', '.join(outcome.closest)}" if outcome.closest else ""
+                lines.append(f"llm-matrix: {name}: {unlisted(model, outcome)}{closest}")
+            elif outcome.state == UNKNOWN:
+                why = outcome.detail or "no listing"
+                lines.append(
+                    f"llm-matrix: {name}: key not checked ({why}); its first request checks it"
+                )
+        return lines
+
+    def unlisted(self) -> list[str]:
+        """The models whose ids the listing lacks, said as for ``--llm-strict``."""
+        return [
+            f"{name}: {unlisted(self.models[name], o)}"
+            for name, o in self.wait().items()
+            if o.state == UNLISTED
+        ]
+
+
+def unlisted(model: Model, outcome: Outcome) -> str:
+    plural = "s" * (outcome.listed != 1)
+    return (
+        f"model id {model.model!r} is not among the {outcome.listed} model{plural} this key can use"
+    )

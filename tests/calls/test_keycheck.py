@@ -1,0 +1,344 @@
+"""Keys checked up front: real sessions against the real simulator (and hostile servers of
+the test's own), the first-request gate as the fallback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from pytest_llm_matrix.calls.keycheck import (
+    UNKNOWN,
+    UNLISTED,
+    VERIFIED,
+    _listed_ids,
+    check,
+    listing_url,
+)
+from pytest_llm_matrix.calls.limits import FileCoordinator
+from pytest_llm_matrix.config.models import Model
+
+KEY = "sk-check-0123456789abcdef"
+
+CONFIG = """
+[tool.llm-matrix.models.keyed]
+provider = "openai-compatible"
+base_url = "{url}/v1"
+model = "keyed"
+api_key_env = "CHECK_TEST_KEY"
+{extra}
+"""
+
+FOUR_TESTS = """
+import pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_answer(llm, n):
+    assert llm.complete("hi") == "ok"
+"""
+
+
+@pytest.fixture
+def keyed(pytester, write_config, simulator, monkeypatch):
+    """A project whose keyed model answers from a simulator that checks its key."""
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+
+    def make(latency: float = 0.0, listing: bool = True, extra: str = "") -> object:
+        sim = simulator(
+            {
+                "default_reply": "ok",
+                "list_models": listing,
+                "models": {
+                    "keyed": {"api_key": KEY, "latency": latency},
+                    "keyed-mini": {"api_key": KEY},
+                    "other": {"api_key": "sk-another-key-000000"},
+                },
+            }
+        )
+        write_config(CONFIG.format(url=sim.url, extra=extra))
+        pytester.makepyfile(test_keyed=FOUR_TESTS)
+        return sim
+
+    return make
+
+
+@pytest.mark.parametrize("check_keys", ["on", "off"])
+def test_a_verified_key_lets_every_worker_start_at_once(pytester, keyed, check_keys):
+    # 4 workers, 4 tests of one keyed model: checked up front, all 4 requests are in flight
+    # together; through the first-request gate, the first goes alone, then the other 3
+    sim = keyed(latency=2.0)
+    result = pytester.runpytest_subprocess(
+        "-n", "4", "-p", "no:randomly", f"--llm-check-keys={check_keys}"
+    )
+    result.assert_outcomes(passed=4)
+    in_flight = sim.stats()["max_in_flight_by_model"]["keyed"]
+    if check_keys == "on":
+        assert in_flight == 4
+        result.stdout.fnmatch_lines(
+            [
+                "llm-matrix: checking the keys of keyed in the background (--llm-check-keys)",
+                "llm-matrix: keys checked in *s: keyed verified",
+            ]
+        )
+    else:
+        assert in_flight == 3
+        assert "keys checked" not in result.stdout.str()
+
+
+def test_an_id_the_listing_lacks_is_named_with_the_closest(pytester, keyed):
+    sim = keyed()
+    config = (pytester.path / "pyproject.toml").read_text()
+    (pytester.path / "pyproject.toml").write_text(config.replace('"keyed"', '"keyd"', 1))
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.stdout.fnmatch_lines(
+        [
+            "llm-matrix: keyed: model id 'keyd' is not among the 2 models this key can use; "
+            "closest: keyed",
+        ]
+    )
+    # not verified: the gate lets one request find the model missing
+    result.assert_outcomes(failed=1, skipped=3)
+    assert sim.stats()["requests"] == {"keyd": 1}
+    strict = pytester.runpytest_subprocess("-p", "no:randomly", "--llm-strict")
+    assert strict.ret == pytest.ExitCode.USAGE_ERROR
+    strict.stderr.fnmatch_lines(
+        ["ERROR: --llm-strict: keyed: model id 'keyd' is not among the 2 models this key *"]
+    )
+    assert sim.stats()["requests"] == {"keyd": 1}  # the strict run sent nothing
+
+
+class _SlowListing(BaseHTTPRequestHandler):
+    """A server whose listing never comes, and whose chat answers come at once."""
+
+    protocol_version = "HTTP/1.1"
+    gets = 0
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        type(self).gets += 1
+        self.server.release.wait(60)  # type: ignore[attr-defined]
+        self.close_connection = True
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = json.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "keyed",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "ok"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def slow_listing():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowListing)
+    server.daemon_threads = True
+    server.release = threading.Event()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.release.set()  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_listing_that_never_comes_delays_tests_no_longer_than_the_check(
+    pytester, write_config, monkeypatch, slow_listing
+):
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+    write_config(CONFIG.format(url=slow_listing, extra=""))
+    pytester.makepyfile(test_keyed=FOUR_TESTS)
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly")
+    took = time.monotonic() - started
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        ["llm-matrix: keyed: key not checked (no answer within 5 s); its first request checks it"]
+    )
+    assert _SlowListing.gets == 1
+    assert took < 20  # the check's 5 s, start-up, and 4 instant answers: never a hang
+
+
+def test_a_replay_checks_no_key(pytester, keyed):
+    sim = keyed()
+    pytester.runpytest_subprocess("--llm-record=all").assert_outcomes(passed=4)
+    before = sim.stats()["statuses"]
+    result = pytester.runpytest_subprocess("--llm-record=replay")
+    result.assert_outcomes(passed=4)
+    assert sim.stats()["statuses"] == before  # nothing reached the server, no listing either
+    assert "checking the keys" not in result.stdout.str()
+
+
+def test_the_check_is_turned_off_by_ini_and_config_and_bad_values_say_the_choices(pytester, keyed):
+    keyed()
+    path = pytester.path / "pyproject.toml"
+    config = path.read_text().rstrip("\n") + "\n"
+    path.write_text(config + 'llm_check_keys = "off"\n')
+    assert "checking the keys" not in pytester.runpytest_subprocess().stdout.str()
+    path.write_text(
+        config.replace(
+            "[tool.llm-matrix.models.keyed]",
+            "[tool.llm-matrix]\ncheck_keys = false\n[tool.llm-matrix.models.keyed]",
+        )
+    )
+    assert "checking the keys" not in pytester.runpytest_subprocess().stdout.str()
+    path.write_text(config + 'llm_check_keys = "maybe"\n')
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*llm_check_keys*expects one of 'on' | 'off', got 'maybe'"])
+    path.write_text(
+        config.replace(
+            "[tool.llm-matrix.models.keyed]",
+            '[tool.llm-matrix]\ncheck_keys = "no"\n[tool.llm-matrix.models.keyed]',
+        )
+    )
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*setting 'check_keys': expected true or false, got 'no'*"])
+    path.write_text(config)
+    result = pytester.runpytest_subprocess("--llm-check-keys=maybe")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--llm-check-keys: invalid choice: 'maybe' (choose from 'on', 'off')"]
+    )
+
+
+def test_an_anthropic_key_is_checked_on_its_listing(pytester, write_config, simulator, monkeypatch):
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+    sim = simulator({"default_reply": "ok", "models": {"claude-x": {"api_key": KEY}}})
+    write_config(
+        f'[tool.llm-matrix.models.claude]\nprovider = "anthropic"\nbase_url = "{sim.url}"\n'
+        'model = "claude-x"\napi_key_env = "CHECK_TEST_KEY"\n'
+    )
+    pytester.makepyfile(test_keyed=FOUR_TESTS)
+    result = pytester.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["llm-matrix: keys checked in *s: claude verified"])
+
+
+# -- the check on its own ----------------------------------------------------------------
+
+
+def model(url: str, name: str = "m", api: str = "openai", model_id: str = "m") -> Model:
+    return Model(
+        name, "openai-compatible", model_id, api, base_url=url, api_key_env="CHECK_TEST_KEY"
+    )
+
+
+def test_listing_urls():
+    assert listing_url(model("http://h/v1/")) == "http://h/v1/models"
+    assert listing_url(model("http://h", api="anthropic")) == "http://h/v1/models?limit=1000"
+
+
+@pytest.mark.parametrize(
+    ("data", "ids"),
+    [
+        ({"data": [{"id": "a"}, {"id": 3}, "x", {"name": "b"}]}, ["a", "b"]),
+        ({"models": [{"name": "llama3:latest"}]}, ["llama3:latest"]),  # Ollama's own
+        ({"data": [{"id": "a"}], "has_more": True}, None),  # a page: nothing concluded
+        ({"data": "a"}, None),
+        ([1, 2], None),
+        ("text", None),
+    ],
+)
+def test_listed_ids(data, ids):
+    assert _listed_ids(data) == ids
+
+
+class _Answer(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    status = 200
+    body = b""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(self.status)
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+
+@pytest.fixture
+def answering():
+    servers = []
+
+    def serve(status: int, body: bytes) -> str:
+        handler = type("Handler", (_Answer,), {"status": status, "body": body})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "state", "detail"),
+    [
+        (200, b'{"data": [{"id": "m"}]}', VERIFIED, ""),
+        (200, b'{"data": []}', VERIFIED, ""),  # an empty listing says nothing of the id
+        (200, b'{"data": [{"id": "n"}]}', UNLISTED, ""),
+        (200, b"[" * 100_000 + b"]" * 100_000, UNKNOWN, "not a model listing"),  # too deep
+        (200, b"<html>sign in</html>", UNKNOWN, "HTTP 200, not a model listing"),
+        (404, b'{"error": {"message": "Invalid URL (GET /v1/models)"}}', UNKNOWN, "HTTP 404"),
+        (500, b"oops", UNKNOWN, "HTTP 500 oops"),
+        (401, b'{"error": {"message": "bad key", "code": "invalid_api_key"}}', "unavailable", ""),
+        (402, b"pay", "unavailable", "HTTP 402 pay"),
+        (429, b'{"error": {"code": "insufficient_quota", "message": "q"}}', "unavailable", ""),
+        (429, b'{"error": {"code": "rate_limit", "message": "slow down"}}', UNKNOWN, ""),
+    ],
+)
+def test_what_an_answer_tells(answering, monkeypatch, status, body, state, detail):
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+    outcome = check([model(answering(status, body) + "/v1")], timeout=5)["m"]
+    assert outcome.state == state
+    assert detail in outcome.detail
+
+
+def test_an_echoed_key_is_not_in_the_outcome(answering, monkeypatch):
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+    body = json.dumps({"error": {"message": f"key {KEY} refused"}}).encode()
+    outcome = check([model(answering(401, body) + "/v1")], timeout=5)["m"]
+    assert "refused" in outcome.detail
+    assert KEY not in outcome.detail
+    assert KEY[6:20] not in outcome.detail
+
+
+def test_a_check_mark_expires_and_ends(tmp_path):
+    coordinator = FileCoordinator(tmp_path, None)
+    assert not coordinator.checking("m")
+    coordinator.start_check("m", 30)
+    assert coordinator.checking("m")
+    coordinator.end_check("m")
+    assert not coordinator.checking("m")
+    coordinator.end_check("m")  # twice: no error
+    coordinator.start_check("m", 0.05)
+    time.sleep(0.1)
+    assert not coordinator.checking("m")  # a checker that died leaves no wait behind
+    (tmp_path / "model-m.checking").write_text("nan")
+    assert not coordinator.checking("m")
