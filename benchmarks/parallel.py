@@ -13,9 +13,14 @@ their first test on). A bare xdist session without the plugin (same worker count
 tests) gives a start-up baseline. ``--only-auto`` runs ``-n auto`` alone: for measuring an
 older version of the plugin (which has no ``--llm-preload``) with the same script.
 
-    python benchmarks/parallel.py                 # W1 W2 W3 W0 W4
+    python benchmarks/parallel.py                 # W1 W2 W3 W0 W4 W5 W6, keyed models
     python benchmarks/parallel.py W4 --rounds 3   # medians and spread of 3 rounds
+    python benchmarks/parallel.py W4 --pair --gate --no-preload-off  # keyed/keyless, gate
     python benchmarks/parallel.py W0 --sequential --load
+
+Every model has a key (``api_key_env``; the simulator checks it), as real providers do;
+``--keyless`` measures models without keys, as the runs before issue 22 did. The last
+column is the spread of the workers' first requests' start times.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Workload:
     global_cap: int | None
     model_cap: int | None
     target: str
+    workers: str = "auto"  # -n
 
     @property
     def ideal(self) -> float:
@@ -79,9 +85,29 @@ WORKLOADS = {
         50,
         32,
         None,
-        "wall <= 30 s, start-up <= 3 s, PSS <= 600 MB (promptfoo -j 32: 29.7 s)",
+        "wall <= 30 s, start-up <= 3 s, PSS <= 600 MB (promptfoo -j 32: 29.7 s); keyed "
+        "within 2 % of keyless",
+    ),
+    "W5": Workload(
+        "W5",
+        {f"m{i}": 3.0 for i in range(8)},
+        64,
+        64,
+        None,
+        "efficiency >= 0.85 (promptfoo: 0.91)",
+    ),
+    "W6": Workload(
+        "W6",
+        {f"m{i}": 3.0 for i in range(4)},
+        4,
+        None,
+        None,
+        "the 16 first requests start within 1.5 s of each other",
+        workers="16",
     ),
 }
+#: The key every model of a keyed run has (the simulator checks it).
+KEY = "sk-bench-0123456789abcdef"
 
 # Records session start (controller), each worker's first test and its peak RSS.
 PROBE = """
@@ -110,6 +136,16 @@ def pytest_runtest_protocol(item):
         _write({"event": "first", "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
                 "t": now})
 
+_call = []
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    finally:
+        if not _call:
+            _call.append((item.nodeid, time.time()))
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_logfinish():
     _span.append(time.time())
@@ -119,13 +155,13 @@ def pytest_sessionfinish(session):
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         _write({"event": "worker", "worker": os.environ["PYTEST_XDIST_WORKER"], "rss": rss,
                 "busy": (_span[-1] if _span else _first[0]) - _first[0], "tests": len(_span),
-                "cpu": time.process_time() - _first[1]})
+                "cpu": time.process_time() - _first[1], "first_call": _call[0] if _call else None})
     elif not hasattr(session.config, "workerinput"):
         _write({"event": "controller", "cpu": time.process_time()})
 """
 
 
-def make_project(root: Path, load: Workload, sim_url: str) -> None:
+def make_project(root: Path, load: Workload, sim_url: str, keyed: bool) -> None:
     lines = [
         "[tool.pytest.ini_options]",
         'addopts = ["-p", "no:randomly"]',
@@ -141,6 +177,8 @@ def make_project(root: Path, load: Workload, sim_url: str) -> None:
             'provider = "simulator"',
             f'base_url = "{sim_url}/v1"',
         ]
+        if keyed:
+            lines.append('api_key_env = "PARALLEL_BENCH_KEY"')
         if load.model_cap:
             lines.append(f"max_concurrency = {load.model_cap}")
     root.joinpath("pyproject.toml").write_text("\n".join(lines) + "\n")
@@ -181,6 +219,9 @@ class Run:
     rss: float | None  # mean peak RSS per worker, MB
     controller_cpu: float | None  # controller CPU per test, ms
     worker_cpu: float | None  # workers' CPU per test from their first test on, ms
+    #: the spread of the workers' first requests' start times (their first test's call end
+    #: less its model's latency), seconds
+    first_spread: float | None = None
 
 
 def tree_pss(root: int) -> float:
@@ -211,12 +252,22 @@ def tree_pss(root: int) -> float:
     return total
 
 
-def run(root: Path, label: str, args: list[str], nominal: float) -> Run:
+def run(
+    root: Path,
+    label: str,
+    args: list[str],
+    nominal: float,
+    latencies: dict[str, float] | None = None,
+    keyed: bool = False,
+) -> Run:
     """Run pytest in ``root``; ``nominal`` is one test's request time."""
     out = root / f"probe-{label.replace(' ', '_')}.jsonl"
     out.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PARALLEL_BENCH_OUT"] = str(out)
+    env.pop("PARALLEL_BENCH_KEY", None)
+    if keyed:
+        env["PARALLEL_BENCH_KEY"] = KEY
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
@@ -249,6 +300,10 @@ def run(root: Path, label: str, args: list[str], nominal: float) -> Run:
     overhead = (sum(w["busy"] for w in workers) - nominal * tests) / tests if tests else None
     controller = next((r["cpu"] for r in rows if r["event"] == "controller"), None)
     worker_cpu = sum(w["cpu"] for w in workers) / tests * 1000 if tests else None
+    starts = [
+        t - (latencies or {}).get(nodeid.partition("[")[2].partition("-")[0], nominal)
+        for nodeid, t in (w["first_call"] for w in workers if w.get("first_call"))
+    ]
     return Run(
         label,
         wall,
@@ -259,13 +314,16 @@ def run(root: Path, label: str, args: list[str], nominal: float) -> Run:
         statistics.mean(w["rss"] / 2**20 for w in workers) if workers else None,
         controller / tests * 1000 if controller is not None and tests else None,
         worker_cpu,
+        max(starts) - min(starts) if len(starts) > 1 else None,
     )
 
 
-def start_simulator(load: Workload, folder: Path) -> tuple[subprocess.Popen[str], str]:
+def start_simulator(load: Workload, folder: Path, keyed: bool) -> tuple[subprocess.Popen[str], str]:
+    """The simulator; with ``keyed``, its models answer (and list themselves) only with KEY."""
     toml = folder / "sim.toml"
+    key = f'\napi_key = "{KEY}"' if keyed else ""
     body = ['default_reply = "ok"'] + [
-        f'[models."{alias}"]\nlatency = {latency}' for alias, latency in load.models.items()
+        f'[models."{alias}"]\nlatency = {latency}{key}' for alias, latency in load.models.items()
     ]
     toml.write_text("\n".join(body) + "\n")
     proc = subprocess.Popen(
@@ -282,26 +340,54 @@ def fmt(value: float | None, unit: str, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
-def bench(load: Workload, sequential: bool, load_dist: bool, only_auto: bool) -> list[Run]:
+@dataclasses.dataclass
+class Options:
+    sequential: bool = False
+    load_dist: bool = False
+    only_auto: bool = False
+    keyless: bool = False  # the models have no key (the runs before issue 22 measured so)
+    pair: bool = False  # also run keyless, for the keyed / keyless ratio
+    gate: bool = False  # also run with --llm-check-keys=off: the first-request gate
+    preload_off: bool = True
+
+
+def bench(load: Workload, options: Options) -> list[Run]:
     nominal = statistics.mean(load.models.values())
+    keyed = not options.keyless
+    n = ["-n", load.workers]
+    label = f"-n {load.workers}" + (" keyed" if keyed else "")
+    variants: list[tuple[str, list[str], bool]] = []
+    if options.sequential:
+        variants.append(("sequential", [], keyed))
+    variants.append((label, n, keyed))
+    if keyed and options.pair and not options.only_auto:
+        variants.append((f"-n {load.workers} keyless", n, False))
+    if keyed and options.gate and not options.only_auto:
+        variants.append(("check off (gate)", [*n, "--llm-check-keys=off"], True))
+    if options.preload_off and not options.only_auto:
+        variants.append(("preload off", [*n, "--llm-preload=off"], keyed))
+    if options.load_dist and not options.only_auto:
+        variants.append(("--llm-dist=load", [*n, "--llm-dist=load"], keyed))
     with tempfile.TemporaryDirectory(prefix=f"llm-matrix-{load.name}-") as tmp:
         root = Path(tmp)
-        sim, url = start_simulator(load, root)
+        projects: dict[bool, Path] = {}
+        sims = []
         try:
-            make_project(root, load, url)
-            runs = []
-            if sequential:
-                runs.append(run(root, "sequential", [], nominal))
-            runs.append(run(root, "-n auto", ["-n", "auto"], nominal))
-            if not only_auto:
-                runs.append(run(root, "preload off", ["-n", "auto", "--llm-preload=off"], nominal))
-            if load_dist:
-                runs.append(
-                    run(root, "--llm-dist=load", ["-n", "auto", "--llm-dist=load"], nominal)
-                )
+            for kind in dict.fromkeys(k for _, _, k in variants):
+                folder = root / ("keyed" if kind else "keyless")
+                folder.mkdir()
+                sim, url = start_simulator(load, folder, kind)
+                sims.append(sim)
+                make_project(folder, load, url, kind)
+                projects[kind] = folder
+            runs = [
+                run(projects[kind], name, args, nominal, load.models, kind)
+                for name, args, kind in variants
+            ]
         finally:
-            sim.terminate()
-            sim.wait()
+            for sim in sims:
+                sim.terminate()
+                sim.wait()
         workers = runs[-1].workers
         bare_root = root / "bare"
         bare_root.mkdir()
@@ -315,7 +401,8 @@ def bench(load: Workload, sequential: bool, load_dist: bool, only_auto: bool) ->
     )
     print(
         f"  {'run':<16} {'wall':>8} {'efficiency':>10} {'workers':>7} {'start-up':>9} "
-        f"{'overhead/test':>13} {'tree PSS':>9} {'RSS/worker':>10} {'CPU/test ctl+wrk':>16}"
+        f"{'overhead/test':>13} {'tree PSS':>9} {'RSS/worker':>10} {'CPU/test ctl+wrk':>16} "
+        f"{'1st-request spread':>18}"
     )
     for r in [*runs, bare]:
         eff = f"{ideal / r.wall:.2f}" if r.label != "bare xdist" else "-"
@@ -323,9 +410,16 @@ def bench(load: Workload, sequential: bool, load_dist: bool, only_auto: bool) ->
             f"  {r.label:<16} {r.wall:>7.2f}s {eff:>10} {r.workers:>7} "
             f"{fmt(r.startup, 's'):>9} {fmt(r.overhead, ' s', 3):>13} "
             f"{fmt(r.pss, ' MB', 0):>9} {fmt(r.rss, ' MB', 0):>10} "
-            f"{fmt(r.controller_cpu, '', 1):>7}+{fmt(r.worker_cpu, ' ms', 1):<8}"
+            f"{fmt(r.controller_cpu, '', 1):>7}+{fmt(r.worker_cpu, ' ms', 1):<8} "
+            f"{fmt(r.first_spread, ' s'):>18}"
         )
-    on = next(r for r in runs if r.label == "-n auto")
+    on = runs[1] if options.sequential else runs[0]
+    keyless = next((r for r in runs if r.label.endswith("keyless")), None)
+    if keyless is not None:
+        print(f"  keyed / keyless: wall x{on.wall / keyless.wall:.3f}")
+    gated = next((r for r in runs if r.label == "check off (gate)"), None)
+    if gated is not None:
+        print(f"  checked / gate: wall x{on.wall / gated.wall:.3f}")
     off = next((r for r in runs if r.label == "preload off"), None)
     if off is None:
         return runs
@@ -345,13 +439,29 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help="also run --llm-dist=load")
     parser.add_argument("--rounds", type=int, default=1, help="repeat; print medians")
     parser.add_argument("--only-auto", action="store_true", help="run -n auto alone")
+    parser.add_argument(
+        "--keyless", action="store_true", help="models without keys (as before issue 22)"
+    )
+    parser.add_argument("--pair", action="store_true", help="also run keyless: the ratio")
+    parser.add_argument(
+        "--gate", action="store_true", help="also run --llm-check-keys=off: the ratio"
+    )
+    parser.add_argument(
+        "--no-preload-off", action="store_true", help="skip the --llm-preload=off run"
+    )
     args = parser.parse_args()
+    options = Options(
+        sequential=args.sequential,
+        load_dist=args.load,
+        only_auto=args.only_auto,
+        keyless=args.keyless,
+        pair=args.pair,
+        gate=args.gate,
+        preload_off=not args.no_preload_off,
+    )
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     for name in args.workloads:
-        results = [
-            bench(WORKLOADS[name], args.sequential, args.load, args.only_auto)
-            for _ in range(args.rounds)
-        ]
+        results = [bench(WORKLOADS[name], options) for _ in range(args.rounds)]
         if args.rounds > 1:
             summarize(WORKLOADS[name], results)
 
@@ -376,7 +486,7 @@ def summarize(load: Workload, results: list[list[Run]]) -> None:
             f"[{min(effs):.2f}-{max(effs):.2f}]  start-up {stat('startup')}s  "
             f"overhead/test {stat('overhead', 3)}s  tree PSS {stat('pss', 0)} MB  "
             f"CPU/test controller {stat('controller_cpu', 1)} ms, "
-            f"workers {stat('worker_cpu', 1)} ms"
+            f"workers {stat('worker_cpu', 1)} ms  1st-request spread {stat('first_spread')}s"
         )
 
 

@@ -552,7 +552,13 @@ def test_a_bound_request_carries_none_of_the_clients_own_credentials(pytester, m
         )
         result = pytester.runpytest_subprocess("--models=real", "--llm-record=all")
         result.assert_outcomes(passed=1)
-    (sent,) = model_server.requests
+    # the key check's listing (the model's key alone), and the chat request
+    (listing,) = [r for r in model_server.requests if r["method"] == "GET"]
+    assert (listing["path"], listing["authorization"]) == (
+        "/v1/models",
+        "Bearer sk-test-of-the-model-7f3a",
+    )
+    (sent,) = [r for r in model_server.requests if r["method"] == "POST"]
     assert sent["path"] == "/v1/chat/completions"
     assert sent["authorization"] == "Bearer sk-test-of-the-model-7f3a"
     assert json.loads(sent["body"])["model"] == "real-model"
