@@ -33,7 +33,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from pytest_llm_matrix.calls.context import KEY_CHECK_MARK, UNCLAIMED, claim_record
 from pytest_llm_matrix.calls.exchange import redact
@@ -110,24 +110,39 @@ def check(models: Sequence[Model], timeout: float = CHECK_SECONDS) -> dict[str, 
 
 
 def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, bytes, bool]:
-    """(status, body, whether the body is whole) of a GET that takes ``timeout`` at most."""
-    import httpx2  # lazy: the check runs in a thread of the controller
+    """(status, body, whether the body is whole) of a GET that takes ``timeout`` at most.
+
+    The standard library's client, not httpx2: the controller never needs httpx2 otherwise,
+    and importing it there costs more CPU than the check itself while the workers start.
+    Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``) as httpx2 takes them;
+    redirects are not followed (the key would go with them).
+    """
+    import urllib.error  # lazy: only a run that checks keys
+    import urllib.request
+
+    class _NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
 
     deadline = time.monotonic() + timeout
     headers = {**headers, "user-agent": USER_AGENT, "accept": "application/json"}
-    with (
-        httpx2.Client(timeout=timeout, follow_redirects=False) as client,
-        client.stream("GET", url, headers=headers) as response,
-    ):
+    opener = urllib.request.build_opener(_NoRedirects())
+    request = urllib.request.Request(url, headers=headers, method="GET")
+    try:
+        response = opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as error:  # a 4xx or 5xx (or an unfollowed redirect)
+        response = error
+    with response:
+        status = int(response.status if hasattr(response, "status") else response.code)
         chunks, size = [], 0
-        for chunk in response.iter_bytes():
+        while chunk := response.read(65536):
             chunks.append(chunk)
             size += len(chunk)
             if size > LISTING_CAP:
-                return response.status_code, b"".join(chunks), False
+                return status, b"".join(chunks), False
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no whole answer within {timeout:g} s")
-        return response.status_code, b"".join(chunks), True
+        return status, b"".join(chunks), True
 
 
 def _listed_ids(data: object) -> list[str] | None:
