@@ -141,17 +141,30 @@ class Redactor:
     def data(self, value: Any) -> Any:
         """Data with every string redacted: lists, tuples and dicts (keys too) are rebuilt;
         any other value that shows a key when written out (bytes, a named tuple, an object
-        a test recorded as a property) becomes its redacted text."""
+        a test recorded as a property) becomes its redacted text. The key variables are
+        read once per call (a report holds thousands of strings), and data is returned as
+        it is while no key is known."""
+        if not self.forms:
+            return value
+        return self._data(value)
+
+    def _data(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self.text(value)
+            return self._text_now(value)
         if type(value) in (list, tuple):
-            return type(value)(self.data(item) for item in value)
+            return type(value)(self._data(item) for item in value)
         if type(value) is dict:
-            return {self.data(key): self.data(item) for key, item in value.items()}
+            return {self._data(key): self._data(item) for key, item in value.items()}
         if value is None or isinstance(value, bool | int | float):
             return value
         shown = str(value)
-        return self.text(shown) if self.holds_key(shown) else value
+        return mask(shown, self._forms) if any(p in shown for p in self._pieces) else value
+
+    def _text_now(self, text: str) -> str:
+        """``text`` redacted with the forms known now (no new read of the variables)."""
+        if any(piece in text for piece in self._pieces):
+            return mask(text, self._forms)
+        return text
 
 
 #: The report fields that hold text from the test (never the ids: xdist maps reports by them).

@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import platform
+import threading
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -39,7 +40,7 @@ from pytest_llm_matrix.matrix.parametrize import DESELECTED_KEY, DESELECTED_OUTP
 from pytest_llm_matrix.matrix.repeats import NOT_VERDICT, RUN_ATTR, status_of, without_run
 from pytest_llm_matrix.report import baseline, html, model_free, render
 from pytest_llm_matrix.report.auxiliary import Auxiliary
-from pytest_llm_matrix.report.cost import format_usd, model_cost
+from pytest_llm_matrix.report.cost import format_usd, model_cost, warm_up
 from pytest_llm_matrix.report.stats import (
     JUDGED,
     ModelStats,
@@ -79,6 +80,7 @@ class Summary:
         self.models = {m.name: m for m in settings.models}
         self.order = list(settings.selected)
         self.optional = {m.name for m in settings.models if not m.required}
+        self.warming = False  # the price table is being loaded (see _warm_up)
         self.stats: dict[str, ModelStats] = {}
         self.failures = {"plain": 0, "required": 0, "optional": 0}
         self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> per-test record
@@ -188,6 +190,14 @@ class Summary:
             word = word[0]  # pytest < 8.3 prints a (word, markup) pair as is in its summary
         return category, letter, word
 
+    def _warm_up(self) -> None:
+        """At the first model test's report: a thread loads the price table the summary will
+        need, while the tests run (they mostly wait for their models), instead of a quarter
+        second of CPU after the last test."""
+        self.warming = True
+        if any(m.input_price is None and m.output_price is None for m in self.models.values()):
+            threading.Thread(target=warm_up, name="llm-matrix prices", daemon=True).start()
+
     @pytest.hookimpl(tryfirst=True)  # before junitxml reads the teardown report's properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         model = getattr(report, REPORT_ATTR, None)
@@ -196,6 +206,8 @@ class Summary:
             self.failures[kind] += 1
         if model is None or model not in self.models:
             return
+        if not self.warming:
+            self._warm_up()
         self.auxiliary.add(getattr(report, AUX_ATTR, None))
         if getattr(report, BUDGET_ATTR, False):
             self.budget_skips += 1
