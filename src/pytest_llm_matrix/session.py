@@ -223,7 +223,9 @@ class KeyCheckLines:
         self.strict = strict
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtestloop(self) -> Generator[None, object, object]:
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        if not distributed(self.config) and not any(model_of(i) for i in session.items):
+            return (yield)  # no model test: nothing waits for the checks, nothing to say
         lines = self.checks.lines()
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

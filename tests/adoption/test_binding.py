@@ -552,12 +552,12 @@ def test_a_bound_request_carries_none_of_the_clients_own_credentials(pytester, m
         )
         result = pytester.runpytest_subprocess("--models=real", "--llm-record=all")
         result.assert_outcomes(passed=1)
-    # the key check's listing (the model's key alone), and the chat request
-    (listing,) = [r for r in model_server.requests if r["method"] == "GET"]
-    assert (listing["path"], listing["authorization"]) == (
-        "/v1/models",
-        "Bearer sk-test-of-the-model-7f3a",
-    )
+    # the key check's listing, with the model's key alone and with no key (this server
+    # answers both: its listing proves nothing), and the chat request
+    listings = [
+        (r["path"], r["authorization"]) for r in model_server.requests if r["method"] == "GET"
+    ]
+    assert listings == [("/v1/models", "Bearer sk-test-of-the-model-7f3a"), ("/v1/models", None)]
     (sent,) = [r for r in model_server.requests if r["method"] == "POST"]
     assert sent["path"] == "/v1/chat/completions"
     assert sent["authorization"] == "Bearer sk-test-of-the-model-7f3a"

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from pytest_llm_matrix.calls.keycheck import (
     UNKNOWN,
     UNLISTED,
     VERIFIED,
+    KeyChecks,
     _listed_ids,
     check,
     listing_url,
@@ -266,27 +268,41 @@ def test_listed_ids(data, ids):
 
 
 class _Answer(BaseHTTPRequestHandler):
+    """Answers every listing the same (a 2xx only to a request with a key, unless open),
+    after ``delay`` seconds."""
+
     protocol_version = "HTTP/1.1"
     status = 200
     body = b""
+    kind = ""
+    open = False
+    delay = 0.0
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
-        self.send_response(self.status)
-        self.send_header("content-length", str(len(self.body)))
+        time.sleep(self.delay)
+        keyed = "authorization" in self.headers or "x-api-key" in self.headers
+        status, body = self.status, self.body
+        if status < 300 and not keyed and not self.open:
+            status, body = 401, b'{"error": {"message": "no key"}}'
+        self.send_response(status)
+        if self.kind:
+            self.send_header("content-type", self.kind)
+        self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(self.body)
+        self.wfile.write(body)
 
 
 @pytest.fixture
 def answering():
     servers = []
 
-    def serve(status: int, body: bytes) -> str:
-        handler = type("Handler", (_Answer,), {"status": status, "body": body})
+    def serve(status: int, body: bytes, **knobs: object) -> str:
+        handler = type("Handler", (_Answer,), {"status": status, "body": body, **knobs})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}"
@@ -305,10 +321,13 @@ def answering():
         (200, b'{"data": [{"id": "n"}]}', UNLISTED, ""),
         (200, b"[" * 100_000 + b"]" * 100_000, UNKNOWN, "not a model listing"),  # too deep
         (200, b"<html>sign in</html>", UNKNOWN, "HTTP 200, not a model listing"),
+        (200, b"<html>" + b"x" * (17 * 2**20), UNKNOWN, "not a model listing"),  # over the cap
         (404, b'{"error": {"message": "Invalid URL (GET /v1/models)"}}', UNKNOWN, "HTTP 404"),
         (500, b"oops", UNKNOWN, "HTTP 500 oops"),
         (401, b'{"error": {"message": "bad key", "code": "invalid_api_key"}}', "unavailable", ""),
-        (402, b"pay", "unavailable", "HTTP 402 pay"),
+        # a key that may chat but not list (OpenAI's restricted keys): the gate decides
+        (403, b'{"error": {"message": "missing scope api.model.read"}}', UNKNOWN, "HTTP 403"),
+        (402, b"pay", UNKNOWN, "HTTP 402 pay"),
         (429, b'{"error": {"code": "insufficient_quota", "message": "q"}}', "unavailable", ""),
         (429, b'{"error": {"code": "rate_limit", "message": "slow down"}}', UNKNOWN, ""),
     ],
@@ -320,13 +339,87 @@ def test_what_an_answer_tells(answering, monkeypatch, status, body, state, detai
     assert detail in outcome.detail
 
 
-def test_an_echoed_key_is_not_in_the_outcome(answering, monkeypatch):
+def test_a_listing_that_needs_no_key_proves_nothing_about_one(answering, monkeypatch):
+    # OpenRouter's listing is public, as a local server's is: a wrong key would pass it
     monkeypatch.setenv("CHECK_TEST_KEY", KEY)
-    body = json.dumps({"error": {"message": f"key {KEY} refused"}}).encode()
+    url = answering(200, b'{"data": [{"id": "m"}]}', open=True) + "/v1"
+    outcome = check([model(url)], timeout=5)["m"]
+    assert (outcome.state, outcome.detail) == (UNKNOWN, "its listing answers without a key too")
+    unlisted = check([model(url, model_id="other")], timeout=5)["m"]
+    assert unlisted.state == UNLISTED  # what the listing lacks is still worth saying
+
+
+def test_the_check_takes_no_proxy_as_the_requests_take_none(answering, monkeypatch):
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # a dead proxy
+    outcome = check([model(answering(200, b'{"data": [{"id": "m"}]}') + "/v1")], timeout=5)
+    assert outcome["m"].state == VERIFIED
+
+
+def test_an_echoed_key_is_not_in_the_outcome_nor_in_the_closest_ids(answering, monkeypatch):
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+    body = json.dumps({"error": {"message": "x" * 280 + f"key {KEY} refused"}}).encode()
     outcome = check([model(answering(401, body) + "/v1")], timeout=5)["m"]
-    assert "refused" in outcome.detail
-    assert KEY not in outcome.detail
-    assert KEY[6:20] not in outcome.detail
+    assert "x" * 200 in outcome.detail
+    assert KEY[:10] not in outcome.detail  # masked before it was cut to 300 characters
+    for wanted, listed, shown in (
+        (f"m-{KEY[:-2]}", f"m-{KEY}", "closest: m-***"),  # a key echoed in an id
+        ("m-x", "m-x\x1b[2K", "closest: m-x\\x1b[2K"),  # a terminal escape
+    ):
+        url = answering(200, json.dumps({"data": [{"id": listed}]}).encode()) + "/v1"
+        checks = KeyChecks([model(url, model_id=wanted)], lambda: FileCoordinator(Path("."), None))
+        checks.outcomes = check(list(checks.models.values()), timeout=5)
+        checks._said = True
+        text = "\n".join(checks.lines())
+        assert shown in text
+        assert KEY[6:20] not in text
+        assert "\x1b" not in text
+
+
+def test_an_answer_after_the_time_limit_is_not_acted_on(answering, monkeypatch, tmp_path):
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+    url = answering(401, b'{"error": {"message": "bad key"}}', delay=1.5) + "/v1"
+    coordinator = FileCoordinator(tmp_path, None)
+    checks = KeyChecks([model(url)], lambda: coordinator, timeout=0.5)
+    started = time.monotonic()
+    checks.start()
+    assert coordinator.checking("m")
+    outcome = checks.wait()["m"]
+    assert time.monotonic() - started < 1.4  # the limit, not the answer
+    assert (outcome.state, outcome.detail) == (UNKNOWN, "no answer within 0.5 s")
+    assert not coordinator.checking("m")  # nobody waits for it any more
+    for thread in checks._threads:
+        thread.join(5)
+    assert coordinator.unavailable("m") is None  # the 401 came too late to count
+    assert checks.wait()["m"] == outcome
+
+
+def test_a_coordinator_that_refuses_the_marks_leaves_every_model_to_its_gate(monkeypatch):
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+
+    class Refusing:
+        def start_check(self, model: str, seconds: float) -> None:
+            raise OSError("OOM command not allowed when used memory > 'maxmemory'")
+
+    checks = KeyChecks([model("http://127.0.0.1:9/v1")], lambda: Refusing())  # type: ignore[arg-type, return-value]
+    checks.start()
+    assert checks._threads == []
+    assert checks.wait()["m"].state == UNKNOWN
+    assert "OSError: OOM command not allowed" in checks.lines()[1]
+
+
+def test_a_run_without_model_tests_waits_for_no_check(
+    pytester, write_config, monkeypatch, slow_listing
+):
+    monkeypatch.setenv("CHECK_TEST_KEY", KEY)
+    write_config(CONFIG.format(url=slow_listing, extra=""))
+    pytester.makepyfile(test_plain="def test_plain():\n    assert 1 + 1 == 2\n")
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    assert time.monotonic() - started < 4.5  # not the listing's 5 s
+    assert "key not checked" not in result.stdout.str()
 
 
 def test_a_check_mark_expires_and_ends(tmp_path):

@@ -201,7 +201,8 @@ def test_waits_never_outlive_the_timeout(pytester, write_config, simulator):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "rate-limited by busy: gave up after 3 attempts; retry-after 1s exceeds the *s left of "
+            # 3 attempts on a quiet machine; a loaded one may fit only 2 in the 2.5 s
+            "rate-limited by busy: gave up after * attempts; retry-after 1s exceeds the *s left of "
             "this test's 2.5s timeout (the model's timeout)"
         ]
     )
