@@ -231,6 +231,13 @@ class KeyChecks:
         coordinator that cannot take the marks leaves every model to its gate."""
         if not self.models:
             return
+        # What the threads import, imported here: two threads importing at once can meet
+        # in each other's half-imported modules (a test importing httpx2 meanwhile, which
+        # imports urllib.request too, in a run without workers)
+        import difflib  # noqa: F401
+        import urllib.error
+        import urllib.request  # noqa: F401
+
         self._started = time.monotonic()
         self._deadline = self._started + self.timeout
         groups: dict[tuple[str, str | None], list[Model]] = {}

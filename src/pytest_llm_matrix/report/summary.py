@@ -30,6 +30,7 @@ from pytest_llm_matrix.calls.context import (
 )
 from pytest_llm_matrix.config import checks
 from pytest_llm_matrix.config.models import base_id
+from pytest_llm_matrix.config.options import distributed
 from pytest_llm_matrix.config.redaction import redactor
 from pytest_llm_matrix.distribution.scheduling import (
     DURATIONS_CACHE,
@@ -191,10 +192,12 @@ class Summary:
         return category, letter, word
 
     def _warm_up(self) -> None:
-        """At the first model test's report: a thread loads the price table the summary will
-        need, while the tests run (they mostly wait for their models), instead of a quarter
-        second of CPU after the last test."""
+        """At the first model test's report, in the controller of xdist workers: a thread
+        loads the price table the summary will need while the tests run (they mostly wait for
+        their models), instead of a quarter second of CPU after the last test."""
         self.warming = True
+        if not distributed(self.config) or hasattr(self.config, "workerinput"):
+            return  # tests run in this process: they may import what the thread imports
         if any(m.input_price is None and m.output_price is None for m in self.models.values()):
             threading.Thread(target=warm_up, name="llm-matrix prices", daemon=True).start()
 
