@@ -61,7 +61,7 @@ def auto_workers(config: pytest.Config) -> int | None:
     from pytest_llm_matrix.distribution import scheduling
     from pytest_llm_matrix.distribution.preload import MEMORY_CACHE, remembered_pss, will_preload
 
-    given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
+    given = os.environ.get(_AUTO_ENV, "").strip()
     if given:  # the user's number, as xdist reads it (xdist's own hook answers)
         config.stash[AUTO_KEY] = (int(given) if given.isdigit() else None, _AUTO_ENV)
         return None

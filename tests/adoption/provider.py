@@ -8,7 +8,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class _Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
@@ -69,9 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
 class Provider:
     """``with Provider() as provider:`` serves at ``provider.url`` (``.../v1``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, handler: type[Handler] = Handler) -> None:
         self.requests: list[dict[str, object]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.owner = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -23,6 +23,8 @@ from pytest_llm_matrix.calls.keycheck import (
 from pytest_llm_matrix.calls.limits import FileCoordinator
 from pytest_llm_matrix.config.models import Model
 
+from ..adoption import provider
+
 KEY = "sk-check-0123456789abcdef"
 
 CONFIG = """
@@ -112,64 +114,34 @@ def test_an_id_the_listing_lacks_is_named_with_the_closest(pytester, keyed):
     assert sim.stats()["requests"] == {"keyd": 1}  # the strict run sent nothing
 
 
-class _SlowListing(BaseHTTPRequestHandler):
-    """A server whose listing never comes, and whose chat answers come at once."""
+class _SlowListing(provider.Handler):
+    """A provider whose listing never comes (until the test ends); its chat answers come
+    at once."""
 
-    protocol_version = "HTTP/1.1"
-    gets = 0
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    release = threading.Event()
 
     def do_GET(self) -> None:
-        type(self).gets += 1
-        self.server.release.wait(60)  # type: ignore[attr-defined]
+        self.server.owner.requests.append({"method": "GET"})  # type: ignore[attr-defined]
+        self.release.wait(60)
         self.close_connection = True
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        body = json.dumps(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "keyed",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "ok"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 @pytest.fixture
 def slow_listing():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowListing)
-    server.daemon_threads = True
-    server.release = threading.Event()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.release.set()  # type: ignore[attr-defined]
-    server.shutdown()
-    server.server_close()
+    """The base URL of a provider whose listing never comes, and the provider."""
+    _SlowListing.release.clear()
+    with provider.Provider(_SlowListing) as server:
+        yield server.url.removesuffix("/v1"), server
+        _SlowListing.release.set()
 
 
 def test_a_listing_that_never_comes_delays_tests_no_longer_than_the_check(
     pytester, write_config, monkeypatch, slow_listing
 ):
     monkeypatch.setenv("CHECK_TEST_KEY", KEY)
-    write_config(CONFIG.format(url=slow_listing, extra=""))
-    pytester.makepyfile(test_keyed=FOUR_TESTS)
+    url, server = slow_listing
+    write_config(CONFIG.format(url=url, extra=""))
+    pytester.makepyfile(test_keyed=FOUR_TESTS.replace('== "ok"', '== "from the real provider"'))
     started = time.monotonic()
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly")
     took = time.monotonic() - started
@@ -177,7 +149,7 @@ def test_a_listing_that_never_comes_delays_tests_no_longer_than_the_check(
     result.stdout.fnmatch_lines(
         ["llm-matrix: keyed: key not checked (no answer within 5 s); its first request checks it"]
     )
-    assert _SlowListing.gets == 1
+    assert [r["method"] for r in server.requests].count("GET") == 1
     assert took < 20  # the check's 5 s, start-up, and 4 instant answers: never a hang
 
 
@@ -413,7 +385,7 @@ def test_a_run_without_model_tests_waits_for_no_check(
     pytester, write_config, monkeypatch, slow_listing
 ):
     monkeypatch.setenv("CHECK_TEST_KEY", KEY)
-    write_config(CONFIG.format(url=slow_listing, extra=""))
+    write_config(CONFIG.format(url=slow_listing[0], extra=""))
     pytester.makepyfile(test_plain="def test_plain():\n    assert 1 + 1 == 2\n")
     started = time.monotonic()
     result = pytester.runpytest_subprocess()

@@ -324,7 +324,7 @@ def refuse(model: str) -> None:
     reason = refusal(model)
     if reason is None:
         return
-    if reason.endswith(KEY_CHECK_MARK) and _limits is not None:
+    if _limits is not None:  # a claim is waiting only for a model its key check refused
         current = _current.nodeid if _current is not None else None
         token = f"{_limits.session}:{os.getpid()}:{threading.get_ident()}:{current}"
         if _claim_failure(_limits.coordinator, model, token):
@@ -332,9 +332,8 @@ def refuse(model: str) -> None:
     pytest.skip(reason)
 
 
-#: Ends the reason of a model its key check found unavailable (see :mod:`.keycheck`).
-KEY_CHECK_MARK: Final = "(key check)"
-#: The shared record of such a model holds this until its first test claims it.
+#: The shared record of a model its key check refused (see :mod:`.keycheck`) holds this
+#: until its first test claims it.
 UNCLAIMED: Final = "unclaimed"
 
 

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-from pytest_llm_matrix.calls.context import KEY_CHECK_MARK, UNCLAIMED, claim_record
+from pytest_llm_matrix.calls.context import UNCLAIMED, claim_record
 from pytest_llm_matrix.calls.exchange import redact
 from pytest_llm_matrix.calls.limits import Coordinator
 from pytest_llm_matrix.calls.retrying import error_of, error_text
@@ -277,7 +277,7 @@ class KeyChecks:
             elif outcome.state == UNAVAILABLE:
                 # the claim first: a test that finds the mark finds the claim too
                 coordinator.update_record(claim_record(model.name), lambda old: old or UNCLAIMED)
-                coordinator.mark_unavailable(model.name, f"{outcome.detail} {KEY_CHECK_MARK}")
+                coordinator.mark_unavailable(model.name, f"{outcome.detail} (key check)")
         except BaseException as exc:  # a coordinator down: the gate decides
             outcome = Outcome(UNKNOWN, f"{type(exc).__name__}: {exc}")
         finally:

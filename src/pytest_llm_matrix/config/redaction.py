@@ -136,7 +136,7 @@ class Redactor:
         return bool(forms) and any(piece in text for piece in self._pieces)
 
     def text(self, text: str) -> str:
-        return mask(text, self.forms) if self.holds_key(text) else text
+        return self._text_now(text) if self.forms else text
 
     def data(self, value: Any) -> Any:
         """Data with every string redacted: lists, tuples and dicts (keys too) are rebuilt;
@@ -158,7 +158,8 @@ class Redactor:
         if value is None or isinstance(value, bool | int | float):
             return value
         shown = str(value)
-        return mask(shown, self._forms) if any(p in shown for p in self._pieces) else value
+        redacted = self._text_now(shown)
+        return redacted if redacted is not shown else value
 
     def _text_now(self, text: str) -> str:
         """``text`` redacted with the forms known now (no new read of the variables)."""

@@ -137,8 +137,8 @@ def _price_from_genai_prices(
 
 
 def warm_up() -> None:
-    """Load genai-prices' bundled table now (see ``Summary.pytest_runtestloop``); any
-    failure is left for the pricing itself to meet."""
+    """Load genai-prices' bundled table now (see ``Summary._warm_up``); any failure is
+    left for the pricing itself to meet."""
     with contextlib.suppress(Exception):
         _price_from_genai_prices("openai", "gpt-4o-mini", 1, 1, 0)
 

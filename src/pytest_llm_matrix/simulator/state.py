@@ -65,9 +65,6 @@ class SimulatorState:
             return _DEFAULT_MODEL
         return self.config.models.get(model)
 
-    def model_ids(self) -> list[str]:
-        return list(self.config.models)
-
     def count_request(self, model: str) -> None:
         with self._lock:
             self._requests[model] += 1
