@@ -45,6 +45,9 @@ EARLY_KEY: Final = pytest.StashKey[Settings]()
 #: What ``-n auto`` chose and why, for the header.
 AUTO_KEY: Final = pytest.StashKey[tuple[int | None, str]]()
 _AUTO_ENV: Final = "PYTEST_XDIST_AUTO_NUM_WORKERS"
+#: The most workers -n auto starts at the user's word (a typo of a few digits more would
+#: start thousands of processes, or fail allocating them).
+MAX_AUTO_WORKERS: Final = 1024
 #: Plugins that order tests themselves; with them, the sequential run keeps their order.
 REORDERING_PLUGINS: Final = ("randomly", "random_order", "pytest_randomly")
 
@@ -62,6 +65,11 @@ def auto_workers(config: pytest.Config) -> int | None:
     from pytest_llm_matrix.distribution.preload import MEMORY_CACHE, remembered_pss, will_preload
 
     given = os.environ.get(_AUTO_ENV, "").strip()
+    if given.isdigit() and int(given) > MAX_AUTO_WORKERS:
+        raise pytest.UsageError(
+            f"{_AUTO_ENV}={given[:20]}: at most {MAX_AUTO_WORKERS} workers (xdist would try to "
+            "start them all)"
+        )
     if given:  # the user's number, as xdist reads it (xdist's own hook answers)
         config.stash[AUTO_KEY] = (int(given) if given.isdigit() else None, _AUTO_ENV)
         return None

@@ -197,6 +197,49 @@ def test_the_check_is_turned_off_by_ini_and_config_and_bad_values_say_the_choice
     )
 
 
+def test_a_refused_key_fails_the_first_adopted_test_that_calls_the_model(
+    pytester, keyed, monkeypatch
+):
+    """A suite adopted in one line: its tests that never call the model run as they are
+    (model-free); the first that calls it fails with the key check's reason, counted on the
+    model; the others are skipped; nothing is sent."""
+    sim = keyed()
+    monkeypatch.setenv("CHECK_TEST_KEY", "sk-wrong-0000000000000")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-suites-own-000000")
+    pytester.makepyfile(
+        test_keyed="""
+        import openai
+
+        client = openai.OpenAI()  # built once, cached by the suite
+
+        def test_a_no_model():
+            assert 1 + 1 == 2
+
+        def chat():
+            message = {"role": "user", "content": "hi"}
+            client.chat.completions.create(model="gpt-4o", messages=[message])
+
+        def test_b_chat():
+            chat()
+
+        def test_c_chat():
+            chat()
+        """
+    )
+    path = pytester.path / "pyproject.toml"  # the one line
+    path.write_text(path.read_text().rstrip("\n") + '\nusefixtures = ["llm_sdks"]\n')
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-rA")
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "keyed *0 *1 *0 *1 *0.0%*",  # the failure counted on the model
+            "FAILED test_keyed.py::test_b_chat[[]keyed[]] - Failed: keyed is unavailable: *",
+        ]
+    )
+    assert "model-free tests failed" not in result.stdout.str()
+    assert sim.stats()["requests"] == {}
+
+
 def test_an_anthropic_key_is_checked_on_its_listing(pytester, write_config, simulator, monkeypatch):
     monkeypatch.setenv("CHECK_TEST_KEY", KEY)
     sim = simulator({"default_reply": "ok", "models": {"claude-x": {"api_key": KEY}}})

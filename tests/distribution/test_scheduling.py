@@ -376,6 +376,10 @@ def test_auto_workers_take_the_users_number(pytester, write_config, monkeypatch)
     result.stdout.fnmatch_lines(
         ["*-n auto: 1 worker, set by PYTEST_XDIST_AUTO_NUM_WORKERS*", "*1 worker [[]2 items[]]*"]
     )
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "99999999999")
+    huge = pytester.runpytest_subprocess("--models=sims", "-n", "auto")
+    assert huge.ret == pytest.ExitCode.USAGE_ERROR
+    huge.stderr.fnmatch_lines(["ERROR: PYTEST_XDIST_AUTO_NUM_WORKERS=99999999999: at most 1024 *"])
 
 
 def test_auto_workers_count_the_cpus_taskset_leaves(pytester, write_config, monkeypatch):

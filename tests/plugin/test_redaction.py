@@ -49,6 +49,16 @@ def test_mask_finds_escaped_and_encoded_forms():
     assert "newline-0123456789" not in mask(header, forms)
 
 
+def test_mask_finds_a_key_in_other_case_or_encoded_whole():
+    forms = forms_of(KEY)
+    for shown in (
+        KEY.lower(),
+        KEY.upper(),
+        "".join(f"%{ord(c):02X}" if c == "-" else c for c in KEY),
+    ):
+        assert mask(f"echo {shown}!", forms) == f"echo {MASK}!", shown
+
+
 def test_key_with_surrounding_whitespace_is_found_stripped():
     forms = forms_of(f"  {KEY}\n")
     assert mask(f"Bearer {KEY}", forms) == f"Bearer {MASK}"

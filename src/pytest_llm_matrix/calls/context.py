@@ -315,16 +315,20 @@ def refusal(model: str) -> str | None:
     return None
 
 
-def refuse(model: str) -> None:
+def refuse(model: str, *, claim: bool = True) -> None:
     """Stop the test if no request to ``model`` may go out (see :func:`refusal`): skip it,
     or, for the first test of a model whose key check found the key refused, fail it with
     the reason, as a refused first request would have (a wrong key must not pass as a run
-    of skips)."""
+    of skips). ``claim=False`` (a test that ``llm_sdks`` made a model test, which may never
+    call the model): while that first failure is unclaimed the test runs, and its first call
+    to the model claims it."""
     __tracebackhide__ = True
     reason = refusal(model)
     if reason is None:
         return
-    if _limits is not None:  # a claim is waiting only for a model its key check refused
+    if _limits is not None and _limits.coordinator.record(claim_record(model)) == UNCLAIMED:
+        if not claim:
+            return
         current = _current.nodeid if _current is not None else None
         token = f"{_limits.session}:{os.getpid()}:{threading.get_ident()}:{current}"
         if _claim_failure(_limits.coordinator, model, token):
@@ -346,8 +350,6 @@ def _claim_failure(coordinator: Coordinator, model: str, token: str) -> bool:
     check set: that test fails with the reason, the rest are skipped. One claim per
     session, across its processes."""
     name = claim_record(model)
-    if coordinator.record(name) != UNCLAIMED:
-        return False
     claimed = coordinator.update_record(name, lambda old: token if old == UNCLAIMED else old or "")
     return claimed == token
 

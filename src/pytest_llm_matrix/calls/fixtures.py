@@ -56,7 +56,7 @@ def llm_model(request: pytest.FixtureRequest) -> Model | None:
             "for function-scoped use only",
             pytrace=False,
         )
-    context.refuse(model.name)
+    context.refuse(model.name, claim=not only_sdks)
     return resolved(request.config, model)
 
 

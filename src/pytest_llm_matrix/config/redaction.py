@@ -10,7 +10,8 @@ What counts as a key: every value a configured model's ``api_key_env``, or one o
 the official SDKs read a key from (:data:`SDK_KEY_ENVS`: a suite's own client, say for
 embeddings, sends that key to servers that may echo it), has had in the session (read at start
 and whenever text is checked: a test may set or delete one), in the forms it can take in text:
-as is, stripped, escaped as Python or JSON writes strings, and percent-encoded. A text that
+as is, stripped, lower- and upper-cased, escaped as Python or JSON writes strings, and
+percent-encoded (as URLs do, and with every character but letters and digits). A text that
 holds the first :data:`MIN_LENGTH` characters of such a form loses them and as much of the rest
 of the form as follows, and likewise for its last characters, so a key cut short (a body
 trimmed to 200 characters) or cut in the middle (pytest shortens long values so) goes too.
@@ -48,10 +49,17 @@ def forms_of(value: str) -> set[str]:
         forms.update(
             {
                 key,
+                key.lower(),
+                key.upper(),
                 repr(key)[1:-1],
                 json.dumps(key)[1:-1],
                 json.dumps(key, ensure_ascii=False)[1:-1],
                 urllib.parse.quote(key, safe=""),
+                # every character but letters and digits encoded ("-" as %2D)
+                "".join(
+                    c if c.isascii() and c.isalnum() else "".join(f"%{b:02X}" for b in c.encode())
+                    for c in key
+                ),
             }
         )
     return {form for form in forms if len(form) >= MIN_LENGTH}
