@@ -252,6 +252,11 @@ class Exchange:
                     self._may_wait(poll.next, f"{self.name}: first request", attempts)
                     yield Sleep(poll())
                     continue
+                if context.refusal(self.name) is not None or coordinator.is_verified(self.name):
+                    # its last holder answered between our look and our taking it: a refused
+                    # key is refused at the top, a verified one needs no probe
+                    held.release()
+                    continue
             held.lease = coordinator.try_acquire(self.name, self.model.max_concurrency)
             if held.lease is None:
                 held.release()
