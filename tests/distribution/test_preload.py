@@ -204,6 +204,42 @@ def test_a_crashed_worker_is_restarted_from_the_preloader(pytester, write_config
     assert all(row.endswith("True") for row in rows)  # the replacement was forked too
 
 
+ENDING = """
+import atexit, os, threading, time
+
+def _late(path):
+    time.sleep(0.3)
+    with open(path, "w") as fh:
+        fh.write("written after the session")
+
+def test_leaves_work_for_the_exit(llm_model):
+    mode = os.environ["ENDING_MODE"]
+    atexit.register(lambda: open(f"atexit-{mode}.txt", "w").write(llm_model.name))
+    threading.Thread(target=_late, args=(f"thread-{mode}.txt",)).start()
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+"""
+
+
+def test_a_preloaded_worker_ends_as_its_interpreter_would(pytester, write_config, monkeypatch):
+    """The worker skips tearing its inherited objects down, not what a program can see of
+    an interpreter's exit: threads that are not daemons are waited for (a daemon is not),
+    ``atexit`` functions run."""
+    write_config(PROJECT)
+    pytester.makepyfile(ENDING)
+    for mode in ("auto", "off"):
+        monkeypatch.setenv("ENDING_MODE", mode)
+        started = time.monotonic()
+        result = pytester.runpytest_subprocess(
+            "-n", "1", "--models=a", "-p", "no:cacheprovider", f"--llm-preload={mode}"
+        )
+        result.assert_outcomes(passed=1)
+        preloaded = "llm-matrix: workers preloaded" in result.stdout.str()
+        assert preloaded == (mode == "auto")
+        assert time.monotonic() - started < 30  # the daemon thread's minute was not waited
+        assert (pytester.path / f"atexit-{mode}.txt").read_text() == "a"
+        assert (pytester.path / f"thread-{mode}.txt").read_text() == "written after the session"
+
+
 def counts(output: str) -> dict[str, int]:
     """pytest's outcome counts from its last line."""
     last = output.strip().splitlines()[-1]
