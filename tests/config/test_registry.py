@@ -106,6 +106,46 @@ def test_bad_config_is_a_usage_error(run_with, table, expected):
     assert "Traceback" not in result.stderr.str()
 
 
+@pytest.mark.parametrize(
+    ("alias", "said"),
+    [
+        (
+            "modèle-a",
+            r"invalid alias 'modèle-a': 'è' is not ASCII, which pytest escapes in test ids "
+            r"(test_x[mod\xe8le-a])",
+        ),
+        (
+            "win\\path",
+            r"invalid alias 'win\\path': '\\' is a backslash, which pytest escapes in test ids "
+            r"(test_x[win\\path])",
+        ),
+    ],
+    ids=["non-ascii", "backslash"],
+)
+def test_an_alias_pytest_would_escape_in_test_ids_is_refused(
+    pytester: pytest.Pytester, write_config, alias, said
+):
+    """pytest writes non-ASCII characters and backslashes escaped in test ids, so a test's
+    results could not be matched to its model (failed on every model, the HTML grid): such
+    an alias is a usage error, in the config and from the hook alike."""
+    toml_key = alias.replace("\\", "\\\\")
+    write_config(f'[tool.llm-matrix.models."{toml_key}"]\nprovider = "simulator"\n')
+    pytester.makepyfile(MODEL_TEST)
+    result = pytester.runpytest("--models=all")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert f"pyproject.toml: model: {said}" in errors
+    assert "use printable ASCII characters" in errors
+    assert "Traceback" not in errors
+
+    write_config("")
+    model = {alias: {"provider": "simulator"}}
+    pytester.makeconftest(f"def pytest_llm_matrix_models(config):\n    return {model!r}\n")
+    hooked = pytester.runpytest("--models=all")
+    assert hooked.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"pytest_llm_matrix_models hook: model: {said}" in hooked.stderr.str()
+
+
 def test_toml_syntax_error_names_file_and_line(pytester: pytest.Pytester, write_config):
     write_config("")
     pytester.makefile(".toml", **{"llm-matrix": "[models.m]\ntags = []\nprovider = openai\n"})

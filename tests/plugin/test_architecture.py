@@ -18,6 +18,9 @@ import ast
 import dataclasses
 import importlib
 import re
+import shutil
+import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,10 @@ ORDER = (
 )
 #: Modules directly in the package: the entry point, the session's milestones, the facade.
 TOP = {"__init__", "__main__", "plugin", "session", "tracking", "hookspecs"}
+#: Everything in the package besides its modules (.py, .pyi), one by one (paths inside the
+#: package), so that nothing else ships unnoticed: a vendored wheel, a stray data file.
+#: .ci/run checks the built wheel against the same list.
+DATA_FILES = {"py.typed", "report/report_schema.json", "simulator/README.md"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,3 +298,34 @@ def test_the_checks_catch_a_cycle_an_upward_import_and_an_unexplained_lazy_one(f
         (11, True),
         (13, False),
     ]
+
+
+def not_the_plugins(paths: Iterable[str]) -> list[str]:
+    """The files (paths inside the package) that are neither modules nor in DATA_FILES."""
+    return [p for p in paths if not p.endswith((".py", ".pyi")) and p not in DATA_FILES]
+
+
+def test_the_package_holds_only_the_plugins_own_files():
+    """What git tracks under src/pytest_llm_matrix is modules and the listed data files: a
+    third-party wheel was once committed there and shipped in the plugin's wheel."""
+    root = Path(__file__).resolve().parents[2]
+    git = shutil.which("git")
+    if git is None or not (root / "src" / PACKAGE).is_dir():
+        pytest.skip("needs git and the repository's source (not an installed wheel)")
+    listed = subprocess.run(
+        [git, "-C", str(root), "ls-files", "-z", "--", f"src/{PACKAGE}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        pytest.skip(f"not a git checkout: {listed.stderr.strip()}")
+    tracked = [p.removeprefix(f"src/{PACKAGE}/") for p in listed.stdout.split("\0") if p]
+    assert len(tracked) > 50  # the package was listed
+    assert set(tracked) >= DATA_FILES  # the list names no file that went
+    assert not_the_plugins(tracked) == []
+
+
+def test_a_file_that_is_not_the_plugins_is_found():
+    found = ["calls/client.py", "calls/redis-8.1.0-py3-none-any.whl", "py.typed", "notes.txt"]
+    assert not_the_plugins(found) == ["calls/redis-8.1.0-py3-none-any.whl", "notes.txt"]

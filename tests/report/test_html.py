@@ -195,3 +195,94 @@ def test_the_example_report_renders_in_a_headless_browser(monkeypatch, tmp_path)
     assert shot.exists()
     assert _png_pixels_vary(shot)
     assert "Against the baseline" in page.read_text()
+
+
+HOSTILE_PROJECT = """
+[tool.pytest.ini_options]
+asyncio_default_fixture_loop_scope = "function"
+
+[tool.llm-matrix.simulator]
+default_reply = "ok"
+
+[tool.llm-matrix.models."<i>sim</i>\\"'|"]
+provider = "simulator"
+
+[tool.llm-matrix.models.sim-weak]
+provider = "simulator"
+simulate = { wrong = ["(?i)capital"], wrong_reply = "Lyon" }
+"""
+
+#: Ids and messages that would be markup, or would leave an attribute, if quoted carelessly.
+HOSTILE = [
+    "` [click me](https://evil.example/login) `",
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "'><a href=https://evil.example>x</a>",
+    "a|b|c",
+]
+
+HOSTILE_SUITE = f"""
+import os
+import pytest
+
+HOSTILE = {HOSTILE!r}
+
+@pytest.mark.parametrize("s", HOSTILE, ids=HOSTILE)
+def test_hostile(llm, s):
+    assert os.path.exists("pass") or llm.complete("capital") == "ok", s + "\\n<b>line two</b>"
+"""
+
+#: Every tag the report writes itself.
+OWN_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "span", "table",
+    "thead", "tbody", "tr", "th", "td", "code", "div", "ul", "li", "svg", "rect", "line",
+    "text", "polyline", "g", "circle", "script",
+}  # fmt: skip
+
+
+def test_ids_names_and_messages_are_text_in_the_page(pytester, monkeypatch):
+    """A session whose ids, alias and failure messages hold HTML, quotes and line breaks:
+    each shows as text (in the grid, the table, the baseline's changes), never as markup."""
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    pytester.makefile(".toml", pyproject=HOSTILE_PROJECT)
+    pytester.makepyfile(test_suite=HOSTILE_SUITE)
+    (pytester.path / "pass").touch()
+    pytester.runpytest("--models=all", "--llm-report=base.json").assert_outcomes(passed=10)
+    (pytester.path / "pass").unlink()
+    result = pytester.runpytest("--models=all", "--llm-baseline=base.json", "--llm-html=r.html")
+    result.assert_outcomes(passed=5, failed=5)
+    text = (pytester.path / "r.html").read_text()
+    page = parse(text)
+    assert page.fetched == []
+    assert page.tags <= OWN_TAGS, page.tags - OWN_TAGS
+    assert text.count("<script") == 1  # the report's own
+    alias = "<i>sim</i>\"'|"
+    cells = {(c["data-test"], c["data-model"]): c for c in page.cells if c.get("data-test")}
+    assert {model for _, model in cells} == {alias, "sim-weak"}
+    for hostile in HOSTILE:
+        failing = cells[f"test_suite.py::test_hostile[{hostile}]", "sim-weak"]
+        assert failing["data-outcome"] == "failed"
+        assert failing["title"].startswith(f"AssertionError: {hostile}")
+        assert cells[f"test_suite.py::test_hostile[{hostile}]", alias]["data-outcome"] == "passed"
+    assert "test_suite.py::test_hostile[sim-weak-&lt;script&gt;alert(1)&lt;/script&gt;]" in text
+    assert "<code>&lt;i&gt;sim&lt;/i&gt;&quot;&#x27;|</code>" in text
+
+
+def test_a_merged_reports_odd_values_are_escaped_too():
+    """Values a merged report carries where numbers belong are text, not markup."""
+    bad = "<img src=x onerror=alert(1)>"
+    report = {
+        "selection": {"models": ["m"], "selected_by": bad},
+        "models": {
+            "m": {
+                "outcomes": {"passed": bad, "failed": bad, "error": bad, "skipped": bad},
+                "pass_rate": None, "cost_usd": None, "requests": bad, "replayed": bad,
+                "latency_p50": None,
+            }
+        },
+        "tests": [{"test": bad, "model": "m", "outcome": bad, "message": bad,
+                   "verdict": {"passed": bad, "runs": bad}}],
+    }  # fmt: skip
+    page = parse(html.render(report))
+    assert "img" not in page.tags
+    assert page.fetched == []

@@ -49,6 +49,23 @@ def _name(value: Any, what: str = "name") -> str:
     return value
 
 
+def _alias(value: Any) -> str:
+    """A model's alias: a name (see :func:`_name`) that pytest keeps as it is in test ids.
+    pytest escapes non-ASCII characters and backslashes there (``modèle`` becomes
+    ``mod\\xe8le``), and the results of such an id could not be matched to its model."""
+    name = _name(value, "alias")
+    odd = next((char for char in name if not char.isascii() or char == "\\"), None)
+    if odd is not None:
+        said = "is a backslash" if odd == "\\" else "is not ASCII"
+        escaped = name.encode("unicode_escape").decode("ascii")
+        raise ValueError(
+            f"invalid alias {shown(name)}: {odd!r} {said}, which pytest escapes in test ids "
+            f"(test_x[{escaped}]); use printable ASCII characters other than whitespace, "
+            "'\\', ',', '[' and ']'"
+        )
+    return name
+
+
 def _tags(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -313,7 +330,7 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
 def parse_model(name: Any, fields: Any, where: str) -> Model:
     """Validate one model entry; ``where`` names the file (or hook) it came from."""
     try:
-        _name(name, "alias")
+        _alias(name)
     except ValueError as exc:
         raise pytest.UsageError(f"{where}: model: {exc}") from None
     place = f"{where}: model {name!r}"

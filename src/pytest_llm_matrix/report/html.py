@@ -69,6 +69,8 @@ rows.forEach(function(r){body.appendChild(r);});});
 
 
 def _e(value: object) -> str:
+    """Anything taken from the report (ids, names, messages, a merged report's values, even
+    where numbers belong) as text, in an element or an attribute: never markup."""
     return html.escape(str(value), quote=True)
 
 
@@ -178,13 +180,13 @@ def _model_table(models: Sequence[str], stats: Mapping[str, Any], base: Any) -> 
             rate += f" ({low * 100:.0f}&ndash;{high * 100:.0f})"
         cells = [
             f"<td><code>{_e(name)}</code>{'' if m.get('required', True) else ' (optional)'}</td>",
-            *(f'<td class="n">{outcomes[k]}</td>' for k in ("passed", "failed", "error")),
-            f'<td class="n">{outcomes["skipped"]}</td>',
+            *(f'<td class="n">{_e(outcomes[k])}</td>' for k in ("passed", "failed", "error")),
+            f'<td class="n">{_e(outcomes["skipped"])}</td>',
             f'<td class="n">{rate}</td>',
             f'<td class="n">{_usd(m["cost_usd"]) if m.get("input_tokens") else "-"}</td>',
             f'<td class="n">{_usd(m.get("replayed_cost_usd")) if m.get("replayed") else "-"}</td>',
-            f'<td class="n">{m.get("requests", 0)}</td>',
-            f'<td class="n">{m.get("replayed", 0)}</td>',
+            f'<td class="n">{_e(m.get("requests", 0))}</td>',
+            f'<td class="n">{_e(m.get("replayed", 0))}</td>',
             f'<td class="n">{_ms(m.get("latency_p50"))}</td>',
             f'<td class="n">{_ms(m.get("latency_p95"))}</td>',
         ]

@@ -130,6 +130,39 @@ def plain(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def code(text: str, in_table: bool = False) -> str:
+    """``text`` as a Markdown code span that nothing in it can close or turn into markup
+    (a link, an image, HTML): on one line (see :func:`plain`), fenced by one backtick more
+    than its longest run of backticks, padded with a space (which CommonMark strips) where
+    it starts or ends with a backtick or a space. In a table cell ``|`` is escaped as well:
+    GitHub splits cells on it even inside code, and drops the backslash."""
+    text = plain(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    if not text or text[0] in "` " or text[-1] in "` ":
+        text = f" {text} "
+    if in_table:
+        text = text.replace("|", "\\|")
+    return f"{fence}{text}{fence}"
+
+
+def fenced(lines: Sequence[str]) -> list[str]:
+    """``lines`` as a fenced code block that none of them can close: the fence is longer
+    than any run of backticks in them."""
+    longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}text", *(plain(line) for line in lines), fence]
+
+
+#: A figure as the formatters write it (``80.0% (62-91)``, ``$0.0012``, ``+1.5pp (-3..+4)
+#: worse``): nothing Markdown would read as markup.
+_FIGURE: Final = re.compile(r"(?!.*www\.)[A-Za-z0-9.,%()+\-$/ ]*")
+
+
+def _cell(text: str) -> str:
+    """A table cell: a figure as it is, anything else (a merged report's odd value) as code."""
+    return text if _FIGURE.fullmatch(text) else code(text, in_table=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class Column:
     title: str
@@ -233,7 +266,9 @@ def markdown(
     comparison: Mapping[str, Any] | None = None,
 ) -> str:
     """The summary for GitHub's job summary: the full table, then what failed where, then
-    what changed against the baseline."""
+    what changed against the baseline. Every name, id and message from the run is quoted as
+    code (:func:`code`, :func:`fenced`): a test id cannot add a link, an image, HTML or a
+    table column to the page."""
     columns = _visible(rows)
     lines = [
         "## llm-matrix",
@@ -242,16 +277,17 @@ def markdown(
         "|---|" + "---:|" * len(columns),
     ]
     for name, stats in rows:
-        label = f"**{name}**" if name == "total" else f"`{name}`"
-        lines.append(f"| {label} | " + " | ".join(c.cell(stats) for c in columns) + " |")
+        label = "**total**" if name == "total" else code(name, in_table=True)
+        cells = (_cell(c.cell(stats)) for c in columns)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for name, reason in unavailable.items():
-        lines += ["", f"- `{name}` unavailable: {reason}"]
+        lines += ["", f"- {code(name)} unavailable: {code(reason)}"]
     if everywhere:
         lines += ["", "Failed on every model (a test or prompt bug?):", ""]
-        lines += [f"- `{test}`" for test in everywhere]
+        lines += [f"- {code(test)}" for test in everywhere]
     if some:
         lines += ["", "Failed on some models:", ""]
-        lines += [f"- `{label}`" for labels in some.values() for label in labels]
+        lines += [f"- {code(label)}" for labels in some.values() for label in labels]
     if comparison is not None:
-        lines += ["", "```text", *baseline_lines(comparison), "```"]
+        lines += ["", *fenced(baseline_lines(comparison))]
     return "\n".join(lines) + "\n"
