@@ -1,7 +1,12 @@
 """``python -m pytest_llm_matrix merge REPORT.json... [--llm-report OUT] [--html OUT]``:
 the JSON reports of several jobs (a job per model, or pytest-split shards) as the summary of
 one run: the terminal table, a JSON report, an HTML report, and the GitHub step summary when
-``$GITHUB_STEP_SUMMARY`` is set. Exit status 0, or 2 when the reports cannot be merged."""
+``$GITHUB_STEP_SUMMARY`` is set.
+
+Exit status: the merged report's, so that a CI step merging the jobs' reports fails when the
+run failed: 0 when every part passed, else the highest of the parts' (1: tests failed); 2
+when the reports cannot be merged or an output cannot be written (an ``error:`` line says
+which; a part interrupted, exit status 2, also makes it 2)."""
 
 from __future__ import annotations
 
@@ -10,8 +15,8 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from pytest_llm_matrix.report import html, render
 from pytest_llm_matrix.report.merge import MergeError, merge, read_all, stats_of
@@ -29,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Merge the JSON reports (--llm-report) of the jobs a suite was split "
         "into: print the summary of the whole run, and write it as JSON, HTML and (with "
         "$GITHUB_STEP_SUMMARY set) the GitHub step summary.",
+        epilog="Exit status: the merged report's: 0 when every part passed, else the highest "
+        "of the parts' (1: tests failed). 2 when the reports cannot be merged or an output "
+        "cannot be written (an 'error:' line says which; a part interrupted, exit status 2, "
+        "also makes it 2).",
     )
     merging.add_argument("reports", nargs="+", metavar="REPORT.json")
     merging.add_argument("--llm-report", metavar="OUT", help="write the merged JSON report")
@@ -36,40 +45,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = merge(read_all(args.reports))
-    except MergeError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except MergeError as error:  # it may quote a test id: escape sequences shown, not run
+        print(render.plain(f"error: {error}"), file=sys.stderr)
         return 2
     rows = render.rows_for(
         {n: stats_of(m) for n, m in report["models"].items()}, report["selection"]["models"]
     )
     width = shutil.get_terminal_size((120, 24)).columns
-    print(f"llm-matrix: {report['selection']['selected_by']}")
-    for line in render.table(rows, width, None):
-        print(line)
+    lines = [f"llm-matrix: {report['selection']['selected_by']}"]
+    lines += render.table(rows, width, None)
     everywhere = report["failed_everywhere"]
     some = report["failed_on_some"]
     if everywhere:
-        print("failed on every model (a test or prompt bug?):")
-        print("\n".join(f"  {test}" for test in everywhere))
+        lines.append("failed on every model (a test or prompt bug?):")
+        lines += [f"  {test}" for test in everywhere]
     if some:
-        print("failed on some models:")
-        print("\n".join(f"  {test}: {', '.join(models)}" for test, models in some.items()))
-    for path, text in (
-        (args.llm_report, json.dumps(report, indent=2) + "\n"),
-        (args.html, html.render(report) if args.html else ""),
-    ):
-        if path:
-            try:
-                Path(path).write_text(text, encoding="utf-8")
-            except OSError as error:
-                print(f"error: could not write {path}: {error.strerror or error}", file=sys.stderr)
-                return 2
+        lines.append("failed on some models:")
+        lines += [f"  {test}: {', '.join(models)}" for test, models in some.items()]
+    for line in lines:  # names and ids from the files: escape sequences shown, not run
+        print(render.plain(line))
+    outputs: list[tuple[str | None, str, Callable[[], str]]] = [
+        (args.llm_report, "w", lambda: json.dumps(report, indent=2) + "\n"),
+        (args.html, "w", lambda: html.render(report)),
+        (
+            os.environ.get("GITHUB_STEP_SUMMARY"),
+            "a",
+            lambda: render.markdown(rows, {}, everywhere, _labelled(report)),
+        ),
+    ]
+    for path, mode, text in outputs:
+        if not path:
+            continue
+        try:
+            # backslashreplace: a lone surrogate (a "\ud800" escape in a report) is no UTF-8
+            with open(path, mode, encoding="utf-8", errors="backslashreplace") as file:
+                file.write(text())
+        except OSError as error:
+            print(f"error: could not write {path}: {error.strerror or error}", file=sys.stderr)
+            return 2
+        if mode == "w":
             print(f"wrote {path}")
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_file:
-        with open(summary_file, "a", encoding="utf-8") as file:
-            file.write(render.markdown(rows, {}, everywhere, some))
-    return 0
+    status: int = report["exit_status"]
+    return status
+
+
+def _labelled(report: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The tests failed on some models, each by the ids to paste back into pytest (as the
+    step summary of a run lists them), not by the models' names."""
+    ids = {(test["test"], test["model"]): test["nodeid"] for test in report["tests"]}
+    return {
+        test: [render.pasteable(ids[test, model]) for model in models]
+        for test, models in report["failed_on_some"].items()
+    }
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""A corpus of malformed configs, options, environment and markers: each must end in a clear
-usage error (exit 4; markers: a collection error, exit 2) that names where the value came
-from and which field it is, and never in a traceback, an INTERNALERROR or a hang.
+"""A corpus of malformed configs, options, environment, markers and files read back
+(baselines; reports to merge): each must end in a clear usage error (exit 4; markers: a
+collection error, exit 2; ``python -m pytest_llm_matrix merge``: exit 2) that names where the
+value came from and which field it is, and never in a traceback, an INTERNALERROR or a hang.
 
 Every case is one real pytest session in-process (``pytester.runpytest``): they stop at
 configure or at collection, before any test runs, so in-process is reliable and fast.
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import textwrap
 from collections.abc import Iterator, Mapping
 
 import pytest
+
+from pytest_llm_matrix.calls.context import SPEND_COUNTERS
 
 #: What the ranges read like in messages (see README: model fields, options).
 TIMEOUT = "a number of seconds from 0.1 to 604,800 (a week)"
@@ -408,6 +412,72 @@ def report_path_cases() -> Iterator[Case]:
         )
 
 
+#: A baseline report as --llm-report writes it, but for one field (format() fills them in).
+BASELINE = (
+    '{{"version": 1, "plugin_version": "0.1.0", "created": {created}, "models": {{"sim": '
+    '{{"runs_passed": {passed}, "runs_judged": 2, "cost_usd": {cost}, "input_tokens": {tokens}, '
+    '"outcomes": {{"passed": 1}}}}}}, "tests": [{{"nodeid": "test_bad.py::test_m[sim]", '
+    '"test": "test_bad.py::test_m", "model": "sim", "outcome": {outcome}}}]}}'
+)
+BASELINE_FIELDS = {
+    "created": '"2026-01-01"', "passed": "1", "cost": "0.5", "tokens": "5", "outcome": '"passed"',
+}  # fmt: skip
+
+
+def baseline_cases() -> Iterator[Case]:
+    """--llm-baseline: a file that is no report this plugin wrote, or one with a field of
+    the wrong type, is a usage error at start naming the file and the field."""
+    number = "expected a number from 0 to 1e12, or null"
+    count = "expected a whole number from 0 to 1e12"
+    fields = [
+        ("cost", '"0.5"', "models['sim'].cost_usd is '0.5', " + number),
+        ("cost", "-1", "models['sim'].cost_usd is -1, " + number),
+        ("cost", "1e999", "models['sim'].cost_usd is inf, " + number),
+        ("cost", "true", "models['sim'].cost_usd is True, " + number),
+        ("tokens", "1.5", "models['sim'].input_tokens is 1.5, " + count),
+        ("tokens", "[5]", "models['sim'].input_tokens is [5], " + count),
+        ("passed", '"1"', "models['sim'].runs_passed is '1', " + count),
+        ("passed", "3", "models['sim'].runs_passed is 3, more than runs_judged (2)"),
+        ("created", "[]", "created is [], expected a string"),
+        ("outcome", "null", "tests[0].outcome is None, expected one of passed, failed"),
+    ]
+    for field, value, detail in fields:
+        yield Case(
+            f"baseline-{field}={value}",
+            ("ERROR: --llm-baseline: ", "base.json: ", detail),
+            args=("--llm-baseline=base.json",),
+            files={"base.json": BASELINE.format(**(BASELINE_FIELDS | {field: value}))},
+        )
+    files: list[tuple[str, str | bytes, str]] = [
+        ("not-json", "{", "base.json is not JSON (Expecting property name"),
+        ("nan", '{"version": 1, "x": NaN}', "is not JSON (NaN is not a number JSON allows)"),
+        ("deep", "[" * 5000 + "]" * 5000, "base.json is nested more than 200 levels deep"),
+        ("latin1", b'{"created": "caf\xe9"}', "base.json is not UTF-8 text (byte 16: "),
+        ("array", "[]", "base.json is not a JSON report (expected an object)"),
+        ("version-2", '{"version": 2}', "base.json is a report of version 2;"),
+        ("no-models", '{"version": 1}', "base.json: models is missing, expected an object"),
+        ("tests-object", '{"version": 1, "models": {}, "tests": {}}', "tests is {}, expected a"),
+    ]
+    for case_id, content, detail in files:
+        yield Case(
+            f"baseline-{case_id}",
+            ("ERROR: --llm-baseline: ", detail),
+            args=("--llm-baseline=base.json",),
+            files={"base.json": content},
+        )
+    yield Case(
+        "baseline-folder",
+        ("ERROR: --llm-baseline: the baseline ", "base is a folder, not a file"),
+        args=("--llm-baseline=base",),
+        files={"base/x": ""},
+    )
+    yield Case(
+        "baseline-device",
+        ("ERROR: --llm-baseline: the baseline /dev/zero is not a regular file (a device)",),
+        args=("--llm-baseline=/dev/zero",),
+    )
+
+
 def selection_cases() -> Iterator[Case]:
     """--models and TEST_MODELS: names of the selection syntax."""
     pyproject = f'[tool.llm-matrix]\ngroups = {{ g = ["sim"] }}\n{SIM}'
@@ -543,6 +613,7 @@ CASES: list[Case] = [
     *structure_cases(),
     *option_cases(),
     *report_path_cases(),
+    *baseline_cases(),
     *selection_cases(),
     *key_cases(),
     *hook_cases(),
@@ -589,6 +660,216 @@ def test_bad_input_is_a_clear_error(pytester, monkeypatch, case):
         assert part not in lines[0], lines[0]
     if usage:
         assert any(line.startswith("ERROR: ") for line in result.stderr.lines), text
+
+
+# --- python -m pytest_llm_matrix merge: reports that cannot be merged -----------------
+
+
+def shard(model: str) -> dict:
+    """A job's report as --llm-report writes it (checked against the schema below): a plain
+    and a repeated test, an auxiliary request, the run's settings and environment."""
+    outcomes = {"passed": 2, "failed": 1, "error": 0, "skipped": 0, "xfailed": 0, "xpassed": 0}
+    counters = dict.fromkeys(SPEND_COUNTERS, 0) | {"requests": 4, "input_tokens": 20}
+    spend = counters | {"latencies": [0.1, 0.2], "ttft": []}
+    return {
+        "version": 1, "plugin_version": "0.1.0", "created": "2026-01-01T00:00:00+00:00",
+        "exit_status": 1, "selection": {"models": [model], "selected_by": "--models"},
+        "min_pass_rate": None, "max_cost_usd": 5.0, "spent_usd": 0.5,
+        "models": {model: {
+            "provider": "simulator", "model": model, "required": True, "outcomes": outcomes,
+            "pass_rate": 0.75, "runs_passed": 3, "runs_judged": 4,
+            "pass_rate_interval": [0.3, 0.95], "wall_seconds": 1.5, "test_seconds": 1.2,
+            **counters, "latency_p50": 0.1, "latency_p95": 0.2, "ttft_p50": None,
+            "cost_usd": 0.5, "replayed_cost_usd": 0.0, "unavailable": None,
+        }},
+        "tests": [
+            {"nodeid": f"t.py::test_a[{model}]", "test": "t.py::test_a", "model": model,
+             "outcome": "failed", "duration": 0.2, "cost_usd": 0.1, "spend": spend,
+             "message": "assert 'no' == 'ok'"},
+            {"nodeid": f"t.py::test_r[{model}]", "test": "t.py::test_r", "model": model,
+             "outcome": "passed", "duration": 1.0, "cost_usd": 0.4, "spend": spend,
+             "repeat": 3, "min_pass_rate": 0.5,
+             "runs": [{"index": 1, "outcome": "passed"}, {"index": 2, "outcome": "failed"},
+                      {"index": 3, "outcome": "passed"}],
+             "verdict": {"passed": 2, "runs": 3, "needed": 2, "planned": 3, "decided_by": 3}},
+        ],
+        "model_free": [], "failed_everywhere": [], "failed_on_some": {},
+        "auxiliary": {"judge": {"kind": "routed", "model": "m", "sent_as": "m", **counters,
+                                "latency_p50": None, "cost_usd": 0.01}},
+        "environment": {"python": "3.11.7", "pytest": "9.2.0"},
+        "baseline": None, "recording": None,
+    }  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeCase:
+    """``merge a.json b.json``, b.json a valid report but for ``b`` (a field's path and
+    value) or ``raw`` (the whole file); ``expect``: texts on one ``error:`` line."""
+
+    id: str
+    expect: tuple[str, ...]
+    b: tuple[tuple[str | int, ...], object] | None = None
+    raw: str | bytes | None = None
+    args: tuple[str, ...] = ("a.json", "b.json")
+
+
+def merge_field_cases() -> Iterator[MergeCase]:
+    """Every field a merge reads, with values of the wrong type or out of range."""
+    named = ("models", "auxiliary")
+    number = "a number from 0 to 1e12"
+    count = "a whole number from 0 to 1e12"
+    outcome = "one of passed, failed, error, skipped, xfailed, xpassed"
+    fields: list[tuple[tuple[str | int, ...], list[object], str]] = [
+        (("selection",), [[], "x", None], "an object"),
+        (("selection", "models"), ["sim-b", [5], {}], "a list of strings"),
+        (("exit_status",), ["bad", True, -1, 256, 1.5, None], "a whole number from 0 to 255"),
+        (("environment",), ["x", [], {"python": 3}], "an object of strings"),
+        (("plugin_version",), [1, None], "a string"),
+        (("created",), [1], "a string"),
+        (("spent_usd",), [[1], True, -1, "1"], f"{number}, or null"),
+        (("max_cost_usd",), [-1, {}], f"{number}, or null"),
+        (("min_pass_rate",), [2, -0.5, "80%"], "a number from 0 to 1, or null"),
+        (("models",), [[], "x"], "an object"),
+        (("models", "sim-b"), [5, None], "an object"),
+        (("models", "sim-b", "runs_passed"), ["3", True, -1, 3.0, 10**13], count),
+        (("models", "sim-b", "runs_judged"), [None], count),
+        (("models", "sim-b", "outcomes"), [[], "x"], "an object"),
+        (("models", "sim-b", "outcomes", "passed"), [1.5, "2", False], count),
+        (("models", "sim-b", "requests"), [True, "4", -4], count),
+        (("models", "sim-b", "cost_usd"), ["0.5", -0.1, 1e13], f"{number}, or null"),
+        (("models", "sim-b", "wall_seconds"), ["slow", [1]], f"{number}, or null"),
+        (("models", "sim-b", "required"), ["yes", 1], "true or false"),
+        (("models", "sim-b", "provider"), [5], "a string"),
+        (("models", "sim-b", "unavailable"), [5, []], "a string or null"),
+        (("models", "sim-b", "pass_rate_interval"), ["x", [0.5], [0, 2], True],
+         "null or two numbers from 0 to 1"),
+        (("tests",), ["abc", {}, None], "a list"),
+        (("tests", 0), [5, "t"], "an object"),
+        (("tests", 0, "nodeid"), [None, 5], "a string"),
+        (("tests", 0, "test"), [[]], "a string"),
+        (("tests", 0, "model"), [5], "a string"),
+        (("tests", 0, "outcome"), ["weird", 5], outcome),
+        (("tests", 0, "duration"), ["slow", -1.0, False, None], number),
+        (("tests", 0, "cost_usd"), [{}, "0.1"], f"{number}, or null"),
+        (("tests", 0, "message"), [5, None], "a string"),
+        (("tests", 0, "model_free"), ["yes", False], "true"),
+        (("tests", 0, "spend"), [[1], "x"], "an object"),
+        (("tests", 0, "spend", "requests"), [-1, "1", 1.0], count),
+        (("tests", 0, "spend", "latencies"), ["x", [True], [-1], ["0.1"]],
+         "a list of numbers from 0 to 1e12"),
+        (("tests", 0, "spend", "new_counter"), ["7", {}], f"{count} or a list of numbers"),
+        (("tests", 1, "runs"), ["abc", {}, None], "a list"),
+        (("tests", 1, "runs", 0), [5], "an object"),
+        (("tests", 1, "runs", 0, "index"), ["1", 0, 1.0], "a whole number from 1 to 1e12"),
+        (("tests", 1, "runs", 1, "outcome"), [5, "maybe"], f"{outcome}, not needed"),
+        (("tests", 1, "verdict"), ["x", [2, 3]], "an object"),
+        (("tests", 1, "verdict", "passed"), ["2", -2], count),
+        (("tests", 1, "repeat"), [0, "3"], "a whole number from 1 to 1e12"),
+        (("tests", 1, "min_pass_rate"), [2, None], "a number from 0 to 1"),
+        (("auxiliary",), [[], "x"], "an object"),
+        (("auxiliary", "judge"), [5], "an object"),
+        (("auxiliary", "judge", "requests"), ["x", -1], count),
+        (("auxiliary", "judge", "kind"), [5], "a string"),
+        (("auxiliary", "judge", "cost_usd"), [-1, "0.1"], f"{number}, or null"),
+    ]  # fmt: skip
+    for path, values, expected in fields:
+        field = "".join(  # a list's items and named models or requests in brackets
+            f"[{step}]" if isinstance(step, int) else f"[{step!r}]" if up in named else f".{step}"
+            for up, step in zip(("", *path), path, strict=False)
+        ).lstrip(".")
+        for value in values:
+            yield MergeCase(
+                f"merge-{field}={value!r}",
+                (f"error: b.json: {field} is {value!r}, expected {expected}",),
+                b=(path, value),
+            )
+    yield MergeCase(
+        "merge-runs_passed>runs_judged",
+        ("error: b.json: models['sim-b'].runs_passed is 3, more than runs_judged (2)",),
+        b=(("models", "sim-b", "runs_judged"), 2),
+    )
+
+
+def merge_file_cases() -> Iterator[MergeCase]:
+    """Files that are no report, and a report given twice."""
+    valid = json.dumps(shard("sim-b"))
+    files: list[tuple[str, str | bytes, str]] = [
+        ("empty", "", "the report b.json is not JSON (Expecting value"),
+        ("not-json", "{", "the report b.json is not JSON (Expecting property name"),
+        ("nan", valid.replace('"spent_usd": 0.5', '"spent_usd": NaN'), "NaN is not a number"),
+        ("infinity", valid.replace('"duration": 0.2', '"duration": -Infinity'),
+         "-Infinity is not a number JSON allows"),
+        ("1e999", valid.replace('"duration": 0.2', '"duration": 1e999'),
+         "b.json: tests[0].duration is inf, expected a number from 0 to 1e12"),
+        ("deep", "[" * 100_000 + "]" * 100_000, "b.json is nested more than 200 levels deep"),
+        ("latin1", b'{"version": 1, "x": "caf\xe9"}', "b.json is not UTF-8 text (byte 24: "),
+        ("array", "[]", "b.json is not a JSON report (expected an object)"),
+        ("version-2", '{"version": 2}', "b.json is a report of version 2;"),
+        ("version-true", '{"version": true}', "b.json is a report of version True;"),
+    ]  # fmt: skip
+    for case_id, content, detail in files:
+        yield MergeCase(f"merge-file-{case_id}", ("error: ", detail), raw=content)
+    for case_id, args, detail in [
+        ("missing", ("a.json", "none.json"), "error: the report none.json does not exist"),
+        ("folder", ("a.json", "."), "error: the report . is a folder, not a file"),
+        ("device", ("a.json", "/dev/null"), "the report /dev/null is not a regular file (a"),
+        ("fifo", ("a.json", "fifo.json"), "the report fifo.json is not a regular file (a FIFO)"),
+        ("twice", ("a.json", "b.json", "a.json"), "error: a.json is given twice"),
+        ("copy", ("a.json", "./a.json"), "error: a.json and ./a.json hold the same report"),
+    ]:
+        yield MergeCase(f"merge-file-{case_id}", (detail,), raw=valid, args=args)
+
+
+MERGE_CASES: list[MergeCase] = [*merge_field_cases(), *merge_file_cases()]
+
+
+def merge(tmp_path, monkeypatch, capsys, case: MergeCase) -> tuple[int, str]:
+    """The command, in-process: an exception escaping it fails the test."""
+    from pytest_llm_matrix.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    (tmp_path / "a.json").write_text(json.dumps(shard("sim-a")))
+    b = shard("sim-b")
+    if case.b is not None:
+        (*holders, last), value = case.b
+        holder = b
+        for step in holders:
+            holder = holder[step]
+        holder[last] = value
+    content = json.dumps(b) if case.raw is None else case.raw
+    if isinstance(content, bytes):
+        (tmp_path / "b.json").write_bytes(content)
+    else:
+        (tmp_path / "b.json").write_text(content)
+    if "fifo.json" in case.args:
+        os.mkfifo(tmp_path / "fifo.json")  # no writer: a reader that opened it would wait
+    status = main(["merge", *case.args, "--llm-report", "merged.json", "--html", "m.html"])
+    return status, capsys.readouterr().err
+
+
+def test_the_reports_the_merge_cases_break_are_merged(tmp_path, monkeypatch, capsys):
+    import jsonschema
+
+    from ..conftest import schema
+
+    for model in ("sim-a", "sim-b"):
+        jsonschema.validate(shard(model), schema())
+    assert merge(tmp_path, monkeypatch, capsys, MergeCase("valid", ())) == (1, "")
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    jsonschema.validate(merged, schema())
+    assert merged["models"]["sim-b"]["runs_judged"] == 4
+
+
+@pytest.mark.timeout(60)  # a hang is a failure too
+@pytest.mark.parametrize("case", MERGE_CASES, ids=[case.id for case in MERGE_CASES])
+def test_a_report_that_cannot_be_merged_is_a_clear_error(tmp_path, monkeypatch, capsys, case):
+    status, err = merge(tmp_path, monkeypatch, capsys, case)
+    assert status == 2, err
+    lines = [line for line in err.splitlines() if all(part in line for part in case.expect)]
+    assert lines, f"no line holds all of {case.expect}:\n{err}"
+    assert err.startswith("error: "), err
+    assert not (tmp_path / "merged.json").exists()
 
 
 #: Valid edge values: the checks must not refuse these.

@@ -190,16 +190,19 @@ def test_last_compares_with_the_previous_run_of_the_same_selection(pytester, pro
 @pytest.mark.parametrize(
     ("content", "said"),
     [
-        (None, "*--llm-baseline: */missing.json does not exist*"),
-        ("{not json", "*is not a JSON report (Expecting property name*"),
+        (None, "*--llm-baseline: the baseline */missing.json does not exist*"),
+        ("{not json", "*--llm-baseline: the baseline *bad.json is not JSON (Expecting property "
+         "name*"),
         ('{"version": 2, "plugin_version": "9.0"}', "*is a report of version 2 (written by "
          "pytest-llm-matrix 9.0); this plugin reads version 1*"),
-        ('{"version": 1, "models": {}, "tests": [{}]}', "*not a report this plugin wrote: a "
-         "test without its nodeid, test, model and outcome*"),
+        ("[]", "*bad.json is not a JSON report (expected an object)*"),
+        ('{"version": 1, "models": {}, "tests": [{}]}',
+         "*bad.json: tests[0].nodeid is missing, expected a string"),
         ('{"version": 1, "models": {"m": {"runs_passed": 5, "runs_judged": 2}}, "tests": []}',
-         "*model 'm': runs_passed and runs_judged must be counts, passed <= judged*"),
+         "*bad.json: models['m'].runs_passed is 5, more than runs_judged (2)"),
         ('{"version": 1, "models": {"m": {"runs_passed": 1, "runs_judged": 2, '
-         '"cost_usd": "1e999"}}, "tests": []}', "*model 'm': cost_usd must be a number or null*"),
+         '"cost_usd": "1e999"}}, "tests": []}',
+         "*bad.json: models['m'].cost_usd is '1e999', expected a number from 0 to 1e12, or null"),
     ],
 )  # fmt: skip
 def test_an_unusable_baseline_is_a_usage_error_naming_it(pytester, project, content, said):
@@ -209,7 +212,7 @@ def test_an_unusable_baseline_is_a_usage_error_naming_it(pytester, project, cont
         path.write_text(content)
     result = pytester.runpytest("--models=sim-main", f"--llm-baseline={path.name}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([said])
+    result.stderr.fnmatch_lines([said.replace("[", "[[]")])  # "[" is literal here
 
 
 def test_the_gate_needs_a_baseline_and_a_folder_is_not_one(pytester, project):
@@ -218,7 +221,7 @@ def test_the_gate_needs_a_baseline_and_a_folder_is_not_one(pytester, project):
     assert alone.ret == pytest.ExitCode.USAGE_ERROR
     alone.stderr.fnmatch_lines(["*--llm-fail-on-regression compares with a baseline: give*"])
     folder = pytester.runpytest("--models=sim-main", "--llm-baseline=.")
-    folder.stderr.fnmatch_lines(["*--llm-baseline: * is a folder, not a JSON report*"])
+    folder.stderr.fnmatch_lines(["*--llm-baseline: the baseline * is a folder, not a file"])
     nocache = pytester.runpytest(
         "--models=sim-main", "--llm-baseline=last", "-p", "no:cacheprovider"
     )
@@ -255,27 +258,62 @@ def test_the_comparison_goes_to_the_github_summary_and_the_report_hook(
     ]
 
 
+#: A baseline that is valid but for one field (a test, a model and the run's header).
+VALID = (
+    '{{"version": 1, "plugin_version": "0.1.0", "created": {created}, "models": {{"m": '
+    '{{"runs_passed": {passed}, "runs_judged": 2, "cost_usd": {cost}, "requests": {requests}, '
+    '"outcomes": {{"passed": {outcome_count}}}}}}}, "tests": [{{"nodeid": "t.py::t[m]", '
+    '"test": "t.py::t", "model": {model}, "outcome": {outcome}}}]}}'
+)
+FIELDS = {
+    "created": '"2026-01-01"', "passed": "1", "cost": "0.5", "requests": "2",
+    "outcome_count": "1", "model": '"m"', "outcome": '"passed"',
+}  # fmt: skip
+
+
+def valid(**wrong: str) -> str:
+    return VALID.format(**(FIELDS | wrong))
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [
-        ("[" * 100_000 + "]" * 100_000, "*is not a JSON report (nested too deeply)*"),
+        ("[" * 100_000 + "]" * 100_000, "*hostile.json is nested more than 200 levels deep"),
         ('{"version": 1, "models": {"m": {"runs_passed": 1, "runs_judged": 1, "cost_usd": NaN}}}',
-         "*is not a JSON report (NaN is not a number JSON allows)*"),
+         "*hostile.json is not JSON (NaN is not a number JSON allows)*"),
         ('{"version": true}', "*is a report of version True*"),
-        ('{"version": 1, "models": {"m": {"runs_passed": 1, "runs_judged": 1, '
-         '"replayed_cost_usd": -1}}, "tests": []}',
-         "*model 'm': replayed_cost_usd must be a number or null*"),
-        ('{"version": 1, "models": {"m": {"runs_passed": 1, "runs_judged": 1, '
-         '"outcomes": {"passed": true}}}, "tests": []}',
-         "*model 'm': outcomes and request and token counts must be counts*"),
+        (b'{"version": 1, "created": "caf\xe9"}', "*hostile.json is not UTF-8 text (byte *"),
+        (valid(cost="-1"),
+         "*hostile.json: models['m'].cost_usd is -1, expected a number from 0 to 1e12, or null"),
+        (valid(cost="1e999"),
+         "*hostile.json: models['m'].cost_usd is inf, expected a number from 0 to 1e12, or null"),
+        (valid(outcome_count="true"), "*hostile.json: models['m'].outcomes.passed is True, "
+         "expected a whole number from 0 to 1e12"),
+        (valid(requests='"2"'),
+         "*hostile.json: models['m'].requests is '2', expected a whole number from 0 to 1e12"),
+        (valid(passed="1.0"),
+         "*hostile.json: models['m'].runs_passed is 1.0, expected a whole number from 0 to 1e12"),
+        (valid(created="5"), "*hostile.json: created is 5, expected a string"),
+        (valid(model="5"), "*hostile.json: tests[0].model is 5, expected a string"),
+        (valid(outcome='"weird"'), "*hostile.json: tests[0].outcome is 'weird', expected one of "
+         "passed, failed, error, skipped, xfailed, xpassed"),
+        ('{"version": 1, "models": {"m": []}, "tests": []}',
+         "*hostile.json: models['m'] is [], expected an object"),
+        ('{"version": 1, "models": {}, "tests": {}}',
+         "*hostile.json: tests is {}, expected a list"),
+        ('{"version": 1, "tests": []}', "*hostile.json: models is missing, expected an object"),
     ],
 )  # fmt: skip
 def test_hostile_baselines_are_usage_errors(pytester, project, content, said):
     project()
-    (pytester.path / "hostile.json").write_text(content)
+    path = pytester.path / "hostile.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
     result = pytester.runpytest("--models=sim-main", "--llm-baseline=hostile.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([said])
+    result.stderr.fnmatch_lines([said.replace("[", "[[]")])  # "[" is literal here
 
 
 def test_a_pipe_is_not_read(pytester, project):
@@ -285,7 +323,18 @@ def test_a_pipe_is_not_read(pytester, project):
     os.mkfifo(pytester.path / "pipe.json")
     result = pytester.runpytest("--models=sim-main", "--llm-baseline=pipe.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*pipe.json is not a regular file*"])
+    result.stderr.fnmatch_lines(["*the baseline *pipe.json is not a regular file (a FIFO)"])
+
+
+def test_the_valid_baseline_of_the_hostile_cases_is_read(pytester, project):
+    """The hostile cases above differ from this one in one field each."""
+    project()
+    (pytester.path / "valid.json").write_text(valid())
+    result = pytester.runpytest("--models=sim-main", "--llm-baseline=valid.json")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    result.stdout.fnmatch_lines(
+        ["against the baseline: valid.json, 2026-01-01", "only in the baseline: m"]
+    )
 
 
 def test_a_narrowed_or_stopped_run_does_not_become_the_last_baseline(pytester, project):

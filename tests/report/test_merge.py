@@ -4,6 +4,9 @@ run that was not split; the command line; reports that cannot be merged."""
 from __future__ import annotations
 
 import json
+import math
+import os
+import shutil
 import subprocess
 import sys
 
@@ -84,9 +87,10 @@ def test_three_shards_merge_into_the_unsplit_run(project, monkeypatch):
         pytester.path, "shard-one.json", "shard-two.json", "shard-three.json",
         "--llm-report", "merged.json", "--html", "merged.html",
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
     full = json.loads((pytester.path / "full.json").read_text())
     merged = json.loads((pytester.path / "merged.json").read_text())
+    # test_one.py::test_answer[3] fails on sim-a: the merged run failed, as the unsplit one
+    assert done.returncode == merged["exit_status"] == full["exit_status"] == 1, done.stderr
     jsonschema.validate(merged, schema())
     assert list(merged["models"]) == ["sim-a", "sim-b"]
     for name in ("sim-a", "sim-b"):
@@ -100,6 +104,7 @@ def test_three_shards_merge_into_the_unsplit_run(project, monkeypatch):
     assert "sim-a " in done.stdout
     assert "test_one.py::test_answer[3]: sim-a" in done.stdout
     assert "| `sim-a` |" in summary.read_text()
+    assert "- `test_one.py::test_answer[sim-a-3]`" in summary.read_text()  # not "- `sim-a`"
     assert "test_one.py::test_answer[3]" in (pytester.path / "merged.html").read_text()
 
 
@@ -121,14 +126,80 @@ def test_the_same_test_in_two_reports_is_refused(project):
     assert "was judged in both c.json and d.json" in judged.stderr
 
 
+def test_merge_exits_with_the_merged_reports_exit_status(project):
+    """0 when every part passed; else the merged report's exit status (a part's failures
+    fail the merge's step too); 2 when the reports cannot be merged."""
+    pytester = project
+    pytester.runpytest("--models=sim-b", "test_one.py", "--llm-report=one.json")
+    pytester.runpytest("--models=sim-b", "test_two.py", "--llm-report=two.json")
+    passed = merge_cli(pytester.path, "one.json", "two.json", "--llm-report", "m.json")
+    assert passed.returncode == 0, passed.stderr
+    assert json.loads((pytester.path / "m.json").read_text())["exit_status"] == 0
+    pytester.runpytest("--models=sim-a", "test_one.py", "--llm-report=failed.json")
+    failed = merge_cli(pytester.path, "failed.json", "two.json", "--llm-report", "m.json")
+    assert failed.returncode == 1, failed.stderr
+    assert json.loads((pytester.path / "m.json").read_text())["exit_status"] == 1
+
+
 def test_reports_that_cannot_be_read_are_named(project):
     (project.path / "bad.json").write_text('{"version": 7}')
     done = merge_cli(project.path, "bad.json", "missing.json")
     assert done.returncode == 2
     assert "error: bad.json is a report of version 7; this plugin reads version 1" in done.stderr
+    missing = merge_cli(project.path, "missing.json")
+    assert missing.returncode == 2
+    assert missing.stderr == "error: the report missing.json does not exist\n"
     usage = merge_cli(project.path)
     assert usage.returncode == 2
     assert "REPORT.json" in usage.stderr
+
+
+@pytest.mark.timeout(60)
+def test_reports_are_read_by_the_hardened_reader(project):
+    """Whatever is at a report's path, merge ends promptly with exit 2 naming it: the
+    plugin's one JSON reader (regular files only, a size and a depth cap, strict UTF-8)."""
+    pytester = project
+    pytester.runpytest("--models=sim-b", "test_one.py", "--llm-report=good.json")
+    good = json.loads((pytester.path / "good.json").read_text())
+    good["tests"][0]["deep"] = json.loads("[" * 300 + "]" * 300)  # json's own limit is ~1000
+    (pytester.path / "deep.json").write_text(json.dumps(good))
+    os.mkfifo(pytester.path / "fifo.json")
+    (pytester.path / "zero.json").symlink_to("/dev/zero")
+    (pytester.path / "latin1.json").write_bytes(b'{"version": 1, "x": "caf\xe9"}')
+    for name, said in [
+        ("deep.json", "error: the report deep.json is nested more than 200 levels deep"),
+        ("fifo.json", "error: the report fifo.json is not a regular file (a FIFO)"),
+        ("zero.json", "error: the report zero.json is not a regular file (a device)"),
+        ("latin1.json", "error: the report latin1.json is not UTF-8 text (byte "),
+        (".", "error: the report . is a folder, not a file"),
+    ]:
+        done = merge_cli(pytester.path, "good.json", name)
+        assert done.returncode == 2, (name, done.stderr)
+        assert done.stderr.startswith(said), (name, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_the_same_report_twice_is_refused(project):
+    """Given twice (the same path, or a copy), a report's counts would be added twice."""
+    pytester = project
+    pytester.runpytest("--models=sim-b", "test_one.py", "--llm-report=one.json")
+    shutil.copy(pytester.path / "one.json", pytester.path / "copy.json")
+    twice = merge_cli(pytester.path, "one.json", "one.json")
+    assert twice.returncode == 2
+    assert twice.stderr == "error: one.json is given twice: each report is merged once\n"
+    copy = merge_cli(pytester.path, "one.json", "./copy.json")
+    assert copy.returncode == 2
+    assert copy.stderr == (
+        "error: one.json and ./copy.json hold the same report: each report is merged once\n"
+    )
+    # a report without tests: no test of it is in both, so nothing else would notice
+    report = json.loads((pytester.path / "one.json").read_text())
+    report["tests"] = []
+    (pytester.path / "empty.json").write_text(json.dumps(report))
+    (pytester.path / "same.json").write_text(json.dumps(report, indent=2))
+    empty = merge_cli(pytester.path, "empty.json", "same.json")
+    assert empty.returncode == 2
+    assert "error: empty.json and same.json hold the same report" in empty.stderr
 
 
 def _report(model: str, tests: list[dict], passed: int, judged: int) -> dict:
@@ -174,10 +245,205 @@ def test_a_test_model_free_in_one_job_but_not_another_is_counted_again():
 
 
 def test_a_tampered_model_free_test_gives_no_traceback():
-    from pytest_llm_matrix.report.merge import merge
+    from pytest_llm_matrix.report.merge import MergeError, merge
 
-    for runs in ("abc", [{}], [{"outcome": 5}], None):
+    for runs, said in [
+        ("abc", "tests[0].runs is 'abc', expected a list"),
+        ([{}], "tests[0].runs[0].index is missing, expected a whole number from 1"),
+        ([{"index": 1, "outcome": 5}], "tests[0].runs[0].outcome is 5, expected one of"),
+        (None, "tests[0].runs is None, expected a list"),
+    ]:
         one = _report("sim-a", [_entry("sim-a", True, runs=runs)], 0, 0)
         two = _report("sim-b", [_entry("sim-b", False)], 1, 1)
-        merged = merge([("a.json", one), ("b.json", two)])
-        assert merged["models"]["sim-a"]["runs_judged"] == 1, runs
+        with pytest.raises(MergeError) as error:
+            merge([("a.json", one), ("b.json", two)])
+        assert str(error.value).startswith(f"a.json: {said}"), runs
+
+
+def _full(model: str) -> dict:
+    """A report with every field a merge reads: a plain and a repeated test, an auxiliary
+    row, the run's settings and environment."""
+    report = _report(model, [_entry(model, False)], 3, 4)
+    report["models"][model] |= {
+        "provider": "simulator", "model": model, "required": True, "requests": 4,
+        "cost_usd": 0.5, "latency_p50": 0.1, "pass_rate_interval": [0.3, 0.95],
+        "unavailable": None,
+    }  # fmt: skip
+    report["tests"].append(
+        _entry(
+            model, False, "test_r", repeat=3, min_pass_rate=0.5, message="assert 'no' == 'ok'",
+            runs=[{"index": 1, "outcome": "passed"}, {"index": 2, "outcome": "failed"}],
+            verdict={"passed": 2, "runs": 3, "needed": 2, "planned": 3, "decided_by": 3},
+            spend={"requests": 3, "latencies": [0.1, 0.2], "ttft": []},
+        )
+    )  # fmt: skip
+    return report | {
+        "version": 1, "plugin_version": "0.1.0", "created": f"2026-01-01T00:00:00 {model}",
+        "exit_status": 0, "min_pass_rate": None, "max_cost_usd": 5, "spent_usd": 0.5,
+        "environment": {"python": "3.11.7"},
+        "auxiliary": {"judge": {"kind": "routed", "model": "m", "sent_as": "m", "requests": 2,
+                                "input_tokens": 5, "latency_p50": None, "cost_usd": 0.01}},
+    }  # fmt: skip
+
+
+#: (the field's path in b.json, its value there, what the message says of it)
+WRONG_FIELDS = [
+    (["selection"], [], "selection is [], expected an object"),
+    (["selection", "models"], "sim-b", "selection.models is 'sim-b', expected a list of strings"),
+    (["selection", "models"], [{}], "selection.models is [{}], expected a list of strings"),
+    (["exit_status"], "bad", "exit_status is 'bad', expected a whole number from 0 to 255"),
+    (["exit_status"], True, "exit_status is True, expected a whole number from 0 to 255"),
+    (["exit_status"], -1, "exit_status is -1, expected a whole number from 0 to 255"),
+    (["environment"], "x", "environment is 'x', expected an object of strings"),
+    (["environment"], {"python": 3}, "environment is {'python': 3}, expected an object of strings"),
+    (["plugin_version"], 1, "plugin_version is 1, expected a string"),
+    (["spent_usd"], [1], "spent_usd is [1], expected a number from 0 to 1e12, or null"),
+    (["spent_usd"], True, "spent_usd is True, expected a number from 0 to 1e12, or null"),
+    (["max_cost_usd"], -1, "max_cost_usd is -1, expected a number from 0 to 1e12, or null"),
+    (["min_pass_rate"], 2, "min_pass_rate is 2, expected a number from 0 to 1, or null"),
+    (["models"], [], "models is [], expected an object"),
+    (["models", "sim-b"], 5, "models['sim-b'] is 5, expected an object"),
+    (["models", "sim-b", "runs_passed"], "3",
+     "models['sim-b'].runs_passed is '3', expected a whole number from 0 to 1e12"),
+    (["models", "sim-b", "runs_judged"], 2,
+     "models['sim-b'].runs_passed is 3, more than runs_judged (2)"),
+    (["models", "sim-b", "outcomes"], [], "models['sim-b'].outcomes is [], expected an object"),
+    (["models", "sim-b", "outcomes", "passed"], 1.5,
+     "models['sim-b'].outcomes.passed is 1.5, expected a whole number from 0 to 1e12"),
+    (["models", "sim-b", "requests"], True,
+     "models['sim-b'].requests is True, expected a whole number from 0 to 1e12"),
+    (["models", "sim-b", "cost_usd"], "0.5",
+     "models['sim-b'].cost_usd is '0.5', expected a number from 0 to 1e12, or null"),
+    (["models", "sim-b", "latency_p50"], math.inf,
+     "models['sim-b'].latency_p50 is inf, expected a number from 0 to 1e12, or null"),
+    (["models", "sim-b", "required"], "yes",
+     "models['sim-b'].required is 'yes', expected true or false"),
+    (["models", "sim-b", "provider"], 5, "models['sim-b'].provider is 5, expected a string"),
+    (["models", "sim-b", "unavailable"], 5,
+     "models['sim-b'].unavailable is 5, expected a string or null"),
+    (["models", "sim-b", "pass_rate_interval"], "x",
+     "models['sim-b'].pass_rate_interval is 'x', expected null or two numbers from 0 to 1"),
+    (["models", "sim-b", "pass_rate_interval"], [0.5],
+     "models['sim-b'].pass_rate_interval is [0.5], expected null or two numbers from 0 to 1"),
+    (["tests"], "abc", "tests is 'abc', expected a list"),
+    (["tests", 1], 5, "tests[1] is 5, expected an object"),
+    (["tests", 0, "nodeid"], None, "tests[0].nodeid is None, expected a string"),
+    (["tests", 0, "outcome"], "weird",
+     "tests[0].outcome is 'weird', expected one of passed, failed, error, skipped, xfailed, "
+     "xpassed"),
+    (["tests", 0, "duration"], "slow", "tests[0].duration is 'slow', expected a number from 0"),
+    (["tests", 0, "duration"], -1.0, "tests[0].duration is -1.0, expected a number from 0"),
+    (["tests", 0, "duration"], False, "tests[0].duration is False, expected a number from 0"),
+    (["tests", 0, "duration"], math.nan, "tests[0].duration is nan, expected a number from 0"),
+    (["tests", 0, "cost_usd"], {}, "tests[0].cost_usd is {}, expected a number from 0"),
+    (["tests", 0, "message"], 5, "tests[0].message is 5, expected a string"),
+    (["tests", 0, "model_free"], "yes", "tests[0].model_free is 'yes', expected true"),
+    (["tests", 0, "spend"], [1], "tests[0].spend is [1], expected an object"),
+    (["tests", 0, "spend", "requests"], -1,
+     "tests[0].spend.requests is -1, expected a whole number from 0 to 1e12"),
+    (["tests", 0, "spend", "latencies"], "x",
+     "tests[0].spend.latencies is 'x', expected a list of numbers from 0 to 1e12"),
+    (["tests", 0, "spend", "ttft"], [True],
+     "tests[0].spend.ttft is [True], expected a list of numbers from 0 to 1e12"),
+    (["tests", 0, "spend", "new_counter"], "7",
+     "tests[0].spend.new_counter is '7', expected a whole number from 0 to 1e12 or a list of "
+     "numbers"),
+    (["tests", 1, "runs"], "abc", "tests[1].runs is 'abc', expected a list"),
+    (["tests", 1, "runs", 0], 5, "tests[1].runs[0] is 5, expected an object"),
+    (["tests", 1, "runs", 0, "index"], "1",
+     "tests[1].runs[0].index is '1', expected a whole number from 1 to 1e12"),
+    (["tests", 1, "runs", 1, "outcome"], 5,
+     "tests[1].runs[1].outcome is 5, expected one of passed, failed, error, skipped, xfailed, "
+     "xpassed, not needed"),
+    (["tests", 1, "verdict"], "x", "tests[1].verdict is 'x', expected an object"),
+    (["tests", 1, "verdict", "passed"], "2",
+     "tests[1].verdict.passed is '2', expected a whole number from 0 to 1e12"),
+    (["tests", 1, "repeat"], 0, "tests[1].repeat is 0, expected a whole number from 1 to 1e12"),
+    (["tests", 1, "min_pass_rate"], 2,
+     "tests[1].min_pass_rate is 2, expected a number from 0 to 1"),
+    (["auxiliary"], [], "auxiliary is [], expected an object"),
+    (["auxiliary", "judge"], 5, "auxiliary['judge'] is 5, expected an object"),
+    (["auxiliary", "judge", "requests"], "x",
+     "auxiliary['judge'].requests is 'x', expected a whole number from 0 to 1e12"),
+    (["auxiliary", "judge", "kind"], 5, "auxiliary['judge'].kind is 5, expected a string"),
+    (["auxiliary", "judge", "cost_usd"], -1,
+     "auxiliary['judge'].cost_usd is -1, expected a number from 0 to 1e12, or null"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "said"),
+    WRONG_FIELDS,
+    ids=[f"{'.'.join(map(str, path))}={value!r}" for path, value, _ in WRONG_FIELDS],
+)
+def test_a_field_of_the_wrong_type_is_named(path, value, said):
+    """Every field a merge reads is checked by type before it is used: a report that is
+    wrong is refused naming the file and the field, never merged into a traceback."""
+    from pytest_llm_matrix.report.merge import MergeError, merge
+
+    good = [("a.json", _full("sim-a")), ("b.json", _full("sim-b"))]
+    merge(good)  # the reports as written are merged
+    *holders, last = path
+    report = _full("sim-b")
+    holder = report
+    for step in holders:
+        holder = holder[step]
+    holder[last] = value
+    with pytest.raises(MergeError) as error:
+        merge([good[0], ("b.json", report)])
+    assert str(error.value).startswith(f"b.json: {said}")
+
+
+def test_a_report_twice_is_refused_even_without_tests():
+    """Nothing else would notice: no test of it is in both, its counts would be added."""
+    from pytest_llm_matrix.report.merge import MergeError, merge
+
+    one = _report("sim-a", [], 3, 4)
+    with pytest.raises(MergeError, match=r"^a\.json and b\.json hold the same report"):
+        merge([("a.json", one), ("b.json", json.loads(json.dumps(one)))])
+    with pytest.raises(MergeError, match=r"^a\.json is given twice"):
+        merge([("a.json", one), ("a.json", one)])
+
+
+def test_a_counter_that_is_a_count_in_one_report_and_a_list_in_another_is_refused():
+    """The runs of a repeated test split between two jobs: their spends are added up, each
+    counter as what it is; a report is not changed by merging it."""
+    from pytest_llm_matrix.report.merge import MergeError, merge
+
+    runs = [{"index": 1, "outcome": "passed"}]
+    one = _report("sim-a", [_entry("sim-a", False, runs=runs, spend={"new": 1})], 1, 1)
+    two = _report("sim-a", [_entry("sim-a", False, runs=runs, spend={"new": [1]})], 1, 1)
+    three = _report("sim-a", [_entry("sim-a", False, runs=runs, spend={"new": 2})], 0, 1)
+    merged = merge([("a.json", one), ("c.json", three)])
+    assert merged["tests"][0]["spend"] == {"new": 3}
+    assert one["tests"][0]["spend"] == {"new": 1}
+    with pytest.raises(MergeError) as error:
+        merge([("a.json", one), ("b.json", two)])
+    assert str(error.value) == (
+        "t.py::test_x[sim-a] on sim-a: spend.new is a count in one of a.json and b.json, a "
+        "list in the other"
+    )
+
+
+def test_text_from_the_reports_is_shown_and_written_plainly(project, monkeypatch):
+    """Test ids are the files': an escape sequence is shown, not run; a lone surrogate (a
+    JSON escape no UTF-8 can hold) is written escaped, not a traceback."""
+    pytester = project
+    pytester.runpytest("--models=sim-a", "test_one.py", "--llm-report=one.json")
+    report = json.loads((pytester.path / "one.json").read_text())
+    failed = next(t for t in report["tests"] if t["outcome"] == "failed")
+    failed["test"] = "t\x1b[31mred\ud800"
+    failed["nodeid"] = "t\x1b[31mred\ud800[sim-a]"
+    (pytester.path / "odd.json").write_text(json.dumps(report))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))
+    done = merge_cli(pytester.path, "odd.json", "--html", "odd.html")
+    assert done.returncode == 1, done.stderr
+    assert "  t\\x1b[31mred\\ud800: sim-a" in done.stdout
+    assert "\x1b" not in done.stdout
+    assert "red\\ud800" in (pytester.path / "odd.html").read_text()
+    assert "red\\ud800" in (pytester.path / "summary.md").read_text()
+    # a step summary that cannot be written: an error, exit 2
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path))
+    unwritten = merge_cli(pytester.path, "odd.json")
+    assert unwritten.returncode == 2
+    assert unwritten.stderr == f"error: could not write {pytester.path}: Is a directory\n"

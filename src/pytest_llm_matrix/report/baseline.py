@@ -11,17 +11,19 @@ Markdown and HTML outputs are written from it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
 from pytest_llm_matrix.calls.context import SPEND_COUNTERS
-from pytest_llm_matrix.report.stats import wilson_interval
+from pytest_llm_matrix.config.jsonfile import JSONFileError, read_json
+from pytest_llm_matrix.report.stats import OUTCOMES, wilson_interval
 
 #: The JSON report's schema version: the one written, and the only one read back (reports
 #: of other plugin versions with this version are read).
@@ -64,14 +66,26 @@ def newcombe_interval(
 
 # --- reading a baseline ---------------------------------------------------------------
 
+#: The largest report read back (one of tens of thousands of tests is a few MB).
+MAX_BYTES: Final = 256 * 2**20
 
-def parse(text: str, where: str) -> dict[str, Any]:
-    """A report read back from JSON text, checked enough to be compared."""
+
+def read(path: Path, what: str = "the baseline") -> dict[str, Any]:
+    """The report in the file at ``path``: read by the plugin's one JSON reader (a regular
+    file of at most MAX_BYTES, strict UTF-8, not nested too deeply), then
+    :func:`checked`. ``what`` names the file in errors: "the baseline", "the report"."""
     try:
-        document = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as error:
-        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise BaselineError(f"{where} is not a JSON report ({reason})") from None
+        document = read_json(path, what=what, max_bytes=MAX_BYTES)
+    except FileNotFoundError:
+        raise BaselineError(f"{what} {path} does not exist") from None
+    except JSONFileError as error:
+        raise BaselineError(str(error)) from None
+    return checked(document, str(path))
+
+
+def checked(document: object, where: str) -> dict[str, Any]:
+    """A report read back, checked enough to be compared: its version, then every field a
+    comparison reads, by type (``where`` names it in errors)."""
     if not isinstance(document, dict):
         raise BaselineError(f"{where} is not a JSON report (expected an object)")
     version = document.get("version")
@@ -82,51 +96,91 @@ def parse(text: str, where: str) -> dict[str, Any]:
             f"{where} is a report of version {version!r}{by}; this plugin reads version "
             f"{REPORT_VERSION}: write the baseline again with this version's --llm-report"
         )
-    problem = _shape_problem(document)
-    if problem is not None:
-        raise BaselineError(f"{where} is not a report this plugin wrote: {problem}")
+    try:
+        check_report(document)
+    except FieldError as error:
+        raise BaselineError(f"{where}: {error}") from None
     return document
 
 
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
+# --- the fields of a report, by type --------------------------------------------------
 
 
-def read(path: Path) -> dict[str, Any]:
-    """A report file: a regular file (not a pipe or a device), at most MAX_BYTES."""
-    try:
-        if path.is_dir():
-            raise BaselineError(f"{path} is a folder, not a JSON report")
-        if not path.exists():
-            raise BaselineError(f"{path} does not exist")
-        if not path.is_file():
-            raise BaselineError(f"{path} is not a regular file")
-        if (size := path.stat().st_size) > MAX_BYTES:
-            raise BaselineError(f"{path} is {size:,} bytes; a report is at most {MAX_BYTES:,}")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise BaselineError(f"{path} cannot be read ({error})") from None
-    return parse(text, str(path))
+class FieldError(Exception):
+    """A field of a report that cannot be used: the message names the field, what it
+    holds and what it should (``tests[3].duration is 'slow', expected a number ...``)."""
 
 
-#: The largest report read back (one of tens of thousands of tests is a few MB).
-MAX_BYTES: Final = 256 * 2**20
+#: What a field holds when the report does not have it.
+MISSING: Final = object()
 
 
-def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12
+def shown(value: object) -> str:
+    """A value read from a file, briefly: its repr, cut short (it may be megabytes)."""
+    if value is MISSING:
+        return "missing"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:48]}...{text[-8:]}"
 
 
-def _seconds_or_usd(value: object) -> bool:
-    return value is None or (
+def member(field: str, name: str, named: bool = False) -> str:
+    """The path of a member of ``field``: ``spend.requests``, ``tests`` (of the document
+    itself); a ``named`` member (a model, a destination) or a key that is no identifier in
+    brackets: ``models['gpt-4o']``, ``environment['python 3']``."""
+    if named or not name.isidentifier():
+        return f"{field}[{shown(name)}]"
+    return f"{field}.{name}" if field else name
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """What a field must hold: the values ``accepts`` takes, ``said`` in errors."""
+
+    accepts: Callable[[object], bool]
+    said: str
+
+    def check(self, value: object, field: str) -> None:
+        if not self.accepts(value):
+            raise FieldError(f"{field} is {shown(value)}, expected {self.said}")
+
+    def check_in(self, holder: Mapping[str, Any], name: str, field: str) -> None:
+        """``holder[name]``, where ``holder`` is at ``field``, when it is there (a reader
+        of an absent field has a default for it)."""
+        if name in holder:
+            self.check(holder[name], member(field, name))
+
+
+#: The largest count, number of seconds or USD read back: sums stay exact and print.
+LARGEST: Final = 10**12
+
+
+def is_number(value: object, low: float = 0, high: float = LARGEST) -> bool:
+    """A finite JSON number from ``low`` to ``high`` (true and false are no numbers)."""
+    return (
         isinstance(value, int | float)
         and not isinstance(value, bool)
         and math.isfinite(value)
-        and 0 <= value < 1e12
+        and low <= value <= high
     )
 
 
-#: A model's figures read from a baseline or merged: finite numbers from 0, or null.
+def is_count(value: object, low: int = 0, high: int = LARGEST) -> bool:
+    """A whole JSON number from ``low`` to ``high`` (not 1.0, not true)."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+OBJECT: Final = Kind(lambda v: isinstance(v, dict), "an object")
+LIST: Final = Kind(lambda v: isinstance(v, list), "a list")
+STRING: Final = Kind(lambda v: isinstance(v, str), "a string")
+COUNT: Final = Kind(is_count, "a whole number from 0 to 1e12")
+NUMBER_OR_NULL: Final = Kind(
+    lambda v: v is None or is_number(v), "a number from 0 to 1e12, or null"
+)
+OUTCOME: Final = Kind(
+    lambda v: isinstance(v, str) and v in OUTCOMES, "one of " + ", ".join(OUTCOMES)
+)
+
+#: A model's figures: finite numbers from 0, or null.
 NUMBERS: Final = (
     "cost_usd",
     "replayed_cost_usd",
@@ -138,36 +192,39 @@ NUMBERS: Final = (
 )
 
 
-def _shape_problem(document: Mapping[str, Any]) -> str | None:
-    models = document.get("models")
-    if not isinstance(models, dict):
-        return "no 'models' object"
+def check_report(document: Mapping[str, Any]) -> None:
+    """Every field a comparison reads, by type (a merge reads more: see
+    :func:`pytest_llm_matrix.report.merge.check`); a :class:`FieldError` names the first
+    that is wrong."""
+    for name in ("plugin_version", "created"):
+        STRING.check_in(document, name, "")
+    models = document.get("models", MISSING)
+    OBJECT.check(models, "models")
     for name, model in models.items():
-        if not isinstance(model, dict):
-            return f"model {name!r} is not an object"
-        passed, judged = model.get("runs_passed"), model.get("runs_judged")
-        if not (isinstance(passed, int) and isinstance(judged, int)) or not (
-            _count(passed) and _count(judged) and passed <= judged
-        ):
-            return f"model {name!r}: runs_passed and runs_judged must be counts, passed <= judged"
-        for key in NUMBERS:
-            if not _seconds_or_usd(model.get(key)):
-                return f"model {name!r}: {key} must be a number or null"
-        counts = [model.get(k, 0) for k in SPEND_COUNTERS]
-        outcomes = model.get("outcomes", {})
-        if not isinstance(outcomes, dict):
-            return f"model {name!r}: outcomes must be an object"
-        if not all(_count(value) for value in [*counts, *outcomes.values()]):
-            return f"model {name!r}: outcomes and request and token counts must be counts"
-    tests = document.get("tests")
-    if not isinstance(tests, list):
-        return "no 'tests' list"
-    for test in tests:
-        if not isinstance(test, dict) or not all(
-            isinstance(test.get(key), str) for key in ("nodeid", "test", "model", "outcome")
-        ):
-            return "a test without its nodeid, test, model and outcome"
-    return None
+        field = member("models", name, named=True)
+        OBJECT.check(model, field)
+        for count in ("runs_passed", "runs_judged"):
+            COUNT.check(model.get(count, MISSING), f"{field}.{count}")
+        if model["runs_passed"] > model["runs_judged"]:
+            raise FieldError(
+                f"{field}.runs_passed is {model['runs_passed']}, more than runs_judged "
+                f"({model['runs_judged']})"
+            )
+        for number in NUMBERS:
+            NUMBER_OR_NULL.check_in(model, number, field)
+        for count in SPEND_COUNTERS:
+            COUNT.check_in(model, count, field)
+        OBJECT.check_in(model, "outcomes", field)
+        for outcome, value in model.get("outcomes", {}).items():
+            COUNT.check(value, member(f"{field}.outcomes", outcome))
+    tests = document.get("tests", MISSING)
+    LIST.check(tests, "tests")
+    for index, test in enumerate(tests):
+        field = f"tests[{index}]"
+        OBJECT.check(test, field)
+        for name in ("nodeid", "test", "model"):
+            STRING.check(test.get(name, MISSING), f"{field}.{name}")
+        OUTCOME.check(test.get("outcome", MISSING), f"{field}.outcome")
 
 
 # --- the comparison -------------------------------------------------------------------
@@ -220,10 +277,8 @@ def compare(current: Mapping[str, Any], base: Mapping[str, Any], source: str) ->
         }
     return {
         "source": source,
-        "created": base.get("created") if isinstance(base.get("created"), str) else None,
-        "plugin_version": base.get("plugin_version")
-        if isinstance(base.get("plugin_version"), str)
-        else None,
+        "created": base.get("created"),  # a string or absent: see check_report
+        "plugin_version": base.get("plugin_version"),
         "models": models,
         "only_in_baseline": [name for name in base["models"] if name not in current["models"]],
         "only_in_this_run": [name for name in current["models"] if name not in base["models"]],

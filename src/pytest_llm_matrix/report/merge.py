@@ -5,21 +5,43 @@ Counts, tokens, requests, costs and test time add up; pass rates and their inter
 computed again from the runs; the failed-everywhere and failed-on-some lists again from the
 tests. Two reports may not both hold a test on a model, unless they hold runs of a repeated
 test and at most one of them its verdict (runs split between jobs are judged once only when
-the jobs share their records). A model's latency percentiles are exact when one report
-holds it; across reports they are the shards' values weighted by their requests (an
-estimate: the samples are not in the reports). Wall time is the longest shard's.
+the jobs share their records); no report may be given twice. A model's latency percentiles
+are exact when one report holds it; across reports they are the shards' values weighted by
+their requests (an estimate: the samples are not in the reports). Wall time is the longest
+shard's; the exit status the highest.
+
+Every field a merge reads is checked by type first (:func:`check`): a report edited, cut
+short or written by something else is refused naming the file and the field.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pytest_llm_matrix.calls.context import SPEND_COUNTERS
 from pytest_llm_matrix.report import auxiliary
-from pytest_llm_matrix.report.baseline import REPORT_VERSION, BaselineError, read
+from pytest_llm_matrix.report.baseline import (
+    COUNT,
+    LIST,
+    MISSING,
+    NUMBER_OR_NULL,
+    OBJECT,
+    REPORT_VERSION,
+    STRING,
+    BaselineError,
+    FieldError,
+    Kind,
+    check_report,
+    is_count,
+    is_number,
+    member,
+    read,
+)
 from pytest_llm_matrix.report.stats import (
     JUDGED,
     OUTCOMES,
@@ -41,6 +63,12 @@ def merge(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
     """The report of the run the ``(name, report)`` pairs were parts of."""
     if not reports:
         raise MergeError("no report to merge")
+    _once_each(reports)
+    for name, report in reports:
+        try:
+            check(report)
+        except FieldError as error:
+            raise MergeError(f"{name}: {error}") from None
     order: list[str] = []
     parts: dict[str, list[Mapping[str, Any]]] = {}
     for _, report in reports:
@@ -58,12 +86,12 @@ def merge(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
             outcomes.setdefault(test["test"], {})[test["model"]] = test["outcome"]
     everywhere, some = failure_split(outcomes)
     first = reports[0][1]
-    spent = [r["spent_usd"] for _, r in reports if isinstance(r.get("spent_usd"), int | float)]
+    spent = [r["spent_usd"] for _, r in reports if r.get("spent_usd") is not None]
     return {
         "version": REPORT_VERSION,
         "plugin_version": first.get("plugin_version", ""),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "exit_status": max(int(r.get("exit_status", 0) or 0) for _, r in reports),
+        "exit_status": max(r.get("exit_status", 0) for _, r in reports),
         "selection": {
             "models": order,
             "selected_by": f"merged from {len(reports)} reports: "
@@ -78,7 +106,7 @@ def merge(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
         "auxiliary": auxiliary.merged([report for _, report in reports]),
         "failed_everywhere": everywhere,
         "failed_on_some": {t: ms for t, ms in some.items()},
-        "environment": dict(first.get("environment") or {}),
+        "environment": dict(first.get("environment", {})),
         "baseline": None,
         "recording": None,
     }
@@ -98,14 +126,10 @@ def _model_free(tests: list[dict[str, Any]], models: dict[str, Any]) -> set[str]
             continue
         del test["model_free"]
         model = models.get(test["model"])
-        if model is None or test["outcome"] not in OUTCOMES:
+        if model is None:
             continue
-        found = test.get("runs")
-        runs: list[Any] = found if isinstance(found, list) else []
         outcomes = [
-            run["outcome"]
-            for run in runs
-            if isinstance(run, dict) and run.get("outcome") in OUTCOMES
+            run["outcome"] for run in test.get("runs", []) if run["outcome"] in OUTCOMES
         ] or [test["outcome"]]
         model["outcomes"][test["outcome"]] = model["outcomes"].get(test["outcome"], 0) + 1
         for outcome in outcomes:
@@ -128,11 +152,11 @@ def _sum(values: Sequence[Any]) -> float | None:
 
 def _model(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     first = parts[0]
-    counts = {k: sum(int(p.get("outcomes", {}).get(k, 0)) for p in parts) for k in OUTCOMES}
-    passed = sum(int(p["runs_passed"]) for p in parts)
-    judged = sum(int(p["runs_judged"]) for p in parts)
+    counts = {k: sum(p.get("outcomes", {}).get(k, 0) for p in parts) for k in OUTCOMES}
+    passed = sum(p["runs_passed"] for p in parts)
+    judged = sum(p["runs_judged"] for p in parts)
     repeated = any(p.get("pass_rate_interval") for p in parts)
-    spend = {k: sum(int(p.get(k, 0) or 0) for p in parts) for k in SPEND_COUNTERS}
+    spend = {k: sum(p.get(k, 0) for p in parts) for k in SPEND_COUNTERS}
     merged: dict[str, Any] = {
         "provider": first.get("provider"),
         "model": first.get("model"),
@@ -145,10 +169,10 @@ def _model(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if repeated and judged
         else None,
         "wall_seconds": max(
-            (p["wall_seconds"] for p in parts if isinstance(p.get("wall_seconds"), int | float)),
+            (p["wall_seconds"] for p in parts if p.get("wall_seconds") is not None),
             default=None,
         ),
-        "test_seconds": round(sum(float(p.get("test_seconds", 0) or 0) for p in parts), 6),
+        "test_seconds": round(sum(float(p.get("test_seconds") or 0) for p in parts), 6),
         **spend,
         "cost_usd": _sum([p.get("cost_usd", 0.0) for p in parts]),
         "replayed_cost_usd": _sum([p.get("replayed_cost_usd", 0.0) for p in parts]),
@@ -160,10 +184,10 @@ def _model(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _weighted(parts: Sequence[Mapping[str, Any]], key: str) -> float | None:
-    known = [
-        (float(p[key]), int(p.get("requests", 0) or 0) + int(p.get("replayed", 0) or 0))
+    known: list[tuple[float, int]] = [
+        (float(p[key]), p.get("requests", 0) + p.get("replayed", 0))
         for p in parts
-        if isinstance(p.get(key), int | float)
+        if p.get(key) is not None
     ]
     if not known:
         return None
@@ -182,7 +206,7 @@ def _tests(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, A
         for test in report["tests"]:
             key = (test["nodeid"], test["model"])
             if key not in merged:
-                merged[key] = dict(test)
+                merged[key] = dict(test, spend=dict(test.get("spend", {})))
                 where[key] = name
                 continue
             mine = merged[key]
@@ -205,12 +229,15 @@ def _tests(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, A
                 mine["outcome"] = test["outcome"]
                 if "message" in test:
                     mine["message"] = test["message"]
-            for counter, value in (test.get("spend") or {}).items():
-                spend = mine.setdefault("spend", {})
-                if isinstance(value, list):
-                    spend[counter] = [*spend.get(counter, []), *value]
-                elif isinstance(value, int):
-                    spend[counter] = spend.get(counter, 0) + value
+            spend = mine["spend"]
+            for counter, value in test.get("spend", {}).items():
+                before = spend.get(counter, [] if isinstance(value, list) else 0)
+                if isinstance(before, list) != isinstance(value, list):
+                    raise MergeError(
+                        f"{test['nodeid']} on {test['model']}: spend.{counter} is a count in "
+                        f"one of {where[key]} and {name}, a list in the other"
+                    )
+                spend[counter] = [*before, *value] if isinstance(value, list) else before + value
     return list(merged.values())
 
 
@@ -239,11 +266,131 @@ def stats_of(model: Mapping[str, Any]) -> ModelStats:
 
 
 def read_all(paths: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
-    """The reports at ``paths``, each checked as a baseline is."""
+    """The reports at ``paths``, read as a baseline is (see :func:`.baseline.read`)."""
     found = []
     for path in paths:
         try:
-            found.append((path, read(Path(path))))
+            found.append((path, read(Path(path), what="the report")))
         except BaselineError as error:
             raise MergeError(str(error)) from None
     return found
+
+
+def _once_each(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """No report twice, by name or by content (a copy, another path to the same file): its
+    counts would be added twice, and a report without tests has no test in both reports
+    to tell."""
+    seen: dict[str, str] = {}
+    for name, report in reports:
+        if name in seen.values():
+            raise MergeError(f"{name} is given twice: each report is merged once")
+        text = json.dumps(report, sort_keys=True, default=repr)
+        digest = hashlib.sha256(text.encode()).hexdigest()  # ASCII: json.dumps escapes
+        if digest in seen:
+            raise MergeError(
+                f"{seen[digest]} and {name} hold the same report: each report is merged once"
+            )
+        seen[digest] = name
+
+
+# --- the fields a merge reads, by type --------------------------------------------------
+
+
+def _numbers(value: object) -> bool:
+    return isinstance(value, list) and all(is_number(v) for v in value)
+
+
+EXIT_STATUS: Final = Kind(lambda v: is_count(v, high=255), "a whole number from 0 to 255")
+ENVIRONMENT: Final = Kind(
+    lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+    "an object of strings",
+)
+NAMES: Final = Kind(
+    lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"
+)
+STRING_OR_NULL: Final = Kind(lambda v: v is None or isinstance(v, str), "a string or null")
+BOOLEAN: Final = Kind(lambda v: isinstance(v, bool), "true or false")
+TRUE: Final = Kind(lambda v: v is True, "true")
+NUMBER: Final = Kind(is_number, "a number from 0 to 1e12")
+SHARE: Final = Kind(lambda v: is_number(v, high=1), "a number from 0 to 1")
+SHARE_OR_NULL: Final = Kind(
+    lambda v: v is None or is_number(v, high=1), "a number from 0 to 1, or null"
+)
+INTERVAL: Final = Kind(
+    lambda v: (
+        v is None or (isinstance(v, list) and len(v) == 2 and all(is_number(x, high=1) for x in v))
+    ),
+    "null or two numbers from 0 to 1",
+)
+FROM_ONE: Final = Kind(lambda v: is_count(v, low=1), "a whole number from 1 to 1e12")
+SAMPLES: Final = Kind(_numbers, "a list of numbers from 0 to 1e12")
+COUNT_OR_NUMBERS: Final = Kind(
+    lambda v: is_count(v) or _numbers(v), "a whole number from 0 to 1e12 or a list of numbers"
+)
+RUN_OUTCOME: Final = Kind(
+    lambda v: isinstance(v, str) and v in (*OUTCOMES, "not needed"),
+    "one of " + ", ".join((*OUTCOMES, "not needed")),
+)
+VERDICT: Final = ("passed", "runs", "needed", "planned", "decided_by")
+
+
+def check(report: Mapping[str, Any]) -> None:
+    """Every field a merge reads, by type (those a comparison reads, see
+    :func:`.baseline.check_report`, and more); a :class:`.baseline.FieldError` names the
+    first that is wrong. A field a merge defaults may be absent."""
+    check_report(report)
+    EXIT_STATUS.check_in(report, "exit_status", "")
+    OBJECT.check_in(report, "selection", "")
+    NAMES.check_in(report.get("selection", {}), "models", "selection")
+    ENVIRONMENT.check_in(report, "environment", "")
+    SHARE_OR_NULL.check_in(report, "min_pass_rate", "")
+    for name in ("max_cost_usd", "spent_usd"):
+        NUMBER_OR_NULL.check_in(report, name, "")
+    for name, model in report["models"].items():
+        field = member("models", name, named=True)
+        for text in ("provider", "model"):
+            STRING.check_in(model, text, field)
+        BOOLEAN.check_in(model, "required", field)
+        STRING_OR_NULL.check_in(model, "unavailable", field)
+        INTERVAL.check_in(model, "pass_rate_interval", field)
+    for index, test in enumerate(report["tests"]):
+        _check_test(test, f"tests[{index}]")
+    OBJECT.check_in(report, "auxiliary", "")
+    for name, row in report.get("auxiliary", {}).items():
+        field = member("auxiliary", name, named=True)
+        OBJECT.check(row, field)
+        for key in row:
+            if key in ("kind", "model", "sent_as"):
+                STRING.check_in(row, key, field)
+            elif key in ("latency_p50", "cost_usd"):
+                NUMBER_OR_NULL.check_in(row, key, field)
+            else:
+                COUNT.check_in(row, key, field)
+
+
+def _check_test(test: Mapping[str, Any], field: str) -> None:
+    """A test's fields besides those :func:`.baseline.check_report` checks."""
+    NUMBER.check_in(test, "duration", field)
+    NUMBER_OR_NULL.check_in(test, "cost_usd", field)
+    STRING.check_in(test, "message", field)
+    TRUE.check_in(test, "model_free", field)
+    FROM_ONE.check_in(test, "repeat", field)
+    SHARE.check_in(test, "min_pass_rate", field)
+    OBJECT.check_in(test, "spend", field)
+    for key, value in test.get("spend", {}).items():
+        where = member(f"{field}.spend", key)
+        if key in SPEND_COUNTERS:
+            COUNT.check(value, where)
+        elif key in ("latencies", "ttft"):
+            SAMPLES.check(value, where)
+        else:  # a counter of another version: added up like the others
+            COUNT_OR_NUMBERS.check(value, where)
+    LIST.check_in(test, "runs", field)
+    for index, run in enumerate(test.get("runs", [])):
+        OBJECT.check(run, f"{field}.runs[{index}]")
+        FROM_ONE.check(run.get("index", MISSING), f"{field}.runs[{index}].index")
+        RUN_OUTCOME.check(run.get("outcome", MISSING), f"{field}.runs[{index}].outcome")
+    OBJECT.check_in(test, "verdict", field)
+    if "verdict" in test:
+        for key in VERDICT:
+            COUNT.check(test["verdict"].get(key, MISSING), f"{field}.verdict.{key}")
