@@ -94,23 +94,11 @@ def _remembered_model_tests(config: pytest.Config, key: str) -> int | None:
 
 def _cached(config: pytest.Config, key: str) -> object:
     """A value of the last run, read straight from pytest's cache directory (``config.cache``
-    does not exist yet when ``-n auto`` is decided); None without the cache plugin
-    (``-p no:cacheprovider``: its ``cache_dir`` setting does not exist then)."""
-    import json
+    does not exist yet when ``-n auto`` is decided); None when there is none."""
+    # lazy: read only when -n auto is sized
+    from pytest_llm_matrix.config import cachefile
 
-    if not config.pluginmanager.has_plugin("cacheprovider"):
-        return None
-    path = _cache_path(config, key)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _cache_path(config: pytest.Config, key: str) -> Path:
-    """Where pytest's cache keeps ``key`` (as ``config.cache`` would, before it exists)."""
-    cache_dir = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
-    return config.rootpath / cache_dir / "v" / key
+    return cachefile.get(config, key, None)
 
 
 def configure(config: pytest.Config) -> None:
@@ -328,6 +316,7 @@ def _load_baseline(config: pytest.Config, settings: Settings) -> None:
     """The report to compare with, read now: a baseline that cannot be used is a usage
     error before any test runs, never a silent pass at the end."""
     # lazy: only a run with --llm-baseline reads one
+    from pytest_llm_matrix.config import cachefile
     from pytest_llm_matrix.report import baseline
 
     if settings.baseline == "last":
@@ -336,7 +325,9 @@ def _load_baseline(config: pytest.Config, settings: Settings) -> None:
             raise pytest.UsageError(
                 f"{origin} reads pytest's cache, which -p no:cacheprovider turned off"
             )
-        path = _cache_path(config, baseline.last_report_key(settings.selected, config.args))
+        path = cachefile.value_path(
+            config, baseline.last_report_key(settings.selected, config.args)
+        )
         if not path.exists():
             raise pytest.UsageError(
                 f"{origin}: no earlier complete run of this selection "

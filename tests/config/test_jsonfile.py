@@ -97,3 +97,11 @@ def test_text_is_checked_as_a_file_is():
     with pytest.raises(JSONFileError, match=r"^the report x\.json is not JSON"):
         parse_json("{", "the report x.json")
     assert parse_json(b'{"a": 1}', "here") == {"a": 1}
+
+
+def test_a_lone_surrogate_escape_is_refused_a_pair_is_text():
+    with pytest.raises(JSONFileError, match=r"^here is not text: it holds \\ud800, half of"):
+        parse_json('{"a": ["x", "\\ud800"]}', "here")
+    with pytest.raises(JSONFileError, match=r"holds \\udc00"):
+        parse_json('{"\\udc00": 1}', "here")
+    assert parse_json('["\\ud83d\\ude00"]', "here") == ["\U0001f600"]

@@ -271,6 +271,11 @@ def test_a_second_auto_run_is_sized_by_the_memory_its_workers_took(pytester, wri
         (pytester.path / ".pytest_cache/v/llm-matrix/worker-pss").write_text(garbage)
         result = pytester.runpytest_subprocess("-n", "auto", "--models=sim-fast")
         result.assert_outcomes(passed=4)
+    # a FIFO where the value was: read without waiting for a writer (it hung the run before)
+    (pytester.path / ".pytest_cache/v/llm-matrix/worker-pss").unlink()
+    os.mkfifo(pytester.path / ".pytest_cache/v/llm-matrix/worker-pss")
+    result = pytester.runpytest_subprocess("-n", "auto", "--models=sim-fast", timeout=120)
+    result.assert_outcomes(passed=4)
 
 
 def test_auto_workers_without_caps_or_models():

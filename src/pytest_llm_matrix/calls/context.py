@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from pytest_llm_matrix.config.jsonfile import JSONFileError, read_json
+
 if TYPE_CHECKING:
     from pytest_llm_matrix.calls.limits import Coordinator
 
@@ -104,6 +106,10 @@ SPEND_COUNTERS = (
 )
 
 
+#: A journal holds one test's spend: a few hundred bytes; a larger file is not one.
+JOURNAL_BYTES: Final = 1 << 20
+
+
 def journal_path(state_dir: str, worker: str) -> str:
     """Where worker ``worker`` (``gw0``) keeps its running test's spend (see Journal)."""
     return f"{state_dir}/spend-{worker}.json"
@@ -144,9 +150,8 @@ class Journal:
     def read(path: str, nodeid: str) -> dict[str, Any] | None:
         """What the test ``nodeid`` spent before its worker died, if anything."""
         try:
-            with open(path, "rb") as file:
-                entry = json.loads(file.read())
-        except (OSError, ValueError):
+            entry = read_json(path, what="the journal", max_bytes=JOURNAL_BYTES)
+        except (OSError, JSONFileError):
             return None
         if not isinstance(entry, dict) or entry.get("nodeid") != nodeid:
             return None

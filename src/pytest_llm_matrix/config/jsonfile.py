@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -87,7 +88,35 @@ def parse_json(data: bytes | str, where: str, max_depth: int = MAX_DEPTH) -> obj
         raise JSONFileError(f"{where} is not JSON ({error})") from None
     if _deeper_than(document, max_depth):
         raise JSONFileError(f"{where} is nested more than {max_depth} levels deep")
+    if _SURROGATE_ESCAPE.search(text) and (lone := _lone_surrogate(document)) is not None:
+        raise JSONFileError(
+            f"{where} is not text: it holds \\u{ord(lone):04x}, half of a character "
+            "that no text can hold alone"
+        )
     return document
+
+
+#: An escaped UTF-16 surrogate: in a pair it is a character; alone, ``json`` decodes it to
+#: a string that cannot be written back as UTF-8 (checked only when the text holds one).
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(document: object) -> str | None:
+    """The first lone surrogate in a string (or key) of ``document``, if any."""
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                return value[error.start]
+    return None
 
 
 def _read_capped(fd: int, max_bytes: int, where: str) -> bytes:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 
 import pytest
 
+from pytest_llm_matrix.config import cachefile
 from pytest_llm_matrix.config.options import CONTROLLER_KEY, preload_mode
 
 if TYPE_CHECKING:
@@ -291,8 +292,7 @@ MODULES_OUTPUT: Final = "llm_matrix_modules"
 
 def remembered_modules(config: pytest.Config) -> list[str]:
     """The stack modules the last run's workers imported (see :func:`worker_modules`)."""
-    cache = getattr(config, "cache", None)
-    value = cache.get(MODULES_CACHE, []) if cache is not None else []
+    value = cachefile.get(config, MODULES_CACHE, [])
     if not isinstance(value, list):
         return []
     allowed = _allowed_tops(config.pluginmanager)
@@ -433,12 +433,13 @@ class Preloading:
             return
         if self.learned:
             allowed = _allowed_tops(self.config.pluginmanager)
-            cache.set(MODULES_CACHE, sorted(m for m in self.learned if _preloadable(m, allowed)))
+            learned = sorted(m for m in self.learned if _preloadable(m, allowed))
+            cachefile.put(self.config, MODULES_CACHE, learned)
         if self.pss:
-            known = cache.get(MEMORY_CACHE, {})
+            known = cachefile.get(self.config, MEMORY_CACHE, {})
             known = dict(known) if isinstance(known, dict) else {}
             known["preloaded" if self.process is not None else "normal"] = max(self.pss)
-            cache.set(MEMORY_CACHE, known)
+            cachefile.put(self.config, MEMORY_CACHE, known)
 
     def header(self) -> str:
         if self.decision.on:

@@ -28,7 +28,7 @@ from pytest_llm_matrix.calls.context import (
     REPORT_ATTR,
     SPEND_ATTR,
 )
-from pytest_llm_matrix.config import checks
+from pytest_llm_matrix.config import cachefile, checks
 from pytest_llm_matrix.config.models import base_id
 from pytest_llm_matrix.config.options import distributed
 from pytest_llm_matrix.config.redaction import redactor
@@ -132,8 +132,7 @@ class Summary:
         """What the model tests collected now cost when they last ran (pytest's cache):
         ``estimated cost of the 40 model tests: $0.0123 (from their last runs; budget $5)``.
         Tests never run before (or unpriced, or stopped by a budget) are said, not guessed."""
-        cache = getattr(self.config, "cache", None)
-        known = cache.get(TEST_COSTS_CACHE, {}) if cache is not None else {}
+        known = cachefile.get(self.config, TEST_COSTS_CACHE, {})
         if not isinstance(known, dict) or not known:
             return None
         tests = {
@@ -550,11 +549,11 @@ class Summary:
         cache = getattr(self.config, "cache", None)
         if not unpriced or cache is None:
             return unpriced
-        said = cache.get(UNPRICED_CACHE, [])
+        said = cachefile.get(self.config, UNPRICED_CACHE, [])
         said = [name for name in said if isinstance(name, str)] if isinstance(said, list) else []
         new = [name for name in unpriced if name not in said]
         if new:
-            cache.set(UNPRICED_CACHE, sorted({*said, *new}))
+            cachefile.put(self.config, UNPRICED_CACHE, sorted({*said, *new}))
         return new
 
     def _split(self, labelled: bool = False) -> tuple[list[str], dict[str, list[str]]]:
@@ -731,7 +730,9 @@ class Summary:
                 self.report_unwritten = True
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         if cache is not None and not self.narrowed:  # the next run's --llm-baseline=last
-            cache.set(baseline.last_report_key(self.order, self.config.args), report)
+            cachefile.put(
+                self.config, baseline.last_report_key(self.order, self.config.args), report
+            )
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
             everywhere, some = self._split(labelled=True)
@@ -753,14 +754,14 @@ class Summary:
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         if cache is None or not self.tests:
             return
-        known = cache.get(DURATIONS_CACHE, {})
+        known = cachefile.get(self.config, DURATIONS_CACHE, {})
         durations = dict(known) if isinstance(known, dict) else {}
         durations.update(
             {k: round(t, 4) for k, t in self.durations.items() if not self.redactor.holds_key(k)}
         )  # (a test id built from a key is not written to the cache)
-        cache.set(DURATIONS_CACHE, durations)
-        cache.set(MODEL_TESTS_CACHE, len(self.durations))
-        known = cache.get(TEST_COSTS_CACHE, {})
+        cachefile.put(self.config, DURATIONS_CACHE, durations)
+        cachefile.put(self.config, MODEL_TESTS_CACHE, len(self.durations))
+        known = cachefile.get(self.config, TEST_COSTS_CACHE, {})
         costs = dict(known) if isinstance(known, dict) else {}
         costs.update(
             {
@@ -771,7 +772,7 @@ class Summary:
                 and not self.redactor.holds_key(key)
             }
         )
-        cache.set(TEST_COSTS_CACHE, costs)
+        cachefile.put(self.config, TEST_COSTS_CACHE, costs)
 
 
 def category_of(report: pytest.TestReport, failed_subtests: int = 0) -> str:
