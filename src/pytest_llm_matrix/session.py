@@ -364,6 +364,7 @@ def _record(config: pytest.Config, settings: Settings) -> None:
         ignore=settings.record_ignore,
         mask=redactor.data if redactor is not None else (lambda data: data),
         invocation=Path(config.invocation_params.dir),
+        keys=(lambda: redactor.forms) if redactor is not None else None,
     )
     recording.configure(recorder)
     config.add_cleanup(lambda: recording.configure(None))

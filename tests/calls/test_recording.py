@@ -534,7 +534,9 @@ def test_a_recording_that_cannot_be_written_errors_its_test_plainly(pytester, pr
     # new reads the recording first: it cannot, and says so
     read = pytester.runpytest("--models=sim-a", "--llm-record=new")
     read.assert_outcomes(failed=1)
-    read.stdout.fnmatch_lines(["*sim-a: cannot read the recording */test_plain.json: *"])
+    read.stdout.fnmatch_lines(
+        ["*sim-a: the recording */test_plain.json cannot be opened (Not a directory); re-record*"]
+    )
     for run in (result, read):
         assert "Traceback" not in run.stdout.str()
         assert "recording.py" not in run.stdout.str()
@@ -589,3 +591,259 @@ def test_the_ini_ignore_list_is_checked(pytester, project):
     result = pytester.runpytest("--models=sim-a", "-o", "llm_record_ignore=a..b")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*ini llm_record_ignore: expected a list of field names*"])
+
+
+# --- hostile names, folders, files and streams ----------------------------------------
+
+
+def every_file(root: Path) -> dict[str, str]:
+    """Every file under ``root``, by path relative to it: its text."""
+    return {
+        str(p.relative_to(root)): p.read_text(errors="replace")
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_key_in_a_test_id_is_in_no_file_name(pytester, project):
+    """A test parametrized with a configured key (here the keyed model's, run on another
+    model): its recording's name has a hash where the key was; the replay finds it."""
+    from pytest_llm_matrix.config.redaction import forms_of
+
+    project(
+        test_param="""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("k", [os.environ["REC_TEST_KEY"], "plain"])
+        def test_param_key(llm, k):
+            assert llm.complete("capital " + k[:3]) == "Paris"
+        """
+    )
+    pytester.runpytest("--models=sim-a", "--llm-record=all").assert_outcomes(passed=2)
+    files = every_file(pytester.path / "llm_cassettes")
+    assert len(files) == 2
+    assert "sim-a/test_param/test_param_key[plain].json" in files
+    for name, text in files.items():
+        for form in forms_of(KEY):
+            assert form[:8] not in name
+            assert form[:8] not in text
+    offline(pytester)
+    for workers in ([], ["-n", "2"]):
+        replay = pytester.runpytest("--models=sim-a", "--llm-record=replay", *workers)
+        replay.assert_outcomes(passed=2)
+        replay.stdout.fnmatch_lines(["*--llm-record=replay: 2 requests replayed, none sent*"])
+        assert "recordings no test used" not in replay.stdout.str()
+
+
+def test_ids_apart_only_in_dots_or_letter_case_have_recordings_of_their_own(pytester, project):
+    """``a::b`` and ``a.b``, ``Ab`` and ``aB``: each its own file (also where letter case is
+    ignored), each replayed with its own answer."""
+    project(
+        test_ids="""
+        import pytest
+
+        @pytest.mark.parametrize("q", ["a::b", "a.b", "Ab", "aB"])
+        def test_q(llm_http_client, llm_model, q):
+            body = {"model": llm_model.model, "messages": [{"role": "user", "content": q}]}
+            assert llm_http_client.post("/chat/completions", json=body).status_code == 200
+
+        class TestChat:
+            def test_hello(self, llm):
+                assert llm.complete("hello") == "ok"
+        """
+    )
+    pytester.runpytest("--models=sim-a", "--llm-record=all").assert_outcomes(passed=5)
+    names = [p.name for p in (pytester.path / "llm_cassettes/sim-a/test_ids").iterdir()]
+    assert len({name.lower() for name in names}) == len(names) == 5
+    assert "test_q[a.b].json" in names
+    offline(pytester)
+    replay = pytester.runpytest("--models=sim-a", "--llm-record=prune")
+    replay.assert_outcomes(passed=5)
+    replay.stdout.fnmatch_lines(["*--llm-record=prune: 5 requests replayed, none sent*"])
+    assert "deleted" not in replay.stdout.str()
+
+
+def test_a_recording_under_the_name_an_earlier_version_gave_is_still_read(pytester, project):
+    """Names that changed (a class's upper-case letters are hashed now): a recording kept
+    under its old name replays, is not pruned, and its test's next recording gets the new
+    name (prune then deletes the old one)."""
+    project(test_cls="class TestChat:\n    def test_hi(self, llm):\n        llm.complete('hi')\n")
+    pytester.runpytest("--models=sim-a", "--llm-record=all").assert_outcomes(passed=1)
+    folder = pytester.path / "llm_cassettes/sim-a/test_cls"
+    (new,) = folder.iterdir()
+    assert new.name.startswith("TestChat.test_hi#")
+    old = folder / "TestChat.test_hi.json"
+    new.rename(old)
+    offline(pytester)
+    replay = pytester.runpytest("--models=sim-a", "--llm-record=prune")
+    replay.assert_outcomes(passed=1)
+    assert "deleted" not in replay.stdout.str()
+    assert old.exists()
+    (pytester.path / "conftest.py").unlink()  # online again
+    pytester.runpytest("--models=sim-a", "--llm-record=all").assert_outcomes(passed=1)
+    offline(pytester)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([new.name, old.name])
+    pruned = pytester.runpytest("--models=sim-a", "--llm-record=prune")
+    pruned.stdout.fnmatch_lines(["deleted 1 recording no test used:", "*TestChat.test_hi.json"])
+    assert [p.name for p in folder.iterdir()] == [new.name]
+
+
+def test_a_test_module_outside_the_rootdir_records_under_the_rootdir(pytester, project):
+    """The rootdir is a subfolder (its config file there), the test file beside it: pytest
+    names the test without its module; its recordings go to a folder of their own."""
+    project(test_inside="")  # a module of the project, not collected: a path is given
+    (pytester.path / "proj").mkdir()
+    (pytester.path / "pyproject.toml").rename(pytester.path / "proj/pyproject.toml")
+    (pytester.path / "outside").mkdir()
+    (pytester.path / "outside/test_out.py").write_text(
+        "def test_x(llm):\n    assert llm.complete('capital') == 'Paris'\n"
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(pytester.path / "proj")
+        args = ["-c", "pyproject.toml", "--models=sim-a", "../outside/test_out.py"]
+        recorded = pytester.runpytest(*args, "--llm-record=new")
+        recorded.assert_outcomes(passed=1)
+        (path,) = (pytester.path / "proj/llm_cassettes").rglob("*.json")
+        assert path.parent.parent == pytester.path / "proj/llm_cassettes/sim-a"
+        assert path.parent.name.startswith("outside-rootdir#")
+        assert path.name == "test_x.json"
+        replay = pytester.runpytest(*args, "--llm-record=prune")
+        replay.assert_outcomes(passed=1)
+        replay.stdout.fnmatch_lines(["*--llm-record=prune: 1 requests replayed, none sent*"])
+        assert path.exists()
+
+
+def test_prune_deletes_only_recordings_and_only_folders_it_empties(pytester, project):
+    """With the cassettes folder the project itself and a model named ``data``, the files
+    of the project's own data folder are left alone: prune deletes only the recordings of
+    ``data`` that no test read."""
+    project(test_suite="def test_plain(llm):\n    assert llm.complete('capital') == 'Paris'\n")
+    pyproject = pytester.path / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "[tool.llm-matrix.simulator]",
+            '[tool.llm-matrix]\ncassettes = "."\n\n[tool.llm-matrix.simulator]',
+        )
+        + '\n[tool.llm-matrix.models.data]\nprovider = "simulator"\n'
+    )
+    pytester.runpytest("--models=data", "--llm-record=new").assert_outcomes(passed=1)
+    recorded = pytester.path / "data/test_suite/test_plain.json"
+    golden = pytester.path / "data/golden"
+    golden.mkdir()
+    users = {
+        golden / "expected_outputs.json": '{"test_plain": "Paris"}',
+        golden / "other.json": recorded.read_text().replace('"model": "data"', '"model": "x"'),
+        golden / "v2.json": recorded.read_text().replace('"version": 1', '"version": 2'),
+        golden / "broken.json": "{",
+        pytester.path / "data/other.json": recorded.read_text(),
+        pytester.path / "data/gone/notes.json": "[]",
+    }
+    for path, text in users.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    stale = [golden / "stale.json", pytester.path / "data/gone/test_a.json"]
+    stale.append(pytester.path / "data/deleted/test_b.json")
+    for path in stale:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(recorded.read_text())
+    offline(pytester)
+    listed = pytester.runpytest("--models=data", "--llm-record=replay")
+    listed.stdout.fnmatch_lines(
+        [
+            "3 recordings no test used (delete with --llm-record=prune):",
+            "  data/deleted/test_b.json",
+            "  data/golden/stale.json",
+            "  data/gone/test_a.json",
+        ]
+    )
+    pruned = pytester.runpytest("--models=data", "--llm-record=prune")
+    pruned.assert_outcomes(passed=1)
+    pruned.stdout.fnmatch_lines(["deleted 3 recordings no test used:"])
+    for path, text in users.items():
+        assert path.read_text() == text
+    assert not any(path.exists() for path in stale)
+    assert not (pytester.path / "data/deleted").exists()  # emptied: removed
+    assert recorded.exists()
+
+
+def test_a_key_streamed_a_few_characters_per_event_is_masked(pytester, project):
+    """The simulator streams the key four characters per event (OpenAI and Anthropic
+    shapes): the joined text is masked, as the same answer not streamed is; the replay
+    gives the masked answer."""
+    project(
+        test_secret="""
+        def test_streamed(llm):
+            assert "".join(llm.stream("secret?")).startswith("the key is ")
+
+        def test_whole(llm):
+            assert llm.complete("secret!").startswith("the key is ")
+        """
+    )
+    pyproject = pytester.path / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            'rules = [{ match = "(?i)capital", reply = "Paris" }]',
+            f'rules = [{{ match = "(?i)secret", reply = "the key is {KEY}, keep it" }}]',
+        )
+    )
+    args = ["--models=sim-a,sim-claude", "-p", "no:randomly"]
+    pytester.runpytest(*args, "--llm-record=new").assert_outcomes(passed=4)
+    files = cassettes(pytester)
+    assert len(files) == 4
+    for name, document in files.items():
+        answer = document["interactions"][0]["response"]
+        if "events" in answer:
+            text = "".join(
+                (e["data"].get("choices") or [{}])[0].get("delta", {}).get("content") or ""
+                if "choices" in e["data"]
+                else e["data"].get("delta", {}).get("text") or ""
+                for e in answer["events"]
+                if isinstance(e.get("data"), dict)
+            )
+        else:
+            text = json.dumps(answer["json"])
+        assert "the key is ***" in text, name
+        assert ", keep it" in text, name
+        for piece in (KEY[:8], KEY[8:16], KEY[-8:]):
+            assert piece not in text, name
+    offline(pytester)
+    pytester.runpytest(*args, "--llm-record=replay").assert_outcomes(passed=4)
+
+
+@pytest.mark.timeout(60)
+def test_hostile_files_at_a_recordings_path_fail_their_test_plainly(pytester, project):
+    """A FIFO (never waited on), a link to /dev/zero (never read), 100,000 levels of nesting
+    and a file too big: the test fails naming the file, the cause and the fix; a recorded
+    content type that is not ASCII is replayed."""
+    import os
+
+    project(test_suite="def test_plain(llm):\n    assert llm.complete('capital') == 'Paris'\n")
+    pytester.runpytest("--models=sim-a", "--llm-record=new").assert_outcomes(passed=1)
+    path = pytester.path / "llm_cassettes/sim-a/test_suite/test_plain.json"
+    good = path.read_text()
+    offline(pytester)
+    for case, said in (
+        ("fifo", "is not a regular file (a FIFO)"),
+        ("zero", "is not a regular file (a device)"),
+        ("deep", "is nested more than 200 levels deep"),
+    ):
+        path.unlink()
+        if case == "fifo":
+            os.mkfifo(path)
+        elif case == "zero":
+            path.symlink_to("/dev/zero")
+        else:
+            path.write_text("[" * 100_000 + "]" * 100_000)
+        result = pytester.runpytest("--models=sim-a", "--llm-record=replay")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            [f"*sim-a: the recording */test_plain.json {said}; re-record it with --llm-record=all*"]
+        )
+        assert "Traceback" not in result.stdout.str()
+        assert "recording.py" not in result.stdout.str()
+    path.unlink()
+    document = json.loads(good)
+    document["interactions"][0]["response"]["content_type"] = "application/json; x=é"
+    path.write_text(json.dumps(document, ensure_ascii=False))
+    pytester.runpytest("--models=sim-a", "--llm-record=replay").assert_outcomes(passed=1)

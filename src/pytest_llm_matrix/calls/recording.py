@@ -29,7 +29,17 @@ and model, so two workers never write one file. Layout, beside each test module:
 
     llm_cassettes/<model alias>/<module name>/<test name>.json
 
-or, with ``--llm-cassettes DIR``, ``DIR/<model alias>/<module path>/<test name>.json``.
+or, with ``--llm-cassettes DIR``, ``DIR/<model alias>/<module path>/<test name>.json``; a
+module outside the rootdir (pytest names it relative to an argument, or not at all) has its
+folder ``outside-rootdir#<hash>`` where the rootdir's modules have theirs. Each name is the
+exact, lower-case text of what it names (``::`` written ``.``), or, where that would not be
+unique compared without letter case, or would show a key: readable text, ``#``, and a hash
+of the exact text (see :func:`_name`). A recording kept under the name an earlier version
+gave it is still read, until the test is recorded again.
+
+Whatever a run finds at a recording's path is read as :mod:`~pytest_llm_matrix.config.jsonfile`
+reads files (a regular file, of bounded size and depth); prune deletes only files that are
+recordings of the model whose folder holds them, and only folders left empty.
 """
 
 from __future__ import annotations
@@ -45,22 +55,37 @@ import re
 import shlex
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 from urllib.parse import quote
 
 import pytest
 
 from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.config.jsonfile import JSONFileError, read_json
 from pytest_llm_matrix.config.models import base_id
 from pytest_llm_matrix.config.options import OFFLINE_MODES
+from pytest_llm_matrix.config.redaction import MASK, key_spans
 from pytest_llm_matrix.config.registry import DEFAULT_RECORD_IGNORE
 
 VERSION: Final = 1
 FOLDER: Final = "llm_cassettes"
+#: The largest recording read back: far above any real one (a cap against a file that
+#: never ends, not a budget).
+MAX_BYTES: Final = 64 * 1024 * 1024
+#: Characters a name shows as they are, with ASCII letters and digits (and ``_.-~``, which
+#: :func:`urllib.parse.quote` never escapes); every other one is percent-escaped, ``%`` too.
 _SAFE_NAME: Final = "[]()-_.,=+@ "
 _LONGEST_NAME: Final = 150
+#: Ends the readable part of a name that is not the exact text of what it names; a hash of
+#: that text follows. No plain name holds it: escaping writes it ``%23``.
+HASHED: Final = "#"
+_DIGEST: Final = 16  # hex digits of a name's hash (64 bits)
+#: The readable part of the folder of a module outside the rootdir.
+OUTSIDE: Final = "outside-rootdir"
+_ESCAPE: Final = re.compile("%[0-9A-F]{2}")
+_UPPER: Final = re.compile("[A-Z]")
 
 
 class RecordingError(Exception):
@@ -99,13 +124,40 @@ class Recorder:
     mask: Callable[[Any], Any] = lambda data: data
     #: the folder pytest runs from, for the command a miss suggests
     invocation: Path | None = None
+    #: the spellings of every key to keep out of the files (a stream's are looked for across
+    #: its events); None: no key is known
+    keys: Callable[[], Collection[str]] | None = None
 
     @property
     def offline(self) -> bool:
         return self.mode in OFFLINE_MODES
 
+    def hide(self, text: str) -> str:
+        """``text`` with every key masked."""
+        hidden = self.mask(text)
+        return hidden if isinstance(hidden, str) else text
+
+    def key_forms(self) -> Collection[str]:
+        return self.keys() if self.keys is not None else ()
+
     def path_for(self, nodeid: str, alias: str) -> Path:
-        return cassette_path(nodeid, alias, self.rootdir, self.base)
+        """Where the recordings of test ``nodeid`` on model ``alias`` are written."""
+        return cassette_path(nodeid, alias, self.rootdir, self.base, self.hide)
+
+    def paths_for(self, nodeid: str, alias: str) -> list[Path]:
+        """Where they are read from, in order: their path, then the path an earlier version
+        of the plugin gave them, if another."""
+        path = self.path_for(nodeid, alias)
+        legacy = _legacy_path(nodeid, alias, self.rootdir, self.base)
+        return [path] if legacy is None or legacy == path else [path, legacy]
+
+    def read_path(self, nodeid: str, alias: str) -> Path:
+        """The file a replay of the test reads (its path if nothing is there yet)."""
+        paths = self.paths_for(nodeid, alias)
+        return next((path for path in paths if _present(path)), paths[0])
+
+    def module_folder(self, module: str, alias: str) -> Path:
+        return module_folder(module, alias, self.rootdir, self.base, self.hide)
 
     def shown(self, path: Path) -> str:
         """``path`` as the user thinks of it: relative to the rootdir where it can be."""
@@ -130,33 +182,148 @@ def active() -> Recorder | None:
 
 def split_nodeid(nodeid: str, alias: str) -> tuple[str, str]:
     """(module path, test name without the model): ``tests/test_x.py::C::test_y[a-b]`` on
-    model ``a`` is ``("tests/test_x.py", "C.test_y[b]")``."""
+    model ``a`` is ``("tests/test_x.py", "C::test_y[b]")``."""
     module, _, rest = base_id(nodeid, alias).partition("::")
-    return module, rest.replace("::", ".")
+    return module, rest
 
 
-def _file_name(name: str) -> str:
-    """A file name for a test name: readable, reversible enough, never too long."""
-    safe = quote(name, safe=_SAFE_NAME)
+def _unchanged(text: str) -> str:
+    return text
+
+
+def _escaped(text: str) -> str:
+    """``text`` percent-escaped but for ASCII letters, digits and :data:`_SAFE_NAME`, and a
+    leading dot (no hidden files): :func:`urllib.parse.unquote` gives ``text`` back."""
+    escaped = quote(text, safe=_SAFE_NAME, errors="surrogatepass")
+    return "%2E" + escaped[1:] if escaped.startswith(".") else escaped
+
+
+def _name(exact: str, shown: str, plain: bool, hide: Callable[[str], str]) -> str:
+    """The file or folder name of ``exact``, which ``shown`` renders.
+
+    ``shown`` escaped is the name when it is *plain*: ``plain`` (``exact`` can be told back
+    from ``shown``), no upper-case letter (two plain names then differ however a file system
+    compares letter case: an escape's hex digits are always upper-case), not empty, at most
+    :data:`_LONGEST_NAME` long, not ending in ``.json`` (a folder beside recordings) and
+    holding no key. Otherwise it is a readable part (``shown`` with its keys masked, cut
+    short), :data:`HASHED` and a hash of ``exact``: unlike any plain name, and unlike any other
+    hashed name unless 64-bit hashes collide.
+    """
+    text = _escaped(shown)
+    if (
+        plain
+        and 0 < len(text) <= _LONGEST_NAME
+        and not _UPPER.search(_ESCAPE.sub("", text))
+        and not text.endswith(".json")
+        and hide(shown) == shown
+        and hide(text) == text
+    ):
+        return text
+    readable = re.sub("%[0-9A-F]?$", "", _escaped(hide(shown))[:_LONGEST_NAME])
+    if hide(readable) != readable:  # a key in a spelling that escaping makes
+        readable = ""
+    digest = hashlib.sha256(exact.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST]
+    return f"{readable}{HASHED}{digest}"
+
+
+def _file_name(name: str, hide: Callable[[str], str] = _unchanged) -> str:
+    """The file name of a test's recordings: its name, ``::`` written ``.`` (plain only
+    where the name has no dot before its parameters: then the dots give the ``::`` back)."""
+    head, bracket, params = name.partition("[")
+    shown = head.replace("::", ".") + bracket + params
+    return _name(name, shown, "." not in head, hide) + ".json"
+
+
+def _folder_name(name: str, hide: Callable[[str], str] = _unchanged) -> str:
+    """The folder name of a model alias, or of a folder of modules."""
+    return _name(name, name, True, hide)
+
+
+def _module_name(file_name: str, hide: Callable[[str], str] = _unchanged) -> str:
+    """The folder name of a test module: its file name without ``.py`` (with another
+    suffix, the whole file name, hashed: ``x.txt`` and ``x.txt.py`` differ)."""
+    python = file_name.endswith(".py")
+    return _name(file_name, file_name[:-3] if python else file_name, python, hide)
+
+
+def _inside(module: str) -> tuple[str, ...] | None:
+    """The parts of a module path inside the rootdir (None: pytest named it relative to
+    something else, or not at all)."""
+    path = PurePosixPath(module)
+    if path.is_absolute() or not path.parts or ".." in path.parts:
+        return None
+    return path.parts
+
+
+def module_folder(
+    module: str,
+    alias: str,
+    rootdir: Path,
+    base: Path | None,
+    hide: Callable[[str], str] = _unchanged,
+) -> Path:
+    """The folder of the recordings of the tests of ``module`` on model ``alias``."""
+    model = _folder_name(alias, hide)
+    parts = _inside(module)
+    if parts is None:
+        root = rootdir / FOLDER / model if base is None else base / model
+        return root / _name(module, OUTSIDE, False, hide)
+    *folders, file_name = parts
+    if base is not None:
+        return base.joinpath(
+            model, *(_folder_name(part, hide) for part in folders), _module_name(file_name, hide)
+        )
+    return rootdir.joinpath(*folders, FOLDER, model, _module_name(file_name, hide))
+
+
+def cassette_path(
+    nodeid: str,
+    alias: str,
+    rootdir: Path,
+    base: Path | None,
+    hide: Callable[[str], str] = _unchanged,
+) -> Path:
+    """The file of the recordings of test ``nodeid`` on model ``alias`` (``hide`` masks the
+    keys in a text: a name that holds one is hashed)."""
+    module, name = split_nodeid(nodeid, alias)
+    return module_folder(module, alias, rootdir, base, hide) / _file_name(name, hide)
+
+
+def _legacy_path(nodeid: str, alias: str, rootdir: Path, base: Path | None) -> Path | None:
+    """Where earlier versions of the plugin wrote the recordings (None: nowhere they could):
+    ``::`` and ``.`` alike, letter case kept, keys kept."""
+    module, name = split_nodeid(nodeid, alias)
+    folder = _legacy_folder(module, alias, rootdir, base)
+    if folder is None:
+        return None
+    safe = quote(name.replace("::", "."), safe=_SAFE_NAME)
     if safe.startswith("."):
         safe = "%2E" + safe[1:]
     if len(safe) > _LONGEST_NAME:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        digest = hashlib.sha256(name.replace("::", ".").encode()).hexdigest()[:12]
         safe = f"{safe[:_LONGEST_NAME]}-{digest}"
-    return safe + ".json"
+    return folder / f"{safe}.json"
 
 
-def cassette_path(nodeid: str, alias: str, rootdir: Path, base: Path | None) -> Path:
-    module, name = split_nodeid(nodeid, alias)
+def _legacy_model(alias: str) -> str:
     model = quote(alias, safe="")
-    if set(model) == {"."}:
-        model = model.replace(".", "%2E")
-    parts = [part if part != ".." else "%2E%2E" for part in Path(module).with_suffix("").parts]
+    return model.replace(".", "%2E") if set(model) == {"."} else model
+
+
+def _legacy_folder(module: str, alias: str, rootdir: Path, base: Path | None) -> Path | None:
+    try:
+        parts = [p if p != ".." else "%2E%2E" for p in Path(module).with_suffix("").parts]
+    except ValueError:  # a module outside the rootdir: it had no place
+        return None
+    model = _legacy_model(alias)
     if base is not None:
-        return base.joinpath(model, *parts, _file_name(name))
+        return base.joinpath(model, *parts)
     folder = rootdir.joinpath(*parts[:-1]) if parts else rootdir
-    stem = parts[-1] if parts else "tests"
-    return folder / FOLDER / model / stem / _file_name(name)
+    return folder / FOLDER / model / (parts[-1] if parts else "tests")
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
 
 
 def unused(
@@ -164,44 +331,99 @@ def unused(
 ) -> list[Path]:
     """The recordings of ``aliases`` that none of the tests that ran (node id, alias) reads:
     those of a collected module that no test of it reads, and those of a module that no
-    longer exists. A module that exists but was not collected (a path not given) is left
-    alone."""
-    expected = {recorder.path_for(nodeid, alias) for nodeid, alias in ran}
-    modules = {Path(nodeid.partition("::")[0]).with_suffix("") for nodeid, _ in ran}
+    longer exists. A module that exists but was not collected (a path not given), or one
+    outside the rootdir, is left alone; so is every file that is not a recording of the
+    model whose folder holds it."""
+    ran = list(ran)
+    expected = {recorder.read_path(nodeid, alias) for nodeid, alias in ran}
+    modules = {split_nodeid(nodeid, alias)[0] for nodeid, alias in ran}
     found: list[Path] = []
     for alias in aliases:
-        model = quote(alias, safe="")
-        for folder, module in _module_folders(recorder, model, modules):
-            if module in modules:
+        known = {recorder.module_folder(module, alias) for module in modules}
+        for module in modules:
+            legacy = _legacy_folder(module, alias, recorder.rootdir, recorder.base)
+            if legacy is not None:
+                known.add(legacy)
+        for folder, names, place in _module_folders(recorder, alias, modules):
+            if folder in known:
                 gone = False
-            elif recorder.rootdir.joinpath(module).with_suffix(".py").exists():
-                continue  # not collected this time: nothing is known about its tests
+            elif _source_exists(recorder, names, place) is not False:
+                continue  # not collected this time, or not known: nothing is known of its tests
             else:
                 gone = True
             found += [
                 path
                 for path in sorted(folder.glob("*.json"))
-                if path.is_file() and (gone or path not in expected)
+                if path.is_file() and (gone or path not in expected) and _recording_of(path, alias)
             ]
     return found
 
 
 def _module_folders(
-    recorder: Recorder, model: str, modules: set[Path]
-) -> Iterable[tuple[Path, Path]]:
-    """(folder, module path relative to the rootdir) of every module folder of ``model``."""
+    recorder: Recorder, alias: str, modules: set[str]
+) -> Iterator[tuple[Path, tuple[str, ...], Path]]:
+    """(folder, its names below the model's folder, the folder its module's names start
+    from) of every module folder of ``alias``, under its name and the name an earlier
+    version gave it."""
+    models = dict.fromkeys([_folder_name(alias, recorder.hide), _legacy_model(alias)])
     if recorder.base is not None:
-        root = recorder.base / model
-        if root.is_dir():
-            folders = {path.parent for path in root.rglob("*.json") if path.parent != root}
-            for folder in sorted(folders):
-                yield folder, folder.relative_to(root)
+        for model in models:
+            root = recorder.base / model
+            if root.is_dir():
+                folders = {path.parent for path in root.rglob("*.json") if path.parent != root}
+                for folder in sorted(folders):
+                    yield folder, folder.relative_to(root).parts, recorder.rootdir
         return
-    for folder in {recorder.rootdir / module.parent for module in modules}:
-        root = folder / FOLDER / model
-        if root.is_dir():
-            for stem in sorted(p for p in root.iterdir() if p.is_dir()):
-                yield stem, (folder / stem.name).relative_to(recorder.rootdir)
+    places = set()
+    for module in modules:
+        parts = _inside(module)
+        places.add(recorder.rootdir.joinpath(*parts[:-1]) if parts else recorder.rootdir)
+    for place in sorted(places):
+        for model in models:
+            root = place / FOLDER / model
+            if root.is_dir():
+                for stem in sorted(p for p in root.iterdir() if p.is_dir()):
+                    yield stem, (stem.name,), place
+
+
+def _source_exists(recorder: Recorder, names: tuple[str, ...], folder: Path) -> bool | None:
+    """Whether the module whose folder's ``names`` are still exists (below ``folder``): some
+    file's name gives them, as now or as before (None: a module outside the rootdir, which
+    cannot be told)."""
+    if len(names) == 1 and names[0].startswith(OUTSIDE + HASHED):
+        return None
+    *folders, stem = names
+    for name in folders:
+        match = _entry(folder, name, lambda n: {_folder_name(n, recorder.hide), n})
+        if match is None:
+            return False
+        folder = match
+    module = _entry(folder, stem, lambda n: {_module_name(n, recorder.hide), PurePosixPath(n).stem})
+    return module is not None and module.is_file()
+
+
+def _entry(folder: Path, name: str, names: Callable[[str], set[str]]) -> Path | None:
+    """The entry of ``folder`` whose ``names`` hold ``name``."""
+    try:
+        return next((entry for entry in folder.iterdir() if name in names(entry.name)), None)
+    except OSError:
+        return None
+
+
+def _recording_of(path: Path, alias: str) -> bool:
+    """Whether the file at ``path`` is a recording this plugin wrote of model ``alias``:
+    prune deletes nothing else (the cassettes folder may be a folder of the user's)."""
+    try:
+        document = read_json(path, what="the recording", max_bytes=MAX_BYTES)
+    except (OSError, JSONFileError):
+        return False
+    return (
+        isinstance(document, dict)
+        and document.get("version") == VERSION
+        and document.get("model") == alias
+        and isinstance(document.get("test"), str)
+        and isinstance(document.get("interactions"), list)
+    )
 
 
 def delete(paths: Iterable[Path], recorder: Recorder) -> tuple[list[Path], list[str]]:
@@ -336,6 +558,107 @@ def _event_text(event: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def _stream_masked(entry: dict[str, Any], forms: Collection[str]) -> dict[str, Any]:
+    """An interaction whose streamed answer has every key masked that its events hold
+    between them (the rest of the file is masked string by string)."""
+    answer = entry.get("response")
+    if not forms or not isinstance(answer, dict) or not isinstance(answer.get("events"), list):
+        return entry
+    events = mask_events(answer["events"], forms)
+    return (
+        entry if events is answer["events"] else {**entry, "response": {**answer, "events": events}}
+    )
+
+
+def mask_events(events: list[Any], forms: Collection[str]) -> list[Any]:
+    """``events`` with every key in ``forms`` masked, looked for in the joined text of each
+    field: the pieces of one field (an answer's text, a tool call's arguments) in event order,
+    so a key streamed a few characters per event is found; the characters of it each event
+    holds become :data:`~pytest_llm_matrix.config.redaction.MASK`. The events themselves
+    when none holds a key."""
+    fields: dict[tuple[Any, ...], list[tuple[int, tuple[Any, ...], str]]] = {}
+    for number, event in enumerate(events):
+        for where, field, text in _event_texts(event):
+            fields.setdefault(field, []).append((number, where, text))
+    changed: dict[int, list[tuple[tuple[Any, ...], str]]] = {}
+    for pieces in fields.values():
+        joined = "".join(text for _, _, text in pieces)
+        spans = _merged(span for form in forms for span in key_spans(joined, form))
+        if not spans:
+            continue
+        offset = 0
+        for number, where, text in pieces:
+            end = offset + len(text)
+            inside = [(max(a, offset) - offset, min(b, end) - offset) for a, b in spans]
+            masked = _masked(text, [(a, b) for a, b in inside if a < b])
+            if masked != text:
+                changed.setdefault(number, []).append((where, masked))
+            offset = end
+    if not changed:
+        return events
+    result = list(events)
+    for number, texts in changed.items():
+        for where, text in texts:
+            result[number] = _put(result[number], where, text)
+    return result
+
+
+def _event_texts(event: Any) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...], str]]:
+    """(where, field, text) of every text of a recorded event: its place in the event, and
+    the field it is a piece of, the same in every event of a stream (the event's name, then
+    the path to the text, with any index the objects on it name: a choice's, a block's)."""
+    if not isinstance(event, dict):
+        return
+    stack: list[tuple[tuple[Any, ...], tuple[Any, ...], Any]] = [
+        ((name,), (event.get("event"), name), event[name])
+        for name in ("raw", "data")
+        if name in event
+    ]
+    while stack:
+        where, field, value = stack.pop()
+        if isinstance(value, str):
+            yield where, field, value
+        elif isinstance(value, dict):
+            indices = tuple(
+                (key, index)
+                for key, index in value.items()
+                if (key == "index" or str(key).endswith("_index")) and isinstance(index, int)
+            )
+            stack += [((*where, k), (*field, *indices, k), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [((*where, i), (*field, i), v) for i, v in enumerate(value)]
+
+
+def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _masked(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each of its (sorted, disjoint) spans replaced by the mask."""
+    pieces: list[str] = []
+    done = 0
+    for start, end in spans:
+        pieces += [text[done:start], MASK]
+        done = end
+    return "".join([*pieces, text[done:]])
+
+
+def _put(value: Any, where: tuple[Any, ...], text: str) -> Any:
+    """A copy of ``value`` with ``text`` at ``where`` (its containers on the way copied)."""
+    if not where:
+        return text
+    head, rest = where[0], where[1:]
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[head] = _put(value[head], rest, text)
+    return copy
+
+
 def answer_bytes(answer: Mapping[str, Any]) -> bytes:
     if "events" in answer:
         return "".join(_event_text(event) for event in answer["events"]).encode()
@@ -347,10 +670,13 @@ def answer_bytes(answer: Mapping[str, Any]) -> bytes:
 
 
 def replayed_response(http: Any, answer: Mapping[str, Any], request: Any) -> Any:
-    """A response of ``http`` (httpx2 or httpx) carrying a recorded answer."""
+    """A response of ``http`` (httpx2 or httpx) carrying a recorded answer (a content type
+    that is not ASCII, as a server may send, given as the UTF-8 its client decoded)."""
+    text: str = answer["content_type"]
+    kind = text if text.isascii() else text.encode("utf-8", "replace")
     return http.Response(
         answer["status"],
-        headers={"content-type": answer["content_type"], "x-llm-matrix": "replayed"},
+        headers={"content-type": kind, "x-llm-matrix": "replayed"},
         content=answer_bytes(answer),
         request=request,
     )
@@ -405,6 +731,8 @@ class Tape:
         #: the test (node id, model) whose run records this tape, for the command a miss says
         self.test = test or (nodeid, alias)
         self.path = recorder.path_for(nodeid, alias)
+        #: the file read: the path, or the one an earlier version gave it (None: none there)
+        self.source: Path | None = None
         self.entries: list[dict[str, Any]] = []
         #: key -> the indices of its entries not yet replayed, in recorded order
         self.unused: dict[str, collections.deque[int]] = {}
@@ -412,7 +740,11 @@ class Tape:
         self.problem: str | None = None  # why the file could not be read
         if recorder.mode != "all":
             try:
-                self.entries = _read(self.path)
+                for path in recorder.paths_for(nodeid, alias):
+                    entries = _read(path)
+                    if entries is not None:
+                        self.entries, self.source = entries, path
+                        break
             except RecordingError as error:
                 self.problem = str(error)
             for index, entry in enumerate(self.entries):
@@ -433,8 +765,8 @@ class Tape:
     def miss(self, request: Mapping[str, Any], destination: str | None = None) -> str:
         """Why ``request`` (to ``destination``: an auxiliary request's, kept with the test's
         recordings; None: to this model) found no recording, and how to record it."""
-        where = self.recorder.shown(self.path)
-        if not self.path.exists():
+        where = self.recorder.shown(self.source or self.path)
+        if self.source is None:
             found = f"{where} does not exist"
         else:
             found = f"none in {where} matches"
@@ -461,12 +793,14 @@ class Tape:
         running test's teardown."""
         if not self.changed:
             return
+        forms = self.recorder.key_forms()
         document = {
             "version": VERSION,
             "test": self.nodeid,
             "model": self.alias,
             "interactions": [
-                {k: v for k, v in entry.items() if k != "key"} for entry in self.entries
+                _stream_masked({k: v for k, v in entry.items() if k != "key"}, forms)
+                for entry in self.entries
             ],
         }
         document = self.recorder.mask(document)
@@ -500,19 +834,15 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    """The interactions of a recording file (none if there is no file), each with its key."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as error:
-        raise RecordingError(f"cannot read the recording {path}: {error}") from None
+def _read(path: Path) -> list[dict[str, Any]] | None:
+    """The interactions of a recording file, each with its key (None: there is no file)."""
     fix = "re-record it with --llm-record=all, or delete it"
     try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise RecordingError(f"the recording {path} is not JSON ({error}); {fix}") from None
+        document = read_json(path, what="the recording", max_bytes=MAX_BYTES)
+    except FileNotFoundError:
+        return None
+    except JSONFileError as error:
+        raise RecordingError(f"{error}; {fix}") from None
     if not isinstance(document, dict) or document.get("version") != VERSION:
         version = document.get("version") if isinstance(document, dict) else None
         raise RecordingError(

@@ -65,7 +65,7 @@ def forms_of(value: str) -> set[str]:
     return {form for form in forms if len(form) >= MIN_LENGTH}
 
 
-def _spans(text: str, form: str) -> Iterator[tuple[int, int]]:
+def key_spans(text: str, form: str) -> Iterator[tuple[int, int]]:
     """Where ``text`` holds ``form``, its start or its end (at least MIN_LENGTH characters:
     a key cut short, or cut in the middle as pytest shortens long values)."""
     head, tail = form[:MIN_LENGTH], form[-MIN_LENGTH:]
@@ -89,7 +89,7 @@ def mask(text: str, forms: Iterable[str]) -> str:
     """``text`` with every form, and every start or end of one at least MIN_LENGTH long,
     masked. Matches are found in the original text, for all forms at once, so a shorter
     form's match cannot hide part of a longer one's."""
-    spans = sorted(span for form in forms for span in _spans(text, form))
+    spans = sorted(span for form in forms for span in key_spans(text, form))
     if not spans:
         return text
     pieces: list[str] = []
