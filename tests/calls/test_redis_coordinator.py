@@ -5,6 +5,7 @@ redis-server, started here on a free loopback port."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,28 +35,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def redis_url(tmp_path):
-    port = free_port()
+def start_redis(port: int, folder: Path, password: str | None = None) -> subprocess.Popen[bytes]:
+    """A redis-server on ``port`` of the loopback that keeps nothing on disk, answering."""
     process = subprocess.Popen(
         [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
+         "--appendonly", "no", "--dir", str(folder),
+         *(["--requirepass", password] if password else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
     import redis
 
     deadline = time.monotonic() + 10
     while True:
         try:
-            redis.Redis.from_url(url).ping()
-            break
+            redis.Redis(port=port, password=password).ping()
+            return process
         except redis.ConnectionError:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
+                process.wait()
                 raise
             time.sleep(0.05)
-    yield url, process
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    port = free_port()
+    process = start_redis(port, tmp_path)
+    yield f"redis://127.0.0.1:{port}/0", process
     process.kill()
     process.wait()
 
@@ -298,3 +305,227 @@ def test_key_checks_and_verified_marks_are_shared_and_expire(redis_url):
     finally:
         first.close()
         second.close()
+
+
+def test_a_worker_crash_while_redis_is_down_is_an_errored_test(redis_url, shared):
+    """The controller records a crashed run of a repeated test in the coordinator: with
+    Redis gone that cannot be done, and the run is an errored test, the rest of the report
+    intact (it was an INTERNALERROR that ended the session with no results)."""
+    url, server = redis_url
+    folder = shared("crash")
+    (folder / "test_job.py").unlink()
+    (folder / "test_crash.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            import signal
+
+            import pytest
+
+            def test_plain():
+                pass
+
+            @pytest.mark.llm(repeat=2)
+            def test_crash(llm):
+                assert llm.complete("first") == "ok"  # while Redis answers
+                os.kill(int(os.environ["REDIS_PID"]), signal.SIGKILL)
+                os._exit(3)  # the worker dies: its controller settles the run
+            """
+        )
+    )
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r-crash", "-n", "1"]
+    status, out = finish(start(folder, *args, env={"REDIS_PID": str(server.pid)}))
+    assert "INTERNALERROR" not in out, out
+    assert status == 1, out
+    crashed = r"worker 'gw0' crashed while running 'test_crash.py::test_crash\[shared-run[12]of2\]'"
+    not_judged = r" \(model shared\); not judged with its other runs: the llm-matrix coordinator "
+    assert re.search(crashed + not_judged, out), out
+    assert re.search(r"^shared +0 +0 +2 +0 ", out, re.MULTILINE), out  # the summary table
+    assert out.splitlines()[-1].startswith("1 passed, 2 errors in "), out
+    summary = out.partition("llm-matrix: 1 model")[2]
+    lost = [line for line in summary.splitlines() if line.startswith("the llm-matrix coordinator")]
+    assert len(lost) == 1, out  # said once
+
+
+def test_calls_go_on_as_soon_as_a_restarted_redis_answers(redis_url, shared, tmp_path):
+    """Redis restarted mid-run, down for 3 s: the calls made meanwhile wait for it, and the
+    run goes on as soon as it answers (26 of 40 tests errored while every call failed at
+    once for 5 s after a failure)."""
+    url, server = redis_url
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r-restart", "-n", "2"]
+    running = start(shared("restart", tests=40), *args)
+    restarted = None
+    try:
+        under_way(shared.simulator, requests=6)
+        server.kill()
+        server.wait()
+        sent_before = shared.simulator.stats()["requests"]["shared"]
+        time.sleep(3)
+        restarted = start_redis(port, tmp_path)
+        status, out = finish(running, timeout=120)
+    finally:
+        if running.poll() is None:
+            os.killpg(running.pid, signal.SIGKILL)
+            running.communicate()
+        if restarted is not None:
+            restarted.kill()
+            restarted.wait()
+    assert sent_before < 36, out  # the outage came mid-run
+    assert status == 0, out
+    assert out.splitlines()[-1].startswith("40 passed in "), out
+    assert shared.simulator.stats()["requests"]["shared"] >= 40
+
+
+#: Coordinator URLs of every shape that hold the password "hunter2" (PORT: nothing listens).
+ODD_URLS = [
+    "http://127.0.0.1/0?password=hunter2",  # an unknown scheme
+    "HTTPS://user:hunter2@127.0.0.1/0?auth_token=hunter2",
+    "redis2://:hun@ter2@127.0.0.1:PORT",  # several @
+    "unix://:hunter2@/tmp/redis.sock",
+    ":hunter2@127.0.0.1:PORT/0",  # no scheme
+    "127.0.0.1:PORT/0?password=hunter2",
+    "hunter2@127.0.0.1",
+    "redis://:hun@ter2@127.0.0.1:PORT/0",
+    "redis://:hun/ter2@127.0.0.1:PORT/0",  # a / not percent-encoded
+    "redis://:hun?ter2@127.0.0.1:PORT/0",
+    "redis://:hun#ter2@127.0.0.1:PORT/0",
+    "redis://user:hunter2/0",  # its @ missing
+    "redis://:hunter2",
+    "redis://%3Ahunter2%40127.0.0.1:PORT/0",  # the password percent-encoded into the host
+    "redis://:hunter2%40x@127.0.0.1:PORT/0",
+    "redis://127.0.0.1:PORT/0?pass%77ord=hunter2",  # a percent-encoded key
+    "redis://127.0.0.1:PORT/0?db=0&password=hun@ter2",
+    "rediss://default:hunter2@127.0.0.1:PORT/0?ssl_cert_reqs=none",
+]
+
+
+@pytest.mark.parametrize("given", ODD_URLS)
+def test_no_coordinator_url_shows_its_password(pytester, write_config, given):
+    """Whatever the URL's scheme or shape, its usage error (or the message of a Redis that
+    cannot be reached) never shows the password, nor a part of it."""
+    write_config()
+    pytester.makepyfile("def test_model(llm):\n    pass\n")
+    url = given.replace("PORT", str(free_port()))
+    result = pytester.runpytest_subprocess(f"--llm-coordinator={url}", "-p", "no:cacheprovider")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
+    assert "--llm-coordinator: " in out, out
+    for part in ("hunter2", "hunter", "ter2", "hun@", "hun/", "hun?", "hun#", "3Ahun"):
+        assert part not in out, out
+
+
+def test_a_coordinator_url_shows_what_is_not_secret(pytester, write_config):
+    write_config()
+    pytester.makepyfile("def test_model(llm):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "--llm-coordinator=http://127.0.0.1:6379/0?password=hunter2&db=1", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --llm-coordinator: expected redis://[:password@]host:port/db or rediss://..., "
+            "got http://127.0.0.1:6379/0?password=***&db=1"
+        ]
+    )
+    port = free_port()
+    result = pytester.runpytest_subprocess(
+        f"--llm-coordinator=redis://u:hunter2@127.0.0.1:{port}/0?password=hunter2&socket_timeout=1",
+        "-p",
+        "no:cacheprovider",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --llm-coordinator: cannot reach "
+            f"redis://***@127.0.0.1:{port}/0?password=***&socket_timeout=1 (ConnectionError: *"
+        ]
+    )
+
+
+def test_what_redis_holds_that_is_not_ours_fails_tests_not_the_session(redis_url, shared):
+    """A budget in Redis that is no number (another tool's key, a hand edit): the tests that
+    read it error naming the coordinator, and the session ends with its report."""
+    import redis
+
+    url, _ = redis_url
+    redis.Redis.from_url(url).set("llm-matrix:r-spoilt:spent", "lots")
+    args = [f"--llm-coordinator={url}", "--llm-run-id=r-spoilt", "--llm-max-cost=1", "-n", "2"]
+    status, out = finish(start(shared("spoilt", tests=2), *args))
+    assert "INTERNALERROR" not in out, out
+    assert status == 1, out
+    assert out.splitlines()[-1].startswith("2 errors in "), out
+    assert f"the llm-matrix coordinator {url}: reading the budget failed (ValueError: " in out
+    assert "During handling" not in out, out  # the message alone
+    assert re.search(r"^shared +0 +0 +2 +0 ", out, re.MULTILINE), out  # the summary table
+
+
+def test_a_password_protected_coordinator_is_shown_without_its_password(shared, tmp_path):
+    """The header line and the errors at run time name the coordinator, never its
+    password, given before the host or in the query."""
+    import redis
+
+    port = free_port()
+    server = start_redis(port, tmp_path, password="hunter2")
+    try:
+        spoilt = redis.Redis(port=port, password="hunter2")
+        folder = shared("protected", tests=1)
+        for given, shown in (
+            (f"redis://default:hunter2@127.0.0.1:{port}/0", f"redis://***@127.0.0.1:{port}/0"),
+            (
+                f"redis://127.0.0.1:{port}/0?password=hunter2",
+                f"redis://127.0.0.1:{port}/0?password=***",
+            ),
+        ):
+            run_id = f"r-protected-{len(shown)}"
+            spoilt.set(f"llm-matrix:{run_id}:spent", "lots")  # an error at run time
+            args = [
+                f"--llm-coordinator={given}",
+                f"--llm-run-id={run_id}",
+                "--llm-max-cost=1",
+                "-v",
+            ]
+            status, out = finish(start(folder, *args))
+            assert status == 1, out
+            assert f"shared through {shown} (run id {run_id})" in out  # the header
+            assert f"the llm-matrix coordinator {shown}: reading the budget failed" in out
+            assert "hunter2" not in out
+    finally:
+        server.kill()
+        server.wait()
+
+
+HIDDEN = "redis://*** (hidden: where its password ends is unclear; percent-encode @/?#)"
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("rediss://u:p@ss@h:1/2?password=x&db=3", "rediss://***@h:1/2?password=***&db=3"),
+        ("redis://[::1]:6379/0?Auth-Token=x;ssl_cert_reqs=none",
+         "redis://[::1]:6379/0?Auth-Token=***&ssl_cert_reqs=none"),
+        ("redis://%3Ahunter2%40h:1/0#fragment", "redis://***@h:1/0"),
+        (":hunter2@h:1", "***@h:1"),
+        ("redis://:hun/ter2@h:1/0", HIDDEN),
+        ("redis://user:hunter2", HIDDEN),
+        ("redis://h:1/0?x=a%40b", HIDDEN),
+        ("redis://h\x1b[2J:1", HIDDEN),
+        ("redis://h:1/\x1b[2J", "redis://h:1/?[2J"),
+    ],
+)  # fmt: skip
+def test_a_coordinator_url_as_shown(given, shown):
+    from pytest_llm_matrix.config.options import shown_url
+
+    assert shown_url(given) == shown
+
+
+def test_errors_about_a_coordinator_lose_its_password():
+    """What redis-py says of a URL it read otherwise than meant names the "host" it tried:
+    part of a password."""
+    from pytest_llm_matrix.config.options import scrubbed
+
+    said = scrubbed("Error -2 connecting to :hunter2@h:1.", "redis://%3Ahunter2%40h:1/0")
+    assert said == "Error -2 connecting to ***@h:1."
+    said = scrubbed("Error -2 connecting to admin:12.", "redis://admin:12/34@h:1/0")
+    assert said == "Error -2 connecting to ***:***."

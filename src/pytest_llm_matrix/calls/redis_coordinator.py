@@ -23,11 +23,15 @@ the jobs of one pipeline (one run id) share their state and unrelated runs do no
   ``TIME``, and cooldowns are keys' remaining lives: the machines' clocks may differ.
 - **Records** (repeated tests' runs) are the session's: two jobs of a run that both run a
   test judge it each on their own runs.
-- **Redis lost mid-run:** a dropped connection is tried again for about a second; every call
-  has a 2 s socket timeout, and a failed call fails the running test with a message naming
-  the coordinator (never its password): requests never go out without the caps. After a
-  failure every call of the process fails at once for ``DOWN_FOR`` seconds, so a stalled
-  Redis ends the run in seconds, not a timeout per test.
+- **Redis lost mid-run:** a dropped connection is tried again at once (redis-py's retries),
+  and every call has a 2 s socket timeout. A call that still fails starts an *outage*: a
+  thread of the process asks Redis every ``PROBE_EVERY`` seconds whether it answers again,
+  and every call waits for that answer, for at most ``OUTAGE_WAIT`` seconds from the start
+  of the outage (or of the call). A restart or a failover shorter than that costs no test;
+  a Redis that stays down fails each call at once after that, with a message naming the
+  coordinator (never its password), until it answers again: requests never go out without
+  the caps, a stalled Redis ends the run in seconds rather than a timeout per test, and
+  calls go on as soon as Redis is back.
 """
 
 from __future__ import annotations
@@ -43,10 +47,13 @@ from typing import Any, Final
 
 import pytest
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from pytest_llm_matrix.calls.limits import HANDOFF, RPM_WINDOW
+from pytest_llm_matrix.config.options import scrubbed, shown_url
+
+__all__ = ["RedisCoordinator", "connect", "shown_url"]
 
 #: Seconds a lease lives without a refresh: the bound on how long a dead process's slots
 #: stay taken.
@@ -54,8 +61,10 @@ LEASE_TTL: Final = 10.0
 #: Seconds every key lives after its last write: the run's state goes away on its own.
 KEY_TTL: Final = 86400
 TIMEOUT: Final = 2.0
-#: Seconds every call of a process fails at once after one failed (see _call).
-DOWN_FOR: Final = 5.0
+#: Seconds calls wait for a Redis that stopped answering to answer again (see _call).
+OUTAGE_WAIT: Final = 10.0
+#: Seconds between two questions to a Redis that stopped answering: whether it is back.
+PROBE_EVERY: Final = 0.1
 #: Times a dropped connection is tried again (with backoff up to 0.5 s) before a call fails.
 RECONNECTS: Final = 3
 
@@ -136,24 +145,32 @@ return tostring(tonumber(oldest[2]) + window - now)
 )
 
 
-def shown_url(url: str) -> str:
-    """The URL as messages show it: its scheme, host, port and database, never what it
-    carries as credentials (a user and password before ``@``, even one not percent-encoded,
-    or ``?password=`` in the query)."""
-    scheme, _, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    place = rest.split("?", 1)[0].split("#", 1)[0]
-    return f"{scheme}://{place}" if scheme else place
-
-
 def connect(url: str) -> redis.Redis:
-    """A client of the Redis at ``url``; ``ConnectionError``/``ValueError`` when unusable."""
-    client = redis.Redis.from_url(
-        url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, decode_responses=True
-    )
-    client.ping()
+    """A client of the Redis at ``url``; ``ValueError`` when ``url`` is no Redis URL, the
+    error of the first call when it does not answer (its text without the URL's
+    credentials: redis-py names the host it tried, part of a password in a URL it read
+    wrongly)."""
+    try:
+        client = redis.Redis.from_url(
+            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, decode_responses=True
+        )
+    except ValueError:
+        raise ValueError("not a Redis URL") from None  # its text may quote the password
+    try:
+        client.ping()
+    except Exception as error:  # a refused connection, a wrong password, an unknown option
+        client.close()
+        raise _scrubbed(error, url) from None
     return client
+
+
+def _scrubbed(error: Exception, url: str) -> Exception:
+    """``error`` of the same type, its text without the credentials of ``url``."""
+    text = scrubbed(str(error), url)
+    try:
+        return type(error)(text)
+    except Exception:  # a type that takes other arguments
+        return RuntimeError(text)
 
 
 class _Lease:
@@ -202,8 +219,16 @@ class RedisCoordinator:
             ),
             retry_on_error=[redis.ConnectionError],
         )
-        self._down_until = 0.0  # monotonic time until which calls fail at once
+        # asks whether Redis answers again after an outage: a failure at once, no retries
+        self._probe_client = redis.Redis.from_url(
+            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0)
+        )
+        self._up = threading.Event()  # cleared while Redis does not answer (an outage)
+        self._up.set()
+        self._outage_since = 0.0  # monotonic time the outage under way began
         self._down_because = ""
+        self._prober: threading.Thread | None = None
+        self._closing = False  # calls no longer wait for Redis
         self._acquire = self._client.register_script(_ACQUIRE)
         self._release_script = self._client.register_script(_RELEASE)
         self._refresh_script = self._client.register_script(_REFRESH)
@@ -219,18 +244,60 @@ class RedisCoordinator:
     # -- errors ------------------------------------------------------------------------
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
-        """``call()``; a Redis that fails it fails the test, and every call of this
-        process for DOWN_FOR seconds fails at once (a stalled Redis costs one timeout per
-        process and period, not one per request)."""
+        """``call()``, once Redis answers: during an outage (see the module doc) it waits
+        for Redis until OUTAGE_WAIT seconds after the outage or the call began, whichever
+        was earlier, then fails the test at once. Any other error fails the test too: a
+        coordinator call raises nothing but ``pytest.fail``'s exception, which the
+        controller's hooks catch (it never dies of the coordinator)."""
         __tracebackhide__ = True
-        if time.monotonic() < self._down_until:
-            self._fail(what, self._down_because)
+        started = time.monotonic()
+        while True:
+            if not self._up.is_set():
+                self._wait_for_redis(what, started)
+            try:
+                return call()
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                self._went_down(error)  # then wait for it, and call again
+                continue
+            except Exception as error:  # Redis refused it, or what it holds is not ours
+                why = self._why(error)
+            self._fail(what, why)  # outside the handler: the message alone, no chain
+
+    def _wait_for_redis(self, what: str, started: float) -> None:
+        __tracebackhide__ = True
+        left = min(self._outage_since, started) + OUTAGE_WAIT - time.monotonic()
+        if self._closing or left <= 0 or not self._up.wait(left):
+            # the same text for every call: said once where messages are gathered
+            self._fail(what, f"{self._down_because}; no answer within {OUTAGE_WAIT:g} s")
+
+    def _went_down(self, error: redis.RedisError) -> None:
+        """Start an outage (unless one is under way) and the thread that ends it."""
+        with self._lock:
+            self._down_because = self._why(error)
+            if self._up.is_set():
+                self._outage_since = time.monotonic()
+                self._up.clear()
+            if self._prober is None:  # the prober clears this under the lock as it ends
+                self._prober = threading.Thread(
+                    target=_probe, args=(weakref.ref(self), self._stop),
+                    name="llm-matrix redis probe", daemon=True,
+                )  # fmt: skip
+                self._prober.start()
+
+    def _answers(self) -> bool:
+        """Whether Redis answers now; if it does, the outage is over."""
         try:
-            return call()
+            self._probe_client.ping()
         except redis.RedisError as error:
-            self._down_because = f"{type(error).__name__}: {error}"
-            self._down_until = time.monotonic() + DOWN_FOR
-            self._fail(what, self._down_because)
+            self._down_because = self._why(error)
+            return False
+        with self._lock:
+            self._up.set()
+            self._prober = None
+        return True
+
+    def _why(self, error: Exception) -> str:
+        return scrubbed(f"{type(error).__name__}: {error}", self._url)
 
     def _fail(self, what: str, why: str) -> None:
         __tracebackhide__ = True
@@ -299,7 +366,7 @@ class RedisCoordinator:
             leases = list(self._leases.values())
         keys = [key for lease in leases for key in lease._held]
         ids = [lease._id for lease in leases for _ in lease._held]
-        if keys and time.monotonic() >= self._down_until:
+        if keys and self._up.is_set():
             # a failure is the next request's to say; this thread has no test to fail
             with contextlib.suppress(Exception):
                 self._refresh_script(keys=keys, args=[LEASE_TTL, *ids])
@@ -398,8 +465,12 @@ class RedisCoordinator:
         )
 
     def spent(self) -> float:
-        value = self._call("reading the budget", lambda: self._client.get(self._key("spent")))
-        return float(value) if value else 0.0
+        def read() -> float:
+            value = self._client.get(self._key("spent"))
+            return float(value) if value else 0.0
+
+        spent: float = self._call("reading the budget", read)
+        return spent
 
     def _record_key(self, name: str) -> str:
         return self._key("record", self._session, hashlib.sha256(name.encode()).hexdigest()[:24])
@@ -430,15 +501,31 @@ class RedisCoordinator:
         return None if value is None else str(value)
 
     def close(self) -> None:
+        """Give back the leases still held, unless Redis is down (they expire on their
+        own): the session's end never waits for Redis."""
+        self._closing = True
         self._stop.set()
         with self._lock:
             leases = list(self._leases.values())
-        for lease in leases:
+        for lease in leases if self._up.is_set() else ():
             try:
                 lease.release()
-            except BaseException:  # Redis gone: the leases expire on their own
+            except (Exception, pytest.fail.Exception):  # Redis gone: the leases expire
                 break
-        self._client.close()
+        for client in (self._client, self._probe_client):
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def _probe(owner: weakref.ref[RedisCoordinator], stop: threading.Event) -> None:
+    """Ask Redis every PROBE_EVERY seconds whether it answers again, until it does."""
+    while True:
+        coordinator = owner()
+        if coordinator is None or coordinator._answers():
+            return
+        del coordinator
+        if stop.wait(PROBE_EVERY):
+            return
 
 
 def _refresh(owner: weakref.ref[RedisCoordinator], stop: threading.Event) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -735,13 +736,105 @@ def _coordinator(config: pytest.Config, registry: reg.Registry) -> str | None:
             continue
         url = str(value).strip()
         scheme = url.partition("://")[0] if "://" in url else ""
-        if scheme not in COORDINATOR_SCHEMES:
+        if scheme.lower() not in COORDINATOR_SCHEMES:
+            # never the URL as given: a password in it would be shown too
+            got = shown_url(url) if scheme else "a URL without redis:// or rediss://"
             raise pytest.UsageError(
-                f"{origin}: expected redis://[:password@]host:port/db or rediss://..., got "
-                f"{url.partition('@')[2] if '@' in url else url!r}"
+                f"{origin}: expected redis://[:password@]host:port/db or rediss://..., got {got}"
             )
         return url
     return None
+
+
+#: What a query key holding a credential contains (compared without case or punctuation).
+_SECRET_KEY_PARTS: Final = ("pass", "pwd", "token", "secret", "key", "auth", "cred", "sig")
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
+#: A host and port that cannot be a password cut short: a name or [IPv6] and digits.
+_HOST_PORT: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]*\]|[^:\[\]@]*)(?::[0-9]*)?")
+
+
+def shown_url(url: str) -> str:
+    """A coordinator URL as messages show it: scheme, host, port, database and query, never
+    a credential in it, whatever its shape. The user and password before an ``@`` (the
+    last one: a password may hold ``@``), the values of query keys like ``password`` or
+    ``token``, and a password percent-encoded into the host are masked. A URL whose host
+    part is not a host (a password holding ``/``, ``?`` or ``#`` not percent-encoded, or
+    its ``@`` missing) is not shown at all: no one can tell where its password ends."""
+    scheme, rest = _split_scheme(url.strip())
+    head = "" if scheme is None else f"{scheme}://"
+    authority, tail = _split_authority(rest)
+    if _unclear(authority, tail):
+        return f"{head}*** (hidden: where its password ends is unclear; percent-encode @/?#)"
+    decoded = _unquote(authority)
+    shown = ("***@" if "@" in decoded else "") + decoded.rpartition("@")[2]
+    path, _, query = tail.partition("#")[0].partition("?")
+    if query:
+        pairs = (pair.partition("=") for pair in re.split("[&;]", query))
+        path += "?" + "&".join(
+            f"{key}=***" if _secret_key(key) else f"{key}{sep}{value}" for key, sep, value in pairs
+        )
+    return "".join(c if c.isprintable() else "?" for c in head + shown + path)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that may be credentials, as given and percent-decoded, longest
+    first: what :func:`scrubbed` masks in a message about it."""
+    _, rest = _split_scheme(url.strip())
+    authority, tail = _split_authority(rest)
+    found: set[str] = set()
+    if _unclear(authority, tail):  # where the password ends is unknown: all up to its end
+        cut = max(rest.rfind("@"), rest.lower().rfind("%40"))
+        before = rest[:cut] if cut >= 0 else rest
+        found.add(before)
+        found.update(re.split(r"[/?#:@&=;]|%40", before, flags=re.IGNORECASE))
+    for userinfo in (authority, _unquote(authority)):
+        if "@" in userinfo:
+            userinfo = userinfo.rpartition("@")[0]
+            found.update((userinfo, *userinfo.split(":", 1)))
+    for pair in re.split("[&;]", tail.partition("#")[0].partition("?")[2]):
+        key, _, value = pair.partition("=")
+        if _secret_key(key):
+            found.add(value)
+    found.update([_unquote(part, plus) for part in found for plus in (False, True)])
+    return sorted((part for part in found if len(part) > 1), key=len, reverse=True)
+
+
+def scrubbed(text: str, url: str) -> str:
+    """``text`` (an error's, say) without any part of ``url`` that may be a credential."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _split_scheme(url: str) -> tuple[str | None, str]:
+    scheme, found, rest = url.partition("://")
+    return (scheme, rest) if found and _SCHEME.fullmatch(scheme) else (None, url)
+
+
+def _split_authority(rest: str) -> tuple[str, str]:
+    """``host:port`` (with any user and password) and what follows it (path, query)."""
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return rest[:end], rest[end:]
+
+
+def _unclear(authority: str, tail: str) -> bool:
+    """Whether a password may run past the host part: an ``@`` after it, or a host part
+    that is no host and port (``redis://:pa/ss@host`` cut at ``/``: ``:pa``)."""
+    host = _unquote(authority).rpartition("@")[2]
+    return "@" in tail or "%40" in tail.lower() or not _HOST_PORT.fullmatch(host)
+
+
+def _unquote(text: str, plus: bool = False) -> str:
+    """Percent-decoded as redis-py decodes a URL: its host and password, or (``plus``)
+    its query."""
+    from urllib.parse import unquote, unquote_plus
+
+    return unquote_plus(text) if plus else unquote(text)
+
+
+def _secret_key(key: str) -> bool:
+    name = re.sub(r"[^a-z0-9]", "", _unquote(key, plus=True).lower())
+    return any(part in name for part in _SECRET_KEY_PARTS)
 
 
 def _run_id(config: pytest.Config) -> str:

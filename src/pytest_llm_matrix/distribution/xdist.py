@@ -10,6 +10,7 @@ import pytest
 
 from pytest_llm_matrix.calls import context
 from pytest_llm_matrix.calls.context import REPORT_ATTR, SPEND_ATTR
+from pytest_llm_matrix.config import cachefile
 from pytest_llm_matrix.config.options import WORKERINPUT_KEY, Settings
 
 #: The phase of the report xdist makes for a test whose worker crashed.
@@ -75,8 +76,7 @@ class XdistHooks:
             limits = context.limits()
             return limits.coordinator if limits is not None else None
 
-        cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
-        estimates = estimates_from(cache.get(DURATIONS_CACHE, {}) if cache else {})
+        estimates = estimates_from(cachefile.get(config, DURATIONS_CACHE, {}))
         return ModelScheduling(
             len(parse_tx_spec_config(config)),
             self.settings,
@@ -107,14 +107,22 @@ class XdistHooks:
 
     @staticmethod
     def _settle_run(crashitem: str, report: pytest.TestReport, model: str) -> None:
-        """A crashed run of a repeated test is an errored run of it, judged with the rest."""
+        """A crashed run of a repeated test is an errored run of it, judged with the rest;
+        if the coordinator cannot record it (Redis gone), it is an errored run all the same,
+        and the session goes on: the controller never dies of the coordinator."""
         # lazy: loaded only when a worker crashes
-        from pytest_llm_matrix.matrix.repeats import crashed_run, settle
+        from pytest_llm_matrix.matrix.repeats import crashed_run, settle, unrecorded
 
         run = crashed_run(crashitem)
         limits = context.limits()
-        if run is not None and limits is not None:
+        if run is None or limits is None:
+            return
+        try:
             settle(report, run, limits.coordinator, model, stopped=False)
+        except pytest.fail.Exception as lost:  # the coordinator's way to say it failed
+            unrecorded(report, run, model, str(lost.msg))
+        except Exception as lost:  # anything else: the session goes on all the same
+            unrecorded(report, run, model, f"{type(lost).__name__}: {lost}")
 
 
 class CrashTeardown:

@@ -238,15 +238,7 @@ def settle(
     report: pytest.TestReport, run: Run, coordinator: Any, model: str, stopped: bool
 ) -> None:
     """Record this run's result and turn its report into the verdict or a mere run."""
-    info: dict[str, Any] = {
-        "group": run.group,
-        "index": run.spec.index,
-        "repeat": run.spec.repeat,
-        "planned": run.planned,
-        "min_pass_rate": run.spec.min_pass_rate,
-        "role": None,
-        "outcome": None,
-    }
+    info = _info(run)
     setattr(report, RUN_ATTR, info)
     if report.when == "teardown":
         if report.failed and not _first_teardown_error(run, coordinator):
@@ -283,6 +275,33 @@ def settle(
     if tally.verdict == "passed" and report.failed:  # min_pass_rate 0: any result passes
         report.outcome = "passed"
         report.longrepr = None
+
+
+def unrecorded(report: pytest.TestReport, run: Run, model: str, why: str) -> None:
+    """A crashed run the controller could not record with its test's other runs (the
+    coordinator is gone): an errored run, which settles its test and model as an error
+    always does, saying why it stands alone. The session goes on without the record."""
+    tally = Tally(run.planned, run.spec.min_pass_rate)
+    tally.add(run.spec.index, "error", None)
+    info = _info(run)
+    info.update(role="verdict", outcome="error", passed=tally.passed, runs=tally.runs)
+    info.update(need=tally.need, verdict=tally.verdict)
+    setattr(report, RUN_ATTR, info)
+    report.longrepr = f"{report.longrepr}; not judged with its other runs: {why}"
+    report.sections.append((SECTION, f"{model}: run {run.spec.index} crashed; {why}"))
+
+
+def _info(run: Run) -> dict[str, Any]:
+    """What a run's report says of it (RUN_ATTR), before its role and outcome are known."""
+    return {
+        "group": run.group,
+        "index": run.spec.index,
+        "repeat": run.spec.repeat,
+        "planned": run.planned,
+        "min_pass_rate": run.spec.min_pass_rate,
+        "role": None,
+        "outcome": None,
+    }
 
 
 def _demote(report: pytest.TestReport, info: dict[str, Any], outcome: str, model: str) -> None:
