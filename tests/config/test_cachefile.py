@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -50,3 +52,39 @@ def test_an_oversized_value_is_not_read(pytester, write_config):
     result = pytester.runpytest_subprocess("--models=sim-fast", "-n", "2")
     result.assert_outcomes(passed=3)
     assert path.stat().st_size < 2**20  # rewritten with this run's durations
+
+
+def test_a_lone_surrogate_in_a_message_is_written_escaped_everywhere(
+    pytester, write_config, monkeypatch
+):
+    """A reply's JSON escape ``\\ud800`` in a failure message: no UTF-8 can hold it. Every
+    file gets its escape, and the plugin reads back what it wrote (it crashed at the end)."""
+    write_config()
+    pytester.makepyfile("def test_a(llm):\n    assert llm.complete('hi') == 'lone \\ud800 half'\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))
+    args = ["--models=sim-fast", "--llm-report=r.json", "--llm-html=r.html"]
+    first = pytester.runpytest_subprocess(*args)
+    assert first.ret == 1
+    assert "Traceback" not in first.stdout.str() + first.stderr.str()
+    assert "\\ud800" in (pytester.path / "r.json").read_text()
+    again = pytester.runpytest_subprocess(*args, "--llm-baseline=last")
+    assert again.ret == 1, again.stderr.str()
+    merged = subprocess.run(
+        [sys.executable, "-m", "pytest_llm_matrix", "merge", "r.json"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+    )
+    assert merged.returncode == 1, merged.stderr
+
+
+def test_a_cached_duration_no_float_can_hold_is_left_out(pytester, write_config):
+    """A 400-digit duration ended a -n 2 run with an INTERNALERROR (OverflowError)."""
+    value = "1" * 400
+    write_config()
+    pytester.makepyfile(SUITE)
+    path = pytester.path / ".pytest_cache/v/llm-matrix/durations"
+    path.parent.mkdir(parents=True)
+    path.write_text(f'{{"test_cachefile.py::test_a[sim-fast-0]": {value}}}')
+    result = pytester.runpytest_subprocess("--models=sim-fast", "-n", "2")
+    result.assert_outcomes(passed=3)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llm_matrix.config.jsonfile import JSONFileError, parse_json, read_json
+from pytest_llm_matrix.config.jsonfile import JSONFileError, parse_json, read_json, writable
 
 
 def read(path: Path, max_bytes: int = 1000, max_depth: int = 50) -> object:
@@ -99,9 +99,17 @@ def test_text_is_checked_as_a_file_is():
     assert parse_json(b'{"a": 1}', "here") == {"a": 1}
 
 
-def test_a_lone_surrogate_escape_is_refused_a_pair_is_text():
-    with pytest.raises(JSONFileError, match=r"^here is not text: it holds \\ud800, half of"):
-        parse_json('{"a": ["x", "\\ud800"]}', "here")
-    with pytest.raises(JSONFileError, match=r"holds \\udc00"):
-        parse_json('{"\\udc00": 1}', "here")
-    assert parse_json('["\\ud83d\\ude00"]', "here") == ["\U0001f600"]
+def test_nan_and_infinity_only_when_asked():
+    assert parse_json("[NaN, -Infinity]", "here", constants=True)[1] == float("-inf")
+
+
+def test_a_lone_surrogate_is_read_and_made_writable():
+    document = parse_json('{"\\udc00": ["x", "\\ud800"], "ok": "\\ud83d\\ude00"}', "here")
+    assert writable(document) == {"\\udc00": ["x", "\\ud800"], "ok": "\U0001f600"}
+    assert writable(["plain", 1]) == ["plain", 1]
+
+
+def test_depth_is_measured_in_memory_that_grows_with_the_depth_only(tmp_path):
+    path = tmp_path / "wide.json"
+    path.write_text("[" + ",".join(["{}"] * 200_000) + "]")
+    assert len(read(path, max_bytes=10**7)) == 200_000

@@ -15,7 +15,7 @@ from typing import Final
 
 import pytest
 
-from pytest_llm_matrix.config.jsonfile import JSONFileError, read_json
+from pytest_llm_matrix.config.jsonfile import JSONFileError, read_json, writable
 
 #: The plugin's largest cached value is a duration or a cost per test id: some MB for a
 #: suite of 100,000 tests.
@@ -34,7 +34,8 @@ def get(config: pytest.Config, key: str, default: object) -> object:
     if not config.pluginmanager.has_plugin("cacheprovider"):
         return default
     try:
-        return read_json(value_path(config, key), what="the cached value", max_bytes=MAX_BYTES)
+        path = value_path(config, key)
+        return read_json(path, what="the cached value", max_bytes=MAX_BYTES, constants=True)
     except (OSError, JSONFileError):
         return default
 
@@ -54,4 +55,4 @@ def put(config: pytest.Config, key: str, value: object) -> None:
     else:
         if not stat.S_ISREG(mode):
             return
-    cache.set(key, value)
+    cache.set(key, writable(value))  # a test id may hold a lone surrogate: UTF-8 cannot

@@ -6,19 +6,18 @@ Whatever is at the path, reading it ends promptly with the document or a
 read (a FIFO would block the reader, a device never ends; a symlink is followed, then the
 file it names is checked), at most ``max_bytes`` of it (checked before reading and while
 reading: a file that grows is cut off, never read whole), as strict UTF-8, as JSON without
-``NaN`` or ``Infinity``, nested at most ``max_depth`` deep (the code that walks a document
-recurses; a document nested deeper is refused, not a ``RecursionError``).
+``NaN`` or ``Infinity`` (unless asked), nested at most ``max_depth`` deep (the code that
+walks a document recurses; a document nested deeper is refused, not a ``RecursionError``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 #: Deep enough for every document the plugin writes (recordings of nested JSON bodies
 #: included), shallow enough for any code walking it recursively.
@@ -36,6 +35,7 @@ def read_json(
     what: str,
     max_bytes: int,
     max_depth: int = MAX_DEPTH,
+    constants: bool = False,
 ) -> object:
     """The JSON document in the file at ``path`` (``what`` names it in errors: "the
     recording", "the baseline"). ``FileNotFoundError`` propagates for a caller to whom a
@@ -65,12 +65,16 @@ def read_json(
         raise JSONFileError(f"{where} cannot be read ({error.strerror or error})") from None
     finally:
         os.close(fd)
-    return parse_json(data, where, max_depth)
+    return parse_json(data, where, max_depth, constants=constants)
 
 
-def parse_json(data: bytes | str, where: str, max_depth: int = MAX_DEPTH) -> object:
+def parse_json(
+    data: bytes | str, where: str, max_depth: int = MAX_DEPTH, *, constants: bool = False
+) -> object:
     """JSON text (bytes: strict UTF-8) as a document, checked as :func:`read_json` checks a
-    file's content; errors name ``where``."""
+    file's content; errors name ``where``. ``constants``: ``NaN`` and ``Infinity`` are read
+    (as Python's ``json`` writes them: pytest's cache may hold them), for a reader that
+    checks every number it uses."""
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -81,42 +85,31 @@ def parse_json(data: bytes | str, where: str, max_depth: int = MAX_DEPTH) -> obj
     else:
         text = data
     try:
-        document = json.loads(text, parse_constant=_no_constant)
+        document = json.loads(text, parse_constant=None if constants else _no_constant)
     except RecursionError:
         raise JSONFileError(f"{where} is nested more than {max_depth} levels deep") from None
     except ValueError as error:
         raise JSONFileError(f"{where} is not JSON ({error})") from None
     if _deeper_than(document, max_depth):
         raise JSONFileError(f"{where} is nested more than {max_depth} levels deep")
-    if _SURROGATE_ESCAPE.search(text) and (lone := _lone_surrogate(document)) is not None:
-        raise JSONFileError(
-            f"{where} is not text: it holds \\u{ord(lone):04x}, half of a character "
-            "that no text can hold alone"
-        )
     return document
 
 
-#: An escaped UTF-16 surrogate: in a pair it is a character; alone, ``json`` decodes it to
-#: a string that cannot be written back as UTF-8 (checked only when the text holds one).
-_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _lone_surrogate(document: object) -> str | None:
-    """The first lone surrogate in a string (or key) of ``document``, if any."""
-    stack = [document]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as error:
-                return value[error.start]
-    return None
+def writable(document: object) -> object:
+    """``document`` with every lone UTF-16 surrogate in its strings (a JSON escape that no
+    UTF-8 can hold: a reply or a message may carry one) written as its escape, ``\\ud800``,
+    so that it can be written as UTF-8 text. The document itself when it holds none."""
+    if isinstance(document, str):
+        try:
+            document.encode("utf-8")
+        except UnicodeEncodeError:
+            return document.encode("utf-8", "backslashreplace").decode("utf-8")
+        return document
+    if isinstance(document, dict):
+        return {writable(key): writable(value) for key, value in document.items()}
+    if isinstance(document, list | tuple):
+        return [writable(value) for value in document]
+    return document
 
 
 def _read_capped(fd: int, max_bytes: int, where: str) -> bytes:
@@ -136,20 +129,27 @@ def _read_capped(fd: int, max_bytes: int, where: str) -> bytes:
 
 
 def _deeper_than(document: object, limit: int) -> bool:
-    """Whether ``document`` nests deeper than ``limit`` (without recursing)."""
-    stack: list[tuple[object, int]] = [(document, 1)]
+    """Whether ``document`` nests deeper than ``limit``, without recursing, in memory that
+    grows with the depth only (one iterator per open level)."""
+    if not isinstance(document, dict | list):
+        return False
+    stack: list[Iterator[object]] = [_children(document)]
     while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Iterable[object] = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
+        child = next(stack[-1], _END)
+        if child is _END:
+            stack.pop()
+        elif isinstance(child, dict | list):
+            if len(stack) >= limit:
+                return True
+            stack.append(_children(child))
     return False
+
+
+_END: Final = object()
+
+
+def _children(value: dict[Any, Any] | list[Any]) -> Iterator[object]:
+    return iter(value.values()) if isinstance(value, dict) else iter(value)
 
 
 def _no_constant(name: str) -> None:

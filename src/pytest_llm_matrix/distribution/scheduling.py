@@ -248,11 +248,17 @@ def estimates_from(durations: Any) -> dict[str, float]:
     """Per-test durations remembered from the previous run (pytest's cache), checked."""
     if not isinstance(durations, dict):
         return {}
-    return {
-        str(k): float(v)
-        for k, v in durations.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-    }
+    found: dict[str, float] = {}
+    for key, value in durations.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        try:
+            seconds = float(value)  # an int of 400 digits overflows
+        except OverflowError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            found[str(key)] = seconds
+    return found
 
 
 def cooling_check(coordinator_getter: Callable[[], Any]) -> Callable[[str], bool]:

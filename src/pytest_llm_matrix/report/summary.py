@@ -16,7 +16,7 @@ import platform
 import threading
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import pytest
 
@@ -29,6 +29,7 @@ from pytest_llm_matrix.calls.context import (
     SPEND_ATTR,
 )
 from pytest_llm_matrix.config import cachefile, checks
+from pytest_llm_matrix.config.jsonfile import writable
 from pytest_llm_matrix.config.models import base_id
 from pytest_llm_matrix.config.options import distributed
 from pytest_llm_matrix.config.redaction import redactor
@@ -713,7 +714,9 @@ class Summary:
     def _write_outputs(self, exit_status: int) -> None:
         if not self.stats:
             return
-        report = self.redactor.data(self.build(exit_status))
+        # a test id or a message may hold a lone surrogate (a reply's JSON escape): written
+        # as its escape, so that every file, and this plugin reading them back, has text
+        report = cast(dict[str, Any], writable(self.redactor.data(self.build(exit_status))))
         self.config.hook.pytest_llm_matrix_report(config=self.config, report=report)
         path = self.settings.report_path
         if path:
@@ -811,7 +814,9 @@ def _write(path: str, text: str, *, append: bool) -> str | None:
         return f"{path}: not a regular file"
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a" if append else "w", encoding="utf-8") as file:
+        with open(
+            path, "a" if append else "w", encoding="utf-8", errors="backslashreplace"
+        ) as file:
             file.write(text)
     except OSError as error:
         return f"{path}: {error.strerror or error}"
