@@ -33,6 +33,7 @@ from pytest_llm_matrix.matrix.parametrize import (
     DESELECTED_OUTPUT,
     Matrix,
     Repeats,
+    duplicate_id_problem,
     model_of,
 )
 from pytest_llm_matrix.simulator.service import SIMULATOR_KEY, SimulatorService
@@ -429,6 +430,10 @@ def collected(config: pytest.Config, items: list[pytest.Item]) -> None:
     from pytest_llm_matrix.matrix.repeats import index_runs
     from pytest_llm_matrix.tracking import TestTracker, TimeoutHooks, add_timeout_marks
 
+    if not hasattr(config, "workerinput"):  # (under xdist the controller checks the ids)
+        problem = duplicate_id_problem([item.nodeid for item in items if model_of(item)])
+        if problem is not None:
+            raise pytest.UsageError(problem)
     settings = config.stash[SETTINGS_KEY]
     add_timeout_marks(settings, items)
     index_runs(items)

@@ -146,6 +146,17 @@ def test_an_alias_pytest_would_escape_in_test_ids_is_refused(
     assert f"pytest_llm_matrix_models hook: model: {said}" in hooked.stderr.str()
 
 
+def test_the_total_rows_name_is_no_alias(pytester: pytest.Pytester, write_config):
+    """A model called ``total`` showed as a second total row, bold as the real one."""
+    write_config('[tool.llm-matrix.models.total]\nprovider = "simulator"\n')
+    pytester.makepyfile(MODEL_TEST)
+    result = pytester.runpytest("--models=all")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*pyproject.toml: model: invalid alias 'total': 'total' is reserved for the summary's*"]
+    )
+
+
 def test_toml_syntax_error_names_file_and_line(pytester: pytest.Pytester, write_config):
     write_config("")
     pytester.makefile(".toml", **{"llm-matrix": "[models.m]\ntags = []\nprovider = openai\n"})

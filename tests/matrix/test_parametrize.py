@@ -258,3 +258,29 @@ def test_workers_run_the_controllers_selection(pytester, write_config):
     result = pytester.runpytest_subprocess("-n", "2", "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*PASSED*test_m?seen-by-controller?*"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_two_model_tests_with_one_id_stop_the_run(pytester, write_config, workers):
+    """Models ``a`` and ``a-b`` with parameters ``b-c`` and ``c``: pytest gives both tests
+    the id ``[a-b-c]``; one result was lost from the report. A usage error instead."""
+    write_config(
+        '[tool.llm-matrix.models.a]\nprovider = "simulator"\n'
+        '[tool.llm-matrix.models.a-b]\nprovider = "simulator"\n'
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("x", ["b-c", "c"])
+        def test_p(llm, x):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=all", "-p", "no:cacheprovider", *workers)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "two model tests have the id 'test_two_model_tests_with_one_id_stop" in output
+    assert "::test_p[a-b-c]': pytest joins a model's alias" in output
+    assert "INTERNALERROR" not in output
+    assert "Traceback" not in output

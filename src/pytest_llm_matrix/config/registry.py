@@ -49,11 +49,20 @@ def _name(value: Any, what: str = "name") -> str:
     return value
 
 
+#: The summary table's last row: no model may be called so.
+TOTAL_ROW: Final = "total"
+
+
 def _alias(value: Any) -> str:
     """A model's alias: a name (see :func:`_name`) that pytest keeps as it is in test ids.
     pytest escapes non-ASCII characters and backslashes there (``modèle`` becomes
     ``mod\\xe8le``), and the results of such an id could not be matched to its model."""
     name = _name(value, "alias")
+    if name == TOTAL_ROW:
+        raise ValueError(
+            f"invalid alias {shown(name)}: '{TOTAL_ROW}' is reserved for the summary's row "
+            "of all models"
+        )
     odd = next((char for char in name if not char.isascii() or char == "\\"), None)
     if odd is not None:
         said = "is a backslash" if odd == "\\" else "is not ASCII"

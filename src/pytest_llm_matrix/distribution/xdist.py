@@ -12,6 +12,7 @@ from pytest_llm_matrix.calls import context
 from pytest_llm_matrix.calls.context import REPORT_ATTR, SPEND_ATTR
 from pytest_llm_matrix.config import cachefile
 from pytest_llm_matrix.config.options import WORKERINPUT_KEY, Settings
+from pytest_llm_matrix.matrix.parametrize import duplicate_id_problem
 
 #: The phase of the report xdist makes for a test whose worker crashed.
 CRASH_PHASE: Final = "???"
@@ -48,6 +49,7 @@ class XdistHooks:
         self.settings = settings
         self.simulator = simulator
         self.wire: dict[str, Any] | None = None
+        self.ids_checked = False
 
     def pytest_configure_node(self, node: WorkerController) -> None:
         if self.wire is None:
@@ -56,6 +58,16 @@ class XdistHooks:
                 settings = settings.with_simulator(self.simulator.ensure_started())
             self.wire = settings.to_wire()
         node.workerinput[WORKERINPUT_KEY] = self.wire
+
+    def pytest_xdist_node_collection_finished(self, node: WorkerController, ids: list[str]) -> None:
+        """Two model tests with one id (see ``session.check_ids_are_unique``; workers do
+        not check: a usage error there would crash them): the run stops with exit 4."""
+        if self.ids_checked:
+            return
+        self.ids_checked = True
+        problem = duplicate_id_problem(ids)
+        if problem is not None:
+            pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
 
     def pytest_xdist_make_scheduler(
         self, config: pytest.Config, log: Any

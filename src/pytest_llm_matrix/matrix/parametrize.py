@@ -133,6 +133,24 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+def duplicate_id_problem(nodeids: list[str]) -> str | None:
+    """Why the run cannot go on when two model tests have one id, else None. They would
+    share a result (one of them lost from the report) and a rerun by id: pytest joins the
+    model and the other parameters' ids with ``-``, so models ``a`` and ``a-b`` with
+    parameters ``b-c`` and ``c`` both give ``test_x[a-b-c]``."""
+    seen: set[str] = set()
+    for nodeid in nodeids:
+        if nodeid in seen:
+            return (
+                f"two model tests have the id {nodeid!r}: pytest joins a model's alias and the "
+                "other parameters' ids with '-' (models 'a' and 'a-b' with parameters 'b-c' "
+                "and 'c' both read [a-b-c]); give the parameters ids that keep them apart "
+                "(ids=, or pytest.param(..., id=...)), or rename a model"
+            )
+        seen.add(nodeid)
+    return None
+
+
 def model_of(item: pytest.Item) -> Model | None:
     """The model a collected test runs on, if any."""
     callspec = getattr(item, "callspec", None)
