@@ -417,3 +417,25 @@ def test_uncontended_acquire_release_cost(make, capsys):
         with capsys.disabled():
             scopes = "global" if cap is None else "global + model"
             print(f"\n  try_acquire + release ({scopes} cap): {micros:.1f} µs")
+
+
+def test_a_damaged_state_file_does_not_take_the_report_down(pytester, write_config):
+    """The controller never dies of its coordinator: a state file that is not what the
+    plugin wrote is said in a line, and the summary and outcomes stand."""
+    write_config()
+    pytester.makepyfile(
+        """
+        import os
+        from pytest_llm_matrix.calls import context
+
+        def test_damage(llm):
+            assert llm.complete("hi")
+            folder = context.limits().coordinator._dir
+            with open(os.path.join(folder, "model-zz.unavailable"), "w") as fh:
+                fh.write("[1]")
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=sim-fast", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*the coordinator's state could not be read (TypeError*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()

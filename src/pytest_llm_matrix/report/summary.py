@@ -522,6 +522,9 @@ class Summary:
         except pytest.fail.Exception as lost:  # the shared coordinator is gone
             self._lost(str(lost.msg))
             return None
+        except Exception as lost:  # a damaged state file: the report goes on without it
+            self._lost(_unreadable(lost))
+            return None
 
     def _budget_reached(self) -> bool:
         spent = self._spent()
@@ -537,6 +540,8 @@ class Summary:
                 found.update(limits.coordinator.all_unavailable())
             except pytest.fail.Exception as lost:  # the shared coordinator is gone
                 self._lost(str(lost.msg))
+            except Exception as lost:  # a damaged state file: the report goes on without it
+                self._lost(_unreadable(lost))
         return found
 
     def _lost(self, message: str) -> None:
@@ -800,6 +805,12 @@ def category_of(report: pytest.TestReport, failed_subtests: int = 0) -> str:
     if report.passed and failed_subtests:
         return "failed"  # pytest fails a test whose subtests failed
     return report.outcome
+
+
+def _unreadable(error: Exception) -> str:
+    return (
+        f"llm-matrix: the coordinator's state could not be read ({type(error).__name__}: {error})"
+    )
 
 
 def _is_subtest(report: pytest.TestReport) -> bool:
