@@ -6,7 +6,10 @@ one run: the terminal table, a JSON report, an HTML report, and the GitHub step 
 Exit status: the merged report's, so that a CI step merging the jobs' reports fails when the
 run failed: 0 when every part passed, else the highest of the parts' (1: tests failed); 2
 when the reports cannot be merged or an output cannot be written (an ``error:`` line says
-which; a part interrupted, exit status 2, also makes it 2)."""
+which; a part interrupted, exit status 2, also makes it 2). The same when the output is
+piped to a reader that stops early (``| head``): the files are still written, the rest of
+the output is dropped without a traceback, and the status is still the run's (not 120 or
+141, which would say nothing of the run to ``set -o pipefail``)."""
 
 from __future__ import annotations
 
@@ -62,8 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if some:
         lines.append("failed on some models:")
         lines += [f"  {test}: {', '.join(models)}" for test, models in some.items()]
-    for line in lines:  # names and ids from the files: escape sequences shown, not run
-        print(render.plain(line))
+    # names and ids from the files: escape sequences shown, not run
+    _say([render.plain(line) for line in lines])
     outputs: list[tuple[str | None, str, Callable[[], str]]] = [
         (args.llm_report, "w", lambda: json.dumps(report, indent=2) + "\n"),
         (args.html, "w", lambda: html.render(report)),
@@ -84,9 +87,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: could not write {path}: {error.strerror or error}", file=sys.stderr)
             return 2
         if mode == "w":
-            print(f"wrote {path}")
+            _say([f"wrote {path}"])
     status: int = report["exit_status"]
     return status
+
+
+def _say(lines: Sequence[str]) -> None:
+    """Print ``lines`` to stdout. A reader that closed it (``| head -1``) has all it wanted:
+    the rest goes nowhere, and the merge goes on (its files are written, its status is the
+    run's), as ``git log | head`` ends quietly."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()  # a pipe's buffer: a closed reader is found here, not at exit
+    except BrokenPipeError:
+        # Python's advice: stdout to the null device, or the interpreter's final flush of
+        # what is still buffered fails again at exit (a message, and exit status 120)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def _labelled(report: Mapping[str, Any]) -> dict[str, list[str]]:

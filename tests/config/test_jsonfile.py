@@ -103,6 +103,28 @@ def test_nan_and_infinity_only_when_asked():
     assert parse_json("[NaN, -Infinity]", "here", constants=True)[1] == float("-inf")
 
 
+def test_a_key_twice_in_one_object_is_refused_only_when_asked(tmp_path):
+    """JSON allows it, Python keeps the last value: a reader that adds up what it reads
+    asks for every key once (a report with a model twice would lose one)."""
+    text = '{"models": {"m1": {"runs": 1}, "m2": [{"a": 1}], "m1": {"runs": 2}}}'
+    assert parse_json(text, "here") == {"models": {"m1": {"runs": 2}, "m2": [{"a": 1}]}}
+    with pytest.raises(
+        JSONFileError, match=r"^the report x\.json has the key 'm1' twice in one object; "
+    ):
+        parse_json(text, "the report x.json", unique_keys=True)
+    nested = '[{"b": 1, "c": {"a": 1, "a": 1}}]'  # deep in a list, even with the same value
+    with pytest.raises(JSONFileError, match=r"^here has the key 'a' twice"):
+        parse_json(nested, "here", unique_keys=True)
+    path = tmp_path / "twice.json"
+    path.write_text('{"' + "k" * 100 + '": 1, "' + "k" * 100 + '": 2}')
+    with pytest.raises(JSONFileError, match=r"twice\.json has the key 'k{47}\.\.\.k{7}' twice"):
+        read_json(path, what="the report", max_bytes=1000, unique_keys=True)
+    assert parse_json('{"a": {"a": 1}, "b": {"a": 2}}', "here", unique_keys=True) == {
+        "a": {"a": 1},
+        "b": {"a": 2},
+    }  # the same key in two objects is no key twice
+
+
 def test_a_lone_surrogate_is_read_and_made_writable():
     document = parse_json('{"\\udc00": ["x", "\\ud800"], "ok": "\\ud83d\\ude00"}', "here")
     assert writable(document) == {"\\udc00": ["x", "\\ud800"], "ok": "\U0001f600"}

@@ -668,18 +668,21 @@ def test_bad_input_is_a_clear_error(pytester, monkeypatch, case):
 def shard(model: str) -> dict:
     """A job's report as --llm-report writes it (checked against the schema below): a plain
     and a repeated test, an auxiliary request, the run's settings and environment."""
-    outcomes = {"passed": 2, "failed": 1, "error": 0, "skipped": 0, "xfailed": 0, "xpassed": 0}
+    # test_a failed; test_r's runs 1 and 2 count as skipped, run 3 carries the verdict: a
+    # pass; 2 of 4 runs passed; each test spent ``counters``
+    outcomes = {"passed": 1, "failed": 1, "error": 0, "skipped": 2, "xfailed": 0, "xpassed": 0}
     counters = dict.fromkeys(SPEND_COUNTERS, 0) | {"requests": 4, "input_tokens": 20}
     spend = counters | {"latencies": [0.1, 0.2], "ttft": []}
+    total = {counter: 2 * count for counter, count in counters.items()}
     return {
         "version": 1, "plugin_version": "0.1.0", "created": "2026-01-01T00:00:00+00:00",
         "exit_status": 1, "selection": {"models": [model], "selected_by": "--models"},
         "min_pass_rate": None, "max_cost_usd": 5.0, "spent_usd": 0.5,
         "models": {model: {
             "provider": "simulator", "model": model, "required": True, "outcomes": outcomes,
-            "pass_rate": 0.75, "runs_passed": 3, "runs_judged": 4,
-            "pass_rate_interval": [0.3, 0.95], "wall_seconds": 1.5, "test_seconds": 1.2,
-            **counters, "latency_p50": 0.1, "latency_p95": 0.2, "ttft_p50": None,
+            "pass_rate": 0.5, "runs_passed": 2, "runs_judged": 4,
+            "pass_rate_interval": [0.15, 0.85], "wall_seconds": 1.5, "test_seconds": 1.2,
+            **total, "latency_p50": 0.1, "latency_p95": 0.2, "ttft_p50": None,
             "cost_usd": 0.5, "replayed_cost_usd": 0.0, "unavailable": None,
         }},
         "tests": [
@@ -785,9 +788,28 @@ def merge_field_cases() -> Iterator[MergeCase]:
             )
     yield MergeCase(
         "merge-runs_passed>runs_judged",
-        ("error: b.json: models['sim-b'].runs_passed is 3, more than runs_judged (2)",),
-        b=(("models", "sim-b", "runs_judged"), 2),
+        ("error: b.json: models['sim-b'].runs_passed is 2, more than runs_judged (1)",),
+        b=(("models", "sim-b", "runs_judged"), 1),
     )
+    # figures its tests cannot have made (a count edited, tests cut), runs past the repeat
+    for path, value, said in [
+        (("models", "sim-b", "outcomes", "passed"), 1000,
+         "models['sim-b'].outcomes.passed is 1000, but its tests hold at most 1: "),
+        (("models", "sim-b", "outcomes", "failed"), 0,
+         "models['sim-b'].outcomes.failed is 0, but 1 of its tests ended failed"),
+        (("models", "sim-b", "runs_passed"), 4,
+         "models['sim-b'].runs_passed is 4, but its tests hold at most 3: "),
+        (("models", "sim-b", "requests"), 5,
+         "models['sim-b'].requests is 5, but its tests' spend.requests adds up to 8"),
+        (("tests",), [], "models['sim-b'].requests is 8, but its tests' spend.requests adds up "
+         "to 0"),
+        (("tests", 1, "runs", 2, "index"), 4,
+         "tests[1].runs[2].index is 4, more than the test's repeat (3)"),
+    ]:  # fmt: skip
+        field = ".".join(str(step) for step in path)
+        yield MergeCase(
+            f"merge-figure-{field}={value!r}", (f"error: b.json: {said}",), b=(path, value)
+        )
 
 
 def merge_file_cases() -> Iterator[MergeCase]:
@@ -806,6 +828,8 @@ def merge_file_cases() -> Iterator[MergeCase]:
         ("array", "[]", "b.json is not a JSON report (expected an object)"),
         ("version-2", '{"version": 2}', "b.json is a report of version 2;"),
         ("version-true", '{"version": true}', "b.json is a report of version True;"),
+        ("key-twice", valid.replace('"models": {', '"models": {"sim-b": {}, ', 1),
+         "the report b.json has the key 'sim-b' twice in one object"),
     ]  # fmt: skip
     for case_id, content, detail in files:
         yield MergeCase(f"merge-file-{case_id}", ("error: ", detail), raw=content)

@@ -119,11 +119,63 @@ def test_the_same_test_in_two_reports_is_refused(project):
         "runs in one job" in done.stderr
     )
     # runs of a repeated test judged in two jobs that did not share their records
-    pytester.runpytest("--models=sim-a", "test_three.py", "--llm-report=c.json")
-    pytester.runpytest("--models=sim-a", "test_three.py", "--llm-report=d.json")
+    pytester.runpytest("--models=sim-a", "test_three.py", "-k", "run1", "--llm-report=c.json")
+    pytester.runpytest("--models=sim-a", "test_three.py", "-k", "not run1", "--llm-report=d.json")
     judged = merge_cli(pytester.path, "c.json", "d.json")
     assert judged.returncode == 2
     assert "was judged in both c.json and d.json" in judged.stderr
+
+
+def test_a_run_in_two_reports_is_refused(project):
+    """Each run of a repeated test runs in one job: a run in two reports (jobs that ran it
+    both, a job run again) would be counted twice, its time, spend and outcome."""
+    pytester = project
+    pytester.runpytest(
+        "--models=sim-a", "test_three.py", "-k", "run1 or run2", "--llm-report=c.json"
+    )
+    pytester.runpytest(
+        "--models=sim-a", "test_three.py", "-k", "run2 or run3", "--llm-report=d.json"
+    )
+    done = merge_cli(pytester.path, "c.json", "d.json")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: test_three.py::test_again[sim-a] on sim-a: run 2 is in both c.json and d.json: "
+        "each run of a repeated test runs in one job (a report given twice, or a job run "
+        "again?)\n"
+    )
+
+
+def test_a_run_given_twice_is_refused_though_judged_once():
+    """The same runs in two reports, one of them without the verdict (a job's report
+    written before its last run, say): refused, not merged into runs 1, 1, 2, 2."""
+    from pytest_llm_matrix.report.merge import MergeError, merge
+
+    runs = [{"index": 1, "outcome": "passed"}, {"index": 2, "outcome": "passed"}]
+    verdict = {"passed": 2, "runs": 2, "needed": 2, "planned": 2, "decided_by": 2}
+    judged = _entry("sim-a", False, repeat=2, runs=runs, verdict=verdict)
+    one = _report("sim-a", [judged], 2, 2)
+    one["models"]["sim-a"]["outcomes"] |= {"passed": 1, "skipped": 1}
+    unjudged = _report("sim-a", [_entry("sim-a", False, repeat=2, runs=runs[1:])], 1, 1)
+    unjudged["models"]["sim-a"]["outcomes"] |= {"passed": 0, "skipped": 1}
+    first = _report("sim-a", [_entry("sim-a", False, repeat=2, runs=runs[:1])], 1, 1)
+    first["models"]["sim-a"]["outcomes"] |= {"passed": 0, "skipped": 1}
+    with pytest.raises(MergeError) as error:
+        merge([("a.json", first), ("b.json", one), ("c.json", unjudged)])
+    assert str(error.value).startswith(
+        "t.py::test_x[sim-a] on sim-a: run 1 is in both a.json and b.json: "
+    )
+    with pytest.raises(MergeError, match=r": run 2 is in both b\.json and c\.json: "):
+        merge([("b.json", one), ("c.json", unjudged)])
+    # one report may hold a run twice (its result and a later teardown error of it)
+    again = [*runs, {"index": 2, "outcome": "error"}]
+    teardown = _report("sim-a", [_entry("sim-a", False, repeat=2, runs=again)], 0, 1)
+    teardown["models"]["sim-a"]["outcomes"] |= {"passed": 0, "skipped": 3}
+    teardown["models"]["sim-a"] |= {"runs_passed": 2, "runs_judged": 3}
+    assert [r["index"] for r in merge([("a.json", teardown)])["tests"][0]["runs"]] == [1, 2, 2]
+    # a test in a report's tests twice
+    twice = _report("sim-a", [_entry("sim-a", False)] * 2, 2, 2)
+    with pytest.raises(MergeError, match=r"^a\.json: t\.py::test_x\[sim-a\] on sim-a is in its "):
+        merge([("a.json", twice)])
 
 
 def test_merge_exits_with_the_merged_reports_exit_status(project):
@@ -253,7 +305,7 @@ def test_a_tampered_model_free_test_gives_no_traceback():
         ([{"index": 1, "outcome": 5}], "tests[0].runs[0].outcome is 5, expected one of"),
         (None, "tests[0].runs is None, expected a list"),
     ]:
-        one = _report("sim-a", [_entry("sim-a", True, runs=runs)], 0, 0)
+        one = _report("sim-a", [_entry("sim-a", True, repeat=3, runs=runs)], 0, 0)
         two = _report("sim-b", [_entry("sim-b", False)], 1, 1)
         with pytest.raises(MergeError) as error:
             merge([("a.json", one), ("b.json", two)])
@@ -263,9 +315,12 @@ def test_a_tampered_model_free_test_gives_no_traceback():
 def _full(model: str) -> dict:
     """A report with every field a merge reads: a plain and a repeated test, an auxiliary
     row, the run's settings and environment."""
-    report = _report(model, [_entry(model, False)], 3, 4)
+    # test_x passed; test_r's run 1 passed (counted skipped), run 2 failed and carries the
+    # verdict, a pass: 2 passes, 1 skip, 2 of 3 runs passed, 3 requests
+    report = _report(model, [_entry(model, False)], 2, 3)
+    report["models"][model]["outcomes"]["skipped"] = 1
     report["models"][model] |= {
-        "provider": "simulator", "model": model, "required": True, "requests": 4,
+        "provider": "simulator", "model": model, "required": True, "requests": 3,
         "cost_usd": 0.5, "latency_p50": 0.1, "pass_rate_interval": [0.3, 0.95],
         "unavailable": None,
     }  # fmt: skip
@@ -305,8 +360,8 @@ WRONG_FIELDS = [
     (["models", "sim-b"], 5, "models['sim-b'] is 5, expected an object"),
     (["models", "sim-b", "runs_passed"], "3",
      "models['sim-b'].runs_passed is '3', expected a whole number from 0 to 1e12"),
-    (["models", "sim-b", "runs_judged"], 2,
-     "models['sim-b'].runs_passed is 3, more than runs_judged (2)"),
+    (["models", "sim-b", "runs_judged"], 1,
+     "models['sim-b'].runs_passed is 2, more than runs_judged (1)"),
     (["models", "sim-b", "outcomes"], [], "models['sim-b'].outcomes is [], expected an object"),
     (["models", "sim-b", "outcomes", "passed"], 1.5,
      "models['sim-b'].outcomes.passed is 1.5, expected a whole number from 0 to 1e12"),
@@ -359,6 +414,9 @@ WRONG_FIELDS = [
     (["tests", 1, "verdict", "passed"], "2",
      "tests[1].verdict.passed is '2', expected a whole number from 0 to 1e12"),
     (["tests", 1, "repeat"], 0, "tests[1].repeat is 0, expected a whole number from 1 to 1e12"),
+    (["tests", 1, "repeat"], 1, "tests[1].runs[1].index is 2, more than the test's repeat (1)"),
+    (["tests", 1, "runs", 0, "index"], 4,
+     "tests[1].runs[0].index is 4, more than the test's repeat (3)"),
     (["tests", 1, "min_pass_rate"], 2,
      "tests[1].min_pass_rate is 2, expected a number from 0 to 1"),
     (["auxiliary"], [], "auxiliary is [], expected an object"),
@@ -410,10 +468,13 @@ def test_a_counter_that_is_a_count_in_one_report_and_a_list_in_another_is_refuse
     counter as what it is; a report is not changed by merging it."""
     from pytest_llm_matrix.report.merge import MergeError, merge
 
-    runs = [{"index": 1, "outcome": "passed"}]
-    one = _report("sim-a", [_entry("sim-a", False, runs=runs, spend={"new": 1})], 1, 1)
-    two = _report("sim-a", [_entry("sim-a", False, runs=runs, spend={"new": [1]})], 1, 1)
-    three = _report("sim-a", [_entry("sim-a", False, runs=runs, spend={"new": 2})], 0, 1)
+    first = {"repeat": 2, "runs": [{"index": 1, "outcome": "passed"}]}
+    second = {"repeat": 2, "runs": [{"index": 2, "outcome": "passed"}]}
+    one = _report("sim-a", [_entry("sim-a", False, **first, spend={"new": 1})], 1, 1)
+    two = _report("sim-a", [_entry("sim-a", False, **second, spend={"new": [1]})], 1, 1)
+    three = _report("sim-a", [_entry("sim-a", False, **second, spend={"new": 2})], 1, 1)
+    for report in (one, two, three):  # no verdict yet: the passed runs count as skipped
+        report["models"]["sim-a"]["outcomes"] |= {"passed": 0, "skipped": 1}
     merged = merge([("a.json", one), ("c.json", three)])
     assert merged["tests"][0]["spend"] == {"new": 3}
     assert one["tests"][0]["spend"] == {"new": 1}
@@ -447,3 +508,206 @@ def test_text_from_the_reports_is_shown_and_written_plainly(project, monkeypatch
     unwritten = merge_cli(pytester.path, "odd.json")
     assert unwritten.returncode == 2
     assert unwritten.stderr == f"error: could not write {pytester.path}: Is a directory\n"
+
+
+#: Tests of every kind a run counts: a skip, an xfail and an xpass, errors at setup and at
+#: teardown (a pass and an error for one test), repeated tests stopped early, judged by a
+#: failing run, erroring at teardown, skipped; subtests on pytest 9.
+KINDS = """
+import pytest
+
+def test_skip(llm):
+    pytest.skip("not today")
+
+@pytest.mark.xfail(reason="known")
+def test_xfail(llm):
+    assert llm.complete("q3") == "ok"
+
+@pytest.mark.xfail(reason="lucky")
+def test_xpass(llm):
+    assert llm.complete("q1") == "ok"
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+@pytest.fixture
+def broken_setup():
+    raise RuntimeError("setup broke")
+
+def test_teardown_error(llm, broken_teardown):
+    assert llm.complete("q1") == "ok"
+
+def test_setup_error(llm, broken_setup):
+    pass
+
+def test_no_model():
+    pass
+
+@pytest.mark.llm(repeat=4, min_pass_rate=0.5)
+def test_stop_early(llm):
+    assert llm.complete("early") == "ok"
+
+@pytest.mark.llm(repeat=3, min_pass_rate=0.3)
+def test_repeated_teardown(llm, broken_teardown):
+    assert llm.complete("x q3") == "ok"
+
+@pytest.mark.llm(repeat=2)
+def test_repeated_skip(llm):
+    pytest.skip("skip every run")
+"""
+
+SUBTESTS = """
+def test_subtests(llm, subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert llm.complete(f"q{i + 2}") == "ok"
+"""
+
+
+def test_reports_of_every_kind_merge_as_written(project):
+    """Each model's figures are checked against its tests before a merge: the reports real
+    runs write pass, whatever their tests did, split by model or file, with xdist, stopped
+    by the budget, and a merged report merges again."""
+    pytester = project
+    kinds = KINDS + (SUBTESTS if int(pytest.__version__.split(".")[0]) >= 9 else "")
+    pytester.makepyfile(test_kinds=kinds)
+    for args in (
+        ["--models=all"],
+        ["--models=sim-a"],
+        ["--models=sim-b"],
+        ["--models=all", "test_one.py", "test_two.py"],
+        ["--models=all", "test_three.py", "test_kinds.py"],
+        ["--models=all", "--llm-max-cost=0.00003"],
+    ):
+        name = "-".join(a.strip("-").split("=")[-1].split(".")[0] for a in args)
+        pytester.runpytest("-p", "no:randomly", *args, f"--llm-report={name}.json")
+    pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--models=all", "-n", "2", "--llm-report=n2.json"
+    )
+    budget = json.loads((pytester.path / "all-0.json").read_text())
+    assert budget["spent_usd"] >= 0.00003  # the budget stopped it
+    assert budget["models"]["sim-b"]["outcomes"]["skipped"] > 10
+    for reports in (
+        ["all.json"], ["sim-a.json", "sim-b.json"], ["all-test_one-test_two.json",
+        "all-test_three-test_kinds.json"], ["n2.json"], ["all-0.json"],
+    ):  # fmt: skip
+        done = merge_cli(pytester.path, *reports, "--llm-report", "merged.json")
+        assert (done.returncode, done.stderr) == (1, ""), reports
+        merged = json.loads((pytester.path / "merged.json").read_text())
+        again = merge_cli(pytester.path, "merged.json")
+        assert (again.returncode, again.stderr) == (1, ""), reports
+    full = json.loads((pytester.path / "all.json").read_text())
+    by_model = merge_cli(pytester.path, "sim-a.json", "sim-b.json", "--llm-report", "m.json")
+    merged = json.loads((pytester.path / "m.json").read_text())
+    assert by_model.returncode == 1
+    for name in ("sim-a", "sim-b"):
+        for figure in FIGURES:
+            assert merged["models"][name][figure] == full["models"][name][figure], (name, figure)
+
+
+#: (a field of sim-a's figures, a value its tests cannot have made, what is said)
+BAD_FIGURES = [
+    ("outcomes.passed", 1000, "outcomes.passed is 1000, but its tests hold at most 4: the "
+     "passes of plain tests (3, as runs_passed says) and one per repeated test's verdict"),
+    ("outcomes.passed", 3, "outcomes.passed is 3, but its tests hold at least 4: "),
+    ("runs_passed", 8, "runs_passed is 8, but its tests hold at most 7: a plain test's passed "
+     "run and a repeated test's passed runs"),
+    ("runs_passed", 2, "runs_passed is 2, but its tests hold at least 3: "),
+    ("runs_judged", 6, "runs_judged is 6, but its tests hold at least 7: the passed runs (6, "
+     "as runs_passed says) and 1 failed or errored"),
+    ("outcomes.failed", 0, "outcomes.failed is 0, but 1 of its tests ended failed"),
+    ("requests", 8, "requests is 8, but its tests' spend.requests adds up to 7"),
+    ("input_tokens", 0, "input_tokens is 0, but its tests' spend.input_tokens adds up to "),
+]  # fmt: skip
+
+
+def test_figures_its_tests_cannot_have_made_are_refused(project):
+    """A model's figures are added up across reports as they are: each is checked against
+    the report's own tests first (an edited count, a report with its tests cut)."""
+    from pytest_llm_matrix.report.merge import MergeError, merge
+
+    pytester = project
+    pytester.runpytest("--models=sim-a", "test_one.py", "test_three.py", "--llm-report=a.json")
+    written = json.loads((pytester.path / "a.json").read_text())
+    model = written["models"]["sim-a"]
+    # test_one: q0-q2 passed, q3 failed; test_three: 3 runs passed, its verdict a pass
+    assert model["outcomes"] | {"skipped": 2} == model["outcomes"]
+    assert (model["outcomes"]["passed"], model["runs_passed"], model["runs_judged"]) == (4, 6, 7)
+    merge([("a.json", written)])
+    for field, value, said in BAD_FIGURES:
+        report = json.loads(json.dumps(written))
+        *holders, last = field.split(".")
+        holder = report["models"]["sim-a"]
+        for step in holders:
+            holder = holder[step]
+        holder[last] = value
+        if field == "runs_passed":
+            report["models"]["sim-a"]["runs_judged"] = max(value, 7)
+        with pytest.raises(MergeError) as error:
+            merge([("a.json", report)])
+        assert str(error.value).startswith(f"a.json: models['sim-a'].{said}"), field
+    # the hostile cases, by the command: a count edited, a copy with its tests cut
+    inflated = json.loads(json.dumps(written))
+    inflated["models"]["sim-a"]["outcomes"]["passed"] = 1000
+    (pytester.path / "inflated.json").write_text(json.dumps(inflated))
+    done = merge_cli(pytester.path, "inflated.json")
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "error: inflated.json: models['sim-a'].outcomes.passed is 1000, but its tests hold at "
+        "most 4: "
+    )
+    cut = dict(written, tests=[], created="another time")
+    (pytester.path / "cut.json").write_text(json.dumps(cut))
+    done = merge_cli(pytester.path, "a.json", "cut.json")
+    assert (done.returncode, done.stderr) == (
+        2,
+        "error: cut.json: models['sim-a'].requests is 7, but its tests' spend.requests adds "
+        "up to 0\n",
+    )
+
+
+def test_a_key_twice_in_a_report_is_refused(project):
+    """JSON allows a key twice in an object, and Python keeps the last: a model twice in
+    ``models`` would be merged as one of them."""
+    pytester = project
+    pytester.runpytest("--models=sim-b", "test_one.py", "--llm-report=one.json")
+    text = (pytester.path / "one.json").read_text()
+    twice = text.replace('"models": {', '"models": {"sim-b": {"runs_passed": 0}, ', 1)
+    (pytester.path / "twice.json").write_text(twice)
+    done = merge_cli(pytester.path, "twice.json")
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "error: the report twice.json has the key 'sim-b' twice in one object; "
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_runs_without_their_repeat_are_refused():
+    from pytest_llm_matrix.report.merge import MergeError, merge
+
+    runs = [{"index": 1, "outcome": "passed"}]
+    report = _report("sim-a", [_entry("sim-a", False, runs=runs)], 1, 1)
+    with pytest.raises(MergeError, match=r"^a\.json: tests\[0\]\.repeat is missing, expected a"):
+        merge([("a.json", report)])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pipe closed early is a POSIX matter")
+def test_a_reader_that_stops_early_gets_no_traceback(project):
+    """``merge ... | head -1``: the reader closes the pipe; the merge still writes its files
+    and exits with the run's status (1 here: a test failed), with nothing on stderr."""
+    pytester = project
+    pytester.runpytest("--models=sim-a", "test_one.py", "--llm-report=one.json")
+    read, write = os.pipe()
+    os.close(read)  # a reader that has gone before the first line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_llm_matrix", "merge", "one.json",
+             "--llm-report", "merged.json"],
+            cwd=pytester.path, stdout=write, stderr=subprocess.PIPE, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")
+    assert json.loads((pytester.path / "merged.json").read_text())["exit_status"] == 1

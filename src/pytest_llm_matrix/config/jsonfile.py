@@ -7,7 +7,9 @@ read (a FIFO would block the reader, a device never ends; a symlink is followed,
 file it names is checked), at most ``max_bytes`` of it (checked before reading and while
 reading: a file that grows is cut off, never read whole), as strict UTF-8, as JSON without
 ``NaN`` or ``Infinity`` (unless asked), nested at most ``max_depth`` deep (the code that
-walks a document recurses; a document nested deeper is refused, not a ``RecursionError``).
+walks a document recurses; a document nested deeper is refused, not a ``RecursionError``),
+and, when asked (``unique_keys``), with no key twice in one object (JSON allows it and
+Python keeps the last: a report with a model twice would be read as one of them).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def read_json(
     max_bytes: int,
     max_depth: int = MAX_DEPTH,
     constants: bool = False,
+    unique_keys: bool = False,
 ) -> object:
     """The JSON document in the file at ``path`` (``what`` names it in errors: "the
     recording", "the baseline"). ``FileNotFoundError`` propagates for a caller to whom a
@@ -65,16 +68,22 @@ def read_json(
         raise JSONFileError(f"{where} cannot be read ({error.strerror or error})") from None
     finally:
         os.close(fd)
-    return parse_json(data, where, max_depth, constants=constants)
+    return parse_json(data, where, max_depth, constants=constants, unique_keys=unique_keys)
 
 
 def parse_json(
-    data: bytes | str, where: str, max_depth: int = MAX_DEPTH, *, constants: bool = False
+    data: bytes | str,
+    where: str,
+    max_depth: int = MAX_DEPTH,
+    *,
+    constants: bool = False,
+    unique_keys: bool = False,
 ) -> object:
     """JSON text (bytes: strict UTF-8) as a document, checked as :func:`read_json` checks a
     file's content; errors name ``where``. ``constants``: ``NaN`` and ``Infinity`` are read
     (as Python's ``json`` writes them: pytest's cache may hold them), for a reader that
-    checks every number it uses."""
+    checks every number it uses. ``unique_keys``: an object with a key twice is refused
+    (for a reader that adds up what it reads: the key's first value would be lost)."""
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -85,7 +94,16 @@ def parse_json(
     else:
         text = data
     try:
-        document = json.loads(text, parse_constant=None if constants else _no_constant)
+        document = json.loads(
+            text,
+            parse_constant=None if constants else _no_constant,
+            object_pairs_hook=_unique if unique_keys else None,
+        )
+    except _KeyTwice as twice:
+        raise JSONFileError(
+            f"{where} has the key {_shown_key(twice.key)} twice in one object; a key is "
+            "given once (JSON readers keep one of its values and lose the other)"
+        ) from None
     except RecursionError:
         raise JSONFileError(f"{where} is nested more than {max_depth} levels deep") from None
     except ValueError as error:
@@ -150,6 +168,30 @@ _END: Final = object()
 
 def _children(value: dict[Any, Any] | list[Any]) -> Iterator[object]:
     return iter(value.values()) if isinstance(value, dict) else iter(value)
+
+
+class _KeyTwice(Exception):
+    """An object with ``key`` twice (see :func:`_unique`)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members as a dict, refusing a key given twice."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _KeyTwice(key)
+        found[key] = value
+    return found
+
+
+def _shown_key(key: str) -> str:
+    """A key read from a file, briefly: its repr, cut short (it may be megabytes)."""
+    text = repr(key)
+    return text if len(text) <= 60 else f"{text[:48]}...{text[-8:]}"
 
 
 def _no_constant(name: str) -> None:

@@ -72,10 +72,11 @@ MAX_BYTES: Final = 256 * 2**20
 
 def read(path: Path, what: str = "the baseline") -> dict[str, Any]:
     """The report in the file at ``path``: read by the plugin's one JSON reader (a regular
-    file of at most MAX_BYTES, strict UTF-8, not nested too deeply), then
-    :func:`checked`. ``what`` names the file in errors: "the baseline", "the report"."""
+    file of at most MAX_BYTES, strict UTF-8, not nested too deeply, no key twice in an
+    object: a model given twice would be read as one of them), then :func:`checked`.
+    ``what`` names the file in errors: "the baseline", "the report"."""
     try:
-        document = read_json(path, what=what, max_bytes=MAX_BYTES)
+        document = read_json(path, what=what, max_bytes=MAX_BYTES, unique_keys=True)
     except FileNotFoundError:
         raise BaselineError(f"{what} {path} does not exist") from None
     except JSONFileError as error:

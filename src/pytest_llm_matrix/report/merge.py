@@ -4,14 +4,15 @@ model, or pytest-split shards), merged into the report of one run.
 Counts, tokens, requests, costs and test time add up; pass rates and their intervals are
 computed again from the runs; the failed-everywhere and failed-on-some lists again from the
 tests. Two reports may not both hold a test on a model, unless they hold runs of a repeated
-test and at most one of them its verdict (runs split between jobs are judged once only when
-the jobs share their records); no report may be given twice. A model's latency percentiles
-are exact when one report holds it; across reports they are the shards' values weighted by
-their requests (an estimate: the samples are not in the reports). Wall time is the longest
-shard's; the exit status the highest.
+test, each run in one of them, and at most one of them its verdict (runs split between jobs
+are judged once only when the jobs share their records); no report may be given twice. A
+model's latency percentiles are exact when one report holds it; across reports they are the
+shards' values weighted by their requests (an estimate: the samples are not in the
+reports). Wall time is the longest shard's; the exit status the highest.
 
-Every field a merge reads is checked by type first (:func:`check`): a report edited, cut
-short or written by something else is refused naming the file and the field.
+Every field a merge reads is checked by type first (:func:`check`), then each model's
+figures against the report's own tests (:func:`check_figures`): a report edited, cut short
+or written by something else is refused naming the file and the field.
 """
 
 from __future__ import annotations
@@ -202,14 +203,22 @@ def _weighted(parts: Sequence[Mapping[str, Any]], key: str) -> float | None:
 def _tests(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     where: dict[tuple[str, str], str] = {}
+    #: a repeated test's run indexes, each with the report that holds it
+    indexes: dict[tuple[str, str], dict[int, str]] = {}
     for name, report in reports:
         for test in report["tests"]:
             key = (test["nodeid"], test["model"])
+            if "runs" in test:
+                _runs_once(test, name, indexes.setdefault(key, {}))
             if key not in merged:
                 merged[key] = dict(test, spend=dict(test.get("spend", {})))
                 where[key] = name
                 continue
             mine = merged[key]
+            if where[key] == name:
+                raise MergeError(
+                    f"{name}: {test['nodeid']} on {test['model']} is in its tests twice"
+                )
             if "runs" not in mine or "runs" not in test:
                 raise MergeError(
                     f"{test['nodeid']} on {test['model']} is in both {where[key]} and {name}: "
@@ -239,6 +248,23 @@ def _tests(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, A
                     )
                 spend[counter] = [*before, *value] if isinstance(value, list) else before + value
     return list(merged.values())
+
+
+def _runs_once(test: Mapping[str, Any], name: str, seen: dict[int, str]) -> None:
+    """A repeated test's runs in report ``name``: none of them in another report too (its
+    outcome, time and spend would be counted twice). ``seen``: the runs of the test in the
+    reports before, by index, with the report holding each. One report may hold a run
+    twice: its result and a later teardown error of it."""
+    mine = {run["index"] for run in test["runs"]}
+    for index in sorted(mine):
+        other = seen.get(index, name)
+        if other != name:
+            raise MergeError(
+                f"{test['nodeid']} on {test['model']}: run {index} is in both {other} and "
+                f"{name}: each run of a repeated test runs in one job (a report given twice, "
+                "or a job run again?)"
+            )
+        seen[index] = name
 
 
 def stats_of(model: Mapping[str, Any]) -> ModelStats:
@@ -355,6 +381,7 @@ def check(report: Mapping[str, Any]) -> None:
         INTERVAL.check_in(model, "pass_rate_interval", field)
     for index, test in enumerate(report["tests"]):
         _check_test(test, f"tests[{index}]")
+    check_figures(report)
     OBJECT.check_in(report, "auxiliary", "")
     for name, row in report.get("auxiliary", {}).items():
         field = member("auxiliary", name, named=True)
@@ -386,11 +413,99 @@ def _check_test(test: Mapping[str, Any], field: str) -> None:
         else:  # a counter of another version: added up like the others
             COUNT_OR_NUMBERS.check(value, where)
     LIST.check_in(test, "runs", field)
+    if "runs" in test:  # the runs of a test repeated that many times
+        FROM_ONE.check(test.get("repeat", MISSING), f"{field}.repeat")
     for index, run in enumerate(test.get("runs", [])):
         OBJECT.check(run, f"{field}.runs[{index}]")
         FROM_ONE.check(run.get("index", MISSING), f"{field}.runs[{index}].index")
+        if run["index"] > test["repeat"]:
+            raise FieldError(
+                f"{field}.runs[{index}].index is {run['index']}, more than the test's repeat "
+                f"({test['repeat']})"
+            )
         RUN_OUTCOME.check(run.get("outcome", MISSING), f"{field}.runs[{index}].outcome")
     OBJECT.check_in(test, "verdict", field)
     if "verdict" in test:
         for key in VERDICT:
             COUNT.check(test["verdict"].get(key, MISSING), f"{field}.verdict.{key}")
+
+
+# --- each model's figures against the report's own tests --------------------------------
+
+
+def check_figures(report: Mapping[str, Any]) -> None:
+    """Each model's figures as its tests in the report can have made them (a report with
+    its tests cut, or counts edited, would be merged into counts no run had); a
+    :class:`.baseline.FieldError` names the first that cannot be, with both numbers. Fields
+    checked by type first (:func:`check`).
+
+    How a run makes the figures (see :mod:`.summary`): every report of a test on a model
+    adds to its outcomes by pytest's count, so a test adds at least one to the outcome it
+    ends with, and more when it has several results (a passed call and a teardown error,
+    failed subtests); a repeated test's runs count as skipped but the one that carries its
+    verdict. A plain test's passed call is one passed run; a repeated test's passed runs are
+    those of its ``runs``. Tests found model-free are in neither. A model's spend counters
+    are its tests' summed, model-free ones too. So checked: the spend counters exactly;
+    passed runs and passes (at most one per test) from both sides; runs not passed and
+    every other outcome from below (subtests and teardown errors add to them unseen)."""
+    tests: dict[str, list[Mapping[str, Any]]] = {}
+    for test in report["tests"]:
+        tests.setdefault(test["model"], []).append(test)
+    for name, model in report["models"].items():
+        field = member("models", name, named=True)
+        mine = tests.get(name, [])
+        for counter in SPEND_COUNTERS:
+            spent = sum(test.get("spend", {}).get(counter, 0) for test in mine)
+            if model.get(counter, 0) != spent:
+                raise FieldError(
+                    f"{field}.{counter} is {model.get(counter, 0)}, but its tests' "
+                    f"spend.{counter} adds up to {spent}"
+                )
+        counted = [test for test in mine if test.get("model_free") is not True]
+        plain = [test for test in counted if "runs" not in test]
+        repeated = [test for test in counted if "runs" in test]
+        runs = [run["outcome"] for test in repeated for run in test["runs"]]
+        passed_runs = runs.count("passed")
+        _within(
+            f"{field}.runs_passed",
+            model["runs_passed"],
+            passed_runs,
+            passed_runs + len(plain),
+            "a plain test's passed run and a repeated test's passed runs",
+        )
+        plain_passed = model["runs_passed"] - passed_runs  # a plain test's pass is one run
+        judged = [test for test in repeated if "verdict" in test]
+        verdicts = [test for test in judged if test["outcome"] == "passed"]
+        outcomes = model.get("outcomes", {})
+        _within(
+            f"{field}.outcomes.passed",
+            outcomes.get("passed", 0),
+            plain_passed + len(verdicts),
+            plain_passed + len(judged),
+            f"the passes of plain tests ({plain_passed}, as runs_passed says) and one per "
+            "repeated test's verdict",
+        )
+        not_passed = sum(test["outcome"] in ("failed", "error") for test in plain)
+        not_passed += sum(outcome in ("failed", "error") for outcome in runs)
+        _within(
+            f"{field}.runs_judged",
+            model["runs_judged"],
+            model["runs_passed"] + not_passed,
+            None,
+            f"the passed runs ({model['runs_passed']}, as runs_passed says) and "
+            f"{not_passed} failed or errored",
+        )
+        for outcome in OUTCOMES[1:]:
+            ended = sum(test["outcome"] == outcome for test in counted)
+            if outcomes.get(outcome, 0) < ended:  # each counted once at least
+                raise FieldError(
+                    f"{member(f'{field}.outcomes', outcome)} is {outcomes.get(outcome, 0)}, "
+                    f"but {ended} of its tests ended {outcome}"
+                )
+
+
+def _within(field: str, value: int, low: int, high: int | None, what: str) -> None:
+    if value < low:
+        raise FieldError(f"{field} is {value}, but its tests hold at least {low}: {what}")
+    if high is not None and value > high:
+        raise FieldError(f"{field} is {value}, but its tests hold at most {high}: {what}")
