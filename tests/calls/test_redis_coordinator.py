@@ -397,6 +397,8 @@ ODD_URLS = [
     "redis://127.0.0.1:PORT/0?pass%77ord=hunter2",  # a percent-encoded key
     "redis://127.0.0.1:PORT/0?db=0&password=hun@ter2",
     "rediss://default:hunter2@127.0.0.1:PORT/0?ssl_cert_reqs=none",
+    "redis://127.0.0.1:PORT/0?password=hun;ter2",  # redis-py splits a query on & only
+    "unix:///tmp/redis.sock?password=hun;ter2",
 ]
 
 
@@ -503,8 +505,8 @@ HIDDEN = "redis://*** (hidden: where its password ends is unclear; percent-encod
     [
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
         ("rediss://u:p@ss@h:1/2?password=x&db=3", "rediss://***@h:1/2?password=***&db=3"),
-        ("redis://[::1]:6379/0?Auth-Token=x;ssl_cert_reqs=none",
-         "redis://[::1]:6379/0?Auth-Token=***&ssl_cert_reqs=none"),
+        ("redis://[::1]:6379/0?Auth-Token=x;ssl_cert_reqs=none",  # & alone splits, as redis-py
+         "redis://[::1]:6379/0?Auth-Token=***"),
         ("redis://%3Ahunter2%40h:1/0#fragment", "redis://***@h:1/0"),
         (":hunter2@h:1", "***@h:1"),
         ("redis://:hun/ter2@h:1/0", HIDDEN),

@@ -769,7 +769,7 @@ def shown_url(url: str) -> str:
     shown = ("***@" if "@" in decoded else "") + decoded.rpartition("@")[2]
     path, _, query = tail.partition("#")[0].partition("?")
     if query:
-        pairs = (pair.partition("=") for pair in re.split("[&;]", query))
+        pairs = (pair.partition("=") for pair in query.split("&"))
         path += "?" + "&".join(
             f"{key}=***" if _secret_key(key) else f"{key}{sep}{value}" for key, sep, value in pairs
         )
@@ -791,7 +791,7 @@ def url_secrets(url: str) -> list[str]:
         if "@" in userinfo:
             userinfo = userinfo.rpartition("@")[0]
             found.update((userinfo, *userinfo.split(":", 1)))
-    for pair in re.split("[&;]", tail.partition("#")[0].partition("?")[2]):
+    for pair in tail.partition("#")[0].partition("?")[2].split("&"):
         key, _, value = pair.partition("=")
         if _secret_key(key):
             found.add(value)
