@@ -636,6 +636,37 @@ def test_a_key_in_a_test_id_is_in_no_file_name(pytester, project):
         assert "recordings no test used" not in replay.stdout.str()
 
 
+def test_a_fake_key_of_the_same_kind_records_the_same_with_the_key_set_or_not(
+    pytester, project, monkeypatch
+):
+    """A fake key that shares only its kind with a real one set in the environment
+    (``sk-proj-invalid``; OpenAI's kind is 8 characters): neither its test's file name nor
+    its prompt depends on the real key being set, so a replay or a prune where it is unset
+    (CI) finds what a run with it set recorded (they missed, and prune deleted it)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-Zq81XwPe5NvU7sRt2LkJ9HgF")
+    project(
+        test_fake="""
+        import pytest
+
+        @pytest.mark.parametrize("k", ["sk-proj-invalid"])
+        def test_rejects(llm, k):
+            assert llm.complete(f"capital: is {k} a valid key?") == "Paris"
+        """
+    )
+    pytester.runpytest("--models=sim-a", "--llm-record=all").assert_outcomes(passed=1)
+    files = every_file(pytester.path / "llm_cassettes")
+    assert list(files) == ["sim-a/test_fake/test_rejects[sk-proj-invalid].json"]
+    assert "is sk-proj-invalid a valid key?" in next(iter(files.values()))
+    offline(pytester)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("REC_TEST_KEY")
+    replay = pytester.runpytest("--models=sim-a", "--llm-record=replay")
+    replay.assert_outcomes(passed=1)
+    replay.stdout.fnmatch_lines(["*--llm-record=replay: 1 requests replayed, none sent*"])
+    pytester.runpytest("--models=sim-a", "--llm-record=prune").assert_outcomes(passed=1)
+    assert every_file(pytester.path / "llm_cassettes") == files
+
+
 def test_ids_apart_only_in_dots_or_letter_case_have_recordings_of_their_own(pytester, project):
     """``a::b`` and ``a.b``, ``Ab`` and ``aB``: each its own file (also where letter case is
     ignored), each replayed with its own answer."""

@@ -12,8 +12,10 @@ embeddings, sends that key to servers that may echo it), has had in the session 
 and whenever text is checked: a test may set or delete one), in the forms it can take in text:
 as is, stripped, lower- and upper-cased, escaped as Python or JSON writes strings, and
 percent-encoded (as URLs do, and with every character but letters and digits). A text that
-holds the first :data:`MIN_LENGTH` characters of such a form loses them and as much of the rest
-of the form as follows, and likewise for its last characters, so a key cut short (a body
+holds the start of such a form (its first :data:`MIN_LENGTH` characters; for a key with a
+kind, ``sk-proj-`` or ``sk-ant-api03-``, which every key of the kind shares, its kind and
+:data:`AFTER_KIND` characters of its secret) loses it and as much of the rest of the form as
+follows, and likewise for its last :data:`MIN_LENGTH` characters, so a key cut short (a body
 trimmed to 200 characters) or cut in the middle (pytest shortens long values so) goes too.
 Values shorter than :data:`MIN_LENGTH` are placeholders (``EMPTY``, ``ollama``), not secrets,
 and are left alone: redacting them would garble every message that happens to contain the word.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -65,13 +68,35 @@ def forms_of(value: str) -> set[str]:
     return {form for form in forms if len(form) >= MIN_LENGTH}
 
 
+#: A key's kind, the same in every key of that kind (``sk-proj-``, ``sk-ant-api03-``,
+#: ``sk-or-v1-``, ``gsk_``, ``hf_``), written as is or percent-encoded: not a secret.
+_KIND: Final = re.compile(r"(?:[A-Za-z][A-Za-z0-9]{0,5}(?:[-_]|%2[Dd]|%5[Ff])){1,3}")
+
+
+#: Characters of a key's secret part after its kind that make a match with its start.
+AFTER_KIND: Final = 4
+
+
+def head_length(form: str) -> int:
+    """How many of a form's first characters make a match: the key's kind and AFTER_KIND
+    characters after it (a text holding ``sk-proj-`` holds no secret: a test's fake key
+    ``sk-proj-invalid`` is not masked, so what is masked, in recordings too, does not change
+    with the keys set), at least MIN_LENGTH; MIN_LENGTH when the key has no kind."""
+    kind = _KIND.match(form)
+    if kind is not None and kind.end() <= 16 and len(form) - kind.end() >= 2 * MIN_LENGTH:
+        return max(MIN_LENGTH, kind.end() + AFTER_KIND)
+    return MIN_LENGTH
+
+
 def key_spans(text: str, form: str) -> Iterator[tuple[int, int]]:
-    """Where ``text`` holds ``form``, its start or its end (at least MIN_LENGTH characters:
-    a key cut short, or cut in the middle as pytest shortens long values)."""
-    head, tail = form[:MIN_LENGTH], form[-MIN_LENGTH:]
+    """Where ``text`` holds ``form``, its start (see :func:`head_length`) or its end (its
+    last MIN_LENGTH characters): a key cut short, or cut in the middle as pytest shortens
+    long values."""
+    length = head_length(form)
+    head, tail = form[:length], form[-MIN_LENGTH:]
     start = text.find(head)
     while start >= 0:
-        end = start + MIN_LENGTH
+        end = start + length
         while end < len(text) and end - start < len(form) and text[end] == form[end - start]:
             end += 1
         yield start, end
@@ -136,7 +161,7 @@ class Redactor:
                 for value in new:
                     forms |= forms_of(value)
                 self._forms = frozenset(forms)
-                ends = {f[:MIN_LENGTH] for f in forms} | {f[-MIN_LENGTH:] for f in forms}
+                ends = {f[: head_length(f)] for f in forms} | {f[-MIN_LENGTH:] for f in forms}
                 self._pieces = tuple(ends)
 
     def holds_key(self, text: str) -> bool:
