@@ -113,6 +113,10 @@ def shared(simulator, tmp_path, monkeypatch):
     return job
 
 
+#: Sessions that meet a Redis gone for good wait 2 s for it, not 10 (the tests' time).
+SHORT_OUTAGE = {"PYTEST_LLM_MATRIX_REDIS_OUTAGE_WAIT": "2"}
+
+
 def start(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
@@ -216,7 +220,7 @@ def test_a_wrong_key_in_one_session_spares_the_other_its_requests(redis_url, sha
 def test_redis_lost_mid_run_fails_fast_naming_the_coordinator(redis_url, shared):
     url, server = redis_url
     args = [f"--llm-coordinator={url}", "--llm-run-id=r5", "-n", "2"]
-    running = start(shared("orphan", tests=40), *args)
+    running = start(shared("orphan", tests=40), *args, env=SHORT_OUTAGE)
     under_way(shared.simulator)
     server.kill()
     status, out = finish(running, timeout=90)
@@ -272,7 +276,7 @@ def test_the_password_is_never_shown(redis_url, shared):
 def test_a_stalled_redis_fails_the_rest_of_the_run_quickly(redis_url, shared):
     url, server = redis_url
     args = [f"--llm-coordinator={url}", "--llm-run-id=r7", "-n", "2"]
-    running = start(shared("stalled", tests=60), *args)
+    running = start(shared("stalled", tests=60), *args, env=SHORT_OUTAGE)
     under_way(shared.simulator)
     server.send_signal(signal.SIGSTOP)  # a partition: connections hang, nothing answers
     stalled_at = time.monotonic()
@@ -334,7 +338,7 @@ def test_a_worker_crash_while_redis_is_down_is_an_errored_test(redis_url, shared
         )
     )
     args = [f"--llm-coordinator={url}", "--llm-run-id=r-crash", "-n", "1"]
-    status, out = finish(start(folder, *args, env={"REDIS_PID": str(server.pid)}))
+    status, out = finish(start(folder, *args, env={"REDIS_PID": str(server.pid), **SHORT_OUTAGE}))
     assert "INTERNALERROR" not in out, out
     assert status == 1, out
     crashed = r"worker 'gw0' crashed while running 'test_crash.py::test_crash\[shared-run[12]of2\]'"
@@ -531,3 +535,15 @@ def test_errors_about_a_coordinator_lose_its_password():
     assert said == "Error -2 connecting to ***@h:1."
     said = scrubbed("Error -2 connecting to admin:12.", "redis://admin:12/34@h:1/0")
     assert said == "Error -2 connecting to ***:***."
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("2", 2.0), ("0.5", 0.5), ("0", 10.0), ("-1", 10.0), ("nan", 10.0), ("inf", 10.0),
+     ("11", 10.0), ("soon", 10.0)],
+)  # fmt: skip
+def test_the_outage_wait_takes_only_sane_values(monkeypatch, text, expected):
+    from pytest_llm_matrix.calls.redis_coordinator import outage_wait
+
+    monkeypatch.setenv("PYTEST_LLM_MATRIX_REDIS_OUTAGE_WAIT", text)
+    assert outage_wait() == expected

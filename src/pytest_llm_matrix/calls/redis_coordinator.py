@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import threading
 import time
 import uuid
@@ -61,8 +62,20 @@ LEASE_TTL: Final = 10.0
 #: Seconds every key lives after its last write: the run's state goes away on its own.
 KEY_TTL: Final = 86400
 TIMEOUT: Final = 2.0
-#: Seconds calls wait for a Redis that stopped answering to answer again (see _call).
+#: Seconds calls wait for a Redis that stopped answering to answer again (see _call);
+#: ``PYTEST_LLM_MATRIX_REDIS_OUTAGE_WAIT`` shortens it (the tests use a short one).
 OUTAGE_WAIT: Final = 10.0
+
+
+def outage_wait() -> float:
+    """OUTAGE_WAIT, or a shorter wait from the environment (a sane one only)."""
+    try:
+        value = float(os.environ.get("PYTEST_LLM_MATRIX_REDIS_OUTAGE_WAIT", OUTAGE_WAIT))
+    except ValueError:
+        return OUTAGE_WAIT
+    return value if 0 < value <= OUTAGE_WAIT else OUTAGE_WAIT
+
+
 #: Seconds between two questions to a Redis that stopped answering: whether it is back.
 PROBE_EVERY: Final = 0.1
 #: Times a dropped connection is tried again (with backoff up to 0.5 s) before a call fails.
@@ -265,10 +278,11 @@ class RedisCoordinator:
 
     def _wait_for_redis(self, what: str, started: float) -> None:
         __tracebackhide__ = True
-        left = min(self._outage_since, started) + OUTAGE_WAIT - time.monotonic()
+        wait = outage_wait()
+        left = min(self._outage_since, started) + wait - time.monotonic()
         if self._closing or left <= 0 or not self._up.wait(left):
             # the same text for every call: said once where messages are gathered
-            self._fail(what, f"{self._down_because}; no answer within {OUTAGE_WAIT:g} s")
+            self._fail(what, f"{self._down_because}; no answer within {wait:g} s")
 
     def _went_down(self, error: redis.RedisError) -> None:
         """Start an outage (unless one is under way) and the thread that ends it."""
