@@ -79,12 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path, mode, text in outputs:
         if not path:
             continue
-        try:
-            # backslashreplace: a lone surrogate (a "\ud800" escape in a report) is no UTF-8
-            with open(path, mode, encoding="utf-8", errors="backslashreplace") as file:
-                file.write(text())
-        except OSError as error:
-            print(f"error: could not write {path}: {error.strerror or error}", file=sys.stderr)
+        problem = render.write_file(path, text(), append=mode == "a")
+        if problem is not None:
+            print(f"error: could not write {problem}", file=sys.stderr)
             return 2
         if mode == "w":
             _say([f"wrote {path}"])

@@ -62,6 +62,7 @@ def early_settings(config: pytest.Config) -> Settings:
 def auto_workers(config: pytest.Config) -> int | None:
     """``-n auto``: workers sized for the selected models' caps (None: xdist decides)."""
     # lazy: only -n auto sizes the workers
+    from pytest_llm_matrix.config import cachefile
     from pytest_llm_matrix.distribution import scheduling
     from pytest_llm_matrix.distribution.preload import MEMORY_CACHE, remembered_pss, will_preload
 
@@ -76,7 +77,7 @@ def auto_workers(config: pytest.Config) -> int | None:
         return None
     settings = early_settings(config)
     preloaded = will_preload(config, settings)
-    measured = remembered_pss(_cached(config, MEMORY_CACHE), preloaded)
+    measured = remembered_pss(cachefile.get(config, MEMORY_CACHE, None), preloaded)
     chosen, why = scheduling.auto_workers(
         settings,
         _remembered_model_tests(config, scheduling.MODEL_TESTS_CACHE),
@@ -88,18 +89,13 @@ def auto_workers(config: pytest.Config) -> int | None:
 
 
 def _remembered_model_tests(config: pytest.Config, key: str) -> int | None:
-    """The model tests of the last run (see :func:`_cached`)."""
-    value = _cached(config, key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def _cached(config: pytest.Config, key: str) -> object:
-    """A value of the last run, read straight from pytest's cache directory (``config.cache``
-    does not exist yet when ``-n auto`` is decided); None when there is none."""
+    """The model tests of the last run, read straight from pytest's cache directory
+    (``config.cache`` does not exist yet when ``-n auto`` is decided)."""
     # lazy: read only when -n auto is sized
     from pytest_llm_matrix.config import cachefile
 
-    return cachefile.get(config, key, None)
+    value = cachefile.get(config, key, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def configure(config: pytest.Config) -> None:

@@ -507,7 +507,7 @@ def test_text_from_the_reports_is_shown_and_written_plainly(project, monkeypatch
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path))
     unwritten = merge_cli(pytester.path, "odd.json")
     assert unwritten.returncode == 2
-    assert unwritten.stderr == f"error: could not write {pytester.path}: Is a directory\n"
+    assert unwritten.stderr == f"error: could not write {pytester.path}: not a regular file\n"
 
 
 #: Tests of every kind a run counts: a skip, an xfail and an xpass, errors at setup and at
@@ -711,3 +711,14 @@ def test_a_reader_that_stops_early_gets_no_traceback(project):
         os.close(write)
     assert (done.returncode, done.stderr) == (1, "")
     assert json.loads((pytester.path / "merged.json").read_text())["exit_status"] == 1
+
+
+@pytest.mark.timeout(60)
+def test_an_output_that_is_a_fifo_is_refused_not_waited_on(project):
+    """merge writes its outputs as the session does: a FIFO would block it forever."""
+    pytester = project
+    pytester.runpytest("--models=sim-a", "test_one.py", "--llm-report=one.json")
+    os.mkfifo(pytester.path / "out.html")
+    done = merge_cli(pytester.path, "one.json", "--html", "out.html")
+    assert done.returncode == 2
+    assert done.stderr == "error: could not write out.html: not a regular file\n"

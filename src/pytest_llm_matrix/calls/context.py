@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_llm_matrix.config.jsonfile import JSONFileError, read_json
-
 if TYPE_CHECKING:
     from pytest_llm_matrix.calls.limits import Coordinator
 
@@ -149,6 +147,9 @@ class Journal:
     @staticmethod
     def read(path: str, nodeid: str) -> dict[str, Any] | None:
         """What the test ``nodeid`` spent before its worker died, if anything."""
+        # lazy: read only when a worker crashed
+        from pytest_llm_matrix.config.jsonfile import JSONFileError, read_json
+
         try:
             entry = read_json(path, what="the journal", max_bytes=JOURNAL_BYTES)
         except (OSError, JSONFileError):

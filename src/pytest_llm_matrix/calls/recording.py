@@ -730,7 +730,8 @@ class Tape:
         self.alias = alias
         #: the test (node id, model) whose run records this tape, for the command a miss says
         self.test = test or (nodeid, alias)
-        self.path = recorder.path_for(nodeid, alias)
+        paths = recorder.paths_for(nodeid, alias)
+        self.path = paths[0]
         #: the file read: the path, or the one an earlier version gave it (None: none there)
         self.source: Path | None = None
         self.entries: list[dict[str, Any]] = []
@@ -740,7 +741,7 @@ class Tape:
         self.problem: str | None = None  # why the file could not be read
         if recorder.mode != "all":
             try:
-                for path in recorder.paths_for(nodeid, alias):
+                for path in paths:
                     entries = _read(path)
                     if entries is not None:
                         self.entries, self.source = entries, path

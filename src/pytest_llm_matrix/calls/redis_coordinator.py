@@ -294,7 +294,7 @@ class RedisCoordinator:
             if self._prober is None:  # the prober clears this under the lock as it ends
                 self._prober = threading.Thread(
                     target=_probe, args=(weakref.ref(self), self._stop),
-                    name="llm-matrix redis probe", daemon=True,
+                    name="llm-matrix-redis-probe", daemon=True,
                 )  # fmt: skip
                 self._prober.start()
 

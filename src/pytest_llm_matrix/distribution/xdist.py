@@ -10,7 +10,6 @@ import pytest
 
 from pytest_llm_matrix.calls import context
 from pytest_llm_matrix.calls.context import REPORT_ATTR, SPEND_ATTR
-from pytest_llm_matrix.config import cachefile
 from pytest_llm_matrix.config.options import WORKERINPUT_KEY, Settings
 from pytest_llm_matrix.matrix.parametrize import duplicate_id_problem
 
@@ -77,6 +76,7 @@ class XdistHooks:
         from xdist.workermanage import parse_tx_spec_config
 
         # lazy: the scheduler loads only when it schedules a run
+        from pytest_llm_matrix.config import cachefile
         from pytest_llm_matrix.distribution.scheduling import (
             DURATIONS_CACHE,
             ModelScheduling,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from pytest_llm_matrix.report.cost import format_usd
@@ -291,3 +293,20 @@ def markdown(
     if comparison is not None:
         lines += ["", *fenced(baseline_lines(comparison))]
     return "\n".join(lines) + "\n"
+
+
+def write_file(path: str, text: str, *, append: bool) -> str | None:
+    """Write an output file (the session's and merge's); None, or why it could not be
+    written. Only a regular file (or none yet): opening a FIFO would wait for a reader
+    forever. A lone surrogate (a ``\\ud800`` escape) is written as its escape."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        return f"{path}: not a regular file"
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(
+            path, "a" if append else "w", encoding="utf-8", errors="backslashreplace"
+        ) as file:
+            file.write(text)
+    except OSError as error:
+        return f"{path}: {error.strerror or error}"
+    return None

@@ -15,7 +15,6 @@ import os
 import platform
 import threading
 from collections.abc import Generator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import pytest
@@ -43,6 +42,7 @@ from pytest_llm_matrix.matrix.repeats import NOT_VERDICT, RUN_ATTR, status_of, w
 from pytest_llm_matrix.report import baseline, html, model_free, render
 from pytest_llm_matrix.report.auxiliary import Auxiliary
 from pytest_llm_matrix.report.cost import format_usd, model_cost, warm_up
+from pytest_llm_matrix.report.render import write_file
 from pytest_llm_matrix.report.stats import (
     JUDGED,
     ModelStats,
@@ -726,13 +726,13 @@ class Summary:
         path = self.settings.report_path
         if path:
             text = json.dumps(self.redactor.data(report), indent=2) + "\n"
-            problem = _write(path, text, append=False)
+            problem = write_file(path, text, append=False)
             if problem:
                 self.unwritten.append(f"--llm-report: could not write {problem}")
                 self.report_unwritten = True
         if self.settings.html_path:
             text = self.redactor.text(html.render(report))
-            problem = _write(self.settings.html_path, text, append=False)
+            problem = write_file(self.settings.html_path, text, append=False)
             if problem:
                 self.unwritten.append(f"--llm-html: could not write {problem}")
                 self.report_unwritten = True
@@ -751,7 +751,7 @@ class Summary:
                 some,
                 self.comparison,
             )
-            problem = _write(summary_file, self.redactor.text(text), append=True)
+            problem = write_file(summary_file, self.redactor.text(text), append=True)
             if problem:
                 self.unwritten.append(f"$GITHUB_STEP_SUMMARY: could not write {problem}")
 
@@ -816,22 +816,6 @@ def _unreadable(error: Exception) -> str:
 def _is_subtest(report: pytest.TestReport) -> bool:
     """pytest's own subtests (>= 9) and the pytest-subtests plugin's."""
     return type(report).__name__ in ("SubtestReport", "SubTestReport")
-
-
-def _write(path: str, text: str, *, append: bool) -> str | None:
-    """Write an output file; None, or why it could not be written. Only a regular file
-    (or none yet): opening a FIFO would wait for a reader forever."""
-    if os.path.exists(path) and not os.path.isfile(path):
-        return f"{path}: not a regular file"
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(
-            path, "a" if append else "w", encoding="utf-8", errors="backslashreplace"
-        ) as file:
-            file.write(text)
-    except OSError as error:
-        return f"{path}: {error.strerror or error}"
-    return None
 
 
 def _properties(
