@@ -172,10 +172,12 @@ def configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistHooks(settings, simulator), "llm_matrix.xdist")
     if distributed(config):
         # lazy: preloading matters only to runs with xdist workers
-        from pytest_llm_matrix.distribution import preload
+        from pytest_llm_matrix.distribution import lifetime, preload
         from pytest_llm_matrix.distribution.xdist import CrashTeardown
 
         preload.register(config, settings)
+        if settings.selected:
+            lifetime.end_without_collecting()
 
         config.pluginmanager.register(CrashTeardown(config), "llm_matrix.crash_teardown")
         # The xdist controller never collects: it learns of model tests from reports.

@@ -4,6 +4,7 @@ directory, whether it ends normally, is interrupted, terminated or killed."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -179,3 +180,96 @@ def test_a_run_leaves_no_state_and_keeps_sigterm_as_it_was(pytester, write_confi
     assert any(name.startswith("pytest-llm-matrix-") for name in seen)  # there, while it ran
     assert signal.getsignal(signal.SIGTERM) is before
     assert state_dirs(temp) == []
+
+
+TWO_SPEEDS = """
+[tool.llm-matrix.models.quick]
+provider = "simulator"
+[tool.llm-matrix.models.slow]
+provider = "simulator"
+simulate = { latency = 2.0 }
+"""
+
+#: In the controller: the worker process of the first node to go down, and whether it is
+#: still there when the session ends (before xdist tears its nodes down).
+NODE_DOWN_PROBE = """
+import json, os, time
+import pytest
+
+_down = []
+
+def pytest_testnodedown(node, error):
+    _down.append((node.gateway.id, node.gateway._rinfo().pid, error))
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):
+        return
+    gone = {}
+    deadline = time.monotonic() + 10
+    for gateway, pid, error in _down:
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.05)
+        gone[gateway] = not os.path.exists(f"/proc/{pid}") or open(
+            f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    with open("down.json", "w") as fh:
+        json.dump({"order": [d[0] for d in _down], "pids": [d[1] for d in _down],
+                   "gone": gone}, fh)
+"""
+
+
+@pytest.mark.parametrize("preload", ["auto", "off"])
+def test_a_worker_that_finished_exits_before_the_session_ends(pytester, write_config, preload):
+    """A worker done with its tests is told to exit when it goes down, not when the last
+    one has: by the session's end it is gone. The last one is left to xdist's teardown,
+    which waits for every worker; none outlives the run."""
+    write_config(TWO_SPEEDS)
+    pytester.makeconftest(NODE_DOWN_PROBE)
+    pytester.makepyfile("def test_answer(llm):\n    assert llm.complete('hi')\n")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--models=quick,slow", "-p", "no:cacheprovider", f"--llm-preload={preload}"
+    )
+    result.assert_outcomes(passed=2)
+    down = json.loads((pytester.path / "down.json").read_text())
+    first, last = down["order"]
+    assert down["gone"] == {first: True, last: False}
+    assert not any(running(pid) for pid in down["pids"])
+
+
+ENDING_PROBE = """
+import atexit, gc, os, sys
+
+def _freeze_count():
+    if not hasattr(sys, "_llm_worker"):
+        with open("frozen.txt", "w") as fh:
+            fh.write(str(gc.get_freeze_count()))
+
+atexit.register(_freeze_count)  # registered before the plugin's: runs after it
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        sys._llm_worker = True
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "frozen"),
+    [
+        (["-n", "1", "--models=a"], True),
+        (["--models=a"], False),  # tests ran in this process: its exit is left as it was
+        (["-n", "1"], False),  # no model selected: the plugin stays out of it
+    ],
+)
+def test_the_controller_ends_without_the_collectors_last_passes(
+    pytester, write_config, args, frozen
+):
+    model = '[tool.llm-matrix.models.a]\nprovider = "simulator"\n'
+    write_config(model if "--models=a" in args else "")
+    pytester.makeconftest(ENDING_PROBE)
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    result.assert_outcomes(passed=1)
+    assert (int((pytester.path / "frozen.txt").read_text()) > 0) == frozen

@@ -86,6 +86,41 @@ def test_redactor_reads_the_key_when_it_checks(monkeypatch):
     }
 
 
+class Shown:
+    """A value that is not JSON data: shown by its text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize(
+    "key",
+    [KEY, 'sk-with"quote-0123456789', "sk-with\\backslash-0123456789", "sk-ctl\x01-0123456789"],
+    ids=["plain", "quote", "backslash", "control"],
+)
+def test_data_is_redacted_wherever_a_key_hides_in_it(monkeypatch, key):
+    """Data with no piece of a key anywhere comes back as it is (one look at its JSON text;
+    rebuilt, string by string, for a key with characters JSON escapes); a key in any string,
+    in a key of a dict, or in a value that is not JSON data is masked."""
+    monkeypatch.setenv("LLM_MATRIX_TEST_KEY", key)
+    redactor = Redactor(["LLM_MATRIX_TEST_KEY"])
+    clean = {"tests": [{"id": f"t{i}", "out": "fine", "n": i, "x": None} for i in range(500)]}
+    assert redactor.data(clean) == clean
+    assert (redactor.data(clean) is clean) == (key == KEY)
+    hidden = [
+        {"tests": [*clean["tests"], {"id": "t", "out": f"said {key}!"}]},
+        {f"by {key}": 1},
+        [1, 2.5, (True, Shown(f"<{key}>"))],
+        {"raw": f"a {key}".encode()},
+    ]
+    for data in hidden:
+        assert key not in json.dumps(redactor.data(data), default=str)
+        assert MASK in json.dumps(redactor.data(data), default=str)
+
+
 # -- end to end ---------------------------------------------------------------------------
 
 ECHO_MODES = {

@@ -163,3 +163,19 @@ def test_budget_rates_are_none_without_a_price():
         name="s", provider="simulator", model="s", api="openai", input_price=2.0, output_price=4.0
     )
     assert per_token_rates(priced) == pytest.approx((2e-6, 4e-6, 2e-6))
+
+
+def test_warming_up_looks_each_model_up_once_ahead():
+    """The controller's warm-up thread looks up the run's models while the tests run, so
+    the summary at the end finds an unknown model known as unknown, and a known one's
+    patterns compiled."""
+    from pytest_llm_matrix.report import cost
+
+    unknown = Model(name="m-warm", provider="simulator", model="no-such-model-warm", api="openai")
+    known = Model(name="k-warm", provider="openai", model="gpt-4o", api="openai")
+    cost.warm_up([unknown, known])
+    assert ("simulator", "no-such-model-warm") in cost._UNKNOWN
+    assert ("openai", "gpt-4o") not in cost._UNKNOWN
+    hits = cost._price_from_genai_prices.cache_info().hits
+    model_cost(known, (1, 1, 0))
+    assert cost._price_from_genai_prices.cache_info().hits == hits + 1

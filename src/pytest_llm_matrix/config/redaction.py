@@ -177,9 +177,23 @@ class Redactor:
         a test recorded as a property) becomes its redacted text. The key variables are
         read once per call (a report holds thousands of strings), and data is returned as
         it is while no key is known."""
-        if not self.forms:
+        if not self.forms or not self._may_hold_key(value):
             return value
         return self._data(value)
+
+    def _may_hold_key(self, value: Any) -> bool:
+        """Whether a piece of a key may show in ``value``: one look in C at the whole of it
+        written out as JSON, instead of one look per string. A piece shows unchanged in JSON
+        text exactly when it shows in a string of the data, unless JSON or ``repr`` would
+        escape one of its characters: then (and for data that is not plain JSON data) the
+        answer is yes, and every string is looked at."""
+        if not all(_PLAIN_PIECE.fullmatch(piece) for piece in self._pieces):
+            return True
+        try:
+            written = json.dumps(value, ensure_ascii=False, default=_not_plain)
+        except Exception:  # a value JSON cannot write as it is, a cycle: look at every string
+            return True
+        return any(piece in written for piece in self._pieces)
 
     def _data(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -199,6 +213,14 @@ class Redactor:
         if any(piece in text for piece in self._pieces):
             return mask(text, self._forms)
         return text
+
+
+#: Key pieces whose characters JSON text and ``repr`` show as they are.
+_PLAIN_PIECE: Final = re.compile(r"[^\"'\\\x00-\x1f\x7f-\xa0\u2028\u2029]+")
+
+
+def _not_plain(value: object) -> object:
+    raise TypeError(f"not plain JSON data: {type(value).__name__}")
 
 
 #: The report fields that hold text from the test (never the ids: xdist maps reports by them).

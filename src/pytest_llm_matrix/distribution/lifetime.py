@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
+import gc
 import os
 import select
 import shutil
@@ -126,6 +128,27 @@ def _remove_on_sigterm(config: pytest.Config, remove: Callable[[], None]) -> Non
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     config.add_cleanup(restore)
+
+
+#: Whether this process's exit skips the collector's last passes (see ``end_without_collecting``).
+_ENDS_WITHOUT_COLLECTING: list[bool] = []
+
+
+def end_without_collecting() -> None:
+    """In the controller of a distributed run: at the interpreter's exit, the garbage collector
+    leaves alone what the process holds then.
+
+    The interpreter's finalization runs full collections over every object still alive (an xdist
+    controller of a model run holds ~85,000, with the price table): ~0.2 s of CPU at the end of
+    every run on a 2-core machine, for memory the OS frees at once anyway. ``gc.freeze`` at exit
+    moves them out of the collector's sight; they are still freed by reference counting as
+    modules are cleared. No test runs in an xdist controller, so no test's garbage with a
+    finalizer is left to it; registered with ``atexit``, so a process that runs pytest in-process
+    and goes on is not affected before its own exit. Once per process.
+    """
+    if not _ENDS_WITHOUT_COLLECTING:
+        _ENDS_WITHOUT_COLLECTING.append(True)
+        atexit.register(gc.freeze)
 
 
 def exit_with_controller(controller: object = None) -> None:

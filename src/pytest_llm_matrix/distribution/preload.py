@@ -46,6 +46,11 @@ WORKER_STACK: Final = (
     "pytest_llm_matrix.calls.fixtures",
     "pytest_llm_matrix.tracking",
     "pytest_llm_matrix.distribution.lifetime",
+    # every worker imports these at its end (what it tells the controller): the last to
+    # end would import them while the run waits for it
+    "pytest_llm_matrix.distribution.preload",
+    "pytest_llm_matrix.distribution.scheduling",
+    "encodings.idna",  # at the first request to a host name
     "pytest_llm_matrix.calls.limits",
     "pytest_llm_matrix.calls.client",
     "pytest_llm_matrix.calls.transport",

@@ -68,6 +68,28 @@ class XdistHooks:
         if problem is not None:
             pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
 
+    @pytest.hookimpl(trylast=True)  # after every other plugin has seen the node go down
+    def pytest_testnodedown(self, node: WorkerController, error: object | None) -> None:
+        """A worker that finished its session cleanly is told to exit now, not when the last
+        one has finished: its exit overlaps the others' last tests instead of adding to the
+        run's end (64 workers: ~0.2 s at the end of every run on 2 cores).
+
+        ``Gateway.exit`` is execnet's own first half of a termination: it sends the worker
+        the same message the session's end would, and leaves the waiting for its process to
+        ``Group.terminate`` at the session's end, which waits for (or kills) every gateway
+        exited so - as long as one gateway is still in the group, so the last one is left to it.
+        """
+        if error is not None or not self.settings.selected:
+            return
+        group = getattr(getattr(node, "nodemanager", None), "group", None)
+        gateway = node.gateway
+        try:
+            if group is None or gateway not in group or len(group) < 2:
+                return
+        except TypeError:  # not execnet's Group, as this was written for
+            return
+        gateway.exit()
+
     def pytest_xdist_make_scheduler(
         self, config: pytest.Config, log: Any
     ) -> ModelScheduling | None:

@@ -15,6 +15,8 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from pytest_llm_matrix.config.models import Model
 
 _PER_MILLION = 1_000_000
@@ -136,11 +138,15 @@ def _price_from_genai_prices(
     return float(calculation.total_price)
 
 
-def warm_up() -> None:
-    """Load genai-prices' bundled table now (see ``Summary._warm_up``); any failure is
-    left for the pricing itself to meet."""
+def warm_up(models: Iterable[Model] = ()) -> None:
+    """Load genai-prices' bundled table now (see ``Summary._warm_up``), and look up each of
+    ``models`` once (the first lookup of a model compiles the table's patterns; an unknown
+    model is remembered as unknown); any failure is left for the pricing itself to meet."""
     with contextlib.suppress(Exception):
         _price_from_genai_prices("openai", "gpt-4o-mini", 1, 1, 0)
+    for model in models:
+        with contextlib.suppress(Exception):
+            model_cost(model, (1, 1, 0))
 
 
 def format_usd(value: float | None) -> str:

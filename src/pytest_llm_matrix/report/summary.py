@@ -198,8 +198,13 @@ class Summary:
         self.warming = True
         if not distributed(self.config) or hasattr(self.config, "workerinput"):
             return  # tests run in this process: they may import what the thread imports
-        if any(m.input_price is None and m.output_price is None for m in self.models.values()):
-            threading.Thread(target=warm_up, name="llm-matrix prices", daemon=True).start()
+        unpriced = [
+            m for m in self.models.values() if m.input_price is None and m.output_price is None
+        ]
+        if unpriced:
+            threading.Thread(
+                target=warm_up, args=(unpriced,), name="llm-matrix prices", daemon=True
+            ).start()
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml reads the teardown report's properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
