@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -202,6 +203,40 @@ def test_a_crashed_worker_is_restarted_from_the_preloader(pytester, write_config
     rows = (pytester.path / "parents.txt").read_text().split("\n")[:-1]
     assert len(rows) == 12  # every test ran once: none lost, none twice
     assert all(row.endswith("True") for row in rows)  # the replacement was forked too
+
+
+#: In the controller: how each worker's stand-in process (what execnet started and waits
+#: for) ended, once xdist has torn the nodes down.
+STAND_INS = """
+import json
+import pytest
+
+_popens = {}
+
+def pytest_testnodedown(node, error):
+    _popens[node.gateway.id] = node.gateway._io.popen
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):
+        with open("stand-ins.json", "w") as fh:
+            json.dump({gw: p.returncode for gw, p in _popens.items()}, fh)
+"""
+
+
+@pytest.mark.skipif(shutil.which("tail") is None, reason="needs GNU tail")
+def test_a_waiting_launcher_ends_with_its_worker_not_at_its_next_look(pytester, write_config):
+    """A launcher that became ``tail --pid`` (looking every tenth of a second) is ended by
+    the preloader as soon as its worker has ended: xdist's teardown, the run's end, does not
+    wait for its next look. (Killed by SIGTERM is how it ended then; by itself, exit 0.)"""
+    write_config(PROJECT)
+    pytester.makeconftest(STAND_INS)
+    pytester.makepyfile("def test_answer(llm):\n    assert llm.complete('hi')\n")
+    result = pytester.runpytest_subprocess("-n", "2", "--models=all", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert "llm-matrix: workers preloaded" in result.stdout.str()
+    ended = json.loads((pytester.path / "stand-ins.json").read_text())
+    assert ended == {"gw0": -signal.SIGTERM, "gw1": -signal.SIGTERM}
 
 
 ENDING = """

@@ -70,6 +70,7 @@ class Worker:
     pidfd: int
     conn: socket.socket
     launcher_fd: int | None
+    launcher: int = 0  # its pid
 
 
 class BecomeWorker(Exception):
@@ -216,7 +217,7 @@ class Server:
                 launcher_fd: int | None = os.pidfd_open(launcher)
             except OSError:
                 launcher_fd = None
-            self.fork(conn, request, fds, launcher_fd)
+            self.fork(conn, request, fds, launcher_fd, launcher)
         except BecomeWorker:
             raise
         except (OSError, ValueError, TypeError, KeyError, EOFError, struct.error):
@@ -268,7 +269,12 @@ class Server:
         return None
 
     def fork(
-        self, conn: socket.socket, request: Request, fds: list[int], launcher_fd: int | None
+        self,
+        conn: socket.socket,
+        request: Request,
+        fds: list[int],
+        launcher_fd: int | None,
+        launcher: int = 0,
     ) -> None:
         pid = os.fork()
         if pid == 0:
@@ -281,7 +287,7 @@ class Server:
             pidfd = os.pidfd_open(pid)
         except OSError:  # gone already: reap it now
             pidfd = -1
-        worker = Worker(pid, pidfd, conn, launcher_fd)
+        worker = Worker(pid, pidfd, conn, launcher_fd, launcher)
         if pidfd < 0:
             self.reap(worker)
             return
@@ -337,6 +343,8 @@ class Server:
         with contextlib.suppress(OSError):  # a launcher that became tail does not listen
             _send(worker.conn, STATUS, struct.pack("!i", status))
         worker.conn.close()
+        if self.waiter and worker.launcher_fd is not None:
+            _end_waiter(worker.launcher_fd, worker.launcher)
         if worker.pidfd >= 0:
             self.by_pidfd.pop(worker.pidfd, None)
             self.poller.unregister(worker.pidfd)
@@ -345,6 +353,20 @@ class Server:
             self.by_launcher.pop(worker.launcher_fd, None)
             self.poller.unregister(worker.launcher_fd)
             _close(worker.launcher_fd)
+
+
+def _end_waiter(launcher_fd: int, launcher: int) -> None:
+    """A launcher that became ``tail --pid`` notices its worker's end only at its next look,
+    up to a tenth of a second later, and xdist's teardown (the run's end) waits for it: it is
+    ended now. Through its pidfd, so never another process that took its pid; only once it
+    is ``tail`` (one that stayed an interpreter ends by itself on the status it is sent)."""
+    try:
+        with open(f"/proc/{launcher}/comm", "rb") as comm:
+            if comm.read().strip() != b"tail":
+                return
+        signal.pidfd_send_signal(launcher_fd, signal.SIGTERM)
+    except (OSError, AttributeError):  # gone already; no pidfd_send_signal
+        pass
 
 
 def _gave_up(conn: socket.socket) -> bool:
