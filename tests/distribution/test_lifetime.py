@@ -239,6 +239,43 @@ def test_a_worker_that_finished_exits_before_the_session_ends(pytester, write_co
     assert not any(running(pid) for pid in down["pids"])
 
 
+SLOW_TO_END = """
+import os, time
+
+def pytest_unconfigure(config):
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker and os.path.exists(f"quick-{worker}"):
+        time.sleep(6)  # longer than execnet gives a worker told to exit (5 s, then SIGINT)
+        with open(f"unconfigured-{worker}", "w") as fh:
+            fh.write("done")
+"""
+
+QUICK_AND_SLOW = """
+import os
+
+def test_answer(llm, llm_model):
+    if llm_model.name == "quick":
+        open(f"quick-{os.environ['PYTEST_XDIST_WORKER']}", "w").close()
+    assert llm.complete("hi")
+"""
+
+
+def test_a_worker_is_told_to_exit_only_once_its_session_has_wholly_ended(pytester, write_config):
+    """A worker that finished first may take its time in ``pytest_unconfigure`` and its
+    cleanups while the others run (6 s here, the slow model's test 4 s): it is told to exit
+    only once they are done, not when it went down (execnet would interrupt it 5 s later)."""
+    write_config(TWO_SPEEDS.replace("latency = 2.0", "latency = 4.0"))
+    pytester.makeconftest(SLOW_TO_END)
+    pytester.makepyfile(QUICK_AND_SLOW)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--models=quick,slow", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
+    quick = [p.name.removeprefix("quick-") for p in pytester.path.glob("quick-*")]
+    assert len(quick) == 1
+    assert (pytester.path / f"unconfigured-{quick[0]}").read_text() == "done"
+
+
 ENDING_PROBE = """
 import atexit, gc, os, sys
 
@@ -260,6 +297,7 @@ def pytest_configure(config):
     [
         (["-n", "1", "--models=a"], True),
         (["--models=a"], False),  # tests ran in this process: its exit is left as it was
+        (["--dist", "load", "--models=a"], False),  # a --dist without workers: the same
         (["-n", "1"], False),  # no model selected: the plugin stays out of it
     ],
 )

@@ -96,6 +96,17 @@ class Shown:
         return self.text
 
 
+class Request(dict):
+    """A dict whose text shows more than its items (JSON writes only the items)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__(method="POST")
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"Request({dict(self)}, headers={self.headers})"
+
+
 @pytest.mark.parametrize(
     "key",
     [KEY, 'sk-with"quote-0123456789', "sk-with\\backslash-0123456789", "sk-ctl\x01-0123456789"],
@@ -115,6 +126,7 @@ def test_data_is_redacted_wherever_a_key_hides_in_it(monkeypatch, key):
         {f"by {key}": 1},
         [1, 2.5, (True, Shown(f"<{key}>"))],
         {"raw": f"a {key}".encode()},
+        {"props": [("request", Request({"Authorization": f"Bearer {key}"}))]},
     ]
     for data in hidden:
         assert key not in json.dumps(redactor.data(data), default=str)

@@ -532,8 +532,12 @@ CONTROLLER_KEY: Final = "llm_matrix_controller"
 
 
 def distributed(config: pytest.Config) -> bool:
-    """Whether xdist runs the tests (this process is its controller or a worker)."""
-    return bool(config.getoption("dist", "no") != "no")
+    """Whether xdist runs the tests (this process is its controller or a worker): xdist's own
+    condition, a ``--dist`` mode and workers to run it (``-n``, ``--tx``). A ``--dist`` in
+    addopts without workers runs the tests in this process."""
+    if hasattr(config, "workerinput"):
+        return True
+    return config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
 
 
 def load_registry(config: pytest.Config) -> reg.Registry:

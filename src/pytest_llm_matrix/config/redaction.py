@@ -193,7 +193,9 @@ class Redactor:
             written = json.dumps(value, ensure_ascii=False, default=_not_plain)
         except Exception:  # a value JSON cannot write as it is, a cycle: look at every string
             return True
-        return any(piece in written for piece in self._pieces)
+        # JSON writes a subclass of dict, list or tuple by its items, but its text (what the
+        # look string by string redacts) may show more: only plain data takes the short way
+        return not _plain(value) or any(piece in written for piece in self._pieces)
 
     def _data(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -221,6 +223,29 @@ _PLAIN_PIECE: Final = re.compile(r"[^\"'\\\x00-\x1f\x7f-\xa0\u2028\u2029]+")
 
 def _not_plain(value: object) -> object:
     raise TypeError(f"not plain JSON data: {type(value).__name__}")
+
+
+_LEAVES: Final = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: object) -> bool:
+    """Whether ``value`` is plain JSON data, built of dicts with string keys, lists, tuples,
+    strings, numbers, booleans and None - those exact types, no subclass. (It has no cycle:
+    JSON wrote it.)"""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, inner in item.items():  # type: ignore[attr-defined]
+                if type(key) is not str:
+                    return False
+                todo.append(inner)
+        elif kind is list or kind is tuple:
+            todo.extend(item)  # type: ignore[arg-type]
+        elif kind not in _LEAVES:
+            return False
+    return True
 
 
 #: The report fields that hold text from the test (never the ids: xdist maps reports by them).
