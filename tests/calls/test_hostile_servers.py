@@ -290,3 +290,44 @@ def test_a_body_that_trickles_in_is_bounded_by_the_model_timeout(pytester, write
             "gave up after 1 attempt*"
         ]
     )
+
+
+ONE_TEST = """
+import time
+
+def test_once(llm):
+    started = time.monotonic()
+    assert llm.complete("hi")
+    with open("took.txt", "w") as fh:
+        fh.write(str(time.monotonic() - started))
+"""
+
+
+@WORKERS
+def test_a_gateways_copy_of_the_providers_retry_after_is_waited_out(
+    pytester, write_config, simulator, workers
+):
+    """A gateway in front of the provider (LiteLLM's proxy) passes its Retry-After on only
+    as ``llm_provider-retry-after``: the retry waits as long as it says, not a backoff."""
+    sim = simulator(
+        {
+            "models": {
+                "m": {
+                    "faults": [
+                        {
+                            "kind": "429",
+                            "first": 1,
+                            "retry_after": 2,
+                            "header_prefix": "llm_provider-",
+                        }
+                    ]
+                }
+            }
+        }
+    )
+    project(pytester, write_config, sim, ONE_MODEL)
+    pytester.makepyfile(ONE_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", *workers)
+    result.assert_outcomes(passed=1)
+    assert float((pytester.path / "took.txt").read_text()) >= 2.0
+    assert sim.stats()["statuses"] == {"429": 1, "200": 1}

@@ -90,6 +90,12 @@ def test_ok_and_non_json_errors():
         ({"retry-after": "Fri, 31 Dec 99999 23:59:59 GMT"}, None),
         ({"x-ratelimit-reset-requests": "9" * 400 + "h"}, None),
         ({}, None),
+        # a gateway's copies of the provider's headers (LiteLLM: "llm_provider-" + name)
+        ({"llm_provider-retry-after": "2"}, 2.0),
+        ({"llm_provider-retry-after-ms": "1500", "llm_provider-retry-after": "9"}, 1.5),
+        ({"llm_provider-x-ratelimit-reset-requests": "6m0s"}, 360.0),
+        ({"retry-after": "1", "llm_provider-retry-after": "9"}, 1.0),  # the gateway's own first
+        ({"llm_provider-retry-after": "soon", "llm_provider-retry-after-ms": "x"}, None),
     ],
 )
 def test_server_wait_order(headers, expected):

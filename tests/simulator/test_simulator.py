@@ -685,6 +685,14 @@ def test_stats_track_concurrency(start, clients):
             {"models": {"m": {"faults": [{"kind": "500", "every": 1, "quota": True}]}}},
             "faults[0].quota: only applies to kind '429'",
         ),
+        (
+            {"models": {"m": {"faults": [{"kind": "429", "first": 1, "header_prefix": "a: b"}]}}},
+            "faults[0].header_prefix: must be up to 40 letters, digits, '-' or '_'",
+        ),
+        (
+            {"models": {"m": {"faults": [{"kind": "500", "first": 1, "header_prefix": "x-"}]}}},
+            "faults[0].header_prefix: only applies to kind '429'",
+        ),
         ({"models": {"m": {"api_key": 5}}}, "model 'm': api_key: must be a string"),
         ({"models": {"m": []}}, "model 'm': must be a table"),
     ],

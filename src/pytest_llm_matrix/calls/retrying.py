@@ -2,7 +2,8 @@
 
 Pure functions: the transport feeds them status codes, headers and bodies. The wait order
 is the server's word first (``retry-after-ms``, ``retry-after``, then the providers'
-rate-limit reset headers), and exponential backoff with jitter otherwise.
+rate-limit reset headers; then a gateway's copies of its provider's, ``llm_provider-...``),
+and exponential backoff with jitter otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ RESET_HEADERS: Final = (
     "anthropic-ratelimit-input-tokens-reset",
     "anthropic-ratelimit-output-tokens-reset",
 )
+#: Where the retry headers come: the server's own, then a gateway's copies of its upstream
+#: provider's (LiteLLM's proxy sends only ``llm_provider-retry-after`` and the like on the 429s
+#: it passes on).
+HEADER_PREFIXES: Final = ("", "llm_provider-")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -120,11 +125,20 @@ def server_wait(headers: Mapping[str, str], now: float | None = None) -> float |
     numbers, durations or dates are ignored, as if the header were absent.
     """
     now = time.time() if now is None else now
-    if (value := headers.get("retry-after-ms")) is not None and (
+    for prefix in HEADER_PREFIXES:
+        wait = _said_wait(headers, prefix, now)
+        if wait is not None:
+            return wait
+    return None
+
+
+def _said_wait(headers: Mapping[str, str], prefix: str, now: float) -> float | None:
+    """The wait the headers named ``prefix`` + a retry header's name ask for, if any."""
+    if (value := headers.get(prefix + "retry-after-ms")) is not None and (
         seconds := _number(value, 0.001)
     ) is not None:
         return max(0.0, seconds)
-    if (value := headers.get("retry-after")) is not None:
+    if (value := headers.get(prefix + "retry-after")) is not None:
         seconds = _number(value)
         if seconds is None:
             seconds = _date(value, now)
@@ -132,7 +146,7 @@ def server_wait(headers: Mapping[str, str], now: float | None = None) -> float |
             return max(0.0, seconds)
     waits = []
     for name in RESET_HEADERS:
-        if (value := headers.get(name)) is not None:
+        if (value := headers.get(prefix + name)) is not None:
             seconds = _duration(value)
             if seconds is None:
                 seconds = _date(value, now)

@@ -46,16 +46,21 @@ _FAULT_KEYS = (
     "match",
     "retry_after",
     "retry_after_ms",
+    "header_prefix",
     "quota",
     "hang",
     "body",
 )
+#: A gateway's prefix for the retry headers of the provider behind it (LiteLLM's proxy:
+#: ``llm_provider-``): token characters, short.
+_HEADER_PREFIX = re.compile(r"[A-Za-z0-9_-]{0,40}")
 #: What a `not_stream` fault answers a stream request with.
 NOT_STREAM_BODIES = ("json", "html", "garbage")
 # Options that only make sense for one fault kind; using them elsewhere is a config mistake.
 _KIND_ONLY_OPTIONS: dict[str, FaultKind] = {
     "retry_after": "429",
     "retry_after_ms": "429",
+    "header_prefix": "429",
     "quota": "429",
     "hang": "hang",
     "body": "not_stream",
@@ -100,6 +105,8 @@ class Fault:
     quota: bool = False
     hang: float = DEFAULT_HANG_SECONDS
     body: str = "json"
+    #: the retry headers' names start with this, as a gateway passes its provider's on
+    header_prefix: str = ""
 
     def fires_on(self, count: int) -> bool:
         """Whether the fault fires on the `count`-th request it counts (1-based)."""
@@ -311,7 +318,13 @@ def _fault(value: object, where: _Where) -> Fault:
         raise where.child("body").error(
             f"must be one of {', '.join(NOT_STREAM_BODIES)}, got {body!r}"
         )
-    return Fault(kind, every, first, match, retry_after, retry_after_ms, quota, hang, body)
+    prefix = table.get("header_prefix", "")
+    if not isinstance(prefix, str) or not _HEADER_PREFIX.fullmatch(prefix):
+        raise where.child("header_prefix").error(
+            f"must be up to 40 letters, digits, '-' or '_' (LiteLLM's is 'llm_provider-'), "
+            f"got {_shown(prefix)}"
+        )
+    return Fault(kind, every, first, match, retry_after, retry_after_ms, quota, hang, body, prefix)
 
 
 def _model(value: object, where: _Where) -> ModelConfig:

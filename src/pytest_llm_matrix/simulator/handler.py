@@ -288,6 +288,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             headers.append(("retry-after", str(math.ceil(fault.retry_after))))
         if fault.retry_after_ms is not None:
             headers.append(("retry-after-ms", str(fault.retry_after_ms)))
+        headers = [(fault.header_prefix + name, value) for name, value in headers]
         if fault.quota:
             message = "You exceeded your current quota (simulated)."
             self._error(dialect, 429, "quota", message, headers)
