@@ -331,3 +331,79 @@ def test_a_gateways_copy_of_the_providers_retry_after_is_waited_out(
     result.assert_outcomes(passed=1)
     assert float((pytester.path / "took.txt").read_text()) >= 2.0
     assert sim.stats()["statuses"] == {"429": 1, "200": 1}
+
+
+class _Gateway(http.server.BaseHTTPRequestHandler):
+    """A gateway that does not know the alias asked for, as LiteLLM's proxy answers it (its
+    exact body and headers, read from its source and seen from a running 1.106)."""
+
+    protocol_version = "HTTP/1.1"
+    posts: list[str] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        size = int(self.headers.get("content-length") or 0)
+        alias = json.loads(self.rfile.read(size)).get("model")
+        self.posts.append(self.path)
+        message = (
+            f"/chat/completions: Invalid model name passed in model={alias}. Call `/v1/models` "
+            "to view available models for your key."
+        )
+        body = json.dumps(
+            {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                       "code": "400", "provider_specific_fields": {"error": message}}}
+        ).encode()  # fmt: skip
+        self.send_response(400)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-litellm-call-id", "3f1c2b7e-0000-4000-8000-000000000001")
+        self.send_header("x-litellm-response-cost", "0")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def gateway():
+    handler = type("Handler", (_Gateway,), {"posts": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler.posts
+    server.shutdown()
+    server.server_close()
+
+
+@WORKERS
+def test_an_alias_the_gateway_does_not_know_is_unavailable_after_one_request(
+    pytester, write_config, gateway, workers, monkeypatch
+):
+    """A gateway's key (here one it does not list models for) sends one request first."""
+    url, posts = gateway
+    monkeypatch.setenv("GATEWAY_TEST_KEY", "sk-gateway-0123456789")
+    write_config(
+        f"""
+[tool.llm-matrix.models.gw-nope]
+provider = "openai-compatible"
+model = "gw-nope"
+base_url = "{url}/v1"
+api_key_env = "GATEWAY_TEST_KEY"
+"""
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_answer(llm, n):
+            assert llm.complete("hi")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", *workers)
+    result.assert_outcomes(failed=1, skipped=3)
+    output = result.stdout.str()
+    assert "Invalid model name passed in model=gw-nope" in output
+    assert "HTTP 400 400" not in output
+    assert "HTTP 400: 400" not in output
+    assert len(posts) == 1

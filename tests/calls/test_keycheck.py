@@ -345,6 +345,15 @@ def answering():
         (402, b"pay", UNKNOWN, "HTTP 402 pay"),
         (429, b'{"error": {"code": "insufficient_quota", "message": "q"}}', "unavailable", ""),
         (429, b'{"error": {"code": "rate_limit", "message": "slow down"}}', UNKNOWN, ""),
+        # LiteLLM's proxy without a database refuses every key but its master key so
+        (
+            400,
+            b'{"error": {"message": "No connected db.", "type": "no_db_connection", '
+            b'"param": null, "code": "400"}}',
+            "unavailable",
+            "HTTP 400 no_db_connection: No connected db.",
+        ),
+        (400, b'{"error": {"message": "bad listing query", "code": "400"}}', UNKNOWN, ""),
     ],
 )
 def test_what_an_answer_tells(answering, monkeypatch, status, body, state, detail):

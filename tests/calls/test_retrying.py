@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from pytest_llm_matrix.calls.retrying import Verdict, backoff, classify, seconds, server_wait
+from pytest_llm_matrix.calls.retrying import (
+    Verdict,
+    backoff,
+    classify,
+    error_of,
+    seconds,
+    server_wait,
+)
 
 NOW = 1_800_000_000.0
 
@@ -122,3 +129,106 @@ def test_backoff_grows_with_jitter_and_is_capped():
 )
 def test_seconds(value, text):
     assert seconds(value) == text
+
+
+# -- behind gateways: the exact bodies LiteLLM's proxy (1.104-1.108, read from its source and
+# seen from a running 1.106) and OpenRouter (its docs and reported answers) send
+
+_LITELLM_UNKNOWN_ALIAS = (
+    "/chat/completions: Invalid model name passed in model=nope-alias. Call `/v1/models` to "
+    "view available models for your key."
+)
+LITELLM_UNKNOWN_ALIAS = json.dumps(
+    {
+        "error": {
+            "message": _LITELLM_UNKNOWN_ALIAS,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "400",
+            "provider_specific_fields": {"error": _LITELLM_UNKNOWN_ALIAS},
+        }
+    }
+).encode()
+LITELLM_UNKNOWN_ALIAS_MESSAGES = json.dumps(
+    {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": _LITELLM_UNKNOWN_ALIAS.replace("/chat/completions", "anthropic_messages"),
+        },
+    }
+).encode()
+LITELLM_NO_DB = json.dumps(
+    {"error": {"message": "No connected db.", "type": "no_db_connection", "param": None,
+               "code": "400"}}
+).encode()  # fmt: skip
+LITELLM_KEY_NOT_FOUND = json.dumps(
+    {"error": {"message": "Authentication Error, Invalid API key provided.",
+               "type": "token_not_found_in_db", "param": "key", "code": "401"}}
+).encode()  # fmt: skip
+LITELLM_429 = json.dumps(
+    {"error": {"message": "litellm.RateLimitError: RateLimitError: OpenAIException - Rate "
+               "limit reached for requests\n\nLiteLLM: model group 'limited' failed with the "
+               "error above. No fallback was attempted.", "type": "throttling_error",
+               "param": None, "code": "429"}}
+).encode()  # fmt: skip
+OPENROUTER_UNKNOWN_MODEL = json.dumps(
+    {"error": {"message": "foo is not a valid model ID", "code": 400}, "user_id": "user_x"}
+).encode()
+OPENROUTER_BAD_KEY = json.dumps({"error": {"message": "User not found.", "code": 401}}).encode()
+OPENROUTER_NO_CREDITS = json.dumps(
+    {"error": {"code": 402,
+               "message": "Insufficient credits. Add more using https://openrouter.ai/credits"}}
+).encode()  # fmt: skip
+OPENROUTER_IN_FLIGHT = json.dumps(
+    {"error": {"code": 402, "message": "This request would exceed your available credits "
+               "given your current in-flight requests. Retry after in-flight requests settle, "
+               "or add credits.", "metadata": {"reason": "in_flight_budget_exhausted",
+               "limit_source": "openrouter_in_flight_budget"}}}
+).encode()  # fmt: skip
+OPENROUTER_429 = json.dumps(
+    {"error": {"code": 429, "message": "Rate limit exceeded",
+               "metadata": {"error_type": "rate_limit_exceeded"}}}
+).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "verdict"),
+    [
+        (400, LITELLM_UNKNOWN_ALIAS, Verdict.UNAVAILABLE),
+        (400, LITELLM_UNKNOWN_ALIAS_MESSAGES, Verdict.UNAVAILABLE),
+        (400, LITELLM_NO_DB, Verdict.UNAVAILABLE),
+        (401, LITELLM_KEY_NOT_FOUND, Verdict.UNAVAILABLE),
+        (429, LITELLM_429, Verdict.RETRY),
+        (400, OPENROUTER_UNKNOWN_MODEL, Verdict.UNAVAILABLE),
+        (401, OPENROUTER_BAD_KEY, Verdict.UNAVAILABLE),
+        (402, OPENROUTER_NO_CREDITS, Verdict.UNAVAILABLE),
+        (402, OPENROUTER_IN_FLIGHT, Verdict.RETRY),
+        (429, OPENROUTER_429, Verdict.RETRY),
+        (400, body("invalid_request_error", "'messages' is a required property"), Verdict.FAIL),
+        (400, body("invalid_request_error", "the model may not set temperature=3"), Verdict.FAIL),
+    ],
+    ids=[
+        "litellm-alias", "litellm-alias-messages", "litellm-no-db", "litellm-401",
+        "litellm-429", "openrouter-model", "openrouter-401", "openrouter-402",
+        "openrouter-402-in-flight", "openrouter-429", "plain-400", "400-naming-a-model",
+    ],
+)  # fmt: skip
+def test_gateways_answers_are_understood(status, payload, verdict):
+    assert classify(status, payload) is verdict
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (LITELLM_UNKNOWN_ALIAS, ("invalid_request_error", _LITELLM_UNKNOWN_ALIAS)),
+        (LITELLM_NO_DB, ("no_db_connection", "No connected db.")),
+        (OPENROUTER_UNKNOWN_MODEL, ("", "foo is not a valid model ID")),
+        (body("rate_limit_exceeded", "slow down"), ("rate_limit_exceeded", "slow down")),
+    ],
+    ids=["litellm", "litellm-no-db", "openrouter", "openai"],
+)
+def test_a_code_that_repeats_the_status_is_not_shown_as_the_errors_kind(payload, expected):
+    """LiteLLM sends ``"code": "400"`` and OpenRouter ``"code": 400``: the status, which the
+    message says already ("HTTP 400: 400: ..." was the message): the type is the kind."""
+    assert error_of(payload) == expected

@@ -41,7 +41,7 @@ from typing import Any, Final
 from pytest_llm_matrix.calls.context import UNCLAIMED, claim_record
 from pytest_llm_matrix.calls.exchange import redact
 from pytest_llm_matrix.calls.limits import Coordinator
-from pytest_llm_matrix.calls.retrying import error_of, error_text
+from pytest_llm_matrix.calls.retrying import KEY_REFUSED_KINDS, error_of, error_text
 from pytest_llm_matrix.calls.transport import USER_AGENT, auth_headers, base_url
 from pytest_llm_matrix.config.models import Model
 
@@ -129,7 +129,8 @@ def check(models: Sequence[Model], timeout: float = CHECK_SECONDS) -> dict[str, 
     # Only a refused key is the key's verdict: a 403 may be a key that may chat but not
     # list (OpenAI's restricted keys), which the first-request gate tells apart
     quota = status == 429 and "insufficient_quota" in (code, message)
-    state = UNAVAILABLE if status == 401 or quota else UNKNOWN
+    refused = status == 401 or (status == 400 and code in KEY_REFUSED_KINDS)
+    state = UNAVAILABLE if refused or quota else UNKNOWN
     return {m.name: Outcome(state, _shown(cause, m)[:300]) for m in models}
 
 

@@ -54,12 +54,19 @@ def error_of(body: bytes) -> tuple[str, str]:
 
 
 def error_parts(data: object) -> tuple[str, str]:
-    """(code or type, message) from a parsed error body; ("", the start of it) otherwise."""
+    """(code or type, message) from a parsed error body; ("", the start of it) otherwise.
+
+    A code that is a number repeats the HTTP status (LiteLLM's proxy sends ``"code":
+    "400"``, OpenRouter ``"code": 400``): the type, if any, says more."""
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return "", str(data)[:200]
-    kind = error.get("code") or error.get("type") or ""
+    kind = next((k for k in (error.get("code"), error.get("type")) if _names_a_kind(k)), "")
     return str(kind), str(error.get("message", ""))
+
+
+def _names_a_kind(value: object) -> bool:
+    return isinstance(value, str) and bool(value) and not value.isdigit() and value != "None"
 
 
 def error_text(code: str, message: str) -> str:
@@ -73,15 +80,29 @@ def error_text(code: str, message: str) -> str:
 _MODEL_MISSING = re.compile(r"\bmodel\b.*\b(not found|does not exist|not exist)\b|^\s*model:", re.I)
 
 
+#: A 400 from a gateway that says the model (an alias it routes) is not one it serves, as
+#: LiteLLM's proxy ("Invalid model name passed in model=x") and OpenRouter ("x is not a
+#: valid model ID") word it.
+_GATEWAY_MODEL_MISSING = re.compile(
+    r"Invalid model name passed in model=|\bis not a valid model ID\b", re.I
+)
+#: LiteLLM's proxy without a database: any key but its master key is refused so, with a 400.
+KEY_REFUSED_KINDS: Final = frozenset({"no_db_connection"})
+
+
 def classify(status: int, body: bytes) -> Verdict:
     if status < 400:
         return Verdict.OK
-    code, message = error_of(body) if status in (404, 429) else ("", "")
+    code, message = error_of(body) if status in (400, 402, 404, 429) else ("", "")
     if status == 429 and "insufficient_quota" in (code, message):
         return Verdict.UNAVAILABLE
     if status in RETRY_STATUSES:
         return Verdict.RETRY
     if status in UNAVAILABLE_STATUSES:
+        return Verdict.UNAVAILABLE
+    if status == 402:  # out of credits (OpenRouter), unless only until requests in flight end
+        return Verdict.RETRY if b"in_flight_budget_exhausted" in body else Verdict.UNAVAILABLE
+    if status == 400 and (code in KEY_REFUSED_KINDS or _GATEWAY_MODEL_MISSING.search(message)):
         return Verdict.UNAVAILABLE
     if status == 404 and ("model" in code.lower() or _MODEL_MISSING.search(message)):
         return Verdict.UNAVAILABLE  # the model is missing; any other 404 fails the test only
