@@ -404,6 +404,8 @@ api_key_env = "GATEWAY_TEST_KEY"
     result.assert_outcomes(failed=1, skipped=3)
     output = result.stdout.str()
     assert "Invalid model name passed in model=gw-nope" in output
+    # the gateway's name for the request, to find it in its logs
+    assert "(request id 3f1c2b7e-0000-4000-8000-000000000001)" in output
     assert "HTTP 400 400" not in output
     assert "HTTP 400: 400" not in output
     assert len(posts) == 1

@@ -12,6 +12,7 @@ from pytest_llm_matrix.calls.retrying import (
     backoff,
     classify,
     error_of,
+    request_id,
     seconds,
     server_wait,
 )
@@ -232,3 +233,18 @@ def test_a_code_that_repeats_the_status_is_not_shown_as_the_errors_kind(payload,
     """LiteLLM sends ``"code": "400"`` and OpenRouter ``"code": 400``: the status, which the
     message says already ("HTTP 400: 400: ..." was the message): the type is the kind."""
     assert error_of(payload) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "shown"),
+    [
+        ({"x-litellm-call-id": "c-1", "x-request-id": "r-1"}, " (request id c-1)"),
+        ({"x-request-id": "req_abc"}, " (request id req_abc)"),
+        ({"request-id": "req_011"}, " (request id req_011)"),
+        ({"x-request-id": "a\x1b[31m"}, ""),  # not printable: not shown
+        ({"x-request-id": "x" * 129}, ""),
+        ({}, ""),
+    ],
+)
+def test_the_request_id_a_server_gives_is_shown(headers, shown):
+    assert request_id(headers) == shown

@@ -38,6 +38,7 @@ from pytest_llm_matrix.calls.retrying import (
     classify,
     error_of,
     error_text,
+    request_id,
     seconds,
     server_wait,
 )
@@ -484,7 +485,7 @@ class Exchange:
                     keep(recording.body_entry(status, kind, body), time.monotonic() - started, None)
                 return response
             code, message = error_of(body)
-            cause = f"HTTP {status} {error_text(code, message)}"
+            cause = f"HTTP {status} {error_text(code, message)}{request_id(response.headers)}"
             if verdict is Verdict.UNAVAILABLE:
                 self.answered = False  # a refused key or quota: not an answer to record
                 # marked before the first-request probe is let go: a worker waiting for it

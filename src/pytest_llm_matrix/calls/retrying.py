@@ -69,6 +69,21 @@ def _names_a_kind(value: object) -> bool:
     return isinstance(value, str) and bool(value) and not value.isdigit() and value != "None"
 
 
+#: Where a server or a gateway names the request, for finding it in their logs: LiteLLM's
+#: proxy, OpenAI-style servers, Anthropic.
+REQUEST_ID_HEADERS: Final = ("x-litellm-call-id", "x-request-id", "request-id")
+
+
+def request_id(headers: Mapping[str, str]) -> str:
+    """`` (request id <id>)`` from the first of REQUEST_ID_HEADERS present, or ``""``; an id
+    that is not short printable text is left out."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value and len(value) <= 128 and value.isprintable() and value.isascii():
+            return f" (request id {value})"
+    return ""
+
+
 def error_text(code: str, message: str) -> str:
     """``invalid_api_key: Incorrect API key`` (or the message alone when there is no code)."""
     return f"{code}: {message}" if code else message
