@@ -409,3 +409,24 @@ api_key_env = "GATEWAY_TEST_KEY"
     assert "HTTP 400 400" not in output
     assert "HTTP 400: 400" not in output
     assert len(posts) == 1
+
+
+def test_a_timeout_after_429s_says_what_the_earlier_attempts_got(pytester, write_config, simulator):
+    """The attempt that timed out is not all there was: the 429 before it is named."""
+    sim = simulator(
+        {
+            "models": {
+                "m": {
+                    "faults": [
+                        {"kind": "429", "first": 1, "retry_after_ms": 50},
+                        {"kind": "hang", "every": 1, "hang": 30},
+                    ]
+                }
+            }
+        }
+    )
+    project(pytester, write_config, sim, ONE_MODEL + "timeout = 2\n")
+    pytester.makepyfile("def test_once(llm):\n    assert llm.complete('hi')\n")
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*m: ReadTimeout: * (after HTTP 429): no answer within*"])

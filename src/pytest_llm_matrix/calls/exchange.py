@@ -430,6 +430,7 @@ class Exchange:
         if keep is not None:
             recording.readable_encodings(request)
         attempt = 0
+        earlier: list[str] = []  # what the attempts before this one got, for its failure
         while True:
             attempt += 1
             held = yield from self._gates(attempt - 1)
@@ -462,8 +463,10 @@ class Exchange:
                 if timed_out and self.tally is not None:
                     self.tally.count(timeouts=1)
                 what = f"{self.name}: {type(exc).__name__}: {exc}"
+                what += _after(earlier, type(exc).__name__)
                 if timed_out and (left := self._left()) is not None and left <= 0.01:
                     pytest.fail(f"{what}: no answer within {self._budget()}", pytrace=False)
+                earlier.append(type(exc).__name__)
                 yield from self._wait_to_retry(attempt, None, what)
                 continue
             except BaseException:
@@ -508,6 +511,8 @@ class Exchange:
                 cooldown = min(hinted, self.policy.max_wait)
                 self.coordinator.start_cooldown(self.name, time.time() + cooldown)
             what = f"rate-limited by {self.name}" if status == 429 else f"{self.name}: {cause}"
+            what += _after(earlier, f"HTTP {status}")
+            earlier.append(f"HTTP {status}")
             yield from self._wait_to_retry(attempt, hinted, what)
 
     def _wait_to_retry(
@@ -605,6 +610,17 @@ def _json_body(request: Any) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _after(earlier: list[str], now: str) -> str:
+    """`` (after HTTP 429, HTTP 429)``: what the earlier attempts got (the last five), when
+    one of them got something else than this one (a timeout must not hide the 429s before
+    it; "rate-limited" says the 429s of a run of them)."""
+    if all(got == now for got in earlier):
+        return ""
+    shown = earlier[-5:]
+    more = f"{len(earlier) - len(shown)} more, " if len(earlier) > len(shown) else ""
+    return f" (after {more}{', '.join(shown)})"
 
 
 def _is_event_stream(response: Any) -> bool:
