@@ -430,3 +430,90 @@ def test_a_timeout_after_429s_says_what_the_earlier_attempts_got(pytester, write
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*m: ReadTimeout: * (after HTTP 429): no answer within*"])
+
+
+MASTER = "sk-master-0123456789"
+
+
+class _NoDatabase(http.server.BaseHTTPRequestHandler):
+    """LiteLLM's proxy without a database: its master key works, any other key gets a 400
+    ``no_db_connection`` (its exact body)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _answer(self, status: int, data: object) -> None:
+        body = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refused(self) -> bool:
+        if self.headers.get("authorization") == f"Bearer {MASTER}":
+            return False
+        self._answer(
+            400,
+            {"error": {"message": "No connected db.", "type": "no_db_connection",
+                       "param": None, "code": "400"}},
+        )  # fmt: skip
+        return True
+
+    def do_GET(self) -> None:
+        if not self._refused():
+            self._answer(200, {"object": "list", "data": [{"id": "gw", "object": "model"}]})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        if not self._refused():
+            self._answer(
+                200,
+                {"id": "c1", "object": "chat.completion", "model": "gw",
+                 "choices": [{"index": 0, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": "ok"}}],
+                 "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}},
+            )  # fmt: skip
+
+
+def test_a_tests_own_key_refused_by_a_gateway_is_its_own_business(
+    pytester, write_config, monkeypatch
+):
+    """A gateway's refusal of a key the test sent itself goes back to the test; the model
+    stays available. The model's own key refused takes it out."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoDatabase)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("GW_KEY", MASTER)
+        write_config(
+            f"""
+[tool.llm-matrix.models.gw]
+provider = "openai-compatible"
+base_url = "http://127.0.0.1:{server.server_address[1]}/v1"
+api_key_env = "GW_KEY"
+"""
+        )
+        pytester.makepyfile(
+            """
+            def test_1_own_key(llm_http_client):
+                answer = llm_http_client.post(
+                    "/chat/completions", headers={"authorization": "Bearer sk-mine-000000"},
+                    json={"model": "gw", "messages": [{"role": "user", "content": "hi"}]})
+                assert answer.status_code == 400
+
+            def test_2_then(llm):
+                assert llm.complete("hi") == "ok"
+            """
+        )
+        result = pytester.runpytest_subprocess("-p", "no:randomly")
+        result.assert_outcomes(passed=2)
+        monkeypatch.setenv("GW_KEY", "sk-not-the-master-0000")  # the model's own key refused
+        refused = pytester.runpytest_subprocess("-p", "no:randomly")
+        refused.assert_outcomes(errors=1, skipped=1)
+        refused.stdout.fnmatch_lines(["*gw*no_db_connection: No connected db.*"])
+    finally:
+        server.shutdown()
+        server.server_close()

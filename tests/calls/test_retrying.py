@@ -104,6 +104,8 @@ def test_ok_and_non_json_errors():
         ({"llm_provider-x-ratelimit-reset-requests": "6m0s"}, 360.0),
         ({"retry-after": "1", "llm_provider-retry-after": "9"}, 1.0),  # the gateway's own first
         ({"llm_provider-retry-after": "soon", "llm_provider-retry-after-ms": "x"}, None),
+        # a retry-after, under any prefix, before a reset header
+        ({"x-ratelimit-reset-requests": "1s", "llm_provider-retry-after": "30"}, 30.0),
     ],
 )
 def test_server_wait_order(headers, expected):
@@ -248,3 +250,17 @@ def test_a_code_that_repeats_the_status_is_not_shown_as_the_errors_kind(payload,
 )
 def test_the_request_id_a_server_gives_is_shown(headers, shown):
     assert request_id(headers) == shown
+
+
+def test_a_gateways_no_such_model_counts_only_for_the_model_asked_for():
+    """A request may name other models (a fallback list): only a 400 naming the model the
+    request asked for makes it unavailable; wording that only resembles it is a bad request."""
+    assert classify(400, LITELLM_UNKNOWN_ALIAS, model="nope-alias") is Verdict.UNAVAILABLE
+    assert classify(400, LITELLM_UNKNOWN_ALIAS, model="gpt-4o") is Verdict.FAIL
+    assert classify(400, OPENROUTER_UNKNOWN_MODEL, model="foo") is Verdict.UNAVAILABLE
+    assert classify(400, OPENROUTER_UNKNOWN_MODEL, model="openai/gpt-4o") is Verdict.FAIL
+    tool_choice = json.dumps(
+        {"error": {"message": "Invalid value for 'tool_choice': 'x' is not a valid model ID",
+                   "code": 400}}
+    ).encode()  # fmt: skip
+    assert classify(400, tool_choice) is Verdict.FAIL

@@ -33,6 +33,7 @@ import pytest
 
 from pytest_llm_matrix.calls import context, recording
 from pytest_llm_matrix.calls.retrying import (
+    KEY_REFUSED_KINDS,
     Verdict,
     backoff,
     classify,
@@ -472,10 +473,10 @@ class Exchange:
             except BaseException:
                 held.release()
                 raise
-            verdict = classify(status, body)
+            verdict = classify(status, body, model=self.model.model)
             if self.route.observe and verdict is not Verdict.OK:
                 verdict = Verdict.FAIL  # watched only: its client retries, or not
-            if verdict is Verdict.UNAVAILABLE and not self._model_wide(request, status):
+            if verdict is Verdict.UNAVAILABLE and not self._model_wide(request, status, body):
                 verdict = Verdict.FAIL  # the test's own key, not the model's
             if verdict is Verdict.OK or verdict is Verdict.FAIL:
                 self._verified(held)
@@ -553,11 +554,15 @@ class Exchange:
             pytrace=False,
         )
 
-    def _model_wide(self, request: Any, status: int) -> bool:
-        """Whether a refusal (401/403, unknown model, no quota) is the model's, for the rest
-        of the session: not a 401/403 to a request that carried other credentials than the
-        model's configured key (a test checking what a bad key does)."""
-        if status not in (401, 403):
+    def _model_wide(self, request: Any, status: int, body: bytes) -> bool:
+        """Whether a refusal (unknown model, a refused key, no quota or credit) is the
+        model's, for the rest of the session: not a refusal of the key (401/403, a 402, a
+        gateway's 400 for a key it cannot check) to a request that carried other credentials
+        than the model's configured key (a test checking what a bad key does)."""
+        refused_key = status in (401, 402, 403) or (
+            status == 400 and error_of(body)[0] in KEY_REFUSED_KINDS
+        )
+        if not refused_key:
             return True
         return credentials_of(request) == credentials_of_model(self.model)
 

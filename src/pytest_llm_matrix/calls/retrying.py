@@ -65,6 +65,15 @@ def error_parts(data: object) -> tuple[str, str]:
     return str(kind), str(error.get("message", ""))
 
 
+def _names_missing(message: str, model: str | None) -> bool:
+    """Whether a gateway's 400 says the model (``model``, when given) is not one it serves."""
+    found = _GATEWAY_MODEL_MISSING.search(message)
+    if found is None:
+        return False
+    named = found.group("litellm") or found.group("openrouter")
+    return model is None or named == model
+
+
 def _names_a_kind(value: object) -> bool:
     return isinstance(value, str) and bool(value) and not value.isdigit() and value != "None"
 
@@ -99,13 +108,17 @@ _MODEL_MISSING = re.compile(r"\bmodel\b.*\b(not found|does not exist|not exist)\
 #: LiteLLM's proxy ("Invalid model name passed in model=x") and OpenRouter ("x is not a
 #: valid model ID") word it.
 _GATEWAY_MODEL_MISSING = re.compile(
-    r"Invalid model name passed in model=|\bis not a valid model ID\b", re.I
+    r"Invalid model name passed in model=(?P<litellm>\S+?)\.?(?:\s|$)"
+    r"|^\s*(?P<openrouter>\S+) is not a valid model ID\.?\s*$"
 )
 #: LiteLLM's proxy without a database: any key but its master key is refused so, with a 400.
 KEY_REFUSED_KINDS: Final = frozenset({"no_db_connection"})
 
 
-def classify(status: int, body: bytes) -> Verdict:
+def classify(status: int, body: bytes, model: str | None = None) -> Verdict:
+    """What to do with an answer. ``model``: the model id the request asked for; a
+    gateway's "no such model" makes the model unavailable only when it names that id (a
+    request may name others, in a fallback list)."""
     if status < 400:
         return Verdict.OK
     code, message = error_of(body) if status in (400, 402, 404, 429) else ("", "")
@@ -117,7 +130,7 @@ def classify(status: int, body: bytes) -> Verdict:
         return Verdict.UNAVAILABLE
     if status == 402:  # out of credits (OpenRouter), unless only until requests in flight end
         return Verdict.RETRY if b"in_flight_budget_exhausted" in body else Verdict.UNAVAILABLE
-    if status == 400 and (code in KEY_REFUSED_KINDS or _GATEWAY_MODEL_MISSING.search(message)):
+    if status == 400 and (code in KEY_REFUSED_KINDS or _names_missing(message, model)):
         return Verdict.UNAVAILABLE
     if status == 404 and ("model" in code.lower() or _MODEL_MISSING.search(message)):
         return Verdict.UNAVAILABLE  # the model is missing; any other 404 fails the test only
@@ -161,15 +174,16 @@ def server_wait(headers: Mapping[str, str], now: float | None = None) -> float |
     numbers, durations or dates are ignored, as if the header were absent.
     """
     now = time.time() if now is None else now
-    for prefix in HEADER_PREFIXES:
-        wait = _said_wait(headers, prefix, now)
-        if wait is not None:
-            return wait
+    for said in (_retry_after, _reset):  # a retry-after, under any prefix, before a reset
+        for prefix in HEADER_PREFIXES:
+            wait = said(headers, prefix, now)
+            if wait is not None:
+                return wait
     return None
 
 
-def _said_wait(headers: Mapping[str, str], prefix: str, now: float) -> float | None:
-    """The wait the headers named ``prefix`` + a retry header's name ask for, if any."""
+def _retry_after(headers: Mapping[str, str], prefix: str, now: float) -> float | None:
+    """The wait ``prefix`` + ``retry-after-ms`` or ``retry-after`` asks for, if any."""
     if (value := headers.get(prefix + "retry-after-ms")) is not None and (
         seconds := _number(value, 0.001)
     ) is not None:
@@ -180,6 +194,11 @@ def _said_wait(headers: Mapping[str, str], prefix: str, now: float) -> float | N
             seconds = _date(value, now)
         if seconds is not None:
             return max(0.0, seconds)
+    return None
+
+
+def _reset(headers: Mapping[str, str], prefix: str, now: float) -> float | None:
+    """The longest wait the rate-limit reset headers named ``prefix`` + one ask for."""
     waits = []
     for name in RESET_HEADERS:
         if (value := headers.get(prefix + name)) is not None:
