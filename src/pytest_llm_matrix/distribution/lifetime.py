@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import functools
 import gc
 import os
 import select
@@ -130,10 +131,7 @@ def _remove_on_sigterm(config: pytest.Config, remove: Callable[[], None]) -> Non
     config.add_cleanup(restore)
 
 
-#: Whether this process's exit skips the collector's last passes (see ``end_without_collecting``).
-_ENDS_WITHOUT_COLLECTING: list[bool] = []
-
-
+@functools.cache  # once per process
 def end_without_collecting() -> None:
     """In the controller of a distributed run: at the interpreter's exit, the garbage collector
     leaves alone what the process holds then.
@@ -144,11 +142,9 @@ def end_without_collecting() -> None:
     moves them out of the collector's sight; they are still freed by reference counting as
     modules are cleared. No test runs in an xdist controller, so no test's garbage with a
     finalizer is left to it; registered with ``atexit``, so a process that runs pytest in-process
-    and goes on is not affected before its own exit. Once per process.
+    and goes on is not affected before its own exit.
     """
-    if not _ENDS_WITHOUT_COLLECTING:
-        _ENDS_WITHOUT_COLLECTING.append(True)
-        atexit.register(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 def exit_with_controller(controller: object = None) -> None:

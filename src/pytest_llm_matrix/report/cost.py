@@ -138,12 +138,10 @@ def _price_from_genai_prices(
     return float(calculation.total_price)
 
 
-def warm_up(models: Iterable[Model] = ()) -> None:
-    """Load genai-prices' bundled table now (see ``Summary._warm_up``), and look up each of
-    ``models`` once (the first lookup of a model compiles the table's patterns; an unknown
-    model is remembered as unknown); any failure is left for the pricing itself to meet."""
-    with contextlib.suppress(Exception):
-        _price_from_genai_prices("openai", "gpt-4o-mini", 1, 1, 0)
+def warm_up(models: Iterable[Model]) -> None:
+    """Look each of ``models`` up once now (see ``Summary._warm_up``): the first lookup loads
+    genai-prices' bundled table, a model's first compiles its patterns, and an unknown model
+    is remembered as unknown; any failure is left for the pricing itself to meet."""
     for model in models:
         with contextlib.suppress(Exception):
             model_cost(model, (1, 1, 0))
