@@ -232,11 +232,14 @@ def test_a_waiting_launcher_ends_with_its_worker_not_at_its_next_look(pytester, 
     write_config(PROJECT)
     pytester.makeconftest(STAND_INS)
     pytester.makepyfile("def test_answer(llm):\n    assert llm.complete('hi')\n")
-    result = pytester.runpytest_subprocess("-n", "2", "--models=all", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-n", "4", "--models=all", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     assert "llm-matrix: workers preloaded" in result.stdout.str()
     ended = json.loads((pytester.path / "stand-ins.json").read_text())
-    assert ended == {"gw0": -signal.SIGTERM, "gw1": -signal.SIGTERM}
+    assert len(ended) == 4
+    # a tail that looked just as its worker ended exits by itself first (a race it may win)
+    assert set(ended.values()) <= {0, -signal.SIGTERM}
+    assert -signal.SIGTERM in ended.values()
 
 
 ENDING = """
