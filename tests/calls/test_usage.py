@@ -10,7 +10,14 @@ import random
 import httpx2
 import pytest
 
-from pytest_llm_matrix.calls.usage import StreamTracker, Usage, usage_from_body
+from pytest_llm_matrix.calls.usage import (
+    MAX_ANSWER_COST,
+    StreamTracker,
+    Usage,
+    cost_in,
+    cost_value,
+    usage_from_body,
+)
 from pytest_llm_matrix.simulator import Simulator, parse_config
 
 # --- usage_from_body, hand-written bodies -------------------------------------------------
@@ -345,6 +352,83 @@ def test_anthropic_error_event():
         )
     )
     assert (tracker.error, tracker.done, tracker.usage) == ("Overloaded", False, Usage(3, 1, 0))
+
+
+# --- costs an answer reports ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "cost"),
+    [
+        (0.00042, 0.00042),
+        (3, 3.0),
+        ("1.9999999999999998e-05", 1.9999999999999998e-05),  # LiteLLM's header, a repr
+        (" 0.5 ", 0.5),
+        (MAX_ANSWER_COST, MAX_ANSWER_COST),
+    ],
+)
+def test_a_reported_cost_is_a_positive_finite_number(value, cost):
+    assert cost_value(value) == cost
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,  # what a gateway says when it does not know the price, and on errors
+        "0.0",
+        -0.1,
+        float("nan"),
+        "nan",
+        float("inf"),
+        "1e999",
+        MAX_ANSWER_COST * 1.001,
+        10**400,
+        True,
+        None,
+        "",
+        "$0.01",
+        "1" * 65,
+        [0.1],
+        {"total": 0.1},
+    ],
+)
+def test_nonsense_costs_are_no_cost_said(value):
+    assert cost_value(value) is None
+
+
+def test_a_cost_is_read_at_its_dotted_path():
+    body = {"usage": {"prompt_tokens": 1, "cost": 0.25}, "extra": {"cost": "x"}}
+    assert cost_in(body, ("usage", "cost")) == 0.25
+    assert cost_in(body, ("extra", "cost")) is None
+    assert cost_in(body, ("usage", "cost", "deeper")) is None
+    assert cost_in(body, ()) is None
+    assert cost_in(["not", "a", "mapping"], ("usage",)) is None
+
+
+def test_a_streams_cost_is_read_from_its_usage_chunk():
+    """OpenRouter and LiteLLM put usage.cost in a chat stream's last chunk."""
+    tracker = StreamTracker(cost_path=("usage", "cost"))
+    tracker.feed(sse(chat_chunk({"content": "Hi"}), chat_chunk(usage={**CHAT_USAGE, "cost": 0.5})))
+    tracker.feed(b"data: [DONE]\n\n")
+    assert (tracker.cost, tracker.done) == (0.5, True)
+    untold = StreamTracker()  # no path: nothing read
+    untold.feed(sse(chat_chunk({"content": "Hi"}), chat_chunk(usage={**CHAT_USAGE, "cost": 0.5})))
+    assert untold.cost is None
+
+
+def test_responses_and_anthropic_streams_say_their_cost_where_their_usage_is():
+    responses = StreamTracker(cost_path=("usage", "cost"))
+    final = {"response": {"status": "completed", "usage": {"input_tokens": 3, "cost": 0.125}}}
+    responses.feed(sse(("response.completed", final)))
+    assert responses.cost == 0.125
+    anthropic = StreamTracker(cost_path=("usage", "cost"))
+    anthropic.feed(
+        sse(
+            message_start(input_tokens=3, output_tokens=1),
+            anthropic_event("message_delta", delta={}, usage={"output_tokens": 4, "cost": 0.75}),
+        )
+    )
+    assert anthropic.cost == 0.75
 
 
 def test_long_line_fed_byte_by_byte():

@@ -8,9 +8,25 @@ import sys
 import pytest
 
 from pytest_llm_matrix.config.models import Model
-from pytest_llm_matrix.report.cost import format_usd, model_cost, per_token_rates, price_usd
+from pytest_llm_matrix.report.cost import (
+    format_usd,
+    model_cost,
+    per_token_rates,
+    sources_text,
+    spend_cost,
+    token_source,
+)
 
 M = 1_000_000
+
+
+def price_usd(provider, model_id, input_tokens, output_tokens, cached_tokens=0, **config):
+    """What ``input_tokens`` and ``output_tokens`` cost on a model of ``provider`` named
+    ``model_id``, configured with ``config``."""
+    api = "anthropic" if provider == "anthropic" else "openai"
+    model = Model(name="m", provider=provider, model=model_id, api=api, **config)
+    return model_cost(model, (input_tokens, output_tokens, cached_tokens))
+
 
 # genai-prices 0.2.3, genai_prices/data.py, provider "openai", model "gpt-4o-mini":
 # ModelPrice(input_mtok=0.15, cache_read_mtok=0.075, output_mtok=0.6, ...)
@@ -41,8 +57,58 @@ def test_anthropic_cache_reads():
     assert price_usd("anthropic", "claude-haiku-4-5", 2 * M, M) == pytest.approx(2 + 5)
 
 
-def test_openai_compatible_matches_by_model_id():
-    assert price_usd("openai-compatible", "gpt-4o-mini", M, 0) == pytest.approx(0.15)
+@pytest.mark.parametrize("provider", ["openai-compatible", "simulator"])
+def test_an_alias_is_never_priced_from_the_list_by_its_name(provider):
+    """A model behind a gateway or a compatible server may be named like a listed model and
+    route anywhere (a LiteLLM alias "gpt-4o-mini" that serves a local model): only the
+    provider's own ids are list-priced."""
+    assert price_usd(provider, "gpt-4o-mini", M, 0) is None
+    assert token_source(Model(name="m", provider=provider, model="gpt-4o-mini", api="openai")) == (
+        "none"
+    )
+
+
+@pytest.mark.parametrize("provider", ["openai-compatible", "simulator", "openai"])
+def test_price_as_names_the_listed_model_it_is_priced_like(provider):
+    assert price_usd(provider, "my-alias", M, M, price_as="gpt-4o-mini") == pytest.approx(0.75)
+    model = Model(name="m", provider=provider, model="x", api="openai", price_as="gpt-4o-mini")
+    assert token_source(model) == "list"
+
+
+def test_a_price_as_no_list_knows_is_unpriced():
+    assert price_usd("openai-compatible", "x", M, M, price_as="no-such-model-abc") is None
+
+
+def test_configured_prices_win_over_price_as():
+    priced = price_usd(
+        "openai-compatible", "x", M, 0, price_as="gpt-4o-mini", input_price=1.0, output_price=2.0
+    )
+    assert priced == pytest.approx(1.0)
+
+
+def test_a_spends_cost_is_what_its_answers_said_plus_the_rest_priced():
+    configured = Model(
+        name="m", provider="openai-compatible", model="x", api="openai", input_price=1.0,
+        output_price=2.0,
+    )  # fmt: skip
+    assert spend_cost(configured, (M, M, 0), 0.25) == (
+        pytest.approx(3.25),
+        ("reported", "configured"),
+    )
+    assert spend_cost(configured, (0, 0, 0), 0.25) == (0.25, ("reported",))
+    assert spend_cost(configured, (M, 0, 0), None) == (pytest.approx(1.0), ("configured",))
+    bare = Model(name="m", provider="openai-compatible", model="x", api="openai")
+    assert spend_cost(bare, (0, 0, 0), 0.25) == (0.25, ("reported",))
+    assert spend_cost(bare, (10, 10, 0), 0.25) == (None, ("reported", "none"))
+    assert spend_cost(None, (10, 10, 0), None) == (None, ("none",))
+    listed = Model(name="m", provider="openai", model="gpt-4o-mini", api="openai")
+    assert spend_cost(listed, (M, 0, 0), None) == (pytest.approx(0.15), ("list",))
+
+
+def test_sources_are_said_in_one_order():
+    assert sources_text({"list", "reported"}) == "reported+list"
+    assert sources_text(["none"]) == "none"
+    assert sources_text(()) == "-"
 
 
 @pytest.mark.parametrize(
@@ -52,6 +118,7 @@ def test_openai_compatible_matches_by_model_id():
         ("openai", "no-such-model-xyz"),
         ("anthropic", "gpt-4o-mini"),
         ("openai-compatible", "qwen3-32b-local"),
+        ("openai-compatible", "gpt-4o-mini"),
     ],
 )
 def test_unknown_model_is_unpriced(provider, model_id):
@@ -70,6 +137,8 @@ def test_overrides_win_over_genai_prices():
     assert price_usd(
         "openai", "gpt-4o-mini", M, 2 * M, input_price=1.0, output_price=3.0
     ) == pytest.approx(7.0)
+    model = Model(name="m", provider="openai", model="gpt-4o-mini", api="openai", input_price=1.0)
+    assert token_source(model) == "configured"
 
 
 def test_overrides_price_cached_tokens_at_the_input_price():
@@ -130,11 +199,13 @@ def test_pricing_never_touches_the_network():
         "    raise RuntimeError('network access')\n"
         "socket.socket.connect = socket.socket.connect_ex = blocked\n"
         "socket.create_connection = socket.getaddrinfo = blocked\n"
-        "from pytest_llm_matrix.report.cost import price_usd\n"
-        "print(price_usd('openai', 'gpt-4o-mini', 1_000_000, 0))\n"
-        "print(price_usd('simulator', 'sim-fast', 1, 1))\n"
+        "from pytest_llm_matrix.config.models import Model\n"
+        "from pytest_llm_matrix.report.cost import model_cost\n"
+        "for provider in ('openai', 'simulator'):\n"
+        "    model = Model('m', provider, 'gpt-4o-mini', 'openai', price_as='gpt-4o-mini')\n"
+        "    print(model_cost(model, (1_000_000, 0, 0)))\n"
     )
-    assert run_python(code).split() == ["0.15", "None"]
+    assert run_python(code).split() == ["0.15", "0.15"]
 
 
 @pytest.mark.parametrize(
@@ -171,10 +242,10 @@ def test_warming_up_looks_each_model_up_once_ahead():
     patterns compiled."""
     from pytest_llm_matrix.report import cost
 
-    unknown = Model(name="m-warm", provider="simulator", model="no-such-model-warm", api="openai")
+    unknown = Model(name="m-warm", provider="openai", model="no-such-model-warm", api="openai")
     known = Model(name="k-warm", provider="openai", model="gpt-4o", api="openai")
     cost.warm_up([unknown, known])
-    assert ("simulator", "no-such-model-warm") in cost._UNKNOWN
+    assert ("openai", "no-such-model-warm") in cost._UNKNOWN
     assert ("openai", "gpt-4o") not in cost._UNKNOWN
     hits = cost._price_from_genai_prices.cache_info().hits
     model_cost(known, (1, 1, 0))

@@ -87,6 +87,10 @@ SPEND_ATTR: Final = "llm_spend"
 #: Marks a test skipped because the session's budget was spent.
 BUDGET_ATTR: Final = "llm_budget_skip"
 
+#: A reported cost is counted in billionths of a dollar: spend counters are whole numbers
+#: (added up across workers and merged reports exactly).
+NANO: Final = 1_000_000_000
+
 SPEND_COUNTERS = (
     "requests",  # sent to the model (see recording: replayed ones are not)
     "replayed",  # answered from a recording
@@ -101,6 +105,11 @@ SPEND_COUNTERS = (
     "input_tokens",
     "output_tokens",
     "cached_tokens",
+    "reported",  # answers that said what they cost (a gateway's header, a usage field)
+    "reported_cost_nanousd",  # what they said, summed, in billionths of a dollar
+    "reported_input_tokens",  # their tokens (in the counts above too): already priced
+    "reported_output_tokens",
+    "reported_cached_tokens",
 )
 
 

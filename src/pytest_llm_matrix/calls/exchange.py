@@ -43,7 +43,13 @@ from pytest_llm_matrix.calls.retrying import (
     seconds,
     server_wait,
 )
-from pytest_llm_matrix.calls.usage import StreamTracker, Usage, usage_from_body
+from pytest_llm_matrix.calls.usage import (
+    StreamTracker,
+    Usage,
+    cost_in,
+    cost_value,
+    usage_from_body,
+)
 from pytest_llm_matrix.config.redaction import forms_of, mask
 
 if TYPE_CHECKING:
@@ -481,7 +487,7 @@ class Exchange:
             if verdict is Verdict.OK or verdict is Verdict.FAIL:
                 self._verified(held)
                 held.release()
-                self._record_body(body, started)
+                self._record_body(body, started, response)
                 if streaming and verdict is Verdict.OK and not self.route.observe:
                     self._not_a_stream(response, body)
                 if keep is not None:
@@ -573,7 +579,7 @@ class Exchange:
             held.probe.release()
             held.probe = None
 
-    def _record_body(self, body: bytes, started: float) -> None:
+    def _record_body(self, body: bytes, started: float, response: Any) -> None:
         tally = self.tally
         if tally is None:
             return
@@ -583,18 +589,41 @@ class Exchange:
         except ValueError:
             return
         if isinstance(data, dict) and (usage := usage_from_body(data)) is not None:
-            account(self.name, tally, usage)
+            cost = None
+            if response.status_code < 300:  # an error is not billed, whatever it says
+                cost = cost_in(data, cost_path(self.model))
+                if cost is None and self.model.cost_header:
+                    cost = cost_value(response.headers.get(self.model.cost_header))
+            account(self.name, tally, usage, cost)
 
 
-def account(model: str, tally: context.Tally, usage: Usage) -> None:
-    """Count a request's tokens in its row and, under a budget, its cost for the session."""
+def cost_path(model: Model) -> tuple[str, ...]:
+    """The dotted field where ``model``'s answers say their cost, as its parts."""
+    return tuple(model.cost_field.split(".")) if model.cost_field else ()
+
+
+def account(model: str, tally: context.Tally, usage: Usage, cost: float | None = None) -> None:
+    """Count a request's tokens in its row and, under a budget, its cost for the session:
+    the ``cost`` its answer reported, else its tokens at the model's rates. An answer's
+    reported cost and tokens are counted apart too: the report prices only the rest."""
     tally.count(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cached_tokens=usage.cached_tokens,
     )
+    if cost is not None:
+        tally.count(
+            reported=1,
+            reported_cost_nanousd=round(cost * context.NANO),
+            reported_input_tokens=usage.input_tokens,
+            reported_output_tokens=usage.output_tokens,
+            reported_cached_tokens=usage.cached_tokens,
+        )
     limits = context.limits()
     if limits is None or limits.budget is None:
+        return
+    if cost is not None:
+        limits.coordinator.add_cost(cost)
         return
     rates = limits.rates.get(model)
     if rates is not None:
@@ -650,7 +679,7 @@ class StreamWatch:
         self.observe = exchange.route.observe
         self.lease = lease
         self.started = started
-        self.tracker: StreamTracker | None = StreamTracker()
+        self.tracker: StreamTracker | None = StreamTracker(cost_path=cost_path(exchange.model))
         encoding = response.headers.get("content-encoding", "").lower()
         self.decoder: Any = None
         if encoding in ("gzip", "deflate"):
@@ -745,5 +774,7 @@ class StreamWatch:
             if tracker.first_token_at is not None:
                 tally.record("ttft", tracker.first_token_at - self.started)
             if tracker.usage is not None:
-                account(self.name, tally, tracker.usage)
+                # a cost in a header came before the answer was written: only the stream's
+                # own word on it counts
+                account(self.name, tally, tracker.usage, tracker.cost)
         context.checkpoint(self.ctx)

@@ -9,6 +9,7 @@ Stdlib only: it runs in every xdist worker, for every chunk of every stream.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,41 @@ def _count(mapping: object, key: str) -> int:
     return value
 
 
+#: The most one answer can cost, in USD: a reported cost above it is nonsense, not a price.
+MAX_ANSWER_COST = 1000.0
+
+
+def cost_value(value: object) -> float | None:
+    """A cost an answer reports (a JSON number, or a header's text of one) in USD: positive,
+    finite, at most MAX_ANSWER_COST; anything else is no cost said. A reported 0 is not
+    said either: a gateway that does not know a model's price reports 0 (LiteLLM does, and
+    on errors), which would show a paid run as free."""
+    if isinstance(value, str):
+        if len(value) > 64:
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    elif isinstance(value, int) and not 0 < value <= MAX_ANSWER_COST:
+        return None  # a JSON integer of 400 digits is no float
+    value = float(value)
+    return value if math.isfinite(value) and 0 < value <= MAX_ANSWER_COST else None
+
+
+def cost_in(data: object, path: tuple[str, ...]) -> float | None:
+    """The cost at the dotted ``path`` of an answer's JSON (``("usage", "cost")``), if any."""
+    if not path:
+        return None
+    for part in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return cost_value(data)
+
+
 # Named events that mean "the model produced output"; their payload need not be parsed.
 _CONTENT_EVENTS = frozenset(
     {
@@ -110,9 +146,13 @@ class StreamTracker:
     without its final event is an error is for the caller to decide from `done`.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, cost_path: tuple[str, ...] = ()
+    ) -> None:
         self._clock = clock
+        self._cost_path = cost_path  # where a cost is said, in the events that carry usage
         self.usage: Usage | None = None
+        self.cost: float | None = None  # what the answer says it cost, if it does
         self.first_token_at: float | None = None
         self.done = False
         self.error: str | None = None
@@ -176,8 +216,10 @@ class StreamTracker:
             message = payload.get("message")
             if isinstance(message, Mapping):
                 self._merge_anthropic_usage(message.get("usage"))
+                self._set_cost(message)
         elif event == b"message_delta":
             self._merge_anthropic_usage(payload.get("usage"))
+            self._set_cost(payload)
         elif event == b"error":
             self.error = _error_message(payload)
         else:  # a final Responses event
@@ -185,6 +227,7 @@ class StreamTracker:
             response = payload.get("response")
             if isinstance(response, Mapping):
                 self._set_usage(_parse_usage(response.get("usage")))
+                self._set_cost(response)
                 if event == b"response.failed":
                     self.error = _error_message(response)
 
@@ -201,6 +244,7 @@ class StreamTracker:
         if payload.get("error"):
             self.error = _error_message(payload)
         self._set_usage(_parse_usage(payload.get("usage")))
+        self._set_cost(payload)
         if self.first_token_at is None and _has_chat_content(payload):
             self._first_token()
 
@@ -214,6 +258,10 @@ class StreamTracker:
     def _set_usage(self, usage: Usage | None) -> None:
         if usage is not None:
             self.usage = usage
+
+    def _set_cost(self, payload: Mapping[str, Any]) -> None:
+        if self._cost_path and (cost := cost_in(payload, self._cost_path)) is not None:
+            self.cost = cost
 
     def _first_token(self) -> None:
         if self.first_token_at is None:

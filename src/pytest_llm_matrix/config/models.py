@@ -43,6 +43,13 @@ class Model:
     tags: tuple[str, ...] = ()
     input_price: float | None = None
     output_price: float | None = None
+    #: the model id whose list price this model's tokens are priced at (an alias behind a
+    #: gateway, a self-hosted copy of a listed model); see report.cost
+    price_as: str | None = None
+    #: where an answer says what it cost, in USD ("" reads nothing): a response header ...
+    cost_header: str = "x-litellm-response-cost"
+    #: ... or a dotted field of the answer's JSON (in a stream: of its usage event)
+    cost_field: str = "usage.cost"
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
     required: bool = True
     simulate: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -100,6 +101,37 @@ def _env_name(value: Any) -> str:
     return name
 
 
+#: The characters of an HTTP header's name (RFC 9110's token).
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _header_name(value: Any) -> str:
+    """A response header's name, lower-cased; "" reads none."""
+    if isinstance(value, str) and value == "":
+        return ""
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ValueError(
+            f"expected an HTTP header name like 'x-gateway-cost' (or \"\" for none), "
+            f"got {shown(value)}"
+        )
+    return value.lower()
+
+
+def _field_path(value: Any) -> str:
+    """A dotted field of an answer's JSON (``usage.cost``); "" reads none."""
+    if isinstance(value, str) and value == "":
+        return ""
+    if (
+        not isinstance(value, str)
+        or not value.isprintable()
+        or not all(part.strip() == part and part for part in value.split("."))
+    ):
+        raise ValueError(
+            f"expected a dotted field name like 'usage.cost' (or \"\" for none), got {shown(value)}"
+        )
+    return value
+
+
 def _base_url(value: Any) -> str:
     """``http(s)://host[:port][/path]``: the plugin appends the API's paths to it."""
     from urllib.parse import urlsplit  # only for configs that set a base_url
@@ -187,6 +219,9 @@ MODEL_FIELDS: Final[Mapping[str, _Check]] = {
     "tags": _tags,
     "input_price": PRICE.check,
     "output_price": PRICE.check,
+    "price_as": _string,
+    "cost_header": _header_name,
+    "cost_field": _field_path,
     "params": _params,
     "required": _boolean,
     "simulate": _table,

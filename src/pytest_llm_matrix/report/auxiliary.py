@@ -14,9 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_llm_matrix.config.models import PROVIDERS, Model
-from pytest_llm_matrix.report.cost import format_usd, model_cost
+from pytest_llm_matrix.report.cost import SOURCES, format_usd, sources_of, spend_cost
 from pytest_llm_matrix.report.render import plain
-from pytest_llm_matrix.report.stats import ModelStats, percentile, tokens_of
+from pytest_llm_matrix.report.stats import (
+    ModelStats,
+    percentile,
+    reported_of,
+    unreported_tokens_of,
+)
 
 
 class Auxiliary:
@@ -26,7 +31,7 @@ class Auxiliary:
         self.models = models  # every configured model: a route may name an unselected one
         self.rows: dict[str, ModelStats] = {}
         self.about: dict[str, dict[str, str]] = {}
-        self._to_price: list[tuple[str, tuple[int, int, int]]] = []
+        self._to_price: list[tuple[str, tuple[int, int, int], float | None]] = []
 
     def __bool__(self) -> bool:
         return bool(self.rows)
@@ -48,9 +53,10 @@ class Auxiliary:
                 )
             stats = self.rows.setdefault(name, ModelStats())
             stats.add_spend(spend)
-            tokens = tokens_of(spend)
-            if any(tokens):
-                self._to_price.append((name, tokens))
+            reported, _ = reported_of(spend)
+            tokens = unreported_tokens_of(spend)
+            if reported is not None or any(tokens):
+                self._to_price.append((name, tokens, reported))
 
     def model_of(self, name: str) -> Model | None:
         """The model a row's tokens are priced as: the configured model it was routed to,
@@ -64,10 +70,9 @@ class Auxiliary:
         return Model(name=name, provider=provider, model=model_id, api="openai")
 
     def price(self) -> None:
-        for name, tokens in self._to_price:
-            model = self.model_of(name)
-            cost = model_cost(model, tokens) if model is not None else None
-            self.rows[name].add_cost(cost, tokens[0] + tokens[1])
+        for name, tokens, reported in self._to_price:
+            cost, sources = spend_cost(self.model_of(name), tokens, reported)
+            self.rows[name].add_cost(cost, tokens[0] + tokens[1], sources)
         self._to_price.clear()
 
     def to_json(self) -> dict[str, Any]:
@@ -82,6 +87,7 @@ class Auxiliary:
                 **stats.spend,
                 "latency_p50": percentile(stats.latencies, 50),
                 "cost_usd": stats.known_cost,
+                "price_sources": [source for source in SOURCES if source in stats.sources],
             }
         return rows
 
@@ -128,6 +134,8 @@ def merged(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
                     for k, v in row.items()
                     if v is None or isinstance(v, str) or _count(v) or _usd(v)
                 }
+                if "price_sources" in row:
+                    rows[name]["price_sources"] = sources_of([row])
                 continue
             for key, value in row.items():
                 if key == "cost_usd":
@@ -135,6 +143,8 @@ def merged(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
                     mine[key] = mine[key] + value if both else None
                 elif key == "latency_p50":
                     mine[key] = None
+                elif key == "price_sources":
+                    mine[key] = sources_of([mine, row])
                 elif _count(value):
                     mine[key] = int(mine.get(key, 0) or 0) + value
     return rows

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from pytest_llm_matrix.config.models import Model
 
@@ -23,49 +23,75 @@ _PER_MILLION = 1_000_000
 #: Tokens the per-token rates are derived from: a request's size, below any tier.
 _REFERENCE_TOKENS = 1_000
 
-# Our provider names -> genai-prices provider ids. None lets genai-prices find the provider
-# from the model id: an OpenAI-compatible server may host a known model, and simulator models
-# usually match nothing, so they stay unpriced.
-_GENAI_PROVIDERS: dict[str, str | None] = {
-    "openai": "openai",
-    "anthropic": "anthropic",
-    "openai-compatible": None,
-    "simulator": None,
-}
+# Our provider names -> genai-prices provider ids.
+_GENAI_PROVIDERS: dict[str, str | None] = {"openai": "openai", "anthropic": "anthropic"}
+#: Providers whose model ids are the provider's own, so a list price is theirs. Any other
+#: model (behind an OpenAI-compatible server or a gateway, simulated) is an alias that may
+#: route anywhere: priced from a list only by the model id its config's ``price_as`` names.
+FIRST_PARTY: Final = frozenset(_GENAI_PROVIDERS)
+
+#: Where a model's cost comes from (the report's ``price_source``): the answers themselves,
+#: the model's configured prices, genai-prices' list, or nowhere (shown as n/a).
+SOURCES: Final = ("reported", "configured", "list", "none")
 
 
-def price_usd(
-    provider: str,
-    model_id: str,
-    input_tokens: int,
-    output_tokens: int,
-    cached_tokens: int = 0,
-    input_price: float | None = None,
-    output_price: float | None = None,
-) -> float | None:
-    """Cost in USD of the given tokens, or None when it is unknown (shown as "n/a", never $0).
-
-    `input_tokens` includes `cached_tokens`, as in `usage.Usage`. `input_price` and
-    `output_price` (USD per million tokens, from the model's config) override genai-prices.
-    """
-    if input_price is not None or output_price is not None:
-        return _price_with_overrides(input_tokens, output_tokens, input_price, output_price)
-    return _price_from_genai_prices(provider, model_id, input_tokens, output_tokens, cached_tokens)
+def token_source(model: Model) -> str:
+    """Where ``model``'s tokens are priced from: "configured", "list" or "none"."""
+    if model.input_price is not None or model.output_price is not None:
+        return "configured"
+    if model.price_as is not None or model.provider in FIRST_PARTY:
+        return "list"
+    return "none"
 
 
 def model_cost(model: Model, tokens: tuple[int, int, int]) -> float | None:
-    """The cost of (input, output, cached input) ``tokens`` on ``model``, its configured
-    prices first."""
+    """The cost of (input, output, cached input) ``tokens`` on ``model``: its configured
+    prices; else the list price of its ``price_as`` id, or of its own id at a first-party
+    provider; else unknown (None)."""
     input_tokens, output_tokens, cached_tokens = tokens
-    return price_usd(
-        model.provider,
-        model.model,
+    source = token_source(model)
+    if source == "none":
+        return None if any(tokens) else 0.0
+    if source == "configured":
+        return _price_with_overrides(
+            input_tokens, output_tokens, model.input_price, model.output_price
+        )
+    return _price_from_genai_prices(
+        model.provider if model.provider in FIRST_PARTY else "",
+        model.price_as or model.model,
         input_tokens,
         output_tokens,
         cached_tokens,
-        input_price=model.input_price,
-        output_price=model.output_price,
     )
+
+
+def spend_cost(
+    model: Model | None, tokens: tuple[int, int, int], reported: float | None
+) -> tuple[float | None, tuple[str, ...]]:
+    """The cost of what a test spent on ``model``: the ``reported`` cost of the answers that
+    said it, plus the other answers' ``tokens`` at the model's prices; None when those have
+    no known price. Also where the figures came from (of SOURCES)."""
+    sources = ("reported",) if reported is not None else ()
+    if not any(tokens):
+        return reported or 0.0, sources
+    priced = model_cost(model, tokens) if model is not None else None
+    if priced is None:
+        return None, (*sources, "none")
+    assert model is not None
+    return (reported or 0.0) + priced, (*sources, token_source(model))
+
+
+def sources_text(sources: Iterable[str]) -> str:
+    """``reported+list``: the sources in SOURCES' order; ``-`` for none (nothing spent)."""
+    found = set(sources)
+    return "+".join(source for source in SOURCES if source in found) or "-"
+
+
+def sources_of(parts: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The ``price_sources`` of report rows merged: any row's, in SOURCES' order (a report
+    from before them has none)."""
+    found = {source for part in parts for source in part.get("price_sources") or ()}
+    return [source for source in SOURCES if source in found]
 
 
 def per_token_rates(model: Model) -> tuple[float, float, float] | None:

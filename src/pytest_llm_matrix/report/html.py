@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from pytest_llm_matrix.report.baseline import answers_cost
-from pytest_llm_matrix.report.cost import format_usd
+from pytest_llm_matrix.report.cost import format_usd, sources_text
 from pytest_llm_matrix.report.render import change_text
 
 #: A cell's look and its short text, by outcome.
@@ -163,7 +163,8 @@ def _meta(report: Mapping[str, Any]) -> str:
 
 def _model_table(models: Sequence[str], stats: Mapping[str, Any], base: Any) -> str:
     head = [
-        "model", "passed", "failed", "errors", "skipped", "pass rate", "cost", "recorded cost",
+        "model", "passed", "failed", "errors", "skipped", "pass rate", "cost", "price",
+        "recorded cost",
         "requests", "replayed", "latency p50", "latency p95",
     ]  # fmt: skip
     if base:
@@ -184,6 +185,7 @@ def _model_table(models: Sequence[str], stats: Mapping[str, Any], base: Any) -> 
             f'<td class="n">{_e(outcomes["skipped"])}</td>',
             f'<td class="n">{rate}</td>',
             f'<td class="n">{_usd(m["cost_usd"]) if m.get("input_tokens") else "-"}</td>',
+            f'<td class="n">{_e(sources_text(m.get("price_sources") or ()))}</td>',
             f'<td class="n">{_usd(m.get("replayed_cost_usd")) if m.get("replayed") else "-"}</td>',
             f'<td class="n">{_e(m.get("requests", 0))}</td>',
             f'<td class="n">{_e(m.get("replayed", 0))}</td>',

@@ -43,6 +43,7 @@ from pytest_llm_matrix.report.baseline import (
     member,
     read,
 )
+from pytest_llm_matrix.report.cost import SOURCES, sources_of
 from pytest_llm_matrix.report.stats import (
     JUDGED,
     OUTCOMES,
@@ -176,6 +177,7 @@ def _model(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "test_seconds": round(sum(float(p.get("test_seconds") or 0) for p in parts), 6),
         **spend,
         "cost_usd": _sum([p.get("cost_usd", 0.0) for p in parts]),
+        "price_sources": sources_of(parts),
         "replayed_cost_usd": _sum([p.get("replayed_cost_usd", 0.0) for p in parts]),
         "unavailable": next((p["unavailable"] for p in parts if p.get("unavailable")), None),
     }
@@ -282,6 +284,7 @@ def stats_of(model: Mapping[str, Any]) -> ModelStats:
         spend={k: int(model.get(k, 0) or 0) for k in SPEND_COUNTERS},
         cost=float(model["cost_usd"] or 0.0),
         unpriced=model.get("cost_usd") is None and tokens > 0,
+        sources=set(model.get("price_sources") or ()),
         replayed_cost=float(model.get("replayed_cost_usd") or 0.0),
         replayed_unpriced=model.get("replayed_cost_usd") is None and replayed > 0,
         runs_passed=int(model["runs_passed"]),
@@ -353,6 +356,10 @@ SAMPLES: Final = Kind(_numbers, "a list of numbers from 0 to 1e12")
 COUNT_OR_NUMBERS: Final = Kind(
     lambda v: is_count(v) or _numbers(v), "a whole number from 0 to 1e12 or a list of numbers"
 )
+PRICE_SOURCES: Final = Kind(
+    lambda v: isinstance(v, list) and all(isinstance(s, str) and s in SOURCES for s in v),
+    "a list of " + ", ".join(SOURCES),
+)
 RUN_OUTCOME: Final = Kind(
     lambda v: isinstance(v, str) and v in (*OUTCOMES, "not needed"),
     "one of " + ", ".join((*OUTCOMES, "not needed")),
@@ -379,6 +386,7 @@ def check(report: Mapping[str, Any]) -> None:
         BOOLEAN.check_in(model, "required", field)
         STRING_OR_NULL.check_in(model, "unavailable", field)
         INTERVAL.check_in(model, "pass_rate_interval", field)
+        PRICE_SOURCES.check_in(model, "price_sources", field)
     for index, test in enumerate(report["tests"]):
         _check_test(test, f"tests[{index}]")
     check_figures(report)
@@ -391,6 +399,8 @@ def check(report: Mapping[str, Any]) -> None:
                 STRING.check_in(row, key, field)
             elif key in ("latency_p50", "cost_usd"):
                 NUMBER_OR_NULL.check_in(row, key, field)
+            elif key == "price_sources":
+                PRICE_SOURCES.check_in(row, key, field)
             else:
                 COUNT.check_in(row, key, field)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from pytest_llm_matrix.report.cost import format_usd
+from pytest_llm_matrix.report.cost import format_usd, sources_text
 from pytest_llm_matrix.report.stats import ModelStats, total
 
 
@@ -191,6 +191,8 @@ COLUMNS: Final = (
     Column("pass rate", 0, lambda s: format_rate(s.pass_rate, s.interval)),
     Column("vs baseline", 0, lambda s: change_text(s.change), _compared),
     Column("cost", 2, format_cost),
+    # where the cost came from: the answers ("reported"), configured prices, a price list
+    Column("price", 3, lambda s: sources_text(s.sources)),
     # record and replay: what the replayed answers cost when recorded (not spent now)
     Column("recorded cost", 2, format_replayed_cost, _spent("replayed")),
     Column("cost change", 3, _cost_change, _compared),

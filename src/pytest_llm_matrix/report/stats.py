@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from pytest_llm_matrix.calls.context import SPEND_COUNTERS
+from pytest_llm_matrix.calls.context import NANO, SPEND_COUNTERS
 
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 #: Outcomes that are a verdict on the model: the pass rate is passed / these.
@@ -30,6 +30,27 @@ def tokens_of(spend: Mapping[str, object]) -> tuple[int, int, int]:
         count_of(spend, "input_tokens"),
         count_of(spend, "output_tokens"),
         count_of(spend, "cached_tokens"),
+    )
+
+
+def reported_of(spend: Mapping[str, object]) -> tuple[float | None, tuple[int, int, int]]:
+    """What a report's answers said they cost (USD; None when none did), and the tokens of
+    those answers: priced already, so taken off the tokens still to price."""
+    if not count_of(spend, "reported"):
+        return None, (0, 0, 0)
+    return count_of(spend, "reported_cost_nanousd") / NANO, (
+        count_of(spend, "reported_input_tokens"),
+        count_of(spend, "reported_output_tokens"),
+        count_of(spend, "reported_cached_tokens"),
+    )
+
+
+def unreported_tokens_of(spend: Mapping[str, object]) -> tuple[int, int, int]:
+    """(input, output, cached input) tokens of a report's answers that did not say their
+    cost: priced from the model's prices."""
+    _, reported = reported_of(spend)
+    return tuple(  # type: ignore[return-value]
+        max(total - part, 0) for total, part in zip(tokens_of(spend), reported, strict=True)
     )
 
 
@@ -84,6 +105,8 @@ class ModelStats:
     ttft: list[float] = dataclasses.field(default_factory=list)
     cost: float = 0.0
     unpriced: bool = False  # some tokens had no known price: the cost is not known
+    #: where the cost came from (report.cost.SOURCES): the answers, configured prices, ...
+    sources: set[str] = dataclasses.field(default_factory=set)
     replayed_cost: float = 0.0  # what the replayed answers cost when they were recorded
     replayed_unpriced: bool = False
     runs_passed: int = 0  # runs that passed, of ...
@@ -119,7 +142,8 @@ class ModelStats:
         self.latencies.extend(floats_of(spend.get("latencies")))
         self.ttft.extend(floats_of(spend.get("ttft")))
 
-    def add_cost(self, cost: float | None, tokens: int) -> None:
+    def add_cost(self, cost: float | None, tokens: int, sources: Iterable[str] = ()) -> None:
+        self.sources.update(sources)
         if cost is None:
             self.unpriced = self.unpriced or tokens > 0
         else:
@@ -186,6 +210,7 @@ class ModelStats:
             ttft=self.ttft + other.ttft,
             cost=self.cost + other.cost,
             unpriced=self.unpriced or other.unpriced,
+            sources=self.sources | other.sources,
             replayed_cost=self.replayed_cost + other.replayed_cost,
             replayed_unpriced=self.replayed_unpriced or other.replayed_unpriced,
             runs_passed=self.runs_passed + other.runs_passed,

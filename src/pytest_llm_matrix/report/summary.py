@@ -41,7 +41,14 @@ from pytest_llm_matrix.matrix.parametrize import DESELECTED_KEY, DESELECTED_OUTP
 from pytest_llm_matrix.matrix.repeats import NOT_VERDICT, RUN_ATTR, status_of, without_run
 from pytest_llm_matrix.report import baseline, html, model_free, render
 from pytest_llm_matrix.report.auxiliary import Auxiliary
-from pytest_llm_matrix.report.cost import format_usd, model_cost, warm_up
+from pytest_llm_matrix.report.cost import (
+    SOURCES,
+    format_usd,
+    model_cost,
+    spend_cost,
+    token_source,
+    warm_up,
+)
 from pytest_llm_matrix.report.render import write_file
 from pytest_llm_matrix.report.stats import (
     JUDGED,
@@ -49,8 +56,9 @@ from pytest_llm_matrix.report.stats import (
     failure_split,
     percentile,
     replayed_tokens_of,
-    tokens_of,
+    reported_of,
     total,
+    unreported_tokens_of,
 )
 
 if TYPE_CHECKING:
@@ -88,8 +96,9 @@ class Summary:
         self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> per-test record
         self.adopted = model_free.Adopted()  # the tests llm_sdks made model tests
         self.auxiliary = Auxiliary(settings.registry.models)
-        #: model, test (the id without a run), item, tokens: priced once the tests are over
-        self.to_price: list[tuple[str, str, str, tuple[int, int, int]]] = []
+        #: model, test (the id without a run), item, tokens, reported cost: priced once the
+        #: tests are over
+        self.to_price: list[tuple[str, str, str, tuple[int, int, int], float | None]] = []
         self.replayed_to_price: list[tuple[str, tuple[int, int, int]]] = []  # model, tokens
         self.ran: set[tuple[str, str]] = set()  # (node id, model) of every model test
         self.collect_errors = 0
@@ -198,9 +207,7 @@ class Summary:
         self.warming = True
         if not distributed(self.config) or hasattr(self.config, "workerinput"):
             return  # tests run in this process: they may import what the thread imports
-        unpriced = [
-            m for m in self.models.values() if m.input_price is None and m.output_price is None
-        ]
+        unpriced = [m for m in self.models.values() if token_source(m) == "list"]
         if unpriced:
             threading.Thread(
                 target=warm_up, args=(unpriced,), name="llm-matrix prices", daemon=True
@@ -272,9 +279,10 @@ class Summary:
         if isinstance(spend, dict):
             stats.add_spend(spend)
             _merge(test["spend"], spend)
-            tokens = tokens_of(spend)
-            if any(tokens):
-                self.to_price.append((model, key, report.nodeid, tokens))
+            reported, _ = reported_of(spend)
+            tokens = unreported_tokens_of(spend)
+            if reported is not None or any(tokens):
+                self.to_price.append((model, key, report.nodeid, tokens, reported))
             replayed = replayed_tokens_of(spend)
             if any(replayed):
                 self.replayed_to_price.append((model, replayed))
@@ -323,9 +331,9 @@ class Summary:
         self.replayed_to_price.clear()
         if not self.to_price:
             return
-        for name, key, nodeid, tokens in self.to_price:
-            cost = model_cost(self.models[name], tokens)
-            self.stats[name].add_cost(cost, tokens[0] + tokens[1])
+        for name, key, nodeid, tokens, reported in self.to_price:
+            cost, sources = spend_cost(self.models[name], tokens, reported)
+            self.stats[name].add_cost(cost, tokens[0] + tokens[1], sources)
             test = self.tests[key]
             test["cost_usd"] = _plus(test["cost_usd"], cost)
             if self.junit:
@@ -625,7 +633,8 @@ class Summary:
         if verbosity >= 0 and (unpriced := self._unpriced_to_note()):
             write(
                 f"n/a: no known price for {', '.join(unpriced)}; set input_price and "
-                "output_price (USD per million tokens) in its config"
+                "output_price (USD per million tokens) in its config, or price_as to the "
+                "listed model id it is priced like"
             )
         everywhere, some = self._split(labelled=True)
         if everywhere and verbosity >= 0:
@@ -691,6 +700,7 @@ class Summary:
                 "latency_p95": percentile(stats.latencies, 95),
                 "ttft_p50": percentile(stats.ttft, 50),
                 "cost_usd": stats.known_cost,
+                "price_sources": [source for source in SOURCES if source in stats.sources],
                 "replayed_cost_usd": stats.known_replayed_cost,
                 "unavailable": unavailable.get(name),
             }
