@@ -549,7 +549,8 @@ def test_workers_never_load_the_price_data(pytester, write_config, simulator):
         pytester,
         write_config,
         sim,
-        '[tool.llm-matrix.models.gpt-4o-mini]\nprovider = "simulator"\nbase_url = "{url}/v1"\n',
+        '[tool.llm-matrix.models.gpt-4o-mini]\nprovider = "simulator"\nbase_url = "{url}/v1"\n'
+        'price_as = "gpt-4o-mini"\n',
     )
     pytester.makepyfile(
         """
@@ -562,7 +563,7 @@ def test_workers_never_load_the_price_data(pytester, write_config, simulator):
     )
     result = pytester.runpytest_subprocess("-n", "2")
     result.assert_outcomes(passed=1)
-    # ... while the controller priced its tokens (genai-prices knows gpt-4o-mini)
+    # ... while the controller priced its tokens (genai-prices lists gpt-4o-mini)
     result.stdout.fnmatch_lines(["gpt-4o-mini *$0.0*"])
 
 
