@@ -29,6 +29,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     shape = "litellm"  # or "openrouter"
     #: the cost each answer said, in order (None: that answer said none)
     said: list[float | None]
+    #: each request's path (with its query) and headers
+    seen: list[tuple[str, dict[str, str]]]
     #: answer every n-th request without a cost (0: never)
     silent_every = 0
     requests = 0
@@ -41,6 +43,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(size))
         cls = type(self)
         with _LOCK:
+            cls.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             cls.requests += 1
             silent = bool(cls.silent_every) and cls.requests % cls.silent_every == 0
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
@@ -123,7 +126,7 @@ class Gateway:
         self.handler: Any = type(
             "Handler",
             (_Handler,),
-            {"shape": shape, "said": [], "silent_every": silent_every, "requests": 0},
+            {"shape": shape, "said": [], "seen": [], "silent_every": silent_every, "requests": 0},
         )
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
         self.server.daemon_threads = True
@@ -132,6 +135,10 @@ class Gateway:
     @property
     def said(self) -> list[float | None]:
         return list(self.handler.said)
+
+    @property
+    def seen(self) -> list[tuple[str, dict[str, str]]]:
+        return list(self.handler.seen)
 
     def __enter__(self) -> Gateway:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -373,7 +373,7 @@ def _redact_reports(config: pytest.Config, settings: Settings) -> None:
     """Keep keys out of every report (see :mod:`.config.redaction`): the configured models'
     and, in a run with model tests, the SDKs' own (a suite's client sends one to servers that
     may echo it)."""
-    key_envs = [m.api_key_env for m in settings.registry.models.values() if m.api_key_env]
+    key_envs = [name for m in settings.registry.models.values() for name in m.secret_envs()]
     if not key_envs and not settings.selected:
         return
     # lazy: only a run with keys or model tests redacts

@@ -36,7 +36,7 @@ def run_with(pytester: pytest.Pytester, write_config):
         (
             '[tool.llm-matrix.models.m]\nprovider = "opnai"',
             "*model 'm': field 'provider': expected one of openai, anthropic, openai-compatible,"
-            " simulator; got 'opnai'*",
+            " azure-openai, simulator; got 'opnai'*",
         ),
         (
             '[tool.llm-matrix.models.m]\nprovider = "openai"\ntimeout = 0',

@@ -107,6 +107,20 @@ def model_field_cases() -> Iterator[Case]:
         "params": (["5", '"x"', "[]", "{ t = nan }", "{ t = inf }", "{ d = 1979-05-27 }"], ""),
         "required": (['"yes"', "1", "0", "[]"], "expected true or false"),
         "simulate": (["5", '"x"', "[]"], "expected a table"),
+        "price_as": (['""', "5", '"a\\u0007b"', "[]"], ""),
+        "cost_header": (['"a b"', '"x:y"', "5", "[]", '"\\u00e9"'], "expected an HTTP header name"),
+        "cost_field": (['"a..b"', '".a"', '"a. b"', "5", '"\\u0007"'], "expected a dotted field"),
+        "headers": (
+            [
+                *['"x"', "5", "[]", '{ "a b" = "c" }', '{ X = 5 }', '{ X = "" }'],
+                *['{ X = "\\u00e9" }', '{ X = { env = "A B" } }', '{ X = { env = 5 } }'],
+                *['{ X = { env = "A", x = 1 } }', '{ Authorization = "Bearer k" }'],
+                *['{ "api-key" = "k" }', '{ "X-Api-Key" = "k" }'],
+            ],
+            "",
+        ),
+        "api_version": (['""', "5", '"2024 10"', '"a/b"', '"' + "1" * 41 + '"'], ""),
+        "auth": (['"bearer"', "5", '""'], "expected one of api-key, entra"),
     }
     for field, (values, detail) in others.items():
         table = "[tool.llm-matrix.models.sim]\n" if field == "provider" else SIM

@@ -55,6 +55,7 @@ from pytest_llm_matrix.adoption import routes, sdks
 from pytest_llm_matrix.calls import context
 from pytest_llm_matrix.calls.exchange import Route
 from pytest_llm_matrix.calls.transport import (
+    api_query,
     auth_headers,
     base_url,
     is_plugin_transport,
@@ -136,6 +137,7 @@ class Target:
             for name, value in parse_qsl(request.url.query.decode("ascii"), keep_blank_values=True)
             if name in _KEPT_QUERY
         ]
+        kept += api_query(self.model).items()  # the model's own (Azure's api-version)
         url = self.url + ("?" + urlencode(kept) if kept else "")
         headers = [
             (k, v)
@@ -143,7 +145,7 @@ class Target:
             if k.lower() in _KEPT_HEADERS or k.lower().startswith(_KEPT_HEADER_PREFIXES)
         ]
         names = {k.lower() for k, _ in headers}
-        headers += [  # the model's key (and API version), the SDK's own user agent
+        headers += [  # the model's key and headers (and API version), the SDK's user agent
             (k, v) for k, v in auth_headers(self.model).items() if k not in names | {"user-agent"}
         ]
         limit = timeout_of(self.model)
@@ -243,7 +245,7 @@ class Binding:
             )
         if not model.api_key_set and not self.offline:
             pytest.fail(
-                f"auxiliary route {model_id!r} -> {routed}: {model.api_key_env} is not set",
+                f"auxiliary route {model_id!r} -> {routed}: {model.missing_env()} is not set",
                 pytrace=False,
             )
         about = {"kind": "routed", "alias": routed, "model": model.model, "sent": model_id}

@@ -23,7 +23,12 @@ def client_options(model: Model, sdk: sdks.SDK, asynchronous: bool) -> dict[str,
     # lazy: the request path loads with the first client a test builds
     from pytest_llm_matrix.adoption import sdks
     from pytest_llm_matrix.calls.exchange import NO_KEY
-    from pytest_llm_matrix.calls.transport import http_library, llm_transport, timeout_of
+    from pytest_llm_matrix.calls.transport import (
+        base_url,
+        http_library,
+        llm_transport,
+        timeout_of,
+    )
 
     library = sdks.http_library(sdk)
     http = http_library(library)
@@ -33,13 +38,26 @@ def client_options(model: Model, sdk: sdks.SDK, asynchronous: bool) -> dict[str,
     client = (http.AsyncClient if asynchronous else http.Client)(
         transport=transport, timeout=timeout_of(model)
     )
-    return {
-        "base_url": model.base_url,
+    options: dict[str, Any] = {
+        "base_url": base_url(model),
         "api_key": model.api_key() or NO_KEY,
         "max_retries": 0,
         "timeout": timeout_of(model),
         "http_client": client,
     }
+    if headers := model.header_values():
+        options["default_headers"] = headers
+    if model.provider == "azure-openai" and model.api_version is not None:
+        # AzureOpenAI: the deployment's paths, its api-version, its key in api-key
+        del options["base_url"]
+        key = options.pop("api_key")
+        options.update(
+            azure_endpoint=model.base_url,
+            azure_deployment=model.model,
+            api_version=model.api_version,
+        )
+        options["azure_ad_token" if model.auth == "entra" else "api_key"] = key
+    return options
 
 
 def _sdk(sdk: sdks.SDK, model: Model, config: pytest.Config) -> Any:
@@ -80,12 +98,16 @@ def _sdk_client(package: str, request: pytest.FixtureRequest, asynchronous: bool
     model: Model = request.getfixturevalue("llm_model")
     package = _sdk(sdk, model, request.config)
     factory = getattr(package, sdk.clients[1] if asynchronous else sdk.clients[0])
-    return factory(**client_options(model, sdk, asynchronous))
+    options = client_options(model, sdk, asynchronous)
+    if "azure_endpoint" in options:
+        factory = getattr(package, "AsyncAzureOpenAI" if asynchronous else "AzureOpenAI")
+    return factory(**options)
 
 
 @pytest.fixture
 def openai_client(llm_model: Model, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """``openai.OpenAI`` for the test's model (OpenAI-API models), SDK retries off."""
+    """``openai.OpenAI`` for the test's model (OpenAI-API models), SDK retries off
+    (``openai.AzureOpenAI`` for an Azure model with an ``api_version``)."""
     client = _sdk_client("openai", request, asynchronous=False)
     with client:
         yield client

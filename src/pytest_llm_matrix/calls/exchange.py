@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import sys
 import time
@@ -146,10 +147,12 @@ MAIN: Final = Route()
 
 
 def redact(text: str, model: Model) -> str:
-    """``text`` without ``model``'s key, in any of its forms (see
+    """``text`` without ``model``'s key or secret headers, in any of their forms (see
     :mod:`pytest_llm_matrix.config.redaction`)."""
-    key = model.api_key()
-    return mask(text, forms_of(key)) if key else text
+    for name in model.secret_envs():
+        if secret := os.environ.get(name, "").strip():
+            text = mask(text, forms_of(secret))
+    return text
 
 
 class _Poll:

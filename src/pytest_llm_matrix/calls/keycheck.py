@@ -74,11 +74,17 @@ def listing_url(model: Model) -> str:
 
 
 def checked(models: Iterable[Model]) -> list[Model]:
-    """The models whose keys a check can tell something about: a key, set and sendable."""
+    """The models whose keys a check can tell something about: a key, set and sendable, at
+    a server that lists models by their ids (not Azure OpenAI, which lists the models its
+    deployments may run, not the deployments a request names)."""
     return [
         m
         for m in models
-        if m.api_key_env and m.api_key() is not None and m.key_problem() is None and m.base_url
+        if m.api_key_env
+        and m.api_key() is not None
+        and m.key_problem() is None
+        and m.base_url
+        and m.provider != "azure-openai"
     ]
 
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
 from pytest_llm_matrix.calls.exchange import (
     Exchange,
@@ -389,22 +390,37 @@ def wrap_client(model: Model, client: Any) -> Any:
 
 
 def auth_headers(model: Model) -> dict[str, str]:
-    """The headers that authenticate to ``model``'s API (empty when it needs no key)."""
-    headers = {"user-agent": USER_AGENT}
+    """The headers every request to ``model`` carries: its key (none when it needs none),
+    in the header its API takes, and its configured ``headers``."""
+    headers = {"user-agent": USER_AGENT, **model.header_values()}
     key = model.api_key()
     if model.api == "anthropic":
         headers["anthropic-version"] = ANTHROPIC_VERSION
         if key:
             headers["x-api-key"] = key
+    elif key and model.provider == "azure-openai" and model.auth != "entra":
+        headers["api-key"] = key
     elif key:
         headers["authorization"] = f"Bearer {key}"
     return headers
 
 
 def base_url(model: Model) -> str:
+    """The URL the API's paths (``/chat/completions``) go under: the model's ``base_url``;
+    for Azure OpenAI, its endpoint's v1 API or, with an ``api_version``, its deployment's."""
     if not model.base_url:
         raise RuntimeError(f"model {model.name!r} has no base_url")  # registry guarantees one
-    return model.base_url.rstrip("/")
+    url = model.base_url.rstrip("/")
+    if model.provider != "azure-openai":
+        return url
+    if model.api_version is None:
+        return f"{url}/openai/v1"
+    return f"{url}/openai/deployments/{quote(model.model, safe='')}"
+
+
+def api_query(model: Model) -> dict[str, str]:
+    """The query every request to ``model`` carries: Azure's ``api-version``."""
+    return {"api-version": model.api_version} if model.api_version else {}
 
 
 def timeout_of(model: Model) -> float:
@@ -419,6 +435,7 @@ def http_client(
     module = http_library(http)
     return (module.AsyncClient if asynchronous else module.Client)(
         base_url=base_url(model),
+        params=api_query(model),
         headers=auth_headers(model),
         timeout=timeout_of(model),
         transport=llm_transport(model, asynchronous=asynchronous, http=http, shared=shared),

@@ -12,7 +12,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
-PROVIDERS: Final = ("openai", "anthropic", "openai-compatible", "simulator")
+PROVIDERS: Final = ("openai", "anthropic", "openai-compatible", "azure-openai", "simulator")
+#: How an ``azure-openai`` model's variable is sent: Azure's ``api-key`` header, or as the
+#: bearer token it is (a Microsoft Entra ID token).
+AZURE_AUTH: Final = ("api-key", "entra")
 APIS: Final = ("openai", "anthropic")
 
 #: The API base URL each provider uses when a model does not set ``base_url``.
@@ -51,6 +54,13 @@ class Model:
     #: ... or a dotted field of the answer's JSON (in a stream: of its usage event)
     cost_field: str = "usage.cost"
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    #: extra request headers: name -> a value, or ``{"env": NAME}`` (a secret, read from the
+    #: environment when sent, and redacted like a key)
+    headers: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    #: azure-openai: the ``api-version`` of its deployment paths (None: Azure's v1 API)
+    api_version: str | None = None
+    #: azure-openai: how the key is sent (AZURE_AUTH; None: ``api-key``)
+    auth: str | None = None
     required: bool = True
     simulate: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
@@ -65,8 +75,27 @@ class Model:
 
     @property
     def api_key_set(self) -> bool:
-        """Whether the key this model needs (if any) is present in the environment."""
-        return self.api_key_env is None or self.api_key() is not None
+        """Whether the key (and the secret headers) this model needs are in the environment."""
+        return self.missing_env() is None
+
+    def secret_envs(self) -> list[str]:
+        """The variables that hold this model's secrets: its key's, its headers'."""
+        found = [self.api_key_env] if self.api_key_env else []
+        return found + [v["env"] for v in self.headers.values() if isinstance(v, Mapping)]
+
+    def missing_env(self) -> str | None:
+        """The first of :meth:`secret_envs` that is unset or blank, if any."""
+        return next((n for n in self.secret_envs() if not os.environ.get(n, "").strip()), None)
+
+    def header_values(self) -> dict[str, str]:
+        """The configured headers as sent: a secret's read now (a blank one left out)."""
+        values: dict[str, str] = {}
+        for name, value in self.headers.items():
+            if isinstance(value, Mapping):
+                value = os.environ.get(value["env"], "").strip()
+            if value:
+                values[name] = value
+        return values
 
     def api_key(self) -> str | None:
         """Read the model's API key from the environment, at the moment it is needed.
@@ -81,13 +110,14 @@ class Model:
     def key_problem(self) -> str | None:
         """Why the key in the environment cannot be sent in a header, or None. Never
         quotes the key."""
-        key = self.api_key()
-        if key is None or (key.isascii() and key.isprintable()):
-            return None
-        return (
-            f"{self.api_key_env} holds a control or non-ASCII character inside the key "
-            "(a newline from how it was set?); it cannot go in an HTTP header"
-        )
+        for name in self.secret_envs():
+            value = os.environ.get(name, "").strip()
+            if not (value.isascii() and value.isprintable()):
+                return (
+                    f"{name} holds a control or non-ASCII character inside its value "
+                    "(a newline from how it was set?); it cannot go in an HTTP header"
+                )
+        return None
 
     @property
     def needs_simulator(self) -> bool:
@@ -107,6 +137,9 @@ class Model:
         data["tags"] = list(self.tags)
         data["params"] = dict(self.params)
         data["simulate"] = dict(self.simulate)
+        data["headers"] = {
+            k: dict(v) if isinstance(v, Mapping) else v for k, v in self.headers.items()
+        }
         return data
 
     @classmethod

@@ -598,9 +598,10 @@ def resolve_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"model {name!r}: {problem}")
     record = _record_mode(config, registry)
     unavailable = {
-        name: f"{model.api_key_env} is {'blank' if model.api_key_env in os.environ else 'not set'}"
+        name: f"{missing} is {'blank' if missing in os.environ else 'not set'}"
         for name in selected
-        if not (model := registry.models[name]).api_key_set and record not in OFFLINE_MODES
+        if (missing := registry.models[name].missing_env()) is not None
+        and record not in OFFLINE_MODES
     }
     strict = bool(config.option.llm_strict) or bool(_ini(config, "llm_strict"))
     if strict and unavailable:

@@ -24,7 +24,7 @@ from pytest_llm_matrix.config.checks import (
     name_problem,
     shown,
 )
-from pytest_llm_matrix.config.models import APIS, DEFAULT_BASE_URLS, PROVIDERS, Model
+from pytest_llm_matrix.config.models import APIS, AZURE_AUTH, DEFAULT_BASE_URLS, PROVIDERS, Model
 
 CONFIG_FILENAME: Final = "llm-matrix.toml"
 
@@ -132,6 +132,56 @@ def _field_path(value: Any) -> str:
     return value
 
 
+#: Headers the plugin sets itself (or the library does): a model's ``headers`` may not.
+_OWN_HEADERS: Final = frozenset(
+    {
+        "authorization", "x-api-key", "api-key", "content-type", "content-length", "host",
+        "anthropic-version", "transfer-encoding", "connection",
+    }
+)  # fmt: skip
+
+
+def _headers(value: Any) -> dict[str, Any]:
+    """Extra request headers: ``{"X-Title" = "my tests", "X-Team" = {env = "TEAM_TOKEN"}}``."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f'expected a table like {{ "X-Title" = "evals", "X-Team" = {{ env = "TEAM_KEY" }} }}, '
+            f"got {shown(value)}"
+        )
+    headers: dict[str, Any] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(f"{shown(name)} is not an HTTP header name")
+        if name.lower() in _OWN_HEADERS:
+            raise ValueError(
+                f"{name!r} is set by the plugin (the key goes in the variable api_key_env names)"
+            )
+        if isinstance(item, Mapping):
+            if set(item) != {"env"}:
+                raise ValueError(
+                    f'{name!r}: expected a string or {{ env = "VARIABLE" }}, got {shown(item)}'
+                )
+            headers[name] = {"env": _env_name(item["env"])}
+        elif isinstance(item, str) and item.isascii() and item.isprintable() and item.strip():
+            headers[name] = item.strip()
+        else:
+            raise ValueError(
+                f'{name!r}: expected printable ASCII text or {{ env = "VARIABLE" }}, '
+                f"got {shown(item)}"
+            )
+    return headers
+
+
+#: An ``api-version``: ``2024-10-21``, ``2025-04-01-preview``, ``preview``.
+_API_VERSION: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,39}")
+
+
+def _api_version(value: Any) -> str:
+    if not isinstance(value, str) or not _API_VERSION.fullmatch(value):
+        raise ValueError(f"expected an Azure api-version like '2024-10-21', got {shown(value)}")
+    return value
+
+
 def _base_url(value: Any) -> str:
     """``http(s)://host[:port][/path]``: the plugin appends the API's paths to it."""
     from urllib.parse import urlsplit  # only for configs that set a base_url
@@ -223,6 +273,9 @@ MODEL_FIELDS: Final[Mapping[str, _Check]] = {
     "cost_header": _header_name,
     "cost_field": _field_path,
     "params": _params,
+    "headers": _headers,
+    "api_version": _api_version,
+    "auth": _choice(AZURE_AUTH),
     "required": _boolean,
     "simulate": _table,
 }
@@ -403,6 +456,15 @@ def parse_model(name: Any, fields: Any, where: str) -> Model:
             f"{place}: provider 'openai-compatible' needs a 'base_url' "
             "(for example http://localhost:11434/v1 for Ollama)"
         )
+    if provider == "azure-openai":
+        _check_azure(values, place)
+    else:
+        for azure_only in ("api_version", "auth"):
+            if azure_only in values:
+                raise pytest.UsageError(
+                    f"{place}: field {azure_only!r} only applies to provider 'azure-openai', "
+                    f"not {provider!r}"
+                )
     if values.get("simulate") and provider != "simulator":
         raise pytest.UsageError(
             f"{place}: field 'simulate' only applies to provider 'simulator', not {provider!r}"
@@ -412,6 +474,26 @@ def parse_model(name: Any, fields: Any, where: str) -> Model:
     if "base_url" not in values and provider in DEFAULT_BASE_URLS:
         values["base_url"] = DEFAULT_BASE_URLS[provider]
     return Model(name=name, **values)
+
+
+def _check_azure(values: Mapping[str, Any], place: str) -> None:
+    """An ``azure-openai`` model: its resource's endpoint, the OpenAI API."""
+    endpoint = values.get("base_url")
+    if endpoint is None:
+        raise pytest.UsageError(
+            f"{place}: provider 'azure-openai' needs a 'base_url': the resource's endpoint, "
+            "like https://my-resource.openai.azure.com"
+        )
+    if endpoint.rstrip("/").endswith(("/openai", "/openai/v1")) or "/openai/deployments" in (
+        endpoint
+    ):
+        raise pytest.UsageError(
+            f"{place}: field 'base_url': the resource's endpoint without the API's path "
+            f"(the plugin adds /openai/v1, or /openai/deployments/<model> with api_version), "
+            f"got {endpoint!r}"
+        )
+    if values.get("api", "openai") != "openai":
+        raise pytest.UsageError(f"{place}: provider 'azure-openai' speaks the 'openai' API")
 
 
 def parse_registry(data: Any, where: str) -> Registry:

@@ -81,6 +81,10 @@ def _p50_change(stats: ModelStats) -> str:
     return f"{value * 1000:+.0f}ms" if isinstance(value, int | float) else "-"
 
 
+def _not_all_configured(rows: Sequence[ModelStats]) -> bool:
+    return any(s.sources - {"configured"} for s in rows)
+
+
 def _compared(rows: Sequence[ModelStats]) -> bool:
     return any(s.change is not None for s in rows)
 
@@ -191,8 +195,9 @@ COLUMNS: Final = (
     Column("pass rate", 0, lambda s: format_rate(s.pass_rate, s.interval)),
     Column("vs baseline", 0, lambda s: change_text(s.change), _compared),
     Column("cost", 2, format_cost),
-    # where the cost came from: the answers ("reported"), configured prices, a price list
-    Column("price", 3, lambda s: sources_text(s.sources)),
+    # where the cost came from: the answers ("reported"), a price list, nowhere ("none");
+    # shown unless every cost is the configured prices'
+    Column("price", 3, lambda s: sources_text(s.sources), _not_all_configured),
     # record and replay: what the replayed answers cost when recorded (not spent now)
     Column("recorded cost", 2, format_replayed_cost, _spent("replayed")),
     Column("cost change", 3, _cost_change, _compared),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import socket
 import socketserver
 import sys
@@ -19,6 +20,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import parse_qs, unquote
 
 from .anthropic_messages import AnthropicMessages
 from .openai_chat import OpenAIChat
@@ -42,6 +44,8 @@ _DIALECTS: dict[str, Dialect] = {
     "/v1/messages": AnthropicMessages(),
     "/v1/embeddings": OpenAIEmbeddings(),
 }
+#: Azure OpenAI's deployment paths: ``/openai/deployments/<name>/chat/completions``.
+_DEPLOYMENT = re.compile(r"/openai/deployments/(?P<name>[^/]+)(?P<rest>/.+)")
 # Paths outside every dialect still answer in a provider format: OpenAI's, the common one.
 _FALLBACK_DIALECT = _DIALECTS["/v1/chat/completions"]
 _ERROR_FAULTS: dict[FaultKind | None, tuple[int, ErrorKind]] = {
@@ -124,7 +128,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         super().send_response(code, message)
 
     def do_GET(self) -> None:
-        path = self._route()
+        path, _ = self._azure(self._route())
         if path == "/v1/models" and self.server.state.config.list_models:
             self._list_models()
         elif path == "/_sim/stats":
@@ -133,10 +137,14 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._not_found(path)
 
     def do_POST(self) -> None:
-        path = self._route()
+        path, deployment = self._azure(self._route())
         dialect = _DIALECTS.get(path)
+        if dialect is not None and path != "/v1/messages" and deployment == "":
+            self._read_body()
+            self._error(dialect, 404, "not_found", "Resource not found")  # no api-version
+            return
         if dialect is not None:
-            self._serve_model_request(dialect)
+            self._serve_model_request(dialect, deployment)
             return
         self._read_body()
         if path == "/_sim/reset":
@@ -154,7 +162,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         dialect = _DIALECTS[
             "/v1/messages" if "x-api-key" in self.headers else "/v1/chat/completions"
         ]
-        key = dialect.api_key(self.headers)
+        key = self._azure_key or dialect.api_key(self.headers)
         if keys and key not in keys:
             self._error(dialect, 401, "unauthorized", "Incorrect API key provided.")
             return
@@ -163,6 +171,24 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
     def _route(self) -> str:
         return self.path.partition("?")[0].rstrip("/")
+
+    def _azure(self, path: str) -> tuple[str, str | None]:
+        """Azure OpenAI's paths as the OpenAI API's: ``/openai/v1/chat/completions``, and
+        ``/openai/deployments/<name>/chat/completions?api-version=...`` (the deployment is
+        the model; without an api-version Azure knows no such resource: "" for it). The key
+        may come in Azure's ``api-key`` header there. None: not an Azure deployment path."""
+        self._azure_key: str | None = None
+        if not path.startswith("/openai/"):
+            return path, None
+        self._azure_key = self.headers.get("api-key")
+        if path.startswith("/openai/v1/"):
+            return path.removeprefix("/openai"), None
+        match = _DEPLOYMENT.fullmatch(path)
+        if match is None:
+            return path, None
+        name, rest = unquote(match["name"]), match["rest"]
+        query = parse_qs(self.path.partition("?")[2])
+        return "/v1" + rest, name if query.get("api-version") else ""
 
     def _not_found(self, path: str) -> None:
         """An endpoint the simulator does not serve: 404 as OpenAI words it for an unknown
@@ -181,8 +207,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             length = 0
         return self.rfile.read(length) if length > 0 else b""
 
-    def _serve_model_request(self, dialect: Dialect) -> None:
+    def _serve_model_request(self, dialect: Dialect, deployment: str | None = None) -> None:
         body = _json_object(self._read_body())
+        if body is not None and deployment:
+            body = {**body, "model": deployment}  # Azure: the path names the model
         model = body.get("model") if body is not None else None
         model = model if isinstance(model, str) else None
         with self.server.state.in_flight(model) as leave:
@@ -211,7 +239,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if knobs is None:
             self._error(dialect, 404, "not_found", f"The model '{model}' does not exist.")
             return None
-        if knobs.api_key is not None and dialect.api_key(self.headers) != knobs.api_key:
+        key = self._azure_key or dialect.api_key(self.headers)
+        if knobs.api_key is not None and key != knobs.api_key:
             self._error(dialect, 401, "unauthorized", "Incorrect API key provided.")
             return None
         try:
