@@ -339,6 +339,7 @@ class _Gateway(http.server.BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     posts: list[str] = []
+    shape = "litellm"
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -347,6 +348,16 @@ class _Gateway(http.server.BaseHTTPRequestHandler):
         size = int(self.headers.get("content-length") or 0)
         alias = json.loads(self.rfile.read(size)).get("model")
         self.posts.append(self.path)
+        if self.shape == "openrouter":  # its error shape: a numeric code, no type
+            body = json.dumps(
+                {"error": {"code": 400, "message": f"{alias} is not a valid model ID"}}
+            )
+            self.send_response(400)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+            return
         message = (
             f"/chat/completions: Invalid model name passed in model={alias}. Call `/v1/models` "
             "to view available models for your key."
@@ -364,9 +375,9 @@ class _Gateway(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture
-def gateway():
-    handler = type("Handler", (_Gateway,), {"posts": []})
+@pytest.fixture(params=["litellm", "openrouter"])
+def gateway(request):
+    handler = type("Handler", (_Gateway,), {"posts": [], "shape": request.param})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -377,7 +388,7 @@ def gateway():
 
 @WORKERS
 def test_an_alias_the_gateway_does_not_know_is_unavailable_after_one_request(
-    pytester, write_config, gateway, workers, monkeypatch
+    pytester, write_config, gateway, workers, monkeypatch, request
 ):
     """A gateway's key (here one it does not list models for) sends one request first."""
     url, posts = gateway
@@ -403,9 +414,12 @@ api_key_env = "GATEWAY_TEST_KEY"
     result = pytester.runpytest_subprocess("-p", "no:randomly", *workers)
     result.assert_outcomes(failed=1, skipped=3)
     output = result.stdout.str()
-    assert "Invalid model name passed in model=gw-nope" in output
-    # the gateway's name for the request, to find it in its logs
-    assert "(request id 3f1c2b7e-0000-4000-8000-000000000001)" in output
+    if "openrouter" in request.node.callspec.id:
+        assert "gw-nope is not a valid model ID" in output
+    else:
+        assert "Invalid model name passed in model=gw-nope" in output
+        # the gateway's name for the request, to find it in its logs
+        assert "(request id 3f1c2b7e-0000-4000-8000-000000000001)" in output
     assert "HTTP 400 400" not in output
     assert "HTTP 400: 400" not in output
     assert len(posts) == 1

@@ -506,13 +506,14 @@ def test_unavailable_triggers(
     assert "sk-test-secret-1234" not in result.stdout.str() + result.stderr.str()
 
 
-def test_a_429_cools_every_worker_down(pytester, write_config, simulator):
+@pytest.mark.parametrize("prefix", ["", "llm_provider-"], ids=["direct", "litellm"])
+def test_a_429_cools_every_worker_down(pytester, write_config, simulator, prefix):
+    """Direct, and behind a gateway that passes the hint on under its prefix (LiteLLM)."""
+    fault = {"kind": "429", "first": 1, "match": "victim", "retry_after": 2}
     sim = simulator(
         {
             "default_reply": "ok",
-            "models": {
-                "m": {"faults": [{"kind": "429", "first": 1, "match": "victim", "retry_after": 2}]}
-            },
+            "models": {"m": {"faults": [{**fault, "header_prefix": prefix}]}},
         }
     )
     project(
@@ -529,7 +530,7 @@ def test_a_429_cools_every_worker_down(pytester, write_config, simulator):
         def test_victim(llm):
             assert llm.complete("victim") == "ok"
 
-        @pytest.mark.parametrize("n", range(2))
+        @pytest.mark.parametrize("n", range(3))
         def test_later(llm, n):
             time.sleep(0.5)  # the victim's 429 has happened by now, on another worker
             started = time.monotonic()
@@ -538,9 +539,9 @@ def test_a_429_cools_every_worker_down(pytester, write_config, simulator):
         """
     )
     # one test per worker, so the victim's 429 lands while the others are about to start
-    result = pytester.runpytest_subprocess("-n", "3", "--llm-dist=load", "-p", "no:randomly")
-    result.assert_outcomes(passed=3)
-    assert sim.stats()["statuses"] == {"429": 1, "200": 3}
+    result = pytester.runpytest_subprocess("-n", "4", "--llm-dist=load", "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    assert sim.stats()["statuses"] == {"429": 1, "200": 4}
 
 
 def test_workers_never_load_the_price_data(pytester, write_config, simulator):

@@ -112,8 +112,8 @@ def model_field_cases() -> Iterator[Case]:
         "cost_field": (['"a..b"', '".a"', '"a. b"', "5", '"\\u0007"'], "expected a dotted field"),
         "headers": (
             [
-                *['"x"', "5", "[]", '{ "a b" = "c" }', '{ X = 5 }', '{ X = "" }'],
-                *['{ X = "\\u00e9" }', '{ X = { env = "A B" } }', '{ X = { env = 5 } }'],
+                *['"x"', "5", "[]", '{ "a b" = "c" }', "{ X = 5 }", '{ X = "" }'],
+                *['{ X = "\\u00e9" }', '{ X = { env = "A B" } }', "{ X = { env = 5 } }"],
                 *['{ X = { env = "A", x = 1 } }', '{ Authorization = "Bearer k" }'],
                 *['{ "api-key" = "k" }', '{ "X-Api-Key" = "k" }'],
             ],
