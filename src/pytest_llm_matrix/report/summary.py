@@ -207,10 +207,10 @@ class Summary:
         self.warming = True
         if not distributed(self.config) or hasattr(self.config, "workerinput"):
             return  # tests run in this process: they may import what the thread imports
-        unpriced = [m for m in self.models.values() if token_source(m) == "list"]
-        if unpriced:
+        listed = [m for m in self.models.values() if token_source(m) == "list"]
+        if listed:
             threading.Thread(
-                target=warm_up, args=(unpriced,), name="llm-matrix prices", daemon=True
+                target=warm_up, args=(listed,), name="llm-matrix prices", daemon=True
             ).start()
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml reads the teardown report's properties
