@@ -33,6 +33,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     seen: list[tuple[str, dict[str, str]]]
     #: answer every n-th request without a cost (0: never)
     silent_every = 0
+    fixed_cost: float | None = None  # every answer's cost (None: from its tokens)
+    tokenless = False  # no token counts in the answers: a usage.cost at most
     requests = 0
 
     def log_message(self, format: str, *args: object) -> None:
@@ -55,6 +57,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "prompt_tokens_details": {"cached_tokens": 0},
         }
         cost = usage["prompt_tokens"] * INPUT_RATE + 4 * OUTPUT_RATE
+        if cls.fixed_cost is not None:
+            cost = cls.fixed_cost
         headers = {"x-litellm-call-id": "6b7a3c1e-1111-4000-8000-00000000abcd"}
         if silent:
             cost_said = None
@@ -73,6 +77,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 headers["x-litellm-response-cost"] = repr(cost)
                 headers["x-litellm-response-cost-original"] = repr(cost)
                 headers["x-litellm-response-cost-input"] = repr(usage["prompt_tokens"] * INPUT_RATE)
+        if cls.tokenless:  # usage without token counts: only the cost in it
+            usage = {"cost": usage["cost"]} if "cost" in usage else None
         with _LOCK:
             cls.said.append(cost_said)
         answer_id = "chatcmpl-gw0001"
@@ -88,15 +94,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         "message": {"role": "assistant", "content": REPLY},
                     }
                 ],
-                "usage": usage,
             }
+            if usage is not None:
+                data["usage"] = usage
             self._send(200, "application/json", json.dumps(data).encode(), headers)
             return
         chunks = [
             {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
             {"choices": [{"index": 0, "delta": {"content": REPLY}}]},
             {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-            {"choices": [{"index": 0, "delta": {}}], "usage": usage},
+            {"choices": [{"index": 0, "delta": {}}], **({"usage": usage} if usage else {})},
         ]
         events = b"".join(
             b"data: "
@@ -122,11 +129,25 @@ _LOCK = threading.Lock()
 class Gateway:
     """``with Gateway("litellm") as gw: gw.url, gw.said``: a gateway stand-in on loopback."""
 
-    def __init__(self, shape: str, silent_every: int = 0) -> None:
+    def __init__(
+        self,
+        shape: str,
+        silent_every: int = 0,
+        fixed_cost: float | None = None,
+        tokenless: bool = False,
+    ) -> None:
         self.handler: Any = type(
             "Handler",
             (_Handler,),
-            {"shape": shape, "said": [], "seen": [], "silent_every": silent_every, "requests": 0},
+            {
+                "shape": shape,
+                "said": [],
+                "seen": [],
+                "silent_every": silent_every,
+                "requests": 0,
+                "fixed_cost": fixed_cost,
+                "tokenless": tokenless,
+            },
         )
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
         self.server.daemon_threads = True

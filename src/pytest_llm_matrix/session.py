@@ -40,6 +40,7 @@ from pytest_llm_matrix.simulator.service import SIMULATOR_KEY, SimulatorService
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.calls.keycheck import KeyChecks
+    from pytest_llm_matrix.config.models import Model
 
 #: Settings resolved early, for ``-n auto`` (before pytest_configure), reused afterwards.
 EARLY_KEY: Final = pytest.StashKey[Settings]()
@@ -119,6 +120,8 @@ def configure(config: pytest.Config) -> None:
                 settings = settings.with_simulator(OFFLINE_URL)
         if settings.selected:
             settings = _with_state_dir(config, settings)
+        if any(m.price_as for m in [*settings.models, *settings.routed]):
+            _check_price_as([*settings.models, *settings.routed])
         if settings.max_cost is not None:
             settings = _with_rates(settings)
         if settings.baseline is not None and settings.selected:
@@ -395,6 +398,21 @@ def _with_state_dir(config: pytest.Config, settings: Settings) -> Settings:
     from pytest_llm_matrix.distribution.lifetime import state_dir
 
     return dataclasses.replace(settings, state_dir=state_dir(config))
+
+
+def _check_price_as(models: list[Model]) -> None:
+    """A model's ``price_as`` names a model the price list knows: a typo would show the
+    cost as n/a at the end of the run, and leave the model out of --llm-max-cost."""
+    # lazy: the price list loads only for a run whose models name one of its ids
+    from pytest_llm_matrix.report.cost import model_cost
+
+    for model in models:
+        if model.price_as and model_cost(model, (1, 1, 0)) is None:
+            raise pytest.UsageError(
+                f"model {model.name!r}: price_as {model.price_as!r} is not in genai-prices' "
+                "price list; name a model id it lists (gpt-4o-mini, claude-haiku-4-5, ...), "
+                "or set input_price and output_price"
+            )
 
 
 def _with_rates(settings: Settings) -> Settings:

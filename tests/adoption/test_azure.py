@@ -49,6 +49,16 @@ def test_bound(llm_sdks):
     assert answer.choices[0].message.content == "ok"
 """
 
+RESPONSES = """
+
+def test_sdk_fixture_responses(openai_client, llm_model):
+    assert openai_client.responses.create(model=llm_model.model, input="hi").output_text == "ok"
+
+
+def test_bound_responses(llm_sdks):
+    assert THEIRS.responses.create(model="their-deployment", input="hi").output_text == "ok"
+"""
+
 
 def azure_model(url: str, extra: str) -> str:
     return f"""
@@ -73,12 +83,36 @@ def test_an_azure_model_is_reached_by_every_path(
     sim = simulator({"default_reply": "ok", "models": {"prod-4o-mini": {"api_key": KEY}}})
     monkeypatch.setenv("AZURE_TEST_KEY", KEY)
     write_config(azure_model(sim.url, extra))
-    pytester.makepyfile(THREE_PATHS.replace("EXPECTED_CLIENT", repr(expected_client)))
+    pytester.makepyfile(THREE_PATHS.replace("EXPECTED_CLIENT", repr(expected_client)) + RESPONSES)
     result = pytester.runpytest_subprocess("--models=az", "-p", "no:randomly", *workers)
-    result.assert_outcomes(passed=4)
-    # every request reached the deployment, with the model's key (a wrong one is a 401,
-    # a deployment path without an api-version a 404)
-    assert sim.stats()["statuses"] == {"200": 4}
+    result.assert_outcomes(passed=6)
+    # every request reached the deployment, with the model's key (a wrong one is a 401, a
+    # path without an api-version a 404, as is Responses under a deployment's path: Azure
+    # serves it at the resource's /openai/responses)
+    assert sim.stats()["statuses"] == {"200": 6}
+
+
+def test_a_deployment_azure_does_not_know_makes_the_model_unavailable(
+    pytester, write_config, simulator, monkeypatch
+):
+    sim = simulator({"default_reply": "ok", "models": {"other": {}}})
+    monkeypatch.setenv("AZURE_TEST_KEY", KEY)
+    write_config(azure_model(sim.url, 'api_version = "2024-10-21"'))
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_x(llm, n):
+            llm.complete("hi")
+        """
+    )
+    result = pytester.runpytest_subprocess("--models=az", "-p", "no:randomly")
+    result.assert_outcomes(failed=1, skipped=2)
+    result.stdout.fnmatch_lines(
+        ["*az is unavailable: HTTP 404 DeploymentNotFound: The API deployment*"]
+    )
+    assert sim.stats()["statuses"] == {"404": 1}
 
 
 def test_what_goes_to_azure_exactly(pytester, write_config, monkeypatch):
@@ -110,6 +144,24 @@ def test_what_goes_to_azure_exactly(pytester, write_config, monkeypatch):
         assert "authorization" not in headers
         assert headers["x-title"] == "nightly evals"
         assert headers["x-team"] == "team-token-abcdef0123"
+
+
+def test_the_key_goes_in_api_key_on_the_v1_api_too(pytester, write_config, monkeypatch):
+    """The SDK fixture's client (an OpenAI client on the v1 API) sends the key in api-key as
+    well as ``llm`` and bound clients do: a gateway in front of Azure may take only that."""
+    monkeypatch.setenv("AZURE_TEST_KEY", KEY)
+    with Gateway("litellm") as gateway:
+        write_config(azure_model(gateway.url.removesuffix("/v1"), ""))
+        pytester.makepyfile(
+            THREE_PATHS.replace("EXPECTED_CLIENT", "'OpenAI'").replace(
+                '"ok"', '"four words of reply"'
+            )
+        )
+        result = pytester.runpytest_subprocess("--models=az", "-p", "no:randomly")
+        seen = gateway.seen
+    result.assert_outcomes(passed=4)
+    assert {path for path, _ in seen} == {"/openai/v1/chat/completions"}
+    assert [headers["api-key"] for _, headers in seen] == [KEY] * 4
 
 
 def test_an_entra_token_goes_as_a_bearer_token(pytester, write_config, monkeypatch):
@@ -193,6 +245,26 @@ headers = {{ "HTTP-Referer" = "https://example.com", "X-Team" = {{ env = "TEAM_T
         (
             'provider = "simulator"\nheaders = { "X-A" = { variable = "B" } }',
             "field 'headers': 'X-A': expected a string or { env = \"VARIABLE\" }",
+        ),
+        (
+            'provider = "azure-openai"\nbase_url = "https://x"\nmodel = "a/b"',
+            "field 'model': an Azure deployment's name",
+        ),
+        (
+            'provider = "azure-openai"\nbase_url = "https://x"\nmodel = ".."',
+            "field 'model': an Azure deployment's name",
+        ),
+        (
+            'provider = "azure-openai"\nbase_url = "https://x"\nauth = "entra"',
+            "auth 'entra' needs 'api_key_env'",
+        ),
+        (
+            'provider = "simulator"\nheaders = { "X-Team" = "a", "x-team" = "b" }',
+            "field 'headers': 'x-team' is given twice",
+        ),
+        (
+            'provider = "simulator"\nheaders = { "User-Agent" = "mine/1.0" }',
+            "field 'headers': 'User-Agent' is set by the plugin or its HTTP library",
         ),
         (
             'provider = "simulator"\nheaders = { "X A" = "b" }',

@@ -5,6 +5,7 @@ to a stand-in gateway over loopback (see tests/gateway_server.py for the shapes)
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -188,4 +189,48 @@ def test_a_configured_header_and_field_are_read_and_the_defaults_can_be_turned_o
     assert model["reported"] == 0
     assert model["cost_usd"] == pytest.approx(
         (model["input_tokens"] + model["output_tokens"]) / 1e6, rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("shape", ["litellm", "openrouter"])
+def test_a_cost_said_without_token_counts_is_counted(pytester, write_config, shape):
+    """An answer with a cost but no token counts (a usage holding only ``cost``, or none):
+    its cost is the model's, shown in the table, and counted by the budget."""
+    with Gateway(shape, tokenless=True, fixed_cost=0.25) as gateway:
+        write_config(gateway_model(gateway.url))
+        pytester.makepyfile(TESTS)
+        result, report = run(pytester, "--models=gw", "--llm-max-cost=100")
+        said = gateway.said
+    result.assert_outcomes(passed=6)
+    model = report["models"]["gw"]
+    assert model["input_tokens"] == 0
+    assert model["reported"] == len(said) == 6
+    assert model["cost_usd"] == pytest.approx(1.5)
+    assert report["spent_usd"] == pytest.approx(1.5)
+    row = next(line for line in result.outlines if line.startswith("gw "))
+    assert "$1.50" in row
+
+
+def test_reported_costs_over_a_thousand_dollars_merge(pytester, write_config):
+    """Counted in billionths of a dollar, a run's reported costs go well past 1e12."""
+    with Gateway("litellm", fixed_cost=999.0) as gateway:
+        write_config(gateway_model(gateway.url))
+        pytester.makepyfile(TESTS)
+        result, report = run(pytester, "--models=gw")
+    result.assert_outcomes(passed=6)
+    assert report["models"]["gw"]["reported_cost_nanousd"] == 6 * 999 * 10**9
+    merged = pytester.run(sys.executable, "-m", "pytest_llm_matrix", "merge", "r.json")
+    assert merged.ret == 0, merged.stderr.str()
+    assert "$5,994.00" in merged.stdout.str()
+    baseline = pytester.runpytest_subprocess("--models=gw", "--llm-baseline=r.json", "--co")
+    assert baseline.ret == 0, baseline.stderr.str()
+
+
+def test_price_as_must_name_a_listed_model(pytester, write_config):
+    write_config(gateway_model("http://127.0.0.1:9/v1", 'price_as = "no-such-model-xyz"'))
+    pytester.makepyfile("def test_x(llm): pass")
+    result = pytester.runpytest_subprocess("--models=gw")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*model 'gw': price_as 'no-such-model-xyz' is not in genai-prices' price list*"]
     )

@@ -221,6 +221,19 @@ def test_gateways_answers_are_understood(status, payload, verdict):
     assert classify(status, payload) is verdict
 
 
+def test_azures_missing_deployment_is_a_missing_model():
+    body = {
+        "error": {
+            "code": "DeploymentNotFound",
+            "message": "The API deployment for this resource does not exist. If you created "
+            "the deployment within the last 5 minutes, please wait a moment and try again.",
+        }
+    }
+    assert classify(404, json.dumps(body).encode()) is Verdict.UNAVAILABLE
+    missing_version = {"error": {"code": "404", "message": "Resource not found"}}
+    assert classify(404, json.dumps(missing_version).encode()) is Verdict.FAIL
+
+
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [

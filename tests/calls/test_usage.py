@@ -387,6 +387,9 @@ def test_a_reported_cost_is_a_positive_finite_number(value, cost):
         None,
         "",
         "$0.01",
+        "1_0",  # Python's float() takes it; a header's number is plain
+        "0x10",
+        "Infinity",
         "1" * 65,
         [0.1],
         {"total": 0.1},
@@ -411,6 +414,9 @@ def test_a_streams_cost_is_read_from_its_usage_chunk():
     tracker.feed(sse(chat_chunk({"content": "Hi"}), chat_chunk(usage={**CHAT_USAGE, "cost": 0.5})))
     tracker.feed(b"data: [DONE]\n\n")
     assert (tracker.cost, tracker.done) == (0.5, True)
+    alone = StreamTracker(cost_path=("usage", "cost"))  # a cost chunk without token counts
+    alone.feed(sse(chat_chunk({"content": "Hi"}), chat_chunk(usage={"cost": 0.5})))
+    assert (alone.cost, alone.usage) == (0.5, None)
     untold = StreamTracker()  # no path: nothing read
     untold.feed(sse(chat_chunk({"content": "Hi"}), chat_chunk(usage={**CHAT_USAGE, "cost": 0.5})))
     assert untold.cost is None

@@ -74,6 +74,21 @@ def test_short_values_are_placeholders_not_secrets(monkeypatch):
     assert redactor.text("EMPTY means no key") == "EMPTY means no key"
 
 
+def test_a_models_secrets_are_masked_together(monkeypatch):
+    """A model's key and its secret header may share their end: masked one after the other,
+    the first one's mask would leave the second's start showing."""
+    from pytest_llm_matrix.calls.exchange import redact
+    from pytest_llm_matrix.config.models import Model
+
+    monkeypatch.setenv("RED_TEST_KEY", "AAAAAAAAAAAAZZZZZZZZZZZZ")
+    monkeypatch.setenv("RED_TEST_TEAM", "BBBBBZZZZZZZZZZZZ")
+    model = Model(
+        name="m", provider="openai-compatible", model="m", api="openai",
+        api_key_env="RED_TEST_KEY", headers={"X-Team": {"env": "RED_TEST_TEAM"}},
+    )  # fmt: skip
+    assert redact("T=BBBBBZZZZZZZZZZZZ K=AAAAAAAAAAAAZZZZZZZZZZZZ", model) == f"T={MASK} K={MASK}"
+
+
 def test_redactor_reads_the_key_when_it_checks(monkeypatch):
     redactor = Redactor(["LLM_MATRIX_TEST_KEY"])
     monkeypatch.delenv("LLM_MATRIX_TEST_KEY", raising=False)

@@ -56,8 +56,8 @@ from pytest_llm_matrix.calls import context
 from pytest_llm_matrix.calls.exchange import Route
 from pytest_llm_matrix.calls.transport import (
     api_query,
+    api_url,
     auth_headers,
-    base_url,
     is_plugin_transport,
     llm_transport,
     timeout_of,
@@ -204,7 +204,7 @@ class Binding:
             assert path is not None
             self._check_generation(sdk, client, shown)
             return Target(
-                self.model, None, base_url(self.model) + routes.canonical(sdk.api, path), True
+                self.model, None, api_url(self.model, routes.canonical(sdk.api, path)), True
             )
         return self._direct(sdk, client, url, shown, model_id)
 
@@ -250,7 +250,7 @@ class Binding:
             )
         about = {"kind": "routed", "alias": routed, "model": model.model, "sent": model_id}
         route = Route(account=routed, about=about, destination=routed, tape=self._tape())
-        return Target(model, route, base_url(model) + path, rewrite=True)
+        return Target(model, route, api_url(model, path), rewrite=True)
 
     def _direct(
         self, sdk: sdks.SDK, client: Any, url: str, shown: str, model_id: str | None

@@ -45,7 +45,11 @@ def client_options(model: Model, sdk: sdks.SDK, asynchronous: bool) -> dict[str,
         "timeout": timeout_of(model),
         "http_client": client,
     }
-    if headers := model.header_values():
+    headers = model.header_values()
+    key = model.api_key()
+    if model.provider == "azure-openai" and model.auth != "entra" and key:
+        headers["api-key"] = key  # the v1 API takes a bearer key too; a gateway may not
+    if headers:
         options["default_headers"] = headers
     if model.provider == "azure-openai" and model.api_version is not None:
         # AzureOpenAI: the deployment's paths, its api-version, its key in api-key

@@ -149,10 +149,9 @@ MAIN: Final = Route()
 def redact(text: str, model: Model) -> str:
     """``text`` without ``model``'s key or secret headers, in any of their forms (see
     :mod:`pytest_llm_matrix.config.redaction`)."""
-    for name in model.secret_envs():
-        if secret := os.environ.get(name, "").strip():
-            text = mask(text, forms_of(secret))
-    return text
+    secrets = [os.environ.get(name, "").strip() for name in model.secret_envs()]
+    forms = set().union(*(forms_of(secret) for secret in secrets if secret))
+    return mask(text, forms) if forms else text  # all at once: two may share an end
 
 
 class _Poll:
@@ -591,13 +590,15 @@ class Exchange:
             data = json.loads(body)
         except ValueError:
             return
-        if isinstance(data, dict) and (usage := usage_from_body(data)) is not None:
-            cost = None
-            if response.status_code < 300:  # an error is not billed, whatever it says
-                cost = cost_in(data, cost_path(self.model))
-                if cost is None and self.model.cost_header:
-                    cost = cost_value(response.headers.get(self.model.cost_header))
-            account(self.name, tally, usage, cost)
+        if not isinstance(data, dict):
+            return
+        usage, cost = usage_from_body(data), None
+        if response.status_code < 300:  # an error is not billed, whatever it says
+            cost = cost_in(data, cost_path(self.model))
+            if cost is None and self.model.cost_header:
+                cost = cost_value(response.headers.get(self.model.cost_header))
+        if usage is not None or cost is not None:
+            account(self.name, tally, usage or Usage(), cost)
 
 
 def cost_path(model: Model) -> tuple[str, ...]:
@@ -776,8 +777,8 @@ class StreamWatch:
         if tracker is not None:
             if tracker.first_token_at is not None:
                 tally.record("ttft", tracker.first_token_at - self.started)
-            if tracker.usage is not None:
+            if tracker.usage is not None or tracker.cost is not None:
                 # a cost in a header came before the answer was written: only the stream's
                 # own word on it counts
-                account(self.name, tally, tracker.usage, tracker.cost)
+                account(self.name, tally, tracker.usage or Usage(), tracker.cost)
         context.checkpoint(self.ctx)

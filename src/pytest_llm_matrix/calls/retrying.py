@@ -132,8 +132,11 @@ def classify(status: int, body: bytes, model: str | None = None) -> Verdict:
         return Verdict.RETRY if b"in_flight_budget_exhausted" in body else Verdict.UNAVAILABLE
     if status == 400 and (code in KEY_REFUSED_KINDS or _names_missing(message, model)):
         return Verdict.UNAVAILABLE
-    if status == 404 and ("model" in code.lower() or _MODEL_MISSING.search(message)):
-        return Verdict.UNAVAILABLE  # the model is missing; any other 404 fails the test only
+    if status == 404 and (
+        "model" in code.lower() or code == "DeploymentNotFound" or _MODEL_MISSING.search(message)
+    ):
+        return Verdict.UNAVAILABLE  # the model (Azure: the deployment) is missing; any other
+        # 404 fails the test only
     return Verdict.FAIL
 
 

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
 
 from pytest_llm_matrix.calls.exchange import (
     Exchange,
@@ -415,7 +414,29 @@ def base_url(model: Model) -> str:
         return url
     if model.api_version is None:
         return f"{url}/openai/v1"
-    return f"{url}/openai/deployments/{quote(model.model, safe='')}"
+    return f"{url}/openai/deployments/{model.model}"  # a name of [A-Za-z0-9._-] (registry)
+
+
+#: The paths Azure OpenAI serves under a deployment (the openai SDK's list); the others, the
+#: Responses API's among them, are the resource's, the deployment named in the body.
+AZURE_DEPLOYMENT_PATHS: Final = frozenset(
+    {
+        "/completions", "/chat/completions", "/embeddings", "/audio/transcriptions",
+        "/audio/translations", "/audio/speech", "/images/generations", "/images/edits",
+    }
+)  # fmt: skip
+
+
+def api_url(model: Model, path: str) -> str:
+    """The URL of the API's ``path`` (``/chat/completions``, ``/responses``) at ``model``."""
+    if (
+        model.provider == "azure-openai"
+        and model.api_version is not None
+        and model.base_url
+        and path not in AZURE_DEPLOYMENT_PATHS
+    ):
+        return f"{model.base_url.rstrip('/')}/openai{path}"
+    return base_url(model) + path
 
 
 def api_query(model: Model) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ def _count(mapping: object, key: str) -> int:
 
 #: The most one answer can cost, in USD: a reported cost above it is nonsense, not a price.
 MAX_ANSWER_COST = 1000.0
+_DECIMAL = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def cost_value(value: object) -> float | None:
@@ -92,12 +94,9 @@ def cost_value(value: object) -> float | None:
     said either: a gateway that does not know a model's price reports 0 (LiteLLM does, and
     on errors), which would show a paid run as free."""
     if isinstance(value, str):
-        if len(value) > 64:
-            return None
-        try:
-            value = float(value)
-        except ValueError:
-            return None
+        if len(value) > 64 or not _DECIMAL.fullmatch(value.strip()):
+            return None  # not ``1_0``, ``0x10``, ``inf``: a header's number is plain
+        value = float(value)
     elif isinstance(value, bool) or not isinstance(value, int | float):
         return None
     elif isinstance(value, int) and not 0 < value <= MAX_ANSWER_COST:
@@ -151,6 +150,8 @@ class StreamTracker:
     ) -> None:
         self._clock = clock
         self._cost_path = cost_path  # where a cost is said, in the events that carry usage
+        # the chat chunks worth parsing once the first token is seen: usage, errors, a cost
+        self._markers = _CHAT_MARKERS + ((b'"%s"' % cost_path[-1].encode(),) if cost_path else ())
         self.usage: Usage | None = None
         self.cost: float | None = None  # what the answer says it cost, if it does
         self.first_token_at: float | None = None
@@ -236,7 +237,7 @@ class StreamTracker:
         if data == b"[DONE]":
             self.done = True
             return
-        if self.first_token_at is not None and not any(m in data for m in _CHAT_MARKERS):
+        if self.first_token_at is not None and not any(m in data for m in self._markers):
             return
         payload = _load(data)
         if payload is None:

@@ -136,7 +136,7 @@ def _field_path(value: Any) -> str:
 _OWN_HEADERS: Final = frozenset(
     {
         "authorization", "x-api-key", "api-key", "content-type", "content-length", "host",
-        "anthropic-version", "transfer-encoding", "connection",
+        "anthropic-version", "transfer-encoding", "connection", "user-agent",
     }
 )  # fmt: skip
 
@@ -153,9 +153,12 @@ def _headers(value: Any) -> dict[str, Any]:
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ValueError(f"{shown(name)} is not an HTTP header name")
         if name.lower() in _OWN_HEADERS:
-            raise ValueError(
-                f"{name!r} is set by the plugin (the key goes in the variable api_key_env names)"
+            where_key = " (the key goes in the variable api_key_env names)" * (
+                name.lower() in ("authorization", "x-api-key", "api-key")
             )
+            raise ValueError(f"{name!r} is set by the plugin or its HTTP library{where_key}")
+        if any(name.lower() == seen.lower() for seen in headers):
+            raise ValueError(f"{name!r} is given twice (header names ignore case)")
         if isinstance(item, Mapping):
             if set(item) != {"env"}:
                 raise ValueError(
@@ -172,6 +175,8 @@ def _headers(value: Any) -> dict[str, Any]:
     return headers
 
 
+#: An Azure OpenAI deployment's name, as it appears in its paths.
+_DEPLOYMENT: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: An ``api-version``: ``2024-10-21``, ``2025-04-01-preview``, ``preview``.
 _API_VERSION: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,39}")
 
@@ -457,7 +462,7 @@ def parse_model(name: Any, fields: Any, where: str) -> Model:
             "(for example http://localhost:11434/v1 for Ollama)"
         )
     if provider == "azure-openai":
-        _check_azure(values, place)
+        _check_azure({"model": name, **values}, place)
     else:
         for azure_only in ("api_version", "auth"):
             if azure_only in values:
@@ -494,6 +499,16 @@ def _check_azure(values: Mapping[str, Any], place: str) -> None:
         )
     if values.get("api", "openai") != "openai":
         raise pytest.UsageError(f"{place}: provider 'azure-openai' speaks the 'openai' API")
+    deployment = values["model"]
+    if not _DEPLOYMENT.fullmatch(deployment) or not deployment.strip("."):
+        raise pytest.UsageError(
+            f"{place}: field 'model': an Azure deployment's name (letters, digits, '.', '_' "
+            f"and '-', at most 64), got {deployment!r}"
+        )
+    if values.get("auth") == "entra" and "api_key_env" not in values:
+        raise pytest.UsageError(
+            f"{place}: auth 'entra' needs 'api_key_env': the variable that holds the token"
+        )
 
 
 def parse_registry(data: Any, where: str) -> Registry:

@@ -108,7 +108,7 @@ def row_text(name: str, about: Mapping[str, str], stats: ModelStats) -> str:
         name = f"{name} (routed {about['sent']})"
     requests = spend["requests"] + spend["replayed"]
     tokens = spend["input_tokens"] + spend["output_tokens"]
-    cost = format_usd(stats.known_cost) if tokens else "-"
+    cost = format_usd(stats.known_cost) if tokens or spend["reported"] else "-"
     replayed = f" ({spend['replayed']} replayed)" if spend["replayed"] else ""
     return plain(
         f"{name}: {requests} request{'s' * (requests != 1)}{replayed}, "
@@ -151,7 +151,8 @@ def merged(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15
+    """A counter (a cost in billionths of a dollar included: up to $1e12)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10**21
 
 
 def _usd(value: object) -> bool:

@@ -174,6 +174,15 @@ OBJECT: Final = Kind(lambda v: isinstance(v, dict), "an object")
 LIST: Final = Kind(lambda v: isinstance(v, list), "a list")
 STRING: Final = Kind(lambda v: isinstance(v, str), "a string")
 COUNT: Final = Kind(is_count, "a whole number from 0 to 1e12")
+#: A cost counted in billionths of a dollar (``reported_cost_nanousd``): up to $1e12.
+NANO_COUNT: Final = Kind(lambda v: is_count(v, high=10**21), "a whole number from 0 to 1e21")
+
+
+def counter_kind(key: str) -> Kind:
+    """How a spend counter is checked: a count, or a cost in billionths of a dollar."""
+    return NANO_COUNT if key.endswith("_nanousd") else COUNT
+
+
 NUMBER_OR_NULL: Final = Kind(
     lambda v: v is None or is_number(v), "a number from 0 to 1e12, or null"
 )
@@ -214,7 +223,7 @@ def check_report(document: Mapping[str, Any]) -> None:
         for number in NUMBERS:
             NUMBER_OR_NULL.check_in(model, number, field)
         for count in SPEND_COUNTERS:
-            COUNT.check_in(model, count, field)
+            counter_kind(count).check_in(model, count, field)
         OBJECT.check_in(model, "outcomes", field)
         for outcome, value in model.get("outcomes", {}).items():
             COUNT.check(value, member(f"{field}.outcomes", outcome))

@@ -184,7 +184,7 @@ def _model_table(models: Sequence[str], stats: Mapping[str, Any], base: Any) -> 
             *(f'<td class="n">{_e(outcomes[k])}</td>' for k in ("passed", "failed", "error")),
             f'<td class="n">{_e(outcomes["skipped"])}</td>',
             f'<td class="n">{rate}</td>',
-            f'<td class="n">{_usd(m["cost_usd"]) if m.get("input_tokens") else "-"}</td>',
+            f'<td class="n">{_usd(m["cost_usd"]) if _spent(m) else "-"}</td>',
             f'<td class="n">{_e(sources_text(m.get("price_sources") or ()))}</td>',
             f'<td class="n">{_usd(m.get("replayed_cost_usd")) if m.get("replayed") else "-"}</td>',
             f'<td class="n">{_e(m.get("requests", 0))}</td>',
@@ -248,6 +248,14 @@ def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda n: points[n][0])
 
 
+def _spent(model: Mapping[str, Any], replayed: bool = False) -> bool:
+    """Whether a model's row spent anything to put a cost on: tokens, or an answer that
+    said its cost (``replayed``: replayed answers' tokens count too)."""
+    keys: tuple[str, ...] = ("input_tokens", "output_tokens", "reported")
+    keys += ("replayed_input_tokens", "replayed_output_tokens") if replayed else ()
+    return any(model.get(key) for key in keys)
+
+
 def _plot(models: Sequence[str], stats: Mapping[str, Any]) -> str:
     points: dict[str, tuple[float, float]] = {}
     latency: dict[str, float] = {}
@@ -256,8 +264,8 @@ def _plot(models: Sequence[str], stats: Mapping[str, Any]) -> str:
         m = stats.get(name)
         if m is None:
             continue
-        spent = m.get("input_tokens") or m.get("replayed_input_tokens")
-        cost = answers_cost(m) if spent else None  # replayed answers: what they cost
+        # replayed answers: what they cost when recorded
+        cost = answers_cost(m) if _spent(m, replayed=True) else None
         rate = m.get("pass_rate")
         if not isinstance(cost, int | float) or not isinstance(rate, int | float):
             unplotted.append(name)

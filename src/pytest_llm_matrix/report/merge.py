@@ -38,6 +38,7 @@ from pytest_llm_matrix.report.baseline import (
     FieldError,
     Kind,
     check_report,
+    counter_kind,
     is_count,
     is_number,
     member,
@@ -402,7 +403,7 @@ def check(report: Mapping[str, Any]) -> None:
             elif key == "price_sources":
                 PRICE_SOURCES.check_in(row, key, field)
             else:
-                COUNT.check_in(row, key, field)
+                counter_kind(key).check_in(row, key, field)
 
 
 def _check_test(test: Mapping[str, Any], field: str) -> None:
@@ -417,7 +418,7 @@ def _check_test(test: Mapping[str, Any], field: str) -> None:
     for key, value in test.get("spend", {}).items():
         where = member(f"{field}.spend", key)
         if key in SPEND_COUNTERS:
-            COUNT.check(value, where)
+            counter_kind(key).check(value, where)
         elif key in ("latencies", "ttft"):
             SAMPLES.check(value, where)
         else:  # a counter of another version: added up like the others

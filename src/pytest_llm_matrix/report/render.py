@@ -38,7 +38,8 @@ def format_ms(seconds: float | None) -> str:
 
 
 def format_cost(stats: ModelStats) -> str:
-    if not (stats.spend["input_tokens"] or stats.spend["output_tokens"]):
+    spend = stats.spend
+    if not (spend["input_tokens"] or spend["output_tokens"] or spend["reported"]):
         return "-"
     return format_usd(stats.known_cost)
 

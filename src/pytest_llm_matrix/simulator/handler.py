@@ -46,6 +46,7 @@ _DIALECTS: dict[str, Dialect] = {
 }
 #: Azure OpenAI's deployment paths: ``/openai/deployments/<name>/chat/completions``.
 _DEPLOYMENT = re.compile(r"/openai/deployments/(?P<name>[^/]+)(?P<rest>/.+)")
+_DEPLOYMENT_PATHS = ("/chat/completions", "/embeddings")
 # Paths outside every dialect still answer in a provider format: OpenAI's, the common one.
 _FALLBACK_DIALECT = _DIALECTS["/v1/chat/completions"]
 _ERROR_FAULTS: dict[FaultKind | None, tuple[int, ErrorKind]] = {
@@ -134,14 +135,14 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         elif path == "/_sim/stats":
             self._send_json(200, self.server.state.stats())
         else:
-            self._not_found(path)
+            self._not_found(self._route())
 
     def do_POST(self) -> None:
         path, deployment = self._azure(self._route())
         dialect = _DIALECTS.get(path)
-        if dialect is not None and path != "/v1/messages" and deployment == "":
+        if dialect is not None and deployment == "":  # Azure, without an api-version
             self._read_body()
-            self._error(dialect, 404, "not_found", "Resource not found")  # no api-version
+            self._send_json(404, {"error": {"code": "404", "message": "Resource not found"}})
             return
         if dialect is not None:
             self._serve_model_request(dialect, deployment)
@@ -151,7 +152,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self.server.state.reset()
             self._send_json(200, {"reset": True})
         else:
-            self._not_found(path)
+            self._not_found(self._route())
 
     def _list_models(self) -> None:
         """The models the request's key can use, as a provider lists them: a simulator
@@ -178,17 +179,20 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         the model; without an api-version Azure knows no such resource: "" for it). The key
         may come in Azure's ``api-key`` header there. None: not an Azure deployment path."""
         self._azure_key: str | None = None
+        self._deployment: str | None = None
         if not path.startswith("/openai/"):
             return path, None
         self._azure_key = self.headers.get("api-key")
         if path.startswith("/openai/v1/"):
             return path.removeprefix("/openai"), None
+        versioned = bool(parse_qs(self.path.partition("?")[2]).get("api-version"))
         match = _DEPLOYMENT.fullmatch(path)
-        if match is None:
-            return path, None
-        name, rest = unquote(match["name"]), match["rest"]
-        query = parse_qs(self.path.partition("?")[2])
-        return "/v1" + rest, name if query.get("api-version") else ""
+        if match is None:  # the resource's own paths (Responses): the body names the model
+            return "/v1" + path.removeprefix("/openai"), None if versioned else ""
+        if match["rest"] not in _DEPLOYMENT_PATHS:
+            return path, None  # Azure serves no Responses under a deployment
+        self._deployment = unquote(match["name"])
+        return "/v1" + match["rest"], self._deployment if versioned else ""
 
     def _not_found(self, path: str) -> None:
         """An endpoint the simulator does not serve: 404 as OpenAI words it for an unknown
@@ -236,6 +240,13 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             return None
         state.count_request(model)
         knobs = state.model_config(model)
+        if knobs is None and self._deployment is not None:
+            message = (
+                "The API deployment for this resource does not exist. If you created the "
+                "deployment within the last 5 minutes, please wait a moment and try again."
+            )  # Azure's own words
+            self._send_json(404, {"error": {"code": "DeploymentNotFound", "message": message}})
+            return None
         if knobs is None:
             self._error(dialect, 404, "not_found", f"The model '{model}' does not exist.")
             return None
