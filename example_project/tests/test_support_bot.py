@@ -51,6 +51,13 @@ def test_through_the_openai_sdk(openai_client, llm_model):
     assert response.choices[0].message.content.strip().lower() == "pong"
 
 
+def test_looks_an_order_up_with_a_tool(openai_client, llm_model):
+    answer = support_bot.answer_with_tools(
+        openai_client, llm_model.model, "Where is my order A-1042?"
+    )
+    assert "Friday" in answer
+
+
 def test_intent_parsing_needs_no_model():
     assert support_bot.parse_intent(" Refund. ") == "refund"
     assert support_bot.parse_intent("I think it is a refund") == "other"

@@ -115,6 +115,7 @@ def test_a_deployment_azure_does_not_know_makes_the_model_unavailable(
     assert sim.stats()["statuses"] == {"404": 1}
 
 
+@pytest.mark.sdk
 def test_what_goes_to_azure_exactly(pytester, write_config, monkeypatch):
     """The deployment's path and api-version, the key in api-key, the configured headers;
     none of the bound client's own key, version or endpoint."""
@@ -138,10 +139,14 @@ def test_what_goes_to_azure_exactly(pytester, write_config, monkeypatch):
         seen = gateway.seen
     result.assert_outcomes(passed=4)
     assert len(seen) == 4
-    for path, headers in seen:
+    for number, (path, headers) in enumerate(seen):
         assert path == "/openai/deployments/prod-4o-mini/chat/completions?api-version=2024-10-21"
         assert headers["api-key"] == KEY
-        assert "authorization" not in headers
+        if number == 2:  # the SDK fixture's AzureOpenAI: older openai releases add a bearer key
+            assert headers.get("authorization", f"Bearer {KEY}") == f"Bearer {KEY}"
+        else:
+            assert "authorization" not in headers
+        assert "their-own" not in str(headers)
         assert headers["x-title"] == "nightly evals"
         assert headers["x-team"] == "team-token-abcdef0123"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import tools
 from .wire import (
     BadRequest,
     Conversation,
@@ -30,6 +31,8 @@ from .wire import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from email.message import Message
+
+    from .tools import ToolCall
 
 _ANTHROPIC_ERRORS: dict[ErrorKind, str] = {
     "bad_request": "invalid_request_error",
@@ -62,6 +65,7 @@ class AnthropicMessages:
                 raise BadRequest("'system' must be a string or an array of text blocks")
             texts.append(text_of(system))
         system_prompt = system_text(messages, system)
+        offered, choice = tools.anthropic_tools(body)
         return Conversation(
             model=body["model"],
             last_user_text=last_user_text(messages),
@@ -69,14 +73,20 @@ class AnthropicMessages:
             stream=body.get("stream") is True,
             max_tokens=optional_limit(body, "max_tokens"),
             system_text=system_prompt,
-            transcript=transcript(system_prompt, messages),
+            transcript=transcript(system_prompt, messages, tools.anthropic_turns),
+            tools=offered,
+            tool_choice=choice,
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        if reply.text or not reply.tool_calls:
+            content.append({"type": "text", "text": reply.text})
+        content += [_tool_use(call, call.input) for call in reply.tool_calls]
         return _message(
             new_id("msg_"),
             conversation,
-            content=[{"type": "text", "text": reply.text}],
+            content=content,
             stop_reason=_stop_reason(reply),
             output_tokens=reply.completion_tokens,
         )
@@ -85,25 +95,42 @@ class AnthropicMessages:
         start = _message(
             new_id("msg_"), conversation, content=[], stop_reason=None, output_tokens=1
         )
-        head = (
-            _event("message_start", message=start),
-            _event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
-            _event("ping"),
-        )
-        pieces = tuple(
+        text = bool(reply.text or not reply.tool_calls)
+        head = [_event("message_start", message=start)]
+        if text:
+            head.append(
+                _event("content_block_start", index=0, content_block={"type": "text", "text": ""})
+            )
+        head.append(_event("ping"))
+        pieces = [
             _event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
             for piece in reply.pieces
-        )
-        tail = (
-            _event("content_block_stop", index=0),
+        ]
+        if text and reply.tool_calls:
+            pieces.append(_event("content_block_stop", index=0))
+        for number, call in enumerate(reply.tool_calls, start=int(text)):
+            pieces.append(
+                _event("content_block_start", index=number, content_block=_tool_use(call, {}))
+            )
+            pieces += [
+                _event(
+                    "content_block_delta",
+                    index=number,
+                    delta={"type": "input_json_delta", "partial_json": part},
+                )
+                for part in reply.argument_pieces(call)
+            ]
+            pieces.append(_event("content_block_stop", index=number))
+        tail = [] if reply.tool_calls else [_event("content_block_stop", index=0)]
+        tail += [
             _event(
                 "message_delta",
                 delta={"stop_reason": _stop_reason(reply), "stop_sequence": None},
                 usage={"output_tokens": reply.completion_tokens},
             ),
             _event("message_stop"),
-        )
-        return StreamPlan(head, pieces, tail)
+        ]
+        return StreamPlan(tuple(head), tuple(pieces), tuple(tail))
 
 
 def _event(event_type: str, **fields: object) -> SSEEvent:
@@ -111,7 +138,18 @@ def _event(event_type: str, **fields: object) -> SSEEvent:
 
 
 def _stop_reason(reply: Reply) -> str:
+    if reply.tool_calls:
+        return "tool_use"
     return "max_tokens" if reply.truncated else "end_turn"
+
+
+def _tool_use(call: ToolCall, arguments: object) -> dict[str, Any]:
+    return {
+        "type": "tool_use",
+        "id": f"toolu_{call.id.removeprefix('call_')}",
+        "name": call.name,
+        "input": arguments,
+    }
 
 
 def _message(

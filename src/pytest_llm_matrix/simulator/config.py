@@ -7,6 +7,7 @@ that names the source, the model and the field.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import types
@@ -37,8 +38,9 @@ _MODEL_KEYS = (
     "rules",
     "faults",
 )
-_RULE_KEYS = ("match", "system", "conversation", "reply")
-_RULE_PATTERNS = ("match", "system", "conversation")
+_RULE_KEYS = ("match", "system", "conversation", "tool", "reply", "tool_calls")
+_RULE_PATTERNS = ("match", "system", "conversation", "tool")
+_TOOL_CALL_KEYS = ("name", "arguments")
 _FAULT_KEYS = (
     "kind",
     "every",
@@ -80,6 +82,10 @@ class Rule:
     reply: str
     system: re.Pattern[str] | None = None
     conversation: re.Pattern[str] | None = None
+    #: only when the request offers a tool whose name this finds
+    tool: re.Pattern[str] | None = None
+    #: the calls the answer makes: (tool name, arguments)
+    tool_calls: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
     def matches(self, last_user: str, system: str, transcript: str) -> bool:
         return all(
@@ -252,26 +258,65 @@ def _rules(value: object, where: _Where) -> tuple[Rule, ...]:
     for index, item in enumerate(_list(value, where)):
         item_where = where.child(f"[{index}]")
         table = _check_keys(item, _RULE_KEYS, item_where)
-        if "reply" not in table:
-            raise item_where.error("missing required key 'reply'")
+        if "reply" not in table and "tool_calls" not in table:
+            raise item_where.error("needs 'reply' (the answer's text) or 'tool_calls'")
         if not any(key in table for key in _RULE_PATTERNS):
             raise item_where.error(
                 "needs at least one of 'match' (the last user message), 'system' (the system "
-                "prompt) or 'conversation' (the whole conversation)"
+                "prompt), 'conversation' (the whole conversation) or 'tool' (an offered "
+                "tool's name)"
             )
         patterns = {
             key: _regex(table[key], item_where.child(key)) if key in table else None
             for key in _RULE_PATTERNS
         }
+        calls = (
+            _tool_calls(table["tool_calls"], item_where.child("tool_calls"))
+            if "tool_calls" in table
+            else ()
+        )
         rules.append(
             Rule(
                 patterns["match"],
-                _string(table["reply"], item_where.child("reply")),
+                _string(table["reply"], item_where.child("reply")) if "reply" in table else "",
                 system=patterns["system"],
                 conversation=patterns["conversation"],
+                tool=patterns["tool"],
+                tool_calls=calls,
             )
         )
     return tuple(rules)
+
+
+def _tool_calls(value: object, where: _Where) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """``[{ name = "get_weather", arguments = { city = "Paris" } }]``: one or more calls."""
+    calls = []
+    items = _list(value, where)
+    if not items:
+        raise where.error("must hold at least one call")
+    for index, item in enumerate(items):
+        call_where = where.child(f"[{index}]")
+        table = _check_keys(item, _TOOL_CALL_KEYS, call_where)
+        name = table.get("name")
+        if not isinstance(name, str) or not name:
+            raise call_where.error(f"needs a 'name': the tool's, got {_shown(name)}")
+        arguments = table.get("arguments", {})
+        if not isinstance(arguments, Mapping):
+            raise call_where.child("arguments").error(
+                f"must be a table of the call's arguments, got {_shown(arguments)}"
+            )
+        try:
+            json.dumps(arguments, allow_nan=False)
+        except ValueError:
+            raise call_where.child("arguments").error(
+                "must be plain JSON data (no NaN or infinity, no dates)"
+            ) from None
+        except TypeError:
+            raise call_where.child("arguments").error(
+                "must be plain JSON data (no NaN or infinity, no dates)"
+            ) from None
+        calls.append((name, arguments))
+    return tuple(calls)
 
 
 def _fault_kind(value: object, where: _Where) -> FaultKind:

@@ -287,7 +287,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             status, error_kind = _ERROR_FAULTS[kind]
             self._error(dialect, status, error_kind, f"Simulated {status} error for {model}.")
             return
-        reply = make_reply(state.reply_text(knobs, conversation), conversation.max_tokens)
+        text, calls = state.answer(knobs, conversation)
+        reply = make_reply(text, conversation.max_tokens, calls)
         if conversation.stream:
             plan = dialect.stream(conversation, reply)
             self._send_stream(plan, knobs.tokens_per_second, mangle=kind)

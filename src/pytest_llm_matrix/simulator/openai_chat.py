@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import tools
 from .wire import (
     BadRequest,
     Conversation,
@@ -65,6 +66,7 @@ class OpenAIChat(OpenAIDialect):
             isinstance(stream_options, dict) and stream_options.get("include_usage") is True
         )
         system = system_text(messages)
+        offered, choice = tools.openai_chat_tools(body)
         return Conversation(
             model=body["model"],
             last_user_text=last_user_text(messages),
@@ -73,12 +75,24 @@ class OpenAIChat(OpenAIDialect):
             max_tokens=optional_limit(body, "max_completion_tokens", "max_tokens"),
             include_usage=include_usage,
             system_text=system,
-            transcript=transcript(system, messages),
+            transcript=transcript(system, messages, tools.chat_turn),
             choices=_choices(body),
+            tools=offered,
+            tool_choice=choice,
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
-        message = {"role": "assistant", "content": reply.text, "refusal": None}
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+        if reply.tool_calls:
+            message["content"] = reply.text or None
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in reply.tool_calls
+            ]
         return {
             "id": new_id("chatcmpl-"),
             "object": "chat.completion",
@@ -122,17 +136,34 @@ class OpenAIChat(OpenAIDialect):
         if conversation.include_usage:
             tail.append(envelope([], _usage(conversation, reply)))
         tail.append(SSEEvent("[DONE]"))
-        start = {"role": "assistant", "content": "", "refusal": None}
+        # an answer of calls only has no content at all (null), as OpenAI streams it
+        content = "" if reply.text or not reply.tool_calls else None
+        start = {"role": "assistant", "content": content, "refusal": None}
+        pieces = [chunk(index, {"content": piece}) for piece in reply.pieces for index in indexes]
+        for number, call in enumerate(reply.tool_calls):
+            # the call's id, type and name first, then its arguments piece by piece
+            opening = {
+                "index": number,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
+            pieces += [chunk(index, {"tool_calls": [opening]}) for index in indexes]
+            pieces += [
+                chunk(index, {"tool_calls": [{"index": number, "function": {"arguments": part}}]})
+                for part in reply.argument_pieces(call)
+                for index in indexes
+            ]
         return StreamPlan(
             head=tuple(chunk(index, start) for index in indexes),
-            pieces=tuple(
-                chunk(index, {"content": piece}) for piece in reply.pieces for index in indexes
-            ),
+            pieces=tuple(pieces),
             tail=tuple(tail),
         )
 
 
 def _finish_reason(reply: Reply) -> str:
+    if reply.tool_calls:
+        return "tool_calls"
     return "length" if reply.truncated else "stop"
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from . import tools
 from .openai_chat import OpenAIDialect
 from .wire import (
     BadRequest,
@@ -35,12 +36,14 @@ class OpenAIResponses(OpenAIDialect):
     def parse(self, body: Mapping[str, Any]) -> Conversation:
         raw_input = body.get("input")
         if isinstance(raw_input, str):
-            messages: list[Mapping[str, Any]] = [{"role": "user", "content": raw_input}]
+            items: list[Mapping[str, Any]] = [{"role": "user", "content": raw_input}]
         elif isinstance(raw_input, list) and all(isinstance(item, Mapping) for item in raw_input):
-            # Items without a role (tool outputs, reasoning) are not conversation text.
-            messages = [item for item in raw_input if isinstance(item.get("role"), str)]
+            items = raw_input
         else:
             raise BadRequest("'input' must be a string or an array of input items")
+        # Items without a role (tool calls and outputs, reasoning) are not message text.
+        messages = [item for item in items if isinstance(item.get("role"), str)]
+        offered, choice = tools.responses_tools(body)
         texts = [text_of(message.get("content")) for message in messages]
         instructions = body.get("instructions")
         if isinstance(instructions, str):
@@ -53,15 +56,19 @@ class OpenAIResponses(OpenAIDialect):
             stream=body.get("stream") is True,
             max_tokens=optional_limit(body, "max_output_tokens"),
             system_text=system,
-            transcript=transcript(system, messages),
+            transcript=transcript(system, items, tools.responses_turn),
+            tools=offered,
+            tool_choice=choice,
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
         builder = _ResponseBuilder(conversation, reply)
-        return builder.response(builder.final_status, [builder.message(builder.final_status)])
+        return builder.response(builder.final_status, builder.output(builder.final_status))
 
     def stream(self, conversation: Conversation, reply: Reply) -> StreamPlan:
         builder = _ResponseBuilder(conversation, reply)
+        if reply.tool_calls:
+            return self._stream_calls(builder)
         status = builder.final_status
         part_ref = {"item_id": builder.message_id, "output_index": 0, "content_index": 0}
         head = (
@@ -88,6 +95,48 @@ class OpenAIResponses(OpenAIDialect):
             builder.event(done_event, response=builder.response(status, [builder.message(status)])),
         )
         return StreamPlan(head, pieces, tail)
+
+    @staticmethod
+    def _stream_calls(builder: _ResponseBuilder) -> StreamPlan:
+        """A streamed answer of function calls (after the message, if it has text)."""
+        reply = builder.reply
+        status = builder.final_status
+        head = [
+            builder.event("response.created", response=builder.response("in_progress", [])),
+            builder.event("response.in_progress", response=builder.response("in_progress", [])),
+        ]
+        pieces = []
+        items = builder.output(status)
+        for index, item in enumerate(items):
+            if item["type"] == "message":  # its text as one piece: calls are the point here
+                pieces.append(
+                    builder.event("response.output_item.added", output_index=index, item=item)
+                )
+                pieces.append(
+                    builder.event("response.output_item.done", output_index=index, item=item)
+                )
+                continue
+            call = next(c for c in reply.tool_calls if c.id == item["call_id"])
+            ref = {"item_id": item["id"], "output_index": index}
+            pieces.append(
+                builder.event(
+                    "response.output_item.added",
+                    output_index=index,
+                    item={**item, "arguments": "", "status": "in_progress"},
+                )
+            )
+            pieces += [
+                builder.event("response.function_call_arguments.delta", **ref, delta=part)
+                for part in reply.argument_pieces(call)
+            ]
+            pieces.append(
+                builder.event(
+                    "response.function_call_arguments.done", **ref, arguments=call.arguments
+                )
+            )
+            pieces.append(builder.event("response.output_item.done", output_index=index, item=item))
+        tail = (builder.event("response.completed", response=builder.response(status, items)),)
+        return StreamPlan(tuple(head), tuple(pieces), tail)
 
 
 def _text_part(text: str) -> dict[str, Any]:
@@ -121,6 +170,25 @@ class _ResponseBuilder:
             "role": "assistant",
             "content": content,
         }
+
+    def output(self, status: str) -> list[dict[str, Any]]:
+        """The answer's output items: its message (when it has text, or makes no call) and
+        a ``function_call`` item per call."""
+        items = []
+        if self.reply.text or not self.reply.tool_calls:
+            items.append(self.message(status))
+        items += [
+            {
+                "type": "function_call",
+                "id": f"fc_{call.id.removeprefix('call_')}",
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": call.arguments,
+                "status": "completed",
+            }
+            for call in self.reply.tool_calls
+        ]
+        return items
 
     def response(self, status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
         finished = status != "in_progress"

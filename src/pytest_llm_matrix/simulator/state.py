@@ -17,12 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import tools
 from .config import ModelConfig, SimulatorConfig
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from .config import Fault
+    from .config import Fault, Rule
+    from .tools import ToolCall
     from .wire import Conversation
 
 RPM_WINDOW_SECONDS = 60.0
@@ -114,21 +116,30 @@ class SimulatorState:
             return self._rng.uniform(low, high)
 
     def reply_text(self, knobs: ModelConfig, conversation: Conversation) -> str:
-        """Wrong answer, else the first matching model rule, global rule, or default reply."""
+        """The answer's text (see :meth:`answer`)."""
+        return self.answer(knobs, conversation)[0]
+
+    def answer(
+        self, knobs: ModelConfig, conversation: Conversation
+    ) -> tuple[str, tuple[ToolCall, ...]]:
+        """The answer's text and tool calls: the wrong answer, else the first model rule or
+        global rule that matches and fits the request's tools, else a call the request
+        demands (``tool_choice``; arguments made from the tool's schema), else the default
+        reply."""
         prompt = conversation.last_user_text
         if any(pattern.search(prompt) for pattern in knobs.wrong):
-            text = knobs.wrong_reply
-        else:
-            rules = (*knobs.rules, *self.config.rules)
-            text = next(
-                (
-                    rule.reply
-                    for rule in rules
-                    if rule.matches(prompt, conversation.system_text, conversation.transcript)
-                ),
-                self.config.default_reply,
-            )
-        return text.replace("{model}", conversation.model)
+            return knobs.wrong_reply.replace("{model}", conversation.model), ()
+        for rule in (*knobs.rules, *self.config.rules):
+            if _fits(rule, conversation) and rule.matches(
+                prompt, conversation.system_text, conversation.transcript
+            ):
+                calls = tuple(tools.call(name, arguments) for name, arguments in rule.tool_calls)
+                return rule.reply.replace("{model}", conversation.model), calls
+        choice = conversation.tool_choice
+        if choice is not None and choice.forces:
+            tool = next(t for t in conversation.tools if choice.name in (None, t.name))
+            return "", (tools.call(tool.name, tools.example(tool.schema)),)
+        return self.config.default_reply.replace("{model}", conversation.model), ()
 
     @contextmanager
     def in_flight(self, model: str | None) -> Iterator[Callable[[], None]]:
@@ -186,3 +197,21 @@ class SimulatorState:
             self._in_flight_by_model = Counter(live)
             self._max_in_flight_by_model = Counter(live)
             self._rng.seed(self.config.seed)
+
+
+def _fits(rule: Rule, conversation: Conversation) -> bool:
+    """Whether a rule can answer this request: one that names a tool needs it offered, one
+    that calls tools needs tools allowed; a request that demands a call (of one tool) takes
+    only a rule that makes it."""
+    offered = [tool.name for tool in conversation.tools]
+    if rule.tool is not None and not any(rule.tool.search(name) for name in offered):
+        return False
+    choice = conversation.tool_choice
+    mode = choice.mode if choice is not None else "auto"
+    if rule.tool_calls and (not offered or mode == "none"):
+        return False
+    if mode == "required":
+        return bool(rule.tool_calls)
+    if mode == "named" and choice is not None:
+        return any(name == choice.name for name, _ in rule.tool_calls)
+    return True

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from email.message import Message
+
+    from .tools import Choice, Tool, ToolCall
 
 # What went wrong, independent of how each provider names it in its error body.
 ErrorKind: TypeAlias = Literal[
@@ -79,9 +82,10 @@ def message_list(body: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
 
 
 def last_user_text(messages: Iterable[Mapping[str, Any]]) -> str:
-    """Text of the last user message: the prompt that rules, wrong answers and faults match."""
-    user_messages = [message for message in messages if message.get("role") == "user"]
-    return text_of(user_messages[-1].get("content")) if user_messages else ""
+    """Text of the last user message that has text (not one that only carries tool results):
+    the prompt that rules, wrong answers and faults match."""
+    texts = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
+    return next((text for text in reversed(texts) if text), "")
 
 
 def system_text(messages: Iterable[Mapping[str, Any]], *extra: object) -> str:
@@ -96,15 +100,24 @@ def system_text(messages: Iterable[Mapping[str, Any]], *extra: object) -> str:
     return "\n".join(parts)
 
 
-def transcript(system: str, messages: Iterable[Mapping[str, Any]]) -> str:
+def transcript(
+    system: str,
+    messages: Iterable[Mapping[str, Any]],
+    tool_turns: Callable[[Mapping[str, Any]], str | list[str] | None] | None = None,
+) -> str:
     """The whole conversation as ``role: text`` lines, system prompt first: what a rule's
-    ``conversation`` pattern searches."""
+    ``conversation`` pattern searches. ``tool_turns`` gives an item's tool calls and results
+    as ``assistant: name({...})`` and ``tool: result`` lines."""
     lines = [f"system: {system}"] if system else []
-    lines += [
-        f"{message.get('role')}: {text_of(message.get('content'))}"
-        for message in messages
-        if message.get("role") not in ("system", "developer")
-    ]
+    for message in messages:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            continue
+        text = text_of(message.get("content"))
+        if role is not None and (text or tool_turns is None):
+            lines.append(f"{role}: {text}")
+        turns = tool_turns(message) if tool_turns is not None else None
+        lines += [turns] if isinstance(turns, str) else turns or []
     return "\n".join(lines)
 
 
@@ -140,6 +153,8 @@ class Conversation:
     dimensions: int = 0  # embeddings: the vector size
     base64: bool = False  # embeddings: vectors packed as base64 float32
     transcript: str = ""  # the whole conversation (see transcript())
+    tools: tuple[Tool, ...] = ()  # the functions the request offers
+    tool_choice: Choice | None = None  # whether it asks for a call (None: as it likes)
 
 
 @dataclass(frozen=True)
@@ -150,10 +165,22 @@ class Reply:
     pieces: tuple[str, ...]
     truncated: bool
     completion_tokens: int
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def argument_pieces(self, call: ToolCall) -> tuple[str, ...]:
+        """A call's arguments in stream-sized pieces (one token each)."""
+        text = call.arguments
+        return tuple(text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN))
 
 
-def make_reply(text: str, max_tokens: int | None) -> Reply:
-    """Cut `text` to `max_tokens` and split it so each stream chunk is exactly one token."""
+def make_reply(text: str, max_tokens: int | None, tool_calls: tuple[ToolCall, ...] = ()) -> Reply:
+    """Cut `text` to `max_tokens` and split it so each stream chunk is exactly one token;
+    ``tool_calls`` add their names' and arguments' tokens."""
+    if tool_calls:
+        calls = sum(count_tokens(call.name + call.arguments) for call in tool_calls)
+        reply = make_reply(text, max_tokens) if text else Reply("", (), False, 0)
+        tokens = (reply.completion_tokens if text else 0) + calls
+        return Reply(reply.text, reply.pieces, reply.truncated, tokens, tool_calls)
     limit = None if max_tokens is None else max_tokens * CHARS_PER_TOKEN
     truncated = limit is not None and len(text) > limit
     if limit is not None:

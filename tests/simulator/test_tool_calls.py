@@ -1,0 +1,297 @@
+"""Tool calls from the simulator, through the official SDKs, plain and streamed: a two-turn
+agent loop (call, tool result, final answer) in all three APIs, parallel calls, calls a
+request demands with arguments made from the tool's schema, and bad rule configs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import anthropic
+import jsonschema
+import openai
+import pytest
+
+from pytest_llm_matrix.simulator import SimulatorConfigError, parse_config
+
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1},
+    },
+    "required": ["city", "unit", "days"],
+    "additionalProperties": False,
+}
+TIME = {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}
+
+CONFIG = {
+    "rules": [
+        # the follow-up turn first: once the tool's result is in, answer with it
+        {"conversation": "tool: .*sunny", "reply": "It is sunny in Paris."},
+        {
+            "match": "weather and time",
+            "tool": "get_weather",
+            "tool_calls": [
+                {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}},
+                {"name": "get_time", "arguments": {"zone": "Europe/Paris"}},
+            ],
+        },
+        {
+            "match": "weather",
+            "tool": "get_weather",
+            "reply": "Let me look that up.",
+            "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}],
+        },
+    ],
+    "models": {"m": {}},
+}
+
+CHAT_TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}},
+    {"type": "function", "function": {"name": "get_time", "parameters": TIME}},
+]
+RESPONSES_TOOLS = [
+    {"type": "function", "name": "get_weather", "parameters": WEATHER, "strict": True},
+    {"type": "function", "name": "get_time", "parameters": TIME, "strict": False},
+]
+ANTHROPIC_TOOLS = [
+    {"name": "get_weather", "description": "the weather", "input_schema": WEATHER},
+    {"name": "get_time", "description": "the time", "input_schema": TIME},
+]
+
+
+@pytest.fixture
+def sim(simulator):
+    return simulator(CONFIG)
+
+
+@pytest.fixture
+def oai(sim):
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def claude(sim):
+    with anthropic.Anthropic(base_url=sim.url, api_key="k", max_retries=0) as client:
+        yield client
+
+
+# --- OpenAI chat completions --------------------------------------------------------------
+
+
+def chat_turn(oai, messages, stream, **options):
+    options.setdefault("tools", CHAT_TOOLS)
+    if not stream:
+        return oai.chat.completions.create(model="m", messages=messages, **options)
+    with oai.chat.completions.stream(model="m", messages=messages, **options) as events:
+        return events.get_final_completion()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_chat_agent_loop(oai, stream):
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = chat_turn(oai, messages, stream)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == "Let me look that up."
+    [call] = choice.message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    if not stream:  # (a stream's usage only with stream_options.include_usage)
+        assert first.usage.completion_tokens > 0
+    messages += [
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'},
+    ]
+    final = chat_turn(oai, messages, stream)
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.content == "It is sunny in Paris."
+    assert not final.choices[0].message.tool_calls
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_chat_parallel_calls(oai, stream):
+    answer = chat_turn(oai, [{"role": "user", "content": "weather and time please"}], stream)
+    calls = answer.choices[0].message.tool_calls
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]
+    assert [json.loads(c.function.arguments) for c in calls] == [
+        {"city": "Paris", "unit": "celsius"},
+        {"zone": "Europe/Paris"},
+    ]
+    assert len({c.id for c in calls}) == 2
+    assert answer.choices[0].message.content is None
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_chat_a_demanded_call_has_arguments_valid_for_its_schema(oai, stream):
+    """No rule matches; tool_choice demands a call: arguments made from the schema."""
+    messages = [{"role": "user", "content": "no rule matches this"}]
+    required = chat_turn(oai, messages, stream, tool_choice="required")
+    [call] = required.choices[0].message.tool_calls
+    assert call.function.name == "get_weather"  # the first tool
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER)
+    named = chat_turn(
+        oai, messages, stream, tool_choice={"type": "function", "function": {"name": "get_time"}}
+    )
+    [call] = named.choices[0].message.tool_calls
+    assert call.function.name == "get_time"
+    jsonschema.validate(json.loads(call.function.arguments), TIME)
+
+
+def test_chat_without_tools_or_with_tool_choice_none_there_is_no_call(oai):
+    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+    plain = oai.chat.completions.create(model="m", messages=asked)
+    assert plain.choices[0].message.tool_calls is None
+    assert plain.choices[0].finish_reason == "stop"
+    refused = oai.chat.completions.create(
+        model="m", messages=asked, tools=CHAT_TOOLS, tool_choice="none"
+    )
+    assert refused.choices[0].message.tool_calls is None
+
+
+def test_chat_a_tool_choice_naming_no_offered_tool_is_a_400(oai):
+    with pytest.raises(openai.BadRequestError, match="not offered"):
+        oai.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=CHAT_TOOLS,
+            tool_choice={"type": "function", "function": {"name": "nope"}},
+        )
+
+
+# --- OpenAI Responses ---------------------------------------------------------------------
+
+
+def responses_turn(oai, items, stream, **options):
+    options.setdefault("tools", RESPONSES_TOOLS)
+    if not stream:
+        return oai.responses.create(model="m", input=items, **options)
+    with oai.responses.stream(model="m", input=items, **options) as events:
+        return events.get_final_response()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_responses_agent_loop(oai, stream):
+    items = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = responses_turn(oai, items, stream)
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert [c.name for c in calls] == ["get_weather"]
+    assert json.loads(calls[0].arguments) == {"city": "Paris"}
+    assert first.output_text == "Let me look that up."
+    items += [
+        calls[0].model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny, 21C"},
+    ]
+    final = responses_turn(oai, items, stream)
+    assert final.output_text == "It is sunny in Paris."
+    assert not [item for item in final.output if item.type == "function_call"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_responses_parallel_and_demanded_calls(oai, stream):
+    both = responses_turn(oai, "weather and time please", stream)
+    assert [i.name for i in both.output if i.type == "function_call"] == ["get_weather", "get_time"]
+    demanded = responses_turn(oai, "nothing matches", stream, tool_choice="required")
+    [call] = [i for i in demanded.output if i.type == "function_call"]
+    jsonschema.validate(json.loads(call.arguments), WEATHER)
+
+
+# --- Anthropic messages -------------------------------------------------------------------
+
+
+def claude_turn(claude, messages, stream, **options):
+    options.setdefault("tools", ANTHROPIC_TOOLS)
+    if not stream:
+        return claude.messages.create(model="m", max_tokens=300, messages=messages, **options)
+    with claude.messages.stream(model="m", max_tokens=300, messages=messages, **options) as s:
+        return s.get_final_message()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_anthropic_agent_loop(claude, stream):
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = claude_turn(claude, messages, stream)
+    assert first.stop_reason == "tool_use"
+    assert [block.type for block in first.content] == ["text", "tool_use"]
+    assert first.content[0].text == "Let me look that up."
+    use = first.content[1]
+    assert (use.name, use.input) == ("get_weather", {"city": "Paris"})
+    messages += [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}],
+        },
+    ]
+    final = claude_turn(claude, messages, stream)
+    assert final.stop_reason == "end_turn"
+    assert [block.type for block in final.content] == ["text"]
+    assert final.content[0].text == "It is sunny in Paris."
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_anthropic_parallel_and_demanded_calls(claude, stream):
+    both = claude_turn(claude, [{"role": "user", "content": "weather and time please"}], stream)
+    assert [(b.type, b.name) for b in both.content] == [
+        ("tool_use", "get_weather"),
+        ("tool_use", "get_time"),
+    ]
+    demanded = claude_turn(
+        claude, [{"role": "user", "content": "nothing matches"}], stream,
+        tool_choice={"type": "tool", "name": "get_time"},
+    )  # fmt: skip
+    [use] = demanded.content
+    assert use.name == "get_time"
+    jsonschema.validate(use.input, TIME)
+    anything = claude_turn(
+        claude, [{"role": "user", "content": "nothing matches"}], stream,
+        tool_choice={"type": "any"},
+    )  # fmt: skip
+    jsonschema.validate(anything.content[0].input, WEATHER)
+
+
+# --- schemas and configs ------------------------------------------------------------------
+
+
+NUMBER_REF = {"$defs": {"x": {"type": "number", "minimum": 2.5}}}
+TAGS = {"type": "array", "items": {"type": "string", "minLength": 12}, "minItems": 3}
+NULL_OR_INT = {"anyOf": [{"type": "null"}, {"type": "integer", "exclusiveMinimum": 4}]}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"a": {"$ref": "#/$defs/x"}}, **NUMBER_REF},
+        {"type": "object", "properties": {"tags": TAGS}},
+        {"type": "object", "properties": {"v": NULL_OR_INT}},
+        {"type": "object", "properties": {"v": {"type": ["null", "boolean"]}, "c": {"const": 1}}},
+        {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0.5}}},
+    ],
+)
+def test_made_arguments_validate_against_their_schema(schema):
+    from pytest_llm_matrix.simulator.tools import example
+
+    value = example(schema)
+    jsonschema.validate(value, schema)
+    assert example(schema) == value  # the same every time
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"match": "x"}, "needs 'reply' (the answer's text) or 'tool_calls'"),
+        ({"match": "x", "tool_calls": []}, "tool_calls: must hold at least one call"),
+        ({"match": "x", "tool_calls": [{"arguments": {}}]}, "tool_calls[0]: needs a 'name'"),
+        ({"match": "x", "tool_calls": [{"name": "f", "arguments": 5}]}, "must be a table"),
+        ({"match": "x", "tool_calls": [{"name": "f", "args": {}}]}, "unknown key 'args'"),
+        ({"match": "x", "tool_calls": [{"name": "f", "arguments": {"v": math.nan}}]}, "plain"),
+        ({"tool": "(", "reply": "x"}, "tool"),
+    ],
+)  # fmt: skip
+def test_bad_tool_rules_are_refused_naming_the_rule(rule, message):
+    with pytest.raises(SimulatorConfigError, match=r"rules\[0\]") as caught:
+        parse_config({"rules": [rule]}, source="sim.toml")
+    assert message in str(caught.value)
