@@ -63,9 +63,13 @@ def answer_with_tools(client: Any, model: str, question: str, max_turns: int = 3
         {"role": "user", "content": question},
     ]
     for _ in range(max_turns):
-        reply = client.chat.completions.create(
-            model=model, messages=messages, tools=[ORDER_STATUS_TOOL]
-        ).choices[0].message
+        reply = (
+            client.chat.completions.create(
+                model=model, messages=messages, tools=[ORDER_STATUS_TOOL]
+            )
+            .choices[0]
+            .message
+        )
         if not reply.tool_calls:
             return str(reply.content)
         messages.append(reply.model_dump(exclude_none=True))
