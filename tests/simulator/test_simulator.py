@@ -658,7 +658,8 @@ def test_stats_track_concurrency(start, clients):
     [
         (
             {"modles": {}},
-            "unknown key 'modles' (valid keys: default_reply, list_models, models, rules, seed)",
+            "unknown key 'modles' (valid keys: default_reply, flagged, list_models, models, rules,"
+            " seed, strict)",
         ),
         ({"models": {"m": {"latncy": 1}}}, "model 'm': unknown key 'latncy'"),
         ({"models": {"m": {"faults": [{"kind": "500", "evry": 2}]}}}, "faults[0]: unknown key"),

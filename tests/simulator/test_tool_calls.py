@@ -295,3 +295,75 @@ def test_bad_tool_rules_are_refused_naming_the_rule(rule, message):
     with pytest.raises(SimulatorConfigError, match=r"rules\[0\]") as caught:
         parse_config({"rules": [rule]}, source="sim.toml")
     assert message in str(caught.value)
+
+
+# --- strict mode and the side endpoints ----------------------------------------------------
+
+
+def test_strict_mode_refuses_a_prompt_no_rule_answers(simulator):
+    sim = simulator({"strict": True, "rules": [{"match": "hello", "reply": "hi"}]})
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client:
+        answered = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hello there"}]
+        )
+        assert answered.choices[0].message.content == "hi"
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "What is the capital of Peru?"}]
+            )
+    message = str(refused.value)
+    assert "no simulator rule answers this prompt to m (strict = true)" in message
+    assert "What is the capital of Peru?" in message
+
+
+def test_strict_mode_per_model_and_turned_off_for_one(simulator):
+    sim = simulator({"strict": True, "models": {"loose": {"strict": False}, "tight": {}}})
+    with anthropic.Anthropic(base_url=sim.url, api_key="k", max_retries=0) as client:
+        loose = client.messages.create(
+            model="loose", max_tokens=50, messages=[{"role": "user", "content": "anything"}]
+        )
+        assert loose.content[0].text == "This is a simulated reply from loose."
+        with pytest.raises(anthropic.BadRequestError, match="strict = true"):
+            client.messages.create(
+                model="tight", max_tokens=50, messages=[{"role": "user", "content": "anything"}]
+            )
+
+
+def test_anthropic_count_tokens_counts_as_a_message_would(claude):
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    counted = claude.messages.count_tokens(model="m", messages=messages, system="Be brief.")
+    sent = claude.messages.create(model="m", max_tokens=50, messages=messages, system="Be brief.")
+    assert counted.input_tokens == sent.usage.input_tokens > 0
+    with_tools = claude.messages.count_tokens(model="m", messages=messages, tools=ANTHROPIC_TOOLS)
+    assert with_tools.input_tokens > counted.input_tokens - 3  # tools add to the count
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.count_tokens(model="no-such-model", messages=messages)
+
+
+def test_moderations_answer_in_the_real_shape(simulator):
+    sim = simulator({"flagged": ["(?i)\\bhurt\\b"]})
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client:
+        result = client.moderations.create(input=["a kind note", "I will hurt you"])
+    assert result.model == "omni-moderation-latest"
+    calm, threat = result.results
+    assert not calm.flagged
+    assert calm.category_scores.violence == 0.0
+    assert threat.flagged
+    assert threat.categories.violence
+    assert threat.category_scores.violence == 0.99
+    assert not threat.categories.hate
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"strict": "yes"}, "strict: must be true or false"),
+        ({"models": {"m": {"strict": 1}}}, "model 'm': strict: must be true or false"),
+        ({"flagged": ["("]}, "flagged[0]: invalid regex"),
+        ({"flagged": "x"}, "flagged"),
+    ],
+)
+def test_bad_strict_and_flagged_settings_are_refused(config, message):
+    with pytest.raises(SimulatorConfigError, match=r"sim\.toml") as caught:
+        parse_config(config, source="sim.toml")
+    assert message in str(caught.value)

@@ -27,7 +27,7 @@ FaultKind: TypeAlias = Literal[
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
-_TOP_KEYS = ("default_reply", "seed", "rules", "models", "list_models")
+_TOP_KEYS = ("default_reply", "seed", "rules", "models", "list_models", "strict", "flagged")
 _MODEL_KEYS = (
     "latency",
     "tokens_per_second",
@@ -37,6 +37,7 @@ _MODEL_KEYS = (
     "wrong_reply",
     "rules",
     "faults",
+    "strict",
 )
 _RULE_KEYS = ("match", "system", "conversation", "tool", "reply", "tool_calls")
 _RULE_PATTERNS = ("match", "system", "conversation", "tool")
@@ -133,6 +134,8 @@ class ModelConfig:
     wrong_reply: str = DEFAULT_WRONG_REPLY
     rules: tuple[Rule, ...] = ()
     faults: tuple[Fault, ...] = ()
+    #: a prompt no rule answers is a 400, not the default reply (None: as the config says)
+    strict: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,10 @@ class SimulatorConfig:
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: types.MappingProxyType({}))
     #: ``GET /v1/models`` answers (False: 404, as servers without a listing do)
     list_models: bool = True
+    #: every model: a prompt no rule answers is a 400 naming it, not the default reply
+    strict: bool = False
+    #: ``/v1/moderations``: texts any of these finds are flagged
+    flagged: tuple[re.Pattern[str], ...] = ()
 
 
 class _Where:
@@ -397,6 +404,8 @@ def _model(value: object, where: _Where) -> ModelConfig:
         knobs["wrong_reply"] = _string(table["wrong_reply"], where.child("wrong_reply"))
     if "rules" in table:
         knobs["rules"] = _rules(table["rules"], where.child("rules"))
+    if "strict" in table:
+        knobs["strict"] = _boolean(table["strict"], where.child("strict"))
     if "faults" in table:
         faults_where = where.child("faults")
         knobs["faults"] = tuple(
@@ -424,12 +433,28 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Simulator
             raise root.child("models").error(f"must be a table, got {models_table!r}")
         for name, model_table in models_table.items():
             models[name] = _model(model_table, _Where(source, name))
-    list_models = table.get("list_models", True)
-    if not isinstance(list_models, bool):
-        raise root.child("list_models").error(f"must be true or false, got {_shown(list_models)}")
-    return SimulatorConfig(
-        default_reply, seed, rules, types.MappingProxyType(models), list_models=list_models
+    list_models = _boolean(table.get("list_models", True), root.child("list_models"))
+    strict = _boolean(table.get("strict", False), root.child("strict"))
+    flagged_where = root.child("flagged")
+    flagged = tuple(
+        _regex(item, flagged_where.child(f"[{index}]"))
+        for index, item in enumerate(_list(table.get("flagged", []), flagged_where))
     )
+    return SimulatorConfig(
+        default_reply,
+        seed,
+        rules,
+        types.MappingProxyType(models),
+        list_models=list_models,
+        strict=strict,
+        flagged=flagged,
+    )
+
+
+def _boolean(value: object, where: _Where) -> bool:
+    if not isinstance(value, bool):
+        raise where.error(f"must be true or false, got {_shown(value)}")
+    return value
 
 
 def load_config(path: str | os.PathLike[str]) -> SimulatorConfig:

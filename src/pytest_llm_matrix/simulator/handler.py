@@ -22,10 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qs, unquote
 
+from . import endpoints
 from .anthropic_messages import AnthropicMessages
 from .openai_chat import OpenAIChat
 from .openai_embeddings import OpenAIEmbeddings
 from .openai_responses import OpenAIResponses
+from .state import NoRule
 from .wire import BadRequest, ErrorKind, SSEEvent, make_reply
 
 if TYPE_CHECKING:
@@ -147,12 +149,45 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if dialect is not None:
             self._serve_model_request(dialect, deployment)
             return
+        if path == "/v1/messages/count_tokens":
+            self._count_tokens()
+            return
+        if path == "/v1/moderations":
+            self._moderate()
+            return
         self._read_body()
         if path == "/_sim/reset":
             self.server.state.reset()
             self._send_json(200, {"reset": True})
         else:
             self._not_found(self._route())
+
+    def _count_tokens(self) -> None:
+        """Anthropic's token counting: checked as a message is (model, key, body), free
+        of latency and faults."""
+        dialect = _DIALECTS["/v1/messages"]
+        body = _json_object(self._read_body())
+        model = body.get("model") if body is not None else None
+        admitted = self._admit(dialect, body, model if isinstance(model, str) else None)
+        if admitted is not None and body is not None:
+            conversation = admitted[1]
+            self._send_json(
+                200, endpoints.token_count(conversation.prompt_tokens, body.get("tools"))
+            )
+
+    def _moderate(self) -> None:
+        """OpenAI's moderations: any model name (or none), flagged by the config's patterns."""
+        dialect = _FALLBACK_DIALECT
+        body = _json_object(self._read_body())
+        if body is None:
+            self._error(dialect, 400, "bad_request", "Request body is not a JSON object.")
+            return
+        try:
+            answer = endpoints.moderation(body, self.server.state.config.flagged)
+        except BadRequest as exc:
+            self._error(dialect, 400, "bad_request", str(exc))
+            return
+        self._send_json(200, answer)
 
     def _list_models(self) -> None:
         """The models the request's key can use, as a provider lists them: a simulator
@@ -287,7 +322,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             status, error_kind = _ERROR_FAULTS[kind]
             self._error(dialect, status, error_kind, f"Simulated {status} error for {model}.")
             return
-        text, calls = state.answer(knobs, conversation)
+        try:
+            text, calls = state.answer(knobs, conversation)
+        except NoRule as unmatched:
+            self._error(dialect, 400, "bad_request", str(unmatched))
+            return
         reply = make_reply(text, conversation.max_tokens, calls)
         if conversation.stream:
             plan = dialect.stream(conversation, reply)
@@ -306,7 +345,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         """A stream was asked for; answer as a server that ignores ``stream`` (a whole JSON
         completion), a proxy's error page, or garbage - all with status 200 and no SSE."""
         if body == "json":
-            text = state.reply_text(knobs, conversation)
+            try:
+                text = state.reply_text(knobs, conversation)
+            except NoRule as unmatched:
+                self._error(dialect, 400, "bad_request", str(unmatched))
+                return
             reply = make_reply(text, conversation.max_tokens)
             self._send_json(200, dialect.complete(conversation, reply))
             return

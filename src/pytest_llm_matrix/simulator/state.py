@@ -139,6 +139,11 @@ class SimulatorState:
         if choice is not None and choice.forces:
             tool = next(t for t in conversation.tools if choice.name in (None, t.name))
             return "", (tools.call(tool.name, tools.example(tool.schema)),)
+        if knobs.strict or (knobs.strict is None and self.config.strict):
+            raise NoRule(
+                f"no simulator rule answers this prompt to {conversation.model} "
+                f"(strict = true): {prompt[:80]!r}{'...' * (len(prompt) > 80)}"
+            )
         return self.config.default_reply.replace("{model}", conversation.model), ()
 
     @contextmanager
@@ -197,6 +202,10 @@ class SimulatorState:
             self._in_flight_by_model = Counter(live)
             self._max_in_flight_by_model = Counter(live)
             self._rng.seed(self.config.seed)
+
+
+class NoRule(Exception):
+    """Strict mode: no rule answers the prompt (answered with a 400 naming it)."""
 
 
 def _fits(rule: Rule, conversation: Conversation) -> bool:
