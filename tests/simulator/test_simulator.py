@@ -674,7 +674,7 @@ def test_stats_track_concurrency(start, clients):
         ({"models": {"m": {"tokens_per_second": -5}}}, "model 'm': tokens_per_second"),
         ({"models": {"m": {"wrong": ["(unclosed"]}}}, "model 'm': wrong[0]: invalid regex"),
         ({"rules": [{"match": "[", "reply": "x"}]}, "test: rules[0].match: invalid regex"),
-        ({"rules": [{"match": "x"}]}, "rules[0]: needs 'reply' (the answer's text) or"),
+        ({"rules": [{"match": "x"}]}, "rules[0]: needs 'reply' (the answer's text), 'json'"),
         ({"rules": [{"reply": "x"}]}, "rules[0]: needs at least one of 'match' (the last user"),
         ({"rules": [{"system": "(", "reply": "x"}]}, "test: rules[0].system: invalid regex"),
         ({"rules": [{"conversation": 1, "reply": "x"}]}, "rules[0].conversation:"),

@@ -10,6 +10,7 @@ import math
 import anthropic
 import jsonschema
 import openai
+import pydantic
 import pytest
 
 from pytest_llm_matrix.simulator import SimulatorConfigError, parse_config
@@ -282,7 +283,9 @@ def test_made_arguments_validate_against_their_schema(schema):
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ({"match": "x"}, "needs 'reply' (the answer's text) or 'tool_calls'"),
+        ({"match": "x"}, "needs 'reply' (the answer's text), 'json' (the answer as JSON) or"),
+        ({"match": "x", "reply": "a", "json": {}}, "has both 'reply' and 'json'"),
+        ({"match": "x", "json": {"v": math.inf}}, "json: must be plain JSON data"),
         ({"match": "x", "tool_calls": []}, "tool_calls: must hold at least one call"),
         ({"match": "x", "tool_calls": [{"arguments": {}}]}, "tool_calls[0]: needs a 'name'"),
         ({"match": "x", "tool_calls": [{"name": "f", "arguments": 5}]}, "must be a table"),
@@ -367,3 +370,81 @@ def test_bad_strict_and_flagged_settings_are_refused(config, message):
     with pytest.raises(SimulatorConfigError, match=r"sim\.toml") as caught:
         parse_config(config, source="sim.toml")
     assert message in str(caught.value)
+
+
+# --- structured outputs --------------------------------------------------------------------
+
+
+class Order(pydantic.BaseModel):
+    order_id: str
+    items: list[str]
+    total: float
+    express: bool
+
+
+ORDER_RULE = {
+    "match": "(?i)the order as json",
+    "json": {"order_id": "A-1", "items": ["tea"], "total": 4.5, "express": False},
+}
+BROKEN_RULE = {"match": "(?i)broken", "json": {"order_id": 7}}
+
+
+@pytest.fixture
+def shaped(simulator):
+    sim = simulator({"rules": [ORDER_RULE, BROKEN_RULE]})
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client:
+        yield client
+
+
+def test_chat_parse_gets_an_answer_that_follows_its_schema(shaped):
+    """openai's parse: a strict json_schema made from a pydantic model; a rule's json is the
+    answer, and a prompt no rule answers gets one made from the schema."""
+    ask = [{"role": "user", "content": "Give me the order as JSON"}]
+    ruled = shaped.chat.completions.parse(model="m", messages=ask, response_format=Order)
+    assert ruled.choices[0].message.parsed == Order(
+        order_id="A-1", items=["tea"], total=4.5, express=False
+    )
+    made = shaped.chat.completions.parse(
+        model="m", messages=[{"role": "user", "content": "anything"}], response_format=Order
+    )
+    assert isinstance(made.choices[0].message.parsed, Order)
+    jsonschema.validate(json.loads(made.choices[0].message.content), Order.model_json_schema())
+
+
+def test_a_rules_json_that_breaks_the_requests_schema_is_a_400_naming_the_rule(shaped):
+    with pytest.raises(openai.BadRequestError) as refused:
+        shaped.chat.completions.parse(
+            model="m", messages=[{"role": "user", "content": "broken"}], response_format=Order
+        )
+    assert "rules[1]: its json does not follow the request's schema" in str(refused.value)
+
+
+def test_json_mode_and_plain_answers_of_a_json_rule(shaped):
+    ask = [{"role": "user", "content": "the order as json"}]
+    moded = shaped.chat.completions.create(
+        model="m", messages=ask, response_format={"type": "json_object"}
+    )
+    assert json.loads(moded.choices[0].message.content)["order_id"] == "A-1"
+    plain = shaped.chat.completions.create(model="m", messages=ask)
+    assert json.loads(plain.choices[0].message.content)["total"] == 4.5
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_responses_parse_follows_the_schema(shaped, stream):
+    if stream:
+        with shaped.responses.stream(model="m", input="anything", text_format=Order) as events:
+            answer = events.get_final_response()
+    else:
+        answer = shaped.responses.parse(model="m", input="anything", text_format=Order)
+    assert isinstance(answer.output_parsed, Order)
+
+
+def test_anthropic_output_format_follows_the_schema(simulator):
+    sim = simulator({})
+    schema = Order.model_json_schema()
+    with anthropic.Anthropic(base_url=sim.url, api_key="k", max_retries=0) as client:
+        answer = client.messages.create(
+            model="m", max_tokens=300, messages=[{"role": "user", "content": "anything"}],
+            extra_body={"output_format": {"type": "json_schema", "schema": schema}},
+        )  # fmt: skip
+    jsonschema.validate(json.loads(answer.content[0].text), schema)

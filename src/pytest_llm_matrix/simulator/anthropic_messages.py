@@ -66,6 +66,7 @@ class AnthropicMessages:
             texts.append(text_of(system))
         system_prompt = system_text(messages, system)
         offered, choice = tools.anthropic_tools(body)
+        schema, json_mode = tools.anthropic_schema(body)
         return Conversation(
             model=body["model"],
             last_user_text=last_user_text(messages),
@@ -76,6 +77,8 @@ class AnthropicMessages:
             transcript=transcript(system_prompt, messages, tools.anthropic_turns),
             tools=offered,
             tool_choice=choice,
+            schema=schema,
+            json_mode=json_mode,
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:

@@ -39,7 +39,7 @@ _MODEL_KEYS = (
     "faults",
     "strict",
 )
-_RULE_KEYS = ("match", "system", "conversation", "tool", "reply", "tool_calls")
+_RULE_KEYS = ("match", "system", "conversation", "tool", "reply", "tool_calls", "json")
 _RULE_PATTERNS = ("match", "system", "conversation", "tool")
 _TOOL_CALL_KEYS = ("name", "arguments")
 _FAULT_KEYS = (
@@ -87,6 +87,10 @@ class Rule:
     tool: re.Pattern[str] | None = None
     #: the calls the answer makes: (tool name, arguments)
     tool_calls: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    #: the answer as JSON data (its text is this, serialized); None: ``reply``
+    json: Any = None
+    #: where the rule is in the config, for messages: ``rules[2]``
+    where: str = ""
 
     def matches(self, last_user: str, system: str, transcript: str) -> bool:
         return all(
@@ -170,13 +174,17 @@ class _Where:
             return _Where(self.source, self.model, self.path + name)
         return _Where(self.source, self.model, f"{self.path}.{name}")
 
-    def error(self, message: str) -> SimulatorConfigError:
+    def description(self) -> str:
+        """Where this is: ``sim.toml: model 'm': rules[0]``."""
         parts = [self.source]
         if self.model is not None:
             parts.append(f"model {self.model!r}")
         if self.path:
             parts.append(self.path)
-        return SimulatorConfigError(f"{': '.join(parts)}: {message}")
+        return ": ".join(parts)
+
+    def error(self, message: str) -> SimulatorConfigError:
+        return SimulatorConfigError(f"{self.description()}: {message}")
 
 
 def _check_keys(data: object, allowed: tuple[str, ...], where: _Where) -> Mapping[str, Any]:
@@ -265,8 +273,12 @@ def _rules(value: object, where: _Where) -> tuple[Rule, ...]:
     for index, item in enumerate(_list(value, where)):
         item_where = where.child(f"[{index}]")
         table = _check_keys(item, _RULE_KEYS, item_where)
-        if "reply" not in table and "tool_calls" not in table:
-            raise item_where.error("needs 'reply' (the answer's text) or 'tool_calls'")
+        if not any(key in table for key in ("reply", "tool_calls", "json")):
+            raise item_where.error(
+                "needs 'reply' (the answer's text), 'json' (the answer as JSON) or 'tool_calls'"
+            )
+        if "reply" in table and "json" in table:
+            raise item_where.error("has both 'reply' and 'json': the answer is one of them")
         if not any(key in table for key in _RULE_PATTERNS):
             raise item_where.error(
                 "needs at least one of 'match' (the last user message), 'system' (the system "
@@ -290,9 +302,21 @@ def _rules(value: object, where: _Where) -> tuple[Rule, ...]:
                 conversation=patterns["conversation"],
                 tool=patterns["tool"],
                 tool_calls=calls,
+                json=_json_data(table["json"], item_where.child("json"))
+                if "json" in table
+                else None,
+                where=item_where.description(),
             )
         )
     return tuple(rules)
+
+
+def _json_data(value: object, where: _Where) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError):
+        raise where.error("must be plain JSON data (no NaN or infinity, no dates)") from None
+    return value
 
 
 def _tool_calls(value: object, where: _Where) -> tuple[tuple[str, Mapping[str, Any]], ...]:

@@ -67,6 +67,7 @@ class OpenAIChat(OpenAIDialect):
         )
         system = system_text(messages)
         offered, choice = tools.openai_chat_tools(body)
+        schema, json_mode = tools.openai_schema(body)
         return Conversation(
             model=body["model"],
             last_user_text=last_user_text(messages),
@@ -79,6 +80,8 @@ class OpenAIChat(OpenAIDialect):
             choices=_choices(body),
             tools=offered,
             tool_choice=choice,
+            schema=schema,
+            json_mode=json_mode,
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class OpenAIResponses(OpenAIDialect):
         # Items without a role (tool calls and outputs, reasoning) are not message text.
         messages = [item for item in items if isinstance(item.get("role"), str)]
         offered, choice = tools.responses_tools(body)
+        schema, json_mode = tools.responses_schema(body)
         texts = [text_of(message.get("content")) for message in messages]
         instructions = body.get("instructions")
         if isinstance(instructions, str):
@@ -59,6 +60,8 @@ class OpenAIResponses(OpenAIDialect):
             transcript=transcript(system, items, tools.responses_turn),
             tools=offered,
             tool_choice=choice,
+            schema=schema,
+            json_mode=json_mode,
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:

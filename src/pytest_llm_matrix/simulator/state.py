@@ -7,6 +7,7 @@ latency) has exactly one place where it is made.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import threading
@@ -134,7 +135,11 @@ class SimulatorState:
                 prompt, conversation.system_text, conversation.transcript
             ):
                 calls = tuple(tools.call(name, arguments) for name, arguments in rule.tool_calls)
-                return rule.reply.replace("{model}", conversation.model), calls
+                if rule.json is not None:
+                    text = json.dumps(rule.json, ensure_ascii=False)
+                else:
+                    text = rule.reply.replace("{model}", conversation.model)
+                return _shaped(text, conversation, rule), calls
         choice = conversation.tool_choice
         if choice is not None and choice.forces:
             tool = next(t for t in conversation.tools if choice.name in (None, t.name))
@@ -144,7 +149,9 @@ class SimulatorState:
                 f"no simulator rule answers this prompt to {conversation.model} "
                 f"(strict = true): {prompt[:80]!r}{'...' * (len(prompt) > 80)}"
             )
-        return self.config.default_reply.replace("{model}", conversation.model), ()
+        return _shaped(
+            self.config.default_reply.replace("{model}", conversation.model), conversation
+        ), ()
 
     @contextmanager
     def in_flight(self, model: str | None) -> Iterator[Callable[[], None]]:
@@ -205,7 +212,26 @@ class SimulatorState:
 
 
 class NoRule(Exception):
-    """Strict mode: no rule answers the prompt (answered with a 400 naming it)."""
+    """The simulator cannot answer as configured (strict mode and no rule answers, a rule's
+    JSON against the request's schema): a 400 that says why."""
+
+
+def _shaped(text: str, conversation: Conversation, rule: Rule | None = None) -> str:
+    """The answer's text in the shape the request asks for: with a JSON schema, text that
+    validates (the rule's or the default reply, when it does; else a value made from the
+    schema); a rule's ``json`` that does not validate is the config's mistake."""
+    schema = conversation.schema
+    if schema is None or (not text and rule is not None and rule.tool_calls):
+        return text
+    try:
+        problem = tools.violation(json.loads(text), schema)
+    except ValueError:
+        problem = "not JSON"
+    if problem is None:
+        return text
+    if rule is not None and rule.json is not None:
+        raise NoRule(f"{rule.where}: its json does not follow the request's schema: {problem}")
+    return json.dumps(tools.example(schema), ensure_ascii=False)
 
 
 def _fits(rule: Rule, conversation: Conversation) -> bool:

@@ -223,3 +223,85 @@ def example(schema: object, defs: Mapping[str, Any] | None = None, depth: int = 
     if kind == "boolean":
         return False
     return None
+
+
+def violation(value: Any, schema: object, defs: Mapping[str, Any] | None = None) -> str | None:
+    """Why ``value`` does not validate against ``schema`` (the subset :func:`example`
+    makes values for, plus ``required`` and ``additionalProperties: false``), or None."""
+    if not isinstance(schema, Mapping):
+        return None
+    defs = {**(defs or {}), **schema.get("$defs", {}), **schema.get("definitions", {})}
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return violation(value, defs.get(ref.rpartition("/")[2]), defs)
+    if "const" in schema and value != schema["const"]:
+        return f"{value!r} is not {schema['const']!r}"
+    if isinstance(schema.get("enum"), list) and value not in schema["enum"]:
+        return f"{value!r} is not one of {schema['enum']!r}"
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and all(violation(value, o, defs) for o in options):
+            return f"{value!r} matches none of {key}"
+    kinds = schema.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds] if isinstance(kinds, str) else []
+    if kinds and not any(_is(value, kind) for kind in kinds):
+        return f"{value!r} is not of type {' or '.join(kinds)}"
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                return f"{name!r} is required"
+        for name, item in value.items():
+            if name in properties:
+                if (problem := violation(item, properties[name], defs)) is not None:
+                    return f"{name}: {problem}"
+            elif schema.get("additionalProperties") is False:
+                return f"{name!r} is not an allowed property"
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (problem := violation(item, schema.get("items"), defs)) is not None:
+                return f"[{index}]: {problem}"
+    return None
+
+
+def _is(value: Any, kind: str) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return {
+        "object": isinstance(value, dict),
+        "array": isinstance(value, list),
+        "string": isinstance(value, str),
+        "integer": number and float(value).is_integer(),
+        "number": number,
+        "boolean": isinstance(value, bool),
+        "null": value is None,
+    }.get(kind, True)
+
+
+def openai_schema(body: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, bool]:
+    """Chat completions' ``response_format``: (a json_schema's schema, json_object asked)."""
+    return _format(body.get("response_format"), nested=True)
+
+
+def responses_schema(body: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, bool]:
+    """The Responses API's ``text.format``."""
+    text = body.get("text")
+    return _format(text.get("format") if isinstance(text, Mapping) else None, nested=False)
+
+
+def anthropic_schema(body: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, bool]:
+    """Anthropic's structured outputs: ``output_format``."""
+    return _format(body.get("output_format"), nested=False)
+
+
+def _format(value: object, nested: bool) -> tuple[Mapping[str, Any] | None, bool]:
+    if not isinstance(value, Mapping):
+        return None, False
+    if value.get("type") == "json_object":
+        return None, True
+    if value.get("type") != "json_schema":
+        return None, False
+    holder = value.get("json_schema") if nested else value
+    schema = holder.get("schema") if isinstance(holder, Mapping) else None
+    if not isinstance(schema, Mapping):
+        raise BadRequest("a json_schema format needs a 'schema' object")
+    return schema, True

@@ -155,6 +155,8 @@ class Conversation:
     transcript: str = ""  # the whole conversation (see transcript())
     tools: tuple[Tool, ...] = ()  # the functions the request offers
     tool_choice: Choice | None = None  # whether it asks for a call (None: as it likes)
+    schema: Mapping[str, Any] | None = None  # the JSON schema the answer must follow
+    json_mode: bool = False  # a JSON answer asked for (json_object, or a schema)
 
 
 @dataclass(frozen=True)
