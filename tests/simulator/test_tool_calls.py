@@ -448,3 +448,69 @@ def test_anthropic_output_format_follows_the_schema(simulator):
             extra_body={"output_format": {"type": "json_schema", "schema": schema}},
         )  # fmt: skip
     jsonschema.validate(json.loads(answer.content[0].text), schema)
+
+
+# --- thinking and reasoning ----------------------------------------------------------------
+
+
+THINKING_RULES = {
+    "rules": [
+        {"match": "(?i)weather", "reply": "Sunny.", "thinking": "Paris is sunny in June."},
+        {
+            "match": "(?i)look it up",
+            "thinking": "I need the tool.",
+            "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}],
+        },
+    ]
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_anthropic_thinking_blocks(simulator, stream):
+    sim = simulator(THINKING_RULES)
+    with anthropic.Anthropic(base_url=sim.url, api_key="k", max_retries=0) as client:
+        thinking = {"type": "enabled", "budget_tokens": 2048}
+        answer = claude_turn(
+            client, [{"role": "user", "content": "weather?"}], stream, thinking=thinking, tools=[]
+        )
+        called = claude_turn(
+            client, [{"role": "user", "content": "look it up"}], stream, thinking=thinking
+        )
+        plain = claude_turn(client, [{"role": "user", "content": "weather?"}], stream, tools=[])
+    assert [b.type for b in answer.content] == ["thinking", "text"]
+    assert answer.content[0].thinking == "Paris is sunny in June."
+    assert answer.content[0].signature
+    assert answer.content[1].text == "Sunny."
+    assert answer.usage.output_tokens == plain.usage.output_tokens + 6  # the thinking's tokens
+    assert [b.type for b in called.content] == ["thinking", "tool_use"]
+    assert called.stop_reason == "tool_use"
+    assert [b.type for b in plain.content] == ["text"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_responses_reasoning_items_and_tokens(simulator, stream):
+    sim = simulator(THINKING_RULES)
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client:
+        summarized = responses_turn(
+            client, "weather?", stream, tools=[], reasoning={"effort": "low", "summary": "auto"}
+        )
+        silent = responses_turn(client, "weather?", stream, tools=[], reasoning={"effort": "low"})
+        plain = responses_turn(client, "weather?", stream, tools=[])
+    assert [item.type for item in summarized.output] == ["reasoning", "message"]
+    assert summarized.output[0].summary[0].text == "Paris is sunny in June."
+    assert summarized.output_text == "Sunny."
+    assert summarized.usage.output_tokens_details.reasoning_tokens == 6
+    assert silent.output[0].summary == []
+    assert plain.usage.output_tokens_details.reasoning_tokens == 0
+    assert [item.type for item in plain.output] == ["message"]
+
+
+def test_chat_reasoning_tokens_in_usage(simulator):
+    sim = simulator(THINKING_RULES)
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client:
+        asked = [{"role": "user", "content": "weather?"}]
+        reasoned = client.chat.completions.create(model="m", messages=asked, reasoning_effort="low")
+        plain = client.chat.completions.create(model="m", messages=asked)
+    assert reasoned.choices[0].message.content == "Sunny."
+    assert reasoned.usage.completion_tokens_details.reasoning_tokens == 6
+    assert reasoned.usage.completion_tokens == plain.usage.completion_tokens + 6

@@ -7,6 +7,8 @@ content_block_delta..., content_block_stop, message_delta, message_stop) so the 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import tools
@@ -29,7 +31,6 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from email.message import Message
 
     from .tools import ToolCall
@@ -79,10 +80,15 @@ class AnthropicMessages:
             tool_choice=choice,
             schema=schema,
             json_mode=json_mode,
+            thinking=_thinking(body),
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
+        if reply.thinking:
+            content.append(
+                {"type": "thinking", "thinking": reply.thinking, "signature": _signature(reply)}
+            )
         if reply.text or not reply.tool_calls:
             content.append({"type": "text", "text": reply.text})
         content += [_tool_use(call, call.input) for call in reply.tool_calls]
@@ -99,19 +105,36 @@ class AnthropicMessages:
             new_id("msg_"), conversation, content=[], stop_reason=None, output_tokens=1
         )
         text = bool(reply.text or not reply.tool_calls)
+        first = 1 if reply.thinking else 0  # the text block's index: after the thinking
         head = [_event("message_start", message=start)]
+        pieces: list[SSEEvent] = []
+        if reply.thinking:
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            head.append(_event("content_block_start", index=0, content_block=block))
+            pieces += [
+                _event(
+                    "content_block_delta",
+                    index=0,
+                    delta={"type": "thinking_delta", "thinking": part},
+                )
+                for part in reply.thinking_pieces()
+            ]
+            signature = {"type": "signature_delta", "signature": _signature(reply)}
+            pieces.append(_event("content_block_delta", index=0, delta=signature))
+            pieces.append(_event("content_block_stop", index=0))
         if text:
-            head.append(
-                _event("content_block_start", index=0, content_block={"type": "text", "text": ""})
+            block = {"type": "text", "text": ""}
+            (pieces if reply.thinking else head).append(
+                _event("content_block_start", index=first, content_block=block)
             )
         head.append(_event("ping"))
-        pieces = [
-            _event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+        pieces += [
+            _event("content_block_delta", index=first, delta={"type": "text_delta", "text": piece})
             for piece in reply.pieces
         ]
         if text and reply.tool_calls:
-            pieces.append(_event("content_block_stop", index=0))
-        for number, call in enumerate(reply.tool_calls, start=int(text)):
+            pieces.append(_event("content_block_stop", index=first))
+        for number, call in enumerate(reply.tool_calls, start=first + int(text)):
             pieces.append(
                 _event("content_block_start", index=number, content_block=_tool_use(call, {}))
             )
@@ -124,7 +147,7 @@ class AnthropicMessages:
                 for part in reply.argument_pieces(call)
             ]
             pieces.append(_event("content_block_stop", index=number))
-        tail = [] if reply.tool_calls else [_event("content_block_stop", index=0)]
+        tail = [] if reply.tool_calls else [_event("content_block_stop", index=first)]
         tail += [
             _event(
                 "message_delta",
@@ -144,6 +167,22 @@ def _stop_reason(reply: Reply) -> str:
     if reply.tool_calls:
         return "tool_use"
     return "max_tokens" if reply.truncated else "end_turn"
+
+
+def _thinking(body: Mapping[str, Any]) -> bool:
+    """Whether extended thinking is asked for: ``{"type": "enabled", "budget_tokens": N}``."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, Mapping) or thinking.get("type") != "enabled":
+        return False
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise BadRequest(f"thinking.budget_tokens must be an integer >= 1, got {budget!r}")
+    return True
+
+
+def _signature(reply: Reply) -> str:
+    """A thinking block's signature: opaque, the same for the same thinking."""
+    return "sim-" + hashlib.sha256(reply.thinking.encode()).hexdigest()[:32]
 
 
 def _tool_use(call: ToolCall, arguments: object) -> dict[str, Any]:

@@ -39,7 +39,9 @@ _MODEL_KEYS = (
     "faults",
     "strict",
 )
-_RULE_KEYS = ("match", "system", "conversation", "tool", "reply", "tool_calls", "json")
+_RULE_KEYS = (
+    "match", "system", "conversation", "tool", "reply", "tool_calls", "json", "thinking",
+)  # fmt: skip
 _RULE_PATTERNS = ("match", "system", "conversation", "tool")
 _TOOL_CALL_KEYS = ("name", "arguments")
 _FAULT_KEYS = (
@@ -89,6 +91,8 @@ class Rule:
     tool_calls: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     #: the answer as JSON data (its text is this, serialized); None: ``reply``
     json: Any = None
+    #: the thinking shown when the request asks for thinking or reasoning
+    thinking: str | None = None
     #: where the rule is in the config, for messages: ``rules[2]``
     where: str = ""
 
@@ -304,6 +308,9 @@ def _rules(value: object, where: _Where) -> tuple[Rule, ...]:
                 tool_calls=calls,
                 json=_json_data(table["json"], item_where.child("json"))
                 if "json" in table
+                else None,
+                thinking=_string(table["thinking"], item_where.child("thinking"))
+                if "thinking" in table
                 else None,
                 where=item_where.description(),
             )

@@ -323,11 +323,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._error(dialect, status, error_kind, f"Simulated {status} error for {model}.")
             return
         try:
-            text, calls = state.answer(knobs, conversation)
+            reply = state.reply(knobs, conversation)
         except NoRule as unmatched:
             self._error(dialect, 400, "bad_request", str(unmatched))
             return
-        reply = make_reply(text, conversation.max_tokens, calls)
         if conversation.stream:
             plan = dialect.stream(conversation, reply)
             self._send_stream(plan, knobs.tokens_per_second, mangle=kind)

@@ -82,6 +82,7 @@ class OpenAIChat(OpenAIDialect):
             tool_choice=choice,
             schema=schema,
             json_mode=json_mode,
+            thinking=isinstance(body.get("reasoning_effort"), str),
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
@@ -187,5 +188,7 @@ def _usage(conversation: Conversation, reply: Reply) -> dict[str, Any]:
         "completion_tokens": completion,
         "total_tokens": conversation.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": reply.thinking_tokens * conversation.choices
+        },
     }

@@ -45,6 +45,7 @@ class OpenAIResponses(OpenAIDialect):
         messages = [item for item in items if isinstance(item.get("role"), str)]
         offered, choice = tools.responses_tools(body)
         schema, json_mode = tools.responses_schema(body)
+        reasoning = body.get("reasoning")
         texts = [text_of(message.get("content")) for message in messages]
         instructions = body.get("instructions")
         if isinstance(instructions, str):
@@ -62,6 +63,9 @@ class OpenAIResponses(OpenAIDialect):
             tool_choice=choice,
             schema=schema,
             json_mode=json_mode,
+            thinking=isinstance(reasoning, Mapping)
+            and any(reasoning.get(key) for key in ("effort", "summary")),
+            reasoning_summary=isinstance(reasoning, Mapping) and bool(reasoning.get("summary")),
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
@@ -73,13 +77,27 @@ class OpenAIResponses(OpenAIDialect):
         if reply.tool_calls:
             return self._stream_calls(builder)
         status = builder.final_status
-        part_ref = {"item_id": builder.message_id, "output_index": 0, "content_index": 0}
+        index = builder.message_index
+        part_ref = {"item_id": builder.message_id, "output_index": index, "content_index": 0}
+        reasoning = (
+            (
+                builder.event(
+                    "response.output_item.added", output_index=0, item=builder.reasoning()
+                ),
+                builder.event(
+                    "response.output_item.done", output_index=0, item=builder.reasoning()
+                ),
+            )
+            if reply.thinking
+            else ()
+        )
         head = (
             builder.event("response.created", response=builder.response("in_progress", [])),
             builder.event("response.in_progress", response=builder.response("in_progress", [])),
+            *reasoning,
             builder.event(
                 "response.output_item.added",
-                output_index=0,
+                output_index=index,
                 item=builder.message("in_progress", with_text=False),
             ),
             builder.event("response.content_part.added", **part_ref, part=_text_part("")),
@@ -93,9 +111,9 @@ class OpenAIResponses(OpenAIDialect):
             builder.event("response.output_text.done", **part_ref, text=reply.text, logprobs=[]),
             builder.event("response.content_part.done", **part_ref, part=_text_part(reply.text)),
             builder.event(
-                "response.output_item.done", output_index=0, item=builder.message(status)
+                "response.output_item.done", output_index=index, item=builder.message(status)
             ),
-            builder.event(done_event, response=builder.response(status, [builder.message(status)])),
+            builder.event(done_event, response=builder.response(status, builder.output(status))),
         )
         return StreamPlan(head, pieces, tail)
 
@@ -111,7 +129,7 @@ class OpenAIResponses(OpenAIDialect):
         pieces = []
         items = builder.output(status)
         for index, item in enumerate(items):
-            if item["type"] == "message":  # its text as one piece: calls are the point here
+            if item["type"] in ("message", "reasoning"):  # whole: the calls are the point here
                 pieces.append(
                     builder.event("response.output_item.added", output_index=index, item=item)
                 )
@@ -154,6 +172,9 @@ class _ResponseBuilder:
         self.reply = reply
         self.response_id = new_id("resp_")
         self.message_id = new_id("msg_")
+        self.reasoning_id = new_id("rs_")
+        #: the message's place in the output: after the reasoning item, if any
+        self.message_index = 1 if reply.thinking else 0
         self.created_at = int(time.time())
         self.final_status = "incomplete" if reply.truncated else "completed"
         self._sequence = 0
@@ -177,7 +198,7 @@ class _ResponseBuilder:
     def output(self, status: str) -> list[dict[str, Any]]:
         """The answer's output items: its message (when it has text, or makes no call) and
         a ``function_call`` item per call."""
-        items = []
+        items = [self.reasoning()] if self.reply.thinking else []
         if self.reply.text or not self.reply.tool_calls:
             items.append(self.message(status))
         items += [
@@ -193,6 +214,16 @@ class _ResponseBuilder:
         ]
         return items
 
+    def reasoning(self) -> dict[str, Any]:
+        """The reasoning item: its summary when one was asked for (the reasoning itself is
+        never shown, as OpenAI keeps it)."""
+        summary = (
+            [{"type": "summary_text", "text": self.reply.thinking}]
+            if self.conversation.reasoning_summary
+            else []
+        )
+        return {"type": "reasoning", "id": self.reasoning_id, "summary": summary}
+
     def response(self, status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
         finished = status != "in_progress"
         usage = None
@@ -203,7 +234,7 @@ class _ResponseBuilder:
                 "output_tokens": completion,
                 "total_tokens": prompt + completion,
                 "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens_details": {"reasoning_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": self.reply.thinking_tokens},
             }
         incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
         return {

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import tools
 from .config import ModelConfig, SimulatorConfig
+from .wire import make_reply
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .config import Fault, Rule
     from .tools import ToolCall
-    from .wire import Conversation
+    from .wire import Conversation, Reply
 
 RPM_WINDOW_SECONDS = 60.0
 # Served when the config lists no models: any model id is accepted with default knobs.
@@ -120,6 +121,29 @@ class SimulatorState:
         """The answer's text (see :meth:`answer`)."""
         return self.answer(knobs, conversation)[0]
 
+    def reply(self, knobs: ModelConfig, conversation: Conversation) -> Reply:
+        """The whole answer: its text, tool calls and thinking (when the request asks for
+        it: the rule's ``thinking``, else a line about the prompt), cut to the request's
+        limit."""
+        text, calls = self.answer(knobs, conversation)
+        thinking = ""
+        if conversation.thinking:
+            rule = self._rule(knobs, conversation)
+            given = rule.thinking if rule is not None else None
+            prompt = conversation.last_user_text
+            thinking = given if given is not None else f"The user asks: {prompt[:80]}"
+        return make_reply(text, conversation.max_tokens, calls, thinking)
+
+    def _rule(self, knobs: ModelConfig, conversation: Conversation) -> Rule | None:
+        """The first model rule or global rule that answers ``conversation``, if one does."""
+        prompt = conversation.last_user_text
+        for rule in (*knobs.rules, *self.config.rules):
+            if _fits(rule, conversation) and rule.matches(
+                prompt, conversation.system_text, conversation.transcript
+            ):
+                return rule
+        return None
+
     def answer(
         self, knobs: ModelConfig, conversation: Conversation
     ) -> tuple[str, tuple[ToolCall, ...]]:
@@ -130,16 +154,14 @@ class SimulatorState:
         prompt = conversation.last_user_text
         if any(pattern.search(prompt) for pattern in knobs.wrong):
             return knobs.wrong_reply.replace("{model}", conversation.model), ()
-        for rule in (*knobs.rules, *self.config.rules):
-            if _fits(rule, conversation) and rule.matches(
-                prompt, conversation.system_text, conversation.transcript
-            ):
-                calls = tuple(tools.call(name, arguments) for name, arguments in rule.tool_calls)
-                if rule.json is not None:
-                    text = json.dumps(rule.json, ensure_ascii=False)
-                else:
-                    text = rule.reply.replace("{model}", conversation.model)
-                return _shaped(text, conversation, rule), calls
+        rule = self._rule(knobs, conversation)
+        if rule is not None:
+            calls = tuple(tools.call(name, arguments) for name, arguments in rule.tool_calls)
+            if rule.json is not None:
+                text = json.dumps(rule.json, ensure_ascii=False)
+            else:
+                text = rule.reply.replace("{model}", conversation.model)
+            return _shaped(text, conversation, rule), calls
         choice = conversation.tool_choice
         if choice is not None and choice.forces:
             tool = next(t for t in conversation.tools if choice.name in (None, t.name))

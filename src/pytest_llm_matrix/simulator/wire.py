@@ -157,6 +157,8 @@ class Conversation:
     tool_choice: Choice | None = None  # whether it asks for a call (None: as it likes)
     schema: Mapping[str, Any] | None = None  # the JSON schema the answer must follow
     json_mode: bool = False  # a JSON answer asked for (json_object, or a schema)
+    thinking: bool = False  # thinking or reasoning asked for (its text is in the answer)
+    reasoning_summary: bool = False  # the Responses API: a summary of it asked for
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,15 @@ class Reply:
     truncated: bool
     completion_tokens: int
     tool_calls: tuple[ToolCall, ...] = ()
+    thinking: str = ""  # the thinking before the answer (its tokens are in the count)
+
+    @property
+    def thinking_tokens(self) -> int:
+        return count_tokens(self.thinking) if self.thinking else 0
+
+    def thinking_pieces(self) -> tuple[str, ...]:
+        text = self.thinking
+        return tuple(text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN))
 
     def argument_pieces(self, call: ToolCall) -> tuple[str, ...]:
         """A call's arguments in stream-sized pieces (one token each)."""
@@ -175,9 +186,21 @@ class Reply:
         return tuple(text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN))
 
 
-def make_reply(text: str, max_tokens: int | None, tool_calls: tuple[ToolCall, ...] = ()) -> Reply:
+def make_reply(
+    text: str, max_tokens: int | None, tool_calls: tuple[ToolCall, ...] = (), thinking: str = ""
+) -> Reply:
     """Cut `text` to `max_tokens` and split it so each stream chunk is exactly one token;
-    ``tool_calls`` add their names' and arguments' tokens."""
+    ``tool_calls`` add their names' and arguments' tokens, ``thinking`` its own."""
+    if thinking:
+        reply = make_reply(text, max_tokens, tool_calls)
+        return Reply(
+            reply.text,
+            reply.pieces,
+            reply.truncated,
+            reply.completion_tokens + count_tokens(thinking),
+            reply.tool_calls,
+            thinking,
+        )
     if tool_calls:
         calls = sum(count_tokens(call.name + call.arguments) for call in tool_calls)
         reply = make_reply(text, max_tokens) if text else Reply("", (), False, 0)
