@@ -13,6 +13,7 @@ import openai
 import pydantic
 import pytest
 
+from pytest_llm_matrix.report.stats import JUDGED
 from pytest_llm_matrix.simulator import SimulatorConfigError, parse_config
 
 WEATHER = {
@@ -514,3 +515,91 @@ def test_chat_reasoning_tokens_in_usage(simulator):
     assert reasoned.choices[0].message.content == "Sunny."
     assert reasoned.usage.completion_tokens_details.reasoning_tokens == 6
     assert reasoned.usage.completion_tokens == plain.usage.completion_tokens + 6
+
+
+# --- rules that apply by chance ------------------------------------------------------------
+
+
+FLIP = {
+    "seed": 3,
+    "rules": [
+        {"match": "flip", "reply": "heads", "p": 0.5},
+        {"match": "flip", "reply": "tails"},
+    ],
+}
+
+
+def flips(simulator, config, test="t.py::test_flip", count=200):
+    sim = simulator(config)
+    headers = {"x-llm-matrix-test": test} if test else {}
+    with openai.OpenAI(
+        base_url=sim.url + "/v1", api_key="k", max_retries=0, default_headers=headers
+    ) as client:
+        return [
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "flip"}]
+            )
+            .choices[0]
+            .message.content
+            for _ in range(count)
+        ]
+
+
+def test_a_chance_rule_applies_as_often_as_its_p_and_reproducibly(simulator):
+    first = flips(simulator, FLIP)
+    # a binomial(200, 0.5) count lands in [82, 118] with 99% probability
+    assert 82 <= first.count("heads") <= 118
+    assert set(first) == {"heads", "tails"}
+    assert flips(simulator, FLIP) == first  # same seed, same test: the same answers
+    assert flips(simulator, {**FLIP, "seed": 4}) != first
+    assert flips(simulator, FLIP, test="t.py::test_other") != first  # each test its own draws
+    assert flips(simulator, FLIP, test=None, count=40) == flips(
+        simulator, FLIP, test=None, count=40
+    )
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, math.nan, math.inf, True, "0.5"])
+def test_a_chance_outside_0_to_1_is_refused_naming_the_rule(p):
+    with pytest.raises(SimulatorConfigError, match=r"rules\[0\]\.p: must be a probability"):
+        parse_config({"rules": [{"match": "x", "reply": "y", "p": p}]}, source="sim.toml")
+
+
+def test_a_repeated_tests_runs_differ_and_a_seed_reproduces_them(pytester, write_config):
+    """Each run of a repeated test is a test of its own for the simulator's draws: runs of a
+    rule with p = 0.5 differ, a second session gives the same outcomes, another seed others."""
+    write_config(
+        """
+[tool.llm-matrix.models.coin]
+provider = "simulator"
+
+[tool.llm-matrix.simulator]
+rules = [
+  { match = "flip", reply = "heads", p = 0.5 },
+  { match = "flip", reply = "tails" },
+]
+"""
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm(repeat=30, min_pass_rate=0.5)
+        def test_flip(llm):
+            assert llm.complete("flip") == "heads"
+        """
+    )
+
+    def outcomes(*args: str) -> dict[int, str]:
+        """Each run that ran: its outcome (with early stop, not every run runs)."""
+        pytester.runpytest_subprocess("-p", "no:randomly", "--llm-report=r.json", *args)
+        [test] = json.loads((pytester.path / "r.json").read_text())["tests"]
+        return {run["index"]: run["outcome"] for run in test["runs"] if run["outcome"] in JUDGED}
+
+    first = outcomes()
+    assert len(first) >= 15
+    assert set(first.values()) == {"passed", "failed"}
+    parallel = outcomes("-n", "2")  # whichever worker runs a run, its draw is the same
+    assert len(parallel.keys() & first.keys()) >= 10
+    assert all(parallel[run] == first[run] for run in parallel.keys() & first.keys())
+    reseeded = outcomes("--llm-sim-seed=12345")
+    assert any(reseeded[run] != first[run] for run in reseeded.keys() & first.keys())

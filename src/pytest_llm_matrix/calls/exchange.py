@@ -29,6 +29,7 @@ import time
 import zlib
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
 import pytest
 
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 
 #: Kept free before the test's deadline, so that our own, clearer failure comes first.
 DEADLINE_MARGIN: Final = 0.25
+#: The header that tells a simulated model which test asks (the simulator's chance rules).
+TEST_HEADER: Final = "x-llm-matrix-test"
 POLL_FIRST: Final = 0.002
 #: Waiters poll about as often as a contended slot's hand-off lasts (limits.HANDOFF), so
 #: long waiters are not outrun by fresh callers.
@@ -438,6 +441,9 @@ class Exchange:
         __tracebackhide__ = True
         if keep is not None:
             recording.readable_encodings(request)
+        if self.model.provider == "simulator" and self.ctx is not None and self.ctx.nodeid:
+            # the simulator draws its chance rules per test (simulator.handler.TEST_HEADER)
+            request.headers[TEST_HEADER] = quote(self.ctx.nodeid, safe="/:[]-_.")
         attempt = 0
         earlier: list[str] = []  # what the attempts before this one got, for its failure
         while True:

@@ -73,6 +73,7 @@ _RANGES: Final[Mapping[str, checks.Range]] = {
     "llm_max_wait": checks.MAX_WAIT,
     "llm_max_cost": checks.MAX_COST,
     "llm_repeat": checks.REPEAT,
+    "llm_sim_seed": checks.SIM_SEED,
 }
 
 #: The parsers of the options that take a number, by dest; each is made for the origin its
@@ -169,6 +170,15 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="per-test timeout for models that set none (becomes a pytest-timeout mark): "
         f"{checks.TIMEOUT}. ini: llm_timeout.",
+    )
+    group.addoption(
+        "--llm-sim-seed",
+        dest="llm_sim_seed",
+        metavar="N",
+        type=_PARSERS["llm_sim_seed"]("--llm-sim-seed"),
+        default=None,
+        help=f"the built-in simulator's seed for this run ({checks.SIM_SEED}): its latency "
+        "ranges and rules with a chance (p); default: its config's seed.",
     )
     group.addoption(
         "--llm-max-attempts",

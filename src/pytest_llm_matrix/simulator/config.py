@@ -40,7 +40,7 @@ _MODEL_KEYS = (
     "strict",
 )
 _RULE_KEYS = (
-    "match", "system", "conversation", "tool", "reply", "tool_calls", "json", "thinking",
+    "match", "system", "conversation", "tool", "reply", "tool_calls", "json", "thinking", "p",
 )  # fmt: skip
 _RULE_PATTERNS = ("match", "system", "conversation", "tool")
 _TOOL_CALL_KEYS = ("name", "arguments")
@@ -93,6 +93,8 @@ class Rule:
     json: Any = None
     #: the thinking shown when the request asks for thinking or reasoning
     thinking: str | None = None
+    #: how often the rule applies when it matches (else the next rule is checked)
+    p: float = 1.0
     #: where the rule is in the config, for messages: ``rules[2]``
     where: str = ""
 
@@ -312,10 +314,18 @@ def _rules(value: object, where: _Where) -> tuple[Rule, ...]:
                 thinking=_string(table["thinking"], item_where.child("thinking"))
                 if "thinking" in table
                 else None,
+                p=_probability(table["p"], item_where.child("p")) if "p" in table else 1.0,
                 where=item_where.description(),
             )
         )
     return tuple(rules)
+
+
+def _probability(value: object, where: _Where) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(float(value)) or not 0 <= float(value) <= 1:  # type: ignore[arg-type]
+        raise where.error(f"must be a probability from 0 to 1, got {_shown(value)}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def _json_data(value: object, where: _Where) -> Any:

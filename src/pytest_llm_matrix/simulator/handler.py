@@ -10,6 +10,7 @@ lazily.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import re
@@ -46,6 +47,9 @@ _DIALECTS: dict[str, Dialect] = {
     "/v1/messages": AnthropicMessages(),
     "/v1/embeddings": OpenAIEmbeddings(),
 }
+#: The test a request comes from, as pytest-llm-matrix sends it to a simulated model: chance
+#: rules (``p``) are drawn per test.
+TEST_HEADER = "x-llm-matrix-test"
 #: Azure OpenAI's deployment paths: ``/openai/deployments/<name>/chat/completions``.
 _DEPLOYMENT = re.compile(r"/openai/deployments/(?P<name>[^/]+)(?P<rest>/.+)")
 _DEPLOYMENT_PATHS = ("/chat/completions", "/embeddings")
@@ -294,6 +298,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         except BadRequest as exc:
             self._error(dialect, 400, "bad_request", str(exc))
             return None
+        if test := self.headers.get(TEST_HEADER):
+            conversation = dataclasses.replace(conversation, test=test[:1000])
         retry = state.admit(model, knobs)
         if retry is not None:
             message = f"Rate limit reached for {model}: {knobs.rpm} requests per minute."

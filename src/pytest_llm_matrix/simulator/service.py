@@ -56,8 +56,11 @@ class SimulatorService:
         from pytest_llm_matrix.simulator.config import SimulatorConfigError, parse_config
 
         where = f"{settings.registry.source}: simulator"
+        data = simulator_config_data(settings)
+        if (seed := config.option.llm_sim_seed) is not None:
+            data["seed"] = seed  # this run's, over the config's
         try:
-            sim_config = parse_config(simulator_config_data(settings), source=where)
+            sim_config = parse_config(data, source=where)
         except SimulatorConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
         self._sim_config = sim_config

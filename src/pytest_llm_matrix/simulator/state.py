@@ -58,6 +58,8 @@ class SimulatorState:
         self._requests: Counter[str] = Counter()
         self._statuses: Counter[int] = Counter()
         self._faults: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        #: (test, rule) -> how many times a chance rule was drawn for that test
+        self._draws: Counter[tuple[str, str]] = Counter()
         self._in_flight = 0
         self._max_in_flight = 0
         self._in_flight_by_model: Counter[str] = Counter()
@@ -125,27 +127,47 @@ class SimulatorState:
         """The whole answer: its text, tool calls and thinking (when the request asks for
         it: the rule's ``thinking``, else a line about the prompt), cut to the request's
         limit."""
-        text, calls = self.answer(knobs, conversation)
+        rule = self._rule(knobs, conversation)
+        text, calls = self._answer(knobs, conversation, rule)
         thinking = ""
         if conversation.thinking:
-            rule = self._rule(knobs, conversation)
             given = rule.thinking if rule is not None else None
             prompt = conversation.last_user_text
             thinking = given if given is not None else f"The user asks: {prompt[:80]}"
         return make_reply(text, conversation.max_tokens, calls, thinking)
 
     def _rule(self, knobs: ModelConfig, conversation: Conversation) -> Rule | None:
-        """The first model rule or global rule that answers ``conversation``, if one does."""
+        """The first model rule or global rule that answers ``conversation``, if one does
+        (one with a ``p`` below 1 only as often as its chance says)."""
         prompt = conversation.last_user_text
         for rule in (*knobs.rules, *self.config.rules):
-            if _fits(rule, conversation) and rule.matches(
-                prompt, conversation.system_text, conversation.transcript
+            if (
+                _fits(rule, conversation)
+                and rule.matches(prompt, conversation.system_text, conversation.transcript)
+                and (rule.p >= 1 or self._chance(rule, conversation.test))
             ):
                 return rule
         return None
 
+    def _chance(self, rule: Rule, test: str) -> bool:
+        """Whether a rule with ``p`` applies this time: the seed, the test (its id, a run
+        of a repeated test has its own) and how many times it was drawn for that test
+        decide, so a run is reproduced with the same seed, whatever ran in parallel."""
+        with self._lock:
+            key = (test, rule.where)
+            drawn = self._draws[key]
+            self._draws[key] = drawn + 1
+        draw = random.Random(f"{self.config.seed}|{test}|{rule.where}|{drawn}").random()
+        return draw < rule.p
+
     def answer(
         self, knobs: ModelConfig, conversation: Conversation
+    ) -> tuple[str, tuple[ToolCall, ...]]:
+        """The answer's text and tool calls (see :meth:`_answer`)."""
+        return self._answer(knobs, conversation, self._rule(knobs, conversation))
+
+    def _answer(
+        self, knobs: ModelConfig, conversation: Conversation, rule: Rule | None
     ) -> tuple[str, tuple[ToolCall, ...]]:
         """The answer's text and tool calls: the wrong answer, else the first model rule or
         global rule that matches and fits the request's tools, else a call the request
@@ -154,7 +176,6 @@ class SimulatorState:
         prompt = conversation.last_user_text
         if any(pattern.search(prompt) for pattern in knobs.wrong):
             return knobs.wrong_reply.replace("{model}", conversation.model), ()
-        rule = self._rule(knobs, conversation)
         if rule is not None:
             calls = tuple(tools.call(name, arguments) for name, arguments in rule.tool_calls)
             if rule.json is not None:
@@ -226,6 +247,7 @@ class SimulatorState:
             self._requests.clear()
             self._statuses.clear()
             self._faults.clear()
+            self._draws.clear()
             self._max_in_flight = self._in_flight
             live = {model: n for model, n in self._in_flight_by_model.items() if n}
             self._in_flight_by_model = Counter(live)
