@@ -603,3 +603,18 @@ rules = [
     assert all(parallel[run] == first[run] for run in parallel.keys() & first.keys())
     reseeded = outcomes("--llm-sim-seed=12345")
     assert any(reseeded[run] != first[run] for run in reseeded.keys() & first.keys())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_n_choices_are_answered_each_anew(simulator, stream):
+    sim = simulator(FLIP)
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client:
+        ask = {"model": "m", "messages": [{"role": "user", "content": "flip"}], "n": 20}
+        if stream:
+            with client.chat.completions.stream(**ask) as events:
+                answer = events.get_final_completion()
+        else:
+            answer = client.chat.completions.create(**ask)
+    texts = [choice.message.content for choice in answer.choices]
+    assert [choice.index for choice in answer.choices] == list(range(20))
+    assert set(texts) == {"heads", "tails"}

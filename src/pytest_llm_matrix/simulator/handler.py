@@ -330,6 +330,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             return
         try:
             reply = state.reply(knobs, conversation)
+            if conversation.choices > 1:  # each choice answered anew: chance rules differ
+                others = tuple(
+                    state.reply(knobs, conversation) for _ in range(conversation.choices - 1)
+                )
+                reply = dataclasses.replace(reply, others=others)
         except NoRule as unmatched:
             self._error(dialect, 400, "bad_request", str(unmatched))
             return

@@ -6,7 +6,9 @@ Field names and shapes follow what the official openai SDK parses, so SDK users 
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import tools
@@ -86,17 +88,6 @@ class OpenAIChat(OpenAIDialect):
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
-        if reply.tool_calls:
-            message["content"] = reply.text or None
-            message["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                }
-                for call in reply.tool_calls
-            ]
         return {
             "id": new_id("chatcmpl-"),
             "object": "chat.completion",
@@ -105,11 +96,11 @@ class OpenAIChat(OpenAIDialect):
             "choices": [
                 {
                     "index": index,
-                    "message": message,
+                    "message": _message(choice),
                     "logprobs": None,
-                    "finish_reason": _finish_reason(reply),
+                    "finish_reason": _finish_reason(choice),
                 }
-                for index in range(conversation.choices)
+                for index, choice in enumerate(reply.choices)
             ],
             "usage": _usage(conversation, reply),
         }
@@ -130,39 +121,71 @@ class OpenAIChat(OpenAIDialect):
                 payload["usage"] = usage  # null on every chunk but the last
             return SSEEvent.of(payload)
 
-        indexes = range(conversation.choices)
-
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> SSEEvent:
             choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
             return envelope([choice], None)
 
-        tail = [chunk(index, {}, _finish_reason(reply)) for index in indexes]
+        choices = list(enumerate(reply.choices))
+        tail = [chunk(index, {}, _finish_reason(choice)) for index, choice in choices]
         if conversation.include_usage:
             tail.append(envelope([], _usage(conversation, reply)))
         tail.append(SSEEvent("[DONE]"))
         # an answer of calls only has no content at all (null), as OpenAI streams it
-        content = "" if reply.text or not reply.tool_calls else None
-        start = {"role": "assistant", "content": content, "refusal": None}
-        pieces = [chunk(index, {"content": piece}) for piece in reply.pieces for index in indexes]
-        for number, call in enumerate(reply.tool_calls):
-            # the call's id, type and name first, then its arguments piece by piece
-            opening = {
-                "index": number,
+        head = [
+            chunk(
+                index,
+                {
+                    "role": "assistant",
+                    "content": "" if choice.text or not choice.tool_calls else None,
+                    "refusal": None,
+                },
+            )
+            for index, choice in choices
+        ]
+        # the choices' pieces interleaved, token by token, as several choices come
+        per_choice = [
+            [chunk(index, {"content": piece}) for piece in choice.pieces]
+            + _calls(index, choice, chunk)
+            for index, choice in choices
+        ]
+        pieces = [event for step in itertools.zip_longest(*per_choice) for event in step if event]
+        return StreamPlan(head=tuple(head), pieces=tuple(pieces), tail=tuple(tail))
+
+
+def _message(reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+    if reply.tool_calls:
+        message["content"] = reply.text or None
+        message["tool_calls"] = [
+            {
                 "id": call.id,
                 "type": "function",
-                "function": {"name": call.name, "arguments": ""},
+                "function": {"name": call.name, "arguments": call.arguments},
             }
-            pieces += [chunk(index, {"tool_calls": [opening]}) for index in indexes]
-            pieces += [
-                chunk(index, {"tool_calls": [{"index": number, "function": {"arguments": part}}]})
-                for part in reply.argument_pieces(call)
-                for index in indexes
-            ]
-        return StreamPlan(
-            head=tuple(chunk(index, start) for index in indexes),
-            pieces=tuple(pieces),
-            tail=tuple(tail),
-        )
+            for call in reply.tool_calls
+        ]
+    return message
+
+
+def _calls(
+    index: int, reply: Reply, chunk: Callable[[int, dict[str, Any]], SSEEvent]
+) -> list[SSEEvent]:
+    """A choice's calls as chunks: each call's id, type and name first, then its arguments
+    piece by piece."""
+    events = []
+    for number, call in enumerate(reply.tool_calls):
+        opening = {
+            "index": number,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        events.append(chunk(index, {"tool_calls": [opening]}))
+        events += [
+            chunk(index, {"tool_calls": [{"index": number, "function": {"arguments": part}}]})
+            for part in reply.argument_pieces(call)
+        ]
+    return events
 
 
 def _finish_reason(reply: Reply) -> str:
@@ -182,13 +205,13 @@ def _choices(body: Mapping[str, Any]) -> int:
 
 
 def _usage(conversation: Conversation, reply: Reply) -> dict[str, Any]:
-    completion = reply.completion_tokens * conversation.choices  # every choice is generated
+    completion = sum(choice.completion_tokens for choice in reply.choices)  # all generated
     return {
         "prompt_tokens": conversation.prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": conversation.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": reply.thinking_tokens * conversation.choices
+            "reasoning_tokens": sum(choice.thinking_tokens for choice in reply.choices)
         },
     }

@@ -172,6 +172,11 @@ class Reply:
     completion_tokens: int
     tool_calls: tuple[ToolCall, ...] = ()
     thinking: str = ""  # the thinking before the answer (its tokens are in the count)
+    others: tuple[Reply, ...] = ()  # OpenAI's ``n``: the other choices, each answered anew
+
+    @property
+    def choices(self) -> tuple[Reply, ...]:
+        return (self, *self.others)
 
     @property
     def thinking_tokens(self) -> int:
