@@ -412,6 +412,15 @@ def test_chat_parse_gets_an_answer_that_follows_its_schema(shaped):
     jsonschema.validate(json.loads(made.choices[0].message.content), Order.model_json_schema())
 
 
+def test_chat_stream_with_a_schema_parses(shaped):
+    ask = [{"role": "user", "content": "Give me the order as JSON"}]
+    with shaped.chat.completions.stream(model="m", messages=ask, response_format=Order) as events:
+        answer = events.get_final_completion()
+    assert answer.choices[0].message.parsed == Order(
+        order_id="A-1", items=["tea"], total=4.5, express=False
+    )
+
+
 def test_a_rules_json_that_breaks_the_requests_schema_is_a_400_naming_the_rule(shaped):
     with pytest.raises(openai.BadRequestError) as refused:
         shaped.chat.completions.parse(
@@ -440,12 +449,13 @@ def test_responses_parse_follows_the_schema(shaped, stream):
     assert isinstance(answer.output_parsed, Order)
 
 
-def test_anthropic_output_format_follows_the_schema(simulator):
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_anthropic_output_format_follows_the_schema(simulator, stream):
     sim = simulator({})
     schema = Order.model_json_schema()
     with anthropic.Anthropic(base_url=sim.url, api_key="k", max_retries=0) as client:
-        answer = client.messages.create(
-            model="m", max_tokens=300, messages=[{"role": "user", "content": "anything"}],
+        answer = claude_turn(
+            client, [{"role": "user", "content": "anything"}], stream, tools=[],
             extra_body={"output_format": {"type": "json_schema", "schema": schema}},
         )  # fmt: skip
     jsonschema.validate(json.loads(answer.content[0].text), schema)
