@@ -4,8 +4,11 @@ request demands with arguments made from the tool's schema, and bad rule configs
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
 import math
+import uuid
 
 import anthropic
 import jsonschema
@@ -23,7 +26,7 @@ WEATHER = {
         "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
         "days": {"type": "integer", "minimum": 1},
     },
-    "required": ["city", "unit", "days"],
+    "required": ["city"],
     "additionalProperties": False,
 }
 TIME = {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}
@@ -480,7 +483,7 @@ THINKING_RULES = {
 def test_anthropic_thinking_blocks(simulator, stream):
     sim = simulator(THINKING_RULES)
     with anthropic.Anthropic(base_url=sim.url, api_key="k", max_retries=0) as client:
-        thinking = {"type": "enabled", "budget_tokens": 2048}
+        thinking = {"type": "enabled", "budget_tokens": 200}
         answer = claude_turn(
             client, [{"role": "user", "content": "weather?"}], stream, thinking=thinking, tools=[]
         )
@@ -628,3 +631,249 @@ def test_n_choices_are_answered_each_anew(simulator, stream):
     texts = [choice.message.content for choice in answer.choices]
     assert [choice.index for choice in answer.choices] == list(range(20))
     assert set(texts) == {"heads", "tails"}
+
+
+# --- hostile and odd requests (found by review) --------------------------------------------
+
+
+def raw_post(sim, path, body: bytes | str):
+    import httpx2
+
+    content = body.encode() if isinstance(body, str) else body
+    return httpx2.post(
+        sim.url + path, content=content, headers={"content-type": "application/json"}, timeout=10
+    )
+
+
+#: 100 x 100 x 100 strings: a request of a few hundred bytes asking for a million values
+HUNDRED_CUBED = {"type": "array", "minItems": 100, "items": {"type": "string"}}
+for _ in range(2):
+    HUNDRED_CUBED = {"type": "array", "minItems": 100, "items": HUNDRED_CUBED}
+
+
+def forced(parameters) -> str:
+    return json.dumps(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": parameters}}],
+            "tool_choice": "required",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        forced({"type": "object", "$defs": None, "properties": {}}),
+        forced({"type": "object", "$defs": [1], "properties": {}}),
+        forced({"type": "object", "properties": {"a": {"type": "integer", "minimum": 1e999}}}),
+        forced({"type": "object", "properties": {"a": {"type": "number", "enum": [1e999]}}}),
+        forced({"type": "object", "properties": {"a": HUNDRED_CUBED}}),
+        "[" * 100_000,
+    ],
+    ids=["defs-null", "defs-list", "huge-minimum", "infinite-enum", "nested-minitems", "deep"],
+)
+def test_a_hostile_request_gets_a_400_not_a_dropped_connection(simulator, body):
+    sim = simulator({})
+    answer = raw_post(sim, "/v1/chat/completions", body)
+    if answer.status_code == 200:  # a value that could be made must be valid JSON
+        arguments = answer.json()["choices"][0]["message"]["tool_calls"][0]["function"]
+        json.loads(arguments["arguments"], parse_constant=pytest.fail)
+    else:
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "required": 5},
+        {"type": "object", "properties": "abc"},
+        {"$defs": {"A": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"},
+    ],
+)
+def test_a_rules_json_against_an_odd_schema_is_answered(simulator, schema):
+    sim = simulator({"rules": [{"match": "json", "json": {"a": 1}}]})
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "json"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    }
+    answer = raw_post(sim, "/v1/chat/completions", json.dumps(body))
+    assert answer.status_code in (200, 400), answer.text
+
+
+class Everything(pydantic.BaseModel):
+    when: datetime.datetime
+    day: datetime.date
+    ident: uuid.UUID
+    code: str = pydantic.Field(max_length=3)
+    debt: int = pydantic.Field(le=-1)
+    nothing: list[int] = pydantic.Field(max_length=0)
+    zip_code: str = pydantic.Field(min_length=5, max_length=5)
+    step: int = pydantic.Field(multiple_of=7, gt=10)
+
+
+class Node(pydantic.BaseModel):
+    name: str
+    children: list[Node]
+
+
+@pytest.mark.parametrize("model", [Everything, Node])
+def test_made_answers_parse_into_common_pydantic_models(shaped, model):
+    answer = shaped.chat.completions.parse(
+        model="m", messages=[{"role": "user", "content": "anything"}], response_format=model
+    )
+    assert isinstance(answer.choices[0].message.parsed, model)
+
+
+def test_anthropic_parse_gets_structured_output(simulator):
+    sim = simulator({})
+    with anthropic.Anthropic(base_url=sim.url, api_key="k", max_retries=0) as client:
+        answer = client.messages.parse(
+            model="m", max_tokens=300, messages=[{"role": "user", "content": "anything"}],
+            output_format=Order,
+        )  # fmt: skip
+    assert isinstance(answer.parsed_output, Order)
+
+
+def test_json_mode_always_answers_a_json_object(simulator):
+    sim = simulator({})
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client:
+        answer = client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "anything"}],
+            response_format={"type": "json_object"},
+        )
+    assert json.loads(answer.choices[0].message.content) == {
+        "reply": "This is a simulated reply from m."
+    }
+
+
+def test_calls_follow_what_the_request_allows(oai, claude):
+    """A rule's calls: only to offered tools, one without parallel calls, only the named
+    tool's under a named tool_choice."""
+    ask = [{"role": "user", "content": "weather and time please"}]
+    only_weather = [CHAT_TOOLS[0]]
+    unoffered = oai.chat.completions.create(model="m", messages=ask, tools=only_weather)
+    # the parallel rule calls get_time too, which is not offered: the next rule answers
+    assert [c.function.name for c in unoffered.choices[0].message.tool_calls] == ["get_weather"]
+    assert unoffered.choices[0].message.content == "Let me look that up."
+    single = oai.chat.completions.create(
+        model="m", messages=ask, tools=CHAT_TOOLS, parallel_tool_calls=False
+    )
+    assert len(single.choices[0].message.tool_calls) == 1
+    named = oai.chat.completions.create(
+        model="m", messages=ask, tools=CHAT_TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )  # fmt: skip
+    assert [c.function.name for c in named.choices[0].message.tool_calls] == ["get_time"]
+    one = claude.messages.create(
+        model="m", max_tokens=300, messages=ask, tools=ANTHROPIC_TOOLS,
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+    )  # fmt: skip
+    assert [b.type for b in one.content] == ["tool_use"]
+
+
+def test_a_rules_arguments_that_break_the_tools_schema_are_a_400_naming_it(simulator):
+    sim = simulator(
+        {
+            "rules": [
+                {"match": "go", "tool_calls": [{"name": "get_weather", "arguments": {"town": 5}}]}
+            ]
+        }
+    )
+    refused = pytest.raises(openai.BadRequestError, match=r"rules\[0\]: its call to get_weather")
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client, refused:
+        client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "go"}], tools=CHAT_TOOLS
+        )
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "message"),
+    [
+        ("/v1/messages", {"tool_choice": "auto"}, "tool_choice must be an object"),
+        ("/v1/messages", {"tool_choice": {"type": "sometimes"}}, "unknown tool_choice type"),
+        ("/v1/messages", {"tools": [{"input_schema": {}}]}, "every tool needs a 'name'"),
+        ("/v1/chat/completions", {"tools": [{"type": "function", "function": {}}]}, "'name'"),
+        (
+            "/v1/messages",
+            {"thinking": {"type": "enabled", "budget_tokens": 500}},
+            "max_tokens must be greater than thinking.budget_tokens",
+        ),
+    ],
+)
+def test_bad_tool_and_thinking_requests_are_400s(simulator, path, extra, message):
+    sim = simulator({})
+    body = {"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "x"}]}
+    answer = raw_post(sim, path, json.dumps({**body, **extra}))
+    assert answer.status_code == 400
+    assert message in answer.text
+
+
+def test_max_tokens_bounds_calls_and_thinking(oai, claude):
+    ask = [{"role": "user", "content": "weather and time please"}]
+    cut = oai.chat.completions.create(model="m", messages=ask, tools=CHAT_TOOLS, max_tokens=2)
+    assert cut.choices[0].finish_reason == "length"
+    assert cut.usage.completion_tokens <= 2
+    thought = claude.messages.create(
+        model="m", max_tokens=3, messages=[{"role": "user", "content": "weather?"}],
+        thinking={"type": "enabled", "budget_tokens": 2},
+    )  # fmt: skip
+    assert thought.stop_reason == "max_tokens"
+    assert thought.usage.output_tokens <= 3
+
+
+def test_a_responses_stream_of_text_and_calls_streams_the_text(sim):
+    body = {
+        "model": "m", "input": "What is the weather in Paris?", "tools": RESPONSES_TOOLS,
+        "stream": True,
+    }  # fmt: skip
+    events = raw_post(sim, "/v1/responses", json.dumps(body)).text
+    assert events.count("event: response.output_text.delta") > 1
+    assert "event: response.function_call_arguments.delta" in events
+    cut = raw_post(sim, "/v1/responses", json.dumps({**body, "max_output_tokens": 2})).text
+    assert "event: response.incomplete" in cut
+    assert "event: response.completed" not in cut
+
+
+def test_the_not_stream_fault_answers_the_whole_completion(simulator):
+    sim = simulator({**CONFIG, "models": {"m": {"faults": [{"kind": "not_stream", "every": 1}]}}})
+    body = {
+        "model": "m", "stream": True, "tools": CHAT_TOOLS,
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+    }  # fmt: skip
+    answer = raw_post(sim, "/v1/chat/completions", json.dumps(body)).json()
+    assert answer["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+
+
+def test_token_counting_spends_no_rpm(simulator):
+    sim = simulator({"models": {"m": {"rpm": 2}}})
+    with anthropic.Anthropic(base_url=sim.url, api_key="k", max_retries=0) as client:
+        ask = [{"role": "user", "content": "hi"}]
+        for _ in range(3):
+            client.messages.count_tokens(model="m", messages=ask)
+        client.messages.create(model="m", max_tokens=10, messages=ask)  # not a 429
+
+
+def test_reasoning_effort_none_is_no_reasoning(oai):
+    answer = oai.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], reasoning_effort="none"
+    )
+    assert answer.usage.completion_tokens_details.reasoning_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"match": "x", "reply": "y", "p": 10**400}, "p: must be a probability"),
+        ({"match": "x", "json": None}, "json: must be JSON data other than null"),
+        ({"match": "x", "json": functools.reduce(lambda v, _: [v], range(5000), [])}, "nested"),
+    ],
+)
+def test_odd_rule_values_are_config_errors(rule, message):
+    with pytest.raises(SimulatorConfigError, match=r"rules\[0\]") as caught:
+        parse_config({"rules": [rule]}, source="sim.toml")
+    assert message in str(caught.value)

@@ -33,7 +33,7 @@ from .wire import (
 if TYPE_CHECKING:
     from email.message import Message
 
-    from .tools import ToolCall
+    from .wire import ToolCall
 
 _ANTHROPIC_ERRORS: dict[ErrorKind, str] = {
     "bad_request": "invalid_request_error",
@@ -164,9 +164,9 @@ def _event(event_type: str, **fields: object) -> SSEEvent:
 
 
 def _stop_reason(reply: Reply) -> str:
-    if reply.tool_calls:
-        return "tool_use"
-    return "max_tokens" if reply.truncated else "end_turn"
+    if reply.truncated:
+        return "max_tokens"
+    return "tool_use" if reply.tool_calls else "end_turn"
 
 
 def _thinking(body: Mapping[str, Any]) -> bool:
@@ -177,6 +177,11 @@ def _thinking(body: Mapping[str, Any]) -> bool:
     budget = thinking.get("budget_tokens")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise BadRequest(f"thinking.budget_tokens must be an integer >= 1, got {budget!r}")
+    limit = body.get("max_tokens")
+    if isinstance(limit, int) and not isinstance(limit, bool) and budget >= limit:
+        raise BadRequest(
+            f"max_tokens must be greater than thinking.budget_tokens ({limit} <= {budget})"
+        )
     return True
 
 

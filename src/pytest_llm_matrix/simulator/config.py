@@ -322,17 +322,21 @@ def _rules(value: object, where: _Where) -> tuple[Rule, ...]:
 
 
 def _probability(value: object, where: _Where) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(float(value)) or not 0 <= float(value) <= 1:  # type: ignore[arg-type]
+    # compared before any float(): a 400-digit integer is no float (NaN fails both tests)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise where.error(f"must be a probability from 0 to 1, got {_shown(value)}")
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def _json_data(value: object, where: _Where) -> Any:
+    if value is None:
+        raise where.error("must be JSON data other than null (a table, an array, a value)")
     try:
         json.dumps(value, allow_nan=False)
-    except (ValueError, TypeError):
-        raise where.error("must be plain JSON data (no NaN or infinity, no dates)") from None
+    except (ValueError, TypeError, RecursionError):
+        raise where.error(
+            "must be plain JSON data (no NaN or infinity, no dates, not nested too deep)"
+        ) from None
     return value
 
 
@@ -353,16 +357,7 @@ def _tool_calls(value: object, where: _Where) -> tuple[tuple[str, Mapping[str, A
             raise call_where.child("arguments").error(
                 f"must be a table of the call's arguments, got {_shown(arguments)}"
             )
-        try:
-            json.dumps(arguments, allow_nan=False)
-        except ValueError:
-            raise call_where.child("arguments").error(
-                "must be plain JSON data (no NaN or infinity, no dates)"
-            ) from None
-        except TypeError:
-            raise call_where.child("arguments").error(
-                "must be plain JSON data (no NaN or infinity, no dates)"
-            ) from None
+        _json_data(arguments, call_where.child("arguments"))
         calls.append((name, arguments))
     return tuple(calls)
 

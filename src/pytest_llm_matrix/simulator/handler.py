@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import re
@@ -29,14 +30,14 @@ from .openai_chat import OpenAIChat
 from .openai_embeddings import OpenAIEmbeddings
 from .openai_responses import OpenAIResponses
 from .state import NoRule
-from .wire import BadRequest, ErrorKind, SSEEvent, make_reply
+from .wire import BadRequest, ErrorKind, SSEEvent
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from .config import Fault, FaultKind, ModelConfig
     from .state import RetryAfter, SimulatorState
-    from .wire import Conversation, Dialect, StreamPlan
+    from .wire import Conversation, Dialect, Reply, StreamPlan
 
 _Request: TypeAlias = socket.socket | tuple[bytes, socket.socket]
 _Headers: TypeAlias = "Iterable[tuple[str, str]]"
@@ -172,7 +173,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         dialect = _DIALECTS["/v1/messages"]
         body = _json_object(self._read_body())
         model = body.get("model") if body is not None else None
-        admitted = self._admit(dialect, body, model if isinstance(model, str) else None)
+        # token counting has its own limits: not the model's rpm
+        admitted = self._admit(
+            dialect, body, model if isinstance(model, str) else None, limited=False
+        )
         if admitted is not None and body is not None:
             conversation = admitted[1]
             self._send_json(
@@ -268,7 +272,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 self._leave_in_flight = None
 
     def _admit(
-        self, dialect: Dialect, body: Mapping[str, Any] | None, model: str | None
+        self,
+        dialect: Dialect,
+        body: Mapping[str, Any] | None,
+        model: str | None,
+        limited: bool = True,
     ) -> tuple[ModelConfig, Conversation] | None:
         """Gatekeeping in the order a real API does it; sends the error and returns None
         when the request is rejected before reaching the model."""
@@ -298,8 +306,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         except BadRequest as exc:
             self._error(dialect, 400, "bad_request", str(exc))
             return None
-        if test := self.headers.get(TEST_HEADER):
-            conversation = dataclasses.replace(conversation, test=test[:1000])
+        if test := self.headers.get(TEST_HEADER):  # long ids stay apart: their digest
+            key = hashlib.sha256(test.encode("utf-8", "surrogateescape")).hexdigest()
+            conversation = dataclasses.replace(conversation, test=key)
+        if not limited:
+            return knobs, conversation
         retry = state.admit(model, knobs)
         if retry is not None:
             message = f"Rate limit reached for {model}: {knobs.rpm} requests per minute."
@@ -328,6 +339,24 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             status, error_kind = _ERROR_FAULTS[kind]
             self._error(dialect, status, error_kind, f"Simulated {status} error for {model}.")
             return
+        reply = self._reply(dialect, state, knobs, conversation)
+        if reply is None:
+            return
+        if conversation.stream:
+            plan = dialect.stream(conversation, reply)
+            self._send_stream(plan, knobs.tokens_per_second, mangle=kind)
+        else:
+            self._send_json(200, dialect.complete(conversation, reply), mangle=kind)
+
+    def _reply(
+        self,
+        dialect: Dialect,
+        state: SimulatorState,
+        knobs: ModelConfig,
+        conversation: Conversation,
+    ) -> Reply | None:
+        """The answer (each of ``n`` choices answered anew), or None when the request
+        cannot be answered as configured: a 400 that says why has gone out."""
         try:
             reply = state.reply(knobs, conversation)
             if conversation.choices > 1:  # each choice answered anew: chance rules differ
@@ -335,14 +364,15 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                     state.reply(knobs, conversation) for _ in range(conversation.choices - 1)
                 )
                 reply = dataclasses.replace(reply, others=others)
-        except NoRule as unmatched:
-            self._error(dialect, 400, "bad_request", str(unmatched))
-            return
-        if conversation.stream:
-            plan = dialect.stream(conversation, reply)
-            self._send_stream(plan, knobs.tokens_per_second, mangle=kind)
-        else:
-            self._send_json(200, dialect.complete(conversation, reply), mangle=kind)
+        except (NoRule, BadRequest) as refused:
+            self._error(dialect, 400, "bad_request", str(refused))
+            return None
+        except (RecursionError, TypeError, ValueError, OverflowError) as broken:
+            # a schema past what the simulator reads: said, never a dropped connection
+            message = f"the simulator cannot answer this request: {type(broken).__name__}"
+            self._error(dialect, 400, "bad_request", f"{message}: {broken}")
+            return None
+        return reply
 
     def _not_a_stream(
         self,
@@ -355,13 +385,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         """A stream was asked for; answer as a server that ignores ``stream`` (a whole JSON
         completion), a proxy's error page, or garbage - all with status 200 and no SSE."""
         if body == "json":
-            try:
-                text = state.reply_text(knobs, conversation)
-            except NoRule as unmatched:
-                self._error(dialect, 400, "bad_request", str(unmatched))
-                return
-            reply = make_reply(text, conversation.max_tokens)
-            self._send_json(200, dialect.complete(conversation, reply))
+            reply = self._reply(dialect, state, knobs, conversation)
+            if reply is not None:
+                self._send_json(200, dialect.complete(conversation, reply))
             return
         if body == "html":
             content_type, data = "text/html", b"<html><body><h1>Welcome</h1></body></html>"
@@ -469,7 +495,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 def _json_object(raw: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return None
     return value if isinstance(value, dict) else None
 

@@ -84,7 +84,7 @@ class OpenAIChat(OpenAIDialect):
             tool_choice=choice,
             schema=schema,
             json_mode=json_mode,
-            thinking=isinstance(body.get("reasoning_effort"), str),
+            thinking=body.get("reasoning_effort") not in (None, "none"),
         )
 
     def complete(self, conversation: Conversation, reply: Reply) -> dict[str, Any]:
@@ -189,9 +189,9 @@ def _calls(
 
 
 def _finish_reason(reply: Reply) -> str:
-    if reply.tool_calls:
-        return "tool_calls"
-    return "length" if reply.truncated else "stop"
+    if reply.truncated:
+        return "length"
+    return "tool_calls" if reply.tool_calls else "stop"
 
 
 def _choices(body: Mapping[str, Any]) -> int:

@@ -64,6 +64,7 @@ class OpenAIResponses(OpenAIDialect):
             schema=schema,
             json_mode=json_mode,
             thinking=isinstance(reasoning, Mapping)
+            and reasoning.get("effort") != "none"
             and any(reasoning.get(key) for key in ("effort", "summary")),
             reasoning_summary=isinstance(reasoning, Mapping) and bool(reasoning.get("summary")),
         )
@@ -129,13 +130,31 @@ class OpenAIResponses(OpenAIDialect):
         pieces = []
         items = builder.output(status)
         for index, item in enumerate(items):
-            if item["type"] in ("message", "reasoning"):  # whole: the calls are the point here
+            if item["type"] == "reasoning":
                 pieces.append(
                     builder.event("response.output_item.added", output_index=index, item=item)
                 )
                 pieces.append(
                     builder.event("response.output_item.done", output_index=index, item=item)
                 )
+                continue
+            if item["type"] == "message":  # its text streamed, as without calls
+                ref = {"item_id": item["id"], "output_index": index, "content_index": 0}
+                pieces += [
+                    builder.event(
+                        "response.output_item.added",
+                        output_index=index,
+                        item=builder.message("in_progress", with_text=False),
+                    ),
+                    builder.event("response.content_part.added", **ref, part=_text_part("")),
+                    *(
+                        builder.event("response.output_text.delta", **ref, delta=p, logprobs=[])
+                        for p in reply.pieces
+                    ),
+                    builder.event("response.output_text.done", **ref, text=reply.text, logprobs=[]),
+                    builder.event("response.content_part.done", **ref, part=_text_part(reply.text)),
+                    builder.event("response.output_item.done", output_index=index, item=item),
+                ]
                 continue
             call = next(c for c in reply.tool_calls if c.id == item["call_id"])
             ref = {"item_id": item["id"], "output_index": index}
@@ -156,7 +175,8 @@ class OpenAIResponses(OpenAIDialect):
                 )
             )
             pieces.append(builder.event("response.output_item.done", output_index=index, item=item))
-        tail = (builder.event("response.completed", response=builder.response(status, items)),)
+        done_event = "response.completed" if status == "completed" else "response.incomplete"
+        tail = (builder.event(done_event, response=builder.response(status, items)),)
         return StreamPlan(tuple(head), tuple(pieces), tail)
 
 

@@ -26,8 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .config import Fault, Rule
-    from .tools import ToolCall
-    from .wire import Conversation, Reply
+    from .wire import Conversation, Reply, ToolCall
 
 RPM_WINDOW_SECONDS = 60.0
 # Served when the config lists no models: any model id is accepted with default knobs.
@@ -177,7 +176,7 @@ class SimulatorState:
         if any(pattern.search(prompt) for pattern in knobs.wrong):
             return knobs.wrong_reply.replace("{model}", conversation.model), ()
         if rule is not None:
-            calls = tuple(tools.call(name, arguments) for name, arguments in rule.tool_calls)
+            calls = _calls(rule, conversation)
             if rule.json is not None:
                 text = json.dumps(rule.json, ensure_ascii=False)
             else:
@@ -260,12 +259,39 @@ class NoRule(Exception):
     JSON against the request's schema): a 400 that says why."""
 
 
+def _calls(rule: Rule, conversation: Conversation) -> tuple[ToolCall, ...]:
+    """A rule's calls as the request allows them (one, without parallel calls; only the
+    named tool's), each checked against its tool's schema: a rule's arguments that break
+    it are the config's mistake."""
+    choice = conversation.tool_choice
+    made = rule.tool_calls
+    if choice is not None and choice.mode == "named":
+        made = tuple(call for call in made if call[0] == choice.name)
+    if choice is not None and not choice.parallel:
+        made = made[:1]
+    schemas = {tool.name: tool.schema for tool in conversation.tools}
+    for name, arguments in made:
+        if (problem := tools.violation(dict(arguments), schemas.get(name))) is not None:
+            raise NoRule(
+                f"{rule.where}: its call to {name} does not follow the tool's schema: {problem}"
+            )
+    return tuple(tools.call(name, arguments) for name, arguments in made)
+
+
 def _shaped(text: str, conversation: Conversation, rule: Rule | None = None) -> str:
     """The answer's text in the shape the request asks for: with a JSON schema, text that
     validates (the rule's or the default reply, when it does; else a value made from the
-    schema); a rule's ``json`` that does not validate is the config's mistake."""
+    schema); a rule's ``json`` that does not validate is the config's mistake. JSON mode
+    without a schema: text that is a JSON object, else ``{"reply": text}``."""
     schema = conversation.schema
-    if schema is None or (not text and rule is not None and rule.tool_calls):
+    if not text and rule is not None and rule.tool_calls:
+        return text
+    if schema is None and conversation.json_mode:
+        try:
+            return text if isinstance(json.loads(text), dict) else json.dumps({"reply": text})
+        except ValueError:
+            return json.dumps({"reply": text}, ensure_ascii=False)
+    if schema is None:
         return text
     try:
         problem = tools.violation(json.loads(text), schema)
@@ -275,7 +301,7 @@ def _shaped(text: str, conversation: Conversation, rule: Rule | None = None) -> 
         return text
     if rule is not None and rule.json is not None:
         raise NoRule(f"{rule.where}: its json does not follow the request's schema: {problem}")
-    return json.dumps(tools.example(schema), ensure_ascii=False)
+    return json.dumps(tools.example(schema), ensure_ascii=False, allow_nan=False)
 
 
 def _fits(rule: Rule, conversation: Conversation) -> bool:
@@ -287,8 +313,8 @@ def _fits(rule: Rule, conversation: Conversation) -> bool:
         return False
     choice = conversation.tool_choice
     mode = choice.mode if choice is not None else "auto"
-    if rule.tool_calls and (not offered or mode == "none"):
-        return False
+    if rule.tool_calls and (mode == "none" or any(n not in offered for n, _ in rule.tool_calls)):
+        return False  # no calls allowed, or one to a tool the request does not offer
     if mode == "required":
         return bool(rule.tool_calls)
     if mode == "named" and choice is not None:

@@ -13,91 +13,80 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from .wire import BadRequest, text_of
-
-
-@dataclass(frozen=True)
-class Tool:
-    """An offered function: its name and its parameters' JSON schema."""
-
-    name: str
-    schema: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Choice:
-    """What the request allows: no call (``none``), any (``auto``), a call to one of them
-    (``required``), or a call to ``name``."""
-
-    mode: str = "auto"
-    name: str | None = None
-
-    @property
-    def forces(self) -> bool:
-        return self.mode in ("required", "named")
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A call the answer makes; ``arguments`` is its JSON text, as the APIs carry it."""
-
-    id: str
-    name: str
-    arguments: str
-
-    @property
-    def input(self) -> Any:
-        return json.loads(self.arguments)
+from .wire import BadRequest, Choice, Tool, ToolCall, text_of
 
 
 def call(name: str, arguments: Mapping[str, Any]) -> ToolCall:
-    return ToolCall(
-        f"call_{uuid.uuid4().hex[:24]}", name, json.dumps(arguments, ensure_ascii=False)
-    )
+    # (no NaN or infinity: a schema's enum of 1e999 makes no JSON; a ValueError, a 400)
+    text = json.dumps(arguments, ensure_ascii=False, allow_nan=False)
+    return ToolCall(f"call_{uuid.uuid4().hex[:24]}", name, text)
 
 
 def openai_chat_tools(body: Mapping[str, Any]) -> tuple[tuple[Tool, ...], Choice]:
     tools = []
     for item in _list(body, "tools"):
-        function = item.get("function") if item.get("type") == "function" else None
-        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
-            tools.append(Tool(function["name"], _schema(function.get("parameters"))))
+        if item.get("type") != "function":
+            continue  # a built-in tool the simulator does not call
+        function = item.get("function")
+        if not isinstance(function, Mapping):
+            raise BadRequest("a function tool needs a 'function' object")
+        tools.append(Tool(_tool_name(function.get("name")), _schema(function.get("parameters"))))
+    parallel = body.get("parallel_tool_calls") is not False
     choice = body.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") == "allowed_tools":
+        return _allowed(choice.get("allowed_tools"), tools, parallel)
     if isinstance(choice, Mapping):
         function = choice.get("function")
         name = function.get("name") if isinstance(function, Mapping) else None
-        return tuple(tools), _named(name, tools)
-    return tuple(tools), _mode(choice, tools)
+        return tuple(tools), _named(name, tools, parallel)
+    return tuple(tools), _mode(choice, tools, parallel)
 
 
 def responses_tools(body: Mapping[str, Any]) -> tuple[tuple[Tool, ...], Choice]:
-    tools = tuple(
-        Tool(item["name"], _schema(item.get("parameters")))
+    tools = [
+        Tool(_tool_name(item.get("name")), _schema(item.get("parameters")))
         for item in _list(body, "tools")
-        if item.get("type") == "function" and isinstance(item.get("name"), str)
-    )
+        if item.get("type") == "function"
+    ]
+    parallel = body.get("parallel_tool_calls") is not False
     choice = body.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") == "allowed_tools":
+        return _allowed(choice, tools, parallel)
     if isinstance(choice, Mapping):
-        return tools, _named(choice.get("name"), tools)
-    return tools, _mode(choice, tools)
+        return tuple(tools), _named(choice.get("name"), tools, parallel)
+    return tuple(tools), _mode(choice, tools, parallel)
 
 
 def anthropic_tools(body: Mapping[str, Any]) -> tuple[tuple[Tool, ...], Choice]:
     tools = tuple(
-        Tool(item["name"], _schema(item.get("input_schema")))
+        Tool(_tool_name(item.get("name")), _schema(item.get("input_schema")))
         for item in _list(body, "tools")
-        if isinstance(item.get("name"), str) and item.get("type") in (None, "custom")
+        if item.get("type") in (None, "custom")
     )
     choice = body.get("tool_choice")
+    if choice is None:
+        return tools, Choice("auto")
     if not isinstance(choice, Mapping):
-        return tools, _mode(None, tools)
+        raise BadRequest(f"tool_choice must be an object with a 'type', got {choice!r}")
+    parallel = choice.get("disable_parallel_tool_use") is not True
     kind = choice.get("type")
     if kind == "tool":
-        return tools, _named(choice.get("name"), tools)
-    return tools, _mode({"any": "required"}.get(str(kind), kind), tools)
+        return tools, _named(choice.get("name"), tools, parallel)
+    if kind == "any":
+        if not tools:
+            raise BadRequest("tool_choice 'any' needs at least one tool")
+        return tools, Choice("required", parallel=parallel)
+    if kind in ("auto", "none"):
+        return tools, Choice(str(kind), parallel=parallel)
+    raise BadRequest(f"unknown tool_choice type {kind!r} (auto, any, tool, none)")
+
+
+def _tool_name(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"every tool needs a 'name', got {value!r}")
+    return value
 
 
 def _list(body: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -113,20 +102,35 @@ def _schema(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {"type": "object", "properties": {}}
 
 
-def _mode(value: object, tools: list[Tool] | tuple[Tool, ...]) -> Choice:
+def _mode(value: object, tools: list[Tool] | tuple[Tool, ...], parallel: bool = True) -> Choice:
     if value in (None, "auto"):
-        return Choice("auto")
+        return Choice("auto", parallel=parallel)
     if value in ("none", "required"):
         if value == "required" and not tools:
             raise BadRequest("tool_choice 'required' needs at least one tool")
-        return Choice(str(value))
+        return Choice(str(value), parallel=parallel)
     raise BadRequest(f"unknown tool_choice {value!r}")
 
 
-def _named(name: object, tools: list[Tool] | tuple[Tool, ...]) -> Choice:
+def _named(name: object, tools: list[Tool] | tuple[Tool, ...], parallel: bool = True) -> Choice:
     if not isinstance(name, str) or name not in {tool.name for tool in tools}:
         raise BadRequest(f"tool_choice names a tool that is not offered: {name!r}")
-    return Choice("named", name)
+    return Choice("named", name, parallel=parallel)
+
+
+def _allowed(choice: object, tools: list[Tool], parallel: bool) -> tuple[tuple[Tool, ...], Choice]:
+    """OpenAI's ``allowed_tools``: the offered tools it lists, in its mode."""
+    if not isinstance(choice, Mapping) or not isinstance(choice.get("tools"), list):
+        raise BadRequest("allowed_tools needs a 'mode' and a list of 'tools'")
+    names = set()
+    for item in choice["tools"]:
+        function = item.get("function") if isinstance(item, Mapping) else None
+        name = function.get("name") if isinstance(function, Mapping) else None
+        names.add(
+            name if name is not None else item.get("name") if isinstance(item, Mapping) else None
+        )
+    allowed = tuple(tool for tool in tools if tool.name in names)
+    return allowed, _mode(choice.get("mode"), allowed, parallel)
 
 
 # --- the conversation's tool turns, as text a rule's ``conversation`` pattern searches ------
@@ -172,95 +176,290 @@ def anthropic_turns(message: Mapping[str, Any]) -> list[str]:
 
 # --- arguments made from a schema ---------------------------------------------------------
 
-#: How deep a schema is followed: a recursive one ends in empty values.
+#: How deep a schema is followed: past it, an array is empty and anything else is null.
 _DEPTH = 8
+#: The most values one made answer holds: nested ``minItems`` multiply.
+_BUDGET = 10_000
+#: Strings for the ``format``s pydantic and the SDKs write, each valid for its format.
+_FORMATS: dict[str, str] = {
+    "date-time": "2025-01-01T00:00:00Z",
+    "date": "2025-01-01",
+    "time": "00:00:00",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+    "email": "user@example.com",
+    "uri": "https://example.com",
+    "hostname": "example.com",
+    "ipv4": "192.0.2.1",
+    "ipv6": "2001:db8::1",
+    "duration": "P1D",
+}
+
+
+class _Maker:
+    """Makes one value for a schema, counting what it makes (see :data:`_BUDGET`)."""
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root
+        self.made = 0
+
+    def value(self, schema: object, defs: Mapping[str, Any], depth: int) -> Any:
+        self.made += 1
+        if self.made > _BUDGET:
+            raise BadRequest(f"the schema asks for a value of more than {_BUDGET:,} parts")
+        if not isinstance(schema, Mapping):
+            return None
+        defs = _defs(schema, defs)
+        ref = schema.get("$ref")
+        if isinstance(ref, str):  # followed at any depth: arrays end it, or the budget
+            target = self.root if ref == "#" else defs.get(ref.rpartition("/")[2])
+            return self.value(target, defs, depth + 1)
+        if "const" in schema:
+            return schema["const"]
+        enum = schema.get("enum")
+        if isinstance(enum, list) and enum:
+            return enum[0]
+        for key in ("anyOf", "oneOf"):
+            options = schema.get(key)
+            if isinstance(options, list) and options:
+                # past the depth, the option that ends soonest: null, if it is one
+                if depth >= _DEPTH:
+                    options = sorted(options, key=lambda o: _type(o) != "null")
+                return self.value(options[0], defs, depth + 1)
+        merged = _all_of(schema)
+        kind = _type(merged)
+        if kind == "object":
+            return self._object(merged, defs, depth)
+        if kind == "array":
+            return self._array(merged, defs, depth)
+        if kind == "string":
+            return _string(merged)
+        if kind in ("integer", "number"):
+            return _number(merged, kind)
+        if kind == "boolean":
+            return False
+        return None
+
+    def _object(self, schema: Mapping[str, Any], defs: Mapping[str, Any], depth: int) -> Any:
+        properties = schema.get("properties")
+        properties = properties if isinstance(properties, Mapping) else {}
+        required = _names(schema.get("required"))
+        if depth >= _DEPTH:  # deep in a recursive schema: only what is required
+            properties = {k: v for k, v in properties.items() if k in required}
+        made = {name: self.value(sub, defs, depth + 1) for name, sub in properties.items()}
+        # a required name without a schema: any value will do
+        made.update((name, "example") for name in required if name not in made)
+        return made
+
+    def _array(self, schema: Mapping[str, Any], defs: Mapping[str, Any], depth: int) -> Any:
+        low = _bound(schema.get("minItems"), 0) or 0
+        high = _bound(schema.get("maxItems"), None)
+        prefix = schema.get("prefixItems")
+        if isinstance(prefix, list):
+            return [self.value(item, defs, depth + 1) for item in prefix]
+        count = low if depth >= _DEPTH or high == 0 else max(low, 1)
+        if high is not None:
+            count = min(count, high)
+        items = [self.value(schema.get("items"), defs, depth + 1) for _ in range(count)]
+        if schema.get("uniqueItems") is True:
+            items = [_distinct(item, index) for index, item in enumerate(items)]
+        return items
 
 
 def example(schema: object, defs: Mapping[str, Any] | None = None, depth: int = 0) -> Any:
-    """A value that validates against ``schema`` (the JSON Schema subset tools and
-    structured outputs use: types, properties, required, items, enum, const, anyOf/oneOf,
-    $ref to $defs, minimum, minItems, minLength), the same every time. Every property is
-    given: a strict schema requires them all."""
-    if not isinstance(schema, Mapping) or depth > _DEPTH:
+    """A value that validates against ``schema``, the same every time, for the JSON Schema
+    that tools and structured outputs use (pydantic's included): ``type``, ``properties``,
+    ``required``, ``items``, ``prefixItems``, ``enum``, ``const``, ``anyOf``/``oneOf``,
+    ``allOf`` of objects, ``$ref`` (to ``$defs`` or ``#``), ``minimum``/``maximum``
+    (exclusive too), ``multipleOf``, ``minLength``/``maxLength``, ``minItems``/``maxItems``,
+    ``uniqueItems``, ``format`` (date-time, date, time, uuid, email, uri, ...). Every
+    property is given: a strict schema requires them all. Not ``pattern``. A schema that asks
+    for more than :data:`_BUDGET` values is a :class:`BadRequest`."""
+    root = schema if isinstance(schema, Mapping) else {}
+    return _Maker(root).value(schema, defs or {}, depth)
+
+
+def _defs(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
+    found = [schema.get(key) for key in ("$defs", "definitions")]
+    if not any(isinstance(more, Mapping) and more for more in found):
+        return defs
+    merged = dict(defs)
+    for more in found:
+        if isinstance(more, Mapping):
+            merged.update(more)
+    return merged
+
+
+def _type(schema: object) -> str | None:
+    if not isinstance(schema, Mapping):
         return None
-    defs = {**(defs or {}), **schema.get("$defs", {}), **schema.get("definitions", {})}
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        return example(defs.get(ref.rpartition("/")[2]), defs, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            return example(options[0], defs, depth + 1)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object" or (kind is None and "properties" in schema):
-        properties = schema.get("properties")
-        if not isinstance(properties, Mapping):
-            return {}
-        return {name: example(sub, defs, depth + 1) for name, sub in properties.items()}
-    if kind == "array":
-        count = schema.get("minItems", 0)
-        count = count if isinstance(count, int) and 0 <= count <= 100 else 0
-        return [example(schema.get("items"), defs, depth + 1) for _ in range(max(count, 1))]
-    if kind == "string":
-        length = schema.get("minLength", 0)
-        text = "example"
-        if isinstance(length, int) and 0 < length <= 10_000:
-            text = (text * (length // len(text) + 1))[: max(length, len(text))]
-        return text
-    if kind in ("integer", "number"):
-        low = schema.get("minimum", schema.get("exclusiveMinimum"))
-        value = low if isinstance(low, int | float) and not isinstance(low, bool) else 0
-        if "exclusiveMinimum" in schema and value == schema["exclusiveMinimum"]:
-            value += 1
-        return math.ceil(value) if kind == "integer" else float(value)
-    if kind == "boolean":
-        return False
-    return None
+    if kind is None and ("properties" in schema or "required" in schema):
+        return "object"
+    if kind is None and ("items" in schema or "prefixItems" in schema):
+        return "array"
+    return kind if isinstance(kind, str) else None
 
 
-def violation(value: Any, schema: object, defs: Mapping[str, Any] | None = None) -> str | None:
-    """Why ``value`` does not validate against ``schema`` (the subset :func:`example`
-    makes values for, plus ``required`` and ``additionalProperties: false``), or None."""
-    if not isinstance(schema, Mapping):
+def _all_of(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A schema with its ``allOf`` parts folded in (their properties and requirements)."""
+    parts = schema.get("allOf")
+    if not isinstance(parts, list) or not parts:
+        return schema
+    merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+    properties = dict(merged.get("properties") or {})
+    required = list(_names(merged.get("required")))
+    for part in parts:
+        if not isinstance(part, Mapping):
+            continue
+        for key, value in part.items():
+            if key == "properties" and isinstance(value, Mapping):
+                properties.update(value)
+            elif key == "required":
+                required += _names(value)
+            else:
+                merged.setdefault(key, value)
+    if properties:
+        merged["properties"] = properties
+    if required:
+        merged["required"] = required
+    return merged
+
+
+def _names(value: object) -> list[str]:
+    return [n for n in value if isinstance(n, str)] if isinstance(value, list) else []
+
+
+def _bound(value: object, default: int | None) -> int | None:
+    """A count bound (``minItems``, ``maxLength``, ...), at most 100 for items."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return default
+    return value
+
+
+def _string(schema: Mapping[str, Any]) -> str:
+    fmt = schema.get("format")
+    text = _FORMATS.get(fmt, "example") if isinstance(fmt, str) else "example"
+    low, high = _bound(schema.get("minLength"), 0) or 0, _bound(schema.get("maxLength"), None)
+    if low > 100_000:
+        raise BadRequest(f"minLength {low} is more than the simulator makes (100,000)")
+    if len(text) < low:
+        text = (text * (low // len(text) + 1))[:low]
+    if high is not None and len(text) > high:
+        text = text[: max(high, low)]
+    return text
+
+
+def _number(schema: Mapping[str, Any], kind: str) -> int | float:
+    def finite(key: str) -> float | None:
+        value = schema.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value) if math.isfinite(value) else None
+
+    low, high = finite("minimum"), finite("maximum")
+    above, below = finite("exclusiveMinimum"), finite("exclusiveMaximum")
+    step = finite("multipleOf")
+    value = 0.0
+    if low is not None or above is not None:
+        value = max(v for v in (low, above) if v is not None)
+    elif high is not None or below is not None:
+        value = min(v for v in (high, below) if v is not None)
+    if kind == "integer" or step:
+        unit = step if step and step > 0 else 1.0
+        value = math.ceil(value / unit) * unit
+        if above is not None and value <= above:
+            value += unit
+        if below is not None and value >= below:
+            value -= 2 * unit if above is None else unit
+    elif above is not None and value <= above:
+        value = above + 1 if below is None or above + 1 < below else (above + below) / 2
+    if below is not None and value >= below and (above is None or value <= above):
+        value = below - 1
+    return int(value) if kind == "integer" else value
+
+
+def _distinct(item: Any, index: int) -> Any:
+    """Items made alike, made distinct (``uniqueItems``) where their type allows."""
+    if isinstance(item, str):
+        return f"{item}{index}" if index else item
+    if isinstance(item, int | float) and not isinstance(item, bool):
+        return item + index
+    return item
+
+
+#: How deep a value is checked against a schema (a self-referencing one ends there).
+_CHECK_DEPTH = 64
+
+
+def violation(
+    value: Any, schema: object, defs: Mapping[str, Any] | None = None, depth: int = 0
+) -> str | None:
+    """Why ``value`` does not validate against ``schema`` (types, ``required``,
+    ``properties``, ``additionalProperties: false``, ``items``, ``enum``, ``const``,
+    ``anyOf``/``oneOf``, ``allOf``, ``$ref``, length and range bounds), or None."""
+    if not isinstance(schema, Mapping) or depth > _CHECK_DEPTH:
         return None
-    defs = {**(defs or {}), **schema.get("$defs", {}), **schema.get("definitions", {})}
+    defs = _defs(schema, defs or {})
     ref = schema.get("$ref")
     if isinstance(ref, str):
-        return violation(value, defs.get(ref.rpartition("/")[2]), defs)
+        target = defs.get(ref.rpartition("/")[2]) if ref != "#" else None
+        return violation(value, target, defs, depth + 1)
     if "const" in schema and value != schema["const"]:
         return f"{value!r} is not {schema['const']!r}"
     if isinstance(schema.get("enum"), list) and value not in schema["enum"]:
         return f"{value!r} is not one of {schema['enum']!r}"
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
-        if isinstance(options, list) and all(violation(value, o, defs) for o in options):
+        if not isinstance(options, list) or not options:
+            continue
+        if all(violation(value, o, defs, depth + 1) for o in options):
             return f"{value!r} matches none of {key}"
+    schema = _all_of(schema)
     kinds = schema.get("type")
     kinds = kinds if isinstance(kinds, list) else [kinds] if isinstance(kinds, str) else []
     if kinds and not any(_is(value, kind) for kind in kinds):
-        return f"{value!r} is not of type {' or '.join(kinds)}"
+        return f"{value!r} is not of type {' or '.join(map(str, kinds))}"
     if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        for name in schema.get("required", []):
+        properties = schema.get("properties")
+        properties = properties if isinstance(properties, Mapping) else {}
+        for name in _names(schema.get("required")):
             if name not in value:
                 return f"{name!r} is required"
         for name, item in value.items():
             if name in properties:
-                if (problem := violation(item, properties[name], defs)) is not None:
+                if (problem := violation(item, properties[name], defs, depth + 1)) is not None:
                     return f"{name}: {problem}"
             elif schema.get("additionalProperties") is False:
                 return f"{name!r} is not an allowed property"
     if isinstance(value, list):
         for index, item in enumerate(value):
-            if (problem := violation(item, schema.get("items"), defs)) is not None:
+            if (problem := violation(item, schema.get("items"), defs, depth + 1)) is not None:
                 return f"[{index}]: {problem}"
+    return _out_of_bounds(value, schema)
+
+
+def _out_of_bounds(value: Any, schema: Mapping[str, Any]) -> str | None:
+    sized = {str: ("minLength", "maxLength"), list: ("minItems", "maxItems")}
+    for kind, (low_key, high_key) in sized.items():
+        if isinstance(value, kind):
+            low, high = _bound(schema.get(low_key), 0) or 0, _bound(schema.get(high_key), None)
+            if len(value) < low or (high is not None and len(value) > high):
+                return f"{value!r} is not within {low_key} and {high_key}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            bound = schema.get(key)
+            if isinstance(bound, bool) or not isinstance(bound, int | float):
+                continue
+            broken = {
+                "minimum": value < bound,
+                "maximum": value > bound,
+                "exclusiveMinimum": value <= bound,
+                "exclusiveMaximum": value >= bound,
+            }[key]
+            if broken:
+                return f"{value!r} breaks {key} {bound!r}"
     return None
 
 
@@ -289,7 +488,11 @@ def responses_schema(body: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None,
 
 
 def anthropic_schema(body: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, bool]:
-    """Anthropic's structured outputs: ``output_format``."""
+    """Anthropic's structured outputs: ``output_config.format`` (the SDK's ``parse``), or
+    the beta's ``output_format``."""
+    config = body.get("output_config")
+    if isinstance(config, Mapping) and config.get("format") is not None:
+        return _format(config.get("format"), nested=False)
     return _format(body.get("output_format"), nested=False)
 
 

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from email.message import Message
 
-    from .tools import Choice, Tool, ToolCall
-
 # What went wrong, independent of how each provider names it in its error body.
 ErrorKind: TypeAlias = Literal[
     "bad_request",
@@ -138,6 +136,42 @@ def new_id(prefix: str) -> str:
 
 
 @dataclass(frozen=True)
+class Tool:
+    """An offered function: its name and its parameters' JSON schema."""
+
+    name: str
+    schema: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the request allows: no call (``none``), any (``auto``), a call to one of them
+    (``required``), or a call to ``name``."""
+
+    mode: str = "auto"
+    name: str | None = None
+    parallel: bool = True  # more than one call allowed (OpenAI parallel_tool_calls,
+    # Anthropic disable_parallel_tool_use)
+
+    @property
+    def forces(self) -> bool:
+        return self.mode in ("required", "named")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the answer makes; ``arguments`` is its JSON text, as the APIs carry it."""
+
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def input(self) -> Any:
+        return json.loads(self.arguments)
+
+
+@dataclass(frozen=True)
 class Conversation:
     """What the simulator needs from a request, whatever API it came through."""
 
@@ -195,23 +229,39 @@ class Reply:
 def make_reply(
     text: str, max_tokens: int | None, tool_calls: tuple[ToolCall, ...] = (), thinking: str = ""
 ) -> Reply:
-    """Cut `text` to `max_tokens` and split it so each stream chunk is exactly one token;
-    ``tool_calls`` add their names' and arguments' tokens, ``thinking`` its own."""
+    """Cut `text` to `max_tokens` and split it so each stream chunk is exactly one token.
+    ``thinking`` comes first, then the text, then ``tool_calls``, all within `max_tokens`:
+    what does not fit is cut (thinking, text) or left out (a call), and the reply is
+    truncated."""
+    if not (thinking or tool_calls):
+        return _text_reply(text, max_tokens)
+    left = max_tokens
     if thinking:
-        reply = make_reply(text, max_tokens, tool_calls)
-        return Reply(
-            reply.text,
-            reply.pieces,
-            reply.truncated,
-            reply.completion_tokens + count_tokens(thinking),
-            reply.tool_calls,
-            thinking,
-        )
-    if tool_calls:
-        calls = sum(count_tokens(call.name + call.arguments) for call in tool_calls)
-        reply = make_reply(text, max_tokens) if text else Reply("", (), False, 0)
-        tokens = (reply.completion_tokens if text else 0) + calls
-        return Reply(reply.text, reply.pieces, reply.truncated, tokens, tool_calls)
+        cut = _text_reply(thinking, left)
+        thinking = cut.text
+        if left is not None:
+            left -= cut.completion_tokens
+        if cut.truncated or left == 0:
+            return Reply("", (), True, cut.completion_tokens, (), thinking)
+    reply = _text_reply(text, left) if text else Reply("", (), False, 0)
+    if left is not None:
+        left -= reply.completion_tokens
+    calls = []
+    truncated = reply.truncated
+    for call in tool_calls:
+        tokens = count_tokens(call.name + call.arguments)
+        if truncated or (left is not None and tokens > left):
+            truncated = True  # a call cut short is no call: left out
+            break
+        calls.append(call)
+        if left is not None:
+            left -= tokens
+    used = reply.completion_tokens + sum(count_tokens(c.name + c.arguments) for c in calls)
+    used += count_tokens(thinking) if thinking else 0
+    return Reply(reply.text, reply.pieces, truncated, used, tuple(calls), thinking)
+
+
+def _text_reply(text: str, max_tokens: int | None) -> Reply:
     limit = None if max_tokens is None else max_tokens * CHARS_PER_TOKEN
     truncated = limit is not None and len(text) > limit
     if limit is not None:
