@@ -8,6 +8,7 @@ import datetime
 import functools
 import json
 import math
+import typing
 import uuid
 
 import anthropic
@@ -877,3 +878,125 @@ def test_odd_rule_values_are_config_errors(rule, message):
     with pytest.raises(SimulatorConfigError, match=r"rules\[0\]") as caught:
         parse_config({"rules": [rule]}, source="sim.toml")
     assert message in str(caught.value)
+
+
+# --- the second review's findings ------------------------------------------------------------
+
+
+def test_allowed_tools_naming_a_tool_oddly_is_a_400(simulator):
+    sim = simulator({})
+    body = {
+        "model": "m", "messages": [{"role": "user", "content": "x"}], "tools": CHAT_TOOLS,
+        "tool_choice": {"type": "allowed_tools", "allowed_tools": {
+            "mode": "auto", "tools": [{"type": "function", "function": {"name": {"x": 1}}}]}},
+    }  # fmt: skip
+    answer = raw_post(sim, "/v1/chat/completions", json.dumps(body))
+    assert answer.status_code == 400
+    assert "allowed_tools" in answer.json()["error"]["message"]
+
+
+def test_the_made_values_size_is_bounded(simulator):
+    """Long strings and nameless required properties count towards the limit, per choice."""
+    sim = simulator({})
+    many = {"type": "array", "minItems": 100, "items": {"type": "string", "minLength": 100_000}}
+    required = {
+        "type": "array",
+        "minItems": 5000,
+        "items": {"type": "object", "required": [f"k{i}" for i in range(1000)]},
+    }
+    for schema in (many, required):
+        answer = raw_post(
+            sim, "/v1/chat/completions", forced({"type": "object", "properties": {"a": schema}})
+        )
+        assert answer.status_code == 400
+        assert "more than" in answer.json()["error"]["message"]
+
+
+class Bounded(pydantic.BaseModel):
+    ratio: float = pydantic.Field(gt=0, le=0.5)
+    tens: int = pydantic.Field(le=15, multiple_of=10)
+    small: int = pydantic.Field(le=2)
+    big: int = pydantic.Field(gt=2**53)
+    colours: set[typing.Literal["red", "green", "blue"]] = pydantic.Field(min_length=2)
+    counts: dict[str, int] = pydantic.Field(min_length=1)
+
+
+class Expr(pydantic.BaseModel):
+    left: Expr | int
+    right: Expr | int
+
+
+class Outer(pydantic.BaseModel):
+    inner: Order = pydantic.Field(description="an order")
+
+
+@pytest.mark.parametrize("model", [Bounded, Expr, Outer])
+def test_made_answers_parse_into_bounded_and_recursive_models(shaped, model):
+    answer = shaped.chat.completions.parse(
+        model="m", messages=[{"role": "user", "content": "anything"}], response_format=model
+    )
+    assert isinstance(answer.choices[0].message.parsed, model)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "integer", "minimum": 5, "maximum": 1},
+        {"type": "number", "exclusiveMinimum": 1, "exclusiveMaximum": 1},
+        {"type": "integer", "exclusiveMinimum": 1, "exclusiveMaximum": 2},
+        {"type": "string", "minLength": 5, "maxLength": 2},
+        {"type": "array", "minItems": 3, "maxItems": 1},
+        {"type": "integer", "minimum": 1.2, "maximum": 1.8},
+    ],
+)
+def test_a_schema_no_value_satisfies_is_a_400(simulator, schema):
+    sim = simulator({})
+    answer = raw_post(
+        sim,
+        "/v1/chat/completions",
+        forced({"type": "object", "properties": {"a": schema}, "required": ["a"]}),
+    )
+    assert answer.status_code == 400, answer.text
+
+
+def test_a_tool_without_parameters_is_called_with_an_empty_object(simulator):
+    sim = simulator({})
+    answer = raw_post(sim, "/v1/chat/completions", forced({}))
+    arguments = answer.json()["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(arguments) == {}
+
+
+def test_rule_arguments_with_prefix_items_and_pattern_properties_are_accepted(simulator):
+    schema = {
+        "type": "object",
+        "properties": {
+            "pair": {
+                "type": "array",
+                "prefixItems": [{"type": "integer"}],
+                "items": {"type": "string"},
+            },
+            "tags": {
+                "type": "object",
+                "patternProperties": {"^x_": {"type": "integer"}},
+                "additionalProperties": False,
+            },
+        },
+    }
+    sim = simulator(
+        {
+            "rules": [
+                {
+                    "match": "go",
+                    "tool_calls": [
+                        {"name": "f", "arguments": {"pair": [1, "a"], "tags": {"x_1": 2}}}
+                    ],
+                }
+            ]
+        }
+    )
+    tools_ = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+    with openai.OpenAI(base_url=sim.url + "/v1", api_key="k", max_retries=0) as client:
+        answer = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "go"}], tools=tools_
+        )
+    assert answer.choices[0].message.tool_calls[0].function.name == "f"

@@ -306,6 +306,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         except BadRequest as exc:
             self._error(dialect, 400, "bad_request", str(exc))
             return None
+        except (TypeError, ValueError, AttributeError, RecursionError) as broken:
+            # a body of a shape the simulator does not read: said, never a dropped connection
+            message = f"the simulator cannot read this request: {type(broken).__name__}"
+            self._error(dialect, 400, "bad_request", f"{message}: {broken}")
+            return None
         if test := self.headers.get(TEST_HEADER):  # long ids stay apart: their digest
             key = hashlib.sha256(test.encode("utf-8", "surrogateescape")).hexdigest()
             conversation = dataclasses.replace(conversation, test=key)

@@ -185,7 +185,8 @@ class SimulatorState:
         choice = conversation.tool_choice
         if choice is not None and choice.forces:
             tool = next(t for t in conversation.tools if choice.name in (None, t.name))
-            return "", (tools.call(tool.name, tools.example(tool.schema)),)
+            arguments = tools.example(tool.schema)  # a tool without parameters: {}
+            return "", (tools.call(tool.name, arguments if isinstance(arguments, dict) else {}),)
         if knobs.strict or (knobs.strict is None and self.config.strict):
             raise NoRule(
                 f"no simulator rule answers this prompt to {conversation.model} "
@@ -288,9 +289,10 @@ def _shaped(text: str, conversation: Conversation, rule: Rule | None = None) -> 
         return text
     if schema is None and conversation.json_mode:
         try:
-            return text if isinstance(json.loads(text), dict) else json.dumps({"reply": text})
+            value: Any = json.loads(text)
         except ValueError:
-            return json.dumps({"reply": text}, ensure_ascii=False)
+            value = text
+        return text if isinstance(value, dict) else json.dumps({"reply": value}, ensure_ascii=False)
     if schema is None:
         return text
     try:

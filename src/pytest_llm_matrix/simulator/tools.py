@@ -122,13 +122,14 @@ def _allowed(choice: object, tools: list[Tool], parallel: bool) -> tuple[tuple[T
     """OpenAI's ``allowed_tools``: the offered tools it lists, in its mode."""
     if not isinstance(choice, Mapping) or not isinstance(choice.get("tools"), list):
         raise BadRequest("allowed_tools needs a 'mode' and a list of 'tools'")
-    names = set()
+    names: set[str] = set()
     for item in choice["tools"]:
         function = item.get("function") if isinstance(item, Mapping) else None
-        name = function.get("name") if isinstance(function, Mapping) else None
-        names.add(
-            name if name is not None else item.get("name") if isinstance(item, Mapping) else None
-        )
+        holder = function if isinstance(function, Mapping) else item
+        name = holder.get("name") if isinstance(holder, Mapping) else None
+        if not isinstance(name, str):
+            raise BadRequest(f"allowed_tools names a tool by {name!r}, not by its name")
+        names.add(name)
     allowed = tuple(tool for tool in tools if tool.name in names)
     return allowed, _mode(choice.get("mode"), allowed, parallel)
 
@@ -180,6 +181,8 @@ def anthropic_turns(message: Mapping[str, Any]) -> list[str]:
 _DEPTH = 8
 #: The most values one made answer holds: nested ``minItems`` multiply.
 _BUDGET = 10_000
+#: ... and the most characters its strings hold (an answer of ``n`` choices: each).
+_CHARACTERS = 200_000
 #: Strings for the ``format``s pydantic and the SDKs write, each valid for its format.
 _FORMATS: dict[str, str] = {
     "date-time": "2025-01-01T00:00:00Z",
@@ -196,23 +199,31 @@ _FORMATS: dict[str, str] = {
 
 
 class _Maker:
-    """Makes one value for a schema, counting what it makes (see :data:`_BUDGET`)."""
+    """Makes one value for a schema, counting what it makes (see :data:`_BUDGET` and
+    :data:`_CHARACTERS`)."""
 
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
         self.made = 0
+        self.characters = 0
+
+    def count(self, values: int = 1, characters: int = 0) -> None:
+        self.made += values
+        self.characters += characters
+        if self.made > _BUDGET or self.characters > _CHARACTERS:
+            raise BadRequest(
+                f"the schema asks for a value of more than {_BUDGET:,} parts or "
+                f"{_CHARACTERS:,} characters"
+            )
 
     def value(self, schema: object, defs: Mapping[str, Any], depth: int) -> Any:
-        self.made += 1
-        if self.made > _BUDGET:
-            raise BadRequest(f"the schema asks for a value of more than {_BUDGET:,} parts")
+        self.count()
         if not isinstance(schema, Mapping):
             return None
         defs = _defs(schema, defs)
         ref = schema.get("$ref")
-        if isinstance(ref, str):  # followed at any depth: arrays end it, or the budget
-            target = self.root if ref == "#" else defs.get(ref.rpartition("/")[2])
-            return self.value(target, defs, depth + 1)
+        if isinstance(ref, str):  # followed at any depth: arrays and leaves end it
+            return self.value(_resolve(ref, self.root, defs), defs, depth + 1)
         if "const" in schema:
             return schema["const"]
         enum = schema.get("enum")
@@ -221,18 +232,20 @@ class _Maker:
         for key in ("anyOf", "oneOf"):
             options = schema.get(key)
             if isinstance(options, list) and options:
-                # past the depth, the option that ends soonest: null, if it is one
+                # past the depth, the option that ends soonest: one that refers nowhere
                 if depth >= _DEPTH:
-                    options = sorted(options, key=lambda o: _type(o) != "null")
+                    options = sorted(options, key=lambda o: (_refers(o), _type(o) != "null"))
                 return self.value(options[0], defs, depth + 1)
-        merged = _all_of(schema)
+        merged = _all_of(schema, self.root, defs)
         kind = _type(merged)
         if kind == "object":
             return self._object(merged, defs, depth)
         if kind == "array":
             return self._array(merged, defs, depth)
         if kind == "string":
-            return _string(merged)
+            text = _string(merged)
+            self.count(0, len(text))
+            return text
         if kind in ("integer", "number"):
             return _number(merged, kind)
         if kind == "boolean":
@@ -246,8 +259,16 @@ class _Maker:
         if depth >= _DEPTH:  # deep in a recursive schema: only what is required
             properties = {k: v for k, v in properties.items() if k in required}
         made = {name: self.value(sub, defs, depth + 1) for name, sub in properties.items()}
-        # a required name without a schema: any value will do
-        made.update((name, "example") for name in required if name not in made)
+        for name in required:  # a required name without a schema: any value will do
+            if name not in made:
+                self.count(1, len(name))
+                made[name] = "example"
+        extra = schema.get("additionalProperties")
+        wanted = _bound(schema.get("minProperties"), 0) or 0
+        for index in range(max(wanted - len(made), 0)):  # dict[str, X] with a minimum size
+            self.count()
+            value_schema = extra if isinstance(extra, Mapping) else {}
+            made[f"key{index}"] = self.value(value_schema, defs, depth + 1)
         return made
 
     def _array(self, schema: Mapping[str, Any], defs: Mapping[str, Any], depth: int) -> Any:
@@ -259,9 +280,25 @@ class _Maker:
         count = low if depth >= _DEPTH or high == 0 else max(low, 1)
         if high is not None:
             count = min(count, high)
-        items = [self.value(schema.get("items"), defs, depth + 1) for _ in range(count)]
-        if schema.get("uniqueItems") is True:
-            items = [_distinct(item, index) for index, item in enumerate(items)]
+        items_schema = schema.get("items")
+        if schema.get("uniqueItems") is True and count > 1:
+            return self._distinct(items_schema, count, defs, depth)
+        return [self.value(items_schema, defs, depth + 1) for _ in range(count)]
+
+    def _distinct(self, schema: object, count: int, defs: Mapping[str, Any], depth: int) -> Any:
+        """``count`` different items: an enum's first values, or strings and numbers
+        without bounds told apart by their index (the final check refuses the rest)."""
+        if isinstance(schema, Mapping):
+            schema = _resolve(schema["$ref"], self.root, defs) if "$ref" in schema else schema
+        enum = schema.get("enum") if isinstance(schema, Mapping) else None
+        if isinstance(enum, list) and len(enum) >= count:
+            return list(enum[:count])
+        first = self.value(schema, defs, depth + 1)
+        items = [first] + [self.value(schema, defs, depth + 1) for _ in range(count - 1)]
+        if isinstance(first, str):
+            return [f"{item}{index}" if index else item for index, item in enumerate(items)]
+        if isinstance(first, int | float) and not isinstance(first, bool):
+            return [item + index for index, item in enumerate(items)]
         return items
 
 
@@ -269,13 +306,18 @@ def example(schema: object, defs: Mapping[str, Any] | None = None, depth: int = 
     """A value that validates against ``schema``, the same every time, for the JSON Schema
     that tools and structured outputs use (pydantic's included): ``type``, ``properties``,
     ``required``, ``items``, ``prefixItems``, ``enum``, ``const``, ``anyOf``/``oneOf``,
-    ``allOf`` of objects, ``$ref`` (to ``$defs`` or ``#``), ``minimum``/``maximum``
-    (exclusive too), ``multipleOf``, ``minLength``/``maxLength``, ``minItems``/``maxItems``,
-    ``uniqueItems``, ``format`` (date-time, date, time, uuid, email, uri, ...). Every
-    property is given: a strict schema requires them all. Not ``pattern``. A schema that asks
-    for more than :data:`_BUDGET` values is a :class:`BadRequest`."""
+    ``allOf``, ``$ref`` (to ``$defs`` or ``#``), ``minimum``/``maximum`` (exclusive too),
+    ``multipleOf``, ``minLength``/``maxLength``, ``minItems``/``maxItems``, ``uniqueItems``,
+    ``minProperties``, ``format`` (date-time, date, time, uuid, email, uri, ...). Every
+    property is given: a strict schema requires them all. Not ``pattern``. A schema the
+    value cannot be made for (contradictory bounds, more than :data:`_BUDGET` values or
+    :data:`_CHARACTERS` characters) is a :class:`BadRequest`."""
     root = schema if isinstance(schema, Mapping) else {}
-    return _Maker(root).value(schema, defs or {}, depth)
+    made = _Maker(root).value(schema, defs or {}, depth)
+    problem = violation(made, schema, defs)
+    if problem is not None:
+        raise BadRequest(f"the simulator cannot make a value for this schema: {problem}")
+    return made
 
 
 def _defs(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -287,6 +329,29 @@ def _defs(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, An
         if isinstance(more, Mapping):
             merged.update(more)
     return merged
+
+
+def _resolve(ref: object, root: Mapping[str, Any], defs: Mapping[str, Any]) -> object:
+    """What a ``$ref`` points to: ``#``, ``#/$defs/x``, or any JSON pointer into the root."""
+    if not isinstance(ref, str):
+        return None
+    if ref == "#":
+        return root
+    parts = ref.removeprefix("#/").split("/") if ref.startswith("#/") else []
+    if len(parts) == 2 and parts[0] in ("$defs", "definitions") and parts[1] in defs:
+        return defs[parts[1]]
+    found: object = root
+    for part in parts:
+        found = (
+            found.get(part.replace("~1", "/").replace("~0", "~"))
+            if isinstance(found, Mapping)
+            else None
+        )
+    return found
+
+
+def _refers(schema: object) -> bool:
+    return isinstance(schema, Mapping) and ("$ref" in schema or "allOf" in schema)
 
 
 def _type(schema: object) -> str | None:
@@ -302,8 +367,13 @@ def _type(schema: object) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def _all_of(schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A schema with its ``allOf`` parts folded in (their properties and requirements)."""
+def _all_of(
+    schema: Mapping[str, Any],
+    root: Mapping[str, Any] | None = None,
+    defs: Mapping[str, Any] | None = None,
+) -> Mapping[str, Any]:
+    """A schema with its ``allOf`` parts folded in (their properties and requirements; the
+    stricter numeric bound; a part that is a ``$ref`` resolved first)."""
     parts = schema.get("allOf")
     if not isinstance(parts, list) or not parts:
         return schema
@@ -311,9 +381,18 @@ def _all_of(schema: Mapping[str, Any]) -> Mapping[str, Any]:
     properties = dict(merged.get("properties") or {})
     required = list(_names(merged.get("required")))
     for part in parts:
+        if isinstance(part, Mapping) and "$ref" in part:
+            part = _resolve(part["$ref"], root or schema, defs or _defs(schema, {}))
         if not isinstance(part, Mapping):
             continue
+        part = _all_of(part, root, defs)
         for key, value in part.items():
+            if key in ("minimum", "exclusiveMinimum", "minLength", "minItems") and key in merged:
+                merged[key] = max(merged[key], value) if _comparable(merged[key], value) else value
+                continue
+            if key in ("maximum", "exclusiveMaximum", "maxLength", "maxItems") and key in merged:
+                merged[key] = min(merged[key], value) if _comparable(merged[key], value) else value
+                continue
             if key == "properties" and isinstance(value, Mapping):
                 properties.update(value)
             elif key == "required":
@@ -327,12 +406,16 @@ def _all_of(schema: Mapping[str, Any]) -> Mapping[str, Any]:
     return merged
 
 
+def _comparable(a: object, b: object) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+
+
 def _names(value: object) -> list[str]:
     return [n for n in value if isinstance(n, str)] if isinstance(value, list) else []
 
 
 def _bound(value: object, default: int | None) -> int | None:
-    """A count bound (``minItems``, ``maxLength``, ...), at most 100 for items."""
+    """A count bound (``minItems``, ``maxLength``, ...): a whole number from 0."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return default
     return value
@@ -352,32 +435,68 @@ def _string(schema: Mapping[str, Any]) -> str:
 
 
 def _number(schema: Mapping[str, Any], kind: str) -> int | float:
-    def finite(key: str) -> float | None:
+    """The number nearest 0 within the schema's bounds, on its ``multipleOf`` (a whole one
+    for an integer); none there is a :class:`BadRequest`. Whole bounds stay whole numbers
+    (no float rounding of 2**53 or 10**20)."""
+
+    def bound(key: str) -> int | float | None:
         value = schema.get(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
-        return float(value) if math.isfinite(value) else None
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
 
-    low, high = finite("minimum"), finite("maximum")
-    above, below = finite("exclusiveMinimum"), finite("exclusiveMaximum")
-    step = finite("multipleOf")
-    value = 0.0
-    if low is not None or above is not None:
-        value = max(v for v in (low, above) if v is not None)
-    elif high is not None or below is not None:
-        value = min(v for v in (high, below) if v is not None)
-    if kind == "integer" or step:
-        unit = step if step and step > 0 else 1.0
-        value = math.ceil(value / unit) * unit
-        if above is not None and value <= above:
-            value += unit
-        if below is not None and value >= below:
-            value -= 2 * unit if above is None else unit
-    elif above is not None and value <= above:
-        value = above + 1 if below is None or above + 1 < below else (above + below) / 2
-    if below is not None and value >= below and (above is None or value <= above):
-        value = below - 1
-    return int(value) if kind == "integer" else value
+    low, high = bound("minimum"), bound("maximum")
+    above, below = bound("exclusiveMinimum"), bound("exclusiveMaximum")
+    step = bound("multipleOf")
+    step = step if step is not None and step > 0 else None
+
+    def fits(v: int | float) -> bool:
+        return (
+            (low is None or v >= low)
+            and (high is None or v <= high)
+            and (above is None or v > above)
+            and (below is None or v < below)
+            and (kind != "integer" or float(v).is_integer())
+            and (step is None or _multiple(v, step))
+        )
+
+    candidates: list[int | float] = [0]
+    for edge in (low, high, above, below):
+        if edge is not None:
+            candidates += _near(edge, step, kind)
+    if low is not None and high is not None and kind == "number":
+        candidates.append((low + high) / 2)
+    if above is not None and below is not None and kind == "number":
+        candidates.append((above + below) / 2)
+    found = [c for c in candidates if fits(c)]
+    if not found:
+        raise BadRequest("the schema's bounds leave no number to answer with")
+    value = min(found, key=abs)
+    return int(value) if kind == "integer" else float(value)
+
+
+def _near(edge: int | float, step: int | float | None, kind: str) -> list[int | float]:
+    """Numbers at and next to a bound: on the step's multiples, or whole, or the bound."""
+    if step is not None:
+        base: int | float = (
+            edge - edge % step
+            if isinstance(edge, int) and isinstance(step, int)
+            else math.floor(edge / step) * step
+        )
+        return [base + k * step for k in (-1, 0, 1, 2)]
+    if kind == "integer":
+        whole = edge if isinstance(edge, int) else math.floor(edge)
+        return [whole - 1, whole, whole + 1]
+    return [edge, edge + 1, edge - 1]
+
+
+def _multiple(value: int | float, step: int | float) -> bool:
+    if isinstance(value, int) and isinstance(step, int):
+        return value % step == 0
+    quotient = value / step
+    return math.isclose(quotient, round(quotient), rel_tol=1e-9, abs_tol=1e-9)
 
 
 def _distinct(item: Any, index: int) -> Any:
@@ -394,18 +513,22 @@ _CHECK_DEPTH = 64
 
 
 def violation(
-    value: Any, schema: object, defs: Mapping[str, Any] | None = None, depth: int = 0
+    value: Any,
+    schema: object,
+    defs: Mapping[str, Any] | None = None,
+    depth: int = 0,
+    root: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Why ``value`` does not validate against ``schema`` (types, ``required``,
     ``properties``, ``additionalProperties: false``, ``items``, ``enum``, ``const``,
     ``anyOf``/``oneOf``, ``allOf``, ``$ref``, length and range bounds), or None."""
     if not isinstance(schema, Mapping) or depth > _CHECK_DEPTH:
         return None
+    root = schema if root is None else root
     defs = _defs(schema, defs or {})
     ref = schema.get("$ref")
     if isinstance(ref, str):
-        target = defs.get(ref.rpartition("/")[2]) if ref != "#" else None
-        return violation(value, target, defs, depth + 1)
+        return violation(value, _resolve(ref, root, defs), defs, depth + 1, root)
     if "const" in schema and value != schema["const"]:
         return f"{value!r} is not {schema['const']!r}"
     if isinstance(schema.get("enum"), list) and value not in schema["enum"]:
@@ -414,9 +537,9 @@ def violation(
         options = schema.get(key)
         if not isinstance(options, list) or not options:
             continue
-        if all(violation(value, o, defs, depth + 1) for o in options):
+        if all(violation(value, o, defs, depth + 1, root) for o in options):
             return f"{value!r} matches none of {key}"
-    schema = _all_of(schema)
+    schema = _all_of(schema, root, defs)
     kinds = schema.get("type")
     kinds = kinds if isinstance(kinds, list) else [kinds] if isinstance(kinds, str) else []
     if kinds and not any(_is(value, kind) for kind in kinds):
@@ -427,15 +550,20 @@ def violation(
         for name in _names(schema.get("required")):
             if name not in value:
                 return f"{name!r} is required"
+        patterned = isinstance(schema.get("patternProperties"), Mapping)
         for name, item in value.items():
             if name in properties:
-                if (problem := violation(item, properties[name], defs, depth + 1)) is not None:
+                problem = violation(item, properties[name], defs, depth + 1, root)
+                if problem is not None:
                     return f"{name}: {problem}"
-            elif schema.get("additionalProperties") is False:
+            elif schema.get("additionalProperties") is False and not patterned:
                 return f"{name!r} is not an allowed property"
     if isinstance(value, list):
+        prefix = schema.get("prefixItems")
+        prefix = prefix if isinstance(prefix, list) else []
         for index, item in enumerate(value):
-            if (problem := violation(item, schema.get("items"), defs, depth + 1)) is not None:
+            own = prefix[index] if index < len(prefix) else schema.get("items")
+            if (problem := violation(item, own, defs, depth + 1, root)) is not None:
                 return f"[{index}]: {problem}"
     return _out_of_bounds(value, schema)
 
