@@ -21,6 +21,7 @@ with httpx2's or httpx's own calls, sync or async. On the way it
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -443,7 +444,7 @@ class Exchange:
             recording.readable_encodings(request)
         if self.model.provider == "simulator" and self.ctx is not None and self.ctx.nodeid:
             # the simulator draws its chance rules per test (simulator.handler.TEST_HEADER)
-            request.headers[TEST_HEADER] = quote(self.ctx.nodeid, safe="/:[]-_.")
+            request.headers[TEST_HEADER] = _header_id(self.ctx.nodeid)
         attempt = 0
         earlier: list[str] = []  # what the attempts before this one got, for its failure
         while True:
@@ -605,6 +606,12 @@ class Exchange:
                 cost = cost_value(response.headers.get(self.model.cost_header))
         if usage is not None or cost is not None:
             account(self.name, tally, usage or Usage(), cost)
+
+
+@functools.lru_cache(maxsize=64)
+def _header_id(nodeid: str) -> str:
+    """A test's id as a header carries it (ASCII), once per test, not once per request."""
+    return quote(nodeid, safe="/:[]-_.")
 
 
 def cost_path(model: Model) -> tuple[str, ...]:

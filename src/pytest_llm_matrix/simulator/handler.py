@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import re
@@ -311,9 +310,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             message = f"the simulator cannot read this request: {type(broken).__name__}"
             self._error(dialect, 400, "bad_request", f"{message}: {broken}")
             return None
-        if test := self.headers.get(TEST_HEADER):  # long ids stay apart: their digest
-            key = hashlib.sha256(test.encode("utf-8", "surrogateescape")).hexdigest()
-            conversation = dataclasses.replace(conversation, test=key)
+        # the test asking, for chance rules (digested only when one is drawn: see state)
+        self._test = self.headers.get(TEST_HEADER, "")
         if not limited:
             return knobs, conversation
         retry = state.admit(model, knobs)
@@ -363,10 +361,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         """The answer (each of ``n`` choices answered anew), or None when the request
         cannot be answered as configured: a 400 that says why has gone out."""
         try:
-            reply = state.reply(knobs, conversation)
+            test = getattr(self, "_test", "")
+            reply = state.reply(knobs, conversation, test)
             if conversation.choices > 1:  # each choice answered anew: chance rules differ
                 others = tuple(
-                    state.reply(knobs, conversation) for _ in range(conversation.choices - 1)
+                    state.reply(knobs, conversation, test) for _ in range(conversation.choices - 1)
                 )
                 reply = dataclasses.replace(reply, others=others)
         except (NoRule, BadRequest) as refused:

@@ -7,6 +7,7 @@ latency) has exactly one place where it is made.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -122,11 +123,11 @@ class SimulatorState:
         """The answer's text (see :meth:`answer`)."""
         return self.answer(knobs, conversation)[0]
 
-    def reply(self, knobs: ModelConfig, conversation: Conversation) -> Reply:
+    def reply(self, knobs: ModelConfig, conversation: Conversation, test: str = "") -> Reply:
         """The whole answer: its text, tool calls and thinking (when the request asks for
         it: the rule's ``thinking``, else a line about the prompt), cut to the request's
         limit."""
-        rule = self._rule(knobs, conversation)
+        rule = self._rule(knobs, conversation, test)
         text, calls = self._answer(knobs, conversation, rule)
         thinking = ""
         if conversation.thinking:
@@ -135,7 +136,7 @@ class SimulatorState:
             thinking = given if given is not None else f"The user asks: {prompt[:80]}"
         return make_reply(text, conversation.max_tokens, calls, thinking)
 
-    def _rule(self, knobs: ModelConfig, conversation: Conversation) -> Rule | None:
+    def _rule(self, knobs: ModelConfig, conversation: Conversation, test: str = "") -> Rule | None:
         """The first model rule or global rule that answers ``conversation``, if one does
         (one with a ``p`` below 1 only as often as its chance says)."""
         prompt = conversation.last_user_text
@@ -143,7 +144,7 @@ class SimulatorState:
             if (
                 _fits(rule, conversation)
                 and rule.matches(prompt, conversation.system_text, conversation.transcript)
-                and (rule.p >= 1 or self._chance(rule, conversation.test))
+                and (rule.p >= 1 or self._chance(rule, test))
             ):
                 return rule
         return None
@@ -152,11 +153,12 @@ class SimulatorState:
         """Whether a rule with ``p`` applies this time: the seed, the test (its id, a run
         of a repeated test has its own) and how many times it was drawn for that test
         decide, so a run is reproduced with the same seed, whatever ran in parallel."""
-        with self._lock:
-            key = (test, rule.where)
+        digest = hashlib.sha256(test.encode("utf-8", "surrogateescape")).hexdigest()
+        with self._lock:  # (a digest: long ids stay apart)
+            key = (digest, rule.where)
             drawn = self._draws[key]
             self._draws[key] = drawn + 1
-        draw = random.Random(f"{self.config.seed}|{test}|{rule.where}|{drawn}").random()
+        draw = random.Random(f"{self.config.seed}|{digest}|{rule.where}|{drawn}").random()
         return draw < rule.p
 
     def answer(

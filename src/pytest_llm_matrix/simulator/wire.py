@@ -193,7 +193,6 @@ class Conversation:
     json_mode: bool = False  # a JSON answer asked for (json_object, or a schema)
     thinking: bool = False  # thinking or reasoning asked for (its text is in the answer)
     reasoning_summary: bool = False  # the Responses API: a summary of it asked for
-    test: str = ""  # the test that sent it (pytest-llm-matrix's header), for chance rules
 
 
 @dataclass(frozen=True)
