@@ -205,16 +205,19 @@ def pytest_testnodedown(node, error):
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):
         return
+    def ended(pid):  # gone, or a zombie (its parent reaps it later); it may go mid-read
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
     gone = {}
     deadline = time.monotonic() + 10
     for gateway, pid, error in _down:
-        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
+        while not ended(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        gone[gateway] = not os.path.exists(f"/proc/{pid}") or open(
-            f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+        gone[gateway] = ended(pid)
     with open("down.json", "w") as fh:
         json.dump({"order": [d[0] for d in _down], "pids": [d[1] for d in _down],
                    "gone": gone}, fh)
