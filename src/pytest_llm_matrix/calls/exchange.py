@@ -616,7 +616,13 @@ def _header_id(nodeid: str) -> str:
 
 def cost_path(model: Model) -> tuple[str, ...]:
     """The dotted field where ``model``'s answers say their cost, as its parts."""
-    return tuple(model.cost_field.split(".")) if model.cost_field else ()
+    return _parts(model.cost_field)
+
+
+@functools.lru_cache(maxsize=64)
+def _parts(field: str) -> tuple[str, ...]:
+    """``usage.cost`` as ``("usage", "cost")``: split once per field, not per answer."""
+    return tuple(field.split(".")) if field else ()
 
 
 def account(model: str, tally: context.Tally, usage: Usage, cost: float | None = None) -> None:

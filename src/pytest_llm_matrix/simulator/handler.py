@@ -222,6 +222,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         may come in Azure's ``api-key`` header there. None: not an Azure deployment path."""
         self._azure_key: str | None = None
         self._deployment: str | None = None
+        self._test = ""  # the test asking (see _admit)
         if not path.startswith("/openai/"):
             return path, None
         self._azure_key = self.headers.get("api-key")
@@ -306,9 +307,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._error(dialect, 400, "bad_request", str(exc))
             return None
         except (TypeError, ValueError, AttributeError, RecursionError) as broken:
-            # a body of a shape the simulator does not read: said, never a dropped connection
-            message = f"the simulator cannot read this request: {type(broken).__name__}"
-            self._error(dialect, 400, "bad_request", f"{message}: {broken}")
+            self._unanswerable(dialect, "read", broken)  # a body of a shape it does not read
             return None
         # the test asking, for chance rules (digested only when one is drawn: see state)
         self._test = self.headers.get(TEST_HEADER, "")
@@ -361,7 +360,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         """The answer (each of ``n`` choices answered anew), or None when the request
         cannot be answered as configured: a 400 that says why has gone out."""
         try:
-            test = getattr(self, "_test", "")
+            test = self._test
             reply = state.reply(knobs, conversation, test)
             if conversation.choices > 1:  # each choice answered anew: chance rules differ
                 others = tuple(
@@ -372,11 +371,15 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._error(dialect, 400, "bad_request", str(refused))
             return None
         except (RecursionError, TypeError, ValueError, OverflowError) as broken:
-            # a schema past what the simulator reads: said, never a dropped connection
-            message = f"the simulator cannot answer this request: {type(broken).__name__}"
-            self._error(dialect, 400, "bad_request", f"{message}: {broken}")
+            self._unanswerable(dialect, "answer", broken)  # a schema past what it reads
             return None
         return reply
+
+    def _unanswerable(self, dialect: Dialect, what: str, broken: Exception) -> None:
+        """A request the simulator cannot read or answer: a 400 that says so, never a
+        dropped connection."""
+        message = f"the simulator cannot {what} this request: {type(broken).__name__}: {broken}"
+        self._error(dialect, 400, "bad_request", message)
 
     def _not_a_stream(
         self,

@@ -119,10 +119,6 @@ class SimulatorState:
         with self._lock:
             return self._rng.uniform(low, high)
 
-    def reply_text(self, knobs: ModelConfig, conversation: Conversation) -> str:
-        """The answer's text (see :meth:`answer`)."""
-        return self.answer(knobs, conversation)[0]
-
     def reply(self, knobs: ModelConfig, conversation: Conversation, test: str = "") -> Reply:
         """The whole answer: its text, tool calls and thinking (when the request asks for
         it: the rule's ``thinking``, else a line about the prompt), cut to the request's
@@ -160,12 +156,6 @@ class SimulatorState:
             self._draws[key] = drawn + 1
         draw = random.Random(f"{self.config.seed}|{digest}|{rule.where}|{drawn}").random()
         return draw < rule.p
-
-    def answer(
-        self, knobs: ModelConfig, conversation: Conversation
-    ) -> tuple[str, tuple[ToolCall, ...]]:
-        """The answer's text and tool calls (see :meth:`_answer`)."""
-        return self._answer(knobs, conversation, self._rule(knobs, conversation))
 
     def _answer(
         self, knobs: ModelConfig, conversation: Conversation, rule: Rule | None
