@@ -164,7 +164,10 @@ def _headers(value: Any) -> dict[str, Any]:
                 raise ValueError(
                     f'{name!r}: expected a string or {{ env = "VARIABLE" }}, got {shown(item)}'
                 )
-            headers[name] = {"env": _env_name(item["env"])}
+            try:
+                headers[name] = {"env": _env_name(item["env"])}
+            except ValueError as exc:
+                raise ValueError(f"{name!r}: env: {exc}") from None
         elif isinstance(item, str) and item.isascii() and item.isprintable() and item.strip():
             headers[name] = item.strip()
         else:
