@@ -151,38 +151,33 @@ def test_what_goes_to_azure_exactly(pytester, write_config, monkeypatch):
         assert headers["x-team"] == "team-token-abcdef0123"
 
 
+def through_the_v1_api(pytester, write_config, extra: str) -> list[tuple[str, dict[str, str]]]:
+    """The three client paths to an Azure model on the v1 API: what each request carried."""
+    with Gateway("litellm") as gateway:
+        write_config(azure_model(gateway.url.removesuffix("/v1"), extra))
+        pytester.makepyfile(
+            THREE_PATHS.replace("EXPECTED_CLIENT", "'OpenAI'").replace(
+                '"ok"', '"four words of reply"'
+            )
+        )
+        result = pytester.runpytest_subprocess("--models=az", "-p", "no:randomly")
+        seen = gateway.seen
+    result.assert_outcomes(passed=4)
+    assert {path for path, _ in seen} == {"/openai/v1/chat/completions"}
+    return [headers for _, headers in seen]
+
+
 def test_the_key_goes_in_api_key_on_the_v1_api_too(pytester, write_config, monkeypatch):
     """The SDK fixture's client (an OpenAI client on the v1 API) sends the key in api-key as
     well as ``llm`` and bound clients do: a gateway in front of Azure may take only that."""
     monkeypatch.setenv("AZURE_TEST_KEY", KEY)
-    with Gateway("litellm") as gateway:
-        write_config(azure_model(gateway.url.removesuffix("/v1"), ""))
-        pytester.makepyfile(
-            THREE_PATHS.replace("EXPECTED_CLIENT", "'OpenAI'").replace(
-                '"ok"', '"four words of reply"'
-            )
-        )
-        result = pytester.runpytest_subprocess("--models=az", "-p", "no:randomly")
-        seen = gateway.seen
-    result.assert_outcomes(passed=4)
-    assert {path for path, _ in seen} == {"/openai/v1/chat/completions"}
-    assert [headers["api-key"] for _, headers in seen] == [KEY] * 4
+    seen = through_the_v1_api(pytester, write_config, "")
+    assert [headers["api-key"] for headers in seen] == [KEY] * 4
 
 
 def test_an_entra_token_goes_as_a_bearer_token(pytester, write_config, monkeypatch):
     monkeypatch.setenv("AZURE_TEST_KEY", "entra-token-0123456789")
-    with Gateway("litellm") as gateway:
-        write_config(azure_model(gateway.url.removesuffix("/v1"), 'auth = "entra"'))
-        pytester.makepyfile(
-            THREE_PATHS.replace("EXPECTED_CLIENT", "'OpenAI'").replace(
-                '"ok"', '"four words of reply"'
-            )
-        )
-        result = pytester.runpytest_subprocess("--models=az", "-p", "no:randomly")
-        seen = gateway.seen
-    result.assert_outcomes(passed=4)
-    assert {path for path, _ in seen} == {"/openai/v1/chat/completions"}
-    for _, headers in seen:
+    for headers in through_the_v1_api(pytester, write_config, 'auth = "entra"'):
         assert headers["authorization"] == "Bearer entra-token-0123456789"
         assert "api-key" not in headers
 
