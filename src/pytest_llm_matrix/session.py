@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Final
 import pytest
 
 from pytest_llm_matrix.adoption import fixtures as adoption_fixtures
-from pytest_llm_matrix.calls import context, fixtures
+from pytest_llm_matrix.calls import context, fixtures, transcript
 from pytest_llm_matrix.config import checks
 from pytest_llm_matrix.config.options import (
     CONTROLLER_KEY,
+    DEFAULT_TRANSCRIPT_CHARS,
     OFFLINE_MODES,
     OFFLINE_URL,
     SETTINGS_KEY,
@@ -134,6 +135,8 @@ def configure(config: pytest.Config) -> None:
     config.stash[SIMULATOR_KEY] = simulator
     context.set_rewrite_model(settings.rewrite_model)
     config.add_cleanup(lambda: context.set_rewrite_model(False))
+    transcript.configure(settings.transcript_chars)
+    config.add_cleanup(lambda: transcript.configure(DEFAULT_TRANSCRIPT_CHARS))
     _redact_reports(config, settings)
     if settings.record != "off" and settings.selected:
         _record(config, settings)

@@ -25,6 +25,7 @@ from pytest_llm_matrix.calls.context import (
     REACHED_ATTR,
     REPORT_ATTR,
     SPEND_ATTR,
+    TRANSCRIPT_ATTR,
 )
 from pytest_llm_matrix.calls.fixtures import MODEL_FIXTURES
 from pytest_llm_matrix.config.models import Model
@@ -224,6 +225,11 @@ class TestTracker:
             setattr(report, SPEND_ATTR, spend)
         if ctx is not None and (auxiliary := ctx.take_auxiliary()) is not None:
             setattr(report, AUX_ATTR, auxiliary)
+        if ctx is not None:
+            exchanges, more, verdicts = ctx.take_transcript()
+            if exchanges or more or verdicts:
+                taken = {"exchanges": exchanges, "more": more, "verdicts": verdicts}
+                setattr(report, TRANSCRIPT_ATTR, taken)
         if ctx is not None and _adopted(item):
             setattr(report, REACHED_ATTR, ctx.reached)  # it may be model-free
         if ctx is not None and ctx.refused_by_budget and report.skipped:

@@ -21,6 +21,7 @@ from pytest_llm_matrix.calls.usage import Usage, usage_from_body
 if TYPE_CHECKING:
     import httpx2
 
+    from pytest_llm_matrix.calls.exchange import Route
     from pytest_llm_matrix.config.models import Model
 
 Message = Mapping[str, Any]
@@ -129,15 +130,27 @@ def _named_errors(model: Model) -> Iterator[None]:
 
 
 class StreamParser:
-    """Takes SSE lines of either format and gives the text they carry.
+    """Takes SSE lines of either format and gives the text they carry; at the end,
+    :meth:`result` is the whole answer, as ``chat`` gives it.
 
-    Usage, first-token time and cut streams are the transport's business: it watches
-    every stream, this client's included.
+    First-token time and cut streams are the transport's business: it watches every
+    stream, this client's included.
     """
 
     def __init__(self, model: Model) -> None:
         self.model = model
         self._event = ""
+        self.parts: list[str] = []
+        self.usage: dict[str, Any] = {}  # Anthropic's: message_start's, updated by deltas
+        self.finish: str | None = None
+        self.model_id: str | None = None
+
+    def result(self) -> ChatResult:
+        """The streamed answer: its text, usage, finish reason and model."""
+        usage = usage_from_body({"usage": self.usage}) or Usage()
+        return ChatResult(
+            "".join(self.parts), usage, self.finish, self.model_id or self.model.model
+        )
 
     def feed(self, line: str) -> str:
         """One SSE line in, the text it carries out (often empty)."""
@@ -154,15 +167,50 @@ class StreamParser:
             raise LLMError(
                 f"{self.model.name}: malformed stream event: {payload[:200]!r}"
             ) from None
+        if not isinstance(event, dict):
+            raise LLMError(f"{self.model.name}: malformed stream event: {payload[:200]!r}")
         kind = event.get("type", self._event)
         if kind == "error" or "error" in event:
             raise LLMError(f"{self.model.name}: stream error: {_error_message(event)}")
-        if self.model.api == "anthropic":
-            delta = event.get("delta", {}) if kind == "content_block_delta" else {}
-            return str(delta.get("text", ""))
-        return "".join(
-            (c.get("delta") or {}).get("content") or "" for c in event.get("choices", [])
-        )
+        text = self._anthropic(kind, event) if self.model.api == "anthropic" else self._chat(event)
+        if text:
+            self.parts.append(text)
+        return text
+
+    def _anthropic(self, kind: str, event: Mapping[str, Any]) -> str:
+        message = event.get("message")
+        if kind == "message_start" and isinstance(message, Mapping):
+            self.model_id = message.get("model") or self.model_id
+            self._usage(message.get("usage"))
+        elif kind == "message_delta":
+            self._usage(event.get("usage"))
+            delta = event.get("delta")
+            if isinstance(delta, Mapping) and delta.get("stop_reason"):
+                self.finish = str(delta["stop_reason"])
+        elif kind == "content_block_delta":
+            delta = event.get("delta")
+            return str(delta.get("text", "")) if isinstance(delta, Mapping) else ""
+        return ""
+
+    def _chat(self, event: Mapping[str, Any]) -> str:
+        if isinstance(event.get("model"), str):
+            self.model_id = event["model"]
+        if isinstance(event.get("usage"), Mapping):
+            self.usage = dict(event["usage"])
+        texts = []
+        for choice in event.get("choices") or ():
+            if not isinstance(choice, Mapping):
+                continue
+            if choice.get("finish_reason"):
+                self.finish = str(choice["finish_reason"])
+            delta = choice.get("delta")
+            if isinstance(delta, Mapping) and isinstance(delta.get("content"), str):
+                texts.append(delta["content"])
+        return "".join(texts)
+
+    def _usage(self, usage: object) -> None:
+        if isinstance(usage, Mapping):
+            self.usage.update((k, v) for k, v in usage.items() if v is not None)
 
 
 class LLM:
@@ -171,9 +219,11 @@ class LLM:
     ``params`` given to a call override the model's configured ``params``.
     """
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, route: Route | None = None) -> None:
         self.model = model
+        self.route = route  # whose requests these are (None: the model under test's)
         self._client: httpx2.Client | None = None
+        #: the last answer: of ``chat``/``complete``, or of a stream once it has ended
         self.last: ChatResult | None = None
 
     def __repr__(self) -> str:
@@ -182,7 +232,7 @@ class LLM:
     @property
     def http(self) -> httpx2.Client:
         if self._client is None:
-            self._client = transport.http_client(self.model, shared=True)
+            self._client = transport.http_client(self.model, shared=True, route=self.route)
         return self._client
 
     def close(self) -> None:
@@ -217,6 +267,7 @@ class LLM:
             for line in response.iter_lines():
                 if text := parser.feed(line):
                     yield text
+        self.last = parser.result()
 
     async def achat(
         self, messages: str | Sequence[Message], *, system: str | None = None, **params: Any
@@ -226,7 +277,7 @@ class LLM:
         # A client per call, closed in the call's own event loop: a fixture cannot close an
         # async client in the test's loop, and a test may run several loops.
         with _named_errors(self.model):
-            async with transport.async_http_client(self.model) as client:
+            async with transport.async_http_client(self.model, route=self.route) as client:
                 response = await client.post(path, json=body)
         self.last = parse_body(self.model, response.status_code, response.content)
         return self.last
@@ -243,7 +294,7 @@ class LLM:
         parser = StreamParser(self.model)
         with _named_errors(self.model):
             async with (
-                transport.async_http_client(self.model) as client,
+                transport.async_http_client(self.model, route=self.route) as client,
                 client.stream("POST", path, json=body) as response,
             ):
                 if response.status_code >= 400:
@@ -251,3 +302,4 @@ class LLM:
                 async for line in response.aiter_lines():
                     if text := parser.feed(line):
                         yield text
+        self.last = parser.result()

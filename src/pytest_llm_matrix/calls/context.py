@@ -178,6 +178,9 @@ class Journal:
 #: On the reports of a test that llm_sdks makes a model test: whether it has sent (or tried
 #: to send) a request to the model under test (see pytest_llm_matrix.report.model_free).
 REACHED_ATTR: Final = "llm_reached"
+#: What a test's requests sent and got (see pytest_llm_matrix.calls.transcript):
+#: {"exchanges": [...], "more": n, "verdicts": [...]}.
+TRANSCRIPT_ATTR: Final = "llm_transcript"
 #: What a test's auxiliary requests spent (embeddings, a judge: requests the code under test
 #: sends for side jobs, see pytest_llm_matrix.adoption): {name: {"spend": ..., "about": ...}}.
 AUX_ATTR: Final = "llm_aux"
@@ -229,6 +232,11 @@ class TestContext:
         self.closers: list[Callable[[], None]] = []
         #: (node id, model alias) -> its recordings (see recording)
         self.tapes: dict[tuple[str, str], Any] = {}
+        #: what its requests sent and got (see transcript), and how many more were not kept
+        self.transcript: list[dict[str, Any]] = []
+        self.transcript_more = 0
+        #: the judge's verdicts on its answers (see pytest_llm_matrix.calls.judge)
+        self.verdicts: list[dict[str, Any]] = []
 
     def set_deadline(self, timeout: float, source: str = "timeout") -> None:
         self.timeout = timeout
@@ -267,6 +275,30 @@ class TestContext:
                 if spend["attempts"] or spend["requests"] or spend["replayed"]:
                     taken[name] = {"spend": spend, "about": dict(tally.about)}
         return taken or None
+
+    def note(self, entry: dict[str, Any], most: int) -> None:
+        """Add a request to the transcript: its first ``most`` requests are kept."""
+        with self._lock:
+            if len(self.transcript) < most:
+                self.transcript.append(entry)
+            else:
+                self.transcript_more += 1
+
+    def judged(self, judge: str, verdict: dict[str, Any]) -> None:
+        """A verdict of ``judge``: on its last request in the transcript, and the test's."""
+        with self._lock:
+            self.verdicts.append(verdict)
+            for entry in reversed(self.transcript):
+                if entry["role"] == "judge" and entry["model"] == judge:
+                    entry.setdefault("verdict", {k: v for k, v in verdict.items() if k != "judge"})
+                    break
+
+    def take_transcript(self) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
+        """The transcript, the requests not kept and the verdicts since the last call."""
+        with self._lock:
+            taken = self.transcript, self.transcript_more, self.verdicts
+            self.transcript, self.transcript_more, self.verdicts = [], 0, []
+        return taken
 
     def counters(self) -> dict[str, int]:
         """The counters spent since the last :meth:`take` (not the latencies: a journal

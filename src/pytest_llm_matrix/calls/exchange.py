@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import pytest
 
-from pytest_llm_matrix.calls import context, recording
+from pytest_llm_matrix.calls import context, recording, transcript
 from pytest_llm_matrix.calls.retrying import (
     KEY_REFUSED_KINDS,
     Verdict,
@@ -209,6 +209,13 @@ class Exchange:
         #: whether the last attempt got an answer from the model (recording keeps a failure
         #: only then: a connection error or a refused key is not the model's answer)
         self.answered = False
+        #: the request as the test sent it, its JSON body, and whether it is in the test's
+        #: transcript yet (see transcript)
+        self.request: Any = None
+        self.body: dict[str, Any] | None = None
+        self.noted = False
+        self.status = 0  # the last answer's HTTP status
+        self.replayed = False
 
     # -- budget ---------------------------------------------------------------------
 
@@ -335,8 +342,67 @@ class Exchange:
         __tracebackhide__ = True
         try:
             return (yield from self._run(request, wrap_stream))
+        except pytest.fail.Exception as failed:
+            if not self.noted and self.request is not None:
+                self.note(f"failed: {failed.msg}", None, None)
+            raise
         finally:
             context.checkpoint(self.ctx)
+
+    # -- the transcript -------------------------------------------------------------
+
+    def note(
+        self, answer: str, usage: Usage | None, latency: float | None, stream: bool = False
+    ) -> None:
+        """Put this request and ``answer`` in the running test's transcript (redacted)."""
+        ctx = self.ctx
+        self.noted = True
+        if ctx is None or not transcript.chars():
+            return
+        request = self.request
+        api = transcript.api_of(request.url.path)
+        body = self.body
+        if body is None:
+            try:
+                data = json.loads(request.content)
+            except (ValueError, RuntimeError):  # not JSON, or a stream not read
+                data = None
+            body = data if isinstance(data, dict) else None
+        account = self.route.account
+        about = self.route.about or {}
+        role = (
+            "model"
+            if account is None
+            else "judge"
+            if about.get("kind") == "judge"
+            else ("auxiliary")
+        )
+        secrets = [os.environ.get(name, "").strip() for name in self.model.secret_envs()]
+        forms = set().union(*(forms_of(secret) for secret in secrets if secret))
+
+        def hidden(text: str) -> str:
+            return mask(text, forms) if forms else text
+
+        usage = usage or Usage()
+        ctx.note(
+            {
+                "model": self.name if role == "judge" else account or self.name,
+                "role": role,
+                "api": api,
+                "input": [
+                    {"role": m["role"], "text": hidden(m["text"])}
+                    for m in transcript.input_of(api, body)
+                ],
+                "answer": hidden(transcript.cut(answer)),
+                "status": self.status,
+                "stream": stream,
+                "replayed": self.replayed,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "latency_s": None if latency is None else round(latency, 6),
+            },
+            transcript.MAX_EXCHANGES,
+        )
 
     def _run(
         self, request: Any, wrap_stream: Callable[[Any, StreamWatch], None]
@@ -345,6 +411,7 @@ class Exchange:
         if self.ctx is not None and self.route.account is None:
             self.ctx.reached = True
         body = _json_body(request)
+        self.request, self.body = request, body
         streaming = body is not None and body.get("stream") is True
         request = self._model_checked(request, body)
         recorder = recording.active()
@@ -402,6 +469,7 @@ class Exchange:
         """A recorded answer, counted as the live one was (tokens apart: not spent now)."""
         __tracebackhide__ = True
         tally = self.tally
+        self.replayed = True
         if tally is not None:
             tally.count(replayed=1)
             for name, key in (("latencies", "latency"), ("ttft", "ttft")):
@@ -429,7 +497,24 @@ class Exchange:
                 replayed_output_tokens=usage.output_tokens,
                 replayed_cached_tokens=usage.cached_tokens,
             )
+        if transcript.chars():
+            self._note_replayed(answer, usage, hit.get("latency"))
         return (yield Replay(answer, request))
+
+    def _note_replayed(
+        self, answer: Mapping[str, Any], usage: Usage | None, latency: object
+    ) -> None:
+        status = answer.get("status")
+        self.status = status if isinstance(status, int) else 0
+        api = transcript.api_of(self.request.url.path)
+        if "events" in answer:
+            text = transcript.stream_answer(api, recording.answer_bytes(answer))
+        elif "json" in answer:
+            text = transcript.answer_of(api, answer["json"])
+        else:
+            text = recording.answer_bytes(answer)[:2000].decode("utf-8", "replace")
+        seconds_ = latency if isinstance(latency, int | float) else None
+        self.note(text, usage, seconds_, stream="events" in answer)
 
     def _live(
         self,
@@ -459,7 +544,7 @@ class Exchange:
                 started = time.monotonic()
                 self.answered = False
                 response = yield Send(request)
-                status = response.status_code
+                status = self.status = response.status_code
                 self.answered = True
                 if status < 400 and _is_event_stream(response):
                     self._verified(held)
@@ -497,6 +582,8 @@ class Exchange:
                 self._verified(held)
                 held.release()
                 self._record_body(body, started, response)
+                if transcript.chars() and self.ctx is not None:
+                    self._note_body(body, time.monotonic() - started)
                 if streaming and verdict is Verdict.OK and not self.route.observe:
                     self._not_a_stream(response, body)
                 if keep is not None:
@@ -587,6 +674,16 @@ class Exchange:
             self.coordinator.mark_verified(self.name)
             held.probe.release()
             held.probe = None
+
+    def _note_body(self, body: bytes, latency: float) -> None:
+        api = transcript.api_of(self.request.url.path)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            self.note(body[:2000].decode("utf-8", "replace"), None, latency)
+            return
+        usage = usage_from_body(data) if isinstance(data, dict) else None
+        self.note(transcript.answer_of(api, data), usage, latency)
 
     def _record_body(self, body: bytes, started: float, response: Any) -> None:
         tally = self.tally
@@ -697,6 +794,7 @@ class StreamWatch:
     ) -> None:
 
         self.name = exchange.name
+        self.exchange = exchange
         self.ctx = exchange.ctx
         self.tally = exchange.tally
         self.observe = exchange.route.observe
@@ -718,6 +816,10 @@ class StreamWatch:
             else None
         )
         self.captured: list[bytes] = []
+        #: the stream's decoded bytes, for its text in the test's transcript
+        self.heard: bytearray | None = (
+            bytearray() if self.tracker is not None and self.ctx and transcript.chars() else None
+        )
         self.status = response.status_code
         self.content_type = response.headers.get("content-type", "")
         if self.ctx is not None:
@@ -729,6 +831,9 @@ class StreamWatch:
             self.tracker.feed(decoded)
             if self.keep is not None:
                 self.captured.append(decoded)
+            heard = self.heard
+            if heard is not None and len(heard) < transcript.STREAM_BYTES:
+                heard += decoded[: transcript.STREAM_BYTES - len(heard)]
 
     def wants_rest(self) -> bool:
         """Recording a stream its client closes before the end: the rest is read first, so
@@ -791,8 +896,16 @@ class StreamWatch:
         tally = self.tally
         if tally is None:
             return
-        tally.record("latencies", time.monotonic() - self.started)
+        latency = time.monotonic() - self.started
+        tally.record("latencies", latency)
         tracker = self.tracker
+        if self.heard is not None and tracker is not None:
+            api = transcript.api_of(self.exchange.request.url.path)
+            text = transcript.stream_answer(api, bytes(self.heard))
+            if not (tracker.done or tracker.error):
+                text += "\n[the stream ended before its final event]"
+            self.heard = None
+            self.exchange.note(text, tracker.usage, latency, stream=True)
         if tracker is not None:
             if tracker.first_token_at is not None:
                 tally.record("ttft", tracker.first_token_at - self.started)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.config.options import OFFLINE_MODES
 from pytest_llm_matrix.simulator.service import resolved
 
 if TYPE_CHECKING:
     # lazy: the request path loads with the first client a test builds
     from pytest_llm_matrix.calls.client import LLM
+    from pytest_llm_matrix.calls.judge import Judge
     from pytest_llm_matrix.config.models import Model
 
 
@@ -71,6 +74,38 @@ def llm(llm_model: Model) -> Iterator[LLM]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def llm_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
+    """The run's judge (``judge`` in the config, or ``--llm-judge``): ``grade(answer,
+    rubric, *, context=None)`` asks it whether an answer meets a rubric."""
+    # lazy: the judge loads only in a test that asks for it
+    from pytest_llm_matrix.calls.judge import Judge
+    from pytest_llm_matrix.config.options import SETTINGS_KEY
+
+    settings = request.config.stash[SETTINGS_KEY]
+    models = settings.registry.models
+    if settings.judge is None:
+        pytest.fail(
+            'llm_judge: no judge model is configured; set judge = "<alias>" in the '
+            "llm-matrix config (a configured model), or pass --llm-judge=ALIAS; configured "
+            f"models: {', '.join(models) or 'none'}",
+            pytrace=False,
+        )
+    model = models[settings.judge]
+    missing = model.missing_env()
+    if missing is not None and settings.record not in OFFLINE_MODES:
+        why = f"judge {model.name}: {missing} is {'blank' if missing in os.environ else 'not set'}"
+        if settings.strict:
+            pytest.fail(f"{why} (--llm-strict)", pytrace=False)
+        pytest.skip(why)
+    context.refuse(model.name)
+    judge = Judge(resolved(request.config, model))
+    try:
+        yield judge
+    finally:
+        judge.close()
 
 
 def close_async(client: Any) -> None:

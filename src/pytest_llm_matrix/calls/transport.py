@@ -449,20 +449,28 @@ def timeout_of(model: Model) -> float:
 
 
 def http_client(
-    model: Model, *, http: str = "httpx2", asynchronous: bool = False, shared: bool = False
+    model: Model,
+    *,
+    http: str = "httpx2",
+    asynchronous: bool = False,
+    shared: bool = False,
+    route: Route | None = None,
 ) -> Any:
     """A client with ``model``'s base URL, auth, timeout and transport (``shared``: over the
-    process's pooled connections, see :func:`shared_transport`)."""
+    process's pooled connections, see :func:`shared_transport`; ``route``: whose requests
+    these are, see :class:`~pytest_llm_matrix.calls.exchange.Route`)."""
     module = http_library(http)
     return (module.AsyncClient if asynchronous else module.Client)(
         base_url=base_url(model),
         params=api_query(model),
         headers=auth_headers(model),
         timeout=timeout_of(model),
-        transport=llm_transport(model, asynchronous=asynchronous, http=http, shared=shared),
+        transport=llm_transport(
+            model, asynchronous=asynchronous, http=http, shared=shared, route=route
+        ),
     )
 
 
-def async_http_client(model: Model, *, http: str = "httpx2") -> Any:
+def async_http_client(model: Model, *, http: str = "httpx2", route: Route | None = None) -> Any:
     """The asynchronous twin of :func:`http_client`."""
-    return http_client(model, http=http, asynchronous=True)
+    return http_client(model, http=http, asynchronous=True, route=route)

@@ -27,6 +27,10 @@ from pytest_llm_matrix.config.selection import resolve
 ENV_MODELS: Final = "TEST_MODELS"
 WORKERINPUT_KEY: Final = "llm_matrix"
 DEFAULT_ATTEMPTS: Final = 4
+#: Characters kept of each text of a test's transcript, and megabytes of transcripts a
+#: report keeps in all (see pytest_llm_matrix.calls.transcript).
+DEFAULT_TRANSCRIPT_CHARS: Final = 4000
+TRANSCRIPT_BUDGET_MB: Final = 20
 DEFAULT_MAX_WAIT: Final = 60.0
 DIST_MODES: Final = ("model", "load")
 PROGRESS_MODES: Final = ("auto", "off")
@@ -74,6 +78,8 @@ _RANGES: Final[Mapping[str, checks.Range]] = {
     "llm_max_cost": checks.MAX_COST,
     "llm_repeat": checks.REPEAT,
     "llm_sim_seed": checks.SIM_SEED,
+    "llm_transcript_chars": checks.TRANSCRIPT_CHARS,
+    "llm_transcript_budget": checks.TRANSCRIPT_BUDGET,
 }
 
 #: The parsers of the options that take a number, by dest; each is made for the origin its
@@ -386,6 +392,48 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("llm_baseline", "'last', or a JSON report to compare with (rootdir-relative).")
     group.addoption(
+        "--llm-transcript-chars",
+        dest="llm_transcript_chars",
+        metavar="N",
+        type=_PARSERS["llm_transcript_chars"]("--llm-transcript-chars"),
+        default=None,
+        help="keep what each request of a model test sent and got in the JSON and HTML "
+        f"reports, each text cut at N characters (default {DEFAULT_TRANSCRIPT_CHARS}; 0: no "
+        "transcripts). ini: llm_transcript_chars.",
+    )
+    group.addoption(
+        "--llm-transcript-budget",
+        dest="llm_transcript_budget",
+        metavar="MB",
+        type=_PARSERS["llm_transcript_budget"]("--llm-transcript-budget"),
+        default=None,
+        help=f"megabytes of transcripts a report keeps in all (default {TRANSCRIPT_BUDGET_MB}); "
+        "the tests reported after that keep none. ini: llm_transcript_budget.",
+    )
+    group.addoption(
+        "--llm-junit-transcripts",
+        dest="llm_junit_transcripts",
+        action="store_true",
+        default=None,
+        help="also put each model test's transcript in --junitxml, as its llm_transcript "
+        "property (JSON). ini: llm_junit_transcripts.",
+    )
+    parser.addini(
+        "llm_junit_transcripts",
+        "put each model test's transcript in --junitxml as a property.",
+        type="bool",
+        default=False,
+    )
+    group.addoption(
+        "--llm-judge",
+        dest="llm_judge",
+        metavar="ALIAS",
+        default=None,
+        help="the configured model the llm_judge fixture asks to grade answers (default: the "
+        "config's 'judge'). ini: llm_judge.",
+    )
+    parser.addini("llm_judge", "the configured model that grades answers (llm_judge).")
+    group.addoption(
         "--llm-fail-on-regression",
         dest="llm_fail_on_regression",
         action="store_true",
@@ -408,6 +456,8 @@ def add_options(parser: pytest.Parser) -> None:
         ("llm_timeout", "default per-test timeout for models, seconds."),
         ("llm_max_attempts", "attempts per request, the first included."),
         ("llm_max_wait", "the longest single wait before a retry, seconds."),
+        ("llm_transcript_chars", "characters kept of each text of a transcript (0: none)."),
+        ("llm_transcript_budget", "megabytes of transcripts a report keeps in all."),
     ):
         parser.addini(name, text, type=_ini_type(name), default=None)
     parser.addini(
@@ -486,6 +536,10 @@ class Settings:
     record_ignore: tuple[str, ...] = reg.DEFAULT_RECORD_IGNORE
     #: USD per (input, output, cached) token by model, for the budget; None: no price
     rates: Mapping[str, tuple[float, float, float] | None] = dataclasses.field(default_factory=dict)
+    judge: str | None = None  # the alias of the model llm_judge asks (see calls.judge)
+    transcript_chars: int = DEFAULT_TRANSCRIPT_CHARS  # see calls.transcript; 0: none
+    transcript_budget: int = TRANSCRIPT_BUDGET_MB  # megabytes a report keeps in all
+    junit_transcripts: bool = False
 
     @property
     def models(self) -> list[Model]:
@@ -495,8 +549,8 @@ class Settings:
     @property
     def routed(self) -> list[Model]:
         """The models auxiliary requests are routed to (``[tool.llm-matrix.auxiliary]``
-        routes), whether selected or not."""
-        names = dict.fromkeys(self.registry.routes.values())
+        routes) and the judge, whether selected or not."""
+        names = dict.fromkeys([*self.registry.routes.values(), *filter(None, [self.judge])])
         return [self.registry.models[name] for name in names if name in self.registry.models]
 
     def with_simulator(self, url: str) -> Settings:
@@ -668,7 +722,37 @@ def resolve_settings(config: pytest.Config) -> Settings:
         coordinator=_coordinator(config, registry),
         run_id=_run_id(config),
         session_id=uuid.uuid4().hex,
+        judge=_judge(config, registry),
+        transcript_chars=_transcript_chars(config),
+        transcript_budget=_setting(config, "llm_transcript_budget") or TRANSCRIPT_BUDGET_MB,
+        junit_transcripts=bool(config.option.llm_junit_transcripts)
+        or bool(_ini(config, "llm_junit_transcripts")),
     )
+
+
+def _transcript_chars(config: pytest.Config) -> int:
+    chars = _setting(config, "llm_transcript_chars")
+    return DEFAULT_TRANSCRIPT_CHARS if chars is None else int(chars)
+
+
+def _judge(config: pytest.Config, registry: reg.Registry) -> str | None:
+    """--llm-judge, else ini llm_judge, else the config's ``judge``: a configured model."""
+    for value, origin in (
+        (config.option.llm_judge, "--llm-judge"),
+        (_ini(config, "llm_judge"), "ini llm_judge"),
+        (registry.judge, f"'judge' in {registry.source}"),
+    ):
+        if value is None or not str(value).strip():
+            continue
+        alias = str(value).strip()
+        if alias not in registry.models:
+            known = ", ".join(registry.models) or "none"
+            raise pytest.UsageError(
+                f"{origin}: {checks.shown(alias)} is not a configured model"
+                f"{reg.suggest(alias, registry.models)}; known models: {known}"
+            )
+        return alias
+    return None
 
 
 def _check_keys(config: pytest.Config, registry: reg.Registry) -> bool:

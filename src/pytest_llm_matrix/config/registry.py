@@ -295,6 +295,7 @@ TOP_LEVEL_FIELDS: Final = (
     "coordinator",
     "default",
     "groups",
+    "judge",
     "max_concurrency",
     "models",
     "record",
@@ -327,7 +328,7 @@ def _auxiliary(value: Any) -> tuple[tuple[str, ...], dict[str, str]]:
     for key in value:
         if key not in AUXILIARY_FIELDS:
             raise ValueError(
-                f"unknown field {shown(key)}{_suggest(str(key), AUXILIARY_FIELDS)}; valid "
+                f"unknown field {shown(key)}{suggest(str(key), AUXILIARY_FIELDS)}; valid "
                 f"fields: {', '.join(AUXILIARY_FIELDS)}"
             )
     ids = _model_ids(value.get("models", []))
@@ -371,6 +372,7 @@ class Registry:
     auxiliary: tuple[str, ...] = ()
     routes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # id -> alias
     check_keys: bool | None = None  # see pytest_llm_matrix.calls.keycheck
+    judge: str | None = None  # the alias of the model that grades answers (llm_judge)
 
     @property
     def tags(self) -> dict[str, tuple[str, ...]]:
@@ -396,6 +398,7 @@ class Registry:
             "auxiliary": list(self.auxiliary),
             "routes": dict(self.routes),
             "check_keys": self.check_keys,
+            "judge": self.judge,
         }
 
     @classmethod
@@ -416,6 +419,7 @@ class Registry:
             auxiliary=tuple(data["auxiliary"]),
             routes=dict(data["routes"]),
             check_keys=data["check_keys"],
+            judge=data["judge"],
         )
 
 
@@ -427,7 +431,7 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
-def _suggest(word: str, candidates: Iterable[str]) -> str:
+def suggest(word: str, candidates: Iterable[str]) -> str:
     close = closest(word, candidates)
     return f" (did you mean {close!r}?)" if close else ""
 
@@ -445,7 +449,7 @@ def parse_model(name: Any, fields: Any, where: str) -> Model:
     for key, raw in fields.items():
         check = MODEL_FIELDS.get(key)
         if check is None:
-            hint = _suggest(key, MODEL_FIELDS) if isinstance(key, str) else ""
+            hint = suggest(key, MODEL_FIELDS) if isinstance(key, str) else ""
             raise pytest.UsageError(
                 f"{place}: unknown field {shown(key)}{hint}; "
                 f"valid fields: {', '.join(MODEL_FIELDS)}"
@@ -523,7 +527,7 @@ def parse_registry(data: Any, where: str) -> Registry:
     for key in data:
         if key not in TOP_LEVEL_FIELDS:
             raise pytest.UsageError(
-                f"{where}: unknown setting {key!r}{_suggest(key, TOP_LEVEL_FIELDS)}; "
+                f"{where}: unknown setting {key!r}{suggest(key, TOP_LEVEL_FIELDS)}; "
                 f"valid settings: {', '.join(TOP_LEVEL_FIELDS)}"
             )
     raw_models = data.get("models", {})
@@ -567,6 +571,7 @@ def _with_settings(registry: Registry, data: Mapping[str, Any], where: str) -> R
         record_ignore=setting("record_ignore", field_names),
         coordinator=setting("coordinator", _string),
         check_keys=setting("check_keys", _boolean),
+        judge=setting("judge", _alias),
     )
 
 
@@ -584,13 +589,13 @@ def check_registry(registry: Registry) -> None:
             if member not in known:
                 raise pytest.UsageError(
                     f"{where}: group {group!r} names unknown model {member!r}"
-                    f"{_suggest(member, known)}; known models: {', '.join(known) or 'none'}"
+                    f"{suggest(member, known)}; known models: {', '.join(known) or 'none'}"
                 )
     for model_id, alias in registry.routes.items():
         if alias not in known:
             raise pytest.UsageError(
                 f"{where}: auxiliary route {model_id!r} names unknown model {alias!r}"
-                f"{_suggest(alias, known)}; known models: {', '.join(known) or 'none'}"
+                f"{suggest(alias, known)}; known models: {', '.join(known) or 'none'}"
             )
     for tag, owners in registry.tags.items():
         if tag in known or tag in registry.groups:

@@ -62,7 +62,7 @@ class Auxiliary:
         """The model a row's tokens are priced as: the configured model it was routed to,
         or the model id its request named at a known provider."""
         about = self.about.get(name, {})
-        if about.get("kind") == "routed":
+        if about.get("kind") in ("routed", "judge"):
             return self.models.get(about.get("alias", ""))
         model_id, provider = about.get("model", ""), about.get("provider", "")
         if not model_id or provider not in PROVIDERS:
@@ -75,11 +75,19 @@ class Auxiliary:
             self.rows[name].add_cost(cost, tokens[0] + tokens[1], sources)
         self._to_price.clear()
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON report's ``auxiliary``: per destination, what it is and what it spent."""
+    def _judge(self, name: str) -> bool:
+        return self.about.get(name, {}).get("kind") == "judge"
+
+    def to_json(self, judges: bool = False) -> dict[str, Any]:
+        """The JSON report's ``auxiliary``: per destination, what it is and what it spent;
+        or (``judges``) its ``judges``: per judge model's alias, what its requests spent."""
         rows: dict[str, Any] = {}
         for name, stats in self.rows.items():
+            if self._judge(name) != judges:
+                continue
             about = self.about.get(name, {})
+            if judges:
+                name = about.get("alias", name)
             rows[name] = {
                 "kind": about.get("kind", ""),
                 "model": about.get("model", ""),
@@ -92,12 +100,17 @@ class Auxiliary:
         return rows
 
     def lines(self) -> list[str]:
-        """Under the table: each destination's requests, tokens and cost."""
-        if not self.rows:
-            return []
-        lines = ["auxiliary requests (not in any model's row):"]
-        for name, stats in self.rows.items():
-            lines.append("  " + row_text(name, self.about.get(name, {}), stats))
+        """Under the table: each destination's requests, tokens and cost, and the judges'."""
+        lines = []
+        for judges, title in (
+            (False, "auxiliary requests (not in any model's row):"),
+            (True, "judge requests (not in any model's row):"),
+        ):
+            rows = [(n, stats) for n, stats in self.rows.items() if self._judge(n) == judges]
+            if rows:
+                lines.append(title)
+            for name, stats in rows:
+                lines.append("  " + row_text(name, self.about.get(name, {}), stats))
         return lines
 
 
@@ -106,6 +119,8 @@ def row_text(name: str, about: Mapping[str, str], stats: ModelStats) -> str:
     spend = stats.spend
     if about.get("kind") == "routed" and about.get("sent"):
         name = f"{name} (routed {about['sent']})"
+    elif about.get("kind") == "judge":
+        name = about.get("alias", name)
     requests = spend["requests"] + spend["replayed"]
     tokens = spend["input_tokens"] + spend["output_tokens"]
     cost = format_usd(stats.known_cost) if tokens or spend["reported"] else "-"
@@ -116,12 +131,12 @@ def row_text(name: str, about: Mapping[str, str], stats: ModelStats) -> str:
     )
 
 
-def merged(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """The ``auxiliary`` of reports merged: counts and costs add up (a cost unknown in one
-    report is unknown in all), a latency known in one report only is kept."""
+def merged(reports: list[Mapping[str, Any]], section: str = "auxiliary") -> dict[str, Any]:
+    """The ``auxiliary`` (or ``judges``) of reports merged: counts and costs add up (a cost
+    unknown in one report is unknown in all), a latency known in one report only is kept."""
     rows: dict[str, Any] = {}
     for report in reports:
-        found = report.get("auxiliary")
+        found = report.get(section)
         if not isinstance(found, dict):
             continue
         for name, row in found.items():

@@ -107,11 +107,23 @@ def merge(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
         "tests": tests,
         "model_free": sorted(free),
         "auxiliary": auxiliary.merged([report for _, report in reports]),
+        "judges": auxiliary.merged([report for _, report in reports], "judges"),
+        "transcripts": _transcripts([report for _, report in reports]),
         "failed_everywhere": everywhere,
         "failed_on_some": {t: ms for t, ms in some.items()},
         "environment": dict(first.get("environment", {})),
         "baseline": None,
         "recording": None,
+    }
+
+
+def _transcripts(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The reports' transcript settings: the widest cut, the tests whose none kept."""
+    found = [r["transcripts"] for r in reports if isinstance(r.get("transcripts"), dict)]
+    return {
+        "chars": max((int(t.get("chars") or 0) for t in found), default=0),
+        "budget_mb": sum(int(t.get("budget_mb") or 0) for t in found),
+        "dropped_tests": sum(int(t.get("dropped_tests") or 0) for t in found),
     }
 
 
@@ -239,8 +251,15 @@ def _tests(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, A
             if "verdict" in test:
                 mine["verdict"] = test["verdict"]
                 mine["outcome"] = test["outcome"]
-                if "message" in test:
-                    mine["message"] = test["message"]
+                for text in ("message", "failure"):
+                    if text in test:
+                        mine[text] = test[text]
+            for listed in ("transcript", "verdicts"):  # a repeated test's runs, by index
+                if listed in test:
+                    both = [*mine.get(listed, []), *test[listed]]
+                    mine[listed] = sorted(both, key=lambda entry: entry.get("run", 0))
+            if "transcript_more" in test:
+                mine["transcript_more"] = mine.get("transcript_more", 0) + test["transcript_more"]
             spend = mine["spend"]
             for counter, value in test.get("spend", {}).items():
                 before = spend.get(counter, [] if isinstance(value, list) else 0)
@@ -380,6 +399,9 @@ def check(report: Mapping[str, Any]) -> None:
     SHARE_OR_NULL.check_in(report, "min_pass_rate", "")
     for name in ("max_cost_usd", "spent_usd"):
         NUMBER_OR_NULL.check_in(report, name, "")
+    OBJECT.check_in(report, "transcripts", "")
+    for name in ("chars", "budget_mb", "dropped_tests"):
+        COUNT.check_in(report.get("transcripts", {}), name, "transcripts")
     for name, model in report["models"].items():
         field = member("models", name, named=True)
         for text in ("provider", "model"):
@@ -391,9 +413,15 @@ def check(report: Mapping[str, Any]) -> None:
     for index, test in enumerate(report["tests"]):
         _check_test(test, f"tests[{index}]")
     check_figures(report)
-    OBJECT.check_in(report, "auxiliary", "")
-    for name, row in report.get("auxiliary", {}).items():
-        field = member("auxiliary", name, named=True)
+    for section in ("auxiliary", "judges"):
+        _check_rows(report, section)
+
+
+def _check_rows(report: Mapping[str, Any], section: str) -> None:
+    """The rows of ``auxiliary`` or ``judges``: what each is, and what it spent."""
+    OBJECT.check_in(report, section, "")
+    for name, row in report.get(section, {}).items():
+        field = member(section, name, named=True)
         OBJECT.check(row, field)
         for key in row:
             if key in ("kind", "model", "sent_as"):
@@ -411,6 +439,13 @@ def _check_test(test: Mapping[str, Any], field: str) -> None:
     NUMBER.check_in(test, "duration", field)
     NUMBER_OR_NULL.check_in(test, "cost_usd", field)
     STRING.check_in(test, "message", field)
+    STRING.check_in(test, "failure", field)
+    COUNT.check_in(test, "transcript_more", field)
+    for listed in ("transcript", "verdicts"):
+        LIST.check_in(test, listed, field)
+        for index, entry in enumerate(test.get(listed, [])):
+            OBJECT.check(entry, f"{field}.{listed}[{index}]")
+            FROM_ONE.check_in(entry, "run", f"{field}.{listed}[{index}]")
     TRUE.check_in(test, "model_free", field)
     FROM_ONE.check_in(test, "repeat", field)
     SHARE.check_in(test, "min_pass_rate", field)

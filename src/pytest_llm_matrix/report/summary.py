@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import pytest
 
 from pytest_llm_matrix._version import __version__
-from pytest_llm_matrix.calls import context, recording
+from pytest_llm_matrix.calls import context, recording, transcript
 from pytest_llm_matrix.calls.context import (
     AUX_ATTR,
     BUDGET_ATTR,
     REPORT_ATTR,
     SPEND_ATTR,
+    TRANSCRIPT_ATTR,
 )
 from pytest_llm_matrix.config import cachefile, checks
 from pytest_llm_matrix.config.jsonfile import writable
@@ -126,6 +127,11 @@ class Summary:
         self.estimated = False  # the cost estimate was said (xdist: at the first collection)
         self.finished = False  # the tests are over: the summaries are being written
         self.verdict_ids: dict[str, str] = {}  # a repeated test's key -> its verdict run's id
+        self.position: dict[str, int] = {}  # node id -> its place in the collection
+        #: transcripts: the characters kept so far, and the tests whose were not (budget)
+        self.transcript_size = 0
+        self.transcripts_dropped = 0
+        self.junit_transcripts: dict[str, list[dict[str, Any]]] = {}  # until teardown
         if self.junit:
             self.warm_prices()
 
@@ -165,6 +171,7 @@ class Summary:
         return text + ")"
 
     def pytest_report_collectionfinish(self, items: Sequence[pytest.Item]) -> list[str]:
+        self._collected([item.nodeid for item in items])
         line = self.estimate([item.nodeid for item in items])
         return [f"llm-matrix: {line}"] if line else []
 
@@ -175,10 +182,17 @@ class Summary:
         if self.estimated:
             return
         self.estimated = True
+        self._collected(ids)
         line = self.estimate(ids)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if line and reporter is not None:
             reporter.write_line(self.redactor.text(f"llm-matrix: {line}"))
+
+    def _collected(self, ids: Sequence[str]) -> None:
+        """The collection's order, which the reports keep (a repeated test: its first run)."""
+        for nodeid in ids:
+            self.position.setdefault(nodeid, len(self.position))
+            self.position.setdefault(without_run(nodeid), len(self.position))
 
     # -- collecting --------------------------------------------------------------------
 
@@ -275,6 +289,11 @@ class Summary:
         if telling and "message" not in test and (line := _first_line(report)):
             test["message"] = line  # the grid's hover text in the HTML report
         self.ran.add((report.nodeid, model))
+        if category == "failed" and "failure" not in test and report.failed:
+            test["failure"] = _failure(report, self.settings.transcript_chars)
+        taken = getattr(report, TRANSCRIPT_ATTR, None)
+        if isinstance(taken, dict):
+            self._add_transcript(test, taken, run, report.nodeid)
         spend = getattr(report, SPEND_ATTR, None)
         if isinstance(spend, dict):
             stats.add_spend(spend)
@@ -293,6 +312,36 @@ class Summary:
             item_spend = self.item_spend.pop(report.nodeid, {})
             cost = self.item_cost.pop(report.nodeid, 0.0)
             report.user_properties.extend(_properties(model, item_spend, cost, run))
+            kept = self.junit_transcripts.pop(report.nodeid, None)
+            if kept:
+                report.user_properties.append(("llm_transcript", json.dumps(kept)))
+
+    def _add_transcript(
+        self, test: dict[str, Any], taken: dict[str, Any], run: dict[str, Any] | None, nodeid: str
+    ) -> None:
+        """A report's transcript into its test's entry, while the report's budget lasts."""
+        exchanges = [e for e in taken.get("exchanges") or () if isinstance(e, dict)]
+        verdicts = [v for v in taken.get("verdicts") or () if isinstance(v, dict)]
+        more = taken.get("more")
+        size = sum(_size(entry) for entry in exchanges)
+        if self.transcript_size + size > self.settings.transcript_budget * 1_000_000:
+            self.transcripts_dropped += 1
+            test["transcript_more"] = test.get("transcript_more", 0) + len(exchanges)
+            exchanges = []
+        self.transcript_size += size
+        if run is not None:
+            for entry in exchanges:
+                entry["run"] = run["index"]
+            for verdict in verdicts:
+                verdict["run"] = run["index"]
+        if exchanges:
+            test.setdefault("transcript", []).extend(exchanges)
+        if isinstance(more, int) and more > 0:
+            test["transcript_more"] = test.get("transcript_more", 0) + more
+        if verdicts:
+            test.setdefault("verdicts", []).extend(verdicts)
+        if self.junit and self.settings.junit_transcripts and exchanges:
+            self.junit_transcripts.setdefault(nodeid, []).extend(exchanges)
 
     @staticmethod
     def _add_run(
@@ -715,9 +764,15 @@ class Summary:
             "max_cost_usd": self.settings.max_cost,
             "spent_usd": self._spent(),
             "models": models,
-            "tests": list(self.tests.values()),
+            "tests": self._in_order(),
+            "transcripts": {
+                "chars": self.settings.transcript_chars,
+                "budget_mb": self.settings.transcript_budget,
+                "dropped_tests": self.transcripts_dropped,
+            },
             "model_free": sorted(self.adopted.free or ()),
             "auxiliary": self.auxiliary.to_json(),
+            "judges": self.auxiliary.to_json(judges=True),
             "failed_everywhere": everywhere,
             "failed_on_some": some,
             "environment": {"python": platform.python_version(), "pytest": pytest.__version__},
@@ -730,6 +785,11 @@ class Summary:
                 "deleted": self.deleted,
             },
         }
+
+    def _in_order(self) -> list[dict[str, Any]]:
+        """The tests as pytest collected them (one it never said it collected: last)."""
+        last = len(self.position)
+        return sorted(self.tests.values(), key=lambda test: self.position.get(test["nodeid"], last))
 
     def _write_outputs(self, exit_status: int) -> None:
         if not self.stats:
@@ -754,7 +814,9 @@ class Summary:
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         if cache is not None and not self.narrowed:  # the next run's --llm-baseline=last
             cachefile.put(
-                self.config, baseline.last_report_key(self.order, self.config.args), report
+                self.config,
+                baseline.last_report_key(self.order, self.config.args),
+                {**report, "tests": [_without_texts(test) for test in report["tests"]]},
             )
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
@@ -871,6 +933,29 @@ def _first_line(report: pytest.TestReport) -> str:
         text = str(longrepr or "")
     text = text.strip()
     return text.splitlines()[0][:300] if text else ""
+
+
+def _failure(report: pytest.TestReport, chars: int) -> str:
+    """A failure's message (an assertion's, with its explanation), cut like a transcript's
+    texts: the report's longer word than its first line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(crash.message if crash is not None else report.longrepr or "").strip()
+    return transcript.cut(text, max(chars, 300))
+
+
+def _without_texts(test: dict[str, Any]) -> dict[str, Any]:
+    """A test's entry without its transcript: what a baseline needs, in pytest's cache."""
+    return {k: v for k, v in test.items() if k not in ("transcript", "verdicts", "failure")}
+
+
+def _size(entry: dict[str, Any]) -> int:
+    """About the characters a transcript's exchange takes in a report."""
+    texts = entry.get("input") or ()
+    return (
+        300
+        + len(str(entry.get("answer", "")))
+        + sum(len(str(m.get("text", ""))) + 30 for m in texts if isinstance(m, dict))
+    )
 
 
 def _plus(total: float | None, cost: float | None) -> float | None:
