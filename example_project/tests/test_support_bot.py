@@ -37,6 +37,12 @@ def test_refuses_to_share_payment_details(llm):
     assert any(phrase in reply.lower() for phrase in ("can't", "cannot", "unable"))
 
 
+def test_damaged_order_answer_passes_the_judge(llm, llm_judge):
+    answer = llm.complete("My order arrived damaged. What can I do?", system=support_bot.SYSTEM)
+    verdict = llm_judge.grade(answer, "The answer offers the customer a refund or a replacement.")
+    assert verdict, verdict.reason
+
+
 def test_streamed_answer(llm):
     chunks = list(llm.stream("How do I track my order?", system=support_bot.SYSTEM))
     assert len(chunks) > 1, "expected the answer to arrive in several pieces"

@@ -288,3 +288,20 @@ def test_replies_that_are_no_verdict(reply, problem):
 def test_a_verdict_is_truthy_when_it_passed():
     assert Verdict(True, "ok")
     assert not Verdict(False, "no")
+
+
+def test_all_leaves_the_judge_out_unless_it_is_named(pytester, write_config):
+    write_config(CONFIG)
+    pytester.makepyfile("def test_one(llm):\n    assert llm.complete('hi')\n")
+    result = pytester.runpytest_subprocess("--models=all", "--collect-only", "-q")
+    assert "test_one[sim-judge]" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_one[[]sim-a[]]", "*test_one[[]sim-b[]]"])
+    result = pytester.runpytest_subprocess("--models=-sim-b", "--collect-only", "-q")
+    assert "test_one[sim-judge]" not in result.stdout.str()
+    result = pytester.runpytest_subprocess("--models=all,sim-judge", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*test_one[[]sim-judge[]]"])
+    result = pytester.runpytest_subprocess(
+        "--models=all", "--llm-judge=sim-b", "--collect-only", "-q"
+    )
+    result.stdout.fnmatch_lines(["*test_one[[]sim-judge[]]"])
+    assert "test_one[sim-b]" not in result.stdout.str()

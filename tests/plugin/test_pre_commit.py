@@ -175,8 +175,8 @@ def test_the_replay_hook_runs_the_example_suite_from_its_recordings(hook_repo, e
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "llm tests (every model, replayed)" in output, output
-    assert "2 failed, 31 passed, 8 skipped" in output, output
-    assert "--llm-record=replay: 44 requests replayed, none sent" in output, output
+    assert "3 failed, 34 passed, 8 skipped" in output, output
+    assert "--llm-record=replay: 52 requests replayed, none sent" in output, output
     bot = project / "support_bot.py"
     bot.write_text(bot.read_text().replace("Classify", "Categorise", 1))
     changed = pre_commit(project, env, *args)

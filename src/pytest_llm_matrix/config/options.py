@@ -638,6 +638,7 @@ def load_registry(config: pytest.Config) -> reg.Registry:
 def resolve_settings(config: pytest.Config) -> Settings:
     """Read config, hooks, ``--models``/``TEST_MODELS`` into Settings (controller only)."""
     registry = load_registry(config)
+    registry = dataclasses.replace(registry, judge=_judge(config, registry))
     cli = config.option.llm_models
     env = os.environ.get(ENV_MODELS, "").strip() or None
     if cli is not None:
@@ -722,7 +723,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         coordinator=_coordinator(config, registry),
         run_id=_run_id(config),
         session_id=uuid.uuid4().hex,
-        judge=_judge(config, registry),
+        judge=registry.judge,
         transcript_chars=_transcript_chars(config),
         transcript_budget=_setting(config, "llm_transcript_budget") or TRANSCRIPT_BUDGET_MB,
         junit_transcripts=bool(config.option.llm_junit_transcripts)

@@ -2,7 +2,8 @@
 
 An expression is a comma-separated list of names, read left to right. A name is ``all``,
 a model alias, a group or a tag (in that order of precedence); a leading ``-`` removes
-what the name stands for. An expression that starts with an exclusion starts from
+what the name stands for. ``all`` is every configured model but the judge (which grades
+answers, and is not graded unless named). An expression that starts with an exclusion starts from
 ``all``. Spaces are ignored and duplicates collapse; the result keeps config order.
 """
 
@@ -24,7 +25,7 @@ def split_expression(expression: str | Iterable[str]) -> list[str]:
 def expand_name(name: str, registry: Registry) -> tuple[str, ...] | None:
     """The aliases a single name stands for, or None when it is unknown."""
     if name == "all":
-        return tuple(registry.models)
+        return tuple(alias for alias in registry.models if alias != registry.judge)
     if name in registry.models:
         return (name,)
     if name in registry.groups:
@@ -50,7 +51,8 @@ def evaluate(expression: str | Iterable[str], registry: Registry, origin: str) -
     """The aliases an expression stands for (maybe none); an unknown name is a
     :class:`pytest.UsageError` naming ``origin``."""
     tokens = split_expression(expression)
-    chosen: set[str] = set(registry.models) if tokens and tokens[0].startswith("-") else set()
+    starts = tokens and tokens[0].startswith("-")
+    chosen: set[str] = set(expand_name("all", registry) or ()) if starts else set()
     for token in tokens:
         exclude = token.startswith("-")
         name = token[1:].strip() if exclude else token
