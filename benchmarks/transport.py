@@ -6,7 +6,8 @@ transport runs with everything on: a global cap and a per-model cap (file-lock s
 cooldown and availability checks, usage parsing, and a test context recording it all; and
 once more as in an xdist worker, which also rewrites its running test's spend to a journal
 file after every request; and as a replay (``--llm-record=replay``): the same requests
-answered from a recording made just before, nothing sent.
+answered from a recording made just before, nothing sent; and without transcripts
+(``--llm-transcript-chars=0``), for what taking each request down costs.
 
     python benchmarks/transport.py [--requests 2000]
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import httpx2
 
-from pytest_llm_matrix.calls import context, recording
+from pytest_llm_matrix.calls import context, recording, transcript
 from pytest_llm_matrix.calls.transport import llm_transport
 from pytest_llm_matrix.config.models import Model
 from pytest_llm_matrix.simulator import Simulator, parse_config
@@ -83,7 +84,9 @@ def main() -> None:
             ("transport", wrapped, None),
             ("worker", wrapped, journal),
             ("replayed", wrapped, None),
+            ("untranscribed", wrapped, None),
         )
+        chars = transcript.chars()
         rounds = args.requests // args.block // 2
         for stream in (False, True):
             replayer = recorded(state, wrapped, stream, 50 + rounds * args.block)
@@ -98,7 +101,10 @@ def main() -> None:
                 for name, client, kept in variants:
                     limits.journal = kept
                     recording.configure(replayer if name == "replayed" else None)
+                    transcript.configure(0 if name == "untranscribed" else chars)
+                    ctx.take_transcript()  # room for the block: every request is taken down
                     results[name].extend(timed(client, stream) for _ in range(args.block))
+            transcript.configure(chars)
             recording.configure(None)
             p50 = {name: statistics.median(times) for name, times in results.items()}
             kind = "streamed" if stream else "plain"
@@ -111,6 +117,8 @@ def main() -> None:
                     f"(target <= 1.5 ms); ratio {p50[name] / p50['bare']:.2f}"
                 )
             print(f"  the worker's journal adds {(p50['worker'] - p50['transport']) * 1000:.3f} ms")
+            taken, without = p50["transport"] - p50["untranscribed"], p50["untranscribed"]
+            print(f"  its transcript adds {taken * 1000:.3f} ms (without: {without * 1000:.3f} ms)")
             print(
                 f"  replayed (--llm-record=replay) {p50['replayed'] * 1000:.3f} ms: "
                 f"{p50['replayed'] / p50['transport']:.2f} of a live request through the "

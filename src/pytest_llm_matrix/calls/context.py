@@ -276,6 +276,15 @@ class TestContext:
                     taken[name] = {"spend": spend, "about": dict(tally.about)}
         return taken or None
 
+    def room(self, most: int) -> bool:
+        """Whether the transcript keeps another request (its first ``most`` are kept); one
+        it does not keep is counted."""
+        with self._lock:
+            if len(self.transcript) < most:
+                return True
+            self.transcript_more += 1
+            return False
+
     def note(self, entry: dict[str, Any], most: int) -> None:
         """Add a request to the transcript: its first ``most`` requests are kept."""
         with self._lock:

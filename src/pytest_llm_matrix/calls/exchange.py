@@ -153,9 +153,19 @@ MAIN: Final = Route()
 def redact(text: str, model: Model) -> str:
     """``text`` without ``model``'s key or secret headers, in any of their forms (see
     :mod:`pytest_llm_matrix.config.redaction`)."""
-    secrets = [os.environ.get(name, "").strip() for name in model.secret_envs()]
-    forms = set().union(*(forms_of(secret) for secret in secrets if secret))
+    forms = secret_forms(model)
     return mask(text, forms) if forms else text  # all at once: two may share an end
+
+
+def secret_forms(model: Model) -> frozenset[str]:
+    """The forms of ``model``'s key and secret headers, as the environment has them now."""
+    return _forms_of(tuple(os.environ.get(name, "").strip() for name in model.secret_envs()))
+
+
+@functools.lru_cache(maxsize=16)
+def _forms_of(secrets: tuple[str, ...]) -> frozenset[str]:
+    """Worked out once per set of secrets, not once per request."""
+    return frozenset().union(*(forms_of(secret) for secret in secrets if secret))
 
 
 class _Poll:
@@ -357,7 +367,7 @@ class Exchange:
         """Put this request and ``answer`` in the running test's transcript (redacted)."""
         ctx = self.ctx
         self.noted = True
-        if ctx is None or not transcript.chars():
+        if ctx is None or not transcript.chars() or not ctx.room(transcript.MAX_EXCHANGES):
             return
         request = self.request
         api = transcript.api_of(request.url.path)
@@ -377,8 +387,7 @@ class Exchange:
             if about.get("kind") == "judge"
             else ("auxiliary")
         )
-        secrets = [os.environ.get(name, "").strip() for name in self.model.secret_envs()]
-        forms = set().union(*(forms_of(secret) for secret in secrets if secret))
+        forms = secret_forms(self.model)
 
         def hidden(text: str) -> str:
             return mask(text, forms) if forms else text
@@ -582,8 +591,6 @@ class Exchange:
                 self._verified(held)
                 held.release()
                 self._record_body(body, started, response)
-                if transcript.chars() and self.ctx is not None:
-                    self._note_body(body, time.monotonic() - started)
                 if streaming and verdict is Verdict.OK and not self.route.observe:
                     self._not_a_stream(response, body)
                 if keep is not None:
@@ -675,26 +682,24 @@ class Exchange:
             held.probe.release()
             held.probe = None
 
-    def _note_body(self, body: bytes, latency: float) -> None:
-        api = transcript.api_of(self.request.url.path)
-        try:
-            data = json.loads(body)
-        except ValueError:
-            self.note(body[:2000].decode("utf-8", "replace"), None, latency)
-            return
-        usage = usage_from_body(data) if isinstance(data, dict) else None
-        self.note(transcript.answer_of(api, data), usage, latency)
-
     def _record_body(self, body: bytes, started: float, response: Any) -> None:
+        """Count a whole answer's latency, tokens and cost in its row, and put it in the
+        test's transcript."""
         tally = self.tally
         if tally is None:
             return
-        tally.record("latencies", time.monotonic() - started)
+        latency = time.monotonic() - started
+        tally.record("latencies", latency)
+        noting = bool(transcript.chars())
         try:
             data = json.loads(body)
         except ValueError:
+            if noting:
+                self.note(body[:2000].decode("utf-8", "replace"), None, latency)
             return
         if not isinstance(data, dict):
+            if noting:
+                self.note(transcript.answer_of("other", data), None, latency)
             return
         usage, cost = usage_from_body(data), None
         if response.status_code < 300:  # an error is not billed, whatever it says
@@ -703,6 +708,9 @@ class Exchange:
                 cost = cost_value(response.headers.get(self.model.cost_header))
         if usage is not None or cost is not None:
             account(self.name, tally, usage or Usage(), cost)
+        if noting:
+            api = transcript.api_of(self.request.url.path)
+            self.note(transcript.answer_of(api, data), usage, latency)
 
 
 @functools.lru_cache(maxsize=64)
