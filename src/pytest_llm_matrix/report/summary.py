@@ -130,7 +130,9 @@ class Summary:
         self.position: dict[str, int] = {}  # node id -> its place in the collection
         #: transcripts: the characters kept so far, and the tests whose were not (budget)
         self.transcript_size = 0
-        self.transcripts_dropped = 0
+        self.kept_size: dict[str, int] = {}  # by test: what its transcript takes
+        self.evictable: dict[str, None] = {}  # passed tests whose transcripts are kept
+        self.transcripts_dropped: set[str] = set()  # tests whose transcripts are not
         self.junit_transcripts: dict[str, list[dict[str, Any]]] = {}  # until teardown
         if self.junit:
             self.warm_prices()
@@ -289,7 +291,7 @@ class Summary:
         if telling and "message" not in test and (line := _first_line(report)):
             test["message"] = line  # the grid's hover text in the HTML report
         self.ran.add((report.nodeid, model))
-        if category == "failed" and "failure" not in test and report.failed:
+        if category in ("failed", "error") and "failure" not in test and report.failed:
             test["failure"] = _failure(report, self.settings.transcript_chars)
         taken = getattr(report, TRANSCRIPT_ATTR, None)
         if isinstance(taken, dict):
@@ -319,16 +321,27 @@ class Summary:
     def _add_transcript(
         self, test: dict[str, Any], taken: dict[str, Any], run: dict[str, Any] | None, nodeid: str
     ) -> None:
-        """A report's transcript into its test's entry, while the report's budget lasts."""
+        """A report's transcript into its test's entry, while the report's budget lasts: past
+        it, a failing test's takes the place of passed tests' (failures are what is read),
+        any other is dropped, and counted."""
         exchanges = [e for e in taken.get("exchanges") or () if isinstance(e, dict)]
         verdicts = [v for v in taken.get("verdicts") or () if isinstance(v, dict)]
         more = taken.get("more")
+        key = test["nodeid"]
         size = sum(_size(entry) for entry in exchanges)
-        if self.transcript_size + size > self.settings.transcript_budget * 1_000_000:
-            self.transcripts_dropped += 1
+        budget = self.settings.transcript_budget * 1_000_000
+        failing = test["outcome"] in ("failed", "error")
+        while failing and self.transcript_size + size > budget and self.evictable:
+            self._evict(self.evictable.popitem()[0])
+        if exchanges and self.transcript_size + size > budget:
+            self.transcripts_dropped.add(key)
             test["transcript_more"] = test.get("transcript_more", 0) + len(exchanges)
             exchanges = []
-        self.transcript_size += size
+        elif exchanges:
+            self.transcript_size += size
+            self.kept_size[key] = self.kept_size.get(key, 0) + size
+            if not failing:
+                self.evictable[key] = None
         if run is not None:
             for entry in exchanges:
                 entry["run"] = run["index"]
@@ -342,6 +355,16 @@ class Summary:
             test.setdefault("verdicts", []).extend(verdicts)
         if self.junit and self.settings.junit_transcripts and exchanges:
             self.junit_transcripts.setdefault(nodeid, []).extend(exchanges)
+
+    def _evict(self, key: str) -> None:
+        """Drop a passed test's transcript, for a failing one's."""
+        test = self.tests[key]
+        if test["outcome"] in ("failed", "error"):  # it failed since (a teardown error)
+            return
+        self.transcript_size -= self.kept_size.pop(key, 0)
+        dropped = test.pop("transcript", [])
+        test["transcript_more"] = test.get("transcript_more", 0) + len(dropped)
+        self.transcripts_dropped.add(key)
 
     @staticmethod
     def _add_run(
@@ -768,7 +791,7 @@ class Summary:
             "transcripts": {
                 "chars": self.settings.transcript_chars,
                 "budget_mb": self.settings.transcript_budget,
-                "dropped_tests": self.transcripts_dropped,
+                "dropped_tests": len(self.transcripts_dropped),
             },
             "model_free": sorted(self.adopted.free or ()),
             "auxiliary": self.auxiliary.to_json(),
