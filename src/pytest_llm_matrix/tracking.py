@@ -30,7 +30,7 @@ from pytest_llm_matrix.calls.context import (
 from pytest_llm_matrix.calls.fixtures import MODEL_FIXTURES
 from pytest_llm_matrix.config.models import Model
 from pytest_llm_matrix.config.options import OFFLINE_MODES, SETTINGS_KEY
-from pytest_llm_matrix.config.redaction import redact_report
+from pytest_llm_matrix.config.redaction import redact_report, redactor
 from pytest_llm_matrix.matrix import SDKS_FIXTURE
 from pytest_llm_matrix.matrix.parametrize import model_of
 from pytest_llm_matrix.matrix.repeats import (
@@ -229,7 +229,8 @@ class TestTracker:
             exchanges, more, verdicts = ctx.take_transcript()
             if exchanges or more or verdicts:
                 taken = {"exchanges": exchanges, "more": more, "verdicts": verdicts}
-                setattr(report, TRANSCRIPT_ATTR, taken)
+                # every configured key masked before it leaves the worker on the report
+                setattr(report, TRANSCRIPT_ATTR, redactor(item.config).data(taken))
         if ctx is not None and _adopted(item):
             setattr(report, REACHED_ATTR, ctx.reached)  # it may be model-free
         if ctx is not None and ctx.refused_by_budget and report.skipped:
