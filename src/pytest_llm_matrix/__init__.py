@@ -9,8 +9,10 @@ from pytest_llm_matrix.config.models import Model
 
 __all__ = [
     "LLM",
+    "Judge",
     "LLMError",
     "Model",
+    "Verdict",
     "__version__",
     "current_model",
     "llm_transport",
@@ -20,6 +22,8 @@ __all__ = [
 _LAZY = {
     "LLM": "pytest_llm_matrix.calls.client",
     "LLMError": "pytest_llm_matrix.calls.client",
+    "Judge": "pytest_llm_matrix.calls.judge",
+    "Verdict": "pytest_llm_matrix.calls.judge",
     "llm_transport": "pytest_llm_matrix.calls.transport",
     "wrap_client": "pytest_llm_matrix.calls.transport",
 }
