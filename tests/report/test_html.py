@@ -148,6 +148,89 @@ def test_the_page_stays_small_for_hundreds_of_tests_and_tens_of_models():
     assert len(text.encode()) < 4_000_000  # messages are cut to 300 characters
 
 
+def _stats(**fields):
+    """A model's stats row as the report has it; ``fields`` override."""
+    row = {
+        "outcomes": {"passed": 1, "failed": 0, "error": 0, "skipped": 0},
+        "pass_rate": 1.0, "cost_usd": None, "input_tokens": 0, "output_tokens": 0,
+        "latency_p50": 0.5, "latency_p95": 0.9, "requests": 1, "required": True,
+    }  # fmt: skip
+    return row | fields
+
+
+def synthetic(models, tests, **stats):
+    """A report of ``tests`` (dicts with test, model, outcome and any more fields) on
+    ``models``; ``stats`` by model override their stats rows."""
+    return {
+        "selection": {"models": list(models), "selected_by": "--models"},
+        "created": "2026-11-29T00:00:00+00:00",
+        "plugin_version": "0",
+        "models": {m: _stats(**stats.get(m, {})) for m in models},
+        "tests": [
+            {"nodeid": f"{t['test']}[{t['model']}]", "duration": 0.1, "cost_usd": None,
+             "spend": {}, **t}
+            for t in tests
+        ],
+    }  # fmt: skip
+
+
+class Grid(HTMLParser):
+    """The grid's rows: each its attributes and its cells' (attributes, text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[dict[str, str | None], list[tuple[dict[str, str | None], str]]]]
+        self.rows = []
+        self._in_grid = False
+        self._cell: dict[str, str | None] | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table" and ("id", "grid") in attrs:
+            self._in_grid = True
+        elif self._in_grid and tag == "tr":
+            self.rows.append((dict(attrs), []))
+        elif self._in_grid and tag == "td":
+            self._cell, self._text = dict(attrs), ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_grid = False
+        elif tag == "td" and self._cell is not None:
+            self.rows[-1][1].append((self._cell, self._text.strip()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._text += data
+
+
+def grid_rows(text):
+    grid = Grid()
+    grid.feed(text)
+    return [row for row in grid.rows if row[1]]  # the head's row has no td
+
+
+def test_the_grid_keeps_the_reports_order_and_says_not_run():
+    """Question 0..11 in the report's order, not sorted as text (0, 1, 10, 11, 2, ...); a
+    test a model did not run says so in its cell."""
+    names = [f"test_q.py::test_question[Question {n}]" for n in range(12)]
+    tests = [{"test": name, "model": "a", "outcome": "passed"} for name in names]
+    tests += [{"test": name, "model": "b", "outcome": "failed"} for name in names[::2]]
+    rows = grid_rows(html.render(synthetic(["a", "b"], tests)))
+    assert [cells[0][1] for _, cells in rows] == names
+    assert [row["data-i"] for row, _ in rows] == [str(i) for i in range(12)]  # the way back
+    for number, (_, (_, (a, _), (b, on_b))) in enumerate(rows):
+        assert a["data-outcome"] == "passed"
+        if number % 2:
+            assert on_b == "not run"
+            assert b["class"] == "c none"
+            assert "data-test" not in b  # nothing to open
+        else:
+            assert b["data-outcome"] == "failed"
+            assert on_b == "FAIL"
+
+
 def _png_pixels_vary(path: Path) -> bool:
     """Whether a PNG is more than one flat colour (its decompressed rows hold many values)."""
     data = path.read_bytes()

@@ -43,7 +43,9 @@ th{text-align:left;background:#f5f7f9;font-weight:600}td.n{text-align:right}
 #grid td.c{text-align:center;cursor:pointer;font-size:12px;min-width:54px}
 .pass{background:#dff3e4;color:#14532d}.fail{background:#fbdad7;color:#7f1d1d}
 .error{background:#f8c4a8;color:#7c2d12}.skip{background:#eceff3;color:#4b5563}
-.none{background:#fff}#detail{white-space:pre-wrap;background:#f5f7f9;padding:8px 10px;
+#grid td.none{background:#fff;color:#9aa3ad;cursor:default}
+#grid th[data-dir=up]::after{content:" \\25B2"}#grid th[data-dir=down]::after{content:" \\25BC"}
+#detail{white-space:pre-wrap;background:#f5f7f9;padding:8px 10px;
 border-radius:4px;min-height:1.4em;max-width:1100px;font:12px ui-monospace,monospace}
 ul{margin:4px 0 10px}code{font:12px ui-monospace,monospace}
 svg text{font:12px system-ui,sans-serif}
@@ -53,16 +55,21 @@ SCRIPT = """
 (function(){
 var grid=document.getElementById('grid');if(!grid)return;
 var body=grid.tBodies[0],detail=document.getElementById('detail');
+var natural=new Intl.Collator(undefined,{numeric:true});
+function cmp(x,y){return x<y?-1:x>y?1:0;}
 grid.addEventListener('click',function(e){
 var cell=e.target.closest('td.c');
-if(cell){detail.textContent=cell.dataset.test+' on '+cell.dataset.model+': '+
+if(cell){if(cell.dataset.test)detail.textContent=cell.dataset.test+' on '+cell.dataset.model+': '+
 (cell.title||cell.dataset.outcome);return;}
 var head=e.target.closest('th.sort');if(!head)return;
 var col=head.cellIndex,rows=Array.prototype.slice.call(body.rows);
-var up=head.dataset.dir!=='up';head.dataset.dir=up?'up':'down';
+var dir={'':'up',up:'down',down:''}[head.dataset.dir||''];
+Array.prototype.forEach.call(head.parentNode.cells,function(h){h.dataset.dir='';});
+head.dataset.dir=dir;
 rows.sort(function(a,b){
-var x=a.cells[col].dataset.key,y=b.cells[col].dataset.key;
-var c=x<y?-1:x>y?1:0;return up?c:-c;});
+var c=0;if(dir){c=col?cmp(a.cells[col].dataset.key,b.cells[col].dataset.key):
+natural.compare(a.cells[0].dataset.key,b.cells[0].dataset.key);if(dir==='down')c=-c;}
+return c||a.dataset.i-b.dataset.i;});
 rows.forEach(function(r){body.appendChild(r);});});
 })();
 """
@@ -107,8 +114,10 @@ def render(report: Mapping[str, Any]) -> str:
         "<h2>Cost and pass rate</h2>",
         _plot(models, stats),
         "<h2>Tests &times; models</h2>",
-        '<p class="meta">Click a column title to sort by it (a model: worst first); click a '
-        "cell for its outcome and first line of failure.</p>",
+        "<p class=\"meta\">Tests in the report's order (pytest's collection order). Click a "
+        "column title to sort by it (the test: by name, numbers in order; a model: worst "
+        "first), again to reverse, a third time for the report's order; click a cell for its "
+        "outcome and first line of failure.</p>",
         '<div id="detail" aria-live="polite">(a cell\'s outcome shows here)</div>',
         _grid(models, [t for t in report["tests"] if t.get("model_free") is not True]),
         f"<script>{SCRIPT}</script></body></html>",
@@ -359,22 +368,23 @@ def _cost_ticks(lo: float, hi: float, logarithmic: bool) -> list[float]:
 
 
 def _grid(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> str:
+    """The test x model grid, its rows in the order the tests first appear in the report
+    (pytest's collection order; ``data-i`` keeps it for the script's way back to it)."""
     cells: dict[tuple[str, str], Mapping[str, Any]] = {}
     order: dict[str, None] = {}
     for test in tests:
         cells[test["test"], test["model"]] = test
         order.setdefault(test["test"], None)
-    names = sorted(order)
     head = '<th class="sort" data-dir="">test</th>' + "".join(
         f'<th class="sort" data-dir=""><code>{_e(m)}</code></th>' for m in models
     )
     rows = [f'<table id="grid"><thead><tr>{head}</tr></thead><tbody>']
-    for name in names:
+    for index, name in enumerate(order):
         row = [f'<td data-key="{_e(name)}"><code>{_e(name)}</code></td>']
         for model in models:
             cell = cells.get((name, model))
             if cell is None:
-                row.append('<td class="c none" data-key="9">&nbsp;</td>')
+                row.append('<td class="c none" data-key="9">not run</td>')
                 continue
             outcome = cell["outcome"]
             look, text = CELLS.get(outcome, ("skip", outcome))
@@ -388,6 +398,6 @@ def _grid(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> str:
                 + (f' title="{_e(message)}"' if message else "")
                 + f">{_e(text)}</td>"
             )
-        rows.append("<tr>" + "".join(row) + "</tr>")
+        rows.append(f'<tr data-i="{index}">' + "".join(row) + "</tr>")
     rows.append("</tbody></table>")
     return "\n".join(rows)
