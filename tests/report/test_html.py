@@ -231,6 +231,124 @@ def test_the_grid_keeps_the_reports_order_and_says_not_run():
             assert on_b == "FAIL"
 
 
+class Plot(HTMLParser):
+    """The plot's frame, markers and texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.view: list[float] = []
+        self.frame: dict[str, float] = {}
+        self.circles: list[dict[str, float]] = []
+        self.texts: list[tuple[dict[str, str | None], str]] = []
+        self._text: dict[str, str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "svg":
+            self.view = [float(v) for v in (found["viewbox"] or "").split()]
+        elif tag == "rect":
+            self.frame = {k: float(found[k] or 0) for k in ("x", "y", "width", "height")}
+        elif tag == "circle":
+            self.circles.append({k: float(found[k] or 0) for k in ("cx", "cy", "r")})
+        elif tag == "text":
+            self._text = found
+            self.texts.append((found, ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "text":
+            self._text = None
+
+    def handle_data(self, data: str) -> None:
+        if self._text is not None:
+            attrs, text = self.texts[-1]
+            self.texts[-1] = (attrs, text + data)
+
+
+def plot_of(text):
+    plot = Plot()
+    plot.feed(text)
+    return plot
+
+
+LONG_NAME = "an-extremely-long-model-alias-" * 6
+
+
+@pytest.mark.parametrize(
+    "stats",
+    [
+        {  # unpriced: no cost anywhere, latencies far apart, the worst and best rates
+            "tiny": {"pass_rate": 0.0, "latency_p50": 0.001},
+            "huge": {"pass_rate": 1.0, "latency_p50": 950.0},
+            LONG_NAME: {"pass_rate": 1.0, "latency_p50": 900.0},
+            "mid": {"pass_rate": 0.5, "latency_p50": 2.0},
+        },
+        {  # priced, from a fraction of a cent to a fortune, one with no latency known
+            "tiny": {"pass_rate": 0.0, "cost_usd": 1e-7, "input_tokens": 1},
+            "huge": {"pass_rate": 1.0, "cost_usd": 900.0, "input_tokens": 1},
+            LONG_NAME: {"pass_rate": 1.0, "cost_usd": 850.0, "input_tokens": 1},
+            "mid": {"pass_rate": 0.5, "cost_usd": 0.0, "input_tokens": 1, "latency_p50": None},
+        },
+    ],
+    ids=["latency", "cost"],
+)
+def test_every_marker_and_label_of_the_plot_is_inside_its_frame(stats):
+    text = html.render(synthetic(list(stats), [], **stats))
+    plot = plot_of(text)
+    left, top, width, height = plot.view
+    frame = plot.frame
+    assert len(plot.circles) == 4
+    for c in plot.circles:  # inside the plotting area, not just the picture
+        assert frame["x"] <= c["cx"] - c["r"]
+        assert c["cx"] + c["r"] <= frame["x"] + frame["width"]
+        assert frame["y"] <= c["cy"] - c["r"]
+        assert c["cy"] + c["r"] <= frame["y"] + frame["height"]
+    labels = {t: a for a, t in plot.texts if t.startswith(("tiny", "huge", "mid", "an-"))}
+    for label, attrs in labels.items():
+        x = float(attrs["x"] or 0)
+        assert left <= x <= left + width
+        assert top <= float(attrs["y"] or 0) <= top + height
+        # 7px a character (about what the 12px font takes; chromium measures the real
+        # widths below), on the side the anchor says
+        if attrs.get("text-anchor") == "end":
+            assert x - 7 * len(label) >= left, label
+        else:
+            assert x + 7 * len(label) <= left + width, label
+    cut = next(label for label in labels if label.startswith("an-"))
+    assert cut.endswith("\u2026")
+    assert len(cut) < len(LONG_NAME)
+    assert f"<title>{LONG_NAME}: pass rate 100.0%" in text
+    if "cost_usd" in stats["tiny"]:
+        assert "<h2>Cost and pass rate</h2>" in text
+        assert "cost (USD) &mdash; marker size: latency p50" in text  # a free model: linear
+        assert "mid &#9733;" in text  # free
+        assert "tiny &#9733;" not in text  # dearer than mid, and passes less
+        assert "huge &#9733;" not in text  # dearer than LONG_NAME, and passes as much
+    else:
+        assert "<h2>Latency and pass rate</h2>" in text
+        assert "No model's cost is known (unpriced models)" in text
+        assert "latency p50, log scale" in text
+        assert "marker size" not in text  # all the same size: latency is the x axis
+        assert "tiny &#9733;" in text  # the fastest
+        assert "huge &#9733;" not in text  # LONG_NAME passes as much and is faster
+        assert "not plotted" not in text
+
+
+def test_the_plot_says_what_it_cannot_draw():
+    stats = {
+        "priced": {"cost_usd": 0.5, "input_tokens": 3},
+        "unpriced": {},
+        "unrated": {"pass_rate": None, "cost_usd": 0.2, "input_tokens": 3},
+    }
+    text = html.render(synthetic(list(stats), [], **stats))
+    assert len(plot_of(text).circles) == 1  # costs known for some: the cost plot
+    assert "not plotted (no known cost or pass rate): unpriced, unrated" in text
+    stats = {"a": {"latency_p50": None}, "b": {"pass_rate": None}}
+    text = html.render(synthetic(list(stats), [], **stats))
+    assert plot_of(text).circles == []
+    assert "no model to plot" in text
+    assert "not plotted (no known latency or pass rate): a, b" in text
+
+
 def _png_pixels_vary(path: Path) -> bool:
     """Whether a PNG is more than one flat colour (its decompressed rows hold many values)."""
     data = path.read_bytes()

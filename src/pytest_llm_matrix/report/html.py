@@ -4,15 +4,17 @@ No network when opened: the styles, the small script (sorting, a cell's failure)
 plot (SVG written here) are inline. Sections: the run (selection, date, versions), the
 per-model table, the baseline's changes (with ``--llm-baseline``), cost against pass rate
 per model (marker size: latency p50; the models on the cost / pass-rate Pareto front
-marked), and the test x model grid. Everything comes from the report's plain data, so a
-report read back from JSON renders the same.
+marked; latency p50 in place of cost when no model's cost is known), and the test x model
+grid. Everything comes from the report's plain data, so a report read back from JSON renders
+the same.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from pytest_llm_matrix.report.baseline import answers_cost
@@ -111,7 +113,6 @@ def render(report: Mapping[str, Any]) -> str:
     if report.get("baseline"):
         parts += ["<h2>Against the baseline</h2>", _baseline(report["baseline"])]
     parts += [
-        "<h2>Cost and pass rate</h2>",
         _plot(models, stats),
         "<h2>Tests &times; models</h2>",
         "<p class=\"meta\">Tests in the report's order (pytest's collection order). Click a "
@@ -244,8 +245,8 @@ def _baseline(base: Mapping[str, Any]) -> str:
 
 
 def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
-    """The models no other model beats on both cost (lower) and pass rate (higher): for
-    each, no model is at least as cheap and as good, and better in one."""
+    """The models no other model beats on both cost or latency (lower) and pass rate
+    (higher): for each, no model is at least as cheap and as good, and better in one."""
     front = []
     for name, (cost, rate) in points.items():
         dominated = any(
@@ -265,103 +266,183 @@ def _spent(model: Mapping[str, Any], replayed: bool = False) -> bool:
     return any(model.get(key) for key in keys)
 
 
+def _number(value: object) -> float | None:
+    """A finite number from the report, or None (a merged report may hold anything)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def _plot(models: Sequence[str], stats: Mapping[str, Any]) -> str:
-    points: dict[str, tuple[float, float]] = {}
+    """Cost against pass rate per model; when no model's cost is known (unpriced models),
+    pass rate against latency p50 instead, so that the section still compares them."""
+    rates: dict[str, float] = {}
+    costs: dict[str, float] = {}
     latency: dict[str, float] = {}
-    unplotted = []
     for name in models:
         m = stats.get(name)
         if m is None:
             continue
+        rate = _number(m.get("pass_rate"))
+        if rate is not None:
+            rates[name] = min(max(rate, 0.0), 1.0)
         # replayed answers: what they cost when recorded
-        cost = answers_cost(m) if _spent(m, replayed=True) else None
-        rate = m.get("pass_rate")
-        if not isinstance(cost, int | float) or not isinstance(rate, int | float):
-            unplotted.append(name)
-            continue
-        points[name] = (float(cost), float(rate))
-        p50 = m.get("latency_p50")
-        latency[name] = float(p50) if isinstance(p50, int | float) else 0.0
-    note = ""
-    if unplotted:
-        missing = _e(", ".join(unplotted))
-        note = f'<p class="meta">not plotted (no known cost or pass rate): {missing}</p>'
+        cost = _number(answers_cost(m)) if _spent(m, replayed=True) else None
+        if cost is not None:
+            costs[name] = max(cost, 0.0)
+        p50 = _number(m.get("latency_p50"))
+        if p50 is not None:
+            latency[name] = max(p50, 0.0)
+    shown = [name for name in models if name in stats]
+    by_cost = {n: (costs[n], rates[n]) for n in shown if n in costs and n in rates}
+    if by_cost:
+        plot = _scatter(by_cost, latency, "cost (USD{log})", format_usd, "cheaper")
+        missing = [n for n in shown if n not in by_cost]
+        title = "Cost and pass rate"
+        why = "no known cost or pass rate"
+    else:
+        by_latency = {n: (latency[n], rates[n]) for n in shown if n in latency and n in rates}
+        plot = _scatter(by_latency, None, "latency p50{log}", _seconds, "faster")
+        missing = [n for n in shown if n not in by_latency]
+        title = "Latency and pass rate"
+        why = "no known latency or pass rate"
+        if by_latency:
+            plot = (
+                '<p class="meta">No model\'s cost is known (unpriced models): pass rate '
+                "against latency p50 instead.</p>\n" + plot
+            )
+    note = f'\n<p class="meta">not plotted ({why}): {_e(", ".join(missing))}</p>' if missing else ""
+    return f"<h2>{title}</h2>\n" + (plot or '<p class="meta">no model to plot</p>') + note
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.3g} s"
+
+
+#: The plot's frame, and the room kept inside it around the points (the largest marker).
+_WIDTH, _HEIGHT, _LEFT, _RIGHT, _TOP, _BOTTOM, _PAD = 720, 380, 70, 30, 20, 50, 20
+#: A label's width per character, generous for 12px system-ui, to keep labels inside.
+_CHAR_WIDTH: Final = 7.5
+
+
+def _scatter(
+    points: Mapping[str, tuple[float, float]],
+    sizes: Mapping[str, float] | None,
+    axis: str,
+    unit: Callable[[float], str],
+    better: str,
+) -> str:
+    """An SVG of pass rate (y) against ``points``' x (lower is better), the Pareto front
+    marked; marker size from ``sizes`` (latency p50) when given. Every marker and label
+    stays inside the frame, whatever the values and the names' lengths."""
     if not points:
-        return note or '<p class="meta">no model to plot</p>'
-    width, height, left, right, top, bottom = 720, 380, 70, 30, 20, 50
-    costs = [c for c, _ in points.values()]
-    low, high = min(costs), max(costs)
+        return ""
+    width, height = _WIDTH, _HEIGHT
+    xs = [x for x, _ in points.values()]
+    low, high = min(xs), max(xs)
     logarithmic = low > 0 and high / low > 20
     if logarithmic:
         lo, hi = math.log10(low) - 0.15, math.log10(high) + 0.15
     else:
         lo, hi = 0.0, (high * 1.1 if high > 0 else 1.0)
 
-    def x(cost: float) -> float:
-        value = math.log10(cost) if logarithmic else cost
-        return left + (value - lo) / (hi - lo) * (width - left - right)
+    def x_of(value: float) -> float:
+        at = math.log10(value) if logarithmic else value
+        return _LEFT + _PAD + (at - lo) / (hi - lo) * (width - _LEFT - _RIGHT - 2 * _PAD)
 
-    def y(rate: float) -> float:
-        return top + (1 - rate) * (height - top - bottom)
+    def y_of(rate: float) -> float:
+        return _TOP + _PAD + (1 - rate) * (height - _TOP - _BOTTOM - 2 * _PAD)
 
-    slowest = max(latency.values()) or 1.0
+    slowest = max((sizes or {}).values(), default=0.0) or 1.0
     front = pareto_front(points)
+    what = axis.format(log="")
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="cost against pass rate">',
-        f'<rect x="{left}" y="{top}" width="{width - left - right}" '
-        f'height="{height - top - bottom}" fill="#fbfcfd" stroke="#d5dbe1"/>',
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{what} against pass rate">',
+        f'<rect x="{_LEFT}" y="{_TOP}" width="{width - _LEFT - _RIGHT}" '
+        f'height="{height - _TOP - _BOTTOM}" fill="#fbfcfd" stroke="#d5dbe1"/>',
     ]
     for tick in (0, 0.25, 0.5, 0.75, 1):
-        ty = y(tick)
+        ty = y_of(tick)
         out.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#eef1f4"/>'
+            f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{ty:.1f}" y2="{ty:.1f}" '
+            'stroke="#eef1f4"/>'
         )
-        out.append(f'<text x="{left - 8}" y="{ty + 4:.1f}" text-anchor="end">{tick:.0%}</text>')
-    for tick in _cost_ticks(lo, hi, logarithmic):
-        tx = x(tick)
-        label = _e(format_usd(tick))
+        out.append(f'<text x="{_LEFT - 8}" y="{ty + 4:.1f}" text-anchor="end">{tick:.0%}</text>')
+    for tick in _ticks(lo, hi, logarithmic):
         out.append(
-            f'<text x="{tx:.1f}" y="{height - bottom + 18}" text-anchor="middle">{label}</text>'
+            f'<text x="{x_of(tick):.1f}" y="{height - _BOTTOM + 18}" text-anchor="middle">'
+            f"{_e(unit(tick))}</text>"
         )
+    size_note = " &mdash; marker size: latency p50" if sizes is not None else ""
     out.append(
-        f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">'
-        f"cost (USD{', log scale' if logarithmic else ''}) &mdash; marker size: latency p50</text>"
+        f'<text x="{(_LEFT + width - _RIGHT) / 2}" y="{height - 8}" text-anchor="middle">'
+        f"{_e(axis.format(log=', log scale' if logarithmic else ''))}{size_note}</text>"
     )
+    middle = (_TOP + height - _BOTTOM) / 2
     out.append(
-        f'<text x="14" y="{(top + height - bottom) / 2}" text-anchor="middle" '
-        f'transform="rotate(-90 14 {(top + height - bottom) / 2})">pass rate</text>'
+        f'<text x="14" y="{middle}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {middle})">pass rate</text>'
     )
     if len(front) > 1:
-        path = " ".join(f"{x(points[n][0]):.1f},{y(points[n][1]):.1f}" for n in front)
+        path = " ".join(f"{x_of(points[n][0]):.1f},{y_of(points[n][1]):.1f}" for n in front)
         out.append(
             f'<polyline points="{path}" fill="none" stroke="#1b7f3b" stroke-dasharray="5 4"/>'
         )
-    for name, (cost, rate) in points.items():
-        radius = 5 + 13 * math.sqrt(latency[name] / slowest)
+    for name, (value, rate) in points.items():
+        size = (sizes or {}).get(name)
+        radius = 5 + 13 * math.sqrt(size / slowest) if sizes is not None and size else 7.0
         on_front = name in front
-        tip = (
-            f"{name}: pass rate {rate:.1%}, cost {format_usd(cost)}, "
-            f"latency p50 {latency[name] * 1000:.0f} ms"
-        )
+        tip = f"{name}: pass rate {rate:.1%}, {what} {unit(value)}"
+        if sizes is not None and size is not None:
+            tip += f", latency p50 {_seconds(size)}"
         if on_front:
             tip += " (Pareto front)"
+        cx, cy = x_of(value), y_of(rate)
+        label = _label(name + (" \u2605" if on_front else ""), cx, radius)
+        shown = _e(label[0]).replace("\u2605", "&#9733;")
         out.append(
-            f'<g><title>{_e(tip)}</title><circle cx="{x(cost):.1f}" cy="{y(rate):.1f}" '
+            f'<g><title>{_e(tip)}</title><circle cx="{cx:.1f}" cy="{cy:.1f}" '
             f'r="{radius:.1f}" fill="{"#1b7f3b" if on_front else "#7a8794"}" fill-opacity="0.55" '
             f'stroke="{"#14532d" if on_front else "#4b5563"}"/>'
-            f'<text x="{x(cost) + radius + 4:.1f}" y="{y(rate) + 4:.1f}">'
-            f"{_e(name)}{' &#9733;' if on_front else ''}</text></g>"
+            f'<text x="{label[1]:.1f}" y="{cy + 4:.1f}"{label[2]}>{shown}</text></g>'
         )
     out.append("</svg>")
     legend = (
-        '<p class="meta">&#9733; on the Pareto front: no other model is both cheaper and '
+        f'<p class="meta">&#9733; on the Pareto front: no other model is both {better} and '
         f"passes more ({_e(', '.join(front))}).</p>"
     )
-    return "\n".join(out) + "\n" + legend + note
+    return "\n".join(out) + "\n" + legend
 
 
-def _cost_ticks(lo: float, hi: float, logarithmic: bool) -> list[float]:
+def _text_width(text: str) -> float:
+    """A generous width of ``text`` in the plot's 12px font (wide characters: 12px)."""
+    return sum(12.0 if unicodedata.east_asian_width(c) in "WF" else _CHAR_WIDTH for c in text)
+
+
+def _label(text: str, cx: float, radius: float) -> tuple[str, float, str]:
+    """(text, x, anchor attribute) of a marker's label: right of the marker where it fits
+    in the frame, else left of it; cut with an ellipsis where neither side is wide enough
+    (the marker's tooltip keeps the whole name)."""
+    right = cx + radius + 4
+    left = cx - radius - 4
+    room_right, room_left = _WIDTH - 4 - right, left - 4
+    if _text_width(text) <= room_right:
+        return text, right, ""
+    if _text_width(text) <= room_left:
+        return text, left, ' text-anchor="end"'
+    room = max(room_left, room_right) - _CHAR_WIDTH  # the ellipsis
+    cut = ""
+    for character in text:
+        room -= _text_width(character)
+        if room < 0:
+            break
+        cut += character
+    cut += "\u2026"
+    return (cut, right, "") if room_right >= room_left else (cut, left, ' text-anchor="end"')
+
+
+def _ticks(lo: float, hi: float, logarithmic: bool) -> list[float]:
     if logarithmic:
         return [10.0**k for k in range(math.ceil(lo), math.floor(hi) + 1)]
     return [hi / 1.1 * k / 4 for k in range(5)]
