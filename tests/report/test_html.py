@@ -3,6 +3,7 @@ parser, and rendered by a real headless browser where one is installed."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -231,6 +232,141 @@ def test_the_grid_keeps_the_reports_order_and_says_not_run():
             assert on_b == "FAIL"
 
 
+def exchange(model, answer, *, role="model", prompt="What is the capital of France?", **more):
+    """One exchange of a transcript, as the JSON report has it."""
+    return {
+        "model": model, "role": role, "api": "chat",
+        "input": [{"role": "system", "text": "You answer geography questions in one line."},
+                  {"role": "user", "text": prompt}],
+        "answer": answer, "status": 200, "stream": False, "replayed": False,
+        "input_tokens": 21, "output_tokens": 9, "latency_s": 0.25, **more,
+    }  # fmt: skip
+
+
+class Data(HTMLParser):
+    """The page's JSON data block: its attributes and its text, as the browser reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[tuple[dict[str, str | None], str]] = []
+        self._open = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._open = tag == "script"
+        if self._open:
+            self.blocks.append((dict(attrs), ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = False
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            attrs, text = self.blocks[-1]
+            self.blocks[-1] = (attrs, text + data)
+
+
+def page_data(text):
+    """The cells' data as the page's script reads it, shared texts put back in place."""
+    parser = Data()
+    parser.feed(text)
+    (block,) = [text for attrs, text in parser.blocks if attrs.get("id") == "llm-data"]
+    data = json.loads(block)
+    for cell in data["cells"]:
+        for step in cell.get("transcript", []):
+            for message in step["input"]:
+                if isinstance(message["text"], int):
+                    message["text"] = data["texts"][message["text"]]
+            if isinstance(step["answer"], int):
+                step["answer"] = data["texts"][step["answer"]]
+    return data
+
+
+HOSTILE_ANSWER = (
+    "</script><img src=x onerror=alert(1)><script>alert(2)</script>\"'<!-- \u2028\u2029 & "
+    "</SCRIPT >" + "x" * 40
+)
+
+
+def test_the_transcripts_are_data_the_page_reads_back_as_they_were():
+    """Each cell's transcript, failure and verdicts are one JSON block, read back whole;
+    a text sent to every model (the prompt) is written once."""
+    long_prompt = "Answer with the city only. " * 10
+    tests = []
+    for model in ("a", "b", "c"):
+        tests.append({
+            "test": "t.py::test_capital", "model": model, "outcome": "failed",
+            "message": "AssertionError: judged wrong", "failure": "AssertionError: judged wrong\n"
+            "assert False\n<b>line three</b>",
+            "verdicts": [{"passed": False, "reason": "not Paris", "score": 0.2, "judge": "j"}],
+            "transcript": [
+                exchange(model, f"Lyon, says {model}", prompt=long_prompt, run=1),
+                exchange("j", '{"passed": false}', role="judge", stream=True, latency_s=None,
+                         verdict={"passed": False, "reason": "not Paris", "score": None}),
+            ],
+            "transcript_more": 3,
+        })  # fmt: skip
+    report = synthetic(["a", "b", "c"], tests)
+    text = html.render(report)
+    data = page_data(text)
+    assert data["models"] == ["a", "b", "c"]
+    for cell, test in zip(data["cells"], report["tests"], strict=True):
+        for key in ("test", "model", "outcome", "failure", "verdicts"):
+            assert cell[key] == test[key]
+        assert cell["transcript"] == test["transcript"]
+        assert cell["transcript_more"] == 3
+        assert "spend" not in cell  # the JSON report has it; the page has no use for it
+        assert "message" not in cell  # the cell's title
+    assert text.count(long_prompt) == 1  # once, for three models
+    # a cell says which entry it opens
+    cells = [c for c in parse(text).cells if c.get("data-i")]
+    assert [data["cells"][int(c["data-i"] or 0)]["model"] for c in cells] == ["a", "b", "c"]
+
+
+def test_an_answer_that_is_markup_stays_inert_text():
+    """An answer, a reason and a failure holding ``</script>``, tags and line separators
+    end no block and open no tag: the page has its own tags only, its two scripts, and the
+    data reads back the texts unchanged."""
+    tests = [{
+        "test": "t.py::test_x", "model": "a", "outcome": "failed",
+        "message": HOSTILE_ANSWER, "failure": HOSTILE_ANSWER,
+        "verdicts": [{"passed": False, "reason": HOSTILE_ANSWER, "score": None, "judge": "j"}],
+        "transcript": [exchange("a", HOSTILE_ANSWER, prompt=HOSTILE_ANSWER)],
+    }]  # fmt: skip
+    text = html.render(synthetic(["a"], tests))
+    page = parse(text)
+    assert page.tags <= OWN_TAGS, page.tags - OWN_TAGS
+    assert "img" not in page.tags
+    assert text.count("<script") == 2
+    assert text.lower().count("</script") == 2
+    assert "<!--" not in text
+    data = text[text.index('id="llm-data">') : text.index("</script>")]
+    assert "\u2028" not in data  # JavaScript before ES2019 ended a string there
+    assert "\u2029" not in data
+    (cell,) = page_data(text)["cells"]
+    assert cell["transcript"][0]["answer"] == HOSTILE_ANSWER
+    assert cell["transcript"][0]["input"][1]["text"] == HOSTILE_ANSWER
+    assert cell["failure"] == HOSTILE_ANSWER
+    assert cell["verdicts"][0]["reason"] == HOSTILE_ANSWER
+    (attrs,) = [c for c in page.cells if c.get("data-i")]
+    assert attrs["title"] == HOSTILE_ANSWER  # the first line, an attribute's text
+    assert set(attrs) == {"class", "data-key", "data-i", "data-test", "data-model",
+                          "data-outcome", "title"}  # fmt: skip
+
+
+def test_a_report_without_transcripts_still_opens_its_cells():
+    """Reports of earlier versions (no transcript): the page's data has each cell's outcome,
+    and no transcript; its message is the cell's title."""
+    tests = [{"test": "t.py::test_x", "model": "a", "outcome": "failed", "message": "boom"}]
+    text = html.render(synthetic(["a"], tests))
+    (cell,) = page_data(text)["cells"]
+    assert cell == {"test": "t.py::test_x", "model": "a", "outcome": "failed", "duration": 0.1,
+                    "cost_usd": None}  # fmt: skip
+    (attrs,) = [c for c in parse(text).cells if c.get("data-i")]
+    assert attrs["title"] == "boom"
+    assert grid_rows(text)[0][1][0][1] == "t.py::test_x"  # no button to open answers: none kept
+    assert "<button" not in text[text.index('id="grid"') :].split("</table>")[0]
+
+
 class Plot(HTMLParser):
     """The plot's frame, markers and texts."""
 
@@ -437,7 +573,7 @@ def test_hostile(llm, s):
 OWN_TAGS = {
     "html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "span", "table",
     "thead", "tbody", "tr", "th", "td", "code", "div", "ul", "li", "svg", "rect", "line",
-    "text", "polyline", "g", "circle", "script",
+    "text", "polyline", "g", "circle", "script", "dialog", "h3", "button",
 }  # fmt: skip
 
 
@@ -456,7 +592,8 @@ def test_ids_names_and_messages_are_text_in_the_page(pytester, monkeypatch):
     page = parse(text)
     assert page.fetched == []
     assert page.tags <= OWN_TAGS, page.tags - OWN_TAGS
-    assert text.count("<script") == 1  # the report's own
+    assert text.count("<script") == 2  # the report's own: its data and its script
+    assert text.count('<script type="application/json" id="llm-data">') == 1
     alias = "<i>sim</i>\"'|"
     cells = {(c["data-test"], c["data-model"]): c for c in page.cells if c.get("data-test")}
     assert {model for _, model in cells} == {alias, "sim-weak"}

@@ -12,6 +12,7 @@ the same.
 from __future__ import annotations
 
 import html
+import json
 import math
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,16 @@ CELLS: Final = {
 #: How bad an outcome is, for sorting a model's column (worst first).
 SEVERITY: Final = {"error": 0, "failed": 1, "xpassed": 2, "passed": 3, "xfailed": 4, "skipped": 5}
 _MESSAGE_LENGTH: Final = 300
+#: The id of the page's data: the cells' transcripts, read by the script on the first click.
+DATA_ID: Final = "llm-data"
+#: The fields of a test entry the panel shows (with its transcript; its first line of
+#: failure is the cell's title).
+CELL_FIELDS: Final = (
+    "test", "model", "outcome", "duration", "cost_usd", "failure", "verdicts", "verdict",
+    "runs", "transcript_more",
+)  # fmt: skip
+#: Texts of a transcript at least this long are written once in the page's data.
+SHARED_TEXT: Final = 40
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d2329}
@@ -47,22 +58,96 @@ th{text-align:left;background:#f5f7f9;font-weight:600}td.n{text-align:right}
 .error{background:#f8c4a8;color:#7c2d12}.skip{background:#eceff3;color:#4b5563}
 #grid td.none{background:#fff;color:#9aa3ad;cursor:default}
 #grid th[data-dir=up]::after{content:" \\25B2"}#grid th[data-dir=down]::after{content:" \\25BC"}
-#detail{white-space:pre-wrap;background:#f5f7f9;padding:8px 10px;
-border-radius:4px;min-height:1.4em;max-width:1100px;font:12px ui-monospace,monospace}
+#panel{width:min(1000px,92vw);max-height:88vh;padding:0;border:1px solid #c9d1d9;
+border-radius:8px;box-shadow:0 8px 30px #0003}#panel::backdrop{background:#1d232955}
+#panel .bar{display:flex;gap:12px;align-items:center;justify-content:space-between;
+position:sticky;top:0;background:#fff;padding:10px 14px;border-bottom:1px solid #e3e7eb}
+#panel h3{font-size:15px;margin:0;overflow-wrap:anywhere}#panel-body{padding:4px 14px 14px}
+#panel h4{font-size:13px;margin:14px 0 4px}
+.text{white-space:pre-wrap;overflow-wrap:anywhere;font:12px/1.4 ui-monospace,monospace;
+background:#f5f7f9;padding:6px 8px;border-radius:4px;margin:2px 0 6px}
+.text .cut{color:#7a8794;font-style:italic}.failure{background:#fbeae8}
+.exchange{border:1px solid #e3e7eb;border-radius:6px;padding:6px 10px;margin:8px 0}
+.exchange.judge{background:#fbfaf3}.exchange .head{font-size:12px;color:#5b6570}
+.exchange .head>*{margin-right:10px}.exchange .head strong{color:#1d2329}
+.tag{background:#eceff3;border-radius:3px;padding:0 5px}.tag.bad{background:#fbdad7}
+.role{font-size:11px;color:#5b6570;text-transform:uppercase;letter-spacing:.04em}
+.answer .text{background:#eef5ff}.verdict{margin:4px 0}.verdict.ok strong{color:#1b7f3b}
+.verdict.no strong{color:#b3261e}
 ul{margin:4px 0 10px}code{font:12px ui-monospace,monospace}
 svg text{font:12px system-ui,sans-serif}
 """
 
+#: The transcript panel, filled by the script (text only) when a cell is clicked.
+PANEL: Final = (
+    '<dialog id="panel" aria-labelledby="panel-title"><div class="bar">'
+    '<h3 id="panel-title"></h3><button type="button" id="panel-close">Close</button></div>'
+    '<div id="panel-body"></div></dialog>'
+)
+
 SCRIPT = """
 (function(){
 var grid=document.getElementById('grid');if(!grid)return;
-var body=grid.tBodies[0],detail=document.getElementById('detail');
+var body=grid.tBodies[0],panel=document.getElementById('panel'),data=null;
 var natural=new Intl.Collator(undefined,{numeric:true});
+var CUT=/\\n?\\[\\.\\.\\. \\d+ more characters not kept\\]$/;
 function cmp(x,y){return x<y?-1:x>y?1:0;}
+function load(){
+if(!data)data=JSON.parse(document.getElementById('llm-data').textContent);return data;}
+function str(x){return x==null?'':String(x);}
+function text(x){return typeof x==='number'?load().texts[x]:str(x);}
+function add(parent,tag,cls,text){var e=document.createElement(tag);if(cls)e.className=cls;
+if(text!=null)e.textContent=String(text);parent.appendChild(e);return e;}
+function block(parent,cls,value){
+var t=str(value),e=add(parent,'div','text '+cls),cut=t.match(CUT);
+e.textContent=cut?t.slice(0,cut.index):t;if(cut)add(e,'span','cut',cut[0]);return e;}
+function secs(s){return typeof s!=='number'?'':s<1?Math.round(s*1000)+' ms':s.toFixed(2)+' s';}
+function judged(parent,v,judge){
+var ok=v.passed===true,d=add(parent,'div','verdict '+(ok?'ok':'no'));
+add(d,'strong',null,(judge?judge+': ':'')+(ok?'passed':'failed')+
+(typeof v.score==='number'?' (score '+v.score+')':''));
+if(v.reason!=null&&v.reason!=='')block(d,'reason',v.reason);}
+function show(td){
+var c=load().cells[+td.dataset.i];if(!c)return;
+var box=document.getElementById('panel-body'),facts=[td.textContent];box.textContent='';
+document.getElementById('panel-title').textContent=str(c.test)+' on '+str(c.model);
+if(typeof c.duration==='number')facts.push(secs(c.duration));
+if(typeof c.cost_usd==='number'&&c.cost_usd>0)facts.push('$'+c.cost_usd.toPrecision(3));
+if(Array.isArray(c.runs)&&c.runs.length)facts.push('runs: '+c.runs.map(function(r){
+return '#'+r.index+' '+r.outcome;}).join(', '));
+add(box,'p','meta',facts.join(' \\u00b7 '));
+var exchanges=Array.isArray(c.transcript)?c.transcript:[];
+var failure=c.failure||td.title;
+if(failure){add(box,'h4',null,c.outcome==='skipped'?'reason':'failure');
+block(box,'failure',failure);}
+var verdicts=Array.isArray(c.verdicts)?c.verdicts.map(function(v){return [v,v.judge];}):
+exchanges.filter(function(x){return x.verdict;}).map(function(x){return [x.verdict,x.model];});
+if(verdicts.length){add(box,'h4',null,'judge');
+verdicts.forEach(function(v){judged(box,v[0],str(v[1]));});}
+add(box,'h4',null,'transcript');
+if(!('transcript' in c))add(box,'p','meta','no transcript in this report');
+else if(!exchanges.length&&!c.transcript_more)add(box,'p','meta','no request kept');
+exchanges.forEach(function(x,n){
+var sec=add(box,'section','exchange '+str(x.role)),head=add(sec,'div','head');
+add(head,'strong',null,'#'+(n+1)+' '+str(x.role));
+[str(x.model),str(x.api),x.run!=null?'run '+x.run:'',
+x.input_tokens!=null?x.input_tokens+' in / '+x.output_tokens+' out tokens':'',secs(x.latency_s)]
+.forEach(function(f){if(f)add(head,'span',null,f);});
+add(head,'span','tag'+(x.status>=200&&x.status<300?'':' bad'),'status '+str(x.status));
+if(x.stream)add(head,'span','tag','stream');if(x.replayed)add(head,'span','tag','replayed');
+(Array.isArray(x.input)?x.input:[]).forEach(function(m){
+var msg=add(sec,'div','msg');add(msg,'span','role',str(m.role));block(msg,'in',text(m.text));});
+var a=add(sec,'div','msg answer');add(a,'span','role','answer');block(a,'out',text(x.answer));
+if(x.verdict)judged(sec,x.verdict,'verdict');});
+if(c.transcript_more)add(box,'p','meta',c.transcript_more+' more request'+
+(c.transcript_more===1?'':'s')+' of this test not kept');
+if(!panel.open)panel.showModal();box.scrollTop=0;}
+document.getElementById('panel-close').addEventListener('click',function(){panel.close();});
+panel.addEventListener('click',function(e){if(e.target===panel)panel.close();});
+document.addEventListener('keydown',function(e){
+if(e.key==='Escape'&&panel.open)panel.close();});
 grid.addEventListener('click',function(e){
-var cell=e.target.closest('td.c');
-if(cell){if(cell.dataset.test)detail.textContent=cell.dataset.test+' on '+cell.dataset.model+': '+
-(cell.title||cell.dataset.outcome);return;}
+var cell=e.target.closest('td.c[data-i]');if(cell){show(cell);return;}
 var head=e.target.closest('th.sort');if(!head)return;
 var col=head.cellIndex,rows=Array.prototype.slice.call(body.rows);
 var dir={'':'up',up:'down',down:''}[head.dataset.dir||''];
@@ -98,6 +183,7 @@ def _ms(value: object) -> str:
 def render(report: Mapping[str, Any]) -> str:
     models: list[str] = list(report["selection"]["models"])
     stats: Mapping[str, Any] = report["models"]
+    tests = [t for t in report["tests"] if t.get("model_free") is not True]
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -118,12 +204,71 @@ def render(report: Mapping[str, Any]) -> str:
         "<p class=\"meta\">Tests in the report's order (pytest's collection order). Click a "
         "column title to sort by it (the test: by name, numbers in order; a model: worst "
         "first), again to reverse, a third time for the report's order; click a cell for its "
-        "outcome and first line of failure.</p>",
-        '<div id="detail" aria-live="polite">(a cell\'s outcome shows here)</div>',
-        _grid(models, [t for t in report["tests"] if t.get("model_free") is not True]),
+        "transcript: each request's messages and answer, the judge's verdicts, the failure."
+        "</p>",
+        _grid(models, tests),
+        PANEL,
+        f'<script type="application/json" id="{DATA_ID}">{script_json(page_data(models, tests))}'
+        "</script>",
         f"<script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def page_data(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the page's script shows when a cell is clicked: each test entry's fields in
+    :data:`CELL_FIELDS`, its transcript with every text of :data:`SHARED_TEXT` characters or
+    more replaced by its index in ``texts`` (the same prompt, sent to every model, is
+    written once)."""
+    texts: dict[str, int] = {}
+
+    def shared(text: object) -> object:
+        if text is None:
+            return None
+        if not isinstance(text, str):  # a merged report's odd value: shown as JSON
+            text = json.dumps(text, default=str)
+        return text if len(text) < SHARED_TEXT else texts.setdefault(text, len(texts))
+
+    cells = []
+    for test in tests:
+        cell = {key: test[key] for key in CELL_FIELDS if key in test}
+        transcript = test.get("transcript")
+        if isinstance(transcript, list):
+            cell["transcript"] = [
+                _exchange(exchange, shared)
+                for exchange in transcript
+                if isinstance(exchange, Mapping)
+            ]
+        cells.append(cell)
+    return {"models": list(models), "texts": list(texts), "cells": cells}
+
+
+def _exchange(exchange: Mapping[str, Any], shared: Callable[[object], object]) -> dict[str, Any]:
+    kept = dict(exchange)
+    messages = exchange.get("input")
+    if isinstance(messages, list):
+        kept["input"] = [
+            {**message, "text": shared(message.get("text"))}
+            if isinstance(message, Mapping)
+            else {"role": "", "text": shared(message)}
+            for message in messages
+        ]
+    if "answer" in kept:
+        kept["answer"] = shared(kept["answer"])
+    return kept
+
+
+def script_json(value: object) -> str:
+    """JSON for a ``<script type="application/json">`` block: ``<``, ``>`` and ``&`` (and
+    the line separators JavaScript once refused) as ``\\u`` escapes, so no text in it can
+    end the block (``</script>``) or start a comment; ``JSON.parse`` reads it back as it was."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    for character, escape in _SCRIPT_ESCAPES:
+        text = text.replace(character, escape)
+    return text
+
+
+_SCRIPT_ESCAPES: Final = tuple((c, f"\\u{ord(c):04x}") for c in "<>&\u2028\u2029")
 
 
 def _side_notes(report: Mapping[str, Any]) -> list[str]:
@@ -450,11 +595,12 @@ def _ticks(lo: float, hi: float, logarithmic: bool) -> list[float]:
 
 def _grid(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> str:
     """The test x model grid, its rows in the order the tests first appear in the report
-    (pytest's collection order; ``data-i`` keeps it for the script's way back to it)."""
-    cells: dict[tuple[str, str], Mapping[str, Any]] = {}
+    (pytest's collection order; a row's ``data-i`` keeps it for the script's way back to
+    it); a cell's ``data-i``: its entry in :func:`page_data`'s cells."""
+    cells: dict[tuple[str, str], int] = {}  # -> the entry's index in tests (and page_data)
     order: dict[str, None] = {}
-    for test in tests:
-        cells[test["test"], test["model"]] = test
+    for index, test in enumerate(tests):
+        cells[test["test"], test["model"]] = index
         order.setdefault(test["test"], None)
     head = '<th class="sort" data-dir="">test</th>' + "".join(
         f'<th class="sort" data-dir=""><code>{_e(m)}</code></th>' for m in models
@@ -463,10 +609,11 @@ def _grid(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> str:
     for index, name in enumerate(order):
         row = [f'<td data-key="{_e(name)}"><code>{_e(name)}</code></td>']
         for model in models:
-            cell = cells.get((name, model))
-            if cell is None:
+            at = cells.get((name, model))
+            if at is None:
                 row.append('<td class="c none" data-key="9">not run</td>')
                 continue
+            cell = tests[at]
             outcome = cell["outcome"]
             look, text = CELLS.get(outcome, ("skip", outcome))
             verdict = cell.get("verdict")
@@ -474,7 +621,7 @@ def _grid(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> str:
                 text += f" {verdict['passed']}/{verdict['runs']}"
             message = str(cell.get("message") or "")[:_MESSAGE_LENGTH]
             row.append(
-                f'<td class="c {look}" data-key="{SEVERITY.get(outcome, 6)}" '
+                f'<td class="c {look}" data-key="{SEVERITY.get(outcome, 6)}" data-i="{at}" '
                 f'data-test="{_e(name)}" data-model="{_e(model)}" data-outcome="{_e(outcome)}"'
                 + (f' title="{_e(message)}"' if message else "")
                 + f">{_e(text)}</td>"
