@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zlib
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -469,6 +470,19 @@ def test_every_marker_and_label_of_the_plot_is_inside_its_frame(stats):
         assert "not plotted" not in text
 
 
+def test_models_at_one_point_get_a_label_each():
+    """Three models with the same pass rate and latency: labels on one side of the markers
+    on lines of their own (the markers overlap; the labels stay readable), in the frame."""
+    models = ["gpt-4o-mini", "claude-haiku", "sim-weak"]
+    plot = plot_of(html.render(synthetic(models, [])))
+    labels = [(a.get("text-anchor"), float(a["y"] or 0)) for a, t in plot.texts if "\u2605" in t]
+    assert len(labels) == 3
+    for number, (side, y) in enumerate(labels):
+        assert plot.frame["y"] < y <= plot.frame["y"] + plot.frame["height"]
+        for other_side, other_y in labels[number + 1 :]:
+            assert side != other_side or abs(y - other_y) >= 14
+
+
 def test_the_plot_says_what_it_cannot_draw():
     stats = {
         "priced": {"cost_usd": 0.5, "input_tokens": 3},
@@ -532,6 +546,154 @@ def test_the_example_report_renders_in_a_headless_browser(monkeypatch, tmp_path)
     assert shot.exists()
     assert _png_pixels_vary(shot)
     assert "Against the baseline" in page.read_text()
+
+
+def answers_report(models, answers, **stats):
+    """A report of three questions on ``models``, in the order 2, 10, 1: ``answers[model]``
+    is each one's answer, with a judge's exchange and verdict after it (None: not run on
+    Question 2, and no answer kept on the others)."""
+    tests = []
+    for number in (2, 10, 1):
+        for model in models:
+            said = answers[model]
+            if said is None and number == 2:
+                continue
+            passed = said is not None and "Paris" in said
+            why = "assert False"
+            tests.append({
+                "test": f"t.py::test_capital[Question {number}]", "model": model,
+                "outcome": "passed" if passed else "failed",
+                **({} if passed else {"message": "AssertionError: the judge said no",
+                                      "failure": f"AssertionError: the judge said no\n{why}"}),
+                "verdicts": [{"passed": passed, "reason": f"{model} judged", "score": 0.5,
+                              "judge": "judge-model"}],
+                "transcript": [
+                    exchange(model, said, prompt=f"Question {number}: France's capital?"),
+                    exchange("judge-model", "{}", role="judge",
+                             verdict={"passed": passed, "reason": "why", "score": None}),
+                ][said is None :],
+            })  # fmt: skip
+    return synthetic(models, tests, **stats)
+
+
+def chromium(page, tmp_path, *args):
+    """Run headless chromium on ``page``; what it wrote on stdout."""
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--user-data-dir={tmp_path / 'profile'}", *args, page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return done.stdout
+
+
+#: Run after the page's own script: clicks a cell, expands a row, sorts, measures the plot,
+#: and writes what it found in <pre id="probe">.
+PROBE = """<script>
+var found={},grid=document.getElementById('grid');
+function names(){return Array.from(grid.tBodies[0].rows).filter(function(r){
+return r.dataset.i!=null;}).map(function(r){return r.cells[0].querySelector('code').textContent;});}
+var cell=grid.querySelector('td.c[data-model="weak"]');cell.click();
+var panel=document.getElementById('panel'),answer=panel.querySelector('.answer .text');
+found.open=panel.open;found.panel=document.getElementById('panel-body').innerText;
+found.answer=answer.textContent;found.answerShown=answer.checkVisibility()&&
+answer.getBoundingClientRect().height>0;
+document.dispatchEvent(new KeyboardEvent('keydown',{key:'Escape'}));found.closed=!panel.open;
+var button=grid.querySelector('button.more');button.click();
+var row=button.closest('tr').nextElementSibling;
+found.expanded=button.getAttribute('aria-expanded');found.row=row.className;
+found.columns=Array.from(row.querySelectorAll('.col')).map(function(c){return c.innerText;});
+found.marks=Array.from(row.querySelectorAll('mark')).map(function(m){return m.textContent;});
+var head=grid.tHead.rows[0].cells[0];found.order=[names()];
+for(var k=0;k<3;k++){head.click();found.order.push(names());}
+found.answersFollow=grid.tBodies[0].rows[1].className;
+found.images=document.querySelectorAll('img').length;
+var box=document.querySelector('svg').getBoundingClientRect();found.outside=[];
+document.querySelectorAll('svg text, svg circle').forEach(function(e){
+var b=e.getBoundingClientRect();found.drawn=(found.drawn||0)+1;
+if(b.left<box.left||b.top<box.top||b.right>box.right||b.bottom>box.bottom)
+found.outside.push(e.textContent||e.outerHTML);});
+var out=document.createElement('pre');out.id='probe';out.textContent=JSON.stringify(found);
+document.body.appendChild(out);
+</script>"""
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (Debian: apt install chromium)"
+)
+def test_a_browser_opens_a_cells_transcript_and_a_rows_answers(tmp_path):
+    """In chromium: a click on a cell shows its transcript (the answer visible, markup in
+    it as text), Escape closes it; a row's button shows each model's answer side by side,
+    the words that differ marked; sorting by the test is natural and comes back to the
+    report's order; the plot's texts and markers are inside its frame as drawn."""
+    hostile = "</script><img src=x onerror=alert(1)> Lyon"
+    models = ["strong", "other", "weak", "mute", LONG_NAME]
+    answers = {
+        "strong": "The capital of France is Paris.",
+        "other": "The capital of France is Paris, of course.",
+        "weak": hostile,
+        "mute": "",
+        LONG_NAME: None,
+    }
+    stats = {
+        "strong": {"pass_rate": 1.0, "latency_p50": 0.002},
+        "other": {"pass_rate": 0.0, "latency_p50": 1000.0},
+        "weak": {"pass_rate": 0.5, "latency_p50": 0.3},
+        "mute": {"pass_rate": 0.0, "latency_p50": 0.3},
+        LONG_NAME: {"pass_rate": 1.0, "latency_p50": 999.0},
+    }
+    page = tmp_path / "report.html"
+    page.write_text(html.render(answers_report(models, answers, **stats)).replace(
+        "</body>", PROBE + "</body>"))  # fmt: skip
+    dom = chromium(page, tmp_path, "--dump-dom")
+    probe = json.loads(unescape(dom.split('<pre id="probe">')[1].split("</pre>")[0]))
+    assert probe["open"] is True
+    assert probe["answer"] == hostile
+    assert probe["answerShown"] is True
+    for shown in ("FAIL", "AssertionError: the judge said no\nassert False", "weak judged",
+                  "Question 2: France's capital?", "status 200", "judge-model"):  # fmt: skip
+        assert shown in probe["panel"]
+    assert probe["closed"] is True
+    assert probe["images"] == 0  # the answer's <img> is text
+    assert probe["expanded"] == "true"
+    assert probe["row"] == "answers"
+    strong, other, weak, mute, long = probe["columns"]
+    assert "The capital of France is Paris." in strong
+    assert "compared with this answer" in strong
+    assert "Paris, of course." in other
+    assert "3 words not in strong's" in other  # "Paris," is not "Paris."
+    assert hostile in weak
+    assert "empty answer" in mute
+    assert "not run" in long
+    assert probe["marks"] == ["Paris, of course.", hostile]
+    first, up, down, back = probe["order"]
+    question = "t.py::test_capital[Question {}]".format
+    assert first == [question(2), question(10), question(1)]  # the report's order
+    assert up == [question(1), question(2), question(10)]  # natural: 2 before 10
+    assert down == [question(10), question(2), question(1)]
+    assert back == first
+    assert probe["answersFollow"] == "answers"  # the expanded row moved with its test
+    assert probe["drawn"] > 5 + 2 * len(models)  # ticks, titles, markers and labels
+    assert probe["outside"] == []  # as laid out, rotated titles and real font widths included
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (Debian: apt install chromium)"
+)
+def test_the_answers_side_by_side_in_a_screenshot(tmp_path):
+    """A screenshot of a row's answers expanded (tmp_path/answers.png): not blank."""
+    models = ["gpt-4o-mini", "claude-haiku", "sim-weak"]
+    answers = {
+        "gpt-4o-mini": "The capital of France is Paris. It has been since 987.",
+        "claude-haiku": "Paris is the capital of France, and has been since 987.",
+        "sim-weak": "Lyon, I think.\n[... 120 more characters not kept]",
+    }
+    page = tmp_path / "report.html"
+    script = "<script>document.querySelector('#grid button.more').click();</script>"
+    page.write_text(html.render(answers_report(models, answers)).replace(
+        "</body>", script + "</body>"))  # fmt: skip
+    shot = tmp_path / "answers.png"
+    chromium(page, tmp_path, "--window-size=1100,1200", f"--screenshot={shot}")
+    assert _png_pixels_vary(shot)
 
 
 HOSTILE_PROJECT = """

@@ -74,10 +74,22 @@ background:#f5f7f9;padding:6px 8px;border-radius:4px;margin:2px 0 6px}
 .role{font-size:11px;color:#5b6570;text-transform:uppercase;letter-spacing:.04em}
 .answer .text{background:#eef5ff}.verdict{margin:4px 0}.verdict.ok strong{color:#1b7f3b}
 .verdict.no strong{color:#b3261e}
+button.more{border:0;background:none;cursor:pointer;padding:0 6px 0 0;font-size:13px;
+color:#5b6570}button.more[aria-expanded=true]{transform:rotate(90deg)}
+tr.answers>td{background:#fafbfc;padding:8px}
+.side{display:grid;gap:10px;width:calc(100vw - 120px);overflow-x:auto}
+.side .col{min-width:0}.side .head{font-size:12px;margin-bottom:4px}
+.side .head>*{margin-right:8px}.badge{border-radius:3px;padding:0 5px}
+.side .note{color:#5b6570}.side .text{margin:0}
+mark{background:#fde68a;color:inherit;border-radius:2px}
 ul{margin:4px 0 10px}code{font:12px ui-monospace,monospace}
 svg text{font:12px system-ui,sans-serif}
 """
 
+_ANSWERS_BUTTON: Final = (
+    '<button type="button" class="more" aria-expanded="false" '
+    'title="every model\'s final answer, side by side">&#9656;</button>'
+)
 #: The transcript panel, filled by the script (text only) when a cell is clicked.
 PANEL: Final = (
     '<dialog id="panel" aria-labelledby="panel-title"><div class="bar">'
@@ -142,14 +154,58 @@ if(x.verdict)judged(sec,x.verdict,'verdict');});
 if(c.transcript_more)add(box,'p','meta',c.transcript_more+' more request'+
 (c.transcript_more===1?'':'s')+' of this test not kept');
 if(!panel.open)panel.showModal();box.scrollTop=0;}
+function final(c){var xs=c&&Array.isArray(c.transcript)?c.transcript:[];
+for(var n=xs.length-1;n>=0;n--)if(xs[n].role==='model')return text(xs[n].answer);return null;}
+function words(t){return t.match(/^\\s+|\\S+\\s*/g)||[];}
+function changed(ref,other){
+var a=ref.map(function(w){return w.trim();}),b=other.map(function(w){return w.trim();});
+var n=a.length,m=b.length,i,j,w=m+1,marks=b.map(function(){return true;});
+if(n*m>4e6){var seen=new Set(a);return b.map(function(x){return !seen.has(x);});}
+var L=new Uint16Array((n+1)*w);
+for(i=n-1;i>=0;i--)for(j=m-1;j>=0;j--)L[i*w+j]=a[i]===b[j]?L[(i+1)*w+j+1]+1:
+Math.max(L[(i+1)*w+j],L[i*w+j+1]);
+for(i=0,j=0;i<n&&j<m;){if(a[i]===b[j]){marks[j]=false;i++;j++;}
+else if(L[(i+1)*w+j]>=L[i*w+j+1])i++;else j++;}
+return marks;}
+function answers(row){
+var d=load(),tr=document.createElement('tr'),td=add(tr,'td');
+tr.className='answers';td.colSpan=row.cells.length;
+var side=add(td,'div','side'),ref=null,refModel='';
+side.style.gridTemplateColumns='repeat('+(row.cells.length-1)+',minmax(200px,1fr))';
+for(var j=1;j<row.cells.length;j++){
+var cell=row.cells[j],c=cell.dataset.i==null?null:d.cells[+cell.dataset.i];
+var col=add(side,'div','col'),head=add(col,'div','head'),said=final(c);
+add(head,'code',null,d.models[j-1]);
+add(head,'span',cell.className.replace(/\\bc\\b/,'badge'),cell.textContent);
+if(!said){add(col,'p','meta',!c?'not run':said===''?'empty answer':'transcript' in c?
+'no answer kept':'no transcript in this report');continue;}
+var box=add(col,'div','text out'),cut=said.match(CUT);
+var toks=words(cut?said.slice(0,cut.index):said);
+if(ref===null){ref=toks;refModel=d.models[j-1];box.textContent=toks.join('');
+add(head,'span','note','the others are compared with this answer');}
+else{var marks=changed(ref,toks),mark=null,count=0;
+toks.forEach(function(t,k){
+if(!marks[k]){mark=null;box.appendChild(document.createTextNode(t));return;}
+if(t.trim())count++;if(!mark)mark=add(box,'mark');mark.appendChild(document.createTextNode(t));});
+add(head,'span','note',count?count+' word'+(count===1?'':'s')+' not in '+refModel+'\\'s':
+'the same words as '+refModel+'\\'s');}
+if(cut)add(box,'span','cut',cut[0]);}
+return tr;}
+function toggle(button){
+var row=button.closest('tr'),open=button.getAttribute('aria-expanded')==='true';
+if(open){row.answers.remove();row.answers=null;}
+else{row.answers=answers(row);row.parentNode.insertBefore(row.answers,row.nextSibling);}
+button.setAttribute('aria-expanded',String(!open));}
 document.getElementById('panel-close').addEventListener('click',function(){panel.close();});
 panel.addEventListener('click',function(e){if(e.target===panel)panel.close();});
 document.addEventListener('keydown',function(e){
 if(e.key==='Escape'&&panel.open)panel.close();});
 grid.addEventListener('click',function(e){
+var more=e.target.closest('button.more');if(more){toggle(more);return;}
 var cell=e.target.closest('td.c[data-i]');if(cell){show(cell);return;}
 var head=e.target.closest('th.sort');if(!head)return;
-var col=head.cellIndex,rows=Array.prototype.slice.call(body.rows);
+var col=head.cellIndex,rows=Array.prototype.filter.call(body.rows,function(r){
+return r.dataset.i!=null;});
 var dir={'':'up',up:'down',down:''}[head.dataset.dir||''];
 Array.prototype.forEach.call(head.parentNode.cells,function(h){h.dataset.dir='';});
 head.dataset.dir=dir;
@@ -157,7 +213,7 @@ rows.sort(function(a,b){
 var c=0;if(dir){c=col?cmp(a.cells[col].dataset.key,b.cells[col].dataset.key):
 natural.compare(a.cells[0].dataset.key,b.cells[0].dataset.key);if(dir==='down')c=-c;}
 return c||a.dataset.i-b.dataset.i;});
-rows.forEach(function(r){body.appendChild(r);});});
+rows.forEach(function(r){body.appendChild(r);if(r.answers)body.appendChild(r.answers);});});
 })();
 """
 
@@ -468,6 +524,8 @@ def _seconds(value: float) -> str:
 _WIDTH, _HEIGHT, _LEFT, _RIGHT, _TOP, _BOTTOM, _PAD = 720, 380, 70, 30, 20, 50, 20
 #: A label's width per character, generous for 12px system-ui, to keep labels inside.
 _CHAR_WIDTH: Final = 7.5
+#: A line of labels in the plot.
+_LINE: Final = 14
 
 
 def _scatter(
@@ -534,6 +592,7 @@ def _scatter(
         out.append(
             f'<polyline points="{path}" fill="none" stroke="#1b7f3b" stroke-dasharray="5 4"/>'
         )
+    placed: list[tuple[float, float, float]] = []  # labels drawn: left, right, baseline
     for name, (value, rate) in points.items():
         size = (sizes or {}).get(name)
         radius = 5 + 13 * math.sqrt(size / slowest) if sizes is not None and size else 7.0
@@ -544,13 +603,16 @@ def _scatter(
         if on_front:
             tip += " (Pareto front)"
         cx, cy = x_of(value), y_of(rate)
-        label = _label(name + (" \u2605" if on_front else ""), cx, radius)
-        shown = _e(label[0]).replace("\u2605", "&#9733;")
+        text, tx, anchor = _label(name + (" \u2605" if on_front else ""), cx, radius)
+        span = (tx - _text_width(text), tx) if anchor else (tx, tx + _text_width(text))
+        ty = _free_line(cy + 4, span, placed)
+        placed.append((*span, ty))
+        shown = _e(text).replace("\u2605", "&#9733;")
         out.append(
             f'<g><title>{_e(tip)}</title><circle cx="{cx:.1f}" cy="{cy:.1f}" '
             f'r="{radius:.1f}" fill="{"#1b7f3b" if on_front else "#7a8794"}" fill-opacity="0.55" '
             f'stroke="{"#14532d" if on_front else "#4b5563"}"/>'
-            f'<text x="{label[1]:.1f}" y="{cy + 4:.1f}"{label[2]}>{shown}</text></g>'
+            f'<text x="{tx:.1f}" y="{ty:.1f}"{anchor}>{shown}</text></g>'
         )
     out.append("</svg>")
     legend = (
@@ -558,6 +620,25 @@ def _scatter(
         f"passes more ({_e(', '.join(front))}).</p>"
     )
     return "\n".join(out) + "\n" + legend
+
+
+def _free_line(
+    baseline: float, span: tuple[float, float], placed: Sequence[tuple[float, float, float]]
+) -> float:
+    """A baseline near ``baseline`` where a label over ``span`` (left, right) overlaps no
+    label already placed, inside the frame: models at the same point get one line each."""
+    lowest, highest = _TOP + 12, _HEIGHT - _BOTTOM - 2
+    for step in range(40):
+        shift = (step + 1) // 2 * _LINE * (1 if step % 2 else -1)
+        y = baseline + shift
+        if not lowest <= y <= highest:
+            continue
+        if all(
+            abs(y - other) >= _LINE or span[1] <= left or right <= span[0]
+            for left, right, other in placed
+        ):
+            return y
+    return baseline
 
 
 def _text_width(text: str) -> float:
@@ -596,7 +677,8 @@ def _ticks(lo: float, hi: float, logarithmic: bool) -> list[float]:
 def _grid(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> str:
     """The test x model grid, its rows in the order the tests first appear in the report
     (pytest's collection order; a row's ``data-i`` keeps it for the script's way back to
-    it); a cell's ``data-i``: its entry in :func:`page_data`'s cells."""
+    it); a cell's ``data-i``: its entry in :func:`page_data`'s cells. A test with a
+    transcript on some model gets a button that shows every model's answer side by side."""
     cells: dict[tuple[str, str], int] = {}  # -> the entry's index in tests (and page_data)
     order: dict[str, None] = {}
     for index, test in enumerate(tests):
@@ -607,7 +689,11 @@ def _grid(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> str:
     )
     rows = [f'<table id="grid"><thead><tr>{head}</tr></thead><tbody>']
     for index, name in enumerate(order):
-        row = [f'<td data-key="{_e(name)}"><code>{_e(name)}</code></td>']
+        kept = any(
+            tests[at].get("transcript") for m in models if (at := cells.get((name, m))) is not None
+        )
+        button = _ANSWERS_BUTTON if kept else ""
+        row = [f'<td data-key="{_e(name)}">{button}<code>{_e(name)}</code></td>']
         for model in models:
             at = cells.get((name, model))
             if at is None:
