@@ -311,16 +311,21 @@ def test_the_transcripts_are_data_the_page_reads_back_as_they_were():
     data = page_data(text)
     assert data["models"] == ["a", "b", "c"]
     for cell, test in zip(data["cells"], report["tests"], strict=True):
-        for key in ("test", "model", "outcome", "failure", "verdicts"):
+        for key in ("outcome", "failure", "verdicts"):
             assert cell[key] == test[key]
         assert cell["transcript"] == test["transcript"]
         assert cell["transcript_more"] == 3
         assert "spend" not in cell  # the JSON report has it; the page has no use for it
         assert "message" not in cell  # the cell's title
+        assert "test" not in cell  # the cell's data-test
+        assert "model" not in cell  # its data-model
     assert text.count(long_prompt) == 1  # once, for three models
     # a cell says which entry it opens
     cells = [c for c in parse(text).cells if c.get("data-i")]
-    assert [data["cells"][int(c["data-i"] or 0)]["model"] for c in cells] == ["a", "b", "c"]
+    assert [c["data-model"] for c in cells] == ["a", "b", "c"]
+    for c in cells:
+        entry = data["cells"][int(c["data-i"] or 0)]
+        assert entry["transcript"][0]["answer"] == f"Lyon, says {c['data-model']}"
 
 
 def test_an_answer_that_is_markup_stays_inert_text():
@@ -356,12 +361,11 @@ def test_an_answer_that_is_markup_stays_inert_text():
 
 def test_a_report_without_transcripts_still_opens_its_cells():
     """Reports of earlier versions (no transcript): the page's data has each cell's outcome,
-    and no transcript; its message is the cell's title."""
+    and no transcript; its test, model and message are the cell's attributes."""
     tests = [{"test": "t.py::test_x", "model": "a", "outcome": "failed", "message": "boom"}]
     text = html.render(synthetic(["a"], tests))
     (cell,) = page_data(text)["cells"]
-    assert cell == {"test": "t.py::test_x", "model": "a", "outcome": "failed", "duration": 0.1,
-                    "cost_usd": None}  # fmt: skip
+    assert cell == {"outcome": "failed", "duration": 0.1, "cost_usd": None}
     (attrs,) = [c for c in parse(text).cells if c.get("data-i")]
     assert attrs["title"] == "boom"
     assert grid_rows(text)[0][1][0][1] == "t.py::test_x"  # no button to open answers: none kept

@@ -36,11 +36,11 @@ SEVERITY: Final = {"error": 0, "failed": 1, "xpassed": 2, "passed": 3, "xfailed"
 _MESSAGE_LENGTH: Final = 300
 #: The id of the page's data: the cells' transcripts, read by the script on the first click.
 DATA_ID: Final = "llm-data"
-#: The fields of a test entry the panel shows (with its transcript; its first line of
-#: failure is the cell's title).
+#: The fields of a test entry the panel shows (with its transcript; its test, model and
+#: first line of failure are the cell's attributes).
 CELL_FIELDS: Final = (
-    "test", "model", "outcome", "duration", "cost_usd", "failure", "verdicts", "verdict",
-    "runs", "transcript_more",
+    "outcome", "duration", "cost_usd", "failure", "verdicts", "verdict", "runs",
+    "transcript_more",
 )  # fmt: skip
 #: Texts of a transcript at least this long are written once in the page's data.
 SHARED_TEXT: Final = 40
@@ -122,7 +122,7 @@ if(v.reason!=null&&v.reason!=='')block(d,'reason',v.reason);}
 function show(td){
 var c=load().cells[+td.dataset.i];if(!c)return;
 var box=document.getElementById('panel-body'),facts=[td.textContent];box.textContent='';
-document.getElementById('panel-title').textContent=str(c.test)+' on '+str(c.model);
+document.getElementById('panel-title').textContent=td.dataset.test+' on '+td.dataset.model;
 if(typeof c.duration==='number')facts.push(secs(c.duration));
 if(typeof c.cost_usd==='number'&&c.cost_usd>0)facts.push('$'+c.cost_usd.toPrecision(3));
 if(Array.isArray(c.runs)&&c.runs.length)facts.push('runs: '+c.runs.map(function(r){
