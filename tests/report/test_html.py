@@ -304,21 +304,23 @@ def test_the_transcripts_are_data_the_page_reads_back_as_they_were():
                 exchange("j", '{"passed": false}', role="judge", stream=True, latency_s=None,
                          verdict={"passed": False, "reason": "not Paris", "score": None}),
             ],
-            "transcript_more": 3,
+            "transcript_more": 3, "duration": 1.23456789, "cost_usd": 0.000123456,
         })  # fmt: skip
     report = synthetic(["a", "b", "c"], tests)
     text = html.render(report)
     data = page_data(text)
     assert data["models"] == ["a", "b", "c"]
     for cell, test in zip(data["cells"], report["tests"], strict=True):
-        for key in ("outcome", "failure", "verdicts"):
+        for key in ("failure", "verdicts"):
             assert cell[key] == test[key]
         assert cell["transcript"] == test["transcript"]
         assert cell["transcript_more"] == 3
+        assert cell["duration"] == 1.235  # as the panel shows them
+        assert cell["cost_usd"] == 0.000123
         assert "spend" not in cell  # the JSON report has it; the page has no use for it
         assert "message" not in cell  # the cell's title
-        assert "test" not in cell  # the cell's data-test
-        assert "model" not in cell  # its data-model
+        for key in ("test", "model", "outcome"):
+            assert key not in cell  # the cell's data-test, data-model, data-outcome
     assert text.count(long_prompt) == 1  # once, for three models
     # a cell says which entry it opens
     cells = [c for c in parse(text).cells if c.get("data-i")]
@@ -360,12 +362,12 @@ def test_an_answer_that_is_markup_stays_inert_text():
 
 
 def test_a_report_without_transcripts_still_opens_its_cells():
-    """Reports of earlier versions (no transcript): the page's data has each cell's outcome,
-    and no transcript; its test, model and message are the cell's attributes."""
+    """Reports of earlier versions (no transcript): the page's data has each cell's duration,
+    and no transcript; its test, model, outcome and message are the cell's attributes."""
     tests = [{"test": "t.py::test_x", "model": "a", "outcome": "failed", "message": "boom"}]
     text = html.render(synthetic(["a"], tests))
     (cell,) = page_data(text)["cells"]
-    assert cell == {"outcome": "failed", "duration": 0.1, "cost_usd": None}
+    assert cell == {"duration": 0.1}  # and no cost: none known
     (attrs,) = [c for c in parse(text).cells if c.get("data-i")]
     assert attrs["title"] == "boom"
     assert grid_rows(text)[0][1][0][1] == "t.py::test_x"  # no button to open answers: none kept

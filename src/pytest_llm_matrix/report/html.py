@@ -36,12 +36,9 @@ SEVERITY: Final = {"error": 0, "failed": 1, "xpassed": 2, "passed": 3, "xfailed"
 _MESSAGE_LENGTH: Final = 300
 #: The id of the page's data: the cells' transcripts, read by the script on the first click.
 DATA_ID: Final = "llm-data"
-#: The fields of a test entry the panel shows (with its transcript; its test, model and
-#: first line of failure are the cell's attributes).
-CELL_FIELDS: Final = (
-    "outcome", "duration", "cost_usd", "failure", "verdicts", "verdict", "runs",
-    "transcript_more",
-)  # fmt: skip
+#: The fields of a test entry the panel shows (with its transcript, duration and cost;
+#: its test, model, outcome and first line of failure are the cell's attributes).
+CELL_FIELDS: Final = ("failure", "verdicts", "verdict", "runs", "transcript_more")
 #: Texts of a transcript at least this long are written once in the page's data.
 SHARED_TEXT: Final = 40
 
@@ -130,7 +127,7 @@ return '#'+r.index+' '+r.outcome;}).join(', '));
 add(box,'p','meta',facts.join(' \\u00b7 '));
 var exchanges=Array.isArray(c.transcript)?c.transcript:[];
 var failure=c.failure||td.title;
-if(failure){add(box,'h4',null,c.outcome==='skipped'?'reason':'failure');
+if(failure){add(box,'h4',null,td.dataset.outcome==='skipped'?'reason':'failure');
 block(box,'failure',failure);}
 var verdicts=Array.isArray(c.verdicts)?c.verdicts.map(function(v){return [v,v.judge];}):
 exchanges.filter(function(x){return x.verdict;}).map(function(x){return [x.verdict,x.model];});
@@ -288,6 +285,10 @@ def page_data(models: Sequence[str], tests: Sequence[Mapping[str, Any]]) -> dict
     cells = []
     for test in tests:
         cell = {key: test[key] for key in CELL_FIELDS if key in test}
+        for key, digits in (("duration", "{:.3f}"), ("cost_usd", "{:.3g}")):  # as shown
+            value = _number(test.get(key))
+            if value is not None:
+                cell[key] = float(digits.format(value))
         transcript = test.get("transcript")
         if isinstance(transcript, list):
             cell["transcript"] = [
