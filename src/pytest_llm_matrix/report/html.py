@@ -1,12 +1,14 @@
 """The HTML report (``--llm-html``): one self-contained file written from the JSON report.
 
-No network when opened: the styles, the small script (sorting, a cell's failure) and the
+No network when opened: the styles, the script, the cells' transcripts (one JSON block the
+script reads on the first click, so that thousands of them cost the page no DOM) and the
 plot (SVG written here) are inline. Sections: the run (selection, date, versions), the
 per-model table, the baseline's changes (with ``--llm-baseline``), cost against pass rate
 per model (marker size: latency p50; the models on the cost / pass-rate Pareto front
 marked; latency p50 in place of cost when no model's cost is known), and the test x model
-grid. Everything comes from the report's plain data, so a report read back from JSON renders
-the same.
+grid: a cell opens its transcript, a row shows every model's final answer side by side.
+Everything comes from the report's plain data, so a report read back from JSON renders the
+same; the script puts every text in the page with ``textContent``, never as markup.
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ function load(){
 if(!data)data=JSON.parse(document.getElementById('llm-data').textContent);return data;}
 function str(x){return x==null?'':String(x);}
 function text(x){return typeof x==='number'?load().texts[x]:str(x);}
-function add(parent,tag,cls,text){var e=document.createElement(tag);if(cls)e.className=cls;
-if(text!=null)e.textContent=String(text);parent.appendChild(e);return e;}
+function add(parent,tag,cls,content){var e=document.createElement(tag);if(cls)e.className=cls;
+if(content!=null)e.textContent=String(content);parent.appendChild(e);return e;}
 function block(parent,cls,value){
 var t=str(value),e=add(parent,'div','text '+cls),cut=t.match(CUT);
 e.textContent=cut?t.slice(0,cut.index):t;if(cut)add(e,'span','cut',cut[0]);return e;}
@@ -150,7 +152,7 @@ var a=add(sec,'div','msg answer');add(a,'span','role','answer');block(a,'out',te
 if(x.verdict)judged(sec,x.verdict,'verdict');});
 if(c.transcript_more)add(box,'p','meta',c.transcript_more+' more request'+
 (c.transcript_more===1?'':'s')+' of this test not kept');
-if(!panel.open)panel.showModal();box.scrollTop=0;}
+if(!panel.open)panel.showModal();panel.scrollTop=0;}
 function final(c){var xs=c&&Array.isArray(c.transcript)?c.transcript:[];
 for(var n=xs.length-1;n>=0;n--)if(xs[n].role==='model')return text(xs[n].answer);return null;}
 function words(t){return t.match(/^\\s+|\\S+\\s*/g)||[];}
@@ -168,7 +170,7 @@ function answers(row){
 var d=load(),tr=document.createElement('tr'),td=add(tr,'td');
 tr.className='answers';td.colSpan=row.cells.length;
 var side=add(td,'div','side'),ref=null,refModel='';
-side.style.gridTemplateColumns='repeat('+(row.cells.length-1)+',minmax(200px,1fr))';
+side.style.gridTemplateColumns='repeat('+(row.cells.length-1)+',minmax(180px,1fr))';
 for(var j=1;j<row.cells.length;j++){
 var cell=row.cells[j],c=cell.dataset.i==null?null:d.cells[+cell.dataset.i];
 var col=add(side,'div','col'),head=add(col,'div','head'),said=final(c);
