@@ -117,7 +117,10 @@ def test_the_judge_fails_one_model_s_answer_with_its_reason(pytester, write_conf
     assert judge["cost_usd"] == pytest.approx((tokens_in * 100 + tokens_out * 200) / 1e6)
     assert "sim-judge" not in report["models"]
     assert report["auxiliary"] == {}
-    assert "It names Lyon, not Paris." in (pytester.path / "r.html").read_text()
+    page = (pytester.path / "r.html").read_text()
+    assert "It names Lyon, not Paris." in page
+    assert "<h2>Judge requests</h2>" in page
+    assert "<tr><td><code>sim-judge</code></td><td>sim-judge</td><td>2</td>" in page
 
 
 def test_the_judge_is_never_the_model_under_test(pytester, write_config):
@@ -160,6 +163,9 @@ def test_the_judge_is_replayed_offline(pytester, write_config):
     result.assert_outcomes(passed=1, failed=1)
     assert replayed["judges"]["sim-judge"]["replayed"] == 2
     assert replayed["judges"]["sim-judge"]["requests"] == 0
+    recorded_cost = recorded["judges"]["sim-judge"]["cost_usd"]
+    assert replayed["judges"]["sim-judge"]["replayed_cost_usd"] == pytest.approx(recorded_cost)
+    result.stdout.fnmatch_lines(["  sim-judge: 2 requests (2 replayed, recorded at $0.0*), *"])
     for model in ("sim-a", "sim-b"):
         assert entry(replayed, model)["verdicts"] == entry(recorded, model)["verdicts"]
         assert all(e["replayed"] for e in entry(replayed, model)["transcript"])

@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_llm_matrix.config.models import PROVIDERS, Model
-from pytest_llm_matrix.report.cost import SOURCES, format_usd, sources_of, spend_cost
+from pytest_llm_matrix.report.cost import SOURCES, format_usd, model_cost, sources_of, spend_cost
 from pytest_llm_matrix.report.render import plain
 from pytest_llm_matrix.report.stats import (
     ModelStats,
     percentile,
+    replayed_tokens_of,
     reported_of,
     unreported_tokens_of,
 )
@@ -32,6 +33,7 @@ class Auxiliary:
         self.rows: dict[str, ModelStats] = {}
         self.about: dict[str, dict[str, str]] = {}
         self._to_price: list[tuple[str, tuple[int, int, int], float | None]] = []
+        self._replayed: list[tuple[str, tuple[int, int, int]]] = []  # what recordings cost
 
     def __bool__(self) -> bool:
         return bool(self.rows)
@@ -57,6 +59,8 @@ class Auxiliary:
             tokens = unreported_tokens_of(spend)
             if reported is not None or any(tokens):
                 self._to_price.append((name, tokens, reported))
+            if any(replayed := replayed_tokens_of(spend)):
+                self._replayed.append((name, replayed))
 
     def model_of(self, name: str) -> Model | None:
         """The model a row's tokens are priced as: the configured model it was routed to,
@@ -74,6 +78,11 @@ class Auxiliary:
             cost, sources = spend_cost(self.model_of(name), tokens, reported)
             self.rows[name].add_cost(cost, tokens[0] + tokens[1], sources)
         self._to_price.clear()
+        for name, tokens in self._replayed:
+            model = self.model_of(name)
+            cost = model_cost(model, tokens) if model is not None else None
+            self.rows[name].add_replayed_cost(cost, tokens[0] + tokens[1])
+        self._replayed.clear()
 
     def _judge(self, name: str) -> bool:
         return self.about.get(name, {}).get("kind") == "judge"
@@ -95,6 +104,7 @@ class Auxiliary:
                 **stats.spend,
                 "latency_p50": percentile(stats.latencies, 50),
                 "cost_usd": stats.known_cost,
+                "replayed_cost_usd": stats.known_replayed_cost,
                 "price_sources": [source for source in SOURCES if source in stats.sources],
             }
         return rows
@@ -124,7 +134,11 @@ def row_text(name: str, about: Mapping[str, str], stats: ModelStats) -> str:
     requests = spend["requests"] + spend["replayed"]
     tokens = spend["input_tokens"] + spend["output_tokens"]
     cost = format_usd(stats.known_cost) if tokens or spend["reported"] else "-"
-    replayed = f" ({spend['replayed']} replayed)" if spend["replayed"] else ""
+    replayed = ""
+    if spend["replayed"]:
+        recorded = stats.known_replayed_cost
+        said = "unpriced" if recorded is None else format_usd(recorded)
+        replayed = f" ({spend['replayed']} replayed, recorded at {said})"
     return plain(
         f"{name}: {requests} request{'s' * (requests != 1)}{replayed}, "
         f"{spend['input_tokens']:,} tokens in, {spend['output_tokens']:,} out, {cost}"
@@ -153,7 +167,7 @@ def merged(reports: list[Mapping[str, Any]], section: str = "auxiliary") -> dict
                     rows[name]["price_sources"] = sources_of([row])
                 continue
             for key, value in row.items():
-                if key == "cost_usd":
+                if key in ("cost_usd", "replayed_cost_usd"):
                     both = _usd(value) and _usd(mine.get(key))
                     mine[key] = mine[key] + value if both else None
                 elif key == "latency_p50":

@@ -331,7 +331,7 @@ _SCRIPT_ESCAPES: Final = tuple((c, f"\\u{ord(c):04x}") for c in "<>&\u2028\u2029
 
 
 def _side_notes(report: Mapping[str, Any]) -> list[str]:
-    """Model-free tests (not in the table or the grid) and auxiliary requests."""
+    """Model-free tests (not in the table or the grid), auxiliary and judge requests."""
     parts = []
     free = report.get("model_free") or []
     if isinstance(free, list) and free:
@@ -342,22 +342,39 @@ def _side_notes(report: Mapping[str, Any]) -> list[str]:
             + (" ..." if len(free) > 20 else "")
             + "</p>"
         )
-    rows = report.get("auxiliary") or {}
-    if isinstance(rows, Mapping) and rows:
+    for section, title, about, first in (
+        (
+            "auxiliary",
+            "Auxiliary requests",
+            "Sent by the code under test for side jobs (embeddings, a judge); in no model's row.",
+            "destination",
+        ),
+        (
+            "judges",
+            "Judge requests",
+            "Sent by the llm_judge fixture to grade answers; in no model's row.",
+            "judge",
+        ),
+    ):
+        rows = report.get(section) or {}
+        if not isinstance(rows, Mapping) or not rows:
+            continue
         body = "".join(
             f"<tr><td><code>{_e(name)}</code></td><td>{_e(row.get('sent_as', ''))}</td>"
-            f"<td>{_e(row.get('requests', 0))}</td><td>{_e(row.get('input_tokens', 0))}</td>"
-            f"<td>{_e(row.get('output_tokens', 0))}</td><td>{_usd(row.get('cost_usd'))}</td></tr>"
+            f"<td>{_e(row.get('requests', 0))}</td><td>{_e(row.get('replayed', 0))}</td>"
+            f"<td>{_e(row.get('input_tokens', 0))}</td>"
+            f"<td>{_e(row.get('output_tokens', 0))}</td><td>{_usd(row.get('cost_usd'))}</td>"
+            f"<td>{_usd(row.get('replayed_cost_usd')) if row.get('replayed') else '-'}</td></tr>"
             for name, row in rows.items()
             if isinstance(row, Mapping)
         )
         parts += [
-            "<h2>Auxiliary requests</h2>",
-            '<p class="meta">Sent by the code under test for side jobs (embeddings, a judge); '
-            "in no model's row.</p>",
-            "<table><thead><tr><th>destination</th><th>model id sent</th><th>requests</th>"
-            f"<th>tokens in</th><th>tokens out</th><th>cost</th></tr></thead><tbody>{body}"
-            "</tbody></table>",
+            f"<h2>{title}</h2>",
+            f'<p class="meta">{about}</p>',
+            f"<table><thead><tr><th>{first}</th><th>model id sent</th><th>requests</th>"
+            "<th>replayed</th><th>tokens in</th><th>tokens out</th><th>cost</th>"
+            "<th>recorded cost</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>",
         ]
     return parts
 

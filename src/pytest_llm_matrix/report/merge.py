@@ -426,7 +426,7 @@ def _check_rows(report: Mapping[str, Any], section: str) -> None:
         for key in row:
             if key in ("kind", "model", "sent_as"):
                 STRING.check_in(row, key, field)
-            elif key in ("latency_p50", "cost_usd"):
+            elif key in ("latency_p50", "cost_usd", "replayed_cost_usd"):
                 NUMBER_OR_NULL.check_in(row, key, field)
             elif key == "price_sources":
                 PRICE_SOURCES.check_in(row, key, field)
