@@ -552,6 +552,41 @@ def test_the_example_report_renders_in_a_headless_browser(monkeypatch, tmp_path)
     assert shot.exists()
     assert _png_pixels_vary(shot)
     assert "Against the baseline" in page.read_text()
+    # the judged test's cell on sim-weak opens its transcript; its row shows every answer
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text().replace("</body>", EXAMPLE_PROBE + "</body>"))
+    dom = chromium(probed, tmp_path, "--dump-dom")
+    probe = json.loads(unescape(dom.split('<pre id="probe">')[1].split("</pre>")[0]))
+    assert probe["open"] is True
+    assert probe["answers"][0] == "I am not sure."
+    assert probe["shown"] is True
+    assert "It does not say how the customer gets a refund." in probe["panel"]
+    assert "My order arrived damaged. What can I do?" in probe["panel"]
+    fast, slow, weak, flaky = probe["columns"]
+    for column in (fast, slow, flaky):
+        assert "Sorry about that! Send us a photo and we will refund or replace it." in column
+    assert "I am not sure." in weak
+    assert probe["marks"] == ["I am not sure."]
+
+
+#: For the example's report: opens the judged test's cell on sim-weak, expands its row.
+EXAMPLE_PROBE = """<script>
+var found={},grid=document.getElementById('grid');
+var row=Array.from(grid.tBodies[0].rows).filter(function(r){
+return r.textContent.indexOf('test_damaged_order_answer_passes_the_judge')>=0;})[0];
+row.querySelector('td.c[data-model="sim-weak"]').click();
+var panel=document.getElementById('panel');found.open=panel.open;
+found.panel=document.getElementById('panel-body').innerText;
+var texts=panel.querySelectorAll('.answer .text');
+found.answers=Array.from(texts).map(function(t){return t.textContent;});
+found.shown=texts[0].checkVisibility()&&texts[0].getBoundingClientRect().height>0;
+document.dispatchEvent(new KeyboardEvent('keydown',{key:'Escape'}));
+row.querySelector('button.more').click();var more=row.nextElementSibling;
+found.columns=Array.from(more.querySelectorAll('.col')).map(function(c){return c.innerText;});
+found.marks=Array.from(more.querySelectorAll('mark')).map(function(m){return m.textContent;});
+var out=document.createElement('pre');out.id='probe';out.textContent=JSON.stringify(found);
+document.body.appendChild(out);
+</script>"""
 
 
 def answers_report(models, answers, **stats):
