@@ -451,3 +451,26 @@ def test_answers_of_whole_bodies():
     assert transcript.answer_of("other", {"data": [{"embedding": [0.1]}]}) == "[1 result]"
     assert transcript.answer_of("chat", {"error": {"message": "no"}}) == "error: no"
     assert transcript.answer_of("chat", [1]) == "[1]"
+
+
+def test_nesting_past_the_parser_or_the_stack_is_said_not_raised():
+    deep = {"messages": [{"role": "user", "content": []}]}
+    blocks = deep["messages"][0]["content"]
+    for _ in range(5000):
+        inner: list = []
+        blocks.append({"type": "tool_result", "content": inner})
+        blocks = inner
+    assert transcript.input_of("chat", deep) == [
+        {"role": "note", "text": "[messages nested too deep to show]"}
+    ]
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    assert transcript.answer_of("other", {"result": nested}) == "[not JSON text]"
+    raw = "data: " + "[" * 100_000 + "]" * 100_000 + "\n\n"
+    assert transcript.stream_answer("chat", raw.encode()) == ""
+    arguments = "[" * 100_000 + "]" * 100_000  # the arguments' text: JSON too deep to parse
+    call = {"index": 0, "function": {"name": "f", "arguments": arguments}}
+    event = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+    shown = transcript.stream_answer("chat", f"data: {json.dumps(event)}\n\n".encode())
+    assert shown.startswith('[{"name": "f", "arguments": "[[[')

@@ -94,7 +94,7 @@ def parse_body(model: Model, status: int, content: bytes) -> ChatResult:
     __tracebackhide__ = True
     try:
         data = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         snippet = content[:200].decode("utf-8", "replace")
         raise LLMError(
             f"{model.name}: HTTP {status} with a body that is not JSON: {snippet!r}"
@@ -163,7 +163,7 @@ class StreamParser:
             return ""
         try:
             event = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise LLMError(
                 f"{self.model.name}: malformed stream event: {payload[:200]!r}"
             ) from None

@@ -375,7 +375,7 @@ class Exchange:
         if body is None:
             try:
                 data = json.loads(request.content)
-            except (ValueError, RuntimeError):  # not JSON, or a stream not read
+            except (ValueError, RecursionError, RuntimeError):  # not JSON; a stream not read
                 data = None
             body = data if isinstance(data, dict) else None
         account = self.route.account
@@ -693,7 +693,7 @@ class Exchange:
         noting = bool(transcript.chars())
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser
             if noting:
                 self.note(body[:2000].decode("utf-8", "replace"), None, latency)
             return
@@ -769,7 +769,7 @@ def _json_body(request: Any) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 

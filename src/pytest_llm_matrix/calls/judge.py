@@ -151,7 +151,7 @@ def _object_in(text: str) -> Mapping[str, Any] | None:
     for candidate in (text.strip(), text[text.find("{") : text.rfind("}") + 1]):
         try:
             found = json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(found, dict):
             return found

@@ -73,7 +73,10 @@ def input_of(api: str, body: Mapping[str, Any] | None) -> list[dict[str, str]]:
     text cut."""
     if body is None:
         return []
-    messages = list(_messages(api, body))
+    try:
+        messages = list(_messages(api, body))
+    except RecursionError:  # tool results in tool results, past Python's stack
+        return [{"role": "note", "text": "[messages nested too deep to show]"}]
     dropped = len(messages) - MAX_MESSAGES
     if dropped > 0:
         messages = [("note", f"[{dropped:,} earlier messages not kept]"), *messages[dropped:]]
@@ -175,7 +178,7 @@ def _arguments(value: object) -> object:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
 
@@ -183,8 +186,8 @@ def _arguments(value: object) -> object:
 def _json(value: object) -> str:
     try:
         return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return str(value)
+    except (TypeError, ValueError, RecursionError):
+        return "[not JSON text]"
 
 
 # --- what came back --------------------------------------------------------------------
@@ -193,6 +196,13 @@ def _json(value: object) -> str:
 def answer_of(api: str, data: object) -> str:
     """The text of a whole answer (its tool calls and structured output as JSON), or an
     error's message."""
+    try:
+        return _answer(api, data)
+    except RecursionError:
+        return "[an answer nested too deep to show]"
+
+
+def _answer(api: str, data: object) -> str:
     if not isinstance(data, Mapping):
         return _json(data)
     error = data.get("error")
@@ -341,7 +351,7 @@ def _events(text: str) -> Iterator[Mapping[str, Any]]:
                 joined = "\n".join(data)
                 try:
                     payload = json.loads(joined)
-                except ValueError:
+                except (ValueError, RecursionError):
                     payload = None
                 if isinstance(payload, dict):
                     if name and "type" not in payload:

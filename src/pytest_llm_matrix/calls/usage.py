@@ -279,7 +279,7 @@ def _load(data: bytes) -> Mapping[str, Any] | None:
     """An event's JSON object, or None when it is not one (a broken event is ignored)."""
     try:
         payload = json.loads(data)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too deep
         return None
     return payload if isinstance(payload, dict) else None
 
