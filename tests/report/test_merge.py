@@ -101,6 +101,8 @@ def test_three_shards_merge_into_the_unsplit_run(project, monkeypatch):
         t["nodeid"] for t in full["tests"]
     )
     assert merged["failed_on_some"] == full["failed_on_some"]
+    # sim-a's failure is a model test's: a gate may forgive it (see report.gates)
+    assert merged["failures"] == full["failures"] == {"plain": 0, "stopped": False}
     assert "sim-a " in done.stdout
     assert "test_one.py::test_answer[3]: sim-a" in done.stdout
     assert "| `sim-a` |" in summary.read_text()
@@ -349,6 +351,9 @@ WRONG_FIELDS = [
     (["exit_status"], "bad", "exit_status is 'bad', expected a whole number from 0 to 255"),
     (["exit_status"], True, "exit_status is True, expected a whole number from 0 to 255"),
     (["exit_status"], -1, "exit_status is -1, expected a whole number from 0 to 255"),
+    (["failures"], [], "failures is [], expected an object"),
+    (["failures"], {"stopped": False}, "failures.plain is missing, expected a whole number"),
+    (["failures"], {"plain": 0}, "failures.stopped is missing, expected true or false"),
     (["environment"], "x", "environment is 'x', expected an object of strings"),
     (["environment"], {"python": 3}, "environment is {'python': 3}, expected an object of strings"),
     (["plugin_version"], 1, "plugin_version is 1, expected a string"),

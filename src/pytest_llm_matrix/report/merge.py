@@ -95,6 +95,7 @@ def merge(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
         "plugin_version": first.get("plugin_version", ""),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "exit_status": max(r.get("exit_status", 0) for _, r in reports),
+        **_failures(reports),
         "selection": {
             "models": order,
             "selected_by": f"merged from {len(reports)} reports: "
@@ -125,6 +126,16 @@ def _transcripts(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "budget_mb": sum(int(t.get("budget_mb") or 0) for t in found),
         "dropped_tests": sum(int(t.get("dropped_tests") or 0) for t in found),
     }
+
+
+def _failures(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """The merged report's ``failures``, the reports' added up; none (not known) when a
+    report does not say."""
+    known = [report["failures"] for _, report in reports if "failures" in report]
+    if len(known) < len(reports):
+        return {}
+    plain = sum(failures["plain"] for failures in known)
+    return {"failures": {"plain": plain, "stopped": any(f["stopped"] for f in known)}}
 
 
 def _model_free(tests: list[dict[str, Any]], models: dict[str, Any]) -> set[str]:
@@ -393,6 +404,10 @@ def check(report: Mapping[str, Any]) -> None:
     first that is wrong. A field a merge defaults may be absent."""
     check_report(report)
     EXIT_STATUS.check_in(report, "exit_status", "")
+    OBJECT.check_in(report, "failures", "")
+    if "failures" in report:  # both or neither: a report that does not say is judged apart
+        COUNT.check(report["failures"].get("plain", MISSING), "failures.plain")
+        BOOLEAN.check(report["failures"].get("stopped", MISSING), "failures.stopped")
     OBJECT.check_in(report, "selection", "")
     NAMES.check_in(report.get("selection", {}), "models", "selection")
     ENVIRONMENT.check_in(report, "environment", "")

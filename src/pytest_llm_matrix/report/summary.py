@@ -118,6 +118,9 @@ class Summary:
         )
         self.comparison: dict[str, Any] | None = None  # once the tests are over
         self.gate_failed: dict[str, float | None] = {}
+        #: what no gate forgives, in the report for a merge of it with others to judge the
+        #: whole run (see _unforgiven)
+        self.unforgiven: dict[str, int | bool] = {"plain": 0, "stopped": False}
         self.durations: dict[str, float] = {}  # item node id -> its phases' summed time
         self.junit = bool(getattr(config.option, "xmlpath", None))
         self.item_spend: dict[str, dict[str, Any]] = {}  # for --junitxml, until teardown
@@ -454,6 +457,7 @@ class Summary:
         self.narrowed = self._narrowed(session)
         self._recordings()
         self._judge()
+        self.unforgiven = self._unforgiven(session)
         self._compare(session)
         judged = self.gates.status(int(session.exitstatus), self.gate_failed, self.comparison)
         if judged != session.exitstatus:
@@ -463,6 +467,17 @@ class Summary:
         self._write_outputs(int(session.exitstatus))
         if self.report_unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a lost report is no success
+
+    def _unforgiven(self, session: pytest.Session) -> dict[str, int | bool]:
+        """What no gate forgives: the failures pytest counted that are no model test's
+        (tests without a model, model-free tests, collection errors; none when the model
+        tests' were forgiven, see pytest_runtestloop), and whether -x or --maxfail stopped
+        the run at a failure (then none is forgiven)."""
+        model_failures = self.failures["required"] + self.failures["optional"]
+        return {
+            "plain": max(0, session.testsfailed - model_failures),
+            "stopped": bool(session.shouldfail),
+        }
 
     def _set_aside_model_free(self) -> None:
         """Once the tests are over: model-free tests (see :mod:`.model_free`) leave their
@@ -749,6 +764,7 @@ class Summary:
             "plugin_version": __version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "exit_status": exit_status,
+            "failures": dict(self.unforgiven),
             "selection": {"models": self.order, "selected_by": self.settings.selected_by},
             "min_pass_rate": self.settings.min_pass_rate,
             "max_cost_usd": self.settings.max_cost,
