@@ -1000,3 +1000,23 @@ def test_gate_options_merge_cannot_use_are_named(project, options, said):
     assert len(done.stderr.splitlines()) == 1
     assert (pytester.path / "one.json").read_text() == before
     assert not (pytester.path / "m.json").exists()
+
+
+def test_jobs_run_with_xdist_are_judged_alike(project):
+    """A job's ``failures`` as xdist's controller counts them: jobs run with ``-n 2``,
+    merged with the gate, exit as the run not split, without and with a failed test
+    without a model."""
+    pytester = project
+    gate = "--llm-min-pass-rate=0.8"
+    for plain, status in ((False, 0), (True, 1)):
+        if plain:
+            pytester.makepyfile(test_plain="def test_plain():\n    assert False\n")
+        whole = pytester.runpytest("--models=all", gate)
+        for model in ("sim-a", "sim-b"):
+            pytester.runpytest_subprocess(
+                f"--models={model}", "-n", "2", gate, f"--llm-report={model}.json"
+            )
+        merged = merge_cli(pytester.path, "sim-a.json", "sim-b.json", gate)
+        assert (merged.returncode, merged.stderr) == (whole.ret, "") == (status, ""), plain
+        job = json.loads((pytester.path / "sim-b.json").read_text())
+        assert job["failures"] == {"plain": int(plain), "stopped": False}
