@@ -690,7 +690,8 @@ def shard(model: str) -> dict:
     total = {counter: 2 * count for counter, count in counters.items()}
     return {
         "version": 1, "plugin_version": "0.1.0", "created": "2026-01-01T00:00:00+00:00",
-        "exit_status": 1, "selection": {"models": [model], "selected_by": "--models"},
+        "exit_status": 1, "failures": {"plain": 0, "stopped": False},
+        "selection": {"models": [model], "selected_by": "--models"},
         "min_pass_rate": None, "max_cost_usd": 5.0, "spent_usd": 0.5,
         "models": {model: {
             "provider": "simulator", "model": model, "required": True, "outcomes": outcomes,
@@ -740,6 +741,9 @@ def merge_field_cases() -> Iterator[MergeCase]:
         (("selection",), [[], "x", None], "an object"),
         (("selection", "models"), ["sim-b", [5], {}], "a list of strings"),
         (("exit_status",), ["bad", True, -1, 256, 1.5, None], "a whole number from 0 to 255"),
+        (("failures",), ["x", [], None], "an object"),
+        (("failures", "plain"), [-1, "0", True, 1.0], count),
+        (("failures", "stopped"), [0, "no", None], "true or false"),
         (("environment",), ["x", [], {"python": 3}], "an object of strings"),
         (("plugin_version",), [1, None], "a string"),
         (("created",), [1], "a string"),

@@ -3,9 +3,11 @@ run that was not split; the command line; reports that cannot be merged."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +103,8 @@ def test_three_shards_merge_into_the_unsplit_run(project, monkeypatch):
         t["nodeid"] for t in full["tests"]
     )
     assert merged["failed_on_some"] == full["failed_on_some"]
+    # sim-a's failure is a model test's: a gate may forgive it (see report.gates)
+    assert merged["failures"] == full["failures"] == {"plain": 0, "stopped": False}
     assert "sim-a " in done.stdout
     assert "test_one.py::test_answer[3]: sim-a" in done.stdout
     assert "| `sim-a` |" in summary.read_text()
@@ -349,6 +353,9 @@ WRONG_FIELDS = [
     (["exit_status"], "bad", "exit_status is 'bad', expected a whole number from 0 to 255"),
     (["exit_status"], True, "exit_status is True, expected a whole number from 0 to 255"),
     (["exit_status"], -1, "exit_status is -1, expected a whole number from 0 to 255"),
+    (["failures"], [], "failures is [], expected an object"),
+    (["failures"], {"stopped": False}, "failures.plain is missing, expected a whole number"),
+    (["failures"], {"plain": 0}, "failures.stopped is missing, expected true or false"),
     (["environment"], "x", "environment is 'x', expected an object of strings"),
     (["environment"], {"python": 3}, "environment is {'python': 3}, expected an object of strings"),
     (["plugin_version"], 1, "plugin_version is 1, expected a string"),
@@ -722,3 +729,294 @@ def test_an_output_that_is_a_fifo_is_refused_not_waited_on(project):
     done = merge_cli(pytester.path, "one.json", "--html", "out.html")
     assert done.returncode == 2
     assert done.stderr == "error: could not write out.html: not a regular file\n"
+
+
+# --- gates on the merged run ----------------------------------------------------------
+
+#: How the suite is split into two jobs: each job's arguments, and whether the jobs are
+#: given the gate options too (as an ini file gives them to every run), not only the merge.
+SPLITS = {
+    "by-model": ([["--models=sim-a"], ["--models=sim-b"]], False),
+    "by-file": (
+        [["--models=all", "test_one.py"], ["--models=all", "test_two.py", "test_three.py"]],
+        True,
+    ),
+}
+
+#: The lines a run's gates and its baseline add to the summary.
+GATE_LINE = re.compile(
+    r"--llm-(min-pass-rate|fail-on-regression) |against the baseline: |sim-[ab]: .* -> "
+    r"|  (now failing|now passing|added|removed)|    test_|only in "
+)
+
+
+def gate_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if GATE_LINE.match(line)]
+
+
+def whole_and_merged(pytester, split: str, options: list[str]):
+    """The suite run whole, and run as two jobs whose reports are merged, both with the
+    gate ``options``: (the whole run, the merge, the whole run's report, the merged one)."""
+    jobs, gated = SPLITS[split]
+    whole = pytester.runpytest("--models=all", *options, "--llm-report=whole.json")
+    for index, args in enumerate(jobs):
+        pytester.runpytest(*args, *(options if gated else []), f"--llm-report=job{index}.json")
+    merged = merge_cli(
+        pytester.path, "job0.json", "job1.json", *options, "--llm-report", "merged.json"
+    )
+    reports = [json.loads((pytester.path / f"{n}.json").read_text()) for n in ("whole", "merged")]
+    for report in reports:
+        jsonschema.validate(report, schema())
+    return whole, merged, *reports
+
+
+def assert_judged_alike(whole, merged, whole_report, merged_report, status: int) -> None:
+    """The merge exits as the run that was not split, says the same of its gates and
+    baseline, and its report carries the same gate and comparison."""
+    assert merged.stderr == ""
+    assert whole.ret == whole_report["exit_status"] == status
+    assert merged.returncode == merged_report["exit_status"] == status, merged.stdout
+    said = gate_lines(whole.stdout.str())
+    assert said, whole.stdout.str()
+    assert gate_lines(merged.stdout) == said
+    assert merged_report["min_pass_rate"] == whole_report["min_pass_rate"]
+    if whole_report["baseline"] is None:
+        assert merged_report["baseline"] is None
+        return
+    estimated = ("cost_change_usd", "latency_p50_change")  # merged: sums, weighted p50s
+    for report in (whole_report, merged_report):
+        for change in report["baseline"]["models"].values():
+            for key in estimated:
+                del change[key]
+    assert merged_report["baseline"] == whole_report["baseline"]
+
+
+#: (the gate options, the exit status of the run not split with them, a line it says)
+GATES = [
+    # sim-a passes 9 of its 10 runs (test_one.py's q3 fails), sim-b all
+    (["--llm-min-pass-rate=0.8"], 0, "--llm-min-pass-rate 80%: every required model meets it"),
+    (["--llm-min-pass-rate=95%"], 1, "--llm-min-pass-rate 95%: below it: sim-a 90.0%"),
+    (["--llm-baseline=base.json"], 1, "against the baseline: base.json, *"),  # no gate
+    (
+        ["--llm-min-pass-rate=0.8", "--llm-baseline=base.json", "--llm-fail-on-regression"],
+        0,
+        "--llm-fail-on-regression: no required model is significantly worse",
+    ),
+]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize(
+    ("options", "status", "line"), GATES, ids=[" ".join(options) for options, _, _ in GATES]
+)
+def test_the_merged_run_is_judged_as_the_run_that_was_not_split(
+    project, split, options, status, line
+):
+    """A job's pass rates are a part of the run's: by file, test_one.py's job passes 3 of 4
+    on sim-a and fails its own 80% gate, the run passes 9 of 10 and meets it."""
+    pytester = project
+    pytester.runpytest("--models=all", "--llm-report=base.json")  # the same run, before
+    whole, merged, whole_report, merged_report = whole_and_merged(pytester, split, options)
+    assert_judged_alike(whole, merged, whole_report, merged_report, status)
+    whole.stdout.fnmatch_lines([line])
+    assert any(fnmatch.fnmatch(said, line) for said in merged.stdout.splitlines())
+    if split == "by-file" and options == ["--llm-min-pass-rate=0.8"]:
+        job = json.loads((pytester.path / "job0.json").read_text())
+        assert job["exit_status"] == 1  # its own gate: sim-a 75.0%
+    # merged again, with the same gates: the same verdict
+    again = merge_cli(pytester.path, "merged.json", *options)
+    assert (again.returncode, again.stderr) == (status, "")
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("fail_on_regression", [False, True])
+def test_a_regression_fails_the_merged_run_as_the_run_that_was_not_split(
+    project, split, fail_on_regression, monkeypatch
+):
+    pytester = project
+    pytester.runpytest("--models=all", "--llm-report=base.json")  # sim-a 9 of 10 runs
+    pytester.makefile(".toml", pyproject=PROJECT.replace('"q3$"', r"'q\d$'"))  # now 3 of 10
+    options = ["--llm-min-pass-rate=0.2", "--llm-baseline=base.json"]
+    options += ["--llm-fail-on-regression"] if fail_on_regression else []
+    whole, merged, whole_report, merged_report = whole_and_merged(pytester, split, options)
+    # the gate is met (30% of sim-a's runs pass): only the regression fails the run
+    assert_judged_alike(whole, merged, whole_report, merged_report, int(fail_on_regression))
+    assert merged_report["baseline"]["regressions"] == ["sim-a"]
+    expected = ["sim-a: 90.0% -> 30.0%, -60.0pp (*..*) worse"]
+    if fail_on_regression:
+        expected.append(
+            "--llm-fail-on-regression: sim-a's pass rate fell from 90.0% to 30.0%: -60.0pp "
+            "(*..*) worse (95% interval of the change below 0)"
+        )
+    whole.stdout.fnmatch_lines(expected)
+    for pattern in expected:
+        assert any(fnmatch.fnmatch(said, pattern) for said in merged.stdout.splitlines())
+    assert "-60.0pp" in merged.stdout.splitlines()[2]  # sim-a's row: its vs baseline column
+    # the HTML report and the step summary show the comparison too
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))
+    merge_cli(pytester.path, "job0.json", "job1.json", *options, "--html", "merged.html")
+    assert "<h2>Against the baseline</h2>" in (pytester.path / "merged.html").read_text()
+    assert "\nsim-a: 90.0% -> 30.0%, -60.0pp" in (pytester.path / "summary.md").read_text()
+
+
+#: What no gate forgives, in a job and in the run not split alike: a test without a model
+#: that fails, -x stopping at sim-a's failure, the budget reached (the rest skipped).
+UNFORGIVEN = {
+    "plain": ([], {"plain": 1, "stopped": False}),
+    "-x": (["-x"], {"plain": 0, "stopped": True}),
+    "budget": (["--llm-max-cost=0.00001"], {"plain": 0, "stopped": False}),
+}
+
+
+@pytest.mark.parametrize("cause", UNFORGIVEN)
+def test_what_no_gate_forgives_fails_the_merged_run_as_the_run(project, cause):
+    pytester = project
+    options, failures = UNFORGIVEN[cause]
+    if cause == "plain":
+        pytester.makepyfile(test_plain="def test_plain():\n    assert False\n")
+    gate = "--llm-min-pass-rate=0.5"  # met by every model, in each job and in the run
+    whole = pytester.runpytest("--models=all", gate, *options, "--llm-report=whole.json")
+    for model in ("sim-a", "sim-b"):
+        pytester.runpytest(f"--models={model}", gate, *options, f"--llm-report={model}.json")
+    merged = merge_cli(pytester.path, "sim-a.json", "sim-b.json", gate, "--llm-report", "m.json")
+    assert (merged.returncode, merged.stderr) == (whole.ret, "") == (1, "")
+    assert "--llm-min-pass-rate 50%: every required model meets it" in merged.stdout
+    report = json.loads((pytester.path / "whole.json").read_text())
+    assert report["failures"] == failures
+    merged_report = json.loads((pytester.path / "m.json").read_text())
+    if cause == "plain":  # each job ran the test without a model
+        assert merged_report["failures"] == {"plain": 2, "stopped": False}
+    elif cause == "budget":
+        assert merged_report["failures"] == failures
+        assert report["spent_usd"] >= report["max_cost_usd"]
+        assert merged_report["models"]["sim-b"]["outcomes"]["skipped"] > 0
+    else:
+        assert merged_report["failures"] == failures
+    # the jobs without it: their failures are forgiven by the gate, as the run's
+    pytester.path.joinpath("test_plain.py").unlink(missing_ok=True)
+    for model in ("sim-a", "sim-b"):
+        pytester.runpytest(f"--models={model}", f"--llm-report={model}.json")
+    passed = merge_cli(pytester.path, "sim-a.json", "sim-b.json", gate)
+    assert (passed.returncode, passed.stderr) == (0, "")
+
+
+def test_a_report_that_does_not_say_what_failed_keeps_its_verdict():
+    """A failed job's report without ``failures`` (hand-written, or older): whether its
+    failures were all model tests' is not known, so a gate does not forgive them."""
+    from pytest_llm_matrix.report.gates import Gates
+    from pytest_llm_matrix.report.merge import apply_gates, merge
+
+    report = _report("sim-a", [_entry("sim-a", False, outcome="failed")], 0, 1)
+    report["models"]["sim-a"]["outcomes"]["failed"] = 1
+    report["exit_status"] = 1
+    gate = Gates(min_pass_rate=0.0)  # met: 0 of 1 runs passed
+    merged = merge([("a.json", report)])
+    assert "failures" not in merged
+    assert (apply_gates(merged, [("a.json", report)], gate), merged["exit_status"]) == ({}, 1)
+    said = dict(report, failures={"plain": 0, "stopped": False})
+    merged = merge([("a.json", said)])
+    assert (apply_gates(merged, [("a.json", said)], gate), merged["exit_status"]) == ({}, 0)
+    assert merged["min_pass_rate"] == 0.0
+    merged = merge([("a.json", said)])
+    assert apply_gates(merged, [("a.json", said)], Gates(min_pass_rate=0.5)) == {"sim-a": 0.0}
+    assert merged["exit_status"] == 1
+
+
+@pytest.mark.parametrize("rate", ["2", "abc", "150%", "-0.2", ""])
+def test_a_bad_rate_is_refused_in_pytests_words(project, rate):
+    pytester = project
+    pytester.runpytest("--models=sim-b", "test_two.py", "--llm-report=one.json")
+    usage = pytester.runpytest("--models=sim-b", f"--llm-min-pass-rate={rate}")
+    assert usage.ret == pytest.ExitCode.USAGE_ERROR
+    [said] = [line for line in usage.stderr.lines if line.startswith("ERROR: ")]
+    done = merge_cli(
+        pytester.path, "one.json", f"--llm-min-pass-rate={rate}", "--llm-report", "m.json"
+    )
+    assert (done.returncode, done.stderr) == (2, f"error: {said.removeprefix('ERROR: ')}\n")
+    assert said.startswith("ERROR: --llm-min-pass-rate: expected a share from 0 to 1 (0.8) ")
+    assert not (pytester.path / "m.json").exists()
+
+
+#: (a baseline file's name and content, or None: no file)
+BAD_BASELINE_FILES = {
+    "missing.json": None,
+    "array.json": "[]",
+    "v7.json": '{"version": 7, "plugin_version": "9.0"}',
+    "odd.json": '{"version": 1, "models": {"m": {"runs_passed": 5, "runs_judged": 2}}, '
+    '"tests": []}',
+    "twice.json": '{"version": 1, "models": {}, "models": {}, "tests": []}',
+    "reports": "a folder",
+}
+
+
+@pytest.mark.parametrize("name", BAD_BASELINE_FILES)
+def test_a_bad_baseline_is_refused_as_pytest_refuses_it(project, name):
+    """Read by the same reader, with the same checks and messages as a pytest run's
+    --llm-baseline; named as given (pytest names the absolute path)."""
+    pytester = project
+    pytester.runpytest("--models=sim-b", "test_two.py", "--llm-report=one.json")
+    content = BAD_BASELINE_FILES[name]
+    if name == "reports":
+        (pytester.path / name).mkdir()
+    elif content is not None:
+        (pytester.path / name).write_text(content)
+    usage = pytester.runpytest("--models=sim-b", f"--llm-baseline={name}")
+    assert usage.ret == pytest.ExitCode.USAGE_ERROR
+    [said] = [line for line in usage.stderr.lines if line.startswith("ERROR: ")]
+    said = said.removeprefix("ERROR: ").replace(f"{pytester.path}/", "")
+    done = merge_cli(pytester.path, "one.json", f"--llm-baseline={name}", "--llm-report", "m.json")
+    assert (done.returncode, done.stderr) == (2, f"error: {said}\n")
+    assert said.startswith("--llm-baseline: ")
+    assert name in said
+    assert not (pytester.path / "m.json").exists()
+
+
+#: (merge's options, what it says)
+BAD_GATE_OPTIONS = [
+    (["--llm-baseline="], "--llm-baseline: expected the path of a JSON report, got ''"),
+    (["--llm-baseline=last"], "--llm-baseline: 'last' is the last run of a selection in "
+     "pytest's cache, which merge does not read: give the path of a JSON report of "
+     "--llm-report"),
+    (["--llm-fail-on-regression"], "--llm-fail-on-regression compares with a baseline: give "
+     "--llm-baseline=PATH (a JSON report of --llm-report)"),
+    (["--llm-fail-on-regression", "--llm-min-pass-rate=0.5"], "--llm-fail-on-regression "
+     "compares with a baseline: "),
+    (["--llm-baseline=one.json", "--html=./one.json"], "--html and --llm-baseline name the "
+     "same file (./one.json): the HTML report would overwrite the JSON one; give it another "
+     "name"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("options", "said"), BAD_GATE_OPTIONS, ids=[" ".join(o) for o, _ in BAD_GATE_OPTIONS]
+)
+def test_gate_options_merge_cannot_use_are_named(project, options, said):
+    pytester = project
+    pytester.runpytest("--models=sim-b", "test_two.py", "--llm-report=one.json")
+    before = (pytester.path / "one.json").read_text()
+    done = merge_cli(pytester.path, "one.json", *options, "--llm-report", "m.json")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {said}"), done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert (pytester.path / "one.json").read_text() == before
+    assert not (pytester.path / "m.json").exists()
+
+
+def test_jobs_run_with_xdist_are_judged_alike(project):
+    """A job's ``failures`` as xdist's controller counts them: jobs run with ``-n 2``,
+    merged with the gate, exit as the run not split, without and with a failed test
+    without a model."""
+    pytester = project
+    gate = "--llm-min-pass-rate=0.8"
+    for plain, status in ((False, 0), (True, 1)):
+        if plain:
+            pytester.makepyfile(test_plain="def test_plain():\n    assert False\n")
+        whole = pytester.runpytest("--models=all", gate)
+        for model in ("sim-a", "sim-b"):
+            pytester.runpytest_subprocess(
+                f"--models={model}", "-n", "2", gate, f"--llm-report={model}.json"
+            )
+        merged = merge_cli(pytester.path, "sim-a.json", "sim-b.json", gate)
+        assert (merged.returncode, merged.stderr) == (whole.ret, "") == (status, ""), plain
+        job = json.loads((pytester.path / "sim-b.json").read_text())
+        assert job["failures"] == {"plain": int(plain), "stopped": False}

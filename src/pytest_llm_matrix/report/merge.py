@@ -8,7 +8,8 @@ test, each run in one of them, and at most one of them its verdict (runs split b
 are judged once only when the jobs share their records); no report may be given twice. A
 model's latency percentiles are exact when one report holds it; across reports they are the
 shards' values weighted by their requests (an estimate: the samples are not in the
-reports). Wall time is the longest shard's; the exit status the highest.
+reports). Wall time is the longest shard's; the exit status the highest, unless the merge
+judges the run with gates of its own (:func:`apply_gates`).
 
 Every field a merge reads is checked by type first (:func:`check`), then each model's
 figures against the report's own tests (:func:`check_figures`): a report edited, cut short
@@ -45,6 +46,7 @@ from pytest_llm_matrix.report.baseline import (
     read,
 )
 from pytest_llm_matrix.report.cost import SOURCES, sources_of
+from pytest_llm_matrix.report.gates import Gates
 from pytest_llm_matrix.report.stats import (
     JUDGED,
     OUTCOMES,
@@ -95,6 +97,7 @@ def merge(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
         "plugin_version": first.get("plugin_version", ""),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "exit_status": max(r.get("exit_status", 0) for _, r in reports),
+        **_failures(reports),
         "selection": {
             "models": order,
             "selected_by": f"merged from {len(reports)} reports: "
@@ -125,6 +128,56 @@ def _transcripts(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "budget_mb": sum(int(t.get("budget_mb") or 0) for t in found),
         "dropped_tests": sum(int(t.get("dropped_tests") or 0) for t in found),
     }
+
+
+def apply_gates(
+    merged: dict[str, Any], reports: Sequence[tuple[str, Mapping[str, Any]]], gates: Gates
+) -> dict[str, float | None]:
+    """The run of ``merged`` (the :func:`merge` of ``reports``) judged by ``gates`` as the
+    run that was not split would have been: its exit status, gate and comparison with the
+    baseline set in ``merged``; the required models below the gate returned.
+
+    Each job judged its own model tests, by its own gate or by none: with a gate, the
+    merged run's pass rates are judged instead, and of the jobs' verdicts only what no
+    gate forgives stays (:func:`_unforgiven`). A job interrupted (exit status 2 and
+    above) still makes the merged run's status its own."""
+    models = merged["models"]
+    rates = {name: model["pass_rate"] for name, model in models.items()}
+    optional = {name for name, model in models.items() if not model["required"]}
+    below = gates.below(rates, optional)
+    status: int = merged["exit_status"]
+    if gates.min_pass_rate is not None:
+        merged["min_pass_rate"] = gates.min_pass_rate
+        if status <= 1:
+            plain = sum(_unforgiven(report) for _, report in reports)
+            # required models' failures are the gate's to judge: none counted by number
+            status = 0 if gates.forgiven(plain, 0, below) else 1
+    merged["baseline"] = gates.compare(merged)
+    merged["exit_status"] = gates.status(status, below, merged["baseline"])
+    return below
+
+
+def _failures(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """The merged report's ``failures``, the reports' added up; none (not known) when a
+    report does not say (see :func:`_unforgiven`)."""
+    known = [report["failures"] for _, report in reports if "failures" in report]
+    if len(known) < len(reports):
+        return {}
+    plain = sum(failures["plain"] for failures in known)
+    return {"failures": {"plain": plain, "stopped": any(f["stopped"] for f in known)}}
+
+
+def _unforgiven(report: Mapping[str, Any]) -> int:
+    """A job's failures no gate forgives, as its report says (``failures``): those of tests
+    without a model, a stop at a failure (-x), the budget reached (it skipped tests). A
+    report that does not say (hand-written, or older) keeps its own verdict: a failed job
+    counts as one such failure."""
+    failures = report.get("failures")
+    if failures is None:
+        return int(report.get("exit_status", 0) != 0)
+    spent, budget = report.get("spent_usd"), report.get("max_cost_usd")
+    reached = spent is not None and budget is not None and spent >= budget
+    return int(failures["plain"]) + bool(failures["stopped"]) + reached
 
 
 def _model_free(tests: list[dict[str, Any]], models: dict[str, Any]) -> set[str]:
@@ -289,8 +342,9 @@ def _runs_once(test: Mapping[str, Any], name: str, seen: dict[int, str]) -> None
         seen[index] = name
 
 
-def stats_of(model: Mapping[str, Any]) -> ModelStats:
-    """A merged model's figures, for the terminal table and Markdown."""
+def stats_of(model: Mapping[str, Any], change: Mapping[str, Any] | None = None) -> ModelStats:
+    """A merged model's figures, for the terminal table and Markdown; ``change``: its
+    change against the baseline (see :func:`.baseline.compare`)."""
     tokens = int(model.get("input_tokens", 0) or 0) + int(model.get("output_tokens", 0) or 0)
     replayed = int(model.get("replayed_input_tokens", 0) or 0) + int(
         model.get("replayed_output_tokens", 0) or 0
@@ -311,6 +365,7 @@ def stats_of(model: Mapping[str, Any]) -> ModelStats:
         runs_judged=int(model["runs_judged"]),
         repeated=model.get("pass_rate_interval") is not None,
         known_percentiles={key: model.get(key) for key in _PERCENTILES},
+        change=change,
     )
 
 
@@ -393,6 +448,10 @@ def check(report: Mapping[str, Any]) -> None:
     first that is wrong. A field a merge defaults may be absent."""
     check_report(report)
     EXIT_STATUS.check_in(report, "exit_status", "")
+    OBJECT.check_in(report, "failures", "")
+    if "failures" in report:  # both or neither: a report that does not say is judged apart
+        COUNT.check(report["failures"].get("plain", MISSING), "failures.plain")
+        BOOLEAN.check(report["failures"].get("stopped", MISSING), "failures.stopped")
     OBJECT.check_in(report, "selection", "")
     NAMES.check_in(report.get("selection", {}), "models", "selection")
     ENVIRONMENT.check_in(report, "environment", "")

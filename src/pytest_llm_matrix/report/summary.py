@@ -50,6 +50,7 @@ from pytest_llm_matrix.report.cost import (
     token_source,
     warm_up,
 )
+from pytest_llm_matrix.report.gates import Gates
 from pytest_llm_matrix.report.render import write_file
 from pytest_llm_matrix.report.stats import (
     JUDGED,
@@ -108,13 +109,18 @@ class Summary:
         self.deleted: list[str] = []
         self.narrowed: list[str] = []  # why not every collected test ran (see _narrowed)
         self.deselected = False  # a worker deselected tests (xdist)
-        #: --llm-baseline: the report to compare with and where it came from (read at
-        #: configure), and the comparison once the tests are over
-        self.baseline: tuple[dict[str, Any], str] | None = config.stash.get(
-            baseline.BASELINE_KEY, None
+        #: --llm-min-pass-rate, --llm-fail-on-regression and --llm-baseline's report (read
+        #: at configure, with where it came from)
+        self.gates = Gates(
+            settings.min_pass_rate,
+            config.stash.get(baseline.BASELINE_KEY, None),
+            settings.fail_on_regression,
         )
-        self.comparison: dict[str, Any] | None = None
+        self.comparison: dict[str, Any] | None = None  # once the tests are over
         self.gate_failed: dict[str, float | None] = {}
+        #: what no gate forgives, in the report for a merge of it with others to judge the
+        #: whole run (see _unforgiven)
+        self.unforgiven: dict[str, int | bool] = {"plain": 0, "stopped": False}
         self.durations: dict[str, float] = {}  # item node id -> its phases' summed time
         self.junit = bool(getattr(config.option, "xmlpath", None))
         self.item_spend: dict[str, dict[str, Any]] = {}  # for --junitxml, until teardown
@@ -415,19 +421,13 @@ class Summary:
     # -- judging -----------------------------------------------------------------------
 
     def _judge(self) -> bool:
-        """Whether the run's failures are all forgiven: optional models', or, with a gate,
-        single failures of models that meet it (sets ``gate_failed``)."""
-        gate = self.settings.min_pass_rate
-        if gate is not None:
-            self.gate_failed = {
-                name: stats.pass_rate
-                for name, stats in self.stats.items()
-                if name not in self.optional
-                and stats.pass_rate is not None
-                and stats.pass_rate < gate
-            }
-        model_failures_count = gate is None and self.failures["required"]
-        return not self.failures["plain"] and not model_failures_count and not self.gate_failed
+        """Whether the run's failures are all forgiven (sets ``gate_failed``; see
+        :meth:`.gates.Gates.forgiven`)."""
+        rates = {name: stats.pass_rate for name, stats in self.stats.items()}
+        self.gate_failed = self.gates.below(rates, self.optional)
+        return self.gates.forgiven(
+            self.failures["plain"], self.failures["required"], self.gate_failed
+        )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
@@ -457,14 +457,27 @@ class Summary:
         self.narrowed = self._narrowed(session)
         self._recordings()
         self._judge()
+        self.unforgiven = self._unforgiven(session)
         self._compare(session)
-        if exitstatus == pytest.ExitCode.OK and self.gate_failed:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        judged = self.gates.status(int(session.exitstatus), self.gate_failed, self.comparison)
+        if judged != session.exitstatus:
+            session.exitstatus = pytest.ExitCode(judged)
         if self._budget_reached() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self._write_outputs(int(session.exitstatus))
         if self.report_unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a lost report is no success
+
+    def _unforgiven(self, session: pytest.Session) -> dict[str, int | bool]:
+        """What no gate forgives: the failures pytest counted that are no model test's
+        (tests without a model, model-free tests, collection errors; none when the model
+        tests' were forgiven, see pytest_runtestloop), and whether -x or --maxfail stopped
+        the run at a failure (then none is forgiven)."""
+        model_failures = self.failures["required"] + self.failures["optional"]
+        return {
+            "plain": max(0, session.testsfailed - model_failures),
+            "stopped": bool(session.shouldfail),
+        }
 
     def _set_aside_model_free(self) -> None:
         """Once the tests are over: model-free tests (see :mod:`.model_free`) leave their
@@ -473,45 +486,15 @@ class Summary:
             self.adopted.set_aside(self.tests, self.stats, self.failures, self._unavailable())
 
     def _compare(self, session: pytest.Session) -> None:
-        """--llm-baseline: this run against the baseline; --llm-fail-on-regression: a
-        required model significantly worse than in the baseline fails the run."""
-        if self.baseline is None:
+        """--llm-baseline: this run against the baseline (its verdict: see
+        :meth:`.gates.Gates.status`)."""
+        if self.gates.baseline is None:
             return
-        document, source = self.baseline
-        self.comparison = baseline.compare(self.build(int(session.exitstatus)), document, source)
-        for name, change in self.comparison["models"].items():
+        self.comparison = self.gates.compare(self.build(int(session.exitstatus)))
+        changes = self.comparison["models"] if self.comparison is not None else {}
+        for name, change in changes.items():
             if name in self.stats:
                 self.stats[name].change = change
-        if (
-            self.settings.fail_on_regression
-            and self.comparison["regressions"]
-            and session.exitstatus == pytest.ExitCode.OK
-        ):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-    def _regression_lines(self) -> list[str]:
-        if self.comparison is None or not self.settings.fail_on_regression:
-            return []
-        worse = self.comparison["regressions"]
-        if not worse:
-            return ["--llm-fail-on-regression: no required model is significantly worse"]
-        lines = []
-        for name in worse:
-            change = self.comparison["models"][name]
-            if change["change"] == "not run":
-                lines.append(
-                    f"--llm-fail-on-regression: {name} had no run judged in this run "
-                    f"({change['baseline_runs'][1]} in the baseline): it is not shown to be "
-                    "no worse"
-                )
-                continue
-            lines.append(
-                f"--llm-fail-on-regression: {name}'s pass rate fell from "
-                f"{render.format_rate(change['baseline_pass_rate'])} to "
-                f"{render.format_rate(change['pass_rate'])}: {render.change_text(change)} "
-                "(95% interval of the change below 0)"
-            )
-        return lines
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
@@ -700,7 +683,7 @@ class Summary:
         if self.comparison is not None and verbosity >= 0:
             for line in render.baseline_lines(self.comparison):
                 write(line, red=line.endswith(" worse"), green=line.endswith(" better"))
-        for line in self._regression_lines():
+        for line in self.gates.regression_lines(self.comparison):
             write(line, red=bool(self.comparison and self.comparison["regressions"]))
         if verbosity >= 0 and (unpriced := self._unpriced_to_note()):
             write(
@@ -741,11 +724,10 @@ class Summary:
                 )
             else:
                 write(f"--llm-max-cost ${self.settings.max_cost:g}: ${spent:.4f} spent")
-        gate = self.settings.min_pass_rate
-        if gate is not None:
-            below = ", ".join(f"{n} {render.format_rate(r)}" for n, r in self.gate_failed.items())
-            verdict = f"below it: {below}" if below else "every required model meets it"
-            write(f"--llm-min-pass-rate {gate:.0%}: {verdict}", red=bool(below), green=not below)
+        gate_line = self.gates.gate_line(self.gate_failed)
+        if gate_line is not None:
+            below = bool(self.gate_failed)
+            write(gate_line, red=below, green=not below)
         for problem in self.unwritten:
             write(problem, red=True)
 
@@ -782,6 +764,7 @@ class Summary:
             "plugin_version": __version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "exit_status": exit_status,
+            "failures": dict(self.unforgiven),
             "selection": {"models": self.order, "selected_by": self.settings.selected_by},
             "min_pass_rate": self.settings.min_pass_rate,
             "max_cost_usd": self.settings.max_cost,
