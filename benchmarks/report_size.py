@@ -2,10 +2,12 @@
 
 A real run of T tests on 8 simulated models (no latency), each test one chat call whose
 prompt and answer are about 500 characters each (about 1 KB of transcript per test and
-model), with ``-n 2``, ``--llm-report`` and ``--llm-html``; once with transcripts (the
-default) and once without (``--llm-transcript-chars=0``). A conftest times the controller's
-writing of its outputs (the JSON report and the HTML report, each redacted; and the
-baseline pytest's cache keeps). Prints each file's size and the time to write them.
+model), with ``-n 2``, ``--llm-report`` and ``--llm-html``: with transcripts and the default
+budget (20 MB), with every transcript kept (no budget to speak of), and without transcripts
+(``--llm-transcript-chars=0``). A conftest times the controller's writing of its outputs
+(the JSON report and the HTML report, each redacted; and the baseline pytest's cache keeps).
+Prints each file's size, the tests whose transcripts the budget left out, and the time to
+write them.
 
     python benchmarks/report_size.py [--tests 5000] [--models 8]
 """
@@ -13,6 +15,7 @@ baseline pytest's cache keeps). Prints each file's size and the time to write th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -65,14 +68,14 @@ def test_answer(llm, n):
 """
 
 
-def run(folder: Path, chars: int) -> dict[str, float]:
+def run(folder: Path, chars: int, budget: int) -> dict[str, float]:
     for name in ("r.json", "r.html"):
         (folder / name).unlink(missing_ok=True)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "2", "-q", "--models=all",
          "--llm-report=r.json", "--llm-html=r.html", f"--llm-transcript-chars={chars}",
-         "--llm-transcript-budget=1000", "--llm-progress=off"],
+         f"--llm-transcript-budget={budget}", "--llm-progress=off"],
         cwd=folder, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"},
     )  # fmt: skip
     wall = time.perf_counter() - started
@@ -81,7 +84,9 @@ def run(folder: Path, chars: int) -> dict[str, float]:
     seconds = [
         float(line.split()[1]) for line in done.stderr.splitlines() if "WRITE-SECONDS" in line
     ]
+    report = json.loads((folder / "r.json").read_text())
     return {
+        "dropped": report["transcripts"]["dropped_tests"],
         "wall": wall,
         "write": seconds[0],
         "json": (folder / "r.json").stat().st_size / 1e6,
@@ -103,11 +108,16 @@ def main() -> None:
         (root / "test_big.py").write_text(TESTS.format(tests=args.tests))
         cells = args.tests * args.models
         print(f"{args.tests:,} tests x {args.models} models = {cells:,} test x model cells, -n 2")
-        for chars, label in ((4000, "with transcripts"), (0, "without transcripts")):
-            got = run(root, chars)
+        for chars, budget, label in (
+            (4000, 20, "default budget"),
+            (4000, 100_000, "every transcript"),
+            (0, 20, "no transcripts"),
+        ):
+            got = run(root, chars, budget)
             print(
-                f"  {label:<20} JSON {got['json']:7.1f} MB  HTML {got['html']:7.1f} MB  "
-                f"written in {got['write']:6.2f} s  (the whole run: {got['wall']:.0f} s)"
+                f"  {label:<17} JSON {got['json']:6.1f} MB  HTML {got['html']:6.1f} MB  "
+                f"written in {got['write']:5.2f} s  transcripts left out: "
+                f"{got['dropped']:,}  (the whole run: {got['wall']:.0f} s)"
             )
 
 
