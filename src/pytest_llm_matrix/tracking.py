@@ -146,6 +146,10 @@ class TestTracker:
             result = yield
         finally:
             self._unbind()  # its fixtures (and their clients) are gone
+            ctx = context.current()
+            if ctx is not None:  # a stream left open: its slot freed, its transcript taken
+                for close in ctx.closers:
+                    close()
         if recording.active() is not None:
             recording.flush(context.current())
         return result

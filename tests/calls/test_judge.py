@@ -208,13 +208,18 @@ def test_each_run_of_a_repeated_test_is_graded(pytester, write_config):
             "(did you mean 'sim-judge'?); known models: sim-a, sim-b, sim-judge*",
         ),
         (
+            ["--llm-judge="],
+            CONFIG,
+            "*--llm-judge: expected the alias of a configured model, got ''; known models: *",
+        ),
+        (
             [],
             CONFIG.replace('judge = "sim-judge"', 'judge = "nope"'),
             "*'judge' in pyproject.toml: 'nope' is not a configured model*",
         ),
         ([], CONFIG.replace('judge = "sim-judge"', "judge = 3"), "*setting 'judge': *"),
     ],
-    ids=["option-typo", "config-unknown", "config-not-text"],
+    ids=["option-typo", "option-blank", "config-unknown", "config-not-text"],
 )
 def test_a_judge_that_is_no_configured_model_is_a_usage_error(
     pytester, write_config, args, config, said
@@ -311,3 +316,41 @@ def test_all_leaves_the_judge_out_unless_it_is_named(pytester, write_config):
     )
     result.stdout.fnmatch_lines(["*test_one[[]sim-judge[]]"])
     assert "test_one[sim-b]" not in result.stdout.str()
+
+
+def test_a_judge_s_reason_is_cut_in_the_reports_not_in_the_verdict(pytester, write_config):
+    reason = "because " + "z" * 5000
+    write_config(CONFIG.replace('reason = "It names Paris."', f'reason = "{reason}"'))
+    pytester.makepyfile(
+        """
+def test_capital(llm, llm_judge):
+    verdict = llm_judge.grade(llm.complete("capital of France?"), "names Paris")
+    assert len(verdict.reason) == 5008
+"""
+    )
+    result, report = run(pytester, "--models=sim-a", "--llm-transcript-chars=100")
+    result.assert_outcomes(passed=1)
+    test = entry(report, "sim-a")
+    cut = "because " + "z" * 92 + "\n[... 4,908 more characters not kept]"
+    assert test["verdicts"][0]["reason"] == cut
+    assert test["transcript"][1]["verdict"]["reason"] == cut
+
+
+def test_a_test_without_a_model_counts_its_judge_requests(pytester, write_config):
+    write_config(CONFIG)
+    pytester.makepyfile(
+        """
+def test_plain(llm_judge):
+    assert llm_judge.grade("Paris", "names Paris")
+
+def test_model(llm):
+    assert llm.complete("hi")
+"""
+    )
+    result, report = run(pytester, "--models=sim-a", "--llm-max-cost=10")
+    result.assert_outcomes(passed=2)
+    judge = report["judges"]["sim-judge"]
+    assert judge["requests"] == 1
+    assert report["spent_usd"] == pytest.approx(
+        judge["cost_usd"] + report["models"]["sim-a"]["cost_usd"]
+    )

@@ -403,8 +403,49 @@ def test_rep(llm):
         ),
         ("chat", "data: {not json}\n\ndata: [DONE]\n\n", ""),
         ("chat", 'data: {"error": {"message": "overloaded"}}\n\n', "error: overloaded"),
+        (
+            "chat",
+            'data: {"choices":[{"delta":{"content":"start "}}]}\n\n'
+            'data: {"error": {"message": "boom"}}\n\n',
+            "start \nerror: boom",
+        ),
+        (
+            "chat",
+            'data: {"error": null, "choices":[{"delta":{"content":"Hello"}}]}\n\n',
+            "Hello",
+        ),
+        (
+            "messages",
+            'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            '"delta":{"type":"text_delta","text":"Hel"}}\n\n'
+            'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+            '"message":"Overloaded"}}\n\n',
+            "Hel\nerror: Overloaded",
+        ),
+        (
+            "responses",
+            'event: response.failed\ndata: {"type":"response.failed","response":{"output":[],'
+            '"error":{"code":"server_error","message":"The model failed"}}}\n\n',
+            "error: The model failed",
+        ),
+        ("responses", 'event: response.incomplete\ndata: {"response": 7}\n\n', ""),
+        ("chat", 'data: {"choices":[{"delta":{"tool_calls": 5}}]}\n\n', ""),
+        ("chat", 'data: {"choices":[{"delta":{"tool_calls": [true]}}]}\n\n', ""),
     ],
-    ids=["chat", "tool-call", "anthropic-thinking", "garbage", "error"],
+    ids=[
+        "chat",
+        "tool-call",
+        "anthropic-thinking",
+        "garbage",
+        "error",
+        "error-after-text",
+        "error-null",
+        "anthropic-error-event",
+        "responses-failed",
+        "response-not-an-object",
+        "tool-calls-a-number",
+        "tool-call-not-an-object",
+    ],
 )
 def test_stream_answers(api, raw, answer):
     assert transcript.stream_answer(api, raw.encode()) == answer
@@ -474,3 +515,61 @@ def test_nesting_past_the_parser_or_the_stack_is_said_not_raised():
     event = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
     shown = transcript.stream_answer("chat", f"data: {json.dumps(event)}\n\n".encode())
     assert shown.startswith('[{"name": "f", "arguments": "[[[')
+
+
+def test_bytes_that_are_no_json_are_cut_as_text():
+    assert transcript.text_of(b"plain", 100) == "plain"
+    assert transcript.text_of("é".encode() * 300, 100) == "é" * 100 + (
+        "\n[... 400 more bytes not kept]"
+    )
+    assert transcript.text_of(b"\xff" * 10, 100) == "\ufffd" * 10
+
+
+def test_a_stream_left_open_and_a_stream_left_early(pytester, write_config):
+    """A stream its test never reads is in the transcript, said cut; ``llm.last`` is None
+    after a stream left before its end, not the answer before it."""
+    write_config(CONFIG)
+    pytester.makepyfile(
+        """
+def test_abandoned(llm_http_client, llm_model):
+    body = {"model": llm_model.model, "stream": True,
+            "messages": [{"role": "user", "content": "capital of France"}]}
+    request = llm_http_client.build_request("POST", "/chat/completions", json=body)
+    llm_http_client.send(request, stream=True)
+
+def test_left_early(llm):
+    llm.complete("capital of France")
+    for _ in llm.stream("capital of France"):
+        break
+    assert llm.last is None
+"""
+    )
+    result, report = run(pytester, "--models=sim-a")
+    result.assert_outcomes(passed=2)
+    (abandoned,) = entry(report, "test_abandoned", "sim-a")["transcript"]
+    assert abandoned["stream"] is True
+    assert abandoned["answer"].endswith("[the stream ended before its final event]")
+    assert abandoned["input"] == [{"role": "user", "text": "capital of France"}]
+
+
+def test_a_failing_test_too_big_for_the_budget_evicts_nothing(pytester, write_config):
+    long = "y" * 300_000
+    write_config(CONFIG.replace('default_reply = "ok"', f'default_reply = "{long}"'))
+    pytester.makepyfile(
+        """
+def test_small(llm):
+    llm.complete("one")
+
+def test_huge(llm):
+    for n in range(4):
+        llm.complete(f"again {n}")
+    assert False
+"""
+    )
+    result, report = run(
+        pytester, "--models=sim-a", "--llm-transcript-chars=1000000", "--llm-transcript-budget=1"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    assert "transcript" in entry(report, "test_small", "sim-a")
+    assert entry(report, "test_huge", "sim-a")["transcript_more"] == 4
+    assert report["transcripts"]["dropped_tests"] == 1

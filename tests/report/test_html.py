@@ -4,6 +4,7 @@ parser, and rendered by a real headless browser where one is installed."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llm_matrix.calls import transcript
 from pytest_llm_matrix.report import html
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -827,3 +829,17 @@ def test_a_merged_reports_odd_values_are_escaped_too():
     page = parse(html.render(report))
     assert "img" not in page.tags
     assert page.fetched == []
+
+
+def test_the_page_knows_every_cut_marker_a_transcript_writes():
+    """The script's pattern for the line that says a text was cut (shown muted, left out of
+    the side-by-side comparison) matches what the plugin writes, thousands separators too."""
+    page = html.render(
+        synthetic(["m"], [{"test": "t.py::test_a", "model": "m", "outcome": "passed"}])
+    )
+    pattern = re.search(r"var CUT=/(.*?)/;", page)
+    assert pattern is not None
+    cut = re.compile(pattern.group(1))
+    for text in (transcript.cut("x" * 5000, 10), transcript.cut("x" * 20, 10),
+                 transcript.text_of(b"y" * 5000, 10)):  # fmt: skip
+        assert cut.search(text), text

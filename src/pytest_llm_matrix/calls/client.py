@@ -223,7 +223,8 @@ class LLM:
         self.model = model
         self.route = route  # whose requests these are (None: the model under test's)
         self._client: httpx2.Client | None = None
-        #: the last answer: of ``chat``/``complete``, or of a stream once it has ended
+        #: the last answer: of ``chat``/``complete``, or of a stream once it has ended (None
+        #: while a stream runs, and after one left before its end)
         self.last: ChatResult | None = None
 
     def __repr__(self) -> str:
@@ -261,6 +262,7 @@ class LLM:
         __tracebackhide__ = True
         path, body = request_body(self.model, _messages(messages, system), params, True)
         parser = StreamParser(self.model)
+        self.last = None  # until this stream ends
         with _named_errors(self.model), self.http.stream("POST", path, json=body) as response:
             if response.status_code >= 400:
                 parse_body(self.model, response.status_code, response.read())
@@ -292,6 +294,7 @@ class LLM:
         __tracebackhide__ = True
         path, body = request_body(self.model, _messages(messages, system), params, True)
         parser = StreamParser(self.model)
+        self.last = None  # until this stream ends
         with _named_errors(self.model):
             async with (
                 transport.async_http_client(self.model, route=self.route) as client,

@@ -294,7 +294,8 @@ class TestContext:
                 self.transcript_more += 1
 
     def judged(self, judge: str, verdict: dict[str, Any]) -> None:
-        """A verdict of ``judge``: on its last request in the transcript, and the test's."""
+        """A verdict of ``judge`` (its reason cut like a transcript's texts): on its last
+        request in the transcript, and the test's."""
         with self._lock:
             self.verdicts.append(verdict)
             for entry in reversed(self.transcript):

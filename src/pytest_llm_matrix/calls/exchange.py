@@ -521,7 +521,7 @@ class Exchange:
         elif "json" in answer:
             text = transcript.answer_of(api, answer["json"])
         else:
-            text = recording.answer_bytes(answer)[:2000].decode("utf-8", "replace")
+            text = transcript.text_of(recording.answer_bytes(answer))
         seconds_ = latency if isinstance(latency, int | float) else None
         self.note(text, usage, seconds_, stream="events" in answer)
 
@@ -608,8 +608,11 @@ class Exchange:
                         self.coordinator.mark_unavailable(self.name, redact(cause, self.model))
                 finally:
                     held.release()
+                judge = (self.route.about or {}).get("kind") == "judge"
+                rest = "the tests that ask it" if judge else "its remaining tests"
                 pytest.fail(
-                    f"{self.name} is unavailable: {cause}; its remaining tests are skipped",
+                    f"{'the judge ' * judge}{self.name} is unavailable: {cause}; {rest} are "
+                    "skipped",
                     pytrace=False,
                 )
             held.release()
@@ -695,7 +698,7 @@ class Exchange:
             data = json.loads(body)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser
             if noting:
-                self.note(body[:2000].decode("utf-8", "replace"), None, latency)
+                self.note(transcript.text_of(body), None, latency)
             return
         if not isinstance(data, dict):
             if noting:
@@ -910,6 +913,8 @@ class StreamWatch:
         if self.heard is not None and tracker is not None:
             api = transcript.api_of(self.exchange.request.url.path)
             text = transcript.stream_answer(api, bytes(self.heard))
+            if len(self.heard) >= transcript.STREAM_BYTES:
+                text += f"\n[only the stream's first {transcript.STREAM_BYTES:,} bytes were read]"
             if not (tracker.done or tracker.error):
                 text += "\n[the stream ended before its final event]"
             self.heard = None

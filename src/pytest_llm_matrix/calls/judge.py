@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_llm_matrix.calls import context
+from pytest_llm_matrix.calls import context, transcript
 from pytest_llm_matrix.calls.client import LLM, ChatResult, LLMError
 from pytest_llm_matrix.calls.exchange import Route
 
@@ -111,7 +111,8 @@ class Judge:
         verdict = parse_verdict(result.text, self.model.name)
         ctx = context.current()
         if ctx is not None:
-            ctx.judged(self.model.name, {**verdict.to_dict(), "judge": self.model.name})
+            shown = {**verdict.to_dict(), "reason": transcript.cut(verdict.reason)}
+            ctx.judged(self.model.name, {**shown, "judge": self.model.name})
         return verdict
 
 

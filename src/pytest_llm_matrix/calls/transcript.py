@@ -54,6 +54,17 @@ def cut(text: str, limit: int | None = None) -> str:
     return f"{text[:limit]}\n[... {len(text) - limit:,} more characters not kept]"
 
 
+def text_of(data: bytes, limit: int | None = None) -> str:
+    """Bytes that are no JSON (an HTML page, plain text), as text cut like the others: only
+    what the cut keeps is decoded (a character is at most four bytes)."""
+    limit = _chars if limit is None else limit
+    if len(data) <= limit:
+        return data.decode("utf-8", "replace")
+    head = data[: limit * 4].decode("utf-8", "replace")[:limit]
+    more = len(data) - len(head.encode("utf-8", "replace"))
+    return f"{head}\n[... {max(more, 1):,} more bytes not kept]" if more > 0 else head
+
+
 def api_of(path: str) -> str:
     """The wire format of a request, from its URL path."""
     if path.endswith("/chat/completions"):
@@ -77,6 +88,8 @@ def input_of(api: str, body: Mapping[str, Any] | None) -> list[dict[str, str]]:
         messages = list(_messages(api, body))
     except RecursionError:  # tool results in tool results, past Python's stack
         return [{"role": "note", "text": "[messages nested too deep to show]"}]
+    except Exception as error:  # a shape no API takes: said, never raised
+        return [{"role": "note", "text": f"[messages not readable: {type(error).__name__}]"}]
     dropped = len(messages) - MAX_MESSAGES
     if dropped > 0:
         messages = [("note", f"[{dropped:,} earlier messages not kept]"), *messages[dropped:]]
@@ -200,6 +213,8 @@ def answer_of(api: str, data: object) -> str:
         return _answer(api, data)
     except RecursionError:
         return "[an answer nested too deep to show]"
+    except Exception as error:  # a shape no API sends: said, never raised
+        return f"[the answer could not be read for its text: {type(error).__name__}]"
 
 
 def _answer(api: str, data: object) -> str:
@@ -259,17 +274,33 @@ def _responses_answer(output: object) -> str:
 
 
 def stream_answer(api: str, raw: bytes) -> str:
-    """The text a streamed answer (its SSE bytes, as far as they were read) carried."""
+    """The text a streamed answer (its SSE bytes, as far as they were read) carried, and
+    the errors it said; what cannot be read is said, never raised (a transcript does not
+    change a test's outcome)."""
+    try:
+        return _stream_answer(api, raw)
+    except RecursionError:
+        return "[an answer nested too deep to show]"
+    except Exception as error:  # an event of a shape no API sends: the test goes on
+        return f"[the stream could not be read for its text: {type(error).__name__}]"
+
+
+def _stream_answer(api: str, raw: bytes) -> str:
     text = raw.decode("utf-8", "replace")
     chat: dict[int, list[str]] = {}
     calls: dict[tuple[int, int], dict[str, Any]] = {}
     blocks: dict[int, dict[str, Any]] = {}
     final: str | None = None
     deltas: list[str] = []
+    errors: list[str] = []
     for event in _events(text):
         kind = event.get("type")
         if kind in ("response.completed", "response.incomplete", "response.failed"):
-            final = _responses_answer((event.get("response") or {}).get("output"))
+            response = event.get("response")
+            response = response if isinstance(response, Mapping) else {}
+            final = _responses_answer(response.get("output"))
+            if kind == "response.failed":
+                errors.append(_error_text(response.get("error") or "the response failed"))
         elif kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
             deltas.append(event["delta"])
         elif kind == "content_block_start":
@@ -285,15 +316,15 @@ def stream_answer(api: str, raw: bytes) -> str:
                 if isinstance(piece, str):
                     blocks.setdefault(index, {"type": "text", "name": None, "text": []})
                     blocks[index]["text"].append(piece)
-        elif kind == "error" or "error" in event:
-            deltas.append(answer_of(api, {"error": event.get("error", event)}))
+        elif kind == "error" or event.get("error"):
+            errors.append(_error_text(event.get("error") or event))
         elif isinstance(event.get("choices"), list):
             _chat_delta(event["choices"], chat, calls)
     if final is not None:
-        return final
-    if blocks:
-        return "\n".join(_block_text(block) for _, block in sorted(blocks.items()))
-    if chat or calls:
+        answer = final
+    elif blocks:
+        answer = "\n".join(_block_text(block) for _, block in sorted(blocks.items()))
+    elif chat or calls:
         texts = ["".join(chat.get(index, [])) for index in sorted(chat)]
         if calls:
             shown = [
@@ -301,8 +332,23 @@ def stream_answer(api: str, raw: bytes) -> str:
                 for _, call in sorted(calls.items())
             ]
             texts.append(_json(shown))
-        return "\n".join(text for text in texts if text)
-    return "".join(deltas)
+        answer = "\n".join(text for text in texts if text)
+    else:
+        answer = "".join(deltas)
+    said = [f"error: {error}" for error in errors]
+    return "\n".join([answer, *said] if answer else said)
+
+
+def _error_text(error: object) -> str:
+    """An error's message: ``{"message": ...}``, its text, or its JSON."""
+    if isinstance(error, Mapping):
+        message = error.get("message")
+        if isinstance(message, str):
+            return message
+        inner = error.get("error")
+        if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+    return error if isinstance(error, str) else _json(error)
 
 
 def _block_text(block: Mapping[str, Any]) -> str:
@@ -325,7 +371,8 @@ def _chat_delta(
             continue
         if isinstance(delta.get("content"), str):
             chat.setdefault(index, []).append(delta["content"])
-        for call in delta.get("tool_calls") or ():
+        calls_now = delta.get("tool_calls")
+        for call in calls_now if isinstance(calls_now, list) else ():
             if not isinstance(call, Mapping):
                 continue
             slot = call.get("index", 0)

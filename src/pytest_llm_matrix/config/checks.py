@@ -131,8 +131,9 @@ MAX_COST: Final = Range("a number of USD", 0, 1_000_000, above_low=True)
 REPEAT: Final = WholeRange("a whole number", 1, 1000)
 #: Characters kept of each text of a transcript (0: no transcripts).
 TRANSCRIPT_CHARS: Final = WholeRange("a whole number of characters", 0, 1_000_000)
-#: Megabytes of transcripts a report keeps in all.
-TRANSCRIPT_BUDGET: Final = WholeRange("a whole number of megabytes", 1, 100_000)
+#: Megabytes of transcripts a report keeps in all (a merge or a baseline reads a report of
+#: up to 256 MiB).
+TRANSCRIPT_BUDGET: Final = WholeRange("a whole number of megabytes", 1, 200)
 #: The built-in simulator's seed (its config's ``seed`` takes the same).
 SIM_SEED: Final = WholeRange("a whole number", -1_000_000_000, 1_000_000_000)
 

@@ -743,9 +743,14 @@ def _judge(config: pytest.Config, registry: reg.Registry) -> str | None:
         (_ini(config, "llm_judge"), "ini llm_judge"),
         (registry.judge, f"'judge' in {registry.source}"),
     ):
-        if value is None or not str(value).strip():
+        if value is None or (origin != "--llm-judge" and not str(value).strip()):
             continue
         alias = str(value).strip()
+        if not alias:
+            raise pytest.UsageError(
+                f"{origin}: expected the alias of a configured model, got ''; known models: "
+                f"{', '.join(registry.models) or 'none'}"
+            )
         if alias not in registry.models:
             known = ", ".join(registry.models) or "none"
             raise pytest.UsageError(

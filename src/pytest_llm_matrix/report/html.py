@@ -101,7 +101,7 @@ SCRIPT = """
 var grid=document.getElementById('grid');if(!grid)return;
 var body=grid.tBodies[0],panel=document.getElementById('panel'),data=null;
 var natural=new Intl.Collator(undefined,{numeric:true});
-var CUT=/\\n?\\[\\.\\.\\. \\d+ more characters not kept\\]$/;
+var CUT=/\\n?\\[\\.\\.\\. [\\d,]+ more (?:characters|bytes) not kept\\]$/;
 function cmp(x,y){return x<y?-1:x>y?1:0;}
 function load(){
 if(!data)data=JSON.parse(document.getElementById('llm-data').textContent);return data;}

@@ -138,6 +138,7 @@ class Summary:
         self.transcript_size = 0
         self.kept_size: dict[str, int] = {}  # by test: what its transcript takes
         self.evictable: dict[str, None] = {}  # passed tests whose transcripts are kept
+        self.evictable_size = 0  # what their transcripts take
         self.transcripts_dropped: set[str] = set()  # tests whose transcripts are not
         self.junit_transcripts: dict[str, list[dict[str, Any]]] = {}  # until teardown
         if self.junit:
@@ -241,11 +242,11 @@ class Summary:
         kind = "plain" if model is None else "optional" if model in self.optional else "required"
         if report.failed:
             self.failures[kind] += 1
+        self.auxiliary.add(getattr(report, AUX_ATTR, None))  # a test without a model's too
         if model is None or model not in self.models:
             return
         if not self.warming:
             self._warm_up()
-        self.auxiliary.add(getattr(report, AUX_ATTR, None))
         if getattr(report, BUDGET_ATTR, False):
             self.budget_skips += 1
         if _is_subtest(report) and report.failed:
@@ -335,10 +336,12 @@ class Summary:
         more = taken.get("more")
         key = test["nodeid"]
         size = sum(_size(entry) for entry in exchanges)
+        size += sum(len(str(verdict.get("reason", ""))) + 60 for verdict in verdicts)
         budget = self.settings.transcript_budget * 1_000_000
         failing = test["outcome"] in ("failed", "error")
-        while failing and self.transcript_size + size > budget and self.evictable:
-            self._evict(self.evictable.popitem()[0])
+        if failing and size <= budget - (self.transcript_size - self.evictable_size):
+            while self.transcript_size + size > budget and self.evictable:
+                self._evict(self.evictable.popitem()[0])
         if exchanges and self.transcript_size + size > budget:
             self.transcripts_dropped.add(key)
             test["transcript_more"] = test.get("transcript_more", 0) + len(exchanges)
@@ -346,8 +349,11 @@ class Summary:
         elif exchanges:
             self.transcript_size += size
             self.kept_size[key] = self.kept_size.get(key, 0) + size
-            if not failing:
+            if key in self.evictable:
+                self.evictable_size += size
+            elif not failing:
                 self.evictable[key] = None
+                self.evictable_size += self.kept_size[key]
         if run is not None:
             for entry in exchanges:
                 entry["run"] = run["index"]
@@ -365,6 +371,7 @@ class Summary:
     def _evict(self, key: str) -> None:
         """Drop a passed test's transcript, for a failing one's."""
         test = self.tests[key]
+        self.evictable_size -= self.kept_size.get(key, 0)
         if test["outcome"] in ("failed", "error"):  # it failed since (a teardown error)
             return
         self.transcript_size -= self.kept_size.pop(key, 0)
