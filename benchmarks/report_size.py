@@ -110,7 +110,7 @@ def main() -> None:
         print(f"{args.tests:,} tests x {args.models} models = {cells:,} test x model cells, -n 2")
         for chars, budget, label in (
             (4000, 20, "default budget"),
-            (4000, 100_000, "every transcript"),
+            (4000, 200, "every transcript"),
             (0, 20, "no transcripts"),
         ):
             got = run(root, chars, budget)
