@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -98,6 +99,19 @@ def _remembered_model_tests(config: pytest.Config, key: str) -> int | None:
 
     value = cachefile.get(config, key, None)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def list_models(config: pytest.Config) -> int | None:
+    """``--llm-models``: the models listed, and the run over before it starts (as
+    ``pytest --markers``): no session, so no xdist worker, simulator or test. ``--help``
+    wins, as it describes the option."""
+    if not config.option.llm_list_models or config.option.help:
+        return None
+    # lazy: only --llm-models lists the models
+    from pytest_llm_matrix.config.listing import listing
+
+    sys.stdout.write("".join(f"{line}\n" for line in listing(config)))
+    return pytest.ExitCode.OK
 
 
 def configure(config: pytest.Config) -> None:
