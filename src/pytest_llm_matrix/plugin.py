@@ -42,6 +42,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return session.auto_workers(config)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if switched_off(config.pluginmanager):
+        return None
+    return session.list_models(config)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if switched_off(config.pluginmanager):
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -98,6 +99,19 @@ def _remembered_model_tests(config: pytest.Config, key: str) -> int | None:
 
     value = cachefile.get(config, key, None)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def list_models(config: pytest.Config) -> int | None:
+    """``--llm-models``: the models listed, and the run over before it starts (as
+    ``pytest --markers``): no session, so no xdist worker, simulator or test. ``--help``
+    wins, as it describes the option."""
+    if not config.option.llm_list_models or config.option.help:
+        return None
+    # lazy: only --llm-models lists the models
+    from pytest_llm_matrix.config.listing import listing
+
+    sys.stdout.write("".join(f"{line}\n" for line in listing(config)))
+    return pytest.ExitCode.OK
 
 
 def configure(config: pytest.Config) -> None:
@@ -480,6 +494,24 @@ def group_by_model(items: list[pytest.Item], order: tuple[str, ...]) -> None:
     items.sort(key=key)
 
 
+def unbound_budget(settings: Settings) -> str | None:
+    """Why ``--llm-max-cost`` may never be reached, when none of the run's models (those
+    selected, the judge, the auxiliary routes') has a known price: only the costs their
+    answers report count, and a simulated answer reports none."""
+    models = list({m.name: m for m in [*settings.models, *settings.routed]}.values())
+    if settings.max_cost is None or not models or any(settings.rates.get(m.name) for m in models):
+        return None
+    names = ", ".join(m.name for m in models)
+    budget = f"--llm-max-cost {checks.dollars(settings.max_cost)}"
+    fix = "set their input_price and output_price (or price_as) for their tokens to count"
+    if not any(m.provider != "simulator" and (m.cost_header or m.cost_field) for m in models):
+        return f"{budget} cannot bind: no model of this run has a price ({names}); {fix}"
+    return (
+        f"{budget} may never bind: no model of this run has a price ({names}), so only the "
+        f"costs their answers report (cost_header, cost_field) count; {fix}"
+    )
+
+
 def header(config: pytest.Config) -> list[str] | None:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or not settings.registry.models:
@@ -516,6 +548,8 @@ def header(config: pytest.Config) -> list[str] | None:
             "all": "sending every request and recording it anew",
         }[settings.record]
         lines.append(f"llm-matrix: --llm-record={settings.record}: {what} ({where})")
+    if (budget := unbound_budget(settings)) is not None:
+        lines.append(f"llm-matrix: {budget}")
     routes = settings.registry.routes
     aux = [f"{i} -> {routes[i]}" if i in routes else i for i in settings.registry.auxiliary]
     if aux and settings.selected:

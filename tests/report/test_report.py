@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import json
 
 import jsonschema
 import pytest
 
+from pytest_llm_matrix.config import checks
 from pytest_llm_matrix.config.models import base_id
+from pytest_llm_matrix.config.options import Settings
+from pytest_llm_matrix.config.registry import parse_registry
 from pytest_llm_matrix.report import render
 from pytest_llm_matrix.report.cost import format_usd
 from pytest_llm_matrix.report.stats import ModelStats, failure_split
+from pytest_llm_matrix.session import unbound_budget
 
 from ..conftest import outcome_counts, schema
 
@@ -350,6 +355,101 @@ def test_the_estimate_adds_up_the_selected_tests_last_costs(pytester, write_conf
         "llm-matrix: estimated cost of the 10 model tests: at least $0.25 (from their last "
         "runs; 9 of them never ran with a known cost, not counted)"
     )
+
+
+UNPRICED_CONFIG = """
+[tool.llm-matrix.models.sim-a]
+provider = "simulator"
+
+[tool.llm-matrix.models.sim-b]
+provider = "simulator"
+"""
+
+
+@pytest.mark.parametrize("workers", [["-n", "0"], ["-n", "2"]], ids=["n0", "n2"])
+def test_unpriced_models_get_no_estimate_and_a_budget_that_cannot_bind_says_so(
+    pytester, write_config, workers
+):
+    """A test that sent nothing is known to cost $0, one on an unpriced model is not known:
+    together no longer "at least $0.00" at every run. A budget no model's tokens can reach
+    says so at the start, and is shown as given (not $1e-06)."""
+    write_config(UNPRICED_CONFIG)
+    pytester.makepyfile(
+        """
+        def test_sends(llm):
+            assert llm.complete("hello")
+
+        def test_sends_nothing(llm_model):
+            pass
+        """
+    )
+    for _ in range(2):  # the second run has the first one's costs to estimate from
+        result = pytester.runpytest_subprocess("--llm-max-cost=0.000001", *workers)
+        assert result.ret == 0
+        assert "estimated cost" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "llm-matrix: --llm-max-cost $0.000001 cannot bind: no model of this run has a price "
+            "(sim-a, sim-b); set their input_price and output_price (or price_as) for their "
+            "tokens to count",
+            "--llm-max-cost $0.000001: $0.0000 spent",
+        ],
+        consecutive=False,
+    )
+    assert "1e-06" not in result.stdout.str()
+    priced = pytester.runpytest_subprocess("--llm-max-cost=5", "--models=sim-a", *workers)
+    assert "llm-matrix: --llm-max-cost $5 cannot bind" in priced.stdout.str()
+    write_config(UNPRICED_CONFIG + "input_price = 1.0\noutput_price = 1.0\n")  # sim-b's
+    priced = pytester.runpytest_subprocess("--llm-max-cost=5", *workers)
+    assert "llm-matrix: --llm-max-cost $5" not in priced.stdout.str()
+
+
+def unpriced(budget: float | None, *models: dict, rates: dict | None = None, judge=None):
+    registry = parse_registry({"models": dict(models)}, "cfg")
+    return Settings(
+        registry=registry,
+        selected=tuple(name for name in registry.models if name != judge),
+        max_cost=budget,
+        rates=rates or {},
+        judge=judge,
+    )
+
+
+SIM = ("sim", {"provider": "simulator"})
+GATEWAY = ("gw", {"provider": "openai-compatible", "base_url": "http://gw/v1"})
+QUIET = ("quiet", {**GATEWAY[1], "cost_header": "", "cost_field": ""})
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (unpriced(None, SIM), None),
+        (unpriced(5, SIM, rates={"sim": (1e-6, 1e-6, 1e-6)}), None),
+        (unpriced(5, SIM, QUIET), "--llm-max-cost $5 cannot bind: * (sim, quiet); *"),
+        (
+            unpriced(5, SIM, GATEWAY, rates={"sim": None, "gw": None}),
+            "--llm-max-cost $5 may never bind: no model of this run has a price (sim, gw), so "
+            "only the costs their answers report (cost_header, cost_field) count; *",
+        ),
+        # the judge's requests count too: a priced judge can reach the budget
+        (unpriced(5, SIM, GATEWAY, rates={"gw": (1e-6, 1e-6, 1e-6)}, judge="gw"), None),
+        (
+            unpriced(0.5, SIM, GATEWAY, judge="gw"),
+            "--llm-max-cost $0.5 may never bind: * (sim, gw)*",
+        ),
+    ],
+)
+def test_unbound_budget(settings, expected):
+    line = unbound_budget(settings)
+    assert line == expected if expected is None else fnmatch.fnmatchcase(line or "", expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(5, "$5"), (5.0, "$5"), (0.05, "$0.05"), (1e-06, "$0.000001"), (1e6, "$1,000,000")],
+)
+def test_budgets_are_shown_as_written(value, shown):
+    assert checks.dollars(value) == shown
 
 
 def test_report_path_that_is_a_directory_is_a_usage_error(pytester, write_config):

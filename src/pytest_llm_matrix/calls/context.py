@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from pytest_llm_matrix.config import checks
+
 if TYPE_CHECKING:
     from pytest_llm_matrix.calls.limits import Coordinator
 
@@ -367,7 +369,8 @@ def refusal(model: str) -> str | None:
         if _current is not None:
             _current.refused_by_budget = True
         return (
-            f"the cost budget of ${limits.budget:g} is spent (${spent:.4f} so far, --llm-max-cost)"
+            f"the cost budget of {checks.dollars(limits.budget)} is spent (${spent:.4f} so far, "
+            "--llm-max-cost)"
         )
     return None
 

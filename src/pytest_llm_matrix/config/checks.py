@@ -33,6 +33,15 @@ def shown(value: object) -> str:
         return f"a {type(value).__name__}"
 
 
+def dollars(value: float) -> str:
+    """An amount as a person writes it, never in exponent form: ``$5``, ``$0.5``,
+    ``$0.000001``, ``$1,000,000`` (a budget of ``1e-06`` is not ``$1e-06``)."""
+    # lazy: decimal costs milliseconds to import, and only a budget is shown this way
+    from decimal import Decimal
+
+    return f"${Decimal(repr(float(value))).normalize():,f}"
+
+
 def _figure(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 

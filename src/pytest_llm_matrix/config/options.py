@@ -125,6 +125,16 @@ def add_options(parser: pytest.Parser) -> None:
         "config's 'default', then all models.",
     )
     group.addoption(
+        "--llm-models",
+        dest="llm_list_models",
+        action="store_true",
+        default=False,
+        help="list the configured models (provider, model id, api, tags, required, whether "
+        "their key variables are set, simulated), the groups, tags, judge and 'default', "
+        "and what --models, TEST_MODELS or 'default' selects now; then exit without running "
+        "tests.",
+    )
+    group.addoption(
         "--llm-config",
         dest="llm_config",
         metavar="PATH",
@@ -635,10 +645,17 @@ def load_registry(config: pytest.Config) -> reg.Registry:
     return registry
 
 
-def resolve_settings(config: pytest.Config) -> Settings:
-    """Read config, hooks, ``--models``/``TEST_MODELS`` into Settings (controller only)."""
-    registry = load_registry(config)
-    registry = dataclasses.replace(registry, judge=_judge(config, registry))
+#: How to configure a model, for messages about a run without any.
+HOW_TO_ADD_MODELS: Final = (
+    "add [tool.llm-matrix.models.<alias>] to pyproject.toml, write an llm-matrix.toml beside "
+    "your pytest config, or pass --llm-config PATH"
+)
+
+
+def selection_expression(config: pytest.Config, registry: reg.Registry) -> tuple[str, str]:
+    """The selection expression and where it comes from: ``--models``, else ``TEST_MODELS``,
+    else the config's ``default``, else all. Given with no model configured, it is a usage
+    error."""
     cli = config.option.llm_models
     env = os.environ.get(ENV_MODELS, "").strip() or None
     if cli is not None:
@@ -649,25 +666,40 @@ def resolve_settings(config: pytest.Config) -> Settings:
         expression, origin = ",".join(registry.default), f"'default' in {registry.source}"
     else:
         expression, origin = "all", "default (all models)"
+    if not registry.models and (cli is not None or env is not None):
+        raise pytest.UsageError(
+            f"{origin} selects models, but none are configured: {HOW_TO_ADD_MODELS}"
+        )
+    return expression, origin
+
+
+def unavailable_models(
+    config: pytest.Config, registry: reg.Registry, selected: tuple[str, ...]
+) -> dict[str, str]:
+    """The selected models whose key (or secret header) variable is unset or blank, with
+    the reason their tests are skipped; none when nothing is sent (a replay)."""
+    if record_mode(config, registry) in OFFLINE_MODES:
+        return {}
+    return {
+        name: f"{missing} is {'blank' if missing in os.environ else 'not set'}"
+        for name in selected
+        if (missing := registry.models[name].missing_env()) is not None
+    }
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Read config, hooks, ``--models``/``TEST_MODELS`` into Settings (controller only)."""
+    registry = load_registry(config)
+    registry = dataclasses.replace(registry, judge=judge_choice(config, registry)[0])
+    expression, origin = selection_expression(config, registry)
     if not registry.models:
-        if cli is not None or env is not None:
-            raise pytest.UsageError(
-                f"{origin} selects models, but none are configured: add "
-                "[tool.llm-matrix.models.<alias>] to pyproject.toml, write an llm-matrix.toml "
-                "beside your pytest config, or pass --llm-config PATH"
-            )
         return Settings(registry=registry)
     selected = resolve(expression, registry, origin)
     for name in selected:
         if (problem := registry.models[name].key_problem()) is not None:
             raise pytest.UsageError(f"model {name!r}: {problem}")
-    record = _record_mode(config, registry)
-    unavailable = {
-        name: f"{missing} is {'blank' if missing in os.environ else 'not set'}"
-        for name in selected
-        if (missing := registry.models[name].missing_env()) is not None
-        and record not in OFFLINE_MODES
-    }
+    record = record_mode(config, registry)
+    unavailable = unavailable_models(config, registry, selected)
     strict = bool(config.option.llm_strict) or bool(_ini(config, "llm_strict"))
     if strict and unavailable:
         missing = "; ".join(f"{name}: {why}" for name, why in unavailable.items())
@@ -736,8 +768,9 @@ def _transcript_chars(config: pytest.Config) -> int:
     return DEFAULT_TRANSCRIPT_CHARS if chars is None else int(chars)
 
 
-def _judge(config: pytest.Config, registry: reg.Registry) -> str | None:
-    """--llm-judge, else ini llm_judge, else the config's ``judge``: a configured model."""
+def judge_choice(config: pytest.Config, registry: reg.Registry) -> tuple[str | None, str]:
+    """The judge and where it comes from: --llm-judge, else ini llm_judge, else the config's
+    ``judge``, each a configured model; else none."""
     for value, origin in (
         (config.option.llm_judge, "--llm-judge"),
         (_ini(config, "llm_judge"), "ini llm_judge"),
@@ -757,8 +790,8 @@ def _judge(config: pytest.Config, registry: reg.Registry) -> str | None:
                 f"{origin}: {checks.shown(alias)} is not a configured model"
                 f"{reg.suggest(alias, registry.models)}; known models: {known}"
             )
-        return alias
-    return None
+        return alias, origin
+    return None, ""
 
 
 def _check_keys(config: pytest.Config, registry: reg.Registry) -> bool:
@@ -975,7 +1008,7 @@ def _record_ignore(config: pytest.Config, registry: reg.Registry) -> tuple[str, 
     return reg.DEFAULT_RECORD_IGNORE
 
 
-def _record_mode(config: pytest.Config, registry: reg.Registry) -> str:
+def record_mode(config: pytest.Config, registry: reg.Registry) -> str:
     """--llm-record, else ini llm_record, else the config's record, else off."""
     chosen = _setting(config, "llm_record", _one_of(reg.RECORD_MODES))
     return str(chosen or registry.record or reg.RECORD_MODES[0])

@@ -156,7 +156,8 @@ class Summary:
     def estimate(self, ids: Sequence[str]) -> str | None:
         """What the model tests collected now cost when they last ran (pytest's cache):
         ``estimated cost of the 40 model tests: $0.0123 (from their last runs; budget $5)``.
-        Tests never run before (or unpriced, or stopped by a budget) are said, not guessed."""
+        Tests never run before (or unpriced, or stopped by a budget) are said, not guessed;
+        while no test is known to have cost anything there is nothing to say."""
         known = cachefile.get(self.config, TEST_COSTS_CACHE, {})
         if not isinstance(known, dict) or not known:
             return None
@@ -166,7 +167,7 @@ class Summary:
             if model_from_nodeid(nodeid, self.order) is not None
         }
         costs = [cost for t in tests if (cost := _cost(known.get(t))) is not None]
-        if not costs:
+        if not any(costs):  # no test is known to cost anything: "at least $0.00" says nothing
             return None
         missing = len(tests) - len(costs)
         text = (
@@ -176,7 +177,7 @@ class Summary:
         if missing:
             text += f"; {missing} of them never ran with a known cost, not counted"
         if self.settings.max_cost is not None:
-            text += f"; budget ${self.settings.max_cost:g}"
+            text += f"; budget {checks.dollars(self.settings.max_cost)}"
         return text + ")"
 
     def pytest_report_collectionfinish(self, items: Sequence[pytest.Item]) -> list[str]:
@@ -723,14 +724,15 @@ class Summary:
             )
         if self.settings.max_cost is not None:
             spent = self._spent() or 0.0
+            budget = f"--llm-max-cost {checks.dollars(self.settings.max_cost)}"
             if self._budget_reached():
                 write(
-                    f"--llm-max-cost ${self.settings.max_cost:g} reached: ${spent:.4f} spent, "
+                    f"{budget} reached: ${spent:.4f} spent, "
                     f"{checks.counted(self.budget_skips, 'model test')} skipped",
                     red=True,
                 )
             else:
-                write(f"--llm-max-cost ${self.settings.max_cost:g}: ${spent:.4f} spent")
+                write(f"{budget}: ${spent:.4f} spent")
         gate_line = self.gates.gate_line(self.gate_failed)
         if gate_line is not None:
             below = bool(self.gate_failed)
