@@ -1,5 +1,5 @@
-"""The docs: the generated reference is current, and every link between the README and the
-docs pages reaches a file and an anchor that exist.
+"""The docs: the generated reference is current, the README stays short, and every link
+between the README and the docs pages reaches a file and an anchor that exist.
 
 ``mkdocs build --strict`` (in ``.ci/run``) checks the site's own links; these tests also
 cover the README (which is no page of the site), run without mkdocs installed, and check
@@ -68,6 +68,11 @@ def test_a_config_field_without_a_description_stops_the_generator(monkeypatch):
     monkeypatch.setattr(registry, "MODEL_FIELDS", {**registry.MODEL_FIELDS, "colour": str})
     with pytest.raises(SystemExit, match="colour"):
         gen.config_section()
+
+
+def test_the_readme_is_short():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 300, f"README.md has {len(lines)} lines: move the detail into docs/"
 
 
 def test_every_page_is_in_the_site_navigation():
@@ -148,6 +153,11 @@ def test_every_link_reaches_its_file_and_anchor(path: Path):
         elif anchor and anchor not in anchors(target):
             broken.append(f"{link}: no anchor #{anchor} in {target.relative_to(ROOT)}")
     assert not broken, f"{path.name}: " + "; ".join(broken)
+
+
+def test_the_readme_links_into_the_docs():
+    linked = {target for _, target, _ in targets(ROOT / "README.md")}
+    assert {DOCS / "quickstart.md", DOCS / "troubleshooting.md", DOCS / "reference.md"} <= linked
 
 
 @pytest.mark.parametrize(
