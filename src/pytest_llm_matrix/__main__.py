@@ -37,7 +37,8 @@ class OptionError(Exception):
     """An option merge cannot use; the message names it, as pytest's usage errors do."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m pytest_llm_matrix`` (the docs' reference reads it)."""
     parser = argparse.ArgumentParser(
         prog="python -m pytest_llm_matrix",
         description="pytest-llm-matrix tools outside a pytest run.",
@@ -78,7 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="exit 1 when a required model's pass rate is significantly lower than the "
         "baseline's (its 95%% interval lies below 0)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         gates = _gates(args)
         parts = read_all(args.reports)

@@ -183,9 +183,10 @@ def test_tests_share_a_process_pool_of_connections_but_not_with_a_forked_child(p
 def test_the_readme_pattern_shares_work_per_model_across_a_module(
     pytester, write_config, simulator, workers
 ):
-    """The README's recipe for module-wide work: a module-scoped dict keyed by alias,
-    filled from a function-scoped fixture. Each model's work is done once per module
-    (per worker); a module-scoped fixture using ``llm`` directly is pytest's ScopeMismatch."""
+    """The recipe for module-wide work in docs/writing-tests.md: a module-scoped dict keyed
+    by alias, filled from a function-scoped fixture. Each model's work is done once per
+    module (per worker); a module-scoped fixture using ``llm`` directly is pytest's
+    ScopeMismatch."""
     sim = simulator({"default_reply": "short"})
     write_config(
         "".join(

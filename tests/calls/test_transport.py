@@ -619,7 +619,8 @@ def test_sdk_fixture_without_the_sdk_is_skipped(pytester, write_config, simulato
 def test_which_timeout_a_model_test_gets(
     pytester, write_config, simulator, monkeypatch, args, ini, env, marked, expected
 ):
-    """The precedence the README documents, and the failure naming where it came from."""
+    """The precedence docs/http-layer.md documents (Timeouts), and the failure naming where
+    it came from."""
     sim = simulator({})
     project(
         pytester,

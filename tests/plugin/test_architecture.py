@@ -2,10 +2,10 @@
 
 Every ``import`` of a plugin module counts, at module level, inside functions and under
 ``TYPE_CHECKING`` alike: there is no cycle between modules, and a part imports only the
-parts below it in ``ORDER`` (the README's map of the package says the same). An import
-inside a function is allowed only to keep start-up cheap, and says so in a ``# lazy:``
-comment on its line or in the comment right above it (one comment serves the imports that
-follow it). Not read: modules named in data (the preloader imports the names of
+parts below it in ``ORDER`` (the map of the package in docs/developing.md says the same).
+An import inside a function is allowed only to keep start-up cheap, and says so in a
+``# lazy:`` comment on its line or in the comment right above it (one comment serves the
+imports that follow it). Not read: modules named in data (the preloader imports the names of
 ``distribution.preload.WORKER_STACK`` in its own process), and ``importlib`` calls.
 
 The docstrings' cross-references (``:mod:``, ``:func:``, ...) to the plugin's modules are

@@ -20,7 +20,7 @@ import pytest
 
 from pytest_llm_matrix.calls.context import SPEND_COUNTERS
 
-#: What the ranges read like in messages (see README: model fields, options).
+#: What the ranges read like in messages (see docs/reference.md: model fields, options).
 TIMEOUT = "a number of seconds from 0.1 to 604,800 (a week)"
 CAP = "a whole number from 1 to 10,000"
 RPM = "a whole number from 1 to 1,000,000"

@@ -229,8 +229,8 @@ class Binding:
                 f"{_client_name(client)}: its value is shared by the tests of every model, "
                 f"which would all get {name}'s answer. Make it function-scoped, or keep its "
                 "results per model (a dict keyed by pytest_llm_matrix.current_model(), filled "
-                "by a function-scoped fixture: see the README's 'Work shared by a module's "
-                "tests')",
+                "by a function-scoped fixture: see 'Work shared by a module's tests' in "
+                "docs/writing-tests.md)",
                 pytrace=False,
             )
 
