@@ -195,3 +195,16 @@ def test_the_readme_quickstart_runs_as_written(pytester, monkeypatch):
     result = pytester.runpytest_subprocess("--models=all", "-p", "no:randomly")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["sim-fast *2 *0 *0 *0 *100.0%*", "sim-slow *2 *0 *0 *0 *100.0%*"])
+
+
+def test_the_first_example_of_writing_tests_runs_as_written(pytester, monkeypatch):
+    """docs/writing-tests.md's config and tests, as they are: 9 passed (4 tests on two
+    models, one narrowed to one), the async one through pytest-asyncio."""
+    monkeypatch.delenv("TEST_MODELS", raising=False)
+    page = (ROOT / "docs" / "writing-tests.md").read_text().split("## Fixtures", 1)[0]
+    (config,) = _blocks(page, "toml")
+    (tests,) = _blocks(page, "python")
+    pytester.makefile(".toml", pyproject=config)
+    pytester.makepyfile(test_examples=tests)
+    result = pytester.runpytest_subprocess("--models=all", "-p", "no:randomly")
+    result.assert_outcomes(passed=9)
