@@ -148,8 +148,7 @@ class TestTracker:
             self._unbind()  # its fixtures (and their clients) are gone
             ctx = context.current()
             if ctx is not None:  # a stream left open: its slot freed, its transcript taken
-                for close in ctx.closers:
-                    close()
+                ctx.close_streams()
         if recording.active() is not None:
             recording.flush(context.current())
         return result

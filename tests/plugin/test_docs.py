@@ -17,6 +17,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.plugin.test_markdown import outside_fences
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
@@ -95,18 +97,7 @@ def mkdocs_slug(text: str) -> str:
 
 def prose(text: str) -> list[str]:
     """The lines of a Markdown file outside fenced code."""
-    kept, fence = [], ""
-    for line in text.splitlines():
-        stripped = line.lstrip()
-        if fence:
-            if stripped.startswith(fence):
-                fence = ""
-            continue
-        if stripped.startswith(("```", "~~~")):
-            fence = stripped[:3]
-            continue
-        kept.append(line)
-    return kept
+    return [line for _, line in outside_fences(text.splitlines())]
 
 
 def anchors(path: Path) -> set[str]:

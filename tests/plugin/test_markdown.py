@@ -7,6 +7,7 @@ their own, render as text full of pipes (GitHub's and mkdocs' Markdown alike).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,8 @@ FILES = sorted(
 SEPARATOR = re.compile(r"\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")
 
 
-def stray_rows(text: str) -> list[int]:
-    """The numbers of the lines that start with ``|`` but are in no table: neither a row
-    under the line before (a table row too) nor a header over a separator row. Fenced code
-    is skipped."""
-    lines = text.splitlines()
-    stray = []
+def outside_fences(lines: list[str]) -> Iterator[tuple[int, str]]:
+    """``(number, line)`` of each line of Markdown outside fenced code, numbered from 1."""
     fence = ""
     for number, line in enumerate(lines, start=1):
         stripped = line.lstrip()
@@ -41,7 +38,17 @@ def stray_rows(text: str) -> list[int]:
         if stripped.startswith(("```", "~~~")):
             fence = stripped[:3]
             continue
-        if not stripped.startswith("|"):
+        yield number, line
+
+
+def stray_rows(text: str) -> list[int]:
+    """The numbers of the lines that start with ``|`` but are in no table: neither a row
+    under the line before (a table row too) nor a header over a separator row. Fenced code
+    is skipped."""
+    lines = text.splitlines()
+    stray = []
+    for number, line in outside_fences(lines):
+        if not line.lstrip().startswith("|"):
             continue
         continues = number > 1 and lines[number - 2].lstrip().startswith("|")
         heads = number < len(lines) and "|" in lines[number] and SEPARATOR.fullmatch(lines[number])

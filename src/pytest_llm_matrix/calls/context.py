@@ -240,6 +240,11 @@ class TestContext:
         #: the judge's verdicts on its answers (see pytest_llm_matrix.calls.judge)
         self.verdicts: list[dict[str, Any]] = []
 
+    def close_streams(self) -> None:
+        """Free what the test left open (an unclosed stream holds a slot); each closes once."""
+        for close in self.closers:
+            close()
+
     def set_deadline(self, timeout: float, source: str = "timeout") -> None:
         self.timeout = timeout
         self.timeout_source = source
@@ -439,8 +444,7 @@ def end() -> None:
     global _current
     ctx, _current = _current, (_outer.pop() if _outer else None)
     if ctx is not None:
-        for close in ctx.closers:
-            close()
+        ctx.close_streams()
 
 
 def current() -> TestContext | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -94,9 +93,9 @@ def llm_judge(request: pytest.FixtureRequest) -> Iterator[Judge]:
             pytrace=False,
         )
     model = models[settings.judge]
-    missing = model.missing_env()
+    missing = model.missing_reason()
     if missing is not None and settings.record not in OFFLINE_MODES:
-        why = f"judge {model.name}: {missing} is {'blank' if missing in os.environ else 'not set'}"
+        why = f"judge {model.name}: {missing}"
         if settings.strict:
             pytest.fail(f"{why} (--llm-strict)", pytrace=False)
         pytest.skip(why)

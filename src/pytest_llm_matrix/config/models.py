@@ -87,6 +87,13 @@ class Model:
         """The first of :meth:`secret_envs` that is unset or blank, if any."""
         return next((n for n in self.secret_envs() if not os.environ.get(n, "").strip()), None)
 
+    def missing_reason(self) -> str | None:
+        """Why the model cannot be asked: ``OPENAI_API_KEY is not set`` (or ``is blank``)."""
+        missing = self.missing_env()
+        if missing is None:
+            return None
+        return f"{missing} is {'blank' if missing in os.environ else 'not set'}"
+
     def header_values(self) -> dict[str, str]:
         """The configured headers as sent: a secret's read now (a blank one left out)."""
         values: dict[str, str] = {}

@@ -408,8 +408,8 @@ def add_options(parser: pytest.Parser) -> None:
         type=_PARSERS["llm_transcript_chars"]("--llm-transcript-chars"),
         default=None,
         help="keep what each request of a model test sent and got in the JSON and HTML "
-        f"reports, each text cut at N characters (default {DEFAULT_TRANSCRIPT_CHARS}; 0: no "
-        "transcripts). ini: llm_transcript_chars.",
+        f"reports, each text cut at N characters: {checks.TRANSCRIPT_CHARS} (default "
+        f"{DEFAULT_TRANSCRIPT_CHARS}; 0: no transcripts). ini: llm_transcript_chars.",
     )
     group.addoption(
         "--llm-transcript-budget",
@@ -417,8 +417,10 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="MB",
         type=_PARSERS["llm_transcript_budget"]("--llm-transcript-budget"),
         default=None,
-        help=f"megabytes of transcripts a report keeps in all (default {TRANSCRIPT_BUDGET_MB}); "
-        "the tests reported after that keep none. ini: llm_transcript_budget.",
+        help="megabytes of transcripts a report keeps in all: "
+        f"{checks.TRANSCRIPT_BUDGET} (default {TRANSCRIPT_BUDGET_MB}); past it, a failing "
+        "test's transcript takes the place of passed tests', any other is left out. "
+        "ini: llm_transcript_budget.",
     )
     group.addoption(
         "--llm-junit-transcripts",
@@ -681,9 +683,9 @@ def unavailable_models(
     if record_mode(config, registry) in OFFLINE_MODES:
         return {}
     return {
-        name: f"{missing} is {'blank' if missing in os.environ else 'not set'}"
+        name: missing
         for name in selected
-        if (missing := registry.models[name].missing_env()) is not None
+        if (missing := registry.models[name].missing_reason()) is not None
     }
 
 
