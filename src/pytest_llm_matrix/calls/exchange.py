@@ -146,6 +146,14 @@ class Route:
     tape: str | None = None
     destination: str | None = None  # for messages: where the request goes
 
+    @property
+    def role(self) -> str:
+        """Whose request this is, as a transcript says: the model under test's, the
+        judge's, or an auxiliary one."""
+        if self.account is None:
+            return "model"
+        return "judge" if (self.about or {}).get("kind") == "judge" else "auxiliary"
+
 
 MAIN: Final = Route()
 
@@ -378,15 +386,7 @@ class Exchange:
             except (ValueError, RecursionError, RuntimeError):  # not JSON; a stream not read
                 data = None
             body = data if isinstance(data, dict) else None
-        account = self.route.account
-        about = self.route.about or {}
-        role = (
-            "model"
-            if account is None
-            else "judge"
-            if about.get("kind") == "judge"
-            else ("auxiliary")
-        )
+        role = self.route.role
         forms = secret_forms(self.model)
 
         def hidden(text: str) -> str:
@@ -395,7 +395,7 @@ class Exchange:
         usage = usage or Usage()
         ctx.note(
             {
-                "model": self.name if role == "judge" else account or self.name,
+                "model": self.route.account if role == "auxiliary" else self.name,
                 "role": role,
                 "api": api,
                 "input": [
@@ -608,7 +608,7 @@ class Exchange:
                         self.coordinator.mark_unavailable(self.name, redact(cause, self.model))
                 finally:
                     held.release()
-                judge = (self.route.about or {}).get("kind") == "judge"
+                judge = self.route.role == "judge"
                 rest = "the tests that ask it" if judge else "its remaining tests"
                 pytest.fail(
                     f"{'the judge ' * judge}{self.name} is unavailable: {cause}; {rest} are "

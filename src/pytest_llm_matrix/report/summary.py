@@ -62,6 +62,7 @@ from pytest_llm_matrix.report.stats import (
     total,
     unreported_tokens_of,
 )
+from pytest_llm_matrix.report.transcripts import Transcripts
 
 if TYPE_CHECKING:
     from pytest_llm_matrix.config.options import Settings
@@ -134,13 +135,9 @@ class Summary:
         self.finished = False  # the tests are over: the summaries are being written
         self.verdict_ids: dict[str, str] = {}  # a repeated test's key -> its verdict run's id
         self.position: dict[str, int] = {}  # node id -> its place in the collection
-        #: transcripts: the characters kept so far, and the tests whose were not (budget)
-        self.transcript_size = 0
-        self.kept_size: dict[str, int] = {}  # by test: what its transcript takes
-        self.evictable: dict[str, None] = {}  # passed tests whose transcripts are kept
-        self.evictable_size = 0  # what their transcripts take
-        self.transcripts_dropped: set[str] = set()  # tests whose transcripts are not
-        self.junit_transcripts: dict[str, list[dict[str, Any]]] = {}  # until teardown
+        self.transcripts = Transcripts(
+            settings.transcript_budget * 1_000_000, self.junit and settings.junit_transcripts
+        )
         if self.junit:
             self.warm_prices()
 
@@ -303,7 +300,7 @@ class Summary:
             test["failure"] = _failure(report, self.settings.transcript_chars)
         taken = getattr(report, TRANSCRIPT_ATTR, None)
         if isinstance(taken, dict):
-            self._add_transcript(test, taken, run, report.nodeid)
+            self.transcripts.add(test, taken, run, report.nodeid)
         spend = getattr(report, SPEND_ATTR, None)
         if isinstance(spend, dict):
             stats.add_spend(spend)
@@ -322,63 +319,9 @@ class Summary:
             item_spend = self.item_spend.pop(report.nodeid, {})
             cost = self.item_cost.pop(report.nodeid, 0.0)
             report.user_properties.extend(_properties(model, item_spend, cost, run))
-            kept = self.junit_transcripts.pop(report.nodeid, None)
+            kept = self.transcripts.for_junit.pop(report.nodeid, None)
             if kept:
                 report.user_properties.append(("llm_transcript", json.dumps(kept)))
-
-    def _add_transcript(
-        self, test: dict[str, Any], taken: dict[str, Any], run: dict[str, Any] | None, nodeid: str
-    ) -> None:
-        """A report's transcript into its test's entry, while the report's budget lasts: past
-        it, a failing test's takes the place of passed tests' (failures are what is read),
-        any other is dropped, and counted."""
-        exchanges = [e for e in taken.get("exchanges") or () if isinstance(e, dict)]
-        verdicts = [v for v in taken.get("verdicts") or () if isinstance(v, dict)]
-        more = taken.get("more")
-        key = test["nodeid"]
-        size = sum(_size(entry) for entry in exchanges)
-        size += sum(len(str(verdict.get("reason", ""))) + 60 for verdict in verdicts)
-        budget = self.settings.transcript_budget * 1_000_000
-        failing = test["outcome"] in ("failed", "error")
-        if failing and size <= budget - (self.transcript_size - self.evictable_size):
-            while self.transcript_size + size > budget and self.evictable:
-                self._evict(self.evictable.popitem()[0])
-        if exchanges and self.transcript_size + size > budget:
-            self.transcripts_dropped.add(key)
-            test["transcript_more"] = test.get("transcript_more", 0) + len(exchanges)
-            exchanges = []
-        elif exchanges:
-            self.transcript_size += size
-            self.kept_size[key] = self.kept_size.get(key, 0) + size
-            if key in self.evictable:
-                self.evictable_size += size
-            elif not failing:
-                self.evictable[key] = None
-                self.evictable_size += self.kept_size[key]
-        if run is not None:
-            for entry in exchanges:
-                entry["run"] = run["index"]
-            for verdict in verdicts:
-                verdict["run"] = run["index"]
-        if exchanges:
-            test.setdefault("transcript", []).extend(exchanges)
-        if isinstance(more, int) and more > 0:
-            test["transcript_more"] = test.get("transcript_more", 0) + more
-        if verdicts:
-            test.setdefault("verdicts", []).extend(verdicts)
-        if self.junit and self.settings.junit_transcripts and exchanges:
-            self.junit_transcripts.setdefault(nodeid, []).extend(exchanges)
-
-    def _evict(self, key: str) -> None:
-        """Drop a passed test's transcript, for a failing one's."""
-        test = self.tests[key]
-        self.evictable_size -= self.kept_size.get(key, 0)
-        if test["outcome"] in ("failed", "error"):  # it failed since (a teardown error)
-            return
-        self.transcript_size -= self.kept_size.pop(key, 0)
-        dropped = test.pop("transcript", [])
-        test["transcript_more"] = test.get("transcript_more", 0) + len(dropped)
-        self.transcripts_dropped.add(key)
 
     @staticmethod
     def _add_run(
@@ -783,7 +726,7 @@ class Summary:
             "transcripts": {
                 "chars": self.settings.transcript_chars,
                 "budget_mb": self.settings.transcript_budget,
-                "dropped_tests": len(self.transcripts_dropped),
+                "dropped_tests": len(self.transcripts.dropped),
             },
             "model_free": sorted(self.adopted.free or ()),
             "auxiliary": self.auxiliary.to_json(),
@@ -961,16 +904,6 @@ def _failure(report: pytest.TestReport, chars: int) -> str:
 def _without_texts(test: dict[str, Any]) -> dict[str, Any]:
     """A test's entry without its transcript: what a baseline needs, in pytest's cache."""
     return {k: v for k, v in test.items() if k not in ("transcript", "verdicts", "failure")}
-
-
-def _size(entry: dict[str, Any]) -> int:
-    """About the characters a transcript's exchange takes in a report."""
-    texts = entry.get("input") or ()
-    return (
-        300
-        + len(str(entry.get("answer", "")))
-        + sum(len(str(m.get("text", ""))) + 30 for m in texts if isinstance(m, dict))
-    )
 
 
 def _plus(total: float | None, cost: float | None) -> float | None:
