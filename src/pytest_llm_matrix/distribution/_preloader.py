@@ -102,7 +102,11 @@ def run(plan: dict[str, Any], hook: object | None, main_names: set[str]) -> None
     gc.collect()
     gc.freeze()  # the workers share these objects; the collector will not copy their pages
     try:
-        Server(plan["listen_fd"], plan["controller"], waiter).loop()
+        server = Server(plan["listen_fd"], plan["controller"], waiter)
+    except ProcessLookupError:  # the run ended (SIGTERM, Ctrl-C) before this was ready
+        return
+    try:
+        server.loop()
     except BecomeWorker:
         pass  # this is a forked worker now, set up as its launcher's interpreter would be
     else:
