@@ -1,0 +1,81 @@
+"""The code blocks of the README and the docs, each run by a test or marked with why not.
+
+Every fenced block has a marker on the line before it (an HTML comment: invisible on
+GitHub and on the site):
+
+- ``<!-- snippet: NAME -->``: a test runs it (or, for output, compares it with a real run's),
+  reading it with :func:`snippet` ``("NAME")``;
+- ``<!-- not run: REASON -->``: no test can run it here, and the reason says why.
+
+``tests/plugin/test_snippets.py`` checks that every block has one, that every name is
+read by some test, and runs most of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The Markdown whose code blocks are the project's documentation.
+FILES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
+MARKER = re.compile(r"^\s*<!-- (?:snippet: ([\w.-]+)|not run: (.+?)) -->\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    line: int  # the fence's line, numbered from 1
+    language: str
+    text: str  # dedented to the fence's indentation
+    name: str | None  # run by a test under this name
+    reason: str | None  # not run, and why
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def parse(path: Path) -> list[Block]:
+    """The fenced blocks of one Markdown file, with the marker each has (if any)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = []
+    number = 0
+    while number < len(lines):
+        opening = FENCE.match(lines[number])
+        if not opening:
+            number += 1
+            continue
+        indent, fence, language = opening.groups()
+        end = number + 1
+        while end < len(lines) and not lines[end].strip().startswith(fence):
+            end += 1
+        body = [line[len(indent) :] if line.startswith(indent) else line.lstrip() for line in lines[number + 1 : end]]
+        marker = MARKER.match(lines[number - 1]) if number else None
+        found.append(
+            Block(
+                path=path,
+                line=number + 1,
+                language=language,
+                text="\n".join(body) + "\n",
+                name=marker.group(1) if marker else None,
+                reason=marker.group(2) if marker else None,
+            )
+        )
+        number = end + 1
+    return found
+
+
+@cache
+def blocks() -> tuple[Block, ...]:
+    return tuple(block for path in FILES for block in parse(path))
+
+
+def snippet(name: str) -> str:
+    """The text of the block marked ``<!-- snippet: name -->``."""
+    (block,) = [block for block in blocks() if block.name == name] or [None]
+    assert block is not None, f"no block is marked <!-- snippet: {name} --> in the docs"
+    return block.text
