@@ -253,9 +253,10 @@ def shown_default(value: Any) -> str:
     return f"`{value}`"
 
 
-def rst_to_markdown(text: str) -> str:
+def rst_to_markdown(text: str, snippet: str) -> str:
     """A docstring's reStructuredText as Markdown: roles and literals, and a block after
-    ``::`` as Python code."""
+    ``::`` as Python code, marked as run by a test under the name ``snippet`` (see
+    ``tests/snippets.py``)."""
     out: list[str] = []
     lines = inspect.cleandoc(text).splitlines()
     index = 0
@@ -273,7 +274,15 @@ def rst_to_markdown(text: str) -> str:
             block.pop(0)
         while block and not block[-1]:
             block.pop()
-        out += [line.rstrip()[:-1], "", "```python", *block, "```", ""]
+        out += [
+            line.rstrip()[:-1],
+            "",
+            f"<!-- snippet: {snippet} -->",
+            "```python",
+            *block,
+            "```",
+            "",
+        ]
     return "\n".join(out).strip()
 
 
@@ -620,7 +629,12 @@ def hooks_section() -> list[str]:
         if not name.startswith("pytest_llm_matrix_"):
             continue
         parameters = ", ".join(inspect.signature(function).parameters)
-        lines += [f"### `{name}({parameters})`", "", rst_to_markdown(function.__doc__ or ""), ""]
+        lines += [
+            f"### `{name}({parameters})`",
+            "",
+            rst_to_markdown(function.__doc__ or "", f"hook-{name}"),
+            "",
+        ]
     return lines
 
 

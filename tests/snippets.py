@@ -53,7 +53,10 @@ def parse(path: Path) -> list[Block]:
         end = number + 1
         while end < len(lines) and not lines[end].strip().startswith(fence):
             end += 1
-        body = [line[len(indent) :] if line.startswith(indent) else line.lstrip() for line in lines[number + 1 : end]]
+        body = [
+            line[len(indent) :] if line.startswith(indent) else line.lstrip()
+            for line in lines[number + 1 : end]
+        ]
         marker = MARKER.match(lines[number - 1]) if number else None
         found.append(
             Block(
@@ -79,3 +82,48 @@ def snippet(name: str) -> str:
     (block,) = [block for block in blocks() if block.name == name] or [None]
     assert block is not None, f"no block is marked <!-- snippet: {name} --> in the docs"
     return block.text
+
+
+#: What a documented output may differ in from a real run's: a duration (``1.04s``), and a
+#: rule of ``=`` whose width is the terminal's. ``...`` stands for anything.
+_LOOSE = re.compile(r"(\.\.\.|\b\d+(?:\.\d+)?s\b|={3,})")
+
+
+def _pattern(line: str) -> re.Pattern[str]:
+    parts = _LOOSE.split(" ".join(line.split()))
+    loose = {"...": ".*?", "=": "=+"}
+    return re.compile(
+        "".join(
+            loose["..."]
+            if part == "..."
+            else loose["="]
+            if part.startswith("===")
+            else r"\d+(?:\.\d+)?s"
+            if index % 2
+            else re.escape(part)
+            for index, part in enumerate(parts)
+        )
+    )
+
+
+def assert_shows(documented: str, output: str, *, joined: bool = False) -> None:
+    """Assert that a real run's ``output`` shows the ``documented`` block: each of its lines
+    is a line of the output (whitespace runs are one space; durations, ``=`` rules and
+    ``...`` are loose), in order. ``joined``: the block is one message the docs wrap over
+    several lines; it must be in the output as one."""
+    if joined:
+        text = " ".join(output.split())
+        assert _pattern(documented).search(text), (
+            f"the docs say:\n{documented}\nthe run printed:\n{output[-3000:]}"
+        )
+        return
+    lines = [" ".join(line.split()) for line in output.splitlines()]
+    at = 0
+    for line in documented.strip("\n").splitlines():
+        pattern = _pattern(line)
+        found = next((i for i in range(at, len(lines)) if pattern.fullmatch(lines[i])), None)
+        assert found is not None, (
+            f"the docs show the line\n  {line}\nwhich the run did not print (after line {at}):\n"
+            + "\n".join(output.splitlines()[at:][-60:])
+        )
+        at = found + 1

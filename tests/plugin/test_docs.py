@@ -166,36 +166,3 @@ def test_slugs(text: str, slug: str):
 
 def test_slugs_that_differ_are_found():
     assert github_slug("python -m x") != mkdocs_slug("python -m x")
-
-
-def _blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
-
-
-def test_the_readme_quickstart_runs_as_written(pytester, monkeypatch):
-    """The README's quickstart, its config and its test file copied as they are: the run it
-    describes (4 passed, a row per model)."""
-    monkeypatch.delenv("TEST_MODELS", raising=False)
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
-    (config,) = _blocks(section, "toml")
-    (tests,) = _blocks(section, "python")
-    pytester.makefile(".toml", pyproject=config)
-    (pytester.path / "tests").mkdir()
-    (pytester.path / "tests" / "test_capitals.py").write_text(tests)
-    result = pytester.runpytest_subprocess("--models=all", "-p", "no:randomly")
-    result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["sim-fast *2 *0 *0 *0 *100.0%*", "sim-slow *2 *0 *0 *0 *100.0%*"])
-
-
-def test_the_first_example_of_writing_tests_runs_as_written(pytester, monkeypatch):
-    """docs/writing-tests.md's config and tests, as they are: 9 passed (4 tests on two
-    models, one narrowed to one), the async one through pytest-asyncio."""
-    monkeypatch.delenv("TEST_MODELS", raising=False)
-    page = (ROOT / "docs" / "writing-tests.md").read_text().split("## Fixtures", 1)[0]
-    (config,) = _blocks(page, "toml")
-    (tests,) = _blocks(page, "python")
-    pytester.makefile(".toml", pyproject=config)
-    pytester.makepyfile(test_examples=tests)
-    result = pytester.runpytest_subprocess("--models=all", "-p", "no:randomly")
-    result.assert_outcomes(passed=9)
