@@ -14,6 +14,7 @@ read by some test, and runs most of them.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -106,24 +107,36 @@ def _pattern(line: str) -> re.Pattern[str]:
     )
 
 
-def assert_shows(documented: str, output: str, *, joined: bool = False) -> None:
-    """Assert that a real run's ``output`` shows the ``documented`` block: each of its lines
-    is a line of the output (whitespace runs are one space; durations, ``=`` rules and
-    ``...`` are loose), in order. ``joined``: the block is one message the docs wrap over
-    several lines; it must be in the output as one."""
+def assert_shows(
+    documented: str,
+    output: str | Sequence[str],
+    substitutions: Mapping[str, str] | None = None,
+    *,
+    joined: bool = False,
+) -> None:
+    """Assert that a real run's ``output`` (text, or its lines) shows the ``documented``
+    block: each of its lines is a whole line of the output (whitespace runs are one space;
+    durations, ``=`` rules and ``...`` are loose), in order. ``substitutions`` (real text ->
+    documented text) are made in the output first: only what a test cannot make the same (a
+    temporary path, a free port), each named where it is used. ``joined``: the block is one
+    message the docs wrap over several lines; it must be in the output as one."""
+    lines = [
+        " ".join(line.split())
+        for line in (output.splitlines() if isinstance(output, str) else output)
+    ]
+    for real, shown in (substitutions or {}).items():
+        lines = [line.replace(real, shown) for line in lines]
     if joined:
-        text = " ".join(output.split())
-        assert _pattern(documented).search(text), (
-            f"the docs say:\n{documented}\nthe run printed:\n{output[-3000:]}"
+        assert _pattern(documented).search(" ".join(lines)), (
+            f"the docs say:\n{documented}\nthe run printed:\n" + "\n".join(lines)[-3000:]
         )
         return
-    lines = [" ".join(line.split()) for line in output.splitlines()]
     at = 0
     for line in documented.strip("\n").splitlines():
         pattern = _pattern(line)
         found = next((i for i in range(at, len(lines)) if pattern.fullmatch(lines[i])), None)
         assert found is not None, (
             f"the docs show the line\n  {line}\nwhich the run did not print (after line {at}):\n"
-            + "\n".join(output.splitlines()[at:][-60:])
+            + "\n".join(lines[at:][-60:])
         )
         at = found + 1

@@ -246,6 +246,9 @@ def test_a_documented_output_must_be_what_the_run_printed():
         assert_shows(
             "one message\n  wrapped badly", "E one message wrapped over lines.", joined=True
         )
+    assert_shows("in /repo: 1.5s", ["in /tmp/x: 0.2s"], {"/tmp/x": "/repo"})
+    with pytest.raises(AssertionError):
+        assert_shows("in /repo", ["in /tmp/x"])
 
 
 # --- configuring and listing models --------------------------------------------------------

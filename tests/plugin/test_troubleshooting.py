@@ -1,6 +1,6 @@
 """The messages quoted in docs/troubleshooting.md are the plugin's own: each block is read
 with :func:`tests.snippets.snippet` and compared with the output of real pytest sessions
-(configs written here, the real simulator) by :func:`assert_documented`.
+(configs written here, the real simulator) by :func:`tests.snippets.assert_shows`.
 
 Usage and collection errors stop before any test runs, so those sessions run in-process
 (as tests/plugin/test_bad_input.py does); sessions whose tests fail on a timeout run in a
@@ -10,67 +10,22 @@ subprocess (pytest-timeout's signal, as tests/calls/test_transport.py does).
 from __future__ import annotations
 
 import json
-import re
 import socket
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pytest_llm_matrix.adoption import sdks
-from tests.snippets import snippet
+from tests.snippets import assert_shows, snippet
 
 #: Options of every inner run: no plugin that reorders the tests.
 QUIET = ("-p", "no:randomly")
 PYTEST_INI = '\n[tool.pytest.ini_options]\nasyncio_default_fixture_loop_scope = "function"\n'
 MODEL_TEST = "def test_m(llm_model):\n    pass\n"
-
-
-def _pattern(documented: str) -> re.Pattern[str]:
-    """A documented line as a pattern: its text, but ``...`` stands for any text."""
-    return re.compile(".*?".join(re.escape(part) for part in _collapse(documented).split("...")))
-
-
-def _collapse(line: str) -> str:
-    return " ".join(line.split())
-
-
-def assert_documented(
-    documented: str, output: Sequence[str], substitutions: Mapping[str, str] | None = None
-) -> None:
-    """Each line of a documented block is a whole line of the real output, in order, once
-    runs of whitespace are collapsed; ``...`` in the documented text matches any text.
-    ``substitutions`` (real text -> documented text) are applied to the output's lines
-    (whitespace collapsed) first: only what a test cannot make the same (a temporary path,
-    a free port, pytest's prefix of an error line), each named where it is used."""
-    lines = []
-    for line in map(_collapse, output):
-        for real, shown in (substitutions or {}).items():
-            line = line.replace(real, shown)
-        lines.append(line)
-    at = 0
-    for documented_line in documented.splitlines():
-        pattern = _pattern(documented_line)
-        found = next((n for n in range(at, len(lines)) if pattern.fullmatch(lines[n])), None)
-        assert found is not None, (
-            f"the documented line\n  {documented_line}\nis not a line of the output"
-            + (f" after line {at}" if at else "")
-            + ":\n  "
-            + "\n  ".join(lines)
-        )
-        at = found + 1
-
-
-def test_the_comparison_takes_dots_for_any_text_and_nothing_else():
-    output = ["ERROR: a  b: valid fields: x, y, z", "next line"]
-    assert_documented("ERROR: a b: valid fields: x, ...\nnext line", output)
-    for wrong in ["ERROR: a b: valid fields: x", "next line\nERROR: a b: ...", "a b: ..."]:
-        with pytest.raises(AssertionError):
-            assert_documented(wrong, output)
-    assert_documented("in /repo", ["in /tmp/x"], {"/tmp/x": "/repo"})
 
 
 def lines(result: pytest.RunResult) -> list[str]:
@@ -125,7 +80,7 @@ def test_a_mistake_in_the_config(pytester):
         *usage_error(pytester, '[tool.llm-matrix]\ndefaults = ["gpt-4o-mini"]\n' + MINI),
         *usage_error(pytester, '[tool.llm-matrix.models.local]\nprovider = "openai-compatible"\n'),
     ]
-    assert_documented(snippet("trouble-config"), output)
+    assert_shows(snippet("trouble-config"), output)
 
 
 def test_a_value_out_of_range(pytester):
@@ -135,7 +90,7 @@ def test_a_value_out_of_range(pytester):
         *usage_error(pytester, SIMS, ini='llm_repeat = "5000"\n'),
         *usage_error(pytester, SIMS, "--llm-min-pass-rate=80"),
     ]
-    assert_documented(snippet("trouble-range"), output)
+    assert_shows(snippet("trouble-range"), output)
 
 
 def test_a_name_that_is_no_model(pytester):
@@ -145,20 +100,20 @@ def test_a_name_that_is_no_model(pytester):
         *usage_error(pytester, SIMS, "--models=-sim-fast,-sim-slow"),
         *usage_error(pytester, "", "--models=sim-fast"),
     ]
-    assert_documented(snippet("trouble-selection"), output)
+    assert_shows(snippet("trouble-selection"), output)
 
 
 def test_a_missing_key_in_strict_mode(pytester):
     pytester.makepyfile(MODEL_TEST)
     output = usage_error(pytester, MINI, "--llm-strict", "--models=gpt-4o-mini")
-    assert_documented(snippet("trouble-strict"), output)
+    assert_shows(snippet("trouble-strict"), output)
 
 
 def test_a_key_that_cannot_go_in_a_header(pytester, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-abc\ndef-0123456789")
     pytester.makepyfile(MODEL_TEST)
     output = usage_error(pytester, MINI, "--models=gpt-4o-mini")
-    assert_documented(snippet("trouble-key-header"), output)
+    assert_shows(snippet("trouble-key-header"), output)
     assert "0123456789" not in "\n".join(output)
 
 
@@ -171,7 +126,7 @@ def test_price_as_names_no_listed_model(pytester):
     price_as = "claude-sonet-4"
     """
     output = usage_error(pytester, gateway, "--models=gw-sonnet")
-    assert_documented(snippet("trouble-price-as"), output)
+    assert_shows(snippet("trouble-price-as"), output)
 
 
 def test_two_model_tests_with_one_id(pytester):
@@ -187,7 +142,7 @@ def test_two_model_tests_with_one_id(pytester):
     models = '[tool.llm-matrix.models.a]\nprovider = "simulator"\n'
     models += '[tool.llm-matrix.models.a-b]\nprovider = "simulator"\n'
     output = usage_error(pytester, models, "--models=all")
-    assert_documented(snippet("trouble-duplicate-id"), output)
+    assert_shows(snippet("trouble-duplicate-id"), output)
 
 
 def test_an_sdk_release_the_binding_does_not_support(pytester, monkeypatch):
@@ -196,7 +151,7 @@ def test_an_sdk_release_the_binding_does_not_support(pytester, monkeypatch):
     monkeypatch.setattr(sdks, "installed", lambda sdk: "0.28.1" if sdk is sdks.OPENAI else None)
     pytester.makepyfile("def test_x():\n    pass\n")
     output = usage_error(pytester, SIMS, "--models=sim-fast", ini='usefixtures = ["llm_sdks"]\n')
-    assert_documented(snippet("trouble-sdk-release"), output)
+    assert_shows(snippet("trouble-sdk-release"), output)
 
 
 def test_a_report_baseline_or_coordinator_that_cannot_be_used(pytester, monkeypatch, tmp_path):
@@ -220,7 +175,7 @@ def test_a_report_baseline_or_coordinator_that_cannot_be_used(pytester, monkeypa
         str(pytester.path): "/repo",
         f"127.0.0.1:{port}": "redis-host:6379",
     }
-    assert_documented(snippet("trouble-outputs"), output, substitutions)
+    assert_shows(snippet("trouble-outputs"), output, substitutions)
 
 
 def test_ini_llm_sdks_paths_matches_nothing(pytester):
@@ -230,7 +185,7 @@ def test_ini_llm_sdks_paths_matches_nothing(pytester):
         *usage_error(pytester, SIMS, ini='llm_sdks_paths = ["tests/*_llm.py"]\n'),
     ]
     # the doc's project is at /repo
-    assert_documented(snippet("trouble-sdks-paths"), output, {str(pytester.path): "/repo"})
+    assert_shows(snippet("trouble-sdks-paths"), output, {str(pytester.path): "/repo"})
 
 
 def test_the_simulators_config(pytester):
@@ -246,7 +201,7 @@ def test_the_simulators_config(pytester):
     simulate = { latency = 0.5 }
     """
     output = [*usage_error(pytester, knobs), *usage_error(pytester, twins, "--models=all")]
-    assert_documented(snippet("trouble-simulator"), output)
+    assert_shows(snippet("trouble-simulator"), output)
 
 
 # --- a collection error (exit 2) -------------------------------------------------------
@@ -274,7 +229,7 @@ def test_a_collection_error(pytester):
     for arguments, args in cases:
         (tests / "test_a.py").write_text(marked.format(arguments))
         output += collection_error(pytester, gpt4, *args)
-    assert_documented(snippet("trouble-collection"), output)
+    assert_shows(snippet("trouble-collection"), output)
 
 
 # --- a test fails with a message from the plugin ----------------------------------------
@@ -339,7 +294,7 @@ def test_rate_limits_retries_and_timeouts(pytester):
         "after 1s": "after 60s",
         "E Failed: ": "",
     }
-    assert_documented("\n".join([first, *rest]), output, shown)
+    assert_shows("\n".join([first, *rest]), output, shown)
     # a retry-after beyond what is left of the test's time: a model of 12 s, whose third
     # answer asks for 30 s
     write(
@@ -355,7 +310,7 @@ def test_rate_limits_retries_and_timeouts(pytester):
         """,
     )
     pytester.makepyfile("def test_deadline(llm):\n    llm.complete('hi')\n")
-    assert_documented(deadline, failures(pytester, "--llm-max-wait=60"))
+    assert_shows(deadline, failures(pytester, "--llm-max-wait=60"))
 
 
 class _Provider(BaseHTTPRequestHandler):
@@ -433,7 +388,7 @@ def test_a_models_error_answer(pytester, monkeypatch, provider):
     output = failures(pytester, "-rs")
     # pytest shows the exception with its module, after its "E"
     shown = {"E pytest_llm_matrix.calls.client.LLMError: ": "LLMError: "}
-    assert_documented(snippet("trouble-error-answer"), output, shown)
+    assert_shows(snippet("trouble-error-answer"), output, shown)
     assert "0123456789" not in "\n".join(output)
 
 
@@ -458,7 +413,7 @@ def test_streams(pytester):
             list(llm.stream("json"))
         """
     )
-    assert_documented(snippet("trouble-streams"), failures(pytester))
+    assert_shows(snippet("trouble-streams"), failures(pytester))
 
 
 BOT = """
@@ -507,7 +462,7 @@ def test_record_and_replay(pytester):
     folder.rmdir()
     folder.write_text("")
     output += failures(pytester, "--llm-record=all", "tests/test_bot.py")
-    assert_documented(snippet("trouble-replay"), output)
+    assert_shows(snippet("trouble-replay"), output)
 
 
 JUDGE = """
@@ -531,7 +486,7 @@ def test_the_judge(pytester):
     unjudged = pytester.runpytest(*QUIET, "--models=gpt-4o-mini")
     unjudged.assert_outcomes(errors=1)
     output = lines(unjudged) + failures(pytester, "--models=gpt-4o-mini", "--llm-judge=gpt-4o")
-    assert_documented(snippet("trouble-judge"), output)
+    assert_shows(snippet("trouble-judge"), output)
 
 
 def test_fixtures_and_scopes(pytester):
@@ -568,7 +523,7 @@ def test_fixtures_and_scopes(pytester):
     (tests / "test_x.py").write_text("def test_y(llm_snapshot):\n    pass\n")
     output = failures(pytester, "--models=all")
     output += failures(pytester, "--models=sim-a", "-p", "no:syrupy", "tests")
-    assert_documented(snippet("trouble-scopes"), output)
+    assert_shows(snippet("trouble-scopes"), output)
 
 
 def test_suites_whose_sdk_clients_are_bound(pytester, monkeypatch):
@@ -606,14 +561,14 @@ def test_suites_whose_sdk_clients_are_bound(pytester, monkeypatch):
         """
     )
     output = failures(pytester, "--models=sim-a")
-    assert_documented(snippet("trouble-bound"), output)
+    assert_shows(snippet("trouble-bound"), output)
 
 
 def test_a_crashed_worker(pytester):
     write(pytester, '[tool.llm-matrix.models.gpt-4o]\nprovider = "simulator"\n')
     pytester.makepyfile(test_x="import os\n\ndef test_y(llm):\n    os._exit(1)\n")
     output = failures(pytester, "-n", "1", subprocess=True)
-    assert_documented(snippet("trouble-crash"), output, {"'gw0'": "'gw2'"})
+    assert_shows(snippet("trouble-crash"), output, {"'gw0'": "'gw2'"})
 
 
 def test_a_hard_coded_model_id(pytester):
@@ -628,4 +583,4 @@ def test_a_hard_coded_model_id(pytester):
     )
     result = pytester.runpytest(*QUIET)
     result.assert_outcomes(failed=1)
-    assert_documented(snippet("trouble-model-id"), lines(result))
+    assert_shows(snippet("trouble-model-id"), lines(result))
