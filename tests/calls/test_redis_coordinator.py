@@ -4,8 +4,10 @@ redis-server, started here on a free loopback port."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -16,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.snippets import snippet
 
 REDIS_SERVER = shutil.which("redis-server")
 pytest.importorskip("redis")
@@ -547,3 +551,142 @@ def test_the_outage_wait_takes_only_sane_values(monkeypatch, text, expected):
 
     monkeypatch.setenv("PYTEST_LLM_MATRIX_REDIS_OUTAGE_WAIT", text)
     assert outage_wait() == expected
+
+
+def outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No run id from the environment: neither LLM_MATRIX_RUN_ID nor a CI's."""
+    from pytest_llm_matrix.config.options import CI_RUN_IDS
+
+    for name in ("LLM_MATRIX_RUN_ID", "LLM_MATRIX_COORDINATOR", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)
+    for pair in CI_RUN_IDS:
+        for name in filter(None, pair):
+            monkeypatch.delenv(name, raising=False)
+
+
+def test_the_docs_command_makes_machines_outside_ci_one_run(redis_url, shared, monkeypatch):
+    """docs/beyond-one-machine.md's command, as written but for its Redis (this test's for
+    redis-host), on two "machines" outside CI: its --llm-run-id makes them one run, and
+    the global cap of 8 holds for their 12 workers together (-n auto: 6 each)."""
+    url, _ = redis_url
+    (command,) = snippet("coordinator-command").splitlines()
+    assert command.count("--llm-coordinator=redis://redis-host:6379/0 ") == 1, command
+    program, *args = shlex.split(command.replace("redis://redis-host:6379/0", url))
+    assert program == "pytest"
+    assert args[args.index("-n") + 1] == "auto", args
+    (run_id,) = [a.partition("=")[2] for a in args if a.startswith("--llm-run-id=")]
+    outside_ci(monkeypatch)
+    workers = {"PYTEST_XDIST_AUTO_NUM_WORKERS": "6"}  # what -n auto starts (a 6-core machine)
+    # (-v undoes start's -q: the header names the coordinator and the run id)
+    machines = [start(shared(m, tests=24), *args, "-v", env=workers) for m in ("m1", "m2")]
+    for process in machines:
+        status, out = finish(process)
+        assert status == 0, out
+        assert "24 passed" in out, out
+        assert f"shared through {url} (run id {run_id})" in out, out
+    stats = shared.simulator.stats()
+    assert stats["requests"]["shared"] == 48
+    assert stats["max_in_flight"] <= 8, stats  # 12 workers: the cap held across machines
+    import redis
+
+    keys = {key.decode() for key in redis.Redis.from_url(url).keys("llm-matrix:*")}
+    assert f"llm-matrix:{run_id}:verified" in keys, keys  # the key check's mark, for the run
+    assert all(key.startswith(f"llm-matrix:{run_id}:") for key in keys), keys
+
+
+SHARDS_CONFIG = """
+[tool.llm-matrix.models.sim-fast]
+provider = "simulator"
+
+[tool.llm-matrix.models.sim-weak]
+provider = "simulator"
+{weak}
+
+[tool.llm-matrix.simulator]
+default_reply = "ok"
+rules = [{{ match = "(?i)capital of france", reply = "Paris" }}]
+
+[tool.pytest.ini_options]
+asyncio_default_fixture_loop_scope = "function"
+"""
+
+SHARD_TESTS = {
+    "test_a_capital.py": """
+def test_capital(llm):
+    assert llm.complete("The capital of France?") == "Paris"
+""",
+    "test_b_answers.py": """
+import pytest
+
+@pytest.mark.parametrize("n", range(3))
+def test_answer(llm, n):
+    assert llm.complete(f"question {n}") == "ok"
+""",
+}
+
+
+@pytest.mark.parametrize("weak", [True, False], ids=["a-shard-fails", "all-pass"])
+def test_the_docs_shards_step_runs_under_bash_e_and_exits_as_the_run(
+    redis_url, tmp_path, monkeypatch, weak
+):
+    """The shards job of docs/beyond-one-machine.md: its `run: |` step, as written, under
+    GitHub's `bash --noprofile --norc -eo pipefail`, with pytest-split, simulated models and
+    the job's LLM_MATRIX_COORDINATOR (this test's Redis for localhost:6379). A failed test
+    in the first shard does not end the step before the merge: it prints the whole run's
+    table and exits 1, failing the step as the run failed; all passing, it exits 0. Both
+    shards join the workflow run's id (GITHUB_RUN_ID and attempt)."""
+    yaml = pytest.importorskip("yaml")
+    pytest.importorskip("pytest_split", reason="pytest-split is not installed (dev extras)")
+    from packaging.requirements import Requirement
+
+    url, _ = redis_url
+    (job,) = yaml.safe_load(snippet("shards-job")).values()
+    assert job["env"] == {"LLM_MATRIX_COORDINATOR": "redis://localhost:6379/0"}, job["env"]
+    (install,) = [step["run"] for step in job["steps"] if "pip install" in step.get("run", "")]
+    (plugin,) = [r for r in shlex.split(install)[2:] if r.startswith("pytest-llm-matrix")]
+    pinned = Requirement(plugin).url or ""  # installed from the repository at a full commit
+    assert re.fullmatch(
+        r"git\+https://github\.com/pytest-llm-matrix/pytest-llm-matrix@[0-9a-f]{40}", pinned
+    )
+    (script,) = [step["run"] for step in job["steps"] if "merge" in step.get("run", "")]
+
+    project = tmp_path / "project"
+    project.mkdir()
+    rule = 'simulate = { wrong = ["(?i)capital"], wrong_reply = "Lyon" }' if weak else ""
+    (project / "pyproject.toml").write_text(SHARDS_CONFIG.format(weak=rule))
+    for name, text in SHARD_TESTS.items():
+        (project / name).write_text(text)
+    (tmp_path / "step.sh").write_text(script)
+    outside_ci(monkeypatch)
+    for name in ("TEST_MODELS", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    bin_dir = str(Path(sys.executable).parent)  # the step's pytest and python: this one's
+    if shutil.which("pytest", path=bin_dir) is None:
+        pytest.skip(f"no pytest script beside {sys.executable}")
+    env = {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "LLM_MATRIX_COORDINATOR": job["env"]["LLM_MATRIX_COORDINATOR"].replace(
+            "redis://localhost:6379/0", url
+        ),
+        "GITHUB_RUN_ID": "4242",  # as GitHub sets them for every job of the run
+        "GITHUB_RUN_ATTEMPT": "1",
+    }
+    step = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(tmp_path / "step.sh")],
+        cwd=project, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    out = step.stdout + step.stderr
+    assert out.count("(run id github_run_id-4242-1)") == 2, out  # one run: both shards
+    shards = [json.loads((project / f"r{n}.json").read_text()) for n in (1, 2)]
+    assert [len(shard["tests"]) for shard in shards] == [4, 4], out  # split in two
+    assert "llm-matrix: merged from 2 reports: r1.json, r2.json" in out, out
+    table = out.partition("llm-matrix: merged from 2 reports")[2]
+    if weak:
+        assert [shard["exit_status"] for shard in shards] == [1, 0], out
+        assert re.search(r"^total +7 +1 +0 +0 ", table, re.MULTILINE), out
+        assert step.returncode == 1, out
+    else:
+        assert [shard["exit_status"] for shard in shards] == [0, 0], out
+        assert re.search(r"^total +8 +0 +0 +0 ", table, re.MULTILINE), out
+        assert step.returncode == 0, out
