@@ -4,7 +4,8 @@ The hook repository is a copy of this checkout's working tree (committed in a te
 repository, so uncommitted changes are what is tested); pre-commit builds the hook's own
 virtualenv from it, as it would from the published repository. Slow (pre-commit installs
 the hook's environment: about a minute per environment), so the cases share one
-PRE_COMMIT_HOME.
+PRE_COMMIT_HOME. (`pre-commit try-repo` ignores it: each call installs the environment
+again, in a store of its own; `pre-commit run` reuses what PRE_COMMIT_HOME holds.)
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.snippets import snippet
 
 ROOT = Path(__file__).resolve().parents[2]
 PRE_COMMIT = shutil.which("pre-commit", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -157,24 +160,41 @@ def test_dependencies_without_the_sdk_fail_the_hook_loudly(hook_repo, env, proje
     assert "add it to additional_dependencies" in output, output
 
 
-def test_the_replay_hook_runs_the_example_suite_from_its_recordings(hook_repo, env, tmp_path):
-    """`llm-matrix-replay` on the example project and its recordings, in a fresh repository:
-    every model's recorded answers, the weak model's failures included (it is optional, so
-    the hook passes); a changed prompt then fails the hook with the command that records it."""
+#: What the docs' config (docs/ci.md) names, replaced here by the local hook repository.
+DOCS_REPO = "repo: https://github.com/pytest-llm-matrix/pytest-llm-matrix\n"
+DOCS_REV = "rev: " + "0" * 40 + "  #"
+
+
+def test_the_docs_config_runs_the_replay_hook_on_the_example_suite(hook_repo, env, tmp_path):
+    """The docs' `.pre-commit-config.yaml` as written, but for its repository and commit
+    (the local hook repository and its commit's hash), run by `pre-commit run --all-files`
+    on the example project and its recordings in a fresh repository: `llm-matrix-replay`
+    replays every model's answers, the weak model's failures included (it is optional, so
+    the hook passes); a changed prompt then fails the hook with the command that records it.
+    The second run reuses the first one's hook environment (one install, not two)."""
+    rev = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=hook_repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    config = snippet("pre-commit-config")
+    assert config.count(DOCS_REPO) == 1, config
+    assert config.count(DOCS_REV) == 1, config
+    config = config.replace(DOCS_REPO, f"repo: {hook_repo}\n").replace(DOCS_REV, f"rev: {rev}  #")
     project = tmp_path / "example"
     shutil.copytree(
         ROOT / "example_project",
         project,
         ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.json.tmp"),
     )
+    (project / ".pre-commit-config.yaml").write_text(config)
     git(project, "init", "-q")
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "example")
-    args = ("try-repo", str(hook_repo), "llm-matrix-replay", "--all-files", "--verbose")
+    args = ("run", "--all-files", "--verbose")
     result = pre_commit(project, env, *args)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "llm tests (every model, replayed)" in output, output
+    assert "llm tests (fast tier)" not in output, output  # commented out in the docs
     assert "3 failed, 34 passed, 8 skipped" in output, output
     assert "--llm-record=replay: 52 requests replayed, none sent" in output, output
     bot = project / "support_bot.py"
