@@ -30,6 +30,7 @@ MARKER = re.compile(r"^\s*<!-- (?:snippet: ([\w.-]+)|not run: (.+?)) -->\s*$")
 class Block:
     path: Path
     line: int  # the fence's line, numbered from 1
+    indent: int  # the fence's indentation, in spaces
     language: str
     text: str  # dedented to the fence's indentation
     name: str | None  # run by a test under this name
@@ -63,6 +64,7 @@ def parse(path: Path) -> list[Block]:
             Block(
                 path=path,
                 line=number + 1,
+                indent=len(indent),
                 language=language,
                 text="\n".join(body) + "\n",
                 name=marker.group(1) if marker else None,

@@ -65,6 +65,13 @@ def test_reasons_say_something():
             assert len(block.reason.split()) >= 4, f"{block.where}: say why it is not run"
 
 
+def test_a_block_in_a_list_is_indented_as_the_site_needs():
+    """Python-Markdown (the site) keeps a block in its list item only when it is indented
+    by four spaces; at two, GitHub nests it but the site ends the list above it."""
+    wrong = [block.where for block in blocks() if block.indent % 4]
+    assert not wrong, f"indent these blocks (and their list item's lines) by 4: {wrong}"
+
+
 def test_the_markers_are_read_as_written(tmp_path: Path):
     page = tmp_path / "page.md"
     page.write_text(
