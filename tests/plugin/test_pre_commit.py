@@ -4,8 +4,9 @@ The hook repository is a copy of this checkout's working tree (committed in a te
 repository, so uncommitted changes are what is tested); pre-commit builds the hook's own
 virtualenv from it, as it would from the published repository. Slow (pre-commit installs
 the hook's environment: about a minute per environment), so the cases share one
-PRE_COMMIT_HOME. (`pre-commit try-repo` ignores it: each call installs the environment
-again, in a store of its own; `pre-commit run` reuses what PRE_COMMIT_HOME holds.)
+PRE_COMMIT_HOME: a config naming the hook repository at its commit is run with `pre-commit
+run` (`pre-commit try-repo` would ignore PRE_COMMIT_HOME and install the environment again
+on each call, in a store of its own).
 """
 
 from __future__ import annotations
@@ -114,23 +115,32 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_try_repo_runs_the_tests_for_config_and_prompt_changes(hook_repo, env, project):
-    """With `pre-commit try-repo`: a change to pyproject.toml alone, or to a prompt file,
-    runs the tests (both pass with the hook's default dependencies, the SDK included); a
-    file the tests do not read skips the hook."""
+def use_hook(project: Path, hook_repo: Path, hook: str, extra: str = "") -> None:
+    """Commit a .pre-commit-config.yaml that runs ``hook`` of the local hook repository, at
+    its commit. Hooks with the same dependencies share one environment in PRE_COMMIT_HOME."""
+    rev = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=hook_repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (project / ".pre-commit-config.yaml").write_text(
+        f"repos:\n  - repo: {hook_repo.as_uri()}\n    rev: {rev}\n"
+        f"    hooks:\n      - id: {hook}\n{extra}"
+    )
+    git(project, "add", "-A")
+
+
+def test_the_fast_hook_runs_the_tests_for_config_and_prompt_changes(hook_repo, env, project):
+    """A change to pyproject.toml alone, or to a prompt file, runs the tests (both pass with
+    the hook's default dependencies, the SDK included); a file the tests do not read skips
+    the hook."""
+    use_hook(project, hook_repo, "llm-matrix-fast")
     for changed in ("pyproject.toml", "prompts/ping.txt"):
-        result = pre_commit(
-            project, env, "try-repo", str(hook_repo), "llm-matrix-fast", "--verbose",
-            "--files", changed,
-        )  # fmt: skip
+        result = pre_commit(project, env, "run", "llm-matrix-fast", "--verbose", "--files", changed)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
         assert "llm tests (fast tier)" in output, output
         assert "Passed" in output, output
         assert "2 passed" in output, output
-    result = pre_commit(
-        project, env, "try-repo", str(hook_repo), "llm-matrix-fast", "--files", "notes.csv"
-    )
+    result = pre_commit(project, env, "run", "llm-matrix-fast", "--files", "notes.csv")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(no files to check)Skipped" in result.stdout, result.stdout
 
@@ -138,20 +148,9 @@ def test_try_repo_runs_the_tests_for_config_and_prompt_changes(hook_repo, env, p
 def test_dependencies_without_the_sdk_fail_the_hook_loudly(hook_repo, env, project):
     """`additional_dependencies` replaces the hook's own list: without the SDK in it the
     SDK test cannot run, and the hook fails naming the fix (it must not pass by a skip)."""
-    rev = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=hook_repo, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    (project / ".pre-commit-config.yaml").write_text(
-        textwrap.dedent(f"""
-        repos:
-          - repo: {hook_repo.as_uri()}
-            rev: {rev}
-            hooks:
-              - id: llm-matrix-fast
-                additional_dependencies: ["iniconfig"]
-        """)
+    use_hook(
+        project, hook_repo, "llm-matrix-fast", '        additional_dependencies: ["iniconfig"]\n'
     )
-    git(project, "add", "-A")
     result = pre_commit(project, env, "run", "--all-files")
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
