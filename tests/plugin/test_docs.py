@@ -166,3 +166,28 @@ def test_slugs(text: str, slug: str):
 
 def test_slugs_that_differ_are_found():
     assert github_slug("python -m x") != mkdocs_slug("python -m x")
+
+
+#: The plugin's own options, as the docs name them: ``--models``, ``--max-concurrency`` and
+#: every ``--llm-...`` (what other tools take, ``--all-files`` or ``--strict``, is theirs).
+OWN_OPTION = re.compile(r"(?<![\w-])(--(?:llm-[\w-]+|models|max-concurrency))(?![\w-])")
+
+
+def test_every_option_the_docs_name_exists():
+    """An option of the plugin (or of ``python -m pytest_llm_matrix merge``) named anywhere
+    in the README or the docs, prose or code, is one the plugin has: a renamed or removed
+    option fails here rather than in a reader's run."""
+    from pytest_llm_matrix.__main__ import build_parser
+
+    options, _ = generator().plugin_parser()
+    known = {name for names, _ in options for name in names}
+    known.update(o for action in build_parser()._actions for o in action.option_strings)
+    unknown = sorted(
+        {
+            f"{path.relative_to(ROOT)}: {option}"
+            for path in [ROOT / "README.md", *PAGES]
+            for option in OWN_OPTION.findall(path.read_text(encoding="utf-8"))
+            if option not in known
+        }
+    )
+    assert not unknown, unknown
