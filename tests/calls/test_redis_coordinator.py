@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.snippets import snippet
+from tests.snippets import assert_shows, snippet
 
 REDIS_SERVER = shutil.which("redis-server")
 pytest.importorskip("redis")
@@ -231,6 +231,9 @@ def test_redis_lost_mid_run_fails_fast_naming_the_coordinator(redis_url, shared)
     assert status == 1, out
     assert f"the llm-matrix coordinator {url}: " in out
     assert "requests stop rather than go out without the shared caps" in out
+    # the troubleshooting page's line (its Redis host; the outage wait this test shortens)
+    lost = {url: "redis://redis-host:6379/0", "no answer within 2 s": "no answer within 10 s"}
+    assert_shows(snippet("trouble-redis-lost"), out, lost)
 
 
 def test_an_unreachable_coordinator_or_a_bad_url_is_a_usage_error(shared):
