@@ -115,13 +115,18 @@ def assert_shows(
     substitutions: Mapping[str, str] | None = None,
     *,
     joined: bool = False,
+    apart: bool = False,
 ) -> None:
     """Assert that a real run's ``output`` (text, or its lines) shows the ``documented``
-    block: each of its lines is a whole line of the output (whitespace runs are one space;
-    durations, ``=`` rules and ``...`` are loose), in order. ``substitutions`` (real text ->
-    documented text) are made in the output first: only what a test cannot make the same (a
-    temporary path, a free port), each named where it is used. ``joined``: the block is one
-    message the docs wrap over several lines; it must be in the output as one."""
+    block: its lines are lines of the output, one after the other, as the block has them (a
+    table with a row more or less fails); a line of just ``...`` in the block stands for
+    lines left out. Within a line, whitespace runs are one space, and durations (``1.04s``),
+    ``=`` rules and ``...`` are loose. ``substitutions`` (real text -> documented text) are
+    made in the output first: only what a test cannot make the same (a temporary path, a
+    free port), each named where it is used. ``joined``: the block is one message the docs
+    wrap over several lines; it must be in the output as one. ``apart``: the block's lines
+    are messages of their own (a page of error messages), each a line of the output, in
+    order, with any lines between them."""
     lines = [
         " ".join(line.split())
         for line in (output.splitlines() if isinstance(output, str) else output)
@@ -133,12 +138,38 @@ def assert_shows(
             f"the docs say:\n{documented}\nthe run printed:\n" + "\n".join(lines)[-3000:]
         )
         return
-    at = 0
+    runs: list[list[str]] = [[]]
     for line in documented.strip("\n").splitlines():
-        pattern = _pattern(line)
-        found = next((i for i in range(at, len(lines)) if pattern.fullmatch(lines[i])), None)
-        assert found is not None, (
-            f"the docs show the line\n  {line}\nwhich the run did not print (after line {at}):\n"
-            + "\n".join(lines[at:][-60:])
+        if line.strip() == "...":
+            runs.append([])
+        else:
+            runs[-1].append(line)
+            if apart:
+                runs.append([])
+    at = 0
+    for run in filter(None, runs):
+        patterns = [_pattern(line) for line in run]
+        found = next(
+            (
+                i
+                for i in range(at, len(lines) - len(run) + 1)
+                if all(p.fullmatch(lines[i + k]) for k, p in enumerate(patterns))
+            ),
+            None,
         )
-        at = found + 1
+        if found is None:  # say which line differs: the longest start of the run found
+            for size in range(len(run), 0, -1):
+                if any(
+                    all(p.fullmatch(lines[i + k]) for k, p in enumerate(patterns[:size]))
+                    for i in range(at, len(lines) - size + 1)
+                ):
+                    break
+            else:
+                size = 0
+            raise AssertionError(
+                f"the docs show the line\n  {run[size]}\nwhich the run did not print"
+                + (f" after\n  {run[size - 1]}" if size else f" (after line {at})")
+                + ":\n"
+                + "\n".join(lines[at:][-60:])
+            )
+        at = found + len(run)

@@ -238,14 +238,17 @@ def test_a_documented_output_must_be_what_the_run_printed():
         "=== x ===\nsim-fast   2  0  100.0%  0.18s\nsim-slow   2  0  100.0%  1.01s\n"
         "== 4 passed in 1.3s ==\n"
     )
-    assert_shows("===== x =====\nsim-fast 2 0 100.0% 9.99s\n== 4 passed in 2s ==", printed)
-    assert_shows("sim-slow 2 0 ...", printed)
+    table = "===== x =====\nsim-fast 2 0 100.0% 9.99s\nsim-slow 2 0 ...\n== 4 passed in 2s =="
+    assert_shows(table, printed)
+    assert_shows("===== x =====\n...\n== 4 passed in 2s ==", printed)  # lines left out
     for wrong in (
-        "sim-fast 3 0 100.0% 0.18s",
-        "sim-slow 2 0 100.0% 1.01s\nsim-fast 2 0 100.0% 0.18s",
+        "sim-fast 3 0 100.0% 0.18s",  # another number
+        "sim-slow 2 0 100.0% 1.01s\nsim-fast 2 0 100.0% 0.18s",  # another order
+        "===== x =====\nsim-fast 2 0 100.0% 9.99s\n== 4 passed in 2s ==",  # a row less
     ):
         with pytest.raises(AssertionError, match="which the run did not print"):
             assert_shows(wrong, printed)
+    assert_shows("sim-fast 2 0 ...\n== 4 passed ...", printed, apart=True)  # messages apart
     assert_shows(
         "one message\n  wrapped over lines", "E one message wrapped over lines.", joined=True
     )

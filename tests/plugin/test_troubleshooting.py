@@ -1,6 +1,7 @@
 """The messages quoted in docs/troubleshooting.md are the plugin's own: each block is read
 with :func:`tests.snippets.snippet` and compared with the output of real pytest sessions
-(configs written here, the real simulator) by :func:`tests.snippets.assert_shows`.
+(configs written here, the real simulator) by :func:`tests.snippets.assert_shows`, each
+line of a block a message of its own.
 
 Usage and collection errors stop before any test runs, so those sessions run in-process
 (as tests/plugin/test_bad_input.py does); sessions whose tests fail on a timeout run in a
@@ -80,7 +81,7 @@ def test_a_mistake_in_the_config(pytester):
         *usage_error(pytester, '[tool.llm-matrix]\ndefaults = ["gpt-4o-mini"]\n' + MINI),
         *usage_error(pytester, '[tool.llm-matrix.models.local]\nprovider = "openai-compatible"\n'),
     ]
-    assert_shows(snippet("trouble-config"), output)
+    assert_shows(snippet("trouble-config"), output, apart=True)
 
 
 def test_a_value_out_of_range(pytester):
@@ -90,7 +91,7 @@ def test_a_value_out_of_range(pytester):
         *usage_error(pytester, SIMS, ini='llm_repeat = "5000"\n'),
         *usage_error(pytester, SIMS, "--llm-min-pass-rate=80"),
     ]
-    assert_shows(snippet("trouble-range"), output)
+    assert_shows(snippet("trouble-range"), output, apart=True)
 
 
 def test_a_name_that_is_no_model(pytester):
@@ -100,20 +101,20 @@ def test_a_name_that_is_no_model(pytester):
         *usage_error(pytester, SIMS, "--models=-sim-fast,-sim-slow"),
         *usage_error(pytester, "", "--models=sim-fast"),
     ]
-    assert_shows(snippet("trouble-selection"), output)
+    assert_shows(snippet("trouble-selection"), output, apart=True)
 
 
 def test_a_missing_key_in_strict_mode(pytester):
     pytester.makepyfile(MODEL_TEST)
     output = usage_error(pytester, MINI, "--llm-strict", "--models=gpt-4o-mini")
-    assert_shows(snippet("trouble-strict"), output)
+    assert_shows(snippet("trouble-strict"), output, apart=True)
 
 
 def test_a_key_that_cannot_go_in_a_header(pytester, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-abc\ndef-0123456789")
     pytester.makepyfile(MODEL_TEST)
     output = usage_error(pytester, MINI, "--models=gpt-4o-mini")
-    assert_shows(snippet("trouble-key-header"), output)
+    assert_shows(snippet("trouble-key-header"), output, apart=True)
     assert "0123456789" not in "\n".join(output)
 
 
@@ -126,7 +127,7 @@ def test_price_as_names_no_listed_model(pytester):
     price_as = "claude-sonet-4"
     """
     output = usage_error(pytester, gateway, "--models=gw-sonnet")
-    assert_shows(snippet("trouble-price-as"), output)
+    assert_shows(snippet("trouble-price-as"), output, apart=True)
 
 
 def test_two_model_tests_with_one_id(pytester):
@@ -142,7 +143,7 @@ def test_two_model_tests_with_one_id(pytester):
     models = '[tool.llm-matrix.models.a]\nprovider = "simulator"\n'
     models += '[tool.llm-matrix.models.a-b]\nprovider = "simulator"\n'
     output = usage_error(pytester, models, "--models=all")
-    assert_shows(snippet("trouble-duplicate-id"), output)
+    assert_shows(snippet("trouble-duplicate-id"), output, apart=True)
 
 
 def test_an_sdk_release_the_binding_does_not_support(pytester, monkeypatch):
@@ -151,7 +152,7 @@ def test_an_sdk_release_the_binding_does_not_support(pytester, monkeypatch):
     monkeypatch.setattr(sdks, "installed", lambda sdk: "0.28.1" if sdk is sdks.OPENAI else None)
     pytester.makepyfile("def test_x():\n    pass\n")
     output = usage_error(pytester, SIMS, "--models=sim-fast", ini='usefixtures = ["llm_sdks"]\n')
-    assert_shows(snippet("trouble-sdk-release"), output)
+    assert_shows(snippet("trouble-sdk-release"), output, apart=True)
 
 
 def test_a_report_baseline_or_coordinator_that_cannot_be_used(pytester, monkeypatch, tmp_path):
@@ -175,7 +176,7 @@ def test_a_report_baseline_or_coordinator_that_cannot_be_used(pytester, monkeypa
         str(pytester.path): "/repo",
         f"127.0.0.1:{port}": "redis-host:6379",
     }
-    assert_shows(snippet("trouble-outputs"), output, substitutions)
+    assert_shows(snippet("trouble-outputs"), output, substitutions, apart=True)
 
 
 def test_ini_llm_sdks_paths_matches_nothing(pytester):
@@ -185,7 +186,7 @@ def test_ini_llm_sdks_paths_matches_nothing(pytester):
         *usage_error(pytester, SIMS, ini='llm_sdks_paths = ["tests/*_llm.py"]\n'),
     ]
     # the doc's project is at /repo
-    assert_shows(snippet("trouble-sdks-paths"), output, {str(pytester.path): "/repo"})
+    assert_shows(snippet("trouble-sdks-paths"), output, {str(pytester.path): "/repo"}, apart=True)
 
 
 def test_the_simulators_config(pytester):
@@ -201,7 +202,7 @@ def test_the_simulators_config(pytester):
     simulate = { latency = 0.5 }
     """
     output = [*usage_error(pytester, knobs), *usage_error(pytester, twins, "--models=all")]
-    assert_shows(snippet("trouble-simulator"), output)
+    assert_shows(snippet("trouble-simulator"), output, apart=True)
 
 
 # --- a collection error (exit 2) -------------------------------------------------------
@@ -229,7 +230,7 @@ def test_a_collection_error(pytester):
     for arguments, args in cases:
         (tests / "test_a.py").write_text(marked.format(arguments))
         output += collection_error(pytester, gpt4, *args)
-    assert_shows(snippet("trouble-collection"), output)
+    assert_shows(snippet("trouble-collection"), output, apart=True)
 
 
 # --- a test fails with a message from the plugin ----------------------------------------
@@ -294,7 +295,7 @@ def test_rate_limits_retries_and_timeouts(pytester):
         "after 1s": "after 60s",
         "E Failed: ": "",
     }
-    assert_shows("\n".join([first, *rest]), output, shown)
+    assert_shows("\n".join([first, *rest]), output, shown, apart=True)
     # a retry-after beyond what is left of the test's time: a model of 12 s, whose third
     # answer asks for 30 s
     write(
@@ -310,7 +311,7 @@ def test_rate_limits_retries_and_timeouts(pytester):
         """,
     )
     pytester.makepyfile("def test_deadline(llm):\n    llm.complete('hi')\n")
-    assert_shows(deadline, failures(pytester, "--llm-max-wait=60"))
+    assert_shows(deadline, failures(pytester, "--llm-max-wait=60"), apart=True)
 
 
 class _Provider(BaseHTTPRequestHandler):
@@ -388,7 +389,7 @@ def test_a_models_error_answer(pytester, monkeypatch, provider):
     output = failures(pytester, "-rs")
     # pytest shows the exception with its module, after its "E"
     shown = {"E pytest_llm_matrix.calls.client.LLMError: ": "LLMError: "}
-    assert_shows(snippet("trouble-error-answer"), output, shown)
+    assert_shows(snippet("trouble-error-answer"), output, shown, apart=True)
     assert "0123456789" not in "\n".join(output)
 
 
@@ -413,7 +414,7 @@ def test_streams(pytester):
             list(llm.stream("json"))
         """
     )
-    assert_shows(snippet("trouble-streams"), failures(pytester))
+    assert_shows(snippet("trouble-streams"), failures(pytester), apart=True)
 
 
 BOT = """
@@ -462,7 +463,7 @@ def test_record_and_replay(pytester):
     folder.rmdir()
     folder.write_text("")
     output += failures(pytester, "--llm-record=all", "tests/test_bot.py")
-    assert_shows(snippet("trouble-replay"), output)
+    assert_shows(snippet("trouble-replay"), output, apart=True)
 
 
 JUDGE = """
@@ -486,7 +487,7 @@ def test_the_judge(pytester):
     unjudged = pytester.runpytest(*QUIET, "--models=gpt-4o-mini")
     unjudged.assert_outcomes(errors=1)
     output = lines(unjudged) + failures(pytester, "--models=gpt-4o-mini", "--llm-judge=gpt-4o")
-    assert_shows(snippet("trouble-judge"), output)
+    assert_shows(snippet("trouble-judge"), output, apart=True)
 
 
 def test_fixtures_and_scopes(pytester):
@@ -523,7 +524,7 @@ def test_fixtures_and_scopes(pytester):
     (tests / "test_x.py").write_text("def test_y(llm_snapshot):\n    pass\n")
     output = failures(pytester, "--models=all")
     output += failures(pytester, "--models=sim-a", "-p", "no:syrupy", "tests")
-    assert_shows(snippet("trouble-scopes"), output)
+    assert_shows(snippet("trouble-scopes"), output, apart=True)
 
 
 def test_suites_whose_sdk_clients_are_bound(pytester, monkeypatch):
@@ -561,14 +562,14 @@ def test_suites_whose_sdk_clients_are_bound(pytester, monkeypatch):
         """
     )
     output = failures(pytester, "--models=sim-a")
-    assert_shows(snippet("trouble-bound"), output)
+    assert_shows(snippet("trouble-bound"), output, apart=True)
 
 
 def test_a_crashed_worker(pytester):
     write(pytester, '[tool.llm-matrix.models.gpt-4o]\nprovider = "simulator"\n')
     pytester.makepyfile(test_x="import os\n\ndef test_y(llm):\n    os._exit(1)\n")
     output = failures(pytester, "-n", "1", subprocess=True)
-    assert_shows(snippet("trouble-crash"), output, {"'gw0'": "'gw2'"})
+    assert_shows(snippet("trouble-crash"), output, {"'gw0'": "'gw2'"}, apart=True)
 
 
 def test_a_hard_coded_model_id(pytester):
@@ -583,4 +584,4 @@ def test_a_hard_coded_model_id(pytester):
     )
     result = pytester.runpytest(*QUIET)
     result.assert_outcomes(failed=1)
-    assert_shows(snippet("trouble-model-id"), lines(result))
+    assert_shows(snippet("trouble-model-id"), lines(result), apart=True)
