@@ -5,7 +5,8 @@ The README's first command ends in ``cd example_project && pytest --models=all -
 (CI has made and activated its own virtualenv, so only that part is run); its summary block
 is compared with the run's output at the README's 120 columns. The quickstart's block of
 example commands repeats that one, then replays the recordings and writes the HTML report;
-each runs as written. Costs minutes of nobody's time in the suite, so it is not a test of
+each runs as written, as do the replay commands of the example's own README (which leave
+its recordings as they were). Costs minutes of nobody's time in the suite, so it is not a test of
 it: the example's sequential run alone takes 15 s.
 """
 
@@ -67,6 +68,15 @@ def main() -> None:
                 assert report.stat().st_size > 10_000
                 report.rename(Path(keep) / "report.html")  # leave the checkout as it was
     print("the quickstart's example commands run as written", flush=True)
+
+    cassettes = EXAMPLE / "tests" / "llm_cassettes"
+    before = {path: path.read_bytes() for path in cassettes.rglob("*.json")}
+    for line in snippet("example-replay-commands").strip().splitlines():
+        output = run(line.split("  #", 1)[0].strip())
+        assert "3 failed, 34 passed, 8 skipped" in output, output[-2000:]
+    after = {path: path.read_bytes() for path in cassettes.rglob("*.json")}
+    assert after == before, "a run of the example's README changed its recordings"
+    print("the example's README's replay commands run as written", flush=True)
 
 
 if __name__ == "__main__":

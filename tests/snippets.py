@@ -20,8 +20,12 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The Markdown whose code blocks are the project's documentation.
-FILES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+#: The Markdown whose code blocks are the project's documentation (the example's README too).
+FILES = (
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    ROOT / "example_project" / "README.md",
+)
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 MARKER = re.compile(r"^\s*<!-- (?:snippet: ([\w.-]+)|not run: (.+?)) -->\s*$")
 

@@ -280,7 +280,8 @@ def test_a_second_auto_run_is_sized_by_the_memory_its_workers_took(pytester, wri
 
 def test_auto_workers_without_caps_or_models():
     chosen, why = auto_workers(settings({"a": None}), None, cpus=3)
-    assert (chosen, why) == (6, "2 per CPU (3 CPUs), as no concurrency caps are configured")
+    uncapped = "as neither a global cap nor a cap on every model is set"
+    assert (chosen, why) == (6, f"2 per CPU (3 CPUs), {uncapped}")
     assert auto_workers(Settings(), None) == (None, "no models selected: xdist's default")
 
 

@@ -305,7 +305,8 @@ def auto_workers(
         if cpus is None:
             cpus, how = usable_cpus()
             how = f", {how}"
-        bounds[f"2 per CPU ({cpus} CPUs{how}), as no concurrency caps are configured"] = 2 * cpus
+        uncapped = "as neither a global cap nor a cap on every model is set"
+        bounds[f"2 per CPU ({cpus} CPUs{how}), {uncapped}"] = 2 * cpus
     if model_tests:
         bounds["the model tests of the last run"] = model_tests
     kind = "preloaded" if preloaded else "started the normal way"
