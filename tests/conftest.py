@@ -5,6 +5,7 @@ import json
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -20,6 +21,15 @@ import pytest
 # pytester's in-process runs drop the modules an inner run imported. Importing httpx2 and
 # httpcore2 (which httpx2 loads lazily) here keeps one copy of each for every inner run:
 # otherwise httpx2's mapping of httpcore2 errors meets exception classes from a second copy.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started with SIGINT ignored (as a background job of a shell without job
+    control starts it) would pass that on to every run it starts, and the tests of Ctrl-C
+    would test nothing: take the signal back, as a terminal's run has it."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 #: A registry with no network needs: simulator models (the plugin starts the simulator)
 #: and hosted models whose keys are unset, so they are skipped.

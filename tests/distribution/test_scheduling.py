@@ -400,7 +400,7 @@ def test_auto_workers_count_the_cpus_taskset_leaves(pytester, write_config, monk
     )  # fmt: skip
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
-        ["*-n auto: 2 workers, set by 2 per CPU (1 CPUs, the affinity mask), as no concurrency*"]
+        ["*-n auto: 2 workers, set by 2 per CPU (1 CPUs, the affinity mask), as neither*"]
     )
 
 
