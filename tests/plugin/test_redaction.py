@@ -294,6 +294,7 @@ def test_an_echoed_key_is_found_nowhere(pytester, write_config, monkeypatch, wor
             "--junitxml=junit.xml",
             "--llm-report=report.json",
             "--llm-max-attempts=2",
+            "--llm-max-wait=0.05",  # (the retried 500s' backoff: the run's time, not the test's)
             "-p",
             "no:cacheprovider",
             *workers,
