@@ -128,7 +128,7 @@ def test_ci_runs_the_readme_s_two_commands():
     ci = (ROOT / ".ci" / "run").read_text()
     install, run = snippet("readme-tests").strip().split(" && ")[2:]
     assert install == 'pip install -e ".[dev]"'
-    assert 'python -m pip install --quiet -e ".[dev]"' in ci
+    assert 'python -m pip install --quiet -e ".[dev,docs]"' in ci  # (the docs extras too)
     assert f"\n{run} -p no:cacheprovider\n" in ci
     assert "python -m tests.example_commands" in ci
     assert (
