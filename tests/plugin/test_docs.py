@@ -191,3 +191,58 @@ def test_every_option_the_docs_name_exists():
         }
     )
     assert not unknown, unknown
+
+
+#: How a workflow installs the plugin until a release exists: the repository at a full commit.
+PINNED_INSTALL = re.compile(
+    r'pip install "pytest-llm-matrix(?:\[([\w,]+)\])? @ '
+    r'git\+https://github\.com/pytest-llm-matrix/pytest-llm-matrix@[0-9a-f]{40}"'
+)
+
+
+def workflow_commands() -> list[str]:
+    """Every command line of the example's GitHub workflow and of the docs' YAML blocks."""
+    yaml = pytest.importorskip("yaml")
+    from tests.snippets import blocks
+
+    texts = [(ROOT / "example_project/.github/workflows/llm-tests.yml").read_text()]
+    texts += [block.text for block in blocks() if block.language == "yaml"]
+    lines = []
+    for text in texts:
+        found = yaml.safe_load(text)
+        stack = [found]
+        while stack:  # every "run:" value, wherever it is nested
+            item = stack.pop()
+            if isinstance(item, dict):
+                lines += str(item["run"]).splitlines() if "run" in item else []
+                stack += list(item.values())
+            elif isinstance(item, list):
+                stack += item
+    return lines
+
+
+def test_the_workflows_install_the_plugin_pinned_and_use_its_options():
+    """The example's workflow and the docs' workflow blocks: the plugin installed from the
+    repository at a full commit, with extras it has (no index serves it yet), and pytest
+    given only options the plugin has."""
+    import tomllib
+
+    from pytest_llm_matrix.__main__ import build_parser
+
+    extras = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    )
+    options, _ = generator().plugin_parser()
+    known = {name for names, _ in options for name in names}
+    known.update(o for action in build_parser()._actions for o in action.option_strings)
+    commands = workflow_commands()
+    installs = [line for line in commands if "pip install" in line and "pytest-llm-matrix" in line]
+    assert len(installs) >= 5, installs
+    for line in installs:
+        pinned = PINNED_INSTALL.search(line)
+        assert pinned, f"not installed from the repository at a commit: {line}"
+        assert set((pinned.group(1) or "").split(",")) - {""} <= extras, line
+    runs = [line for line in commands if re.search(r"(^|\s)pytest\s", line)]
+    assert len(runs) >= 4, runs
+    unknown = [o for line in runs for o in OWN_OPTION.findall(line) if o not in known]
+    assert not unknown, unknown
